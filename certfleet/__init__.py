@@ -1,0 +1,3 @@
+"""certfleet: certificate provisioning on Prefect 3."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `certfleet` command."""

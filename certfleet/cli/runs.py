@@ -1,0 +1,34 @@
+"""Starting flows on a running certfleet through Prefect, never by calling flow functions here."""
+
+from __future__ import annotations
+
+import os
+
+from certfleet.deployments.embedded import healthy
+from certfleet.settings import get_settings
+
+
+class NotRunning(RuntimeError):
+    """No Prefect API answers where certfleet's runs would go."""
+
+
+def api_url() -> str:
+    settings = get_settings()
+    return os.environ.get("PREFECT_API_URL") or f"http://{settings.host}:{settings.prefect_port}/api"
+
+
+def start_run(flow_name: str, parameters: dict[str, int], *, wait: bool) -> str:
+    url = api_url()
+    if not healthy(url):
+        raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
+    os.environ["PREFECT_API_URL"] = url  # before Prefect is imported
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(f"{flow_name}/certfleet", parameters=parameters, timeout=None if wait else 0)
+    assert isinstance(run, FlowRun)  # called from sync code, so not a coroutine
+    state = run.state
+    if state is None:
+        return f"{run.name}: submitted"
+    message = f" - {state.message}" if state.message else ""
+    return f"{run.name}: {state.name}{message}"

@@ -1,0 +1,82 @@
+"""`certfleet up`: everything on the embedded default, in the foreground, until Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+
+from certfleet.demo.fleet import load_fleet, plan_fleet, register_fleet
+from certfleet.demo.listener import ListenerProcess
+from certfleet.deployments.embedded import EmbeddedPrefect, port_in_use
+from certfleet.models.bootstrap import initialize
+from certfleet.settings import get_settings
+
+DEMO_FLEET_SIZE = 3
+
+
+def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
+    settings = get_settings()
+    boot = initialize()
+    prefect = EmbeddedPrefect(settings.prefect_home, settings.host, settings.prefect_port)
+    started_here = prefect.start()
+    os.environ["PREFECT_API_URL"] = prefect.api_url  # before Prefect is imported below
+    from certfleet.deployments.serve import FLOWS, serve_flows
+
+    listeners: list[ListenerProcess] = []
+    try:
+        root = settings.home / "demo-fleet"
+        hosts = load_fleet(root)
+        new_cert_ids: list[int] = []
+        if demo_fleet and not hosts:
+            hosts = plan_fleet(root, DEMO_FLEET_SIZE)
+            new_cert_ids = register_fleet(
+                hosts, ca_connector_id=boot.ca_connector_id, bot_id=boot.local_bot_id
+            )
+        for host in hosts:
+            if port_in_use("127.0.0.1", host.port):
+                say(f"[yellow]demo host {host.fqdn}: port {host.port} is taken, not started[/yellow]")
+                continue
+            listeners.append(host.listener())
+            listeners[-1].launch()
+        say(f"certfleet is up (data in {settings.home})")
+        say(f"  Prefect UI:   {prefect.ui_url}")
+        say(f"  Prefect API:  {prefect.api_url}")
+        say(f"  database:     {settings.sqlalchemy_url.split('@')[-1]}")
+        for host in hosts:
+            say(f"  demo server:  https://{host.fqdn}:{host.port} (127.0.0.1)")
+        say(f"  flows served: {', '.join(f.name for f in FLOWS)}")
+        if new_cert_ids:
+            say("  provisioning the demo fleet: watch the runs in the Prefect UI")
+            threading.Thread(target=_provision, args=(new_cert_ids,), daemon=True).start()
+        say("Press Ctrl-C to stop.")
+
+        with contextlib.suppress(KeyboardInterrupt):
+            serve_flows()
+    finally:
+        for listener in listeners:
+            listener.stop()
+        if started_here:
+            prefect.stop()
+
+
+def _provision(cert_ids: list[int]) -> None:
+    """Start provision runs once `serve` has registered the deployment (it does so within seconds)."""
+    import time
+
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + 60
+    for cert_id in cert_ids:
+        while True:
+            try:
+                run_deployment(
+                    "provision-certificate/certfleet", parameters={"certificate_id": cert_id}, timeout=0
+                )
+                break
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(1)

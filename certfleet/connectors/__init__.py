@@ -1,0 +1,1 @@
+"""Protocol clients for CAs and servers. Nothing here imports Prefect."""

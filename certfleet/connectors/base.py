@@ -1,0 +1,101 @@
+"""The interfaces every CA and every server connector implements, and the values that cross them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict
+
+
+class Profile(enum.StrEnum):
+    TLS_SERVER = "tls-server"
+    SMIME = "smime"
+
+
+class IssueRequest(BaseModel):
+    """One certificate request. `idempotency_key` lets CAs that support it refuse a duplicate order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    csr_pem: str
+    profile: Profile = Profile.TLS_SERVER
+    validity_days: int | None = None
+    idempotency_key: str
+
+
+class IssueResult(BaseModel):
+    """Either the issued chain (leaf first, PEM) or the CA's id of an order that is still pending."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ca_order_id: str | None = None
+    pem_chain: str | None = None
+    dcv_status: str | None = None
+
+    @property
+    def issued(self) -> bool:
+        return self.pem_chain is not None
+
+
+class CertificateAuthority(Protocol):
+    kind: ClassVar[str]
+
+    def issue(self, request: IssueRequest) -> IssueResult: ...
+
+    def status(self, ca_order_id: str) -> IssueResult: ...
+
+    def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None: ...
+
+
+@dataclass(frozen=True)
+class CertificateBundle:
+    """What gets installed. The key never appears in a repr, a log or a task result."""
+
+    leaf_pem: bytes
+    chain_pem: bytes  # intermediates, may be empty
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return self.leaf_pem + self.chain_pem
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """One file a handler wants replaced: written to a temp file, then renamed over the old one."""
+
+    path: str
+    data: bytes = field(repr=False)
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: str
+    backup_path: str
+    existed: bool
+
+
+class ServerHandler(Protocol):
+    """A server-side home of a certificate, in certbot Installer verbs.
+
+    Every change is a file replacement, so the journal, the backup and the restore are the same for every
+    server kind; a handler only decides which files to write and how to test and reload.
+    """
+
+    kind: ClassVar[str]
+
+    def plan(self, bundle: CertificateBundle) -> list[FileWrite]: ...
+
+    def snapshot(self, path: str, backup_path: str) -> Backup: ...
+
+    def install(self, write: FileWrite) -> None: ...
+
+    def verify(self) -> None: ...
+
+    def activate(self) -> None: ...
+
+    def restore(self, backup: Backup) -> None: ...

@@ -1,0 +1,1 @@
+"""One module per certificate authority kind."""

@@ -1,0 +1,1 @@
+"""Transports to servers and one handler per server kind."""

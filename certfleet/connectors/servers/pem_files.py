@@ -1,0 +1,73 @@
+"""A server that reads PEM files (certificate or full chain, key, chain) and is reloaded by a command.
+
+This is what nginx, Apache httpd, HAProxy and most daemons look like from the outside; the server-type
+handlers of issue 4 find the paths in the configuration, this one is told them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
+from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.servers.transport import Transport
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+
+
+@dataclass
+class PemFilesTarget:
+    kind: ClassVar[str] = "pem-files"
+
+    transport: Transport
+    cert_path: str
+    key_path: str
+    chain_path: str | None = None
+    config_test_command: str | None = None
+    reload_command: str | None = None
+    command_timeout: float = 60.0
+
+    def plan(self, bundle: CertificateBundle) -> list[FileWrite]:
+        # Without a separate chain file the certificate file carries the full chain, as nginx expects.
+        writes = [
+            FileWrite(
+                self.cert_path, bundle.leaf_pem if self.chain_path else bundle.fullchain_pem, CERT_MODE
+            ),
+            FileWrite(self.key_path, bundle.key_pem, KEY_MODE),
+        ]
+        if self.chain_path:
+            writes.append(FileWrite(self.chain_path, bundle.chain_pem, CERT_MODE))
+        return writes
+
+    def snapshot(self, path: str, backup_path: str) -> Backup:
+        if self.transport.read(path) is None:
+            return Backup(path, backup_path, existed=False)
+        self.transport.copy(path, backup_path)
+        return Backup(path, backup_path, existed=True)
+
+    def install(self, write: FileWrite) -> None:
+        self.transport.write_atomic(write.path, write.data, write.mode)
+
+    def verify(self) -> None:
+        if self.config_test_command:
+            self._run("config test", self.config_test_command)
+
+    def activate(self) -> None:
+        if self.reload_command:
+            self._run("reload", self.reload_command)
+
+    def restore(self, backup: Backup) -> None:
+        if backup.existed:
+            self.transport.copy(backup.backup_path, backup.path)
+        else:
+            self.transport.remove(backup.path)
+
+    def _run(self, what: str, command: str) -> None:
+        result = self.transport.run(command, self.command_timeout)
+        if result.exit_code != 0:
+            raise PermanentConnectorError(
+                f"{what} `{command}` on {self.transport.label} failed with exit code {result.exit_code}: "
+                f"{result.tail() or 'no output'}"
+            )

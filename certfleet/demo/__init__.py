@@ -1,0 +1,1 @@
+"""Stand-in services (a TLS listener) that let demos and integration tests deploy to a real server."""

@@ -1,0 +1,129 @@
+"""The demo fleet: TLS listeners on 127.0.0.1 that serve certificate files from disk, registered as
+local-agent servers with one certificate each, as an operator would register real web servers."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from certfleet.demo.listener import ListenerProcess, free_port
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate, DeploymentTarget, Server, ServerConnection
+from certfleet.pki.bundle import chain_to_pem
+from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
+
+DEMO_DOMAIN = "demo.certfleet.test"
+
+
+@dataclass(frozen=True)
+class DemoHost:
+    name: str
+    port: int
+    directory: str
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{DEMO_DOMAIN}"
+
+    @property
+    def cert_path(self) -> Path:
+        return Path(self.directory) / "fullchain.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.directory) / "privkey.pem"
+
+    def listener(self) -> ListenerProcess:
+        return ListenerProcess(
+            "127.0.0.1", self.port, self.cert_path, self.key_path, workdir=Path(self.directory)
+        )
+
+
+def plan_fleet(root: Path, count: int) -> list[DemoHost]:
+    """Pick free ports and write each host's first certificate: a self-signed one, like a fresh install."""
+    hosts = []
+    for n in range(1, count + 1):
+        host = DemoHost(name=f"web-{n}", port=free_port(), directory=str(root / f"web-{n}"))
+        Path(host.directory).mkdir(parents=True, exist_ok=True)
+        _write_placeholder(host)
+        hosts.append(host)
+    (root / "fleet.json").write_text(json.dumps([asdict(h) for h in hosts], indent=2))
+    return hosts
+
+
+def load_fleet(root: Path) -> list[DemoHost]:
+    path = root / "fleet.json"
+    return [DemoHost(**h) for h in json.loads(path.read_text())] if path.exists() else []
+
+
+def _write_placeholder(host: DemoHost) -> None:
+    key = generate_private_key(KeySpec(algorithm="ec", size=256))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host.fqdn)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host.fqdn)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    host.cert_path.write_bytes(chain_to_pem([cert]))
+    host.key_path.touch(mode=0o600)
+    host.key_path.write_bytes(private_key_to_pem(key))
+
+
+def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) -> list[int]:
+    """One local-agent server, certificate and target per host; returns the certificate ids."""
+    ids = []
+    with session_scope() as s:
+        for host in hosts:
+            listener = host.listener()
+            server = Server(
+                description=f"Demo web server {host.name}",
+                host="127.0.0.1",
+                ports=[host.port],
+                connection=ServerConnection.LOCAL,
+                server_type="generic",
+                app_path=host.directory,
+                service_name=f"certfleet-demo-{host.name}",
+                config_test_command=shlex.join(listener.check_command()),
+                reload_command=shlex.join(listener.reload_command()),
+                bot_id=bot_id,
+                created_by="certfleet demo",
+            )
+            cert = Certificate(
+                common_name=host.fqdn,
+                sans=[host.fqdn],
+                ca_connector_id=ca_connector_id,
+                provisioning_bot_id=bot_id,
+                key_spec="ec-p256",
+                validity_days=30,
+                batch_name="demo",
+                tags=["demo"],
+                location_host="127.0.0.1",
+                location_port=host.port,
+            )
+            cert.targets.append(
+                DeploymentTarget(
+                    server=server,
+                    port=host.port,
+                    server_name=host.fqdn,
+                    cert_path=str(host.cert_path),
+                    key_path=str(host.key_path),
+                )
+            )
+            s.add_all([server, cert])
+            s.flush()
+            ids.append(cert.id)
+    return ids

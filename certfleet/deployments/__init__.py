@@ -1,0 +1,1 @@
+"""Serving flows, the embedded Prefect server and bootstrap of work pools."""

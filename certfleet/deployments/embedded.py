@@ -1,0 +1,106 @@
+"""The embedded Prefect server: a `prefect server start` child process on SQLite in the data directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class EmbeddedServerError(RuntimeError):
+    """The Prefect server did not come up; the message carries the end of its log."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class EmbeddedPrefect:
+    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 4200) -> None:
+        self.home = home
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "prefect-server.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> bool:
+        """Start the server, or attach to one already answering on the port. Returns True if started here."""
+        if healthy(self.api_url):
+            return False
+        if port_in_use(self.host, self.port):
+            raise EmbeddedServerError(
+                f"port {self.port} on {self.host} is taken by something that is not a Prefect server; "
+                "set CERTFLEET_PREFECT_PORT to a free port"
+            )
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+            PREFECT_UI_API_URL=self.api_url,
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedServerError(f"the Prefect server exited at start: {self._log_tail()}")
+            if healthy(self.api_url):
+                return True
+            time.sleep(0.3)
+        self.stop()
+        raise EmbeddedServerError(
+            f"the Prefect server did not answer within {timeout:g} s: {self._log_tail()}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _log_tail(self, lines: int = 8) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
+        except FileNotFoundError:
+            return "no log written"

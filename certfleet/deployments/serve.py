@@ -1,0 +1,29 @@
+"""Serve certfleet's flows from this process, so the Prefect UI (and `run_deployment`) can start them."""
+
+from __future__ import annotations
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+
+from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.issuance import issue_certificate
+from certfleet.flows.provisioning import provision_certificate
+from certfleet.flows.rollback import rollback_deployment
+
+DEPLOYMENT = "certfleet"  # each flow is served as "<flow name>/certfleet"
+FLOWS = (issue_certificate, deploy_certificate, provision_certificate, rollback_deployment)
+
+
+def runner_deployments() -> list[RunnerDeployment]:
+    deployments = []
+    for f in FLOWS:
+        summary = (f.description or f.name).strip().splitlines()[0]
+        deployment = f.to_deployment(name=DEPLOYMENT, description=summary, tags=["certfleet"])
+        assert isinstance(deployment, RunnerDeployment)  # sync call, so not a coroutine
+        deployments.append(deployment)
+    return deployments
+
+
+def serve_flows(limit: int = 8) -> None:
+    """Blocks until interrupted. `limit` bounds concurrent runs on this machine (2 cores)."""
+    serve(*runner_deployments(), limit=limit, print_starting_message=False, pause_on_shutdown=False)

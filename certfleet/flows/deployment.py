@@ -1,0 +1,59 @@
+"""deploy-certificate: install a certificate on each of its targets, prove it is served, or roll back."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from certfleet.connectors.errors import ConnectorError
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate
+from certfleet.models.repo import get
+from certfleet.tasks.deployment import (
+    finish_deployment,
+    install_on_target,
+    restore_target,
+    start_deployment,
+    verify_served,
+)
+
+
+class DeploymentFailed(RuntimeError):
+    """At least one target did not end up serving the new certificate."""
+
+
+@flow(name="deploy-to-target", flow_run_name="deploy-cert-{certificate_id}-target-{target_id}")
+def deploy_to_target(certificate_id: int, target_id: int) -> str:
+    """One target, all or nothing: on any failure the journal restores what was changed."""
+    deployment_id = start_deployment(certificate_id, target_id)
+    try:
+        install_on_target(deployment_id)
+        verify_served(deployment_id)
+    except Exception as exc:  # whatever went wrong, the server must not keep an unproven change
+        get_run_logger().warning("deployment %s failed, rolling back: %s", deployment_id, exc)
+        status = restore_target(deployment_id, str(exc) if isinstance(exc, ConnectorError) else repr(exc))
+        if not isinstance(exc, ConnectorError):
+            raise
+        return status
+    finish_deployment(deployment_id)
+    return "Deployed"
+
+
+@flow(name="deploy-certificate", flow_run_name="deploy-certificate-{certificate_id}")
+def deploy_certificate(certificate_id: int, target_ids: list[int] | None = None) -> dict[int, str]:
+    """Deploys to the given targets (all of the certificate's when none are named), one after another.
+
+    Fails when any target did not end Deployed, so the Prefect UI and the dashboard show it red.
+    """
+    with session_scope() as s:
+        known = [t.id for t in get(s, Certificate, certificate_id).targets]
+    chosen = known if target_ids is None else target_ids
+    if not chosen:
+        raise DeploymentFailed(f"certificate {certificate_id} has no deployment targets")
+    outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
+    failed = {t: o for t, o in outcome.items() if o != "Deployed"}
+    if failed:
+        raise DeploymentFailed(
+            f"{len(failed)} of {len(outcome)} targets not deployed: "
+            + ", ".join(f"target {t}: {o}" for t, o in failed.items())
+        )
+    return outcome

@@ -1,0 +1,1 @@
+"""Persistence and data contracts: tables, the one place sessions are made, queries."""

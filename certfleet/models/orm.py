@@ -1,0 +1,407 @@
+"""The tables. Values of status columns are the labels the manual uses, so filters speak the user's words."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from certfleet.models.encryption import EncryptedBytes, EncryptedText
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite drops time zones, PostgreSQL would convert them."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _label_enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as VARCHAR without a CHECK so a new state is a code change, not a table rebuild on SQLite.
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=40,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class BotStatus(enum.StrEnum):
+    PENDING_ACTIVATION = "Pending Activation"
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    STOPPED = "Stopped"
+    INACTIVE = "Inactive"
+
+
+class BotPurpose(enum.StrEnum):
+    PROVISIONING = "Provisioning"
+    DISCOVERY = "Discovery"
+    BOTH = "Discovery and Provisioning"
+
+
+class CertificateStatus(enum.StrEnum):
+    DISCOVERED = "Discovered"
+    INITIATED = "Initiated"
+    ORDER_PENDING = "Order Pending"
+    ISSUED = "Issued"
+    DEPLOYED = "Deployed"
+    ROLLED_BACK = "Rolled Back"
+    DEPLOYMENT_FAILED = "Deployment Failed"
+    IGNORED = "Ignored"
+    REVOKED = "Revoked"
+    EXPIRED = "Expired"
+
+
+class CAType(enum.StrEnum):
+    PUBLIC = "Public"
+    PRIVATE = "Private"
+
+
+class DeploymentType(enum.StrEnum):
+    AUTOMATED = "Automated"
+    MANUAL = "Manual"
+
+
+class OrderState(enum.StrEnum):
+    CREATED = "Created"  # row written, CA not called yet
+    SUBMITTED = "Submitted"  # CA call under way or its answer not recorded yet
+    PENDING = "Pending"  # CA accepted the order and will issue later (poll it)
+    ISSUED = "Issued"
+    FAILED = "Failed"
+
+
+class ConnectorStatus(enum.StrEnum):
+    ACTIVE = "Active"
+    DISABLED = "Disabled"
+
+
+class ServerConnection(enum.StrEnum):
+    LOCAL = "local"  # the bot's own file system
+    SSH = "ssh"
+    SMB = "smb"
+
+
+class ServerStatus(enum.StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    UNREACHABLE = "Unreachable"
+
+
+class DeploymentStatus(enum.StrEnum):
+    RUNNING = "Running"
+    DEPLOYED = "Deployed"
+    ROLLED_BACK = "Rolled Back"
+    FAILED = "Deployment Failed"
+
+
+class StepState(enum.StrEnum):
+    PLANNED = "planned"  # journalled, side effect may or may not have happened
+    DONE = "done"
+    FAILED = "failed"
+    RESTORED = "restored"
+
+
+class SmimeStatus(enum.StrEnum):
+    AWAITING_ORDER = "Awaiting Order"
+    CSR_PENDING = "CSR Pending"
+    CERTIFICATE_ISSUED = "Certificate Issued"
+    CERTIFICATE_INSTALLED = "Certificate Installed"
+    IGNORED = "Ignored"
+
+
+class Bot(Base):
+    __tablename__ = "bots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[BotStatus] = mapped_column(_label_enum(BotStatus), default=BotStatus.PENDING_ACTIVATION)
+    last_update: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[str | None] = mapped_column(String(40))
+    purpose: Mapped[BotPurpose] = mapped_column(_label_enum(BotPurpose), default=BotPurpose.PROVISIONING)
+    group_name: Mapped[str | None] = mapped_column(String(120))
+    os: Mapped[str | None] = mapped_column(String(80))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_hash: Mapped[str | None] = mapped_column(String(128))
+    work_queue: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class CAConnector(Base):
+    __tablename__ = "ca_connectors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    base_url: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[ConnectorStatus] = mapped_column(
+        _label_enum(ConnectorStatus), default=ConnectorStatus.ACTIVE
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    credentials: Mapped[str | None] = mapped_column(EncryptedText)  # JSON object, sealed
+    default_validity_days: Mapped[int] = mapped_column(Integer, default=90)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class Server(Base):
+    __tablename__ = "servers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(255))
+    ports: Mapped[list[int]] = mapped_column(JSON, default=list)
+    connection: Mapped[ServerConnection] = mapped_column(_label_enum(ServerConnection))
+    username: Mapped[str | None] = mapped_column(String(120))
+    password: Mapped[str | None] = mapped_column(EncryptedText)
+    ssh_private_key: Mapped[str | None] = mapped_column(EncryptedText)
+    ssh_port: Mapped[int] = mapped_column(Integer, default=22)
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
+    use_sudo: Mapped[bool] = mapped_column(Boolean, default=False)
+    server_type: Mapped[str] = mapped_column(String(20))
+    app_path: Mapped[str | None] = mapped_column(String(500))  # Nginx Path, Tomcat Path, ...
+    keystore_folder: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[str | None] = mapped_column(String(40))
+    service_name: Mapped[str | None] = mapped_column(String(120))
+    config_test_command: Mapped[str | None] = mapped_column(Text)
+    reload_command: Mapped[str | None] = mapped_column(Text)
+    bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id"))
+    status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+
+    bot: Mapped[Bot | None] = relationship()
+
+
+class Certificate(Base):
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    common_name: Mapped[str] = mapped_column(String(255))
+    sans: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[CertificateStatus] = mapped_column(
+        _label_enum(CertificateStatus), default=CertificateStatus.INITIATED, index=True
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    discovery_bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id"))
+    provisioning_bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id"))
+    ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id"))
+    # What certfleet asks for when it (re)orders this certificate.
+    profile: Mapped[str] = mapped_column(String(20), default="tls-server")  # or "smime"
+    key_spec: Mapped[str] = mapped_column(String(20), default="rsa2048")
+    validity_days: Mapped[int | None] = mapped_column(Integer)
+    renew_before_days: Mapped[int] = mapped_column(Integer, default=30)
+    organization: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    batch_name: Mapped[str | None] = mapped_column(String(120))
+    deployment_type: Mapped[DeploymentType] = mapped_column(
+        _label_enum(DeploymentType), default=DeploymentType.AUTOMATED
+    )
+    # Where discovery saw it.
+    location_host: Mapped[str | None] = mapped_column(String(255))
+    location_port: Mapped[int | None] = mapped_column(Integer)
+    scan_ip: Mapped[str | None] = mapped_column(String(64))
+    scan_port: Mapped[int | None] = mapped_column(Integer)
+    # Filled from the current certificate itself.
+    issuer_ca: Mapped[str | None] = mapped_column(String(255))
+    ca_type: Mapped[CAType | None] = mapped_column(_label_enum(CAType))
+    signature_algorithm: Mapped[str | None] = mapped_column(String(40))
+    serial_number: Mapped[str | None] = mapped_column(String(80), index=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    key_type: Mapped[str | None] = mapped_column(String(20))
+    key_size: Mapped[int | None] = mapped_column(Integer)
+    sha1_thumbprint: Mapped[str | None] = mapped_column(String(40))
+    sha256_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
+    vulnerability_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    pem_chain: Mapped[str | None] = mapped_column(Text)
+    private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    # Order and provisioning trail.
+    ca_order_id: Mapped[str | None] = mapped_column(String(120))
+    order_generation: Mapped[int] = mapped_column(Integer, default=0)
+    issued_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_provisioned_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    validation_status: Mapped[str | None] = mapped_column(String(40))
+    dcv_status: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    ca_connector: Mapped[CAConnector | None] = relationship()
+    targets: Mapped[list[DeploymentTarget]] = relationship(
+        back_populates="certificate", cascade="all, delete-orphan", order_by="DeploymentTarget.id"
+    )
+
+
+class DeploymentTarget(Base):
+    """Where one certificate goes: a server, the port that serves it, and the files it lives in."""
+
+    __tablename__ = "deployment_targets"
+    __table_args__ = (UniqueConstraint("certificate_id", "server_id", "port"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"))
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id"))
+    port: Mapped[int] = mapped_column(Integer)
+    server_name: Mapped[str | None] = mapped_column(String(255))  # SNI; the certificate's CN when empty
+    cert_path: Mapped[str | None] = mapped_column(String(500))
+    key_path: Mapped[str | None] = mapped_column(String(500))
+    chain_path: Mapped[str | None] = mapped_column(String(500))
+
+    certificate: Mapped[Certificate] = relationship(back_populates="targets")
+    server: Mapped[Server] = relationship()
+
+
+class Order(Base):
+    """One CA order. Written before the CA is called, so a retried or crashed flow never orders twice."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"), index=True)
+    ca_connector_id: Mapped[int] = mapped_column(ForeignKey("ca_connectors.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    state: Mapped[OrderState] = mapped_column(_label_enum(OrderState), default=OrderState.CREATED)
+    ca_order_id: Mapped[str | None] = mapped_column(String(120))
+    csr_pem: Mapped[str] = mapped_column(Text)
+    private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the certificate takes it
+    serial_number: Mapped[str | None] = mapped_column(String(80))
+    pem_chain: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    history: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    certificate: Mapped[Certificate] = relationship()
+    ca_connector: Mapped[CAConnector] = relationship()
+
+
+class Revocation(Base):
+    """Serials a built-in CA has revoked; its CRL is built from these rows."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (UniqueConstraint("ca_connector_id", "serial_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ca_connector_id: Mapped[int] = mapped_column(ForeignKey("ca_connectors.id"))
+    serial_number: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(String(40))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("deployment_targets.id", ondelete="CASCADE"))
+    status: Mapped[DeploymentStatus] = mapped_column(
+        _label_enum(DeploymentStatus), default=DeploymentStatus.RUNNING
+    )
+    serial_number: Mapped[str] = mapped_column(String(80))
+    previous_serial: Mapped[str | None] = mapped_column(String(80))
+    reason: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    target: Mapped[DeploymentTarget] = relationship()
+    steps: Mapped[list[DeploymentStep]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentStep.seq"
+    )
+
+
+class DeploymentStep(Base):
+    """The journal: written before each change on a server, read by rollback."""
+
+    __tablename__ = "deployment_steps"
+    __table_args__ = (UniqueConstraint("deployment_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(40))  # replace-file, run-command
+    path: Mapped[str | None] = mapped_column(String(500))
+    backup_path: Mapped[str | None] = mapped_column(String(500))
+    existed_before: Mapped[bool | None] = mapped_column(Boolean)
+    state: Mapped[StepState] = mapped_column(_label_enum(StepState), default=StepState.PLANNED)
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    deployment: Mapped[Deployment] = relationship(back_populates="steps")
+
+
+class DirectoryProfile(Base):
+    """An Azure AD tenant that S/MIME users are synchronised from."""
+
+    __tablename__ = "directory_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(80))
+    client_id: Mapped[str] = mapped_column(String(80))
+    client_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id"))
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SmimeUser(Base):
+    __tablename__ = "smime_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    designation: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(40))  # "Azure AD" or "Manual"
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("directory_profiles.id"))
+    status: Mapped[SmimeStatus] = mapped_column(_label_enum(SmimeStatus), default=SmimeStatus.AWAITING_ORDER)
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", ondelete="SET NULL"))
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what to which object, when, with what outcome. Never holds secrets."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(80))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(80))
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
