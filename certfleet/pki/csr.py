@@ -64,6 +64,8 @@ def build_csr(
     organization: str | None = None,
 ) -> x509.CertificateSigningRequest:
     """Build a SHA-256 signed CSR; a host name, IP or email common name is also listed as a SAN."""
+    if isinstance(sans, str):  # a str is a Sequence[str] too: it would become one SAN per character
+        raise TypeError("sans must be a sequence of names, not a single string")
     common_name = common_name.strip()
     names = [_general_name(san.strip()) for san in sans]
     if common_name and (implied := _common_name_as_san(common_name)) is not None and implied not in names:

@@ -179,7 +179,10 @@ def key_spec_of(public_key: PublicKeyTypes) -> KeySpec | None:
 
 
 def describe_public_key(public_key: PublicKeyTypes) -> tuple[str, int]:
-    """Algorithm name and size in bits of any key, including weak ones, for inventory display."""
+    """Algorithm name and size in bits of any key, including weak ones, for inventory display.
+
+    EC keys report their curve size; EdDSA/X keys and post-quantum keys the sizes in _FIXED_SIZE_KEYS.
+    """
     if isinstance(public_key, rsa.RSAPublicKey):
         return "RSA", public_key.key_size
     if isinstance(public_key, ec.EllipticCurvePublicKey):

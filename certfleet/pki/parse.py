@@ -517,7 +517,7 @@ def _extension_lines(value: x509.ExtensionType) -> list[str]:
             return permitted + [f"Excluded: {_general_name_text(n)}" for n in value.excluded_subtrees or []]
         case x509.PrecertificateSignedCertificateTimestamps() | x509.SignedCertificateTimestamps():
             return [
-                f"SCT from log {sct.log_id.hex().upper()} at {sct.timestamp:%Y-%m-%d %H:%M:%S}"
+                f"SCT from log {sct.log_id.hex().upper()} at {sct.timestamp:%Y-%m-%d %H:%M:%S} UTC"
                 for sct in value
             ]
         case x509.UnrecognizedExtension():

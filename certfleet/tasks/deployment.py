@@ -145,21 +145,23 @@ def restore_target(deployment_id: int, reason: str) -> str:
             and st.existed_before is not None
         ]
         touched = any(st.action == REPLACE_FILE and st.existed_before is not None for st in deployment.steps)
+        # A server that was never told to reload still runs the old files: restoring them is enough.
+        reloaded = any(st.action == RELOAD for st in deployment.steps)
     try:
         for step_id, backup in to_restore:
             handler.restore(backup)
             _update_step(step_id, state=StepState.RESTORED)
-        if touched:
+        if reloaded:
             handler.verify()
             handler.activate()
-            if previous is not None:
-                wait_for_serial(
-                    host,
-                    port,
-                    server_name=sni,
-                    expected_serial=int(previous, 16),
-                    timeout=get_settings().verify_timeout_s,
-                )
+        if touched and previous is not None:
+            wait_for_serial(
+                host,
+                port,
+                server_name=sni,
+                expected_serial=int(previous, 16),
+                timeout=get_settings().verify_timeout_s,
+            )
     except (ConnectorError, ProbeError) as exc:
         return _close(deployment_id, DeploymentStatus.FAILED, f"{reason}; rollback failed: {exc}")
     if not touched:

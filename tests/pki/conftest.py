@@ -125,7 +125,7 @@ class PKI:
         self_signed: bool = False,
         sans: Sequence[str] = (),
         not_before: datetime = LEAF_NOT_BEFORE,
-        days: int = 90,
+        days: float = 90,
         serial: int = 0x0A1B2C,
         ca_path_length: int | None = None,
         hash_algorithm: str | None = "sha256",

@@ -100,6 +100,11 @@ def test_ec_key_csr(pki: PKI) -> None:
     assert csr.is_signature_valid
 
 
+def test_a_single_string_is_not_taken_for_a_list_of_sans(key: rsa.RSAPrivateKey) -> None:
+    with pytest.raises(TypeError, match="sans must be a sequence of names, not a single string"):
+        build_csr(key, "example.com", "www.example.com")
+
+
 def test_no_cn_and_no_sans_is_an_error(key: rsa.RSAPrivateKey) -> None:
     with pytest.raises(CertificateFormatError) as caught:
         build_csr(key, "")

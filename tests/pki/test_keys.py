@@ -1,6 +1,6 @@
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, mldsa, mlkem, rsa, x25519
 from pydantic import ValidationError
 
 from certfleet.pki.errors import CertificateFormatError
@@ -96,13 +96,13 @@ def test_parse_rejects_bad_specs(text: str, message: str) -> None:
 )
 def test_constructor_rejects_bad_sizes(algorithm: str, size: int, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        KeySpec(algorithm=algorithm, size=size)  # type: ignore[arg-type]
+        KeySpec(algorithm=algorithm, size=size)
     assert caught.value.errors()[0]["msg"] == f"Value error, {message}"
 
 
 def test_constructor_rejects_unknown_algorithm() -> None:
     with pytest.raises(ValidationError) as caught:
-        KeySpec(algorithm="dsa", size=2048)  # type: ignore[arg-type]
+        KeySpec(algorithm="dsa", size=2048)
     assert caught.value.errors()[0]["loc"] == ("algorithm",)
 
 
@@ -181,11 +181,13 @@ def test_garbage_is_rejected(data: bytes, password: bytes | None) -> None:
         (ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
         (ed448.Ed448PrivateKey.generate(), "Ed448"),
         (dsa.generate_private_key(2048), "DSA"),
+        (mldsa.MLDSA65PrivateKey.generate(), "ML-DSA-65"),
     ],
-    ids=["ed25519", "ed448", "dsa"],
+    ids=["ed25519", "ed448", "dsa", "ml-dsa"],
 )
 def test_unsupported_key_types_are_rejected(
-    key: ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | dsa.DSAPrivateKey, name: str
+    key: ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | dsa.DSAPrivateKey | mldsa.MLDSA65PrivateKey,
+    name: str,
 ) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -203,6 +205,8 @@ def test_describe_and_spec_of_any_public_key() -> None:
     ed = ed25519.Ed25519PrivateKey.generate().public_key()
     ed4 = ed448.Ed448PrivateKey.generate().public_key()
     x = x25519.X25519PrivateKey.generate().public_key()
+    ml_dsa = mldsa.MLDSA87PrivateKey.generate().public_key()
+    ml_kem = mlkem.MLKEM768PrivateKey.generate().public_key()
 
     assert describe_public_key(rsa1024) == ("RSA", 1024)
     assert describe_public_key(p192) == ("EC", 192)
@@ -211,7 +215,9 @@ def test_describe_and_spec_of_any_public_key() -> None:
     assert describe_public_key(ed) == ("Ed25519", 256)
     assert describe_public_key(ed4) == ("Ed448", 448)
     assert describe_public_key(x) == ("X25519", 256)
-    for weak in (rsa1024, p192, p521, dsa1024, ed, ed4, x):
+    assert describe_public_key(ml_dsa) == ("ML-DSA-87", 20736)
+    assert describe_public_key(ml_kem) == ("ML-KEM-768", 9472)
+    for weak in (rsa1024, p192, p521, dsa1024, ed, ed4, x, ml_dsa, ml_kem):
         assert key_spec_of(weak) is None
 
     rsa3072 = rsa.generate_private_key(65537, 3072).public_key()

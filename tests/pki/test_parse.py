@@ -1,11 +1,12 @@
 import hashlib
 import ipaddress
+import struct
 from datetime import UTC, datetime
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
@@ -389,7 +390,7 @@ def test_signature_algorithm_names_and_self_signature_check(
     assert (info.key_type, info.key_size) == (algorithm.upper(), size)
 
 
-def test_ed25519_and_unnamed_signature_algorithms(pki: PKI) -> None:
+def test_pure_and_unnamed_signature_algorithms(pki: PKI) -> None:
     ed = describe(
         pki.issue("ed", key=ed25519.Ed25519PrivateKey.generate(), self_signed=True, hash_algorithm=None).cert
     )
@@ -399,6 +400,12 @@ def test_ed25519_and_unnamed_signature_algorithms(pki: PKI) -> None:
         256,
         True,
     )
+
+    ml_dsa = describe(
+        pki.issue("pq", key=mldsa.MLDSA44PrivateKey.generate(), self_signed=True, hash_algorithm=None).cert
+    )
+    assert (ml_dsa.signature_algorithm, ml_dsa.key_type, ml_dsa.key_size) == ("ML-DSA-44", "ML-DSA-44", 10496)
+    assert ml_dsa.self_signed is True
 
     cert = pki.issue("sha3", key=pki.key("ec", 256), self_signed=True, hash_algorithm="sha3_256").cert
     info = describe(cert)
@@ -533,3 +540,89 @@ def test_certificate_text_for_ca_and_ec_keys(pki: PKI) -> None:
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     assert "                    " + ":".join(f"{b:02X}" for b in point[:16]) in lines
+
+
+def signed_certificate_timestamps(log_id: bytes, timestamp_ms: int) -> x509.UnrecognizedExtension:
+    """A one-entry SCT list (RFC 6962), which cryptography decodes when the certificate is loaded."""
+    signature = b"\x30\x06\x02\x01\x01\x02\x01\x01"
+    sct = b"\x00" + log_id + struct.pack(">QH", timestamp_ms, 0) + b"\x04\x03"
+    sct += struct.pack(">H", len(signature)) + signature
+    sct_list = struct.pack(">H", len(sct) + 2) + struct.pack(">H", len(sct)) + sct
+    octet_string = b"\x04" + bytes([len(sct_list)]) + sct_list
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2"), octet_string)
+
+
+def test_certificate_text_renders_less_common_extensions(pki: PKI) -> None:
+    uri = x509.UniformResourceIdentifier
+    issuer_dn = x509.DirectoryName(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Old CA")]))
+    cert = pki.issue(
+        "rare",
+        key=pki.ec_key(),
+        sans=["mail@example.com"],
+        extensions=[
+            x509.IssuerAlternativeName(
+                [uri("https://ca.example.com"), x509.RegisteredID(x509.ObjectIdentifier("1.2.3"))]
+            ),
+            x509.AuthorityKeyIdentifier(None, [issuer_dn], 0x1F),
+            x509.SubjectInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.ObjectIdentifier("1.3.6.1.5.5.7.48.5"), uri("http://repo.example.com")
+                    )
+                ]
+            ),
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        None,
+                        x509.RelativeDistinguishedName(
+                            [x509.NameAttribute(x509.NameOID.COMMON_NAME, "CRL1")]
+                        ),
+                        None,
+                        None,
+                    ),
+                    x509.DistributionPoint(None, None, None, [issuer_dn]),
+                ]
+            ),
+            x509.FreshestCRL([x509.DistributionPoint([uri("http://delta.example.com")], None, None, None)]),
+            x509.CertificatePolicies(
+                [
+                    x509.PolicyInformation(
+                        x509.ObjectIdentifier("1.3.6.1.4.1.44947.1.1.1"),
+                        ["http://cps.example.com", x509.UserNotice(None, "Test use only")],
+                    )
+                ]
+            ),
+        ],
+    ).cert
+    # OtherName SANs and SCTs go on a second certificate, which has no other SAN extension.
+    other_name = x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x01a")
+    sct_cert = pki.issue(
+        "sct",
+        key=pki.ec_key(),
+        extensions=[
+            x509.SubjectAlternativeName([other_name]),
+            signed_certificate_timestamps(bytes(range(32)), 1735689600000),
+        ],
+    ).cert
+    lines = certificate_text(cert).splitlines() + certificate_text(sct_cert).splitlines()
+    for expected in [
+        "                email:mail@example.com",
+        "            X509v3 Issuer Alternative Name:",
+        "                URI:https://ca.example.com, Registered ID:1.2.3",
+        "                DirName:CN=Old CA",
+        "                serial:1F",
+        "            Subject Information Access:",
+        "                1.3.6.1.5.5.7.48.5 - URI:http://repo.example.com",
+        "                Relative Name: CN=CRL1",
+        "                CRL Issuer: DirName:CN=Old CA",
+        "            X509v3 Freshest CRL:",
+        "                Full Name: URI:http://delta.example.com",
+        "                Policy: 1.3.6.1.4.1.44947.1.1.1; CPS: http://cps.example.com; "
+        "User Notice: Test use only",
+        "                othername:1.3.6.1.4.1.311.20.2.3:0C0161",
+        "            CT Precertificate SCTs:",
+        "                SCT from log 000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
+        " at 2025-01-01 00:00:00 UTC",
+    ]:
+        assert expected in lines, expected

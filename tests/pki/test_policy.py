@@ -88,9 +88,11 @@ def test_validity_cap_boundary(pki: PKI) -> None:
     at_limit = pki.leaf("limit.example.com", days=398)
     one_over = pki.leaf("over.example.com", days=399)
     assert vulnerability_reasons(at_limit.cert, publicly_trusted=True, now=NOW) == []
-    assert vulnerability_reasons(one_over.cert, publicly_trusted=True, now=NOW) == [
-        "validity of 399 days exceeds the 398 days allowed for publicly trusted certificates"
-    ]
+    half_day_over = pki.leaf("half.example.com", days=398.5)
+    for over in (one_over, half_day_over):
+        assert vulnerability_reasons(over.cert, publicly_trusted=True, now=NOW) == [
+            "validity of 399 days exceeds the 398 days allowed for publicly trusted certificates"
+        ]
 
 
 def test_every_reason_at_once_in_a_stable_order(pki: PKI) -> None:

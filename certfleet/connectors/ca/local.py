@@ -164,7 +164,7 @@ class LocalCA:
             csr = load_csr(request.csr_pem.encode())
         except CertificateFormatError as exc:
             raise PermanentConnectorError(f"the CSR is not usable: {exc}") from exc
-        validity = request.validity_days or self.default_validity_days
+        validity = self.default_validity_days if request.validity_days is None else request.validity_days
         if validity < 1:
             raise PermanentConnectorError(f"validity of {validity} days is not positive")
         if request.profile is Profile.TLS_SERVER and validity > MAX_TLS_VALIDITY_DAYS:

@@ -1,0 +1,87 @@
+"""Shared fixtures: a fresh certfleet database (SQLite and PostgreSQL), Prefect's test harness, listeners."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before any certfleet module reads its settings: retries in tests wait milliseconds, not minutes.
+os.environ["CERTFLEET_RETRY_BASE_DELAY_S"] = "0.01"
+os.environ["CERTFLEET_VERIFY_TIMEOUT_S"] = "3"
+os.environ.pop("CERTFLEET_DATABASE_URL", None)
+os.environ.pop("CERTFLEET_SECRET_KEY", None)
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from certfleet.models import db, encryption  # noqa: E402
+from certfleet.models.orm import Base  # noqa: E402
+from certfleet.settings import get_settings  # noqa: E402
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CERTFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str | None) -> None:
+    monkeypatch.setenv("CERTFLEET_DATA_DIR", str(data_dir))
+    if database_url:
+        monkeypatch.setenv("CERTFLEET_DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("CERTFLEET_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    encryption.reset_sealer()
+    db.dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throwaway database on the PostgreSQL server for the whole session; a missing server fails."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"certfleet_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is needed by the database tests: {exc}")
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    db.migrate(url)
+    yield url
+    db.dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A migrated, empty certfleet database and data directory; yields its URL."""
+    if request.param == "sqlite":
+        use_settings(monkeypatch, tmp_path / "data", None)
+        url = get_settings().sqlalchemy_url
+        db.migrate(url)
+        yield url
+        db.dispose_engines()
+        return
+    url = request.getfixturevalue("postgres_url")
+    use_settings(monkeypatch, tmp_path / "data", url)
+    yield url
+    engine = db.get_engine(url)
+    with engine.begin() as conn:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    db.dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,188 @@
+"""deploy-certificate and rollback-deployment against a real TLS listener that serves files from disk."""
+
+from __future__ import annotations
+
+import shlex
+import stat
+import sys
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+
+from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
+from certfleet.flows.issuance import issue_certificate
+from certfleet.flows.rollback import rollback_deployment
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentStatus, StepState
+from certfleet.pki.bundle import key_matches_certificate
+from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.parse import load_material
+from certfleet.tasks.deployment import install_on_target, start_deployment
+from tests.flows.conftest import Site
+
+
+def _deployments(certificate_id: int) -> list[Deployment]:
+    with session_scope() as s:
+        rows = s.scalars(
+            select(Deployment).where(Deployment.certificate_id == certificate_id).order_by(Deployment.id)
+        )
+        return [_with_steps(d) for d in rows]
+
+
+def _with_steps(d: Deployment) -> Deployment:
+    _ = d.steps  # load while the session is open
+    return d
+
+
+def _set_server(site: Site, **fields: str) -> None:
+    with session_scope() as s:
+        server = repo.get(s, Certificate, site.certificate_id).targets[0].server
+        for name, value in fields.items():
+            setattr(server, name, value)
+
+
+def test_deploy_installs_and_proves_the_new_certificate(site: Site) -> None:
+    placeholder = site.served_serial()
+    serial = issue_certificate(site.certificate_id)
+    assert deploy_certificate(site.certificate_id) == {1: "Deployed"}
+    assert site.served_serial() == serial
+
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert cert.status is CertificateStatus.DEPLOYED
+        assert cert.last_provisioned_on is not None
+        chain = load_material((cert.pem_chain or "").encode()).certificates
+    leaf, issuing, root = chain
+    served_file = site.host.cert_path.read_bytes()
+    assert served_file == b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, issuing))
+    assert root.public_bytes(serialization.Encoding.PEM) not in served_file  # clients bring their own root
+    assert stat.S_IMODE(site.host.key_path.stat().st_mode) == 0o600
+    assert key_matches_certificate(load_private_key(site.host.key_path.read_bytes()), leaf)
+
+    (deployment,) = _deployments(site.certificate_id)
+    assert deployment.status is DeploymentStatus.DEPLOYED
+    assert (deployment.serial_number, deployment.previous_serial) == (serial, placeholder)
+    assert [(st.action, st.state) for st in deployment.steps] == [
+        ("replace-file", StepState.DONE),
+        ("replace-file", StepState.DONE),
+        ("config-test", StepState.DONE),
+        ("reload", StepState.DONE),
+    ]
+    assert all(st.existed_before for st in deployment.steps[:2])
+    backup = deployment.steps[0].backup_path or ""
+    assert backup.endswith(f".certfleet-backup-{deployment.id}")
+
+
+def test_rotate_a_second_time(site: Site) -> None:
+    first = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    second = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    assert site.served_serial() == second
+    assert [(d.serial_number, d.previous_serial) for d in _deployments(site.certificate_id)][1] == (
+        second,
+        first,
+    )
+
+
+def test_reload_that_does_nothing_is_caught_and_rolled_back(site: Site) -> None:
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    files_before = site.files()
+    new = issue_certificate(site.certificate_id)
+    _set_server(site, reload_command="true")  # the operator pointed reload at the wrong service
+
+    with pytest.raises(DeploymentFailed, match="Rolled Back"):
+        deploy_certificate(site.certificate_id)
+
+    assert site.served_serial() == old
+    assert site.files() == files_before
+    deployment = _deployments(site.certificate_id)[-1]
+    assert deployment.status is DeploymentStatus.ROLLED_BACK
+    assert f"expected serial {new} was not served" in (deployment.reason or "")
+    assert f"rolled back, serial {old} is served again" in (deployment.reason or "")
+    assert [st.state for st in deployment.steps if st.action == "replace-file"] == [StepState.RESTORED] * 2
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert cert.status is CertificateStatus.ROLLED_BACK
+        assert cert.status_reason == deployment.reason
+
+
+def test_failing_config_test_rolls_back_before_any_reload(site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    files_before = site.files()
+    issue_certificate(site.certificate_id)
+    stray_key = tmp_path / "stray.key"
+    stray_key.write_bytes(private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
+    check = [
+        sys.executable,
+        "-m",
+        "certfleet.demo.listener",
+        "check",
+        "--cert",
+        str(site.host.cert_path),
+        "--key",
+        str(stray_key),
+    ]
+    _set_server(site, config_test_command=shlex.join(check))
+
+    state = deploy_certificate(site.certificate_id, return_state=True)
+
+    assert state.is_failed()
+    assert site.served_serial() == old
+    assert site.files() == files_before
+    deployment = _deployments(site.certificate_id)[-1]
+    assert deployment.status is DeploymentStatus.ROLLED_BACK
+    assert "does not match" in (deployment.reason or "")
+    assert [st.action for st in deployment.steps] == ["replace-file", "replace-file", "config-test"]
+    assert deployment.steps[-1].state is StepState.FAILED
+
+
+def test_rollback_flow_undoes_a_good_deployment_and_can_run_again(site: Site) -> None:
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    new = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    assert site.served_serial() == new
+    deployment_id = _deployments(site.certificate_id)[-1].id
+
+    assert rollback_deployment(deployment_id) == "Rolled Back"
+    assert site.served_serial() == old
+    assert rollback_deployment(deployment_id) == "Rolled Back"  # re-runnable: nothing left to undo
+    assert site.served_serial() == old
+    deployment = _deployments(site.certificate_id)[-1]
+    assert deployment.status is DeploymentStatus.ROLLED_BACK
+    assert "rolled back on request" in (deployment.reason or "")
+
+
+def test_journal_undoes_a_deployment_whose_worker_died(site: Site) -> None:
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    new = issue_certificate(site.certificate_id)
+    with session_scope() as s:
+        target_id = repo.get(s, Certificate, site.certificate_id).targets[0].id
+    deployment_id = start_deployment.fn(site.certificate_id, target_id)
+    install_on_target.fn(deployment_id)  # ... and the worker is killed before it verifies
+    site.listener.wait_for_log(f"now serving serial {new}")
+    assert _deployments(site.certificate_id)[-1].status is DeploymentStatus.RUNNING
+
+    rollback_deployment(deployment_id, reason="worker lost")
+
+    assert site.served_serial() == old
+    assert (
+        _deployments(site.certificate_id)[-1].reason
+        == f"worker lost; rolled back, serial {old} is served again"
+    )
+
+
+def test_certificate_not_issued_yet_is_refused_and_nothing_changes(site: Site) -> None:
+    before = site.files()
+    state = deploy_certificate(site.certificate_id, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="has not been issued yet"):
+        state.result()
+    assert site.files() == before
+    assert _deployments(site.certificate_id) == []
