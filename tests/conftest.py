@@ -15,12 +15,12 @@ os.environ["CERTFLEET_VERIFY_TIMEOUT_S"] = "3"
 os.environ.pop("CERTFLEET_DATABASE_URL", None)
 os.environ.pop("CERTFLEET_SECRET_KEY", None)
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from certfleet.models import db, encryption  # noqa: E402
-from certfleet.models.orm import Base  # noqa: E402
-from certfleet.settings import get_settings  # noqa: E402
+from certfleet.models import db, encryption
+from certfleet.models.orm import Base
+from certfleet.settings import get_settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CERTFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

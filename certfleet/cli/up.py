@@ -22,7 +22,7 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
     prefect = EmbeddedPrefect(settings.prefect_home, settings.host, settings.prefect_port)
     started_here = prefect.start()
     os.environ["PREFECT_API_URL"] = prefect.api_url  # before Prefect is imported below
-    from certfleet.deployments.serve import FLOWS, serve_flows
+    from certfleet.deployments.serve import FLOWS, register, runner_deployments, serve_flows
 
     listeners: list[ListenerProcess] = []
     try:
@@ -47,13 +47,15 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         for host in hosts:
             say(f"  demo server:  https://{host.fqdn}:{host.port} (127.0.0.1)")
         say(f"  flows served: {', '.join(f.name for f in FLOWS)}")
+        deployments = runner_deployments()
+        register(deployments)
         if new_cert_ids:
             say("  provisioning the demo fleet: watch the runs in the Prefect UI")
             threading.Thread(target=_provision, args=(new_cert_ids,), daemon=True).start()
         say("Press Ctrl-C to stop.")
 
         with contextlib.suppress(KeyboardInterrupt):
-            serve_flows()
+            serve_flows(deployments)
     finally:
         for listener in listeners:
             listener.stop()

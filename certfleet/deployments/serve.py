@@ -24,6 +24,12 @@ def runner_deployments() -> list[RunnerDeployment]:
     return deployments
 
 
-def serve_flows(limit: int = 8) -> None:
+def register(deployments: list[RunnerDeployment]) -> None:
+    """Create or update the deployments in the Prefect API, so runs can be started before serving begins."""
+    for deployment in deployments:
+        deployment.apply()
+
+
+def serve_flows(deployments: list[RunnerDeployment], limit: int = 8) -> None:
     """Blocks until interrupted. `limit` bounds concurrent runs on this machine (2 cores)."""
-    serve(*runner_deployments(), limit=limit, print_starting_message=False, pause_on_shutdown=False)
+    serve(*deployments, limit=limit, print_starting_message=False, pause_on_shutdown=False)

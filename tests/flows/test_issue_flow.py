@@ -44,7 +44,8 @@ def test_issue_records_the_certificate_and_its_order(site: Site) -> None:
     serial = issue_certificate(site.certificate_id)
     with session_scope() as s:
         cert = repo.get(s, Certificate, site.certificate_id)
-        assert cert.pem_chain is not None and cert.private_key is not None
+        assert cert.pem_chain is not None
+        assert cert.private_key is not None
         leaf = load_material(cert.pem_chain.encode()).certificates[0]
         der = leaf.public_bytes(serialization.Encoding.DER)
         assert serial == cert.serial_number == serial_hex(leaf.serial_number)

@@ -99,9 +99,11 @@ def test_a_replaced_key_gives_a_clear_error(database: str) -> None:
     path = get_settings().key_file
     path.write_text(Fernet.generate_key().decode())
     encryption.reset_sealer()
-    with pytest.raises(encryption.SecretKeyError, match="cannot be decrypted with the configured key"):
-        with session_scope() as s:
-            _ = repo.get(s, Server, server_id).password
+    with (
+        pytest.raises(encryption.SecretKeyError, match="cannot be decrypted with the configured key"),
+        session_scope() as s,
+    ):
+        _ = repo.get(s, Server, server_id).password
 
 
 def test_rotation_old_key_still_decrypts(database: str) -> None:
