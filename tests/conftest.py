@@ -12,6 +12,7 @@ import pytest
 # Before any certfleet module reads its settings: retries in tests wait milliseconds, not minutes.
 os.environ["CERTFLEET_RETRY_BASE_DELAY_S"] = "0.01"
 os.environ["CERTFLEET_VERIFY_TIMEOUT_S"] = "3"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here: telemetry only logs errors
 os.environ.pop("CERTFLEET_DATABASE_URL", None)
 os.environ.pop("CERTFLEET_SECRET_KEY", None)
 
@@ -58,9 +59,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A migrated, empty certfleet database and data directory; yields its URL."""
     if request.param == "sqlite":
         use_settings(monkeypatch, tmp_path / "data", None)
