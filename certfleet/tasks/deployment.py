@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from sqlalchemy import select
 
 from certfleet.connectors.base import Backup, CertificateBundle, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
@@ -28,7 +29,7 @@ from certfleet.models.orm import (
 from certfleet.pki.bundle import chain_to_pem
 from certfleet.pki.parse import load_material, serial_hex
 from certfleet.settings import get_settings
-from certfleet.tasks.build import build_handler
+from certfleet.tasks.build import build_handler, build_transport
 
 ACTOR = "flow:deploy-certificate"
 REPLACE_FILE = "replace-file"
@@ -54,12 +55,18 @@ def start_deployment(certificate_id: int, target_id: int) -> int:
         cert = repo.get(s, Certificate, certificate_id)
         target = repo.get(s, DeploymentTarget, target_id)
         if target.certificate_id != certificate_id:
-            raise PermanentConnectorError(
-                f"target {target_id} belongs to certificate {target.certificate_id}"
-            )
+            raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
         if not (cert.pem_chain and cert.private_key and cert.serial_number):
+            raise PermanentConnectorError(f"certificate {certificate_id} has not been issued yet: issue it first")
+        busy = s.scalar(
+            select(Deployment.id).where(
+                Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING
+            )
+        )
+        if busy is not None:
             raise PermanentConnectorError(
-                f"certificate {certificate_id} has not been issued yet: issue it first"
+                f"deployment {busy} to this target is still running or was interrupted: "
+                f"wait for it, or run rollback-deployment {busy} first"
             )
         deployment = Deployment(
             certificate_id=certificate_id,
@@ -121,9 +128,25 @@ def finish_deployment(deployment_id: int) -> None:
         cert.status_reason = None
         cert.last_provisioned_on = deployment.finished_at
         host, port, _ = _endpoint(deployment.target)
-        repo.audit(
-            s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {cert.serial_number} on {host}:{port}"
+        repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {cert.serial_number} on {host}:{port}")
+        transport = build_transport(deployment.target.server)
+        stale = list(
+            s.scalars(
+                select(DeploymentStep)
+                .join(Deployment)
+                .where(
+                    Deployment.target_id == deployment.target_id,
+                    Deployment.id != deployment_id,
+                    DeploymentStep.action == REPLACE_FILE,
+                    DeploymentStep.backup_path.is_not(None),
+                )
+            )
         )
+        # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
+        for step in stale:
+            transport.remove(step.backup_path or "")
+            step.detail = f"backup {step.backup_path} removed after deployment {deployment_id}"
+            step.backup_path = None
 
 
 @task(cache_policy=NO_CACHE, task_run_name="restore-deployment-{deployment_id}")
@@ -140,9 +163,7 @@ def restore_target(deployment_id: int, reason: str) -> str:
         to_restore = [
             (st.id, Backup(st.path or "", st.backup_path or "", bool(st.existed_before)))
             for st in reversed(deployment.steps)
-            if st.action == REPLACE_FILE
-            and st.state is not StepState.RESTORED
-            and st.existed_before is not None
+            if st.action == REPLACE_FILE and st.state is not StepState.RESTORED and st.existed_before is not None
         ]
         touched = any(st.action == REPLACE_FILE and st.existed_before is not None for st in deployment.steps)
         # A server that was never told to reload still runs the old files: restoring them is enough.

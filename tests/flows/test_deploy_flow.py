@@ -25,9 +25,7 @@ from tests.flows.conftest import Site
 
 def _deployments(certificate_id: int) -> list[Deployment]:
     with session_scope() as s:
-        rows = s.scalars(
-            select(Deployment).where(Deployment.certificate_id == certificate_id).order_by(Deployment.id)
-        )
+        rows = s.scalars(select(Deployment).where(Deployment.certificate_id == certificate_id).order_by(Deployment.id))
         return [_with_steps(d) for d in rows]
 
 
@@ -168,14 +166,14 @@ def test_journal_undoes_a_deployment_whose_worker_died(site: Site) -> None:
     install_on_target.fn(deployment_id)  # ... and the worker is killed before it verifies
     site.listener.wait_for_log(f"now serving serial {new}")
     assert _deployments(site.certificate_id)[-1].status is DeploymentStatus.RUNNING
+    state = deploy_certificate(site.certificate_id, return_state=True)  # the interrupted one blocks the target
+    with pytest.raises(Exception, match=f"run rollback-deployment {deployment_id} first"):
+        state.result()
 
     rollback_deployment(deployment_id, reason="worker lost")
 
     assert site.served_serial() == old
-    assert (
-        _deployments(site.certificate_id)[-1].reason
-        == f"worker lost; rolled back, serial {old} is served again"
-    )
+    assert _deployments(site.certificate_id)[-1].reason == f"worker lost; rolled back, serial {old} is served again"
 
 
 def test_certificate_not_issued_yet_is_refused_and_nothing_changes(site: Site) -> None:
