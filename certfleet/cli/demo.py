@@ -72,9 +72,7 @@ def _table(rows: list[DemoRow]) -> Table:
     for column in ("server", "endpoint", "step", "serial deployed", "serial served", "status"):
         table.add_column(column, no_wrap=True)
     for r in rows:
-        table.add_row(
-            r.host, r.endpoint, r.step, _short(r.expected_serial), _short(r.served_serial), r.status
-        )
+        table.add_row(r.host, r.endpoint, r.step, _short(r.expected_serial), _short(r.served_serial), r.status)
     return table
 
 

@@ -87,33 +87,25 @@ def demo(
 
 
 @app.command()
-def issue(
-    certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True
-) -> None:
+def issue(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
     """Start an issue-certificate run on the running certfleet."""
     _start("issue-certificate", {"certificate_id": certificate_id}, wait)
 
 
 @app.command()
-def deploy(
-    certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True
-) -> None:
+def deploy(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
     """Start a deploy-certificate run (all targets) on the running certfleet."""
     _start("deploy-certificate", {"certificate_id": certificate_id}, wait)
 
 
 @app.command()
-def provision(
-    certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True
-) -> None:
+def provision(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
     """Start a provision-certificate run (issue, then deploy) on the running certfleet."""
     _start("provision-certificate", {"certificate_id": certificate_id}, wait)
 
 
 @app.command()
-def rollback(
-    deployment_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True
-) -> None:
+def rollback(deployment_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
     """Start a rollback-deployment run on the running certfleet."""
     _start("rollback-deployment", {"deployment_id": deployment_id}, wait)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable
 
 from certfleet.demo.fleet import load_fleet, plan_fleet, register_fleet
@@ -31,9 +30,7 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         new_cert_ids: list[int] = []
         if demo_fleet and not hosts:
             hosts = plan_fleet(root, DEMO_FLEET_SIZE)
-            new_cert_ids = register_fleet(
-                hosts, ca_connector_id=boot.ca_connector_id, bot_id=boot.local_bot_id
-            )
+            new_cert_ids = register_fleet(hosts, ca_connector_id=boot.ca_connector_id, bot_id=boot.local_bot_id)
         for host in hosts:
             if port_in_use("127.0.0.1", host.port):
                 say(f"[yellow]demo host {host.fqdn}: port {host.port} is taken, not started[/yellow]")
@@ -51,7 +48,7 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         register(deployments)
         if new_cert_ids:
             say("  provisioning the demo fleet: watch the runs in the Prefect UI")
-            threading.Thread(target=_provision, args=(new_cert_ids,), daemon=True).start()
+            _provision(new_cert_ids)
         say("Press Ctrl-C to stop.")
 
         with contextlib.suppress(KeyboardInterrupt):
@@ -64,21 +61,8 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
 
 
 def _provision(cert_ids: list[int]) -> None:
-    """Start provision runs once `serve` has registered the deployment (it does so within seconds)."""
-    import time
-
+    """Schedule a provision run per demo certificate; the runner picks them up as soon as serving begins."""
     from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
 
-    deadline = time.monotonic() + 60
     for cert_id in cert_ids:
-        while True:
-            try:
-                run_deployment(
-                    "provision-certificate/certfleet", parameters={"certificate_id": cert_id}, timeout=0
-                )
-                break
-            except ObjectNotFound:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(1)
+        run_deployment("provision-certificate/certfleet", parameters={"certificate_id": cert_id}, timeout=0)

@@ -41,9 +41,7 @@ class DemoHost:
         return Path(self.directory) / "privkey.pem"
 
     def listener(self) -> ListenerProcess:
-        return ListenerProcess(
-            "127.0.0.1", self.port, self.cert_path, self.key_path, workdir=Path(self.directory)
-        )
+        return ListenerProcess("127.0.0.1", self.port, self.cert_path, self.key_path, workdir=Path(self.directory))
 
 
 def plan_fleet(root: Path, count: int) -> list[DemoHost]:

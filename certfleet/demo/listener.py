@@ -133,9 +133,7 @@ def _parse_certificates(text: str, path: Path, what: str) -> list[bytes]:
             # A throwaway trust store makes OpenSSL parse the whole certificate, not just the serial.
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
         except (binascii.Error, ValueError, ssl.SSLError):
-            raise ConfigError(
-                f"{what} file {path}: certificate #{index} is not a valid certificate"
-            ) from None
+            raise ConfigError(f"{what} file {path}: certificate #{index} is not a valid certificate") from None
         ders.append(der)
     return ders
 
@@ -176,9 +174,7 @@ def load_config(cert_path: Path, key_path: Path, chain_path: Path | None = None)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ConfigError(f"key {key_path} does not match certificate {cert_path}") from None
-        raise ConfigError(
-            f"key file {key_path} does not contain a usable private key ({exc.reason or exc})"
-        ) from None
+        raise ConfigError(f"key file {key_path} does not contain a usable private key ({exc.reason or exc})") from None
     except OSError as exc:
         raise ConfigError(f"cannot load {cert_path} and {key_path}: {exc.strerror or exc}") from None
     finally:

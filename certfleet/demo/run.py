@@ -93,9 +93,7 @@ def _row(host: DemoHost, certificate_id: int, step: str) -> DemoRow:
     with session_scope() as s:
         cert = get(s, Certificate, certificate_id)
         deployment = s.scalars(
-            select(Deployment)
-            .where(Deployment.certificate_id == certificate_id)
-            .order_by(Deployment.id.desc())
+            select(Deployment).where(Deployment.certificate_id == certificate_id).order_by(Deployment.id.desc())
         ).first()
         return DemoRow(
             host=host.fqdn,

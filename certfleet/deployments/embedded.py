@@ -85,9 +85,7 @@ class EmbeddedPrefect:
                 return True
             time.sleep(0.3)
         self.stop()
-        raise EmbeddedServerError(
-            f"the Prefect server did not answer within {timeout:g} s: {self._log_tail()}"
-        )
+        raise EmbeddedServerError(f"the Prefect server did not answer within {timeout:g} s: {self._log_tail()}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

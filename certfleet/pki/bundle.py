@@ -71,9 +71,7 @@ def to_pkcs12(
         .hmac_hash(hashes.SHA256())
         .build(password)
     )
-    return pkcs12.serialize_key_and_certificates(
-        friendly_name.encode("utf-8"), key, leaf, cas or None, encryption
-    )
+    return pkcs12.serialize_key_and_certificates(friendly_name.encode("utf-8"), key, leaf, cas or None, encryption)
 
 
 def to_java_keystore(

@@ -137,9 +137,7 @@ def load_private_key(data: bytes, password: bytes | None = None, *, trusted: boo
     try:
         key = _load_key(loader, data, password, trusted)
     except UnsupportedAlgorithm as exc:
-        raise CertificateFormatError(
-            f"the private key uses an unsupported algorithm or cipher: {exc}"
-        ) from exc
+        raise CertificateFormatError(f"the private key uses an unsupported algorithm or cipher: {exc}") from exc
     return require_supported_key(key)
 
 

@@ -479,9 +479,7 @@ def _public_key_lines(public_key: CertificatePublicKeyTypes) -> list[str]:
         lines += ["                Modulus:", *_hex_lines(modulus, "                    ")]
         lines.append(f"                Exponent: {numbers.e} (0x{numbers.e:x})")
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        point = public_key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        point = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         lines += ["                pub:", *_hex_lines(point, "                    ")]
         lines.append(f"                Curve: {public_key.curve.name}")
     return lines
@@ -517,8 +515,7 @@ def _extension_lines(value: x509.ExtensionType) -> list[str]:
             return permitted + [f"Excluded: {_general_name_text(n)}" for n in value.excluded_subtrees or []]
         case x509.PrecertificateSignedCertificateTimestamps() | x509.SignedCertificateTimestamps():
             return [
-                f"SCT from log {sct.log_id.hex().upper()} at {sct.timestamp:%Y-%m-%d %H:%M:%S} UTC"
-                for sct in value
+                f"SCT from log {sct.log_id.hex().upper()} at {sct.timestamp:%Y-%m-%d %H:%M:%S} UTC" for sct in value
             ]
         case x509.UnrecognizedExtension():
             return _hex_lines(value.value, "")

@@ -26,8 +26,6 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return False
 
 
-def backoff_with_jitter(
-    base: float, retries: int, *, cap: float = 300.0, jitter: float = 0.25
-) -> list[float]:
+def backoff_with_jitter(base: float, retries: int, *, cap: float = 300.0, jitter: float = 0.25) -> list[float]:
     """Exponential delays (base, 2*base, 4*base, ...) capped, each stretched by up to `jitter`."""
     return [min(cap, base * 2**n) * (1 + random.uniform(0, jitter)) for n in range(retries)]  # noqa: S311

@@ -119,14 +119,9 @@ def _statuses(db_path: Path) -> list[str]:
 def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: tuple[Path, int]) -> None:
     data_dir, port = running_up
     api = f"http://127.0.0.1:{port}/api"
-    names = {
-        d["name"]: d
-        for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10, trust_env=False).json()
-    }
+    names = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10, trust_env=False).json()}
     assert set(names) == {"certfleet"}
-    flows = {
-        f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10, trust_env=False).json()
-    }
+    flows = {f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10, trust_env=False).json()}
     assert {
         "issue-certificate",
         "deploy-certificate",

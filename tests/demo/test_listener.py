@@ -210,9 +210,7 @@ def test_start_fails_with_stderr_when_files_are_bad(tmp_path: Path, pairs: dict[
 def test_start_fails_when_port_is_taken(tmp_path: Path, files: tuple[Path, Path]) -> None:
     with socket.create_server((HOST, 0)) as busy:
         port = busy.getsockname()[1]
-        with pytest.raises(
-            ListenerStartError, match=rf"cannot listen on {HOST}:{port}: Address already in use"
-        ):
+        with pytest.raises(ListenerStartError, match=rf"cannot listen on {HOST}:{port}: Address already in use"):
             ListenerProcess.start(HOST, port, *files, workdir=tmp_path)
 
 
@@ -251,10 +249,7 @@ def test_failed_reload_keeps_old_certificate_like_nginx(
     key.write_bytes(pairs["c"].key_pem)
     listener.reload()
     log = listener.wait_for_log("reload failed")
-    assert (
-        f"reload failed: key {key} does not match certificate {cert}; still serving serial {SERIAL_A:X}"
-        in log
-    )
+    assert f"reload failed: key {key} does not match certificate {cert}; still serving serial {SERIAL_A:X}" in log
     assert listener.is_running()
     assert served_serial(listener.port) == SERIAL_A
 
@@ -302,8 +297,7 @@ def test_reload_refuses_to_signal_a_process_that_is_not_a_listener(tmp_path: Pat
 
     assert result.returncode == 1
     assert result.stderr == (
-        f"reload failed: process {os.getpid()} from pidfile {pidfile} "
-        "is not a demo listener (stale pidfile)\n"
+        f"reload failed: process {os.getpid()} from pidfile {pidfile} is not a demo listener (stale pidfile)\n"
     )
 
 
@@ -401,9 +395,7 @@ def test_check_rejects_encrypted_key(tmp_path: Path, pairs: dict[str, Pair]) -> 
             serialization.BestAvailableEncryption(b"secret"),
         )
     )
-    result = run(
-        [sys.executable, "-m", "certfleet.demo.listener", "check", "--cert", str(cert), "--key", str(key)]
-    )
+    result = run([sys.executable, "-m", "certfleet.demo.listener", "check", "--cert", str(cert), "--key", str(key)])
     assert result.returncode == 1
     assert result.stderr == (
         f"configuration test failed: key file {key} is encrypted; the listener needs an unencrypted key\n"

@@ -185,9 +185,7 @@ def test_pending_order_is_polled_until_issued(site: Site, monkeypatch: pytest.Mo
         assert cert.dcv_status == "Valid"
 
 
-def test_transient_errors_are_retried_without_a_second_order(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_transient_errors_are_retried_without_a_second_order(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     made = _script(monkeypatch, issue=["transient", "transient", "issued"], status=[])
     issue_certificate(site.certificate_id)
     assert len(made[0].requests) == 3
@@ -196,9 +194,7 @@ def test_transient_errors_are_retried_without_a_second_order(
         assert s.scalar(select(func.count()).select_from(Order)) == 1
 
 
-def test_denied_request_fails_the_order_with_the_cas_reason(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_denied_request_fails_the_order_with_the_cas_reason(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     made = _script(monkeypatch, issue=["denied"], status=[])
     state = issue_certificate(site.certificate_id, return_state=True)
     assert state.is_failed()
@@ -208,6 +204,5 @@ def test_denied_request_fails_the_order_with_the_cas_reason(
     assert order.error == "request denied by CA policy"
     with session_scope() as s:
         assert (
-            repo.get(s, Certificate, site.certificate_id).status_reason
-            == "order failed: request denied by CA policy"
+            repo.get(s, Certificate, site.certificate_id).status_reason == "order failed: request denied by CA policy"
         )

@@ -51,9 +51,7 @@ def test_no_secret_in_plain_text_in_the_database(database: str) -> None:
         raw = Path(database.split("///", 1)[1]).read_bytes()
     else:
         with db.get_engine(database).connect() as conn:
-            rows = conn.execute(
-                text("SELECT password FROM servers UNION ALL SELECT credentials FROM ca_connectors")
-            )
+            rows = conn.execute(text("SELECT password FROM servers UNION ALL SELECT credentials FROM ca_connectors"))
             raw = "\n".join(r[0] or "" for r in rows).encode()
     for secret in (PASSWORD, API_KEY, ca_key_pem.splitlines()[1], "PRIVATE KEY"):
         assert secret.encode() not in raw, f"{secret[:12]}... is stored in plain text"
@@ -66,9 +64,7 @@ def test_no_secret_in_plain_text_in_the_database(database: str) -> None:
 def test_stored_value_is_a_fernet_token_under_the_key_file(database: str) -> None:
     server_id, _ = _store_secrets()
     with db.get_engine(database).connect() as conn:
-        token = conn.execute(
-            text("SELECT password FROM servers WHERE id = :i"), {"i": server_id}
-        ).scalar_one()
+        token = conn.execute(text("SELECT password FROM servers WHERE id = :i"), {"i": server_id}).scalar_one()
     key = get_settings().key_file.read_text().strip()
     assert Fernet(key).decrypt(token.encode()).decode() == PASSWORD
 
@@ -87,9 +83,7 @@ def test_key_from_environment_variable(database: str, monkeypatch: pytest.Monkey
     encryption.reset_sealer()
     server_id, _ = _store_secrets()
     with db.get_engine(database).connect() as conn:
-        token = conn.execute(
-            text("SELECT password FROM servers WHERE id = :i"), {"i": server_id}
-        ).scalar_one()
+        token = conn.execute(text("SELECT password FROM servers WHERE id = :i"), {"i": server_id}).scalar_one()
     assert Fernet(key).decrypt(token.encode()).decode() == PASSWORD
     assert not get_settings().key_file.exists()
 

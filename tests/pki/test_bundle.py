@@ -87,10 +87,7 @@ def test_pkcs12_uses_modern_encryption(tmp_path: Path, server: Issued) -> None:
         check=True,
     )
     assert result.stderr.startswith("MAC: sha256, ")
-    assert (
-        "PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC, Iteration 50000, PRF hmacWithSHA256"
-        in result.stderr
-    )
+    assert "PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC, Iteration 50000, PRF hmacWithSHA256" in result.stderr
     assert "Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC, Iteration 50000, PRF hmacWithSHA256" in result.stderr
 
 
@@ -117,9 +114,7 @@ def test_pkcs12_refuses_empty_password_mismatched_key_and_no_certs(pki: PKI, ser
 
 def test_java_reads_the_pkcs12(tmp_path: Path, pki: PKI, server: Issued) -> None:
     path = tmp_path / "bundle.p12"
-    path.write_bytes(
-        to_pkcs12(private_key(server), [server.cert, pki.intermediate.cert, pki.root.cert], b"s3cret")
-    )
+    path.write_bytes(to_pkcs12(private_key(server), [server.cert, pki.intermediate.cert, pki.root.cert], b"s3cret"))
     listing = keytool("-list", "-v", "-keystore", str(path), "-storepass", "s3cret", "-storetype", "PKCS12")
     assert "Your keystore contains 1 entry" in listing
     assert "Alias name: certfleet\n" in listing

@@ -51,9 +51,7 @@ def test_san_types_are_detected_and_cn_is_added_first(key: rsa.RSAPrivateKey) ->
 
 
 def test_cn_already_listed_keeps_the_given_order_and_duplicates_go(key: rsa.RSAPrivateKey) -> None:
-    csr = build_csr(
-        key, "b.example.com", ["a.example.com", "B.Example.com", "b.example.com", "a.example.com"]
-    )
+    csr = build_csr(key, "b.example.com", ["a.example.com", "B.Example.com", "b.example.com", "a.example.com"])
     assert csr_sans(csr) == ["a.example.com", "b.example.com"]
 
 

@@ -24,9 +24,7 @@ ALL_SPECS = [
 
 
 def public_der(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=str)
@@ -124,9 +122,7 @@ def test_empty_password_is_refused_rather_than_writing_a_plain_key() -> None:
 
 def test_load_der_and_traditional_formats() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     encrypted_der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
@@ -189,9 +185,7 @@ def test_unsupported_key_types_are_rejected(
     key: ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | dsa.DSAPrivateKey | mldsa.MLDSA65PrivateKey,
     name: str,
 ) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(CertificateFormatError) as caught:
         load_private_key(pem)
     assert str(caught.value) == f"{name} private keys are not supported; use an RSA or EC key"

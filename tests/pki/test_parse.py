@@ -110,9 +110,7 @@ def test_pem_with_private_key(pki: PKI, key_format: serialization.PrivateFormat,
 def test_pem_with_encrypted_key_needs_its_password(pki: PKI) -> None:
     key = pki.key("ec", 256)
     issued = pki.leaf("enc.example.com", key=key)
-    encrypted = key.private_bytes(
-        PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")
-    )
+    encrypted = key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw"))
     material = load_material(issued.pem + encrypted, b"pw")
     assert private_der(material.private_key) == private_der(key)
     with pytest.raises(CertificateFormatError, match=r"^the private key is encrypted; it needs a password$"):
@@ -122,9 +120,7 @@ def test_pem_with_encrypted_key_needs_its_password(pki: PKI) -> None:
 
 
 def test_two_private_keys_are_refused(pki: PKI, leaf: Issued) -> None:
-    key_pem = pki.key("ec", 256).private_bytes(
-        PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem = pki.key("ec", 256).private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(CertificateFormatError, match="more than one private key"):
         load_material(leaf.pem + key_pem + key_pem)
 
@@ -222,17 +218,10 @@ def test_garbage_is_rejected(data: bytes, message: str) -> None:
 
 
 def test_pem_without_certificates_says_what_it_found(pki: PKI) -> None:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(pki.ec_key(), hashes.SHA256())
-    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(pki.ec_key(), hashes.SHA256())
     with pytest.raises(CertificateFormatError) as caught:
         load_material(csr.public_bytes(PEM))
-    assert (
-        str(caught.value)
-        == "the PEM file contains no CERTIFICATE or PKCS7 block (found: CERTIFICATE REQUEST)"
-    )
+    assert str(caught.value) == "the PEM file contains no CERTIFICATE or PKCS7 block (found: CERTIFICATE REQUEST)"
 
 
 def test_empty_material_has_no_leaf() -> None:
@@ -381,9 +370,7 @@ def test_signature_algorithm_names_and_self_signature_check(
     expected: str,
 ) -> None:
     key = pki.key(algorithm, size)
-    issued = pki.issue(
-        "self", key=key, self_signed=True, hash_algorithm=hash_algorithm, rsa_padding=rsa_padding
-    )
+    issued = pki.issue("self", key=key, self_signed=True, hash_algorithm=hash_algorithm, rsa_padding=rsa_padding)
     info = describe(issued.cert)
     assert info.signature_algorithm == expected
     assert info.self_signed is True
@@ -391,9 +378,7 @@ def test_signature_algorithm_names_and_self_signature_check(
 
 
 def test_pure_and_unnamed_signature_algorithms(pki: PKI) -> None:
-    ed = describe(
-        pki.issue("ed", key=ed25519.Ed25519PrivateKey.generate(), self_signed=True, hash_algorithm=None).cert
-    )
+    ed = describe(pki.issue("ed", key=ed25519.Ed25519PrivateKey.generate(), self_signed=True, hash_algorithm=None).cert)
     assert (ed.signature_algorithm, ed.key_type, ed.key_size, ed.self_signed) == (
         "ED25519",
         "Ed25519",
@@ -417,9 +402,7 @@ def test_pure_and_unnamed_signature_algorithms(pki: PKI) -> None:
     ("digest", "expected_name", "verifies"),
     [("sha1", "SHA1RSA", True), ("md5", "MD5RSA", True), ("md2", "MD2RSA", False)],
 )
-def test_legacy_signatures_are_named_and_verified(
-    pki: PKI, digest: str, expected_name: str, verifies: bool
-) -> None:
+def test_legacy_signatures_are_named_and_verified(pki: PKI, digest: str, expected_name: str, verifies: bool) -> None:
     key = pki.rsa_key()
     original = pki.issue("legacy.example.com", key=key, self_signed=True)
     info = describe(legacy_signed(original, key, digest))
@@ -505,9 +488,7 @@ def test_certificate_text_for_ca_and_ec_keys(pki: PKI) -> None:
             x509.SubjectKeyIdentifier(b"\x01\x02\xab"),
             x509.AuthorityKeyIdentifier(b"\x01\x02\xab", None, None),
             x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)]),
-            x509.NameConstraints(
-                [x509.DNSName("example.com")], [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]
-            ),
+            x509.NameConstraints([x509.DNSName("example.com")], [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]),
             x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\xde\xad"),
             x509.OCSPNoCheck(),
         ],
@@ -536,9 +517,7 @@ def test_certificate_text_for_ca_and_ec_keys(pki: PKI) -> None:
         "                <OCSPNoCheck()>",
     ]:
         assert expected in lines, expected
-    point = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     assert "                    " + ":".join(f"{b:02X}" for b in point[:16]) in lines
 
 
@@ -565,19 +544,13 @@ def test_certificate_text_renders_less_common_extensions(pki: PKI) -> None:
             ),
             x509.AuthorityKeyIdentifier(None, [issuer_dn], 0x1F),
             x509.SubjectInformationAccess(
-                [
-                    x509.AccessDescription(
-                        x509.ObjectIdentifier("1.3.6.1.5.5.7.48.5"), uri("http://repo.example.com")
-                    )
-                ]
+                [x509.AccessDescription(x509.ObjectIdentifier("1.3.6.1.5.5.7.48.5"), uri("http://repo.example.com"))]
             ),
             x509.CRLDistributionPoints(
                 [
                     x509.DistributionPoint(
                         None,
-                        x509.RelativeDistinguishedName(
-                            [x509.NameAttribute(x509.NameOID.COMMON_NAME, "CRL1")]
-                        ),
+                        x509.RelativeDistinguishedName([x509.NameAttribute(x509.NameOID.COMMON_NAME, "CRL1")]),
                         None,
                         None,
                     ),
@@ -618,8 +591,7 @@ def test_certificate_text_renders_less_common_extensions(pki: PKI) -> None:
         "                CRL Issuer: DirName:CN=Old CA",
         "            X509v3 Freshest CRL:",
         "                Full Name: URI:http://delta.example.com",
-        "                Policy: 1.3.6.1.4.1.44947.1.1.1; CPS: http://cps.example.com; "
-        "User Notice: Test use only",
+        "                Policy: 1.3.6.1.4.1.44947.1.1.1; CPS: http://cps.example.com; User Notice: Test use only",
         "                othername:1.3.6.1.4.1.311.20.2.3:0C0161",
         "            CT Precertificate SCTs:",
         "                SCT from log 000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"

@@ -17,9 +17,7 @@ def test_clean_certificate_has_no_reasons(pki: PKI) -> None:
 def test_default_now_is_the_current_time(pki: PKI) -> None:
     current = pki.leaf("current.example.com", not_before=datetime.now(UTC) - timedelta(days=1))
     assert vulnerability_reasons(current.cert, publicly_trusted=True) == []
-    assert vulnerability_reasons(pki.leaf("old.example.com").cert, publicly_trusted=True) == [
-        "expired on 2025-04-01"
-    ]
+    assert vulnerability_reasons(pki.leaf("old.example.com").cert, publicly_trusted=True) == ["expired on 2025-04-01"]
 
 
 def test_ca_certificates_are_not_self_signed_leaves_nor_lifetime_capped(pki: PKI) -> None:
@@ -63,16 +61,12 @@ def test_expired(pki: PKI) -> None:
 
 def test_not_yet_valid(pki: PKI) -> None:
     future = pki.leaf("future.example.com", not_before=datetime(2030, 1, 1, tzinfo=UTC))
-    assert vulnerability_reasons(future.cert, publicly_trusted=False, now=NOW) == [
-        "not valid until 2030-01-01"
-    ]
+    assert vulnerability_reasons(future.cert, publicly_trusted=False, now=NOW) == ["not valid until 2030-01-01"]
 
 
 def test_self_signed_leaf(pki: PKI) -> None:
     self_signed = pki.issue("selfie.example.com", key=pki.key("ec", 256), self_signed=True)
-    assert vulnerability_reasons(self_signed.cert, publicly_trusted=False, now=NOW) == [
-        "self-signed leaf certificate"
-    ]
+    assert vulnerability_reasons(self_signed.cert, publicly_trusted=False, now=NOW) == ["self-signed leaf certificate"]
 
 
 def test_validity_cap_applies_only_to_publicly_trusted_leaves(pki: PKI) -> None:

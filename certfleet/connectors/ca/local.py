@@ -75,9 +75,7 @@ def _sign_algorithm(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     return hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) else hashes.SHA256()
 
 
-def create_ca_material(
-    name: str, *, organization: str = "certfleet", now: datetime | None = None
-) -> CAMaterial:
+def create_ca_material(name: str, *, organization: str = "certfleet", now: datetime | None = None) -> CAMaterial:
     """A new root (path length 1) and an issuing CA (path length 0) signed by it."""
     now = now or datetime.now(UTC)
     root_key = generate_private_key(CA_KEY_SPEC)
@@ -108,9 +106,7 @@ def create_ca_material(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(issuing_key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False)
         .sign(root_key, _sign_algorithm(root_key))
     )
     return CAMaterial(root_cert=root, issuing_cert=issuing, root_key=root_key, issuing_key=issuing_key)
@@ -200,9 +196,7 @@ class LocalCA:
         return IssueResult(pem_chain=pem.decode(), ca_order_id=f"local-{leaf.serial_number:x}")
 
     def status(self, ca_order_id: str) -> IssueResult:
-        raise PermanentConnectorError(
-            f"the built-in CA issues at once; it holds no pending order {ca_order_id}"
-        )
+        raise PermanentConnectorError(f"the built-in CA issues at once; it holds no pending order {ca_order_id}")
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
         self.revocations.add(serial_number, reason, self.clock())
@@ -214,9 +208,7 @@ class LocalCA:
             .issuer_name(self.material.issuing_cert.subject)
             .last_update(now)
             .next_update(now + timedelta(days=next_update_days))
-            .add_extension(
-                x509.CRLNumber(number if number is not None else int(now.timestamp())), critical=False
-            )
+            .add_extension(x509.CRLNumber(number if number is not None else int(now.timestamp())), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     self.material.issuing_cert.public_key()  # type: ignore[arg-type]
@@ -244,9 +236,7 @@ def _checked_sans(sans: list[x509.GeneralName], profile: Profile) -> list[x509.G
     if profile is Profile.TLS_SERVER:
         wanted = [n for n in sans if isinstance(n, x509.DNSName | x509.IPAddress)]
         if not wanted:
-            raise PermanentConnectorError(
-                "a TLS server certificate needs at least one DNS or IP SAN in the CSR"
-            )
+            raise PermanentConnectorError("a TLS server certificate needs at least one DNS or IP SAN in the CSR")
     else:
         wanted = [n for n in sans if isinstance(n, x509.RFC822Name)]
         if not wanted:
@@ -254,9 +244,7 @@ def _checked_sans(sans: list[x509.GeneralName], profile: Profile) -> list[x509.G
     return wanted
 
 
-def _leaf_subject(
-    csr: x509.CertificateSigningRequest, profile: Profile, sans: list[x509.GeneralName]
-) -> x509.Name:
+def _leaf_subject(csr: x509.CertificateSigningRequest, profile: Profile, sans: list[x509.GeneralName]) -> x509.Name:
     keep = [NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME]
     if profile is Profile.SMIME:
         keep.append(NameOID.EMAIL_ADDRESS)

@@ -32,9 +32,7 @@ class PemFilesTarget:
     def plan(self, bundle: CertificateBundle) -> list[FileWrite]:
         # Without a separate chain file the certificate file carries the full chain, as nginx expects.
         writes = [
-            FileWrite(
-                self.cert_path, bundle.leaf_pem if self.chain_path else bundle.fullchain_pem, CERT_MODE
-            ),
+            FileWrite(self.cert_path, bundle.leaf_pem if self.chain_path else bundle.fullchain_pem, CERT_MODE),
             FileWrite(self.key_path, bundle.key_pem, KEY_MODE),
         ]
         if self.chain_path:

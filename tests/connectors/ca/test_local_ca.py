@@ -40,16 +40,12 @@ def material() -> CAMaterial:
 
 @pytest.fixture
 def ca(material: CAMaterial) -> LocalCA:
-    return LocalCA(
-        material, MemoryRevocations(), crl_url="http://crl.example.test/test.crl", clock=lambda: NOW
-    )
+    return LocalCA(material, MemoryRevocations(), crl_url="http://crl.example.test/test.crl", clock=lambda: NOW)
 
 
 def _request(cn: str, sans: list[str], profile: Profile = Profile.TLS_SERVER, **kw: object) -> IssueRequest:
     key = generate_private_key(KeySpec(algorithm="ec", size=256))
-    return IssueRequest(
-        csr_pem=csr_to_pem(build_csr(key, cn, sans)), profile=profile, idempotency_key="k", **kw
-    )
+    return IssueRequest(csr_pem=csr_to_pem(build_csr(key, cn, sans)), profile=profile, idempotency_key="k", **kw)
 
 
 def test_tls_certificate_verifies_as_a_server_certificate(ca: LocalCA, material: CAMaterial) -> None:
@@ -136,10 +132,7 @@ def test_revoke_publishes_a_signed_crl(ca: LocalCA, material: CAMaterial) -> Non
     assert crl.issuer == material.issuing_cert.subject
     entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
     assert entry is not None
-    assert (
-        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
-        is x509.ReasonFlags.key_compromise
-    )
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
     assert crl.get_revoked_certificate_by_serial_number(other.serial_number) is None
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
 
@@ -149,9 +142,7 @@ def test_material_round_trips_through_storage(material: CAMaterial) -> None:
     assert loaded.root_cert == material.root_cert
     assert loaded.issuing_cert == material.issuing_cert
     pub = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    assert loaded.issuing_key.public_key().public_bytes(
-        *pub
-    ) == material.issuing_key.public_key().public_bytes(*pub)
+    assert loaded.issuing_key.public_key().public_bytes(*pub) == material.issuing_key.public_key().public_bytes(*pub)
     assert "PRIVATE KEY" not in str(material.public_part())
     assert "PRIVATE KEY" not in repr(material)
 

@@ -88,9 +88,7 @@ def test_plan_with_chain_file(tmp_path: Path) -> None:
 def test_snapshot_install_restore_is_byte_identical(tmp_path: Path) -> None:
     target = _target(tmp_path)
     (tmp_path / "cert.pem").write_bytes(b"OLD CERT")
-    backups = [
-        target.snapshot(str(tmp_path / n), str(tmp_path / f"{n}.bak")) for n in ("cert.pem", "key.pem")
-    ]
+    backups = [target.snapshot(str(tmp_path / n), str(tmp_path / f"{n}.bak")) for n in ("cert.pem", "key.pem")]
     assert [b.existed for b in backups] == [True, False]
     for write in target.plan(BUNDLE):
         target.install(write)

@@ -40,9 +40,7 @@ def write_pair(directory: Path, serial: int) -> tuple[Path, Path]:
     cert_path, key_path = directory / f"{serial:x}.crt", directory / f"{serial:x}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 
@@ -50,9 +48,7 @@ def write_pair(directory: Path, serial: int) -> tuple[Path, Path]:
 class TlsServer:
     """In-process TLS server that records SNI names and switches certificate after N handshakes."""
 
-    def __init__(
-        self, first: ssl.SSLContext, second: ssl.SSLContext | None = None, switch_after: int = 0
-    ) -> None:
+    def __init__(self, first: ssl.SSLContext, second: ssl.SSLContext | None = None, switch_after: int = 0) -> None:
         self.contexts = [first, second or first]
         self.switch_after = switch_after
         self.handshakes = 0
@@ -100,9 +96,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 @pytest.fixture
 def contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    return server_context(*write_pair(tmp_path, SERIAL_OLD)), server_context(
-        *write_pair(tmp_path, SERIAL_NEW)
-    )
+    return server_context(*write_pair(tmp_path, SERIAL_OLD)), server_context(*write_pair(tmp_path, SERIAL_NEW))
 
 
 @pytest.fixture
@@ -190,8 +184,7 @@ def test_wait_for_serial_timeout_names_expected_and_served_serials(server: TlsSe
             interval=0.05,
         )
     assert str(excinfo.value) == (
-        f"{HOST}:{server.port}: expected serial 5EED0002 was not served within 0.5 s; "
-        "still serving serial 5EED0001"
+        f"{HOST}:{server.port}: expected serial 5EED0002 was not served within 0.5 s; still serving serial 5EED0001"
     )
     assert server.handshakes >= 2
 
@@ -201,6 +194,5 @@ def test_wait_for_serial_timeout_reports_last_connection_error() -> None:
     with pytest.raises(ProbeError) as excinfo:
         wait_for_serial(HOST, port, server_name=None, expected_serial=0xABC, timeout=0.3, interval=0.05)
     assert str(excinfo.value) == (
-        f"{HOST}:{port}: expected serial ABC was not served within 0.3 s; "
-        f"last error: {HOST}:{port}: connection refused"
+        f"{HOST}:{port}: expected serial ABC was not served within 0.3 s; last error: {HOST}:{port}: connection refused"
     )
