@@ -111,6 +111,12 @@ def rollback(deployment_id: int, wait: Annotated[bool, typer.Option(help="Wait f
 
 
 @app.command()
+def renew(wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
+    """Start a renew-expiring run now (it also runs every hour on its schedule)."""
+    _start("renew-expiring", {}, wait)
+
+
+@app.command()
 def certificates() -> None:
     """List certificates with their status, serial, expiry and reason."""
     from certfleet.cli.tables import certificates_table

@@ -8,17 +8,22 @@ from prefect.deployments.runner import RunnerDeployment
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.provisioning import provision_certificate
+from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.rollback import rollback_deployment
 
 DEPLOYMENT = "certfleet"  # each flow is served as "<flow name>/certfleet"
-FLOWS = (issue_certificate, deploy_certificate, provision_certificate, rollback_deployment)
+FLOWS = (issue_certificate, deploy_certificate, provision_certificate, rollback_deployment, renew_expiring)
+# Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules for the scaled-out setup.
+SCHEDULES = {"renew-expiring": "17 * * * *"}
 
 
 def runner_deployments() -> list[RunnerDeployment]:
     deployments = []
     for f in FLOWS:
         summary = (f.description or f.name).strip().splitlines()[0]
-        deployment = f.to_deployment(name=DEPLOYMENT, description=summary, tags=["certfleet"])
+        deployment = f.to_deployment(
+            name=DEPLOYMENT, description=summary, tags=["certfleet"], cron=SCHEDULES.get(f.name)
+        )
         assert isinstance(deployment, RunnerDeployment)  # sync call, so not a coroutine
         deployments.append(deployment)
     return deployments

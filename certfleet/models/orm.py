@@ -335,6 +335,7 @@ class Deployment(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    certificate: Mapped[Certificate] = relationship()
     target: Mapped[DeploymentTarget] = relationship()
     steps: Mapped[list[DeploymentStep]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentStep.seq"

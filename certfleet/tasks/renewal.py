@@ -1,0 +1,118 @@
+"""Finding what needs renewing or re-deploying, and starting those runs through Prefect."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentTarget, utcnow
+from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
+
+ACTOR = "flow:renew-expiring"
+# A certificate whose last deployment failed is tried again, but not on every schedule tick.
+REDEPLOY_AFTER = timedelta(hours=6)
+MANAGED = (
+    CertificateStatus.ISSUED,
+    CertificateStatus.DEPLOYED,
+    CertificateStatus.ROLLED_BACK,
+    CertificateStatus.DEPLOYMENT_FAILED,
+    CertificateStatus.EXPIRED,
+)
+NOT_SERVED_YET = (CertificateStatus.ISSUED, CertificateStatus.ROLLED_BACK, CertificateStatus.DEPLOYMENT_FAILED)
+
+
+class Due(BaseModel):
+    certificate_id: int
+    common_name: str
+    expires_on: datetime
+    action: str  # "provision" (issue + deploy) or "deploy" (the issued certificate is not served yet)
+    idempotency_key: str
+
+
+@task(cache_policy=NO_CACHE, task_run_name="find-due-certificates")
+def find_due(now: datetime | None = None) -> list[Due]:
+    """Certificates to renew (inside their renewal window) or to deploy again, oldest expiry first.
+
+    Also marks managed certificates that have run out as Expired, so no dashboard shows them as fine.
+    """
+    now = now or utcnow()
+    last_deployment = (
+        select(Deployment.certificate_id, func.max(Deployment.id).label("deployment_id"))
+        .group_by(Deployment.certificate_id)
+        .subquery()
+    )
+    has_targets = select(DeploymentTarget.id).where(DeploymentTarget.certificate_id == Certificate.id).exists()
+    due: list[Due] = []
+    with session_scope() as s:
+        rows = s.execute(
+            select(Certificate, Deployment)
+            .outerjoin(last_deployment, last_deployment.c.certificate_id == Certificate.id)
+            .outerjoin(Deployment, Deployment.id == last_deployment.c.deployment_id)
+            .where(
+                Certificate.status.in_(MANAGED),
+                Certificate.ca_connector_id.is_not(None),
+                Certificate.expires_on.is_not(None),
+                has_targets,
+            )
+            .order_by(Certificate.expires_on)
+        ).all()
+        for cert, deployment in rows:
+            assert cert.expires_on is not None  # filtered above
+            if cert.expires_on <= now and cert.status is not CertificateStatus.EXPIRED:
+                cert.status = CertificateStatus.EXPIRED
+                cert.status_reason = f"expired on {cert.expires_on:%Y-%m-%d %H:%M} UTC without a renewal deployed"
+                repo.audit(s, actor=ACTOR, action="expire", obj=cert, outcome="failure", detail=cert.status_reason)
+            if cert.expires_on - timedelta(days=cert.renew_before_days) <= now:
+                key = f"renew-cert-{cert.id}-gen-{cert.order_generation}"
+                due.append(
+                    Due(
+                        certificate_id=cert.id,
+                        common_name=cert.common_name,
+                        expires_on=cert.expires_on,
+                        action="provision",
+                        idempotency_key=key,
+                    )
+                )
+            elif cert.status in NOT_SERVED_YET:
+                since = deployment.finished_at if deployment and deployment.finished_at else cert.issued_on
+                if since is None or since + REDEPLOY_AFTER <= now:
+                    key = f"redeploy-cert-{cert.id}-after-{deployment.id if deployment else 0}"
+                    due.append(
+                        Due(
+                            certificate_id=cert.id,
+                            common_name=cert.common_name,
+                            expires_on=cert.expires_on,
+                            action="deploy",
+                            idempotency_key=key,
+                        )
+                    )
+    return due
+
+
+@task(
+    cache_policy=NO_CACHE,
+    task_run_name="start-{due.action}-cert-{due.certificate_id}",
+    retries=3,
+    retry_delay_seconds=backoff_with_jitter(2.0, 3),
+    retry_condition_fn=retry_if_transient,
+)
+def start_run(due: Due) -> str:
+    """Starts the run on whichever worker serves it; the idempotency key makes a repeated tick a no-op."""
+    flow_name = "provision-certificate" if due.action == "provision" else "deploy-certificate"
+    run = run_deployment(
+        f"{flow_name}/certfleet",
+        parameters={"certificate_id": due.certificate_id},
+        timeout=0,
+        idempotency_key=due.idempotency_key,
+        tags=["certfleet", "renewal"],
+    )
+    assert isinstance(run, FlowRun)  # sync call, so not a coroutine
+    return str(run.id)

@@ -1,0 +1,113 @@
+"""renew-expiring starts exactly the runs that keep certificates renewed and served, once per tick."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+from certfleet.deployments.serve import DEPLOYMENT
+from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.provisioning import provision_certificate
+from certfleet.flows.renewal import renew_expiring
+from certfleet.models import repo
+from certfleet.models.bootstrap import Bootstrapped
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Certificate,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    DeploymentTarget,
+    Server,
+    ServerConnection,
+    utcnow,
+)
+
+
+def _runs() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT]))
+        ):
+            flow = client.read_flow(run.flow_id)
+            found.setdefault(flow.name, []).append(run.parameters["certificate_id"])
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def _cert(
+    server: Server,
+    name: str,
+    status: CertificateStatus,
+    expires_in: timedelta,
+    *,
+    targets: bool = True,
+    failed_deployment_ago: timedelta | None = None,
+) -> list[Certificate | Deployment]:
+    """A managed certificate (and the failed deployment it had, if any), ready to be added to a session."""
+    now = utcnow()
+    cert = Certificate(common_name=name, status=status, expires_on=now + expires_in, issued_on=now - timedelta(days=1))
+    if not targets:
+        return [cert]
+    target = DeploymentTarget(server=server, port=443, cert_path="/x/c.pem", key_path="/x/k.pem")
+    cert.targets.append(target)
+    if failed_deployment_ago is None:
+        return [cert]
+    failed = Deployment(
+        certificate=cert,
+        target=target,
+        serial_number="01",
+        status=DeploymentStatus.ROLLED_BACK,
+        finished_at=now - failed_deployment_ago,
+    )
+    return [cert, failed]
+
+
+def test_renewal_starts_the_right_runs_once(boot: Bootstrapped) -> None:
+    for f in (provision_certificate, deploy_certificate):
+        f.to_deployment(name=DEPLOYMENT).apply()  # type: ignore[union-attr]
+    with session_scope() as s:
+        server = Server(description="web", host="127.0.0.1", connection=ServerConnection.LOCAL, server_type="generic")
+        certs = {
+            "due": _cert(server, "due.test", CertificateStatus.DEPLOYED, timedelta(days=10)),
+            "fresh": _cert(server, "fresh.test", CertificateStatus.DEPLOYED, timedelta(days=60)),
+            "failed-long-ago": _cert(
+                server,
+                "f1.test",
+                CertificateStatus.ROLLED_BACK,
+                timedelta(days=60),
+                failed_deployment_ago=timedelta(hours=7),
+            ),
+            "failed-recently": _cert(
+                server,
+                "f2.test",
+                CertificateStatus.ROLLED_BACK,
+                timedelta(days=60),
+                failed_deployment_ago=timedelta(hours=1),
+            ),
+            "expired": _cert(server, "old.test", CertificateStatus.DEPLOYED, -timedelta(days=1)),
+            "ignored": _cert(server, "ign.test", CertificateStatus.IGNORED, timedelta(days=1)),
+            "no-targets": _cert(server, "nt.test", CertificateStatus.ISSUED, timedelta(days=1), targets=False),
+        }
+        for rows in certs.values():
+            rows[0].ca_connector_id = boot.ca_connector_id  # type: ignore[union-attr]
+            s.add_all(rows)
+        s.flush()
+        ids = {k: rows[0].id for k, rows in certs.items()}
+
+    assert renew_expiring() == 3
+    expected = {
+        "provision-certificate": sorted([ids["due"], ids["expired"]]),
+        "deploy-certificate": [ids["failed-long-ago"]],
+    }
+    assert _runs() == expected
+    with session_scope() as s:
+        expired = repo.get(s, Certificate, ids["expired"])
+        assert expired.status is CertificateStatus.EXPIRED
+        assert "without a renewal deployed" in (expired.status_reason or "")
+        assert repo.get(s, Certificate, ids["ignored"]).status is CertificateStatus.IGNORED
+
+    assert renew_expiring() == 3  # the next tick finds the same work already started
+    assert _runs() == expected
