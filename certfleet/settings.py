@@ -12,9 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CERTFLEET_", extra="ignore")
 
-    data_dir: Path = Field(
-        default=Path("~/.certfleet"), description="Holds the database, key file, Prefect home"
-    )
+    data_dir: Path = Field(default=Path("~/.certfleet"), description="Holds the database, key file, Prefect home")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory"
     )
@@ -25,10 +23,13 @@ class Settings(BaseSettings):
     prefect_port: int = Field(default=4200, description="Port of the embedded Prefect server and UI")
     host: str = Field(default="127.0.0.1", description="Address the embedded services listen on")
     demo_fleet: bool = Field(default=True, description="Create the demo fleet on the first `certfleet up`")
-    retry_base_delay_s: float = Field(
-        default=5.0, description="First retry delay of CA calls; doubles each time"
-    )
+    retry_base_delay_s: float = Field(default=5.0, description="First retry delay of CA calls; doubles each time")
     verify_timeout_s: float = Field(default=15.0, description="How long a deployment waits to see its serial")
+    dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the first admin user; generated and printed once when unset"
+    )
+    session_hours: float = Field(default=12.0, description="How long a dashboard login lasts")
 
     @property
     def home(self) -> Path:

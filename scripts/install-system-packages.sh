@@ -6,6 +6,16 @@ PACKAGES=(
   openjdk-17-jre-headless   # keytool: proves the Java keystores certfleet writes are readable by Java
   postgresql                # the scaled-out database; the database tests run against it too
   ca-certificates
+  openssh-server            # the SSH deployment tests start their own sshd on 127.0.0.1
+  nginx                     # SSH deployment integration tests (started as plain processes, no systemd)
+  apache2                   # same, Apache httpd
+  tomcat10                  # same, Tomcat (server.xml + PKCS#12 keystore)
+  jetty9                    # same, Jetty (ssl ini + keystore)
+  sudo                      # SSH deployments with sudo for the writes and commands that need it
+  pebble                    # ACME test CA (pebble + pebble-challtestsrv) for the ACME connector tests
+  bind9                     # named: the RFC 2136 dynamic-DNS server the ACME dns-01 tests update
+  nmap                      # benchmarks/discovery.py compares certfleet's TLS scan with nmap --script ssl-cert
+  chromium                  # the dashboard's browser tests (Playwright drives Debian's Chromium)
 )
 
 SUDO=""

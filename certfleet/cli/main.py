@@ -74,6 +74,24 @@ def up(
 
 
 @app.command()
+def dashboard(
+    port: Annotated[int | None, typer.Option(help="Port (default CERTFLEET_DASHBOARD_PORT, 8080)")] = None,
+) -> None:
+    """Serve only the web dashboard and the /api/v1 JSON API (certfleet up serves it too)."""
+    from certfleet.dashboard.server import ensure_admin, serve_forever
+    from certfleet.models.bootstrap import initialize
+
+    settings = get_settings()
+    initialize()
+    first = ensure_admin()
+    if first is not None:
+        shown = first.password or "the value of CERTFLEET_ADMIN_PASSWORD"
+        out.print(f"first login: user {first.username}, password {shown} (shown once: change it)")
+    out.print(f"dashboard: http://{settings.host}:{port or settings.dashboard_port}")
+    serve_forever(settings.host, port or settings.dashboard_port)
+
+
+@app.command()
 def demo(
     keep: Annotated[
         Path | None, typer.Option(help="Keep the demo's data in this directory instead of a temporary one")

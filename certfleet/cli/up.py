@@ -18,6 +18,18 @@ DEMO_FLEET_SIZE = 3
 def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
     settings = get_settings()
     boot = initialize()
+    from certfleet.dashboard.server import DashboardThread, ensure_admin
+
+    first_admin = ensure_admin()
+    dashboard: DashboardThread | None = None
+    if port_in_use(settings.host, settings.dashboard_port):
+        say(
+            f"[yellow]dashboard: port {settings.dashboard_port} is taken, not started; "
+            "set CERTFLEET_DASHBOARD_PORT[/yellow]"
+        )
+    else:
+        dashboard = DashboardThread(settings.host, settings.dashboard_port)
+        dashboard.start()
     prefect = EmbeddedPrefect(settings.prefect_home, settings.host, settings.prefect_port)
     started_here = prefect.start()
     os.environ["PREFECT_API_URL"] = prefect.api_url  # before Prefect is imported below
@@ -38,6 +50,11 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
             listeners.append(host.listener())
             listeners[-1].launch()
         say(f"certfleet is up (data in {settings.home})")
+        if dashboard is not None:
+            say(f"  dashboard:    http://{settings.host}:{settings.dashboard_port} (API docs at /api/docs)")
+        if first_admin is not None:
+            shown = first_admin.password or "the value of CERTFLEET_ADMIN_PASSWORD"
+            say(f"  first login:  user {first_admin.username}, password {shown} (shown once: change it)")
         say(f"  Prefect UI:   {prefect.ui_url}")
         say(f"  Prefect API:  {prefect.api_url}")
         say(f"  database:     {settings.sqlalchemy_url.split('@')[-1]}")
@@ -54,6 +71,8 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             serve_flows(deployments)
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         for listener in listeners:
             listener.stop()
         if started_here:

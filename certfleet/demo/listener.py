@@ -187,6 +187,12 @@ def load_config(cert_path: Path, key_path: Path, chain_path: Path | None = None)
 # --- serving ----------------------------------------------------------------------------------------
 
 
+def _hex(serial: int) -> str:
+    """Uppercase hex padded to whole bytes, as certfleet shows serials everywhere."""
+    text = f"{serial:X}"
+    return text if len(text) % 2 == 0 else f"0{text}"
+
+
 def _log(message: str) -> None:
     print(f"listener[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
 
@@ -245,10 +251,10 @@ class _Server:
         try:
             new = load_config(*self._files)
         except ConfigError as exc:
-            _log(f"reload failed: {exc}; still serving serial {current.serial:X}")
+            _log(f"reload failed: {exc}; still serving serial {_hex(current.serial)}")
             return
         self._config = self._activate(new)
-        _log(f"reloaded: now serving serial {new.serial:X}")
+        _log(f"reloaded: now serving serial {_hex(new.serial)}")
 
     def run(self, pidfile: Path, ready_file: Path | None) -> int:
         wake_r, wake_w = socket.socketpair()
@@ -266,7 +272,7 @@ class _Server:
             selector.register(self._listen, selectors.EVENT_READ, "accept")
             selector.register(wake_r, selectors.EVENT_READ, "signal")
             host, port = self._listen.getsockname()[:2]
-            _log(f"listening on {host}:{port}, serving serial {self._config.serial:X}")
+            _log(f"listening on {host}:{port}, serving serial {_hex(self._config.serial)}")
             if ready_file is not None:
                 _write_atomic(ready_file, READY_TEXT)
             while True:
@@ -321,7 +327,7 @@ class _Server:
 
     def _response(self, serial: int) -> bytes:
         server_name = getattr(self._tls_state, "server_name", None) or "-"
-        body = f"certfleet demo listener\nserial: {serial:X}\nserver_name: {server_name}\n".encode()
+        body = f"certfleet demo listener\nserial: {_hex(serial)}\nserver_name: {server_name}\n".encode()
         head = (
             "HTTP/1.1 200 OK\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n"

@@ -6,15 +6,24 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.discovery import discover_endpoints, discover_server_files
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.rollback import rollback_deployment
 
 DEPLOYMENT = "certfleet"  # each flow is served as "<flow name>/certfleet"
-FLOWS = (issue_certificate, deploy_certificate, provision_certificate, rollback_deployment, renew_expiring)
+FLOWS = (
+    issue_certificate,
+    deploy_certificate,
+    provision_certificate,
+    rollback_deployment,
+    renew_expiring,
+    discover_endpoints,
+    discover_server_files,
+)
 # Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules for the scaled-out setup.
-SCHEDULES = {"renew-expiring": "17 * * * *"}
+SCHEDULES = {"renew-expiring": "17 * * * *", "discover-endpoints": "41 2 * * *", "discover-server-files": "53 2 * * *"}
 
 
 def runner_deployments() -> list[RunnerDeployment]:

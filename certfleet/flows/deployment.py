@@ -8,6 +8,7 @@ from certfleet.connectors.errors import ConnectorError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate
 from certfleet.models.repo import get
+from certfleet.tasks.build import release_connections
 from certfleet.tasks.deployment import (
     finish_deployment,
     install_on_target,
@@ -49,7 +50,10 @@ def deploy_certificate(certificate_id: int, target_ids: list[int] | None = None)
     chosen = known if target_ids is None else target_ids
     if not chosen:
         raise DeploymentFailed(f"certificate {certificate_id} has no deployment targets")
-    outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
+    try:  # one SSH connection per server serves all targets of this run, then is closed
+        outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
+    finally:
+        release_connections()
     failed = {t: o for t, o in outcome.items() if o != "Deployed"}
     if failed:
         raise DeploymentFailed(

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -149,6 +149,7 @@ class Bot(Base):
     os: Mapped[str | None] = mapped_column(String(80))
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     token_hash: Mapped[str | None] = mapped_column(String(128))
+    token_prefix: Mapped[str | None] = mapped_column(String(16))  # shown and filtered on; not a secret
     work_queue: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))
@@ -161,9 +162,7 @@ class CAConnector(Base):
     kind: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(String(120), unique=True)
     base_url: Mapped[str | None] = mapped_column(String(500))
-    status: Mapped[ConnectorStatus] = mapped_column(
-        _label_enum(ConnectorStatus), default=ConnectorStatus.ACTIVE
-    )
+    status: Mapped[ConnectorStatus] = mapped_column(_label_enum(ConnectorStatus), default=ConnectorStatus.ACTIVE)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credentials: Mapped[str | None] = mapped_column(EncryptedText)  # JSON object, sealed
     default_validity_days: Mapped[int] = mapped_column(Integer, default=90)
@@ -182,6 +181,7 @@ class Server(Base):
     username: Mapped[str | None] = mapped_column(String(120))
     password: Mapped[str | None] = mapped_column(EncryptedText)
     ssh_private_key: Mapped[str | None] = mapped_column(EncryptedText)
+    ssh_key_passphrase: Mapped[str | None] = mapped_column(EncryptedText)
     ssh_port: Mapped[int] = mapped_column(Integer, default=22)
     ssh_host_key: Mapped[str | None] = mapped_column(Text)
     use_sudo: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -244,6 +244,8 @@ class Certificate(Base):
     sha256_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
     vulnerable: Mapped[bool] = mapped_column(Boolean, default=False)
     vulnerability_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The root the served chain verifies to: a system root (public) or a registered private root.
+    trust_anchor: Mapped[str | None] = mapped_column(String(255))
     pem_chain: Mapped[str | None] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     # Order and provisioning trail.
@@ -325,9 +327,7 @@ class Deployment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"), index=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("deployment_targets.id", ondelete="CASCADE"))
-    status: Mapped[DeploymentStatus] = mapped_column(
-        _label_enum(DeploymentStatus), default=DeploymentStatus.RUNNING
-    )
+    status: Mapped[DeploymentStatus] = mapped_column(_label_enum(DeploymentStatus), default=DeploymentStatus.RUNNING)
     serial_number: Mapped[str] = mapped_column(String(80))
     previous_serial: Mapped[str | None] = mapped_column(String(80))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -406,3 +406,121 @@ class AuditEvent(Base):
     object_id: Mapped[str | None] = mapped_column(String(80))
     outcome: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# The dashboard's certificate tiles group by these three; sorting the list by name uses the second.
+Index("ix_certificates_tiles", Certificate.status, Certificate.provisioning_bot_id, Certificate.ca_connector_id)
+Index("ix_certificates_common_name", Certificate.common_name)
+
+
+class UserRole(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A person who logs in to the dashboard or calls the API. Passwords and API tokens are stored hashed."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[UserRole] = mapped_column(_label_enum(UserRole), default=UserRole.VIEWER)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. chosen columns per list
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A user's API token: only its sha256 is kept; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class LocationStatus(enum.StrEnum):
+    ACTIVE = "Active"  # served there (or the file was there) at the last check
+    NOT_RESPONDING = "Not Responding"  # the endpoint did not complete a handshake at the last check
+    REPLACED = "Replaced"  # the endpoint now serves another certificate
+    MISSING = "Missing"  # the file is gone or no longer holds this certificate
+
+
+class CertificateLocation(Base):
+    """Where discovery found a certificate: a TLS endpoint, a file on a server, or an upload.
+
+    `locator` is the identity of the place ("tls:<scan ip>:<scan port>:<sni>", "file:<server id>:<path>",
+    "upload:<file name>"), so the same certificate seen at many places is one certificate with many rows;
+    a place that stops answering is marked, never deleted.
+    """
+
+    __tablename__ = "certificate_locations"
+    __table_args__ = (UniqueConstraint("certificate_id", "locator"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # tls, file, upload
+    locator: Mapped[str] = mapped_column(String(700), index=True)
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    scan_ip: Mapped[str | None] = mapped_column(String(64))
+    scan_port: Mapped[int | None] = mapped_column(Integer)
+    sni: Mapped[str] = mapped_column(String(255), default="")  # "" when none was sent
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"))
+    path: Mapped[str | None] = mapped_column(String(500))
+    discovery_bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id", ondelete="SET NULL"))
+    discovery_run_id: Mapped[int | None] = mapped_column(ForeignKey("discovery_runs.id", ondelete="SET NULL"))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status: Mapped[LocationStatus] = mapped_column(_label_enum(LocationStatus), default=LocationStatus.ACTIVE)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DiscoveryRun(Base):
+    """One discovery run (network scan or server file scan), its scope and what it found."""
+
+    __tablename__ = "discovery_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # tls, files
+    bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id", ondelete="SET NULL"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # targets, ports, options
+    status: Mapped[str] = mapped_column(String(20), default="Running")  # Running, Completed, Failed
+    endpoints_total: Mapped[int] = mapped_column(Integer, default=0)
+    endpoints_scanned: Mapped[int] = mapped_column(Integer, default=0)
+    endpoints_answered: Mapped[int] = mapped_column(Integer, default=0)
+    certificates_found: Mapped[int] = mapped_column(Integer, default=0)  # distinct, per batch
+    certificates_new: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)  # unresolved names, unreadable files
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PrivateRoot(Base):
+    """A private root CA the organisation trusts: chains that verify to it are Private and known."""
+
+    __tablename__ = "private_roots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    sha256_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    pem: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))

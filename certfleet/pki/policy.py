@@ -7,7 +7,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
-from certfleet.pki.parse import describe
+from certfleet.pki.parse import CertificateInfo, describe
 
 # CA/Browser Forum Baseline Requirements: maximum lifetime of a publicly trusted TLS certificate.
 PUBLIC_MAX_VALIDITY_DAYS = 398
@@ -24,10 +24,14 @@ def vulnerability_reasons(
     *,
     publicly_trusted: bool,
     now: datetime | None = None,
+    info: CertificateInfo | None = None,
 ) -> list[str]:
-    """Plain-sentence reasons the certificate is vulnerable; an empty list means it is not."""
+    """Plain-sentence reasons the certificate is vulnerable; an empty list means it is not.
+
+    Pass `info` when the caller has already described the certificate (describing costs ~0.2 ms).
+    """
     now = now or datetime.now(UTC)
-    info = describe(cert)
+    info = info or describe(cert)
     reasons: list[str] = []
 
     minimum = _MINIMUM_KEY_BITS.get(info.key_type)

@@ -178,7 +178,7 @@ def record_issued(order_id: int) -> str:
         cert.key_size = info.key_size
         cert.sha1_thumbprint = info.sha1_thumbprint
         cert.sha256_thumbprint = info.sha256_thumbprint
-        reasons = vulnerability_reasons(leaf, publicly_trusted=cert.ca_type is CAType.PUBLIC)
+        reasons = vulnerability_reasons(leaf, publicly_trusted=cert.ca_type is CAType.PUBLIC, info=info)
         cert.vulnerable = bool(reasons)
         cert.vulnerability_reasons = reasons
         cert.issued_on = utcnow()

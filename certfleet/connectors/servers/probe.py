@@ -16,6 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from certfleet.connectors.errors import ConnectorError
+from certfleet.pki.parse import serial_hex
 
 
 class ProbeError(ConnectorError):
@@ -140,10 +141,10 @@ def wait_for_serial(
         else:
             if leaf.serial_number == expected_serial:
                 return leaf
-            last_seen = f"still serving serial {leaf.serial_number:X}"
+            last_seen = f"still serving serial {serial_hex(leaf.serial_number)}"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProbeError(
-                f"{where}: expected serial {expected_serial:X} was not served within {limit} s; {last_seen}"
+                f"{where}: expected serial {serial_hex(expected_serial)} was not served within {limit} s; {last_seen}"
             )
         time.sleep(min(interval, remaining))

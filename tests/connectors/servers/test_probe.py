@@ -194,5 +194,6 @@ def test_wait_for_serial_timeout_reports_last_connection_error() -> None:
     with pytest.raises(ProbeError) as excinfo:
         wait_for_serial(HOST, port, server_name=None, expected_serial=0xABC, timeout=0.3, interval=0.05)
     assert str(excinfo.value) == (
-        f"{HOST}:{port}: expected serial ABC was not served within 0.3 s; last error: {HOST}:{port}: connection refused"
+        f"{HOST}:{port}: expected serial 0ABC was not served within 0.3 s; "
+        f"last error: {HOST}:{port}: connection refused"
     )

@@ -74,7 +74,8 @@ def test_password_login_writes_atomically_with_the_mode_asked(sshd: Sshd, home: 
     assert (home / "site.key.bak").read_bytes() == b"new key"
     assert sorted(p.name for p in home.iterdir()) == ["site.key", "site.key.bak"]  # no temp files left
     assert result.exit_code == 3
-    assert PASSWORD_USER in result.output and "to-stderr" in result.output
+    assert PASSWORD_USER in result.output
+    assert "to-stderr" in result.output
 
 
 def test_key_login(sshd: Sshd, home: Path) -> None:
@@ -98,7 +99,8 @@ def test_first_contact_pins_the_host_key_and_a_changed_key_is_refused(sshd: Sshd
     with pytest.raises(HostKeyMismatch) as info:
         transport.write_atomic(str(target), b"must not arrive", 0o644)
     message = str(info.value)
-    assert fingerprint(old) in message and fingerprint(new) in message
+    assert fingerprint(old) in message
+    assert fingerprint(new) in message
     assert "host key changed" in message
     assert target.read_bytes() == b"untouched"
     assert "must not arrive" not in sshd.log()
@@ -106,7 +108,7 @@ def test_first_contact_pins_the_host_key_and_a_changed_key_is_refused(sshd: Sshd
 
 def test_wrong_password_is_a_clear_permanent_error(sshd: Sshd) -> None:
     transport = SshTransport(_settings(sshd, password="not the password"))
-    with pytest.raises(PermanentConnectorError, match="authentication failed.*password for user 'certfleet-pw'"):
+    with pytest.raises(PermanentConnectorError, match=r"authentication failed.*password for user 'certfleet-pw'"):
         transport.run("true", timeout=10)
     assert "not the password" not in repr(transport.settings)
 
@@ -127,7 +129,7 @@ def test_nothing_listening_and_a_silent_host_are_unreachable(sshd: Sshd) -> None
     silent.listen()
     try:
         settings = _settings(sshd, port=silent.getsockname()[1], connect_timeout=1.0)
-        with pytest.raises(PermanentConnectorError, match="127.0.0.1"):
+        with pytest.raises(PermanentConnectorError, match=r"127\.0\.0\.1"):
             SshTransport(settings).connect()
     finally:
         silent.close()
@@ -142,7 +144,7 @@ def test_missing_directory_and_permission_denied_change_nothing(sshd: Sshd, home
     with SshTransport(_settings(sshd)) as t:
         with pytest.raises(PermanentConnectorError, match=f"directory {home}/nope does not exist"):
             t.write_atomic(str(home / "nope" / "cert.pem"), b"x", 0o644)
-        with pytest.raises(PermanentConnectorError, match="permission denied writing /etc/certfleet-test.pem"):
+        with pytest.raises(PermanentConnectorError, match=r"permission denied writing /etc/certfleet-test\.pem"):
             t.write_atomic("/etc/certfleet-test.pem", b"x", 0o644)
     assert not Path("/etc/certfleet-test.pem").exists()
     assert list(home.iterdir()) == []
@@ -199,7 +201,8 @@ def test_the_cache_reuses_one_connection_per_server(sshd: Sshd) -> None:
     first.run("true", timeout=10)
     assert cached_transport(101, settings) is first
     changed = cached_transport(101, _settings(sshd, connect_timeout=3.0))
-    assert changed is not first and not first.is_open
+    assert changed is not first
+    assert not first.is_open
     changed.run("true", timeout=10)
     assert close_cached_transports() == 1
     assert not changed.is_open

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("os", sa.String(length=80), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("token_hash", sa.String(length=128), nullable=True),
+        sa.Column("token_prefix", sa.String(length=16), nullable=True),
         sa.Column("work_queue", sa.String(length=120), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=120), nullable=True),
@@ -66,6 +68,51 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+    op.create_table(
+        "private_roots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("subject", sa.String(length=500), nullable=False),
+        sa.Column("sha256_thumbprint", sa.String(length=64), nullable=False),
+        sa.Column("pem", sa.Text(), nullable=False),
+        sa.Column("not_after", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_by", sa.String(length=120), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+        sa.UniqueConstraint("sha256_thumbprint"),
+    )
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=120), nullable=False),
+        sa.Column("password_hash", sa.String(length=255), nullable=False),
+        sa.Column("role", sa.String(length=40), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("preferences", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_by", sa.String(length=120), nullable=True),
+        sa.Column("last_login_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("username"),
+    )
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("token_prefix", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_tokens_user_id"), ["user_id"], unique=False)
+
     op.create_table(
         "certificates",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -100,6 +147,7 @@ def upgrade() -> None:
         sa.Column("sha256_thumbprint", sa.String(length=64), nullable=True),
         sa.Column("vulnerable", sa.Boolean(), nullable=False),
         sa.Column("vulnerability_reasons", sa.JSON(), nullable=False),
+        sa.Column("trust_anchor", sa.String(length=255), nullable=True),
         sa.Column("pem_chain", sa.Text(), nullable=True),
         sa.Column("private_key", sa.Text(), nullable=True),
         sa.Column("ca_order_id", sa.String(length=120), nullable=True),
@@ -125,12 +173,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("certificates", schema=None) as batch_op:
+        batch_op.create_index("ix_certificates_common_name", ["common_name"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_expires_on"), ["expires_on"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_serial_number"), ["serial_number"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_certificates_sha256_thumbprint"), ["sha256_thumbprint"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_certificates_sha256_thumbprint"), ["sha256_thumbprint"], unique=False)
         batch_op.create_index(batch_op.f("ix_certificates_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "ix_certificates_tiles", ["status", "provisioning_bot_id", "ca_connector_id"], unique=False
+        )
 
     op.create_table(
         "directory_profiles",
@@ -148,6 +198,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "discovery_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("bot_id", sa.Integer(), nullable=True),
+        sa.Column("flow_run_id", sa.String(length=40), nullable=True),
+        sa.Column("scope", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("endpoints_total", sa.Integer(), nullable=False),
+        sa.Column("endpoints_scanned", sa.Integer(), nullable=False),
+        sa.Column("endpoints_answered", sa.Integer(), nullable=False),
+        sa.Column("certificates_found", sa.Integer(), nullable=False),
+        sa.Column("certificates_new", sa.Integer(), nullable=False),
+        sa.Column("errors", sa.JSON(), nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["bot_id"], ["bots.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "revocations",
@@ -173,6 +242,7 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=120), nullable=True),
         sa.Column("password", sa.Text(), nullable=True),
         sa.Column("ssh_private_key", sa.Text(), nullable=True),
+        sa.Column("ssh_key_passphrase", sa.Text(), nullable=True),
         sa.Column("ssh_port", sa.Integer(), nullable=False),
         sa.Column("ssh_host_key", sa.Text(), nullable=True),
         sa.Column("use_sudo", sa.Boolean(), nullable=False),
@@ -195,6 +265,36 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "certificate_locations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("certificate_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("locator", sa.String(length=700), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=True),
+        sa.Column("port", sa.Integer(), nullable=True),
+        sa.Column("scan_ip", sa.String(length=64), nullable=True),
+        sa.Column("scan_port", sa.Integer(), nullable=True),
+        sa.Column("sni", sa.String(length=255), nullable=False),
+        sa.Column("server_id", sa.Integer(), nullable=True),
+        sa.Column("path", sa.String(length=500), nullable=True),
+        sa.Column("discovery_bot_id", sa.Integer(), nullable=True),
+        sa.Column("discovery_run_id", sa.Integer(), nullable=True),
+        sa.Column("first_seen", sa.DateTime(), nullable=False),
+        sa.Column("last_seen", sa.DateTime(), nullable=False),
+        sa.Column("last_checked_at", sa.DateTime(), nullable=False),
+        sa.Column("last_status", sa.String(length=40), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["certificate_id"], ["certificates.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["discovery_bot_id"], ["bots.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["discovery_run_id"], ["discovery_runs.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["server_id"], ["servers.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("certificate_id", "locator"),
+    )
+    with op.batch_alter_table("certificate_locations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_certificate_locations_locator"), ["locator"], unique=False)
+
     op.create_table(
         "deployment_targets",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -311,16 +411,29 @@ def downgrade() -> None:
 
     op.drop_table("orders")
     op.drop_table("deployment_targets")
+    with op.batch_alter_table("certificate_locations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_certificate_locations_locator"))
+
+    op.drop_table("certificate_locations")
     op.drop_table("servers")
     op.drop_table("revocations")
+    op.drop_table("discovery_runs")
     op.drop_table("directory_profiles")
     with op.batch_alter_table("certificates", schema=None) as batch_op:
+        batch_op.drop_index("ix_certificates_tiles")
         batch_op.drop_index(batch_op.f("ix_certificates_status"))
         batch_op.drop_index(batch_op.f("ix_certificates_sha256_thumbprint"))
         batch_op.drop_index(batch_op.f("ix_certificates_serial_number"))
         batch_op.drop_index(batch_op.f("ix_certificates_expires_on"))
+        batch_op.drop_index("ix_certificates_common_name")
 
     op.drop_table("certificates")
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_tokens_user_id"))
+
+    op.drop_table("api_tokens")
+    op.drop_table("users")
+    op.drop_table("private_roots")
     op.drop_table("ca_connectors")
     op.drop_table("bots")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:

@@ -1,0 +1,189 @@
+"""What every server-type handler shares: the server and target it serves, file replacement, commands.
+
+A handler is built per deployment target from a `ServerSpec` (the Add Server form) and a `TargetSpec`
+(the port and SNI name a certificate is served on). It finds where the application keeps the certificate
+by reading the server's configuration through its `Transport`, plans the files to replace (certificate
+files, a keystore, a rewritten configuration), and tests and reloads the server with its own commands.
+
+Backups, atomic installs and restores are the same for every kind (a file copied next to the original),
+so the deployment journal and `rollback-deployment` work unchanged for all of them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cryptography import x509
+
+from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
+from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.servers.transport import Transport
+from certfleet.pki.bundle import key_matches_certificate
+from certfleet.pki.errors import CertificateFormatError
+from certfleet.pki.keys import PrivateKey, load_private_key
+from certfleet.pki.parse import load_material
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """The Add Server fields a handler needs (no credentials: those belong to the transport)."""
+
+    server_type: str
+    app_path: str  # Nginx Path, Apache HTTP Path, Tomcat Path, Jetty Path, JBoss Path, WebLogic Path
+    keystore_folder: str | None = None
+    service_name: str | None = None
+    version: str | None = None
+    config_test_command: str | None = None  # overrides the type's default
+    reload_command: str | None = None  # overrides the type's default
+    command_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    port: int
+    server_name: str | None = None  # SNI name the certificate is served for
+    cert_path: str | None = None  # explicit paths override what the configuration says (PEM servers)
+    key_path: str | None = None
+    chain_path: str | None = None
+
+
+class ServerKindHandler:
+    """Base of the per-type handlers: subclasses implement `plan`, `check_installed` and the commands."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, transport: Transport, server: ServerSpec, target: TargetSpec) -> None:
+        if not server.app_path:
+            raise PermanentConnectorError(f"{server.server_type} server: set its installation path")
+        self.transport = transport
+        self.server = server
+        self.target = target
+
+    # -- the ServerHandler protocol ------------------------------------------------------------------
+
+    def plan(self, bundle: CertificateBundle) -> list[FileWrite]:
+        raise NotImplementedError
+
+    def snapshot(self, path: str, backup_path: str) -> Backup:
+        if self.transport.read(path) is None:
+            return Backup(path, backup_path, existed=False)
+        self.transport.copy(path, backup_path)
+        return Backup(path, backup_path, existed=True)
+
+    def install(self, write: FileWrite) -> None:
+        self.transport.write_atomic(write.path, write.data, write.mode)
+
+    def verify(self) -> None:
+        """What is on the server now must load (certificate and key pair up), then the server's own test."""
+        self.check_installed()
+        command = self.server.config_test_command or self.default_config_test()
+        if command:
+            self.run_checked("config test", command)
+
+    def activate(self) -> None:
+        command = self.server.reload_command or self.default_reload()
+        self.run_checked("reload", command)
+
+    def restore(self, backup: Backup) -> None:
+        if backup.existed:
+            self.transport.copy(backup.backup_path, backup.path)
+        else:
+            self.transport.remove(backup.path)
+
+    # -- for subclasses ------------------------------------------------------------------------------
+
+    def check_installed(self) -> None:
+        raise NotImplementedError
+
+    def default_config_test(self) -> str | None:
+        return None
+
+    def default_reload(self) -> str:
+        raise NotImplementedError
+
+    def service_command(self, verb: str) -> str | None:
+        """`systemctl VERB service` when the form names a service, else None (the type's own command)."""
+        if not self.server.service_name:
+            return None
+        return f"systemctl {verb} {shlex.quote(self.server.service_name)}"
+
+    def where(self) -> str:
+        return f"{self.kind} on {self.transport.label}, port {self.target.port}"
+
+    def fail(self, message: str) -> PermanentConnectorError:
+        return PermanentConnectorError(f"{self.where()}: {message}")
+
+    def app_file(self, *parts: str) -> str:
+        return posixpath.normpath(posixpath.join(self.server.app_path, *parts))
+
+    def read_required(self, path: str, what: str) -> bytes:
+        data = self.transport.read(path)
+        if data is None:
+            raise self.fail(f"{what} {path} does not exist")
+        return data
+
+    def list_dir(self, path: str) -> list[str]:
+        """Names in a directory, for include globs; empty when it does not exist."""
+        lister = getattr(self.transport, "list_dir", None)
+        if lister is not None:
+            names: list[str] = lister(path)
+            return names
+        result = self.transport.run(f"ls -1A -- {shlex.quote(path)}", self.server.command_timeout)
+        return result.output.split() if result.exit_code == 0 else []
+
+    def is_dir(self, path: str) -> bool:
+        stat = getattr(self.transport, "stat", None)
+        if stat is not None:
+            st = stat(path)
+            return bool(st is not None and st.is_dir)
+        return self.transport.run(f"test -d {shlex.quote(path)}", self.server.command_timeout).exit_code == 0
+
+    def run_checked(self, what: str, command: str) -> str:
+        result = self.transport.run(command, self.server.command_timeout)
+        if result.exit_code != 0:
+            raise PermanentConnectorError(
+                f"{what} `{command}` on {self.transport.label} failed with exit code {result.exit_code}: "
+                f"{result.tail() or 'no output'}"
+            )
+        return result.output
+
+
+def check_pem_pair(where: str, cert_pem: bytes, key_pem: bytes, *, cert_path: str, key_path: str) -> None:
+    """The served certificate file must parse and its key must be the private half of its leaf."""
+    try:
+        certs = load_material(cert_pem).certificates
+    except CertificateFormatError as exc:
+        raise PermanentConnectorError(f"{where}: {cert_path} holds no readable certificate: {exc}") from None
+    if not certs:
+        raise PermanentConnectorError(f"{where}: {cert_path} holds no certificate")
+    try:
+        key = load_private_key(key_pem)
+    except (CertificateFormatError, ValueError, TypeError) as exc:
+        raise PermanentConnectorError(f"{where}: {key_path} holds no readable private key: {exc}") from None
+    require_key_matches(where, key, certs[0], f"the key in {key_path} does not match the certificate in {cert_path}")
+
+
+def require_key_matches(where: str, key: PrivateKey, leaf: x509.Certificate, message: str) -> None:
+    if not key_matches_certificate(key, leaf):
+        raise PermanentConnectorError(f"{where}: {message} ({leaf.subject.rfc4514_string()})")
+
+
+def bundle_pair(where: str, bundle: CertificateBundle) -> tuple[PrivateKey, list[x509.Certificate]]:
+    """The bundle's key and chain, refusing a key that is not the leaf's before anything is written."""
+    chain = load_material(bundle.leaf_pem + bundle.chain_pem).certificates
+    try:
+        key = load_private_key(bundle.key_pem)
+    except (CertificateFormatError, ValueError, TypeError) as exc:
+        raise PermanentConnectorError(f"{where}: the certificate's private key cannot be read: {exc}") from None
+    require_key_matches(where, key, chain[0], "the private key to install does not match the certificate")
+    return key, chain
+
+
+def resolve(base: str, path: str) -> str:
+    return posixpath.normpath(path if posixpath.isabs(path) else posixpath.join(base, path))

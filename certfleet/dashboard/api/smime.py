@@ -1,0 +1,81 @@
+"""/api/v1/smime-users and /api/v1/directory-profiles: S/MIME provisioning users and Azure AD profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
+from certfleet.dashboard.lists import add_list_api
+from certfleet.dashboard.services import smime as svc
+from certfleet.models.orm import DirectoryProfile, SmimeUser
+
+router = APIRouter(tags=["S/MIME"])
+add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
+
+
+class ImportIn(BaseModel):
+    name: str
+    email: str
+    designation: str | None = None
+
+
+class ProfileIn(BaseModel):
+    client_id: str
+    client_secret: str = ""
+    tenant_id: str
+    description: str
+    ca_connector_id: int | None = None
+
+
+def user_json(u: SmimeUser) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "name": u.name,
+        "email": u.email,
+        "designation": u.designation,
+        "source": u.source,
+        "status": u.status.value,
+        "expires_on": u.expires_on.isoformat() if u.expires_on else None,
+    }
+
+
+def profile_json(p: DirectoryProfile) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "description": p.name,
+        "client_id": p.client_id,
+        "tenant_id": p.tenant_id,
+        "has_client_secret": bool(p.client_secret),
+        "ca_connector_id": p.ca_connector_id,
+        "last_sync_at": p.last_sync_at.isoformat() if p.last_sync_at else None,
+    }
+
+
+@router.post("/smime-users", status_code=201, summary="Import Manually: add a user for S/MIME provisioning")
+def import_user(body: ImportIn, db: DbSession, who: Operator) -> dict[str, Any]:
+    return user_json(
+        svc.import_user(db, name=body.name, email=body.email, designation=body.designation, actor=who.username)
+    )
+
+
+@router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")
+def ignore(user_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+    return user_json(svc.ignore_email(db, user_id, who.username))
+
+
+@router.get("/directory-profiles", summary="Azure AD profiles (never their secrets)")
+def profiles(db: DbSession, who: Viewer) -> list[dict[str, Any]]:
+    return [profile_json(p) for p in svc.profiles(db)]
+
+
+@router.post("/directory-profiles", status_code=201, summary="Create a new profile (Azure AD app credentials)")
+def create_profile(body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
+    return profile_json(svc.save_profile(db, svc.ProfileFields(**body.model_dump()), who.username))
+
+
+@router.delete("/directory-profiles/{profile_id}", summary="Delete a profile (its users stay, unlinked)")
+def delete_profile(profile_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+    return {"deleted": profile_id, "description": svc.delete_profile(db, profile_id, who.username)}

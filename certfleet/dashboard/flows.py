@@ -1,0 +1,64 @@
+"""Starting flows from the web process: through Prefect (`run_deployment(..., timeout=0)`), never by calling them.
+
+The run is created on the Prefect server and picked up by whoever serves the deployment (`certfleet up`, or a bot's
+worker); the dashboard only links to it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.templating import flow_run_url
+from certfleet.deployments.embedded import healthy
+from certfleet.settings import get_settings
+
+DEPLOYMENT = "certfleet"  # flows are served as "<flow name>/certfleet" (certfleet.deployments.serve)
+
+
+@dataclass(frozen=True)
+class FlowRunRef:
+    id: str
+    name: str
+    url: str  # the run in the Prefect UI
+
+
+def prefect_api_url() -> str:
+    settings = get_settings()
+    return os.environ.get("PREFECT_API_URL") or f"http://{settings.host}:{settings.prefect_port}/api"
+
+
+def start_flow(flow_name: str, parameters: dict[str, Any], *, deployment: str = DEPLOYMENT) -> FlowRunRef:
+    api = prefect_api_url()
+    if not healthy(api):
+        raise InputError(f"Prefect does not answer at {api}: start certfleet with `certfleet up`, then try again")
+    os.environ.setdefault("PREFECT_API_URL", api)
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        # The name carries the object id (as the flow's own run name does), so the Prefect UI shows what it is about.
+        name = "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
+        run = run_deployment(f"{flow_name}/{deployment}", parameters=parameters, timeout=0, flow_run_name=name)
+    except ObjectNotFound:
+        raise InputError(
+            f"the deployment {flow_name}/{deployment} is not registered in Prefect: is `certfleet up` serving it?"
+        ) from None
+    assert isinstance(run, FlowRun)  # sync call: not a coroutine
+    return FlowRunRef(str(run.id), run.name, flow_run_url(str(run.id)))
+
+
+def count_runs(flow_name: str, states: list[str]) -> int | None:
+    """How many runs of a flow are in the given Prefect state types (e.g. RUNNING, FAILED); None if unknown."""
+    import httpx
+
+    body = {"flows": {"name": {"any_": [flow_name]}}, "flow_runs": {"state": {"type": {"any_": states}}}}
+    try:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            response = client.post(f"{prefect_api_url()}/flow_runs/count", json=body)
+        return int(response.json()) if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None

@@ -1,0 +1,214 @@
+"""Provisioning Certificates pages: the list, a certificate's Configure / Details / View / Download / targets /
+deployments, a new request, and starting runs in Prefect."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certfleet.dashboard.deps import DbSession, Operator, Viewer
+from certfleet.dashboard.errors import InputError, flash
+from certfleet.dashboard.lists import add_export_page, page_context
+from certfleet.dashboard.services import bots as bots_svc
+from certfleet.dashboard.services import certificates as svc
+from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
+from certfleet.dashboard.templating import flow_run_url, render
+from certfleet.models import repo
+from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server
+
+router = APIRouter()
+add_export_page(router, svc.CERTIFICATES)
+
+
+class _ConfigForm:
+    def __init__(
+        self,
+        ca_connector_id: Annotated[str, Form()] = "",
+        provisioning_bot_id: Annotated[str, Form()] = "",
+        key_spec: Annotated[str, Form()] = "rsa2048",
+        validity_days: Annotated[str, Form()] = "",
+        renew_before_days: Annotated[str, Form()] = "30",
+        organization: Annotated[str, Form()] = "",
+        tags: Annotated[str, Form()] = "",
+        batch_name: Annotated[str, Form()] = "",
+        deployment_type: Annotated[str, Form()] = DeploymentType.AUTOMATED.value,
+    ) -> None:
+        self.fields = svc.CertificateFields(
+            ca_connector_id,
+            provisioning_bot_id,
+            key_spec,
+            validity_days,
+            renew_before_days,
+            organization,
+            tags,
+            batch_name,
+            deployment_type,
+        )
+
+
+def _choices(db: Session) -> dict[str, Any]:
+    connectors = db.execute(select(CAConnector.id, CAConnector.name, CAConnector.kind).order_by(CAConnector.name))
+    servers = db.execute(select(Server.id, Server.description, Server.host).order_by(Server.description).limit(2000))
+    return {
+        "connectors": [(i, f"{n} ({k})") for i, n, k in connectors],
+        "bots": bots_svc.choices(db),
+        "servers": [(i, f"{d} ({h})") for i, d, h in servers],
+        "key_specs": svc.KEY_SPECS,
+        "deployment_types": [t.value for t in DeploymentType],
+    }
+
+
+@router.get("/certificates", response_class=HTMLResponse)
+def certificates_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    ctx = page_context(request, db, who, svc.CERTIFICATES)
+    return render(request, "certificates/list.html", ctx)
+
+
+@router.get("/certificates/new", response_class=HTMLResponse)
+def new_certificate(request: Request, db: DbSession, who: Operator) -> HTMLResponse:
+    return render(request, "certificates/new.html", {"title": "New certificate", "v": {}, **_choices(db)})
+
+
+@router.post("/certificates", response_class=HTMLResponse)
+def create_certificate(
+    request: Request,
+    db: DbSession,
+    who: Operator,
+    config: Annotated[_ConfigForm, Depends()],
+    common_name: Annotated[str, Form()] = "",
+    sans: Annotated[str, Form()] = "",
+    profile: Annotated[str, Form()] = "tls-server",
+) -> Response:
+    try:
+        cert = svc.create_certificate(db, svc.NewCertificate(common_name, sans, profile, config.fields), who.username)
+    except InputError as exc:
+        values = {**config.fields.__dict__, "common_name": common_name, "sans": sans, "profile": profile}
+        ctx = {"title": "New certificate", "v": values, "error": exc, **_choices(db)}
+        return render(request, "certificates/new.html", ctx, status_code=422)
+    response = RedirectResponse(f"/certificates/{cert.id}", status_code=303)
+    flash(response, f"certificate {cert.common_name} created: add a target, then Provision", "success")
+    return response
+
+
+def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
+    found = svc.details(db, cert.id)
+    deployments = list(
+        db.scalars(
+            select(Deployment).where(Deployment.certificate_id == cert.id).order_by(Deployment.id.desc()).limit(20)
+        )
+    )
+    orders = list(db.scalars(select(Order).where(Order.certificate_id == cert.id).order_by(Order.id.desc()).limit(10)))
+    return {
+        "title": cert.common_name,
+        "cert": cert,
+        "info": found[0] if found else None,
+        "text": found[1] if found else None,
+        "missing": svc.needs_configuration(cert),
+        "deployments": deployments,
+        "orders": orders,
+        "run_url": flow_run_url,
+        "v": {
+            "ca_connector_id": cert.ca_connector_id or "",
+            "provisioning_bot_id": cert.provisioning_bot_id or "",
+            "key_spec": cert.key_spec,
+            "validity_days": cert.validity_days or "",
+            "renew_before_days": cert.renew_before_days,
+            "organization": cert.organization or "",
+            "tags": ", ".join(cert.tags or []),
+            "batch_name": cert.batch_name or "",
+            "deployment_type": cert.deployment_type.value,
+        },
+        **_choices(db),
+    }
+
+
+@router.get("/certificates/{cert_id}", response_class=HTMLResponse)
+def certificate_detail(cert_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    return render(request, "certificates/detail.html", _detail_context(db, repo.get(db, Certificate, cert_id)))
+
+
+@router.post("/certificates/{cert_id}", response_class=HTMLResponse)
+def configure(
+    cert_id: int, request: Request, db: DbSession, who: Operator, config: Annotated[_ConfigForm, Depends()]
+) -> Response:
+    try:
+        cert = svc.configure(db, cert_id, config.fields, who.username)
+    except InputError as exc:
+        db.rollback()
+        ctx = _detail_context(db, repo.get(db, Certificate, cert_id))
+        ctx.update(error=exc, v={k: ("" if x is None else x) for k, x in config.fields.__dict__.items()})
+        return render(request, "certificates/detail.html", ctx, status_code=422)
+    response = RedirectResponse(f"/certificates/{cert.id}", status_code=303)
+    flash(response, "configuration saved", "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/targets")
+def add_target(
+    cert_id: int,
+    db: DbSession,
+    who: Operator,
+    server_id: Annotated[str, Form()] = "",
+    port: Annotated[str, Form()] = "",
+    server_name: Annotated[str, Form()] = "",
+    cert_path: Annotated[str, Form()] = "",
+    key_path: Annotated[str, Form()] = "",
+    chain_path: Annotated[str, Form()] = "",
+) -> Response:
+    svc.add_target(
+        db, cert_id, svc.TargetFields(server_id, port, server_name, cert_path, key_path, chain_path), who.username
+    )
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
+    flash(response, "target added", "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/targets/{target_id}/delete")
+def remove_target(cert_id: int, target_id: int, db: DbSession, who: Operator) -> Response:
+    svc.remove_target(db, cert_id, target_id, who.username)
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
+    flash(response, "target removed", "success")
+    return response
+
+
+@router.get("/certificates/{cert_id}/download/{fmt}")
+def download(cert_id: int, fmt: str, db: DbSession, who: Viewer) -> Response:
+    data, media, name = svc.download(db, cert_id, fmt)
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/certificates/{cert_id}/ignore")
+def ignore(cert_id: int, db: DbSession, who: Operator) -> Response:
+    cert = svc.ignore(db, cert_id, who.username)
+    response = RedirectResponse("/certificates", status_code=303)
+    flash(response, f"{cert.common_name} is ignored: it stays in the inventory, out of provisioning", "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/delete")
+def delete(cert_id: int, db: DbSession, who: Operator) -> Response:
+    name = svc.delete_certificate(db, cert_id, who.username)
+    response = RedirectResponse("/certificates", status_code=303)
+    flash(response, f"{name} deleted", "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/run/{action}")
+def start(cert_id: int, action: str, db: DbSession, who: Operator) -> Response:
+    run = start_for_certificate(db, cert_id, action, who.username)
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
+    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
+    return response
+
+
+@router.post("/deployments/{deployment_id}/rollback")
+def rollback(deployment_id: int, db: DbSession, who: Operator) -> Response:
+    deployment = repo.get(db, Deployment, deployment_id)
+    run = start_rollback(db, deployment_id, who.username)
+    response = RedirectResponse(f"/certificates/{deployment.certificate_id}", status_code=303)
+    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
+    return response

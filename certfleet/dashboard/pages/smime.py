@@ -1,0 +1,98 @@
+"""S/MIME Provisioning pages: the users list, Import Manually, Create a new profile, Ignore Email."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
+from certfleet.dashboard.errors import InputError, flash
+from certfleet.dashboard.lists import add_export_page, page_context
+from certfleet.dashboard.services import smime as svc
+from certfleet.dashboard.templating import render
+from certfleet.models.orm import CAConnector
+
+router = APIRouter()
+add_export_page(router, svc.SMIME_USERS)
+
+
+@router.get("/smime", response_class=HTMLResponse)
+def smime_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=svc.counts(db), profiles=svc.profiles(db))
+    return render(request, "smime/list.html", ctx)
+
+
+@router.get("/smime/import", response_class=HTMLResponse)
+def import_form(request: Request, who: Operator) -> HTMLResponse:
+    return render(request, "smime/import.html", {"title": "Import Manually", "v": {}})
+
+
+@router.post("/smime/import", response_class=HTMLResponse)
+def import_user(
+    request: Request,
+    db: DbSession,
+    who: Operator,
+    name: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    designation: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        user = svc.import_user(db, name=name, email=email, designation=designation, actor=who.username)
+    except InputError as exc:
+        v = {"name": name, "email": email, "designation": designation}
+        return render(request, "smime/import.html", {"title": "Import Manually", "v": v, "error": exc}, 422)
+    response = RedirectResponse("/smime", status_code=303)
+    flash(response, f"{user.email} added: Awaiting Order", "success")
+    return response
+
+
+@router.post("/smime/{user_id}/ignore")
+def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
+    user = svc.ignore_email(db, user_id, who.username)
+    response = RedirectResponse("/smime", status_code=303)
+    flash(response, f"{user.email} is ignored", "success")
+    return response
+
+
+@router.get("/smime/profiles", response_class=HTMLResponse)
+def profiles_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
+    ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": {}}
+    return render(request, "smime/profiles.html", ctx)
+
+
+@router.post("/smime/profiles", response_class=HTMLResponse)
+def create_profile(
+    request: Request,
+    db: DbSession,
+    who: Admin,
+    client_id: Annotated[str, Form()] = "",
+    client_secret: Annotated[str, Form()] = "",
+    tenant_id: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    ca_connector_id: Annotated[str, Form()] = "",
+) -> Response:
+    fields = svc.ProfileFields(client_id, client_secret, tenant_id, description, ca_connector_id)
+    try:
+        profile = svc.save_profile(db, fields, who.username)
+    except InputError as exc:
+        db.rollback()
+        connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name))]
+        v = {"client_id": client_id, "tenant_id": tenant_id, "description": description}
+        ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": v,
+               "error": exc}  # fmt: skip
+        return render(request, "smime/profiles.html", ctx, 422)
+    response = RedirectResponse("/smime/profiles", status_code=303)
+    flash(response, f"profile {profile.name} saved", "success")
+    return response
+
+
+@router.post("/smime/profiles/{profile_id}/delete")
+def delete_profile(profile_id: int, db: DbSession, who: Admin) -> Response:
+    name = svc.delete_profile(db, profile_id, who.username)
+    response = RedirectResponse("/smime/profiles", status_code=303)
+    flash(response, f"profile {name} deleted", "success")
+    return response

@@ -1,0 +1,58 @@
+"""Running the dashboard: the first admin, and uvicorn in a background thread (for `certfleet up`) or in front."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from certfleet.dashboard.services.users import FirstAdmin, ensure_first_admin
+from certfleet.models.db import session_scope
+from certfleet.settings import get_settings
+
+
+def ensure_admin() -> FirstAdmin | None:
+    """Creates `admin` on the first start (password from CERTFLEET_ADMIN_PASSWORD, else generated and returned)."""
+    secret = get_settings().admin_password
+    with session_scope() as s:
+        return ensure_first_admin(s, secret.get_secret_value() if secret else None)
+
+
+def url(host: str | None = None, port: int | None = None) -> str:
+    s = get_settings()
+    return f"http://{host or s.host}:{port or s.dashboard_port}"
+
+
+class DashboardThread:
+    """uvicorn serving create_app() from a daemon thread; `start()` returns once it accepts connections."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from certfleet.dashboard.app import create_app
+
+        config = uvicorn.Config(create_app(), host=host, port=port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="certfleet-dashboard", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(
+                    f"the dashboard did not start on port {self.server.config.port}: is the port taken? "
+                    "Set CERTFLEET_DASHBOARD_PORT to a free port"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve_forever(host: str, port: int) -> None:
+    from certfleet.dashboard.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")

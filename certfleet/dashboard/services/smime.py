@@ -1,0 +1,135 @@
+"""S/MIME provisioning: users (from Azure AD profiles or imported manually), profiles, Ignore Email."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.listing import ColType, Column, ListSpec
+from certfleet.dashboard.services import common
+from certfleet.models import repo
+from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeStatus, SmimeUser, utcnow
+
+MANUAL_SOURCE = "Manual Import"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+PROVISIONED = (SmimeStatus.CERTIFICATE_ISSUED, SmimeStatus.CERTIFICATE_INSTALLED)
+
+SMIME_USERS = ListSpec(
+    name="smime_users",
+    title="S/MIME Provisioning",
+    base=lambda: select(SmimeUser.id),
+    pk=SmimeUser.id,
+    default_sort="name",
+    columns=(
+        Column("name", "Name", SmimeUser.name, default=True, width=24),
+        Column("email", "Email", SmimeUser.email, default=True, width=30),
+        Column("status", "Status", SmimeUser.status, ColType.ENUM, default=True, choices=tuple(SmimeStatus)),
+        Column("designation", "Designation", SmimeUser.designation, default=True),
+        Column("source", "Source", SmimeUser.source, default=True),
+        Column("expires_on", "Expiry Date", SmimeUser.expires_on, ColType.DATE, default=True),
+        Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
+    ),
+)
+
+
+def import_user(session: Session, *, name: str, email: str, designation: str | None, actor: str) -> SmimeUser:
+    full_name = common.text(name, "name", required=True)
+    address = (email or "").strip().lower()
+    if not _EMAIL.match(address):
+        raise InputError(f"{email!r} is not an email address", field="email")
+    if session.scalar(select(SmimeUser.id).where(SmimeUser.email == address)) is not None:
+        raise InputError(f"{address} is already in the S/MIME list", field="email")
+    user = SmimeUser(
+        name=full_name or "",
+        email=address,
+        designation=common.text(designation, "designation"),
+        source=MANUAL_SOURCE,
+        status=SmimeStatus.AWAITING_ORDER,
+        created_at=utcnow(),
+    )
+    session.add(user)
+    session.flush()
+    repo.audit(session, actor=actor, action="import-smime-user", obj=user, detail=address)
+    return user
+
+
+def ignore_email(session: Session, user_id: int, actor: str) -> SmimeUser:
+    user = repo.get(session, SmimeUser, user_id)
+    user.status = SmimeStatus.IGNORED
+    repo.audit(session, actor=actor, action="ignore-smime-user", obj=user, detail=user.email)
+    return user
+
+
+@dataclass(frozen=True)
+class ProfileFields:
+    client_id: str
+    client_secret: str  # empty on edit: keep the stored one
+    tenant_id: str
+    description: str
+    ca_connector_id: str | int | None = None
+
+
+def _guid(value: str, field: str) -> str:
+    value = (value or "").strip()
+    if not _GUID.match(value):
+        raise InputError(
+            f"{field.replace('_', ' ')} must be a GUID like 00000000-0000-0000-0000-000000000000", field=field
+        )
+    return value.lower()
+
+
+def save_profile(
+    session: Session, fields: ProfileFields, actor: str, profile_id: int | None = None
+) -> DirectoryProfile:
+    name = common.text(fields.description, "description", required=True, max_len=120) or ""
+    clash = session.scalar(
+        select(DirectoryProfile.id).where(DirectoryProfile.name == name, DirectoryProfile.id != (profile_id or -1))
+    )
+    if clash is not None:
+        raise InputError(f"a profile named {name!r} already exists", field="description")
+    profile = repo.get(session, DirectoryProfile, profile_id) if profile_id else DirectoryProfile(created_at=utcnow())
+    profile.name = name
+    profile.client_id = _guid(fields.client_id, "client_id")
+    profile.tenant_id = _guid(fields.tenant_id, "tenant_id")
+    if fields.client_secret:
+        profile.client_secret = fields.client_secret
+    elif profile_id is None:
+        raise InputError("client secret is required", field="client_secret")
+    if fields.ca_connector_id not in (None, "", "none"):
+        try:
+            profile.ca_connector_id = repo.get(session, CAConnector, int(fields.ca_connector_id)).id
+        except (ValueError, repo.NotFound):
+            raise InputError("choose an existing CA connector", field="ca_connector_id") from None
+    if profile_id is None:
+        session.add(profile)
+    session.flush()
+    repo.audit(session, actor=actor, action="save-directory-profile", obj=profile, detail=name)
+    return profile
+
+
+def profiles(session: Session) -> list[DirectoryProfile]:
+    return list(session.scalars(select(DirectoryProfile).order_by(DirectoryProfile.name)))
+
+
+def delete_profile(session: Session, profile_id: int, actor: str) -> str:
+    profile = repo.get(session, DirectoryProfile, profile_id)
+    session.execute(update(SmimeUser).where(SmimeUser.profile_id == profile.id).values(profile_id=None))
+    repo.audit(session, actor=actor, action="delete-directory-profile", obj=profile, detail=profile.name)
+    session.delete(profile)
+    return profile.name
+
+
+def counts(session: Session) -> dict[str, int]:
+    total, awaiting, provisioned = session.execute(
+        select(
+            func.count(SmimeUser.id),
+            func.sum(case((SmimeUser.status == SmimeStatus.AWAITING_ORDER, 1), else_=0)),
+            func.sum(case((SmimeUser.status.in_(PROVISIONED), 1), else_=0)),
+        )
+    ).one()
+    return {"total": int(total or 0), "awaiting": int(awaiting or 0), "provisioned": int(provisioned or 0)}

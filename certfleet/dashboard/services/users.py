@@ -1,0 +1,178 @@
+"""Users, roles, passwords and API tokens."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from certfleet.dashboard import security
+from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.listing import ColType, Column, ListSpec
+from certfleet.models import repo
+from certfleet.models.orm import ApiToken, User, UserRole, utcnow
+
+MIN_PASSWORD = 10
+FIRST_ADMIN = "admin"
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,120}$")
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    username: str
+    password: str | None  # the generated password, to print once; None when it came from the environment
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InputError(f"the password must have at least {MIN_PASSWORD} characters", field="password")
+
+
+def ensure_first_admin(session: Session, password: str | None) -> FirstAdmin | None:
+    """Creates the `admin` user when there are no users yet. Returns what to tell the operator, or None."""
+    if session.scalar(select(func.count(User.id))):
+        return None
+    generated = None
+    if password is None:
+        generated = password = secrets.token_urlsafe(12)
+    _check_password(password)
+    user = User(
+        username=FIRST_ADMIN,
+        password_hash=security.hash_password(password),
+        role=UserRole.ADMIN,
+        created_by="certfleet",
+    )
+    session.add(user)
+    session.flush()
+    repo.audit(session, actor="certfleet", action="create-user", obj=user, detail="first admin")
+    return FirstAdmin(FIRST_ADMIN, generated)
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None:
+        security.verify_password(password, security.hash_password("x" * MIN_PASSWORD))  # same time either way
+        return None
+    if user.disabled or not security.verify_password(password, user.password_hash):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def parse_role(value: str) -> UserRole:
+    try:
+        return UserRole(value.strip().lower())
+    except ValueError:
+        raise InputError(f"role must be admin, operator or viewer, not {value!r}", field="role") from None
+
+
+def create_user(session: Session, *, username: str, password: str, role: str, actor: str) -> User:
+    username = username.strip()
+    if not _USERNAME.match(username):
+        raise InputError("a username is 2-120 letters, digits or . _ @ - (no spaces)", field="username")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise InputError(f"a user named {username!r} already exists; choose another name", field="username")
+    _check_password(password)
+    user = User(
+        username=username, password_hash=security.hash_password(password), role=parse_role(role), created_by=actor
+    )
+    session.add(user)
+    session.flush()
+    repo.audit(session, actor=actor, action="create-user", obj=user, detail=f"role {user.role.value}")
+    return user
+
+
+def update_user(
+    session: Session,
+    user_id: int,
+    *,
+    actor: str,
+    role: str | None = None,
+    disabled: bool | None = None,
+    password: str | None = None,
+) -> User:
+    user = repo.get(session, User, user_id)
+    changes = []
+    if role is not None and parse_role(role) is not user.role:
+        if user.role is UserRole.ADMIN and _admins_left(session, excluding=user.id) == 0:
+            raise InputError("this is the last admin: make another user admin first", field="role")
+        user.role = parse_role(role)
+        changes.append(f"role {user.role.value}")
+    if disabled is not None and disabled != user.disabled:
+        if disabled and user.role is UserRole.ADMIN and _admins_left(session, excluding=user.id) == 0:
+            raise InputError("this is the last admin and cannot be disabled", field="disabled")
+        user.disabled = disabled
+        changes.append("disabled" if disabled else "enabled")
+    if password:
+        _check_password(password)
+        user.password_hash = security.hash_password(password)
+        changes.append("password changed")
+    if changes:
+        repo.audit(session, actor=actor, action="update-user", obj=user, detail=", ".join(changes))
+    return user
+
+
+def _admins_left(session: Session, excluding: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count(User.id)).where(
+                User.role == UserRole.ADMIN, User.disabled.is_(False), User.id != excluding
+            )
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: int
+    name: str
+    token: str  # shown once
+    prefix: str
+
+
+def create_api_token(session: Session, user_id: int, name: str, actor: str) -> IssuedToken:
+    name = name.strip()
+    if not name:
+        raise InputError("give the token a name, e.g. the script that will use it", field="name")
+    made = security.new_token(security.USER_TOKEN_PREFIX)
+    row = ApiToken(user_id=user_id, name=name[:120], token_hash=made.hash, token_prefix=made.prefix)
+    session.add(row)
+    session.flush()
+    repo.audit(session, actor=actor, action="create-api-token", obj=row, detail=f"{name} ({made.prefix}…)")
+    return IssuedToken(row.id, row.name, made.token, made.prefix)
+
+
+def revoke_api_token(session: Session, token_id: int, *, user_id: int, is_admin: bool, actor: str) -> ApiToken:
+    row = repo.get(session, ApiToken, token_id)
+    if row.user_id != user_id and not is_admin:
+        raise repo.NotFound(f"ApiToken {token_id} does not exist")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        repo.audit(session, actor=actor, action="revoke-api-token", obj=row, detail=row.token_prefix + "…")
+    return row
+
+
+def tokens_of(session: Session, user_id: int) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id.desc())))
+
+
+USERS = ListSpec(
+    name="users",
+    title="Users",
+    base=lambda: select(User.id),
+    pk=User.id,
+    default_sort="username",
+    columns=(
+        Column("username", "Username", User.username, default=True),
+        Column("role", "Role", User.role, ColType.ENUM, default=True, choices=tuple(UserRole)),
+        Column("disabled", "Disabled", User.disabled, ColType.BOOL, default=True),
+        Column("last_login_at", "Last Login", User.last_login_at, ColType.DATE, default=True),
+        Column("created_at", "Created Date", User.created_at, ColType.DATE, default=True),
+        Column("created_by", "Created By", User.created_by, default=True),
+    ),
+    hidden=(Column("raw_role", "", User.role), Column("raw_disabled", "", User.disabled)),
+)

@@ -1,0 +1,614 @@
+"""Registering servers for agentless (SSH) deployment: validate, create, update, check connectivity.
+
+See the package docstring (`certfleet.servers`) for the API the dashboard and CLI build on.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import posixpath
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy import select
+
+from certfleet.connectors.errors import ConnectorError
+from certfleet.connectors.servers.ssh import SshTransport, fingerprint, load_private_key
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
+from certfleet.servers.access import HANDLERS, server_spec, ssh_transport
+
+
+class ServerType(enum.StrEnum):
+    NGINX = "nginx"
+    APACHE = "apache"
+    TOMCAT = "tomcat"
+    JETTY = "jetty"
+    JBOSS = "jboss"
+    WEBLOGIC = "weblogic"
+
+
+class ServerTypeInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str  # as the Server Type drop-down shows it
+    path_field: str  # the form's name for the type-specific path field
+    path_label: str
+    path_example: str
+    default_ports: list[int]
+    version_example: str
+
+
+SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
+    ServerType.NGINX: ServerTypeInfo(
+        label="Nginx",
+        path_field="nginx_path",
+        path_label="Nginx Path",
+        path_example="/etc/nginx/",
+        default_ports=[443],
+        version_example="Nginx 1.22",
+    ),
+    ServerType.APACHE: ServerTypeInfo(
+        label="Apache HTTP",
+        path_field="apache_path",
+        path_label="Apache HTTP Path",
+        path_example="/etc/httpd/ or /etc/apache2/",
+        default_ports=[443],
+        version_example="Apache 2.4",
+    ),
+    ServerType.TOMCAT: ServerTypeInfo(
+        label="Tomcat",
+        path_field="tomcat_path",
+        path_label="Tomcat Path",
+        path_example="/opt/tomcat",
+        default_ports=[8443],
+        version_example="Tomcat 10",
+    ),
+    ServerType.JETTY: ServerTypeInfo(
+        label="Jetty",
+        path_field="jetty_path",
+        path_label="Jetty Path",
+        path_example="/var/lib/jetty9 (the Jetty base)",
+        default_ports=[8443],
+        version_example="Jetty 9.4",
+    ),
+    ServerType.JBOSS: ServerTypeInfo(
+        label="JBoss / WildFly",
+        path_field="jboss_path",
+        path_label="JBoss Path",
+        path_example="/opt/jboss/",
+        default_ports=[8443],
+        version_example="WildFly 30",
+    ),
+    ServerType.WEBLOGIC: ServerTypeInfo(
+        label="WebLogic",
+        path_field="weblogic_path",
+        path_label="WebLogic Path",
+        path_example="/u01/oracle/user_projects/domains/base_domain",
+        default_ports=[7002],
+        version_example="WebLogic 14.1",
+    ),
+}
+_PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+_SERVICE = re.compile(r"^[A-Za-z0-9@._:+-]{1,120}$")
+_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512))\s+[A-Za-z0-9+/=]+$")
+
+
+def _ports(value: Any) -> Any:
+    """The form sends "443, 8443"; the API sends [443, 8443]."""
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[\s,;]+", value.strip()) if p]
+        for p in parts:
+            if not p.isdigit():
+                raise ValueError(f"{p!r} is not a port number; give numbers such as 443, 8443")
+        return [int(p) for p in parts]
+    return value
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
+
+
+def validate_host(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("give the server's IP address")
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[\d.]+", value) or ":" in value:
+        raise ValueError(f"{value!r} is not a valid IP address (e.g. 192.0.2.10 or 2001:db8::10)")
+    if not _HOSTNAME.match(value):
+        raise ValueError(f"{value!r} is not a valid IP address or host name")
+    return value.rstrip(".").lower()
+
+
+def _absolute(value: str | None, label: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.startswith("/"):
+        raise ValueError(f"{label} must be an absolute path on the server, such as /etc/nginx (got {value!r})")
+    if "\0" in value or "\n" in value:
+        raise ValueError(f"{label} contains control characters")
+    normalised = posixpath.normpath(value)
+    return normalised if normalised != "//" else "/"
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("ssh_host_key", check_fields=False)
+    @classmethod
+    def _host_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split()
+        line = (
+            " ".join(parts[-2:])
+            if len(parts) >= 2 and not _HOST_KEY.match(" ".join(parts[:2]))
+            else " ".join(parts[:2])
+        )
+        if not _HOST_KEY.match(line):
+            raise ValueError(
+                "the SSH host key must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' "
+                "(from /etc/ssh/ssh_host_ed25519_key.pub on the server, or `ssh-keyscan`)"
+            )
+        return line
+
+    @field_validator("ssh_private_key", check_fields=False)
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and "PRIVATE KEY-----" not in value.get_secret_value():
+            raise ValueError(
+                "the SSH private key must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+            )
+        return value
+
+    @field_validator("service_name", check_fields=False)
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        if value is not None and not _SERVICE.match(value):
+            raise ValueError(f"{value!r} is not a service name: use letters, digits and @ . _ : + - only")
+        return value
+
+
+class ServerInput(_Common):
+    """Every field of the manual's Add Server form, plus SSH key auth, sudo and the host key.
+
+    The type-specific path may be given as `app_path` or as the form's own field (`nginx_path`,
+    `apache_path`, `tomcat_path`, `jetty_path`, `jboss_path`, `weblogic_path`) matching `server_type`.
+    """
+
+    description: str = Field(min_length=1, max_length=200)
+    ip_address: str = Field(description="IP address (or host name) the bot connects to")
+    username: str = Field(min_length=1, max_length=120)
+    password: OptionalSecret = None
+    server_type: ServerType
+    app_path: Optional = None
+    nginx_path: Optional = None
+    apache_path: Optional = None
+    tomcat_path: Optional = None
+    jetty_path: Optional = None
+    jboss_path: Optional = None
+    weblogic_path: Optional = None
+    keystore_folder: Optional = Field(default=None, description="Key Store Folder Path")
+    version: Optional = Field(default=None, max_length=40)
+    ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(min_length=1, description="TLS ports, e.g. [443]")
+    service_name: Optional = None
+    ssh_port: Port = 22
+    ssh_private_key: OptionalSecret = None
+    ssh_key_passphrase: OptionalSecret = None
+    ssh_host_key: Optional = Field(default=None, description="pin this key; empty: pinned on first contact")
+    use_sudo: bool = False
+    config_test_command: Optional = Field(default=None, description="overrides the type's config test")
+    reload_command: Optional = Field(default=None, description="overrides the type's reload/restart")
+    bot_id: int | None = None
+
+    @field_validator("ip_address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        return validate_host(value)
+
+    @field_validator("server_type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            aliases = {"apache http": "apache", "httpd": "apache", "wildfly": "jboss", "jboss / wildfly": "jboss"}
+            lowered = aliases.get(lowered, lowered)
+            if lowered not in {t.value for t in ServerType}:
+                known = ", ".join(t.value for t in ServerType)
+                hint = " (IIS is reached over SMB, not SSH)" if lowered == "iis" else ""
+                raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
+            return lowered
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, value: list[int]) -> list[int]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _paths_and_auth(self) -> ServerInput:
+        info = SERVER_TYPES[self.server_type]
+        given = {f: getattr(self, f) for f in _PATH_FIELDS if getattr(self, f) is not None}
+        wrong = [f for f in given if f != info.path_field]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} does not apply to a {info.label} server; give {info.path_field}")
+        path = self.app_path or given.get(info.path_field)
+        if path is None:
+            raise ValueError(f"give the {info.path_label} (for example {info.path_example})")
+        self.app_path = _absolute(path, info.path_label)
+        for f in given:
+            setattr(self, f, self.app_path)
+        self.keystore_folder = _absolute(self.keystore_folder, "Key Store Folder Path")
+        if self.password is None and self.ssh_private_key is None:
+            raise ValueError("give a password or an SSH private key to log in with")
+        if self.ssh_private_key is not None:
+            try:
+                load_private_key(
+                    self.ssh_private_key.get_secret_value(),
+                    self.ssh_key_passphrase.get_secret_value() if self.ssh_key_passphrase else None,
+                )
+            except ConnectorError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class ServerUpdate(_Common):
+    """Fields to change; omitted (None) fields keep their value. Secrets given replace the stored ones;
+    `clear_password`/`clear_private_key` remove them; `clear_host_key` re-pins on the next contact."""
+
+    description: str | None = Field(default=None, min_length=1, max_length=200)
+    ip_address: str | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=120)
+    password: OptionalSecret = None
+    clear_password: bool = False
+    server_type: ServerType | None = None
+    app_path: Optional = None
+    keystore_folder: Optional = None
+    version: Optional = None
+    ports: Annotated[list[Port] | None, BeforeValidator(_ports)] = None
+    service_name: Optional = None
+    ssh_port: Port | None = None
+    ssh_private_key: OptionalSecret = None
+    ssh_key_passphrase: OptionalSecret = None
+    clear_private_key: bool = False
+    ssh_host_key: Optional = None
+    clear_host_key: bool = False
+    use_sudo: bool | None = None
+    config_test_command: Optional = None
+    reload_command: Optional = None
+    bot_id: int | None = None
+
+
+class ServerView(BaseModel):
+    """A server as the dashboard and API show it: never a secret, only whether one is set."""
+
+    id: int
+    description: str
+    ip_address: str
+    username: str | None
+    has_password: bool
+    has_private_key: bool
+    server_type: str
+    app_path: str | None
+    keystore_folder: str | None
+    version: str | None
+    ports: list[int]
+    service_name: str | None
+    ssh_port: int
+    ssh_host_key: str | None
+    host_key_fingerprint: str | None
+    use_sudo: bool
+    config_test_command: str | None
+    reload_command: str | None
+    bot_id: int | None
+    status: str
+    status_reason: str | None
+    last_checked_at: datetime | None
+
+    @classmethod
+    def of(cls, server: Server) -> ServerView:
+        return cls(
+            id=server.id,
+            description=server.description,
+            ip_address=server.host,
+            username=server.username,
+            has_password=bool(server.password),
+            has_private_key=bool(server.ssh_private_key),
+            server_type=server.server_type,
+            app_path=server.app_path,
+            keystore_folder=server.keystore_folder,
+            version=server.version,
+            ports=list(server.ports or []),
+            service_name=server.service_name,
+            ssh_port=server.ssh_port,
+            ssh_host_key=server.ssh_host_key,
+            host_key_fingerprint=fingerprint(server.ssh_host_key) if server.ssh_host_key else None,
+            use_sudo=server.use_sudo,
+            config_test_command=server.config_test_command,
+            reload_command=server.reload_command,
+            bot_id=server.bot_id,
+            status=server.status.value,
+            status_reason=server.status_reason,
+            last_checked_at=server.last_checked_at,
+        )
+
+
+class ConnectivityResult(BaseModel):
+    server_id: int
+    status: str  # "Active" or "Unreachable"
+    reason: str | None  # why not Active, in words the user can act on
+    host_key_fingerprint: str | None
+    checked: list[str]  # what was verified, e.g. "login", "sudo", "/etc/nginx exists"
+
+
+class ServerNotValid(ValueError):
+    """Raised for inputs that are well-formed but inconsistent with the database (unknown bot, duplicate)."""
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """{field: message} from a validation error, for forms (model-level errors under "__all__")."""
+    out: dict[str, str] = {}
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "__all__"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        out.setdefault(name, message)
+    return out
+
+
+def create_server(data: ServerInput, *, actor: str) -> ServerView:
+    """Store a new SSH server (status Pending until a connectivity check); secrets encrypted at rest."""
+    with session_scope() as s:
+        _check_bot(s, data.bot_id)
+        duplicate = s.scalar(
+            select(Server).where(
+                Server.host == data.ip_address,
+                Server.ssh_port == data.ssh_port,
+                Server.server_type == data.server_type.value,
+                Server.app_path == data.app_path,
+            )
+        )
+        if duplicate is not None:
+            raise ServerNotValid(
+                f"server {duplicate.id} ({duplicate.description!r}) already registers this {data.server_type.value} "
+                f"at {data.ip_address}:{data.app_path}"
+            )
+        server = Server(
+            description=data.description,
+            host=data.ip_address,
+            ports=data.ports,
+            connection=ServerConnection.SSH,
+            username=data.username,
+            password=_secret(data.password),
+            ssh_private_key=_secret(data.ssh_private_key),
+            ssh_key_passphrase=_secret(data.ssh_key_passphrase),
+            ssh_port=data.ssh_port,
+            ssh_host_key=data.ssh_host_key,
+            use_sudo=data.use_sudo,
+            server_type=data.server_type.value,
+            app_path=data.app_path,
+            keystore_folder=data.keystore_folder,
+            version=data.version,
+            service_name=data.service_name,
+            config_test_command=data.config_test_command,
+            reload_command=data.reload_command,
+            bot_id=data.bot_id,
+            status=ServerStatus.PENDING,
+            created_by=actor,
+        )
+        s.add(server)
+        s.flush()
+        repo.audit(s, actor=actor, action="add-server", obj=server, detail=f"{server.server_type} at {server.host}")
+        return ServerView.of(server)
+
+
+def update_server(server_id: int, data: ServerUpdate, *, actor: str) -> ServerView:
+    """Change a server; anything that affects how it is reached sets it back to Pending."""
+    with session_scope() as s:
+        server = repo.get(s, Server, server_id)
+        _check_bot(s, data.bot_id)
+        merged = _merged_input(server, data)  # the whole server must still validate
+        changes: dict[str, Any] = {
+            "description": merged.description,
+            "host": merged.ip_address,
+            "username": merged.username,
+            "server_type": merged.server_type.value,
+            "app_path": merged.app_path,
+            "keystore_folder": merged.keystore_folder,
+            "version": merged.version,
+            "ports": merged.ports,
+            "service_name": merged.service_name,
+            "ssh_port": merged.ssh_port,
+            "use_sudo": merged.use_sudo,
+            "config_test_command": merged.config_test_command,
+            "reload_command": merged.reload_command,
+            "bot_id": merged.bot_id,
+            "ssh_host_key": merged.ssh_host_key,
+        }
+        changed = [name for name, value in changes.items() if getattr(server, name) != value]
+        for name in changed:
+            setattr(server, name, changes[name])
+        for name, value, clear in (
+            ("password", data.password, data.clear_password),
+            ("ssh_private_key", data.ssh_private_key, data.clear_private_key),
+            ("ssh_key_passphrase", data.ssh_key_passphrase, data.clear_private_key),
+        ):
+            if clear or value is not None:
+                setattr(server, name, None if clear else _secret(value))
+                changed.append(name)
+        reach = {"host", "username", "ssh_port", "ssh_host_key", "use_sudo", "password", "ssh_private_key", "app_path"}
+        if reach & set(changed):
+            server.status = ServerStatus.PENDING
+            server.status_reason = "changed: run the connectivity check"
+        repo.audit(s, actor=actor, action="update-server", obj=server, detail=", ".join(sorted(changed)) or "no change")
+        return ServerView.of(server)
+
+
+def get_server(server_id: int) -> ServerView:
+    with session_scope() as s:
+        return ServerView.of(repo.get(s, Server, server_id))
+
+
+def list_servers() -> list[ServerView]:
+    with session_scope() as s:
+        return [ServerView.of(x) for x in s.scalars(select(Server).order_by(Server.id))]
+
+
+def check_connectivity(server_id: int, *, actor: str = "certfleet") -> ConnectivityResult:
+    """Log in, check sudo (when on) and that the configured paths exist; set Active or say why not.
+
+    Pins the host key on first contact. Takes at most a few timeouts (connect, commands); never retries.
+    """
+    with session_scope() as s:
+        server = repo.get(s, Server, server_id)
+        if server.connection is not ServerConnection.SSH:
+            raise ServerNotValid(f"server {server_id} is not reached over SSH")
+        transport = ssh_transport(server, cached=False)
+        spec = server_spec(server)
+        keystore_folder = server.keystore_folder
+    checked: list[str] = []
+    reason: str | None = None
+    try:
+        with transport:
+            checked.append(f"login as {transport.settings.username}")
+            if transport.settings.use_sudo:
+                result = transport.run("true", 30)
+                if result.exit_code != 0:
+                    raise _NotReady(f"sudo does not work for {transport.settings.username}: {result.tail()}")
+                checked.append("sudo")
+            _require_path(transport, spec.app_path, f"the {_path_label(spec.server_type)}", checked)
+            if keystore_folder:
+                _require_path(transport, keystore_folder, "the Key Store Folder Path", checked, directory=True)
+            config = _main_config(spec.server_type, spec.app_path)
+            if config is not None:
+                _require_path(transport, config, "the configuration file", checked, directory=False)
+    except (ConnectorError, _NotReady) as exc:
+        reason = str(exc)
+    with session_scope() as s:
+        server = repo.get(s, Server, server_id)
+        server.status = ServerStatus.ACTIVE if reason is None else ServerStatus.UNREACHABLE
+        server.status_reason = reason
+        server.last_checked_at = utcnow()
+        repo.audit(
+            s,
+            actor=actor,
+            action="check-server",
+            obj=server,
+            outcome="success" if reason is None else "failure",
+            detail=reason or "; ".join(checked),
+        )
+        key = server.ssh_host_key
+        return ConnectivityResult(
+            server_id=server_id,
+            status=server.status.value,
+            reason=reason,
+            host_key_fingerprint=fingerprint(key) if key else None,
+            checked=checked,
+        )
+
+
+class _NotReady(Exception):
+    pass
+
+
+def _require_path(
+    transport: SshTransport, path: str, label: str, checked: list[str], *, directory: bool | None = None
+) -> None:
+    st = transport.stat(path)
+    if st is None:
+        raise _NotReady(f"{label} {path} does not exist on {transport.label}")
+    if directory is True and not st.is_dir:
+        raise _NotReady(f"{label} {path} on {transport.label} is not a directory")
+    if directory is False and st.is_dir:
+        raise _NotReady(f"{label} {path} on {transport.label} is a directory, not a file")
+    checked.append(f"{path} exists")
+
+
+def _main_config(server_type: str, app_path: str) -> str | None:
+    """The file a handler starts from, when it is fixed by the path alone."""
+    if app_path.endswith((".conf", ".xml")):
+        return app_path
+    return {
+        "nginx": posixpath.join(app_path, "nginx.conf"),
+        "tomcat": posixpath.join(app_path, "conf", "server.xml"),
+        "weblogic": posixpath.join(app_path, "config", "config.xml"),
+    }.get(server_type)
+
+
+def _path_label(server_type: str) -> str:
+    try:
+        return SERVER_TYPES[ServerType(server_type)].path_label
+    except ValueError:
+        return "installation path"
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _check_bot(session: Any, bot_id: int | None) -> None:
+    if bot_id is not None and session.get(Bot, bot_id) is None:
+        raise ServerNotValid(f"bot {bot_id} does not exist; choose a registered bot")
+
+
+def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
+    def pick(name: str, current: Any) -> Any:
+        value = getattr(data, name)
+        return current if value is None else value
+
+    has_secret = bool(
+        (data.password is not None or (server.password and not data.clear_password))
+        or (data.ssh_private_key is not None or (server.ssh_private_key and not data.clear_private_key))
+    )
+    key = data.ssh_private_key or (
+        SecretStr(server.ssh_private_key) if server.ssh_private_key and not data.clear_private_key else None
+    )
+    passphrase = data.ssh_key_passphrase or (
+        SecretStr(server.ssh_key_passphrase) if server.ssh_key_passphrase and not data.clear_private_key else None
+    )
+    return ServerInput(
+        description=pick("description", server.description),
+        ip_address=pick("ip_address", server.host),
+        username=pick("username", server.username or ""),
+        password=SecretStr("set") if has_secret and key is None else None,
+        server_type=pick("server_type", server.server_type),
+        app_path=pick("app_path", server.app_path),
+        keystore_folder=pick("keystore_folder", server.keystore_folder),
+        version=pick("version", server.version),
+        ports=pick("ports", server.ports),
+        service_name=pick("service_name", server.service_name),
+        ssh_port=pick("ssh_port", server.ssh_port),
+        ssh_private_key=key,
+        ssh_key_passphrase=passphrase,
+        ssh_host_key=None if data.clear_host_key else pick("ssh_host_key", server.ssh_host_key),
+        use_sudo=pick("use_sudo", server.use_sudo),
+        config_test_command=pick("config_test_command", server.config_test_command),
+        reload_command=pick("reload_command", server.reload_command),
+        bot_id=pick("bot_id", server.bot_id),
+    )
+
+
+assert set(HANDLERS) == {t.value for t in ServerType}, "every server type has a handler"

@@ -1,0 +1,83 @@
+"""Actions that belong to flows start runs in Prefect (never flow functions in the web process)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, Server, ServerConnection
+from tests.dashboard.conftest import Accounts, auth
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value())
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    from certfleet.flows.provisioning import provision_certificate
+
+    provision_certificate.to_deployment(name="certfleet").apply()  # registered, not served: the run waits
+    yield url
+    os.environ.pop("PREFECT_API_URL", None)
+
+
+def _configured_certificate(accounts: Accounts, with_target: bool) -> int:
+    with session_scope() as s:
+        server = Server(description="local", host="127.0.0.1", ports=[8443], connection=ServerConnection.LOCAL,
+                        server_type="nginx")  # fmt: skip
+        cert = Certificate(common_name="shop.example.com", ca_connector_id=accounts.boot.ca_connector_id,
+                           provisioning_bot_id=accounts.boot.local_bot_id)  # fmt: skip
+        s.add_all([server, cert])
+        s.flush()
+        if with_target:
+            s.add(DeploymentTarget(certificate_id=cert.id, server_id=server.id, port=8443,
+                                   cert_path="/tmp/c.pem", key_path="/tmp/k.pem"))  # fmt: skip
+        return cert.id
+
+
+def test_provision_starts_a_prefect_run_for_the_certificate(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    cert_id = _configured_certificate(accounts, with_target=True)
+    response = client.post(f"/api/v1/certificates/{cert_id}/provision", headers=auth(accounts, "operator"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["flow_run_name"] == f"provision-certificate-{cert_id}"
+    assert body["prefect_url"].endswith(f"/runs/flow-run/{body['flow_run_id']}")
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        run = c.read_flow_run(body["flow_run_id"])
+    assert run.parameters == {"certificate_id": cert_id}
+    assert run.state is not None
+    assert run.state.type.value == "SCHEDULED"
+    with session_scope() as s:
+        event = s.query(AuditEvent).filter_by(action="start-provision-certificate").one()
+        assert event.actor == "operator"
+
+
+def test_unconfigured_certificate_is_a_clear_error_not_a_red_run(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    cert_id = _configured_certificate(accounts, with_target=False)
+    response = client.post(f"/api/v1/certificates/{cert_id}/provision", headers=auth(accounts, "operator"))
+    assert response.status_code == 422
+    assert response.json()["detail"] == "configure shop.example.com first: it needs at least one deployment target"
+
+
+def test_no_prefect_is_a_clear_error(client: TestClient, accounts: Accounts, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certfleet.demo.listener import free_port
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    cert_id = _configured_certificate(accounts, with_target=True)
+    response = client.post(f"/api/v1/certificates/{cert_id}/issue", headers=auth(accounts, "operator"))
+    assert response.status_code == 422
+    assert "Prefect does not answer" in response.json()["detail"]
