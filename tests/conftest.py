@@ -23,6 +23,9 @@ from certfleet.models import db, encryption
 from certfleet.models.orm import Base
 from certfleet.settings import get_settings
 
+# CA emulators, Pebble and BIND: session fixtures shared by every module that uses them (one Pebble per run).
+pytest_plugins = ["tests.emulators.fixtures"]
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "CERTFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -235,7 +235,7 @@ def _check_name(session: Session, name: str, connector_id: int | None = None) ->
         raise ConnectorFormError(f"a CA connector named {name!r} already exists; choose another name", field="name")
 
 
-def _merge_secrets(form: ConnectorFormBase, stored: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+def _merge_secrets(form: ConnectorFormBase, stored: dict[str, Any]) -> dict[str, Any]:
     secrets = dict(stored)
     for name, value in form.secret_values().items():
         secrets[name] = value
@@ -264,7 +264,7 @@ def _check_emca_file(secrets: dict[str, Any]) -> None:
 
 def create_connector(session: Session, form: ConnectorFormBase, *, actor: str) -> int:
     _check_name(session, form.name)
-    secrets = _merge_secrets(form, {}, creating=True)
+    secrets = _merge_secrets(form, {})
     row = CAConnector(
         kind=str(getattr(form, "kind")),  # noqa: B009 - every concrete form has a kind literal
         name=form.name,
@@ -290,7 +290,7 @@ def update_connector(session: Session, connector_id: int, form: ConnectorFormBas
         )
     _check_name(session, form.name, connector_id)
     stored = StoredConnector.of(row)
-    secrets = _merge_secrets(form, stored.credentials, creating=False)
+    secrets = _merge_secrets(form, stored.credentials)
     settings = form.public_values()
     if _account_identity(stored.settings) != _account_identity(settings):
         # A new ACME directory or EAB means a new account there.
@@ -369,7 +369,7 @@ def check_form(form: ConnectorFormBase, session: Session | None = None, connecto
         stored_secrets = StoredConnector.of(repo.get(session, CAConnector, connector_id)).credentials
         stored_secrets = {k: v for k, v in stored_secrets.items() if k not in _RUNTIME_CREDENTIALS}
     try:
-        secrets = _merge_secrets(form, stored_secrets, creating=connector_id is None)
+        secrets = _merge_secrets(form, stored_secrets)
     except ConnectorFormError as exc:
         return TestResult(ok=False, message=exc.message)
     stored = StoredConnector(

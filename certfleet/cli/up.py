@@ -63,6 +63,9 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         say(f"  flows served: {', '.join(f.name for f in FLOWS)}")
         deployments = runner_deployments()
         register(deployments)
+        from certfleet.tasks.ca_runtime import ensure_rate_limits
+
+        ensure_rate_limits()  # one Prefect rate limit per remote CA connector
         if new_cert_ids:
             say("  provisioning the demo fleet: watch the runs in the Prefect UI")
             _provision(new_cert_ids)

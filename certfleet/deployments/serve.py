@@ -11,6 +11,7 @@ from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.rollback import rollback_deployment
+from certfleet.flows.servers import check_server
 
 DEPLOYMENT = "certfleet"  # each flow is served as "<flow name>/certfleet"
 FLOWS = (
@@ -21,6 +22,7 @@ FLOWS = (
     renew_expiring,
     discover_endpoints,
     discover_server_files,
+    check_server,
 )
 # Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules for the scaled-out setup.
 SCHEDULES = {"renew-expiring": "17 * * * *", "discover-endpoints": "41 2 * * *", "discover-server-files": "53 2 * * *"}

@@ -8,6 +8,7 @@ from prefect.runtime import flow_run
 
 from certfleet.connectors.base import IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import OrderStillPending, PermanentConnectorError
+from certfleet.inventory.record import trust_store
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import CAType, Certificate, CertificateStatus, Order, OrderState, utcnow
@@ -170,7 +171,11 @@ def record_issued(order_id: int) -> str:
         cert.serial_number = info.serial_number
         cert.sans = info.sans
         cert.issuer_ca = info.issuer_common_name or info.issuer
-        cert.ca_type = CAType.PRIVATE if order.ca_connector.kind == "local" else CAType.PUBLIC
+        # Public only when the chain verifies to a root the system trusts (AD CS, emCA, the built-in CA
+        # and any CA under a private root are Private), the same rule discovery applies.
+        verdict = trust_store(s).classify(chain)
+        cert.ca_type = verdict.ca_type
+        cert.trust_anchor = verdict.anchor[:255] if verdict.anchor else None
         cert.signature_algorithm = info.signature_algorithm
         cert.not_before = info.not_before
         cert.expires_on = info.not_after

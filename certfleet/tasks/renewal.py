@@ -71,7 +71,9 @@ def find_due(now: datetime | None = None) -> list[Due]:
                 cert.status_reason = f"expired on {cert.expires_on:%Y-%m-%d %H:%M} UTC without a renewal deployed"
                 repo.audit(s, actor=ACTOR, action="expire", obj=cert, outcome="failure", detail=cert.status_reason)
             if cert.expires_on - timedelta(days=cert.renew_before_days) <= now:
-                key = f"renew-cert-{cert.id}-gen-{cert.order_generation}"
+                # Names the certificate being replaced, so a wiped database or a shared Prefect server
+                # cannot match an old run and silently skip a renewal.
+                key = f"renew-cert-{cert.id}-{cert.serial_number or 'none'}-{cert.expires_on:%Y%m%d%H%M%S}"
                 due.append(
                     Due(
                         certificate_id=cert.id,
@@ -84,7 +86,8 @@ def find_due(now: datetime | None = None) -> list[Due]:
             elif cert.status in NOT_SERVED_YET:
                 since = deployment.finished_at if deployment and deployment.finished_at else cert.issued_on
                 if since is None or since + REDEPLOY_AFTER <= now:
-                    key = f"redeploy-cert-{cert.id}-after-{deployment.id if deployment else 0}"
+                    after = f"{deployment.id}-{deployment.finished_at or 'running'}" if deployment else "none"
+                    key = f"redeploy-cert-{cert.id}-{cert.serial_number or 'none'}-after-{after}"
                     due.append(
                         Due(
                             certificate_id=cert.id,

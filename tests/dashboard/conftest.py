@@ -13,6 +13,7 @@ from certfleet.dashboard.app import create_app
 from certfleet.dashboard.services import users
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.models.db import session_scope
+from tests.discovery.fixtures import fleet, pki  # noqa: F401 - fixtures: test certificates under a throwaway PKI
 
 PASSWORD = "correct horse battery"
 

@@ -12,7 +12,8 @@ from tests.dashboard.conftest import PASSWORD, Accounts, csrf_of, login
 
 PAGES = ["/", "/bots", "/bots/new", "/certificates", "/certificates/new", "/servers", "/servers/new", "/smime",
          "/smime/import", "/smime/profiles", "/orders", "/ca-connectors", "/ca-connectors/new?kind=emca",
-         "/audit", "/users", "/account/tokens"]  # fmt: skip
+         "/audit", "/users", "/account/tokens", "/discovery", "/discovery-runs", "/discovery/import",
+         "/private-roots"]  # fmt: skip
 
 
 def test_pages_need_login(client: TestClient) -> None:
@@ -74,21 +75,20 @@ def test_create_bot_shows_token_once_and_records_created_by(client: TestClient, 
 def test_add_server_form_validates_and_saves_type_path(client: TestClient, accounts: Accounts) -> None:
     token = login(client, "operator")
     bad = client.post("/servers", data={"description": "web", "ip_address": "10.0.0.9", "server_type": "iis",
-                                        "connection": "smb", "username": "u", "password": "p", "ports": "443",
+                                        "username": "u", "password": "p", "ports": "443",
                                         "csrf_token": token})  # fmt: skip
     assert bad.status_code == 422
-    assert "Key Store Folder Path is required for IIS" in bad.text
+    assert "IIS is reached over SMB, not SSH" in bad.text
     ok = client.post(
         "/servers",
         data={
             "description": "tomcat-1",
             "ip_address": "10.0.0.10",
             "server_type": "tomcat",
-            "connection": "ssh",
             "username": "deploy",
             "password": "s3cret-pass",
             "ports": "8443, 443",
-            "app_path": "/opt/tomcat",
+            "tomcat_path": "/opt/tomcat",
             "service_name": "tomcat9",
             "csrf_token": token,
         },

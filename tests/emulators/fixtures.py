@@ -96,7 +96,8 @@ def _eab_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
 
 
-@pytest.fixture(scope="session")
+# Module scope: each test module that imports these fixtures gets its own stack, stopped when the module ends.
+@pytest.fixture(scope="module")
 def acme_http_stack(emulator_tls: TlsIdentity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeStack]:
     root = tmp_path_factory.mktemp("acme-http")
     dns = ChallTestSrv(root / "challtestsrv").start()
@@ -117,7 +118,7 @@ def acme_http_stack(emulator_tls: TlsIdentity, tmp_path_factory: pytest.TempPath
     dns.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def acme_dns_stack(emulator_tls: TlsIdentity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeStack]:
     """Pebble resolving through BIND, whose zones take TSIG-signed RFC 2136 updates (dns-01)."""
     root = tmp_path_factory.mktemp("acme-dns")

@@ -24,7 +24,6 @@ from certfleet.models.orm import Certificate, CertificateStatus, Order, OrderSta
 from certfleet.tasks.ca_runtime import limit_name
 from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
 from tests.emulators.digicert import DigiCertEmulator
-from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
 from tests.emulators.pki import TlsIdentity
 
 BATCH = 50

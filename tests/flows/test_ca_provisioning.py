@@ -33,7 +33,6 @@ from tests.emulators.adcs import ADCSEmulator
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.emca import EmCAEmulator
 from tests.emulators.emsign import EmSignEmulator
-from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
 from tests.emulators.fixtures import EAB_KID, EMCA_PFX_PASSWORD, AcmeStack
 from tests.emulators.pki import TlsIdentity
 from tests.flows.conftest import Site

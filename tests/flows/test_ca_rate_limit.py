@@ -27,7 +27,6 @@ from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key
 from certfleet.tasks.build import build_ca
 from tests.emulators.digicert import DigiCertEmulator
-from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
 from tests.emulators.pki import TlsIdentity
 
 RATE, BURST = 15.0, 5

@@ -18,7 +18,6 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, Order, OrderState
 from certfleet.tasks import issuance
 from tests.emulators.digicert import DigiCertEmulator
-from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
 from tests.emulators.pki import TlsIdentity
 
 

@@ -45,7 +45,8 @@ def csr_names(csr_pem: str) -> CsrNames:
 def pem_chain_from(data: bytes | str, *, ca: str) -> str:
     """Whatever certificate container a CA sent (PEM, DER, PKCS#7), as PEM text, leaf first."""
     raw = data.encode() if isinstance(data, str) else data
-    raw = raw.replace(b"\r\n", b"\n")
+    if b"-----BEGIN" in raw:  # only text: CR LF bytes inside DER are data
+        raw = raw.replace(b"\r\n", b"\n")
     try:
         certificates = load_material(raw).certificates
     except CertificateFormatError as exc:

@@ -1,20 +1,35 @@
-"""/api/v1/certificates: the list and export, configure, targets, download, details, ignore, delete, and starting
-issue / deploy / provision / rollback runs in Prefect."""
+"""/api/v1/certificates: the list and export, the Select Action menu (configure, download, details, view, ignore,
+unignore, delete: all through `certfleet.inventory.service`), import, targets, and starting issue / deploy /
+provision / rollback runs in Prefect."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
+from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import certificates as svc
+from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
 from certfleet.dashboard.templating import flow_run_url
+from certfleet.inventory.schemas import (
+    CertificateConfiguration,
+    CertificateDetails,
+    CertificateText,
+    ConfigureRequest,
+    Deleted,
+    DownloadFormat,
+    ImportReport,
+    StatusChange,
+    TargetInput,
+)
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment, DeploymentType
 
@@ -23,6 +38,8 @@ add_list_api(router, svc.CERTIFICATES, tag="Certificates")
 
 
 class ConfigureIn(BaseModel):
+    """A new request's optional configuration (Configure itself takes `ConfigureBody`)."""
+
     ca_connector_id: int | None = None
     provisioning_bot_id: int | None = None
     key_spec: str = "rsa2048"
@@ -32,6 +49,22 @@ class ConfigureIn(BaseModel):
     tags: list[str] = Field(default_factory=list)
     batch_name: str | None = None
     deployment_type: str = DeploymentType.AUTOMATED.value
+
+
+class ConfigureBody(ConfigureRequest):
+    """Configure: as the inventory service takes it; `targets` left out keeps the certificate's targets."""
+
+    targets: list[TargetInput] | None = None  # type: ignore[assignment]
+
+
+class DownloadBody(BaseModel):
+    format: DownloadFormat = DownloadFormat.PEM
+    include_chain: bool = True
+    password: SecretStr | None = Field(default=None, description="PKCS#12 only: 8+ characters, protects the key")
+
+
+class IgnoreBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class CertificateIn(ConfigureIn):
@@ -119,14 +152,56 @@ def create(body: CertificateIn, db: DbSession, who: Operator) -> dict[str, Any]:
     return certificate_json(svc.create_certificate(db, new, who.username))
 
 
+@router.post(
+    "/certificates/import",
+    summary="Import certificate files: PEM, DER, PKCS#7, PKCS#12 (with password)",
+    description="One outcome per file; a bad file gets its reason and never stops the others. One password "
+    "serves every PKCS#12 file of the upload.",
+)
+async def import_files(
+    who: Operator,
+    files: Annotated[list[UploadFile], File(description="certificate files")],
+    password: Annotated[SecretStr | None, Form()] = None,
+    bot_id: Annotated[int | None, Form()] = None,
+) -> dict[str, Any]:
+    uploads = [(f.filename or "upload", await f.read(inventory.MAX_UPLOAD_BYTES + 1)) for f in files]
+    # The service runs its own transactions: no request session is held open meanwhile (SQLite would lock).
+    secret = password.get_secret_value() if password else None
+    report: ImportReport = await run_in_threadpool(
+        inventory.import_files, uploads, actor=who.username, password=secret, bot_id=bot_id
+    )
+    return {"imported": report.imported, "failed": report.failed, **report.model_dump(mode="json")}
+
+
 @router.get("/certificates/{cert_id}", summary="One certificate with its targets")
 def get_one(cert_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
     return certificate_json(repo.get(db, Certificate, cert_id))
 
 
-@router.put("/certificates/{cert_id}", summary="Configure: CA, provisioning bot, key and lifecycle parameters")
-def configure(cert_id: int, body: ConfigureIn, db: DbSession, who: Operator) -> dict[str, Any]:
-    return certificate_json(svc.configure(db, cert_id, _config(body), who.username))
+def _request(db: DbSession, cert_id: int, body: ConfigureBody) -> ConfigureRequest:
+    targets = body.targets if body.targets is not None else inventory.current_targets(db, cert_id)
+    return ConfigureRequest.model_validate({**body.model_dump(exclude={"targets"}), "targets": targets})
+
+
+@router.get("/certificates/{cert_id}/configuration", summary="Configure: the saved configuration")
+def get_configuration(cert_id: int, db: DbSession, who: Viewer) -> CertificateConfiguration:
+    return inventory.configuration(db, cert_id)
+
+
+@router.put(
+    "/certificates/{cert_id}",
+    summary="Configure: CA connector, provisioning bot, targets, key parameters, renewal policy",
+    description="Refused with 422 and every reason in `problems` ({field, message}) when it cannot work; "
+    "nothing is saved then. Leave `targets` out to keep the certificate's targets.",
+)
+def configure(cert_id: int, body: ConfigureBody, db: DbSession, who: Operator) -> CertificateConfiguration:
+    return inventory.configure(db, cert_id, _request(db, cert_id, body), actor=who.username)
+
+
+@router.post("/certificates/{cert_id}/configuration/check", summary="Configure: every problem, without saving")
+def check_configuration(cert_id: int, body: ConfigureBody, db: DbSession, who: Viewer) -> dict[str, Any]:
+    problems = inventory.check_configuration(db, cert_id, _request(db, cert_id, body))
+    return {"ok": not problems, "problems": [{"field": f, "message": m} for f, m in problems]}
 
 
 @router.post("/certificates/{cert_id}/targets", status_code=201, summary="Add a deployment target")
@@ -141,29 +216,64 @@ def remove_target(cert_id: int, target_id: int, db: DbSession, who: Operator) ->
     return certificate_json(repo.get(db, Certificate, cert_id))
 
 
-@router.get("/certificates/{cert_id}/download", summary="Download the certificate: format pem, der or p7b")
-def download(cert_id: int, db: DbSession, who: Viewer, format: str = "pem") -> Response:
-    data, media, name = svc.download(db, cert_id, format)
-    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+def _file(result: Any) -> Response:
+    return Response(
+        result.content,
+        media_type=result.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{result.filename}"'},
+    )
 
 
-@router.get("/certificates/{cert_id}/details", summary="Decoded certificate metadata and its X.509 text")
-def details(cert_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
-    found = svc.details(db, cert_id)
-    if found is None:
-        return {"issued": False}
-    info, text = found
-    return {"issued": True, "details": info.model_dump(mode="json"), "text": text}
+@router.get("/certificates/{cert_id}/download", summary="Download: format pem, der or pkcs7 (p7b)")
+def download(cert_id: int, db: DbSession, who: Viewer, format: str = "pem", include_chain: bool = True) -> Response:
+    fmt = inventory.download_format(format)
+    if fmt is DownloadFormat.PKCS12:
+        raise InputError(
+            "a PKCS#12 file needs a password: POST it to /certificates/{id}/download (never in a URL)",
+            field="format",
+        )
+    return _file(inventory.download(db, cert_id, fmt.value, actor=who.username, include_chain=include_chain))
+
+
+@router.post(
+    "/certificates/{cert_id}/download",
+    summary="Download in any format; PKCS#12 (private key + chain) needs a password and the operator role",
+)
+def download_with_body(cert_id: int, db: DbSession, who: Viewer, body: DownloadBody) -> Response:
+    if body.format is DownloadFormat.PKCS12 and not who.has("operator"):
+        raise Forbidden("exporting a private key (PKCS#12) needs the operator role")
+    password = body.password.get_secret_value() if body.password else None
+    result = inventory.download(
+        db, cert_id, body.format.value, actor=who.username, include_chain=body.include_chain, password=password
+    )
+    return _file(result)
+
+
+@router.get("/certificates/{cert_id}/details", summary="Certificate Details: decoded fields, chain, locations")
+def details(cert_id: int, db: DbSession, who: Viewer) -> CertificateDetails:
+    return inventory.details(db, cert_id)
+
+
+@router.get("/certificates/{cert_id}/text", summary="View Certificate: the decoded X.509 as text")
+def view(cert_id: int, db: DbSession, who: Viewer) -> CertificateText:
+    return inventory.view(db, cert_id)
 
 
 @router.post("/certificates/{cert_id}/ignore", summary="Ignore: exclude from provisioning, keep in inventory")
-def ignore(cert_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
-    return certificate_json(svc.ignore(db, cert_id, who.username))
+def ignore(
+    cert_id: int, db: DbSession, who: Operator, body: Annotated[IgnoreBody | None, Body()] = None
+) -> StatusChange:
+    return inventory.ignore(db, cert_id, actor=who.username, reason=body.reason if body else None)
 
 
-@router.delete("/certificates/{cert_id}", summary="Delete the certificate from the inventory")
-def delete(cert_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
-    return {"deleted": cert_id, "common_name": svc.delete_certificate(db, cert_id, who.username)}
+@router.post("/certificates/{cert_id}/unignore", summary="Unignore: back to the state its data says")
+def unignore(cert_id: int, db: DbSession, who: Operator) -> StatusChange:
+    return inventory.unignore(db, cert_id, actor=who.username)
+
+
+@router.delete("/certificates/{cert_id}", summary="Delete the certificate, its locations and order history")
+def delete(cert_id: int, db: DbSession, who: Operator) -> Deleted:
+    return inventory.delete(db, cert_id, actor=who.username)
 
 
 @router.post(

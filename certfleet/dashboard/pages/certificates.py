@@ -1,5 +1,6 @@
 """Provisioning Certificates pages: the list, a certificate's Configure / Details / View / Download / targets /
-deployments, a new request, and starting runs in Prefect."""
+deployments, a new request, and starting runs in Prefect. The Select Action menu goes through the inventory
+service (`certfleet.dashboard.services.inventory`), as the API does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import bots as bots_svc
 from certfleet.dashboard.services import certificates as svc
+from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
@@ -95,7 +97,7 @@ def create_certificate(
 
 
 def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
-    found = svc.details(db, cert.id)
+    found = inventory.details_or_none(db, cert.id)
     deployments = list(
         db.scalars(
             select(Deployment).where(Deployment.certificate_id == cert.id).order_by(Deployment.id.desc()).limit(20)
@@ -105,12 +107,15 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
     return {
         "title": cert.common_name,
         "cert": cert,
-        "info": found[0] if found else None,
-        "text": found[1] if found else None,
+        "found": found,
+        "info": found.certificate if found else None,
+        "text": inventory.view(db, cert.id).text if found else None,
         "missing": svc.needs_configuration(cert),
         "deployments": deployments,
         "orders": orders,
         "run_url": flow_run_url,
+        "configuring": True,
+        "problems": [],
         "v": {
             "ca_connector_id": cert.ca_connector_id or "",
             "provisioning_bot_id": cert.provisioning_bot_id or "",
@@ -135,14 +140,17 @@ def certificate_detail(cert_id: int, request: Request, db: DbSession, who: Viewe
 def configure(
     cert_id: int, request: Request, db: DbSession, who: Operator, config: Annotated[_ConfigForm, Depends()]
 ) -> Response:
+    form = {k: "" if x is None else str(x) for k, x in config.fields.__dict__.items()}
     try:
-        cert = svc.configure(db, cert_id, config.fields, who.username)
+        configure_request = inventory.configure_request_from_form(db, cert_id, form)
+        with db.begin_nested():  # a refusal undoes whatever the service changed; the page still renders
+            inventory.configure(db, cert_id, configure_request, actor=who.username)
     except InputError as exc:
-        db.rollback()
         ctx = _detail_context(db, repo.get(db, Certificate, cert_id))
-        ctx.update(error=exc, v={k: ("" if x is None else x) for k, x in config.fields.__dict__.items()})
+        problems = exc.problems or [(exc.field, exc.message)]
+        ctx.update(error=exc, problems=problems, v=form)
         return render(request, "certificates/detail.html", ctx, status_code=422)
-    response = RedirectResponse(f"/certificates/{cert.id}", status_code=303)
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
     flash(response, "configuration saved", "success")
     return response
 
@@ -175,25 +183,52 @@ def remove_target(cert_id: int, target_id: int, db: DbSession, who: Operator) ->
     return response
 
 
+def _file(result: Any) -> Response:
+    disposition = f'attachment; filename="{result.filename}"'
+    return Response(result.content, media_type=result.media_type, headers={"Content-Disposition": disposition})
+
+
 @router.get("/certificates/{cert_id}/download/{fmt}")
 def download(cert_id: int, fmt: str, db: DbSession, who: Viewer) -> Response:
-    data, media, name = svc.download(db, cert_id, fmt)
-    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    if inventory.download_format(fmt).value == "pkcs12":
+        raise InputError("a PKCS#12 file needs a password: use the PKCS#12 form on the certificate's page")
+    return _file(inventory.download(db, cert_id, fmt, actor=who.username))
+
+
+@router.post("/certificates/{cert_id}/download")
+def download_pkcs12(
+    cert_id: int,
+    db: DbSession,
+    who: Operator,
+    password: Annotated[str, Form()] = "",
+    fmt: Annotated[str, Form()] = "pkcs12",
+) -> Response:
+    """PKCS#12 holds the private key: a POST (the password never travels in a URL) for operators."""
+    return _file(inventory.download(db, cert_id, fmt, actor=who.username, password=password or None))
 
 
 @router.post("/certificates/{cert_id}/ignore")
-def ignore(cert_id: int, db: DbSession, who: Operator) -> Response:
-    cert = svc.ignore(db, cert_id, who.username)
+def ignore(cert_id: int, db: DbSession, who: Operator, reason: Annotated[str, Form()] = "") -> Response:
+    change = inventory.ignore(db, cert_id, actor=who.username, reason=reason or None)
     response = RedirectResponse("/certificates", status_code=303)
-    flash(response, f"{cert.common_name} is ignored: it stays in the inventory, out of provisioning", "success")
+    name = repo.get(db, Certificate, change.certificate_id).common_name
+    flash(response, f"{name} is ignored: it stays in the inventory, out of provisioning", "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/unignore")
+def unignore(cert_id: int, db: DbSession, who: Operator) -> Response:
+    change = inventory.unignore(db, cert_id, actor=who.username)
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
+    flash(response, f"certificate is back in provisioning: {change.status.value}", "success")
     return response
 
 
 @router.post("/certificates/{cert_id}/delete")
 def delete(cert_id: int, db: DbSession, who: Operator) -> Response:
-    name = svc.delete_certificate(db, cert_id, who.username)
+    deleted = inventory.delete(db, cert_id, actor=who.username)
     response = RedirectResponse("/certificates", status_code=303)
-    flash(response, f"{name} deleted", "success")
+    flash(response, f"{deleted.common_name} deleted", "success")
     return response
 
 

@@ -1,4 +1,5 @@
-"""Servers pages: the list, Add Server (fields by server type), edit, delete."""
+"""Servers pages: the list, Add/Edit Server (fields by server type) over `certfleet.servers.service`, Check
+connectivity (a `check-server` run in Prefect), delete."""
 
 from __future__ import annotations
 
@@ -16,90 +17,127 @@ from certfleet.dashboard.services import servers as svc
 from certfleet.dashboard.templating import render
 from certfleet.models import repo
 from certfleet.models.orm import Server
+from certfleet.servers.service import SERVER_TYPES, ServerView
 
 router = APIRouter()
 add_export_page(router, svc.SERVERS)
 
+SECRETS = ("password", "ssh_private_key", "ssh_key_passphrase")
 
-class ConnectorFormBase:
+
+class ServerForm:
+    """The Add/Edit Server form as posted: one path field per server type (only the selected one is enabled)."""
+
     def __init__(
         self,
         description: Annotated[str, Form()] = "",
         ip_address: Annotated[str, Form()] = "",
         server_type: Annotated[str, Form()] = "nginx",
-        connection: Annotated[str, Form()] = "ssh",
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
+        nginx_path: Annotated[str, Form()] = "",
+        apache_path: Annotated[str, Form()] = "",
+        tomcat_path: Annotated[str, Form()] = "",
+        jetty_path: Annotated[str, Form()] = "",
+        jboss_path: Annotated[str, Form()] = "",
+        weblogic_path: Annotated[str, Form()] = "",
         keystore_folder: Annotated[str, Form()] = "",
-        app_path: Annotated[str, Form()] = "",
         version: Annotated[str, Form()] = "",
         ports: Annotated[str, Form()] = "",
         service_name: Annotated[str, Form()] = "",
         bot_id: Annotated[str, Form()] = "",
         ssh_port: Annotated[str, Form()] = "22",
         ssh_host_key: Annotated[str, Form()] = "",
+        ssh_private_key: Annotated[str, Form()] = "",
+        ssh_key_passphrase: Annotated[str, Form()] = "",
         use_sudo: Annotated[str, Form()] = "",
         config_test_command: Annotated[str, Form()] = "",
         reload_command: Annotated[str, Form()] = "",
     ) -> None:
-        self.fields = svc.ServerFields(
-            description,
-            ip_address,
-            server_type,
-            connection,
-            username,
-            password,
-            keystore_folder,
-            app_path,
-            version,
-            ports,
-            service_name,
-            bot_id,
-            ssh_port,
-            ssh_host_key,
-            bool(use_sudo),
-            config_test_command,
-            reload_command,
-        )
+        self.values: dict[str, Any] = {
+            "description": description,
+            "ip_address": ip_address,
+            "server_type": server_type,
+            "username": username,
+            "password": password,
+            "nginx_path": nginx_path,
+            "apache_path": apache_path,
+            "tomcat_path": tomcat_path,
+            "jetty_path": jetty_path,
+            "jboss_path": jboss_path,
+            "weblogic_path": weblogic_path,
+            "keystore_folder": keystore_folder,
+            "version": version,
+            "ports": ports,
+            "service_name": service_name,
+            "bot_id": bot_id,
+            "ssh_port": ssh_port,
+            "ssh_host_key": ssh_host_key,
+            "ssh_private_key": ssh_private_key,
+            "ssh_key_passphrase": ssh_key_passphrase,
+            "use_sudo": bool(use_sudo),
+            "config_test_command": config_test_command,
+            "reload_command": reload_command,
+        }
+        # only the selected type's path field is sent by the browser; keep the others out of validation
+        kind = server_type.strip().lower()
+        for info_kind, info in SERVER_TYPES.items():
+            if info_kind.value != kind and not self.values[info.path_field]:
+                self.values.pop(info.path_field)
 
 
-def _values(server: Server | None, fields: svc.ServerFields | None = None) -> dict[str, Any]:
-    if fields is not None:
-        v = {k: ("" if x is None else x) for k, x in fields.__dict__.items()}
-        v["password"] = ""  # never sent back to the browser
+def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str, Any]:
+    if form is not None:
+        v = dict(form.values)
+        for secret in SECRETS:
+            v[secret] = ""  # never sent back to the browser
         return v
-    if server is None:
-        return {"server_type": "nginx", "connection": "ssh", "ssh_port": 22}
-    return {
-        "description": server.description,
-        "ip_address": server.host,
-        "server_type": server.server_type,
-        "connection": server.connection.value,
-        "username": server.username or "",
-        "keystore_folder": server.keystore_folder or "",
-        "app_path": server.app_path or "",
-        "version": server.version or "",
-        "ports": ", ".join(str(p) for p in server.ports),
-        "service_name": server.service_name or "",
-        "bot_id": server.bot_id or "",
-        "ssh_port": server.ssh_port,
-        "ssh_host_key": server.ssh_host_key or "",
-        "use_sudo": server.use_sudo,
-        "config_test_command": server.config_test_command or "",
-        "reload_command": server.reload_command or "",
+    if view is None:
+        return {"server_type": "nginx", "ssh_port": 22}
+    v = {
+        "description": view.description,
+        "ip_address": view.ip_address,
+        "server_type": view.server_type,
+        "username": view.username or "",
+        "keystore_folder": view.keystore_folder or "",
+        "version": view.version or "",
+        "ports": ", ".join(str(p) for p in view.ports),
+        "service_name": view.service_name or "",
+        "bot_id": view.bot_id or "",
+        "ssh_port": view.ssh_port,
+        "ssh_host_key": view.ssh_host_key or "",
+        "use_sudo": view.use_sudo,
+        "config_test_command": view.config_test_command or "",
+        "reload_command": view.reload_command or "",
     }
+    for kind, info in SERVER_TYPES.items():
+        if kind.value == view.server_type:
+            v[info.path_field] = view.app_path or ""
+    return v
 
 
-def _form_context(db: Session, server: Server | None, v: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _form_context(
+    db: Session, server: Server | None, v: dict[str, Any], error: InputError | None = None
+) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    if error is not None:
+        for field, message in error.problems or [(error.field, error.message)]:
+            if field:
+                errors.setdefault(field, message)
     return {
         "title": f"Edit Server {server.description}" if server else "Add Server",
         "server": server,
+        "view": svc.get_server(server.id) if server else None,
         "v": v,
-        "types": svc.SERVER_TYPES,
-        "type_options": [(t.key, t.label) for t in svc.SERVER_TYPES.values()],
-        "connections": svc.CONNECTIONS,
+        "types": {kind.value: info for kind, info in SERVER_TYPES.items()},
+        "type_options": [(kind.value, info.label) for kind, info in SERVER_TYPES.items()],
         "bots": bots_svc.choices(db),
-        **extra,
+        "error": error,
+        "errors": errors,
+        # messages that name no field of the form are shown at the top
+        "general_errors": [m for f, m in (error.problems or [(error.field, error.message)]) if not f or f not in v]
+        if error
+        else [],
     }
 
 
@@ -114,36 +152,43 @@ def new_server(request: Request, db: DbSession, who: Operator) -> HTMLResponse:
 
 
 @router.post("/servers", response_class=HTMLResponse)
-def create_server(request: Request, db: DbSession, who: Operator, form: Annotated[ConnectorFormBase, Depends()]) -> Response:
+def create_server(request: Request, db: DbSession, who: Operator, form: Annotated[ServerForm, Depends()]) -> Response:
     try:
-        server = svc.create_server(db, form.fields, who.username)
+        view = svc.create_server(form.values, who.username)
     except InputError as exc:
-        ctx = _form_context(db, None, _values(None, form.fields), error=exc)
+        ctx = _form_context(db, None, _values(None, form), error=exc)
         return render(request, "servers/form.html", ctx, status_code=422)
     response = RedirectResponse("/servers", status_code=303)
-    flash(response, f"server {server.description} added", "success")
+    flash(response, f"server {view.description} added (Pending until Check connectivity)", "success")
     return response
 
 
 @router.get("/servers/{server_id}", response_class=HTMLResponse)
 def edit_server(server_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
     server = repo.get(db, Server, server_id)
-    return render(request, "servers/form.html", _form_context(db, server, _values(server)))
+    return render(request, "servers/form.html", _form_context(db, server, _values(svc.get_server(server_id))))
 
 
 @router.post("/servers/{server_id}", response_class=HTMLResponse)
 def update_server(
-    server_id: int, request: Request, db: DbSession, who: Operator, form: Annotated[ConnectorFormBase, Depends()]
+    server_id: int, request: Request, db: DbSession, who: Operator, form: Annotated[ServerForm, Depends()]
 ) -> Response:
+    server = repo.get(db, Server, server_id)
     try:
-        server = svc.update_server(db, server_id, form.fields, who.username)
+        view = svc.update_server(server_id, form.values, who.username)
     except InputError as exc:
-        db.rollback()
-        server = repo.get(db, Server, server_id)
-        ctx = _form_context(db, server, _values(None, form.fields), error=exc)
+        ctx = _form_context(db, server, _values(None, form), error=exc)
         return render(request, "servers/form.html", ctx, status_code=422)
-    response = RedirectResponse("/servers", status_code=303)
-    flash(response, f"server {server.description} saved", "success")
+    response = RedirectResponse(f"/servers/{server_id}", status_code=303)
+    flash(response, f"server {view.description} saved", "success")
+    return response
+
+
+@router.post("/servers/{server_id}/check")
+def check_server(server_id: int, db: DbSession, who: Operator) -> Response:
+    run = svc.start_check(db, server_id, who.username)
+    response = RedirectResponse(f"/servers/{server_id}", status_code=303)
+    flash(response, f"started {run.name}: the status shows the result when the run ends", "success")
     return response
 
 

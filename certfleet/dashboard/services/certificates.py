@@ -131,6 +131,7 @@ CERTIFICATES = ListSpec(
             width=20,
         ),
     ),
+    hidden=(Column("raw_status", "", Certificate.status),),  # Ignore or Unignore in the row's menu
 )
 
 

@@ -44,6 +44,7 @@ from certfleet.models.orm import Bot, BotPurpose, Certificate, DiscoveryRun, Ser
 from certfleet.tasks.discovery import DiscoveryError, discovery_bot
 
 MAX_IMPORT_FILES = 50
+MAX_UPLOAD_BYTES = service.MAX_UPLOAD_BYTES  # a bigger file is read only this far: the service refuses it
 
 
 @contextmanager
@@ -68,7 +69,7 @@ def _validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[s
     return problems
 
 
-def _validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -128,7 +129,7 @@ def configure_request_from_form(session: Session, certificate_id: int, form: dic
         raise InputError("choose the CA connector that issues this certificate", field="ca_connector_id")
     if data["provisioning_bot_id"] is None:
         raise InputError("choose the bot that provisions this certificate", field="provisioning_bot_id")
-    request: ConfigureRequest = _validated(ConfigureRequest, data)
+    request: ConfigureRequest = validated(ConfigureRequest, data)
     return request
 
 

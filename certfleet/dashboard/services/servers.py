@@ -1,39 +1,28 @@
-"""Servers for agentless provisioning: the list, the Add Server form (fields by server type), edit, delete."""
+"""Servers for agentless provisioning: the list, and the Add/Edit Server form over `certfleet.servers.service`.
+
+Validation, storage and secrets belong to `certfleet.servers.service` (the one way servers are created and
+changed); this module only turns form/API input into its models and its errors into `InputError`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
-from certfleet.dashboard.services import common
 from certfleet.models import repo
-from certfleet.models.orm import Bot, DeploymentTarget, Server, ServerConnection, ServerStatus, utcnow
+from certfleet.models.orm import Bot, DeploymentTarget, Server, ServerConnection, ServerStatus
+from certfleet.servers import service
+from certfleet.servers.service import SERVER_TYPES, ServerInput, ServerUpdate, ServerView
 
-
-@dataclass(frozen=True)
-class ServerType:
-    key: str
-    label: str
-    path_label: str | None  # the manual's server-specific path field; None for IIS (Key Store Folder Path only)
-    path_example: str
-
-
-SERVER_TYPES: dict[str, ServerType] = {
-    t.key: t
-    for t in (
-        ServerType("nginx", "Nginx", "Nginx Path", "/etc/nginx/"),
-        ServerType("apache", "Apache HTTP", "Apache HTTP Path", "/etc/httpd/ or C:\\Apache24"),
-        ServerType("tomcat", "Tomcat", "Tomcat Path", "/opt/tomcat or C:\\Program Files\\Apache Tomcat"),
-        ServerType("iis", "IIS", None, ""),
-        ServerType("jboss", "JBoss", "JBoss Path", "/opt/jboss/"),
-        ServerType("jetty", "Jetty", "Jetty Path", "/opt/jetty"),
-        ServerType("weblogic", "WebLogic", "WebLogic Path", "/u01/oracle/user_projects/domains/base_domain"),
-    )
-}
+TYPE_LABELS = {kind.value: info.label for kind, info in SERVER_TYPES.items()}
+PATH_FIELDS = {info.path_field: kind.value for kind, info in SERVER_TYPES.items()}
 CONNECTIONS = {
     ServerConnection.SSH.value: "Linux (SSH)",
     ServerConnection.SMB.value: "Windows (SMB)",
@@ -50,12 +39,14 @@ SERVERS = ListSpec(
         Column("description", "Description", Server.description, default=True, width=26),
         Column("host", "IP Address", Server.host, default=True, width=18),
         Column("server_type", "Server Type", Server.server_type, ColType.ENUM, default=True,
-               choices=tuple(SERVER_TYPES), render=lambda v: SERVER_TYPES[v].label if v in SERVER_TYPES else v or ""),
+               choices=tuple(TYPE_LABELS), render=lambda v: TYPE_LABELS.get(v, v or "")),
         Column("ports", "Ports", Server.ports, ColType.TAGS, default=True, width=12),
         Column("version", "Version", Server.version, default=True, width=10),
         Column("service_name", "Service Name", Server.service_name, default=True),
         Column("bot", "Mapped Bot", Bot.name, default=True, render=lambda v: v or "Not Mapped"),
         Column("status", "Status", Server.status, ColType.ENUM, default=True, choices=tuple(ServerStatus), width=12),
+        Column("status_reason", "Status Reason", Server.status_reason, default=True, width=30),
+        Column("last_checked_at", "Last Checked", Server.last_checked_at, ColType.DATE, default=True),
         Column("mapped", "Mapped", Server.bot_id.is_not(None), ColType.BOOL, render=lambda v: "Yes" if v else "No",
                width=8),
         Column("connection", "OS / Connection", Server.connection, ColType.ENUM,
@@ -63,88 +54,109 @@ SERVERS = ListSpec(
         Column("keystore_folder", "Key Store Folder Path", Server.keystore_folder, width=26),
         Column("app_path", "Server Path", Server.app_path, width=26),
         Column("username", "Username", Server.username),
-        Column("status_reason", "Status Reason", Server.status_reason, width=30),
-        Column("last_checked_at", "Last Checked", Server.last_checked_at, ColType.DATE),
         Column("created_at", "Created Date", Server.created_at, ColType.DATE),
         Column("created_by", "Created By", Server.created_by),
     ),
 )  # fmt: skip
 
+# Model-level messages of ServerInput name no field: put them beside the field they are about.
+_MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("give a password or an SSH private key", "password"),
+    ("private key", "ssh_private_key"),
+    ("Key Store Folder Path", "keystore_folder"),
+)
 
-@dataclass(frozen=True)
-class ServerFields:
-    description: str
-    ip_address: str
-    server_type: str
-    connection: str = ServerConnection.SSH.value
-    username: str | None = None
-    password: str | None = None  # empty on edit: keep the stored one
-    keystore_folder: str | None = None
-    app_path: str | None = None
-    version: str | None = None
-    ports: str | list[int] | None = None
-    service_name: str | None = None
-    bot_id: str | int | None = None
-    ssh_port: str | int | None = 22
-    ssh_host_key: str | None = None
-    use_sudo: bool = False
-    config_test_command: str | None = None
-    reload_command: str | None = None
+LABELS = {
+    "description": "Description",
+    "ip_address": "IP Address",
+    "username": "Username",
+    "server_type": "Server Type",
+    "ports": "Ports",
+    **{info.path_field: info.path_label for info in SERVER_TYPES.values()},
+}
+
+M = TypeVar("M", ServerInput, ServerUpdate)
 
 
-def _apply(session: Session, server: Server, f: ServerFields, *, creating: bool) -> None:
-    server.description = common.text(f.description, "description", required=True) or ""
-    server.host = common.host(f.ip_address, "ip_address") or ""
-    kind = SERVER_TYPES.get((f.server_type or "").strip().lower())
-    if kind is None:
-        raise InputError(
-            f"server type must be one of {', '.join(t.label for t in SERVER_TYPES.values())}, not {f.server_type!r}",
-            field="server_type",
-        )
-    server.server_type = kind.key
-    server.connection = common.label(ServerConnection, f.connection or "ssh", "connection")
-    server.username = common.text(f.username, "username", max_len=120)
-    if server.connection is not ServerConnection.LOCAL and not server.username:
-        raise InputError("username is required to log in to the server over SSH or SMB", field="username")
-    if f.password:
-        server.password = f.password
-    elif creating and server.connection is ServerConnection.SMB:
-        raise InputError("password is required for Windows (SMB) servers", field="password")
-    server.keystore_folder = common.text(f.keystore_folder, "keystore_folder", max_len=500)
-    server.app_path = common.text(f.app_path, "app_path", max_len=500) if kind.path_label else None
-    if kind.key == "iis" and not server.keystore_folder:
-        raise InputError("Key Store Folder Path is required for IIS", field="keystore_folder")
-    server.version = common.text(f.version, "version", max_len=40)
-    server.ports = common.ports(f.ports, required=True)
-    server.service_name = common.text(f.service_name, "service_name", max_len=120)
-    if f.bot_id in (None, "", "none"):
-        server.bot_id = None
-    else:
-        try:
-            server.bot_id = repo.get(session, Bot, int(f.bot_id)).id
-        except (ValueError, repo.NotFound):
-            raise InputError(f"bot {f.bot_id} does not exist", field="bot_id") from None
-    server.ssh_port = common.integer(f.ssh_port, "ssh_port", low=1, high=65535, default=22)
-    server.ssh_host_key = common.text(f.ssh_host_key, "ssh_host_key", max_len=4000)
-    server.use_sudo = bool(f.use_sudo)
-    server.config_test_command = common.text(f.config_test_command, "config_test_command", max_len=1000)
-    server.reload_command = common.text(f.reload_command, "reload_command", max_len=1000)
+def _path_field_of(values: Mapping[str, Any]) -> str:
+    kind = str(values.get("server_type") or "").strip().lower()
+    for info_kind, info in SERVER_TYPES.items():
+        if info_kind.value == kind:
+            return info.path_field
+    return "app_path"
 
 
-def create_server(session: Session, fields: ServerFields, actor: str) -> Server:
-    server = Server(created_by=actor, created_at=utcnow(), status=ServerStatus.PENDING)
-    _apply(session, server, fields, creating=True)
-    session.add(server)
-    session.flush()
-    repo.audit(session, actor=actor, action="create-server", obj=server, detail=f"{server.description} {server.host}")
-    return server
+def _problems(exc: ValidationError, values: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """Each (field, message) of the service's validation error, model-level messages given their field."""
+    problems: list[tuple[str | None, str]] = []
+    for name, message in service.field_errors(exc).items():
+        field: str | None = name.split(".")[0]  # "ports.1" -> the Ports field
+        if name == "__all__":
+            field = next((f for text, f in _MODEL_MESSAGE_FIELDS if text in message), None)
+            if field is None and ("Path" in message or "_path" in message):
+                field = _path_field_of(values)
+        elif field == "app_path":
+            field = _path_field_of(values)
+        if message in ("Field required", "String should have at least 1 character"):
+            message = f"{LABELS.get(field or '', field)} is required"
+        problems.append((field, message))
+    return problems
 
 
-def update_server(session: Session, server_id: int, fields: ServerFields, actor: str) -> Server:
+def _validate(model: Callable[..., M], values: Mapping[str, Any]) -> M:
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = _problems(exc, values)
+        first_field, first = problems[0]
+        message = first if len(problems) == 1 else "; ".join(f"{f or 'server'}: {m}" for f, m in problems)
+        raise InputError(message, field=first_field, problems=problems) from None
+
+
+def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop empty form values: the service reads them as "not given" (on edit: keep the stored value)."""
+    return {k: v for k, v in values.items() if v is not None and v != "" and not (k == "bot_id" and v == "none")}
+
+
+def create_server(values: Mapping[str, Any], actor: str) -> ServerView:
+    data = _validate(ServerInput, _cleaned(values))
+    try:
+        return service.create_server(data, actor=actor)
+    except service.ServerNotValid as exc:
+        field = "bot_id" if "bot" in str(exc) else None
+        raise InputError(str(exc), field=field, problems=[(field, str(exc))]) from None
+
+
+def update_server(server_id: int, values: Mapping[str, Any], actor: str) -> ServerView:
+    cleaned = _cleaned(values)
+    # ServerUpdate takes the path as app_path: the selected type's field first, else whichever one was given
+    given = [f for f in (_path_field_of(cleaned), *PATH_FIELDS) if f in cleaned]
+    if given and "app_path" not in cleaned:
+        cleaned["app_path"] = cleaned[given[0]]
+    for f in PATH_FIELDS:
+        cleaned.pop(f, None)
+    data = _validate(ServerUpdate, cleaned)
+    try:
+        return service.update_server(server_id, data, actor=actor)
+    except service.ServerNotValid as exc:
+        raise InputError(str(exc), problems=[(None, str(exc))]) from None
+    except ValidationError as exc:  # the merged server (stored values + changes) no longer validates
+        problems = _problems(exc, cleaned)
+        raise InputError(problems[0][1], field=problems[0][0], problems=problems) from None
+
+
+def get_server(server_id: int) -> ServerView:
+    return service.get_server(server_id)
+
+
+def start_check(session: Session, server_id: int, actor: str) -> FlowRunRef:
+    """Check connectivity: a `check-server` run in Prefect (never the SSH login in the web process)."""
     server = repo.get(session, Server, server_id)
-    _apply(session, server, fields, creating=False)
-    repo.audit(session, actor=actor, action="update-server", obj=server, detail=server.description)
-    return server
+    if server.connection is not ServerConnection.SSH:
+        raise InputError(f"{server.description} is not reached over SSH: there is no login to check")
+    run = start_flow("check-server", {"server_id": server.id, "actor": actor})
+    repo.audit(session, actor=actor, action="start-check-server", obj=server, detail=run.name)
+    return run
 
 
 def delete_server(session: Session, server_id: int, actor: str) -> str:

@@ -238,3 +238,18 @@ def test_emca_versions_select_the_dialect(version: str, dialect: str) -> None:
 def test_emca_unsupported_versions_say_what_is_supported(version: str) -> None:
     with pytest.raises(PermanentConnectorError, match=r"supports emCA 4\.3\.1 and 5\.x .* 4\.2\.x and older"):
         dialect_for(version)
+
+
+def test_der_certificates_with_crlf_bytes_are_read_intact() -> None:
+    """CAs send DER (emCA, AD CS p7b): CR LF bytes inside binary data must not be "normalised" away."""
+    from cryptography.hazmat.primitives import serialization
+
+    from certfleet.connectors.ca.common import pem_chain_from
+    from tests.emulators.pki import IssuingCA
+
+    ca = IssuingCA("CRLF")
+    csr = csr_to_pem(build_csr(generate_private_key(KeySpec.parse("ec-p256")), "crlf.example.test"))
+    while b"\r\n" not in (der := ca.sign(csr).public_bytes(serialization.Encoding.DER)):
+        pass
+    pem = pem_chain_from(der, ca="test")
+    assert x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER) == der

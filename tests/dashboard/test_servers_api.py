@@ -1,0 +1,249 @@
+"""Add/Edit Server through the dashboard goes through certfleet.servers.service; Check connectivity starts a run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from fastapi.testclient import TestClient
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import AuditEvent, Server, ServerStatus
+from tests.dashboard.conftest import Accounts, auth, login
+from tests.integration.sshd import PASSWORD, PASSWORD_USER, running_sshd, scratch_dir
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+SECRET_PASSWORD = "s3cret-Pass-9!"
+
+
+def _good(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "description": "web-1 production",
+        "ip_address": "10.0.0.10",
+        "username": "deploy",
+        "password": SECRET_PASSWORD,
+        "server_type": "nginx",
+        "nginx_path": "/etc/nginx/",
+        "keystore_folder": "/etc/nginx/ssl",
+        "version": "Nginx 1.22",
+        "ports": [443, 8443],
+        "service_name": "nginx",
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value())
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    from certfleet.flows.servers import check_server
+
+    check_server.to_deployment(name="certfleet").apply()  # registered, not served: the run waits as Scheduled
+    yield url
+    os.environ.pop("PREFECT_API_URL", None)
+
+
+def test_bad_fields_answer_422_with_each_message_beside_its_field(client: TestClient, accounts: Accounts) -> None:
+    response = client.post(
+        "/api/v1/servers",
+        json=_good(description="", ip_address="10.0.0.300", ports="443, 70000"),
+        headers=auth(accounts, "operator"),
+    )
+    assert response.status_code == 422, response.text
+    problems = {p["field"]: p["message"] for p in response.json()["problems"]}
+    assert problems == {
+        "description": "Description is required",
+        "ip_address": "'10.0.0.300' is not a valid IP address (e.g. 192.0.2.10 or 2001:db8::10)",
+        "ports": "Input should be less than or equal to 65535",
+    }
+    # model-level messages of the service land on the field they are about
+    no_path = client.post("/api/v1/servers", json=_good(nginx_path=None), headers=auth(accounts, "operator"))
+    assert no_path.status_code == 422
+    assert no_path.json()["problems"] == [
+        {"field": "nginx_path", "message": "give the Nginx Path (for example /etc/nginx/)"}
+    ]
+    no_login = client.post("/api/v1/servers", json=_good(password=None), headers=auth(accounts, "operator"))
+    assert no_login.json()["problems"] == [
+        {"field": "password", "message": "give a password or an SSH private key to log in with"}
+    ]
+    iis = client.post("/api/v1/servers", json=_good(server_type="iis"), headers=auth(accounts, "operator"))
+    assert iis.json()["field"] == "server_type"
+    assert "IIS is reached over SMB, not SSH" in iis.json()["detail"]
+    with session_scope() as s:
+        assert s.query(Server).count() == 0
+
+
+def test_create_edit_and_secrets_never_come_back(client: TestClient, accounts: Accounts) -> None:
+    created = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator"))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert SECRET_PASSWORD not in created.text
+    assert "password" not in body
+    assert (body["has_password"], body["status"], body["app_path"], body["ports"]) == (
+        True, "Pending", "/etc/nginx", [443, 8443]
+    )  # fmt: skip
+    server_id = body["id"]
+    duplicate = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator"))
+    assert duplicate.status_code == 422
+    assert "already registers this nginx at 10.0.0.10:/etc/nginx" in duplicate.json()["detail"]
+
+    for url in (f"/api/v1/servers/{server_id}", "/api/v1/servers", "/api/v1/servers/export?format=xlsx"):
+        shown = client.get(url, headers=auth(accounts, "viewer"))
+        assert shown.status_code == 200, url
+        assert SECRET_PASSWORD.encode() not in shown.content, url
+    with session_scope() as s:
+        server = s.get(Server, server_id)
+        assert server is not None
+        assert server.created_by == "operator"
+        assert server.password == SECRET_PASSWORD  # stored (encrypted at rest), only never shown
+
+    edited = client.put(f"/api/v1/servers/{server_id}", json={"description": "web-1", "ports": "443"},
+                        headers=auth(accounts, "operator"))  # fmt: skip
+    assert edited.status_code == 200, edited.text
+    changed = edited.json()
+    assert (changed["description"], changed["ports"], changed["has_password"]) == ("web-1", [443], True)
+    bad = client.put(f"/api/v1/servers/{server_id}", json={"ssh_port": 0}, headers=auth(accounts, "operator"))
+    assert bad.status_code == 422
+    assert bad.json()["problems"] == [{"field": "ssh_port", "message": "Input should be greater than or equal to 1"}]
+    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "10.0.0.11"},
+                       headers=auth(accounts, "operator"))  # fmt: skip
+    assert moved.json()["status"] == "Pending"
+    assert moved.json()["status_reason"] == "changed: run the connectivity check"
+    assert client.put("/api/v1/servers/999999", json={}, headers=auth(accounts, "operator")).status_code == 404
+
+
+def test_viewer_may_not_add_edit_or_check(client: TestClient, accounts: Accounts) -> None:
+    server_id = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator")).json()["id"]
+    viewer = auth(accounts, "viewer")
+    assert client.post("/api/v1/servers", json=_good(ip_address="10.0.0.12"), headers=viewer).status_code == 403
+    assert client.put(f"/api/v1/servers/{server_id}", json={"description": "x"}, headers=viewer).status_code == 403
+    assert client.post(f"/api/v1/servers/{server_id}/check", headers=viewer).status_code == 403
+
+
+def _run(flow_run_id: str) -> Any:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.read_flow_run(UUID(flow_run_id))
+
+
+def test_check_starts_a_check_server_run(client: TestClient, accounts: Accounts, prefect_api: str) -> None:
+    server_id = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator")).json()["id"]
+    response = client.post(f"/api/v1/servers/{server_id}/check", headers=auth(accounts, "operator"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["prefect_url"].endswith(f"/runs/flow-run/{body['flow_run_id']}")
+    run = _run(body["flow_run_id"])
+    assert run.parameters == {"server_id": server_id, "actor": "operator"}
+    assert run.state is not None
+    assert run.state.type.value == "SCHEDULED"
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        assert c.read_flow(run.flow_id).name == "check-server"
+    with session_scope() as s:
+        assert s.query(AuditEvent).filter_by(action="start-check-server").one().actor == "operator"
+    assert client.post("/api/v1/servers/999999/check", headers=auth(accounts, "operator")).status_code == 404
+
+    # the page button starts the same flow
+    token = login(client, "operator")
+    page = client.get(f"/servers/{server_id}").text
+    assert f'action="/servers/{server_id}/check"' in page
+    assert f'action="/servers/{server_id}/check"' in client.get("/servers").text
+    started = client.post(f"/servers/{server_id}/check", data={"csrf_token": token}, follow_redirects=False)
+    assert started.status_code == 303
+
+
+def test_status_reason_and_last_checked_are_shown(client: TestClient, accounts: Accounts) -> None:
+    server_id = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator")).json()["id"]
+    with session_scope() as s:  # what check_connectivity records for a refused login
+        server = s.get(Server, server_id)
+        assert server is not None
+        server.status = ServerStatus.UNREACHABLE
+        server.status_reason = "authentication failed for deploy@10.0.0.10"
+    shown = client.get(f"/api/v1/servers/{server_id}", headers=auth(accounts, "viewer")).json()
+    assert (shown["status"], shown["status_reason"]) == ("Unreachable", "authentication failed for deploy@10.0.0.10")
+    listing = client.get("/api/v1/servers", headers=auth(accounts, "viewer")).text
+    assert "authentication failed for deploy@10.0.0.10" in listing
+    login(client, "viewer")
+    page = client.get(f"/servers/{server_id}").text
+    assert "authentication failed for deploy@10.0.0.10" in page
+    assert "Last Checked" in client.get("/servers").text
+
+
+def test_form_shows_each_message_beside_its_field_and_keeps_input(client: TestClient, accounts: Accounts) -> None:
+    token = login(client, "operator")
+    bad = client.post("/servers", data={"description": "tc", "ip_address": "10.0.0.300", "server_type": "tomcat",
+                                        "username": "deploy", "password": SECRET_PASSWORD, "ports": "8443",
+                                        "tomcat_path": "/opt/tomcat", "csrf_token": token})  # fmt: skip
+    assert bad.status_code == 422
+    assert 'data-testid="error-ip_address"' in bad.text
+    assert "is not a valid IP address" in bad.text
+    assert 'value="/opt/tomcat"' in bad.text  # the user's input stays
+    assert SECRET_PASSWORD not in bad.text
+    no_path = client.post("/servers", data={"description": "tc", "ip_address": "10.0.0.9", "server_type": "tomcat",
+                                            "username": "deploy", "password": "p", "ports": "8443",
+                                            "csrf_token": token})  # fmt: skip
+    assert no_path.status_code == 422
+    assert 'data-testid="error-tomcat_path"' in no_path.text
+    ok = client.post("/servers", data={"description": "tc", "ip_address": "10.0.0.9", "server_type": "tomcat",
+                                       "username": "deploy", "password": "p", "ports": "8443, 443",
+                                       "tomcat_path": "/opt/tomcat", "csrf_token": token},
+                     follow_redirects=False)  # fmt: skip
+    assert ok.status_code == 303, ok.text
+    with session_scope() as s:
+        server = s.query(Server).filter_by(description="tc").one()
+        assert (server.server_type, server.app_path, server.ports) == ("tomcat", "/opt/tomcat", [8443, 443])
+    edit = client.get(f"/servers/{server.id}").text
+    assert 'name="tomcat_path" value="/opt/tomcat"' in edit
+    saved = client.post(f"/servers/{server.id}", data={"description": "tc-2", "ip_address": "10.0.0.9",
+                                                      "server_type": "tomcat", "username": "deploy",
+                                                      "ports": "8443", "tomcat_path": "/opt/tomcat",
+                                                      "csrf_token": token}, follow_redirects=False)  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    with session_scope() as s:
+        again = s.get(Server, server.id)
+        assert again is not None
+        assert (again.description, again.password) == ("tc-2", "p")
+
+
+def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    from certfleet.flows.servers import check_server
+
+    with running_sshd() as sshd:
+        nginx = scratch_dir(PASSWORD_USER, "certfleet-dash-check-")
+        (nginx / "nginx.conf").write_text("events {}\n")
+        operator = auth(accounts, "operator")
+        good = _good(ip_address="127.0.0.1", username=PASSWORD_USER, password=PASSWORD, nginx_path=str(nginx),
+                     keystore_folder=None, ssh_port=sshd.port)  # fmt: skip
+        ok_id = client.post("/api/v1/servers", json=good, headers=operator).json()["id"]
+        bad_id = client.post("/api/v1/servers", json=_good(**{**good, "description": "wrong password",
+                                                                "password": "not-the-password",
+                                                                "ssh_port": sshd.port, "nginx_path": "/"}),
+                             headers=operator).json()["id"]  # fmt: skip
+        for server_id in (ok_id, bad_id):
+            started = client.post(f"/api/v1/servers/{server_id}/check", headers=operator)
+            assert started.status_code == 202, started.text
+            check_server(**_run(started.json()["flow_run_id"]).parameters)  # what the served deployment runs
+
+    ok = client.get(f"/api/v1/servers/{ok_id}", headers=auth(accounts, "viewer")).json()
+    assert (ok["status"], ok["status_reason"]) == ("Active", None)
+    assert ok["last_checked_at"] is not None
+    assert ok["host_key_fingerprint"]
+    bad = client.get(f"/api/v1/servers/{bad_id}", headers=auth(accounts, "viewer")).json()
+    assert bad["status"] == "Unreachable"
+    assert f"authentication failed: the server refused the password for user '{PASSWORD_USER}'" in bad["status_reason"]
+    assert "not-the-password" not in str(bad)
+    login(client, "viewer")
+    page = client.get(f"/servers/{bad_id}").text
+    assert "authentication failed: the server refused the password" in page
+    assert "not-the-password" not in page
