@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def main() -> None:
         '"""Initial schema: bots, servers, CA connectors, certificates, orders, deployment journal, audit.\n',
     )
     target.write_text(text)
+    subprocess.run(["ruff", "check", "--fix", "--quiet", str(target)], check=False)
+    subprocess.run(["ruff", "format", "--quiet", str(target)], check=False)
 
 
 if __name__ == "__main__":
