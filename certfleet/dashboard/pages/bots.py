@@ -39,7 +39,7 @@ def _values(bot: Bot | None, fields: bots.BotFields | None = None) -> dict[str, 
     }
 
 
-class ConnectorFormBase:
+class BotForm:
     """The bot form's fields, as posted."""
 
     def __init__(
@@ -75,7 +75,7 @@ def new_bot(request: Request, who: Operator) -> HTMLResponse:
 
 
 @router.post("/bots", response_class=HTMLResponse)
-def create_bot(request: Request, db: DbSession, who: Operator, form: Annotated[ConnectorFormBase, Depends()]) -> Response:
+def create_bot(request: Request, db: DbSession, who: Operator, form: Annotated[BotForm, Depends()]) -> Response:
     try:
         made = bots.create_bot(db, form.fields, who.username)
     except InputError as exc:
@@ -96,7 +96,7 @@ def bot_detail(bot_id: int, request: Request, db: DbSession, who: Viewer) -> HTM
 
 @router.post("/bots/{bot_id}", response_class=HTMLResponse)
 def configure_bot(
-    bot_id: int, request: Request, db: DbSession, who: Operator, form: Annotated[ConnectorFormBase, Depends()]
+    bot_id: int, request: Request, db: DbSession, who: Operator, form: Annotated[BotForm, Depends()]
 ) -> Response:
     try:
         bot = bots.configure_bot(db, bot_id, form.fields, who.username)
