@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
 from certfleet.connectors.errors import PermanentConnectorError
-from certfleet.connectors.servers.transport import Transport
+from certfleet.connectors.servers.transport import Transport, restore_file, snapshot_file
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -40,10 +40,7 @@ class PemFilesTarget:
         return writes
 
     def snapshot(self, path: str, backup_path: str) -> Backup:
-        if self.transport.read(path) is None:
-            return Backup(path, backup_path, existed=False)
-        self.transport.copy(path, backup_path)
-        return Backup(path, backup_path, existed=True)
+        return snapshot_file(self.transport, path, backup_path)
 
     def install(self, write: FileWrite) -> None:
         self.transport.write_atomic(write.path, write.data, write.mode)
@@ -57,10 +54,7 @@ class PemFilesTarget:
             self._run("reload", self.reload_command)
 
     def restore(self, backup: Backup) -> None:
-        if backup.existed:
-            self.transport.copy(backup.backup_path, backup.path)
-        else:
-            self.transport.remove(backup.path)
+        restore_file(self.transport, backup)
 
     def _run(self, what: str, command: str) -> None:
         result = self.transport.run(command, self.command_timeout)

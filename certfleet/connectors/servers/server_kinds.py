@@ -20,7 +20,7 @@ from cryptography import x509
 
 from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
 from certfleet.connectors.errors import PermanentConnectorError
-from certfleet.connectors.servers.transport import Transport
+from certfleet.connectors.servers.transport import Transport, restore_file, snapshot_file
 from certfleet.pki.bundle import key_matches_certificate
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import PrivateKey, load_private_key
@@ -71,10 +71,7 @@ class ServerKindHandler:
         raise NotImplementedError
 
     def snapshot(self, path: str, backup_path: str) -> Backup:
-        if self.transport.read(path) is None:
-            return Backup(path, backup_path, existed=False)
-        self.transport.copy(path, backup_path)
-        return Backup(path, backup_path, existed=True)
+        return snapshot_file(self.transport, path, backup_path)
 
     def install(self, write: FileWrite) -> None:
         self.transport.write_atomic(write.path, write.data, write.mode)
@@ -91,10 +88,7 @@ class ServerKindHandler:
         self.run_checked("reload", command)
 
     def restore(self, backup: Backup) -> None:
-        if backup.existed:
-            self.transport.copy(backup.backup_path, backup.path)
-        else:
-            self.transport.remove(backup.path)
+        restore_file(self.transport, backup)
 
     # -- for subclasses ------------------------------------------------------------------------------
 
