@@ -1,108 +1,95 @@
-"""/api/v1/ca-connectors: the list per kind, create / edit (secrets are write-only), disable / enable, delete."""
+"""/api/v1/ca-connectors: list per kind, create / edit (secrets are write-only), disable / enable, delete, test.
+
+Everything goes through `certfleet.ca_admin.service` (via `services/ca_connectors.py`). Bodies are the kind's form
+fields, flat (`{"kind": "digicert", "name": ..., "api_key": ..., "organization_id": ...}`); see
+`GET /api/v1/ca-connector-kinds` for each kind's fields and JSON schema. emCA's Upload File is base64.
+"""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body
 
+from certfleet.ca_admin import service as ca
 from certfleet.dashboard.deps import Admin, DbSession, Viewer
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import ca_connectors as svc
-from certfleet.models import repo
-from certfleet.models.orm import CAConnector
 
 router = APIRouter(tags=["CA Connectors"])
 add_list_api(router, svc.CA_CONNECTORS, tag="CA Connectors")
 
-
-class ConnectorIn(BaseModel):
-    kind: str = Field(description="emsign, emca, adcs, digicert, acme or local")
-    name: str
-    base_url: str | None = None
-    validity_days: int = 90
-    values: dict[str, Any] = Field(default_factory=dict, description="the kind's fields (see /ca-connector-kinds)")
-    files: dict[str, str] = Field(default_factory=dict, description="file fields, base64")
+_BODY = Body(
+    description="the kind's form fields (see /ca-connector-kinds); secrets left out on edit keep the stored ones",
+    examples=[{"kind": "digicert", "name": "DigiCert prod", "api_key": "...", "organization_id": 112233}],
+)
 
 
-def connector_json(c: CAConnector) -> dict[str, Any]:
-    kind = svc.KINDS.get(c.kind)
-    plain = {f.key for f in kind.fields if not f.secret} if kind else set()
-    return {
-        "id": c.id,
-        "kind": c.kind,
-        "name": c.name,
-        "base_url": c.base_url,
-        "status": c.status.value,
-        "validity_days": c.default_validity_days,
-        "settings": {k: v for k, v in c.settings.items() if k in plain},
-        "secrets_stored": sorted(svc.stored_secrets(c) & {f.key for f in kind.fields} if kind else []),
-        "created_at": c.created_at.isoformat(),
-        "created_by": c.created_by,
-    }
-
-
-@router.get("/ca-connector-kinds", summary="The kinds of CA connector and the fields of each form")
+@router.get("/ca-connector-kinds", summary="The kinds of CA connector, their list columns and form schema")
 def kinds(who: Viewer) -> list[dict[str, Any]]:
     return [
         {
-            "kind": k.key,
-            "label": k.label,
-            "ca_type": k.ca_type,
-            "base_url_label": k.base_url_label,
-            "fields": [
-                {
-                    "key": f.key,
-                    "label": f.label,
-                    "type": f.kind,
-                    "required": f.required,
-                    "secret": f.secret,
-                    "choices": [c[0] for c in f.choices],
-                }
-                for f in k.fields
-            ],
+            "kind": kind,
+            "label": svc.label(kind),
+            "columns": ca.columns(kind),
+            "fields": [f.__dict__ for f in svc.form_fields(kind)],
+            "schema": ca.form_schema(kind),
         }
-        for k in svc.KINDS.values()
+        for kind in svc.KINDS
     ]
 
 
-def _files(body: ConnectorIn) -> dict[str, bytes]:
-    try:
-        return {k: base64.b64decode(v, validate=True) for k, v in body.files.items()}
-    except ValueError:
-        raise InputError("files must be base64", field="files") from None
+def _kind(body: dict[str, Any]) -> str:
+    kind = body.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise InputError(f"kind is required: one of {', '.join(svc.KINDS)}", field="kind")
+    return svc.creatable_kind(kind)
 
 
 @router.get("/ca-connectors/{connector_id}", summary="One connector (secrets are never returned)")
 def get_connector(connector_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
-    return connector_json(repo.get(db, CAConnector, connector_id))
+    return svc.detail(db, connector_id)
 
 
 @router.post("/ca-connectors", status_code=201, summary="Create a CA connector")
-def create(body: ConnectorIn, db: DbSession, who: Admin) -> dict[str, Any]:
-    values = {**body.values, "name": body.name, "base_url": body.base_url, "validity_days": body.validity_days}
-    return connector_json(svc.save(db, body.kind, values, who.username, files=_files(body)))
+def create(db: DbSession, who: Admin, body: dict[str, Any] = _BODY) -> dict[str, Any]:
+    kind = _kind(body)
+    connector_id = svc.create(db, kind, svc.decode_files(kind, body), who.username)
+    return svc.detail(db, connector_id)
 
 
-@router.put("/ca-connectors/{connector_id}", summary="Edit a CA connector (empty secrets keep the stored ones)")
-def update(connector_id: int, body: ConnectorIn, db: DbSession, who: Admin) -> dict[str, Any]:
-    values = {**body.values, "name": body.name, "base_url": body.base_url, "validity_days": body.validity_days}
-    return connector_json(svc.save(db, body.kind, values, who.username, connector_id, _files(body)))
+@router.put("/ca-connectors/{connector_id}", summary="Edit a CA connector (secrets left out keep the stored ones)")
+def update(connector_id: int, db: DbSession, who: Admin, body: dict[str, Any] = _BODY) -> dict[str, Any]:
+    kind = svc.detail(db, connector_id)["kind"]
+    svc.update(db, connector_id, svc.decode_files(kind, body), who.username)
+    return svc.detail(db, connector_id)
 
 
 @router.post("/ca-connectors/{connector_id}/disable", summary="Disable: the connector places no new orders")
 def disable(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
-    return connector_json(svc.set_enabled(db, connector_id, False, who.username))
+    svc.disable(db, connector_id, who.username)
+    return svc.detail(db, connector_id)
 
 
 @router.post("/ca-connectors/{connector_id}/enable", summary="Enable a disabled connector")
 def enable(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
-    return connector_json(svc.set_enabled(db, connector_id, True, who.username))
+    svc.enable(db, connector_id, who.username)
+    return svc.detail(db, connector_id)
 
 
-@router.delete("/ca-connectors/{connector_id}", summary="Delete a connector nothing uses")
+@router.delete(
+    "/ca-connectors/{connector_id}",
+    summary="Delete a connector nothing uses (422 listing the certificates that still use it)",
+)
 def delete(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
     return {"deleted": connector_id, "name": svc.delete(db, connector_id, who.username)}
+
+
+@router.post(
+    "/ca-connectors/{connector_id}/test",
+    summary="Test connection: authenticate against the CA with the stored settings; orders nothing",
+)
+def test_connection(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+    # Synchronous on purpose: it is one authenticated request bounded by the connector's own timeout.
+    return svc.check_connection(db, connector_id).model_dump()
