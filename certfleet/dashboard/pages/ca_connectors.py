@@ -126,18 +126,19 @@ async def _save(
 @router.post("/ca-connectors/{connector_id}/disable")
 def disable(connector_id: int, db: DbSession, who: Admin) -> Response:
     svc.disable(db, connector_id, who.username)
-    c = repo.get(db, CAConnector, connector_id)
-    response = RedirectResponse(f"/ca-connectors?kind={c.kind}", status_code=303)
-    flash(response, f"{c.name} disabled: it places no new orders", "success")
-    return response
+    return _back_to_list(db, connector_id, "disabled: it places no new orders")
 
 
 @router.post("/ca-connectors/{connector_id}/enable")
 def enable(connector_id: int, db: DbSession, who: Admin) -> Response:
     svc.enable(db, connector_id, who.username)
+    return _back_to_list(db, connector_id, "enabled")
+
+
+def _back_to_list(db: DbSession, connector_id: int, what: str) -> Response:
     c = repo.get(db, CAConnector, connector_id)
     response = RedirectResponse(f"/ca-connectors?kind={c.kind}", status_code=303)
-    flash(response, f"{c.name} enabled", "success")
+    flash(response, f"{c.name} {what}", "success")
     return response
 
 
