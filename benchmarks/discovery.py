@@ -45,8 +45,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certfleet.deployments.api import skip_unused_trust_file
 from certfleet.discovery.fdlimit import raise_fd_limit
 from certfleet.discovery.testbed import ListenerSpec, TlsFarm
+
+skip_unused_trust_file()  # before Prefect is imported: its test server is plain HTTP, like `certfleet up`'s
 
 
 def make_certificates(directory: Path, count: int, distinct: int) -> list[ListenerSpec]:

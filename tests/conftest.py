@@ -19,9 +19,12 @@ os.environ.pop("CERTFLEET_SECRET_KEY", None)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from certfleet.deployments.api import skip_unused_trust_file
 from certfleet.models import db, encryption
 from certfleet.models.orm import Base
 from certfleet.settings import get_settings
+
+skip_unused_trust_file()  # Prefect's test server is plain HTTP, as certfleet's embedded one
 
 # CA emulators, Pebble and BIND: session fixtures shared by every module that uses them (one Pebble per run).
 pytest_plugins = ["tests.emulators.fixtures"]

@@ -13,6 +13,7 @@ from rich.table import Table
 from certfleet.cli.main import use_data_dir
 from certfleet.demo.listener import free_port
 from certfleet.demo.run import DemoRow, run_demo
+from certfleet.deployments.api import use_api
 from certfleet.deployments.embedded import EmbeddedPrefect
 from certfleet.models.bootstrap import initialize
 from certfleet.settings import get_settings
@@ -30,7 +31,7 @@ def run_demo_command(keep: Path | None, console: Console) -> bool:
         console.print(f"demo data in {root}; starting a Prefect server for the demo ...")
         prefect = EmbeddedPrefect(get_settings().prefect_home, port=free_port())
         prefect.start()
-        os.environ["PREFECT_API_URL"] = prefect.api_url
+        use_api(prefect.api_url)
         try:
             rows = run_demo(
                 root / "fleet",

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
+from certfleet.deployments.api import configured_api_url, use_api
 from certfleet.deployments.embedded import healthy
-from certfleet.settings import get_settings
 
 
 class NotRunning(RuntimeError):
     """No Prefect API answers where certfleet's runs would go."""
 
 
-def api_url() -> str:
-    settings = get_settings()
-    return os.environ.get("PREFECT_API_URL") or f"http://{settings.host}:{settings.prefect_port}/api"
-
-
 def start_run(flow_name: str, parameters: dict[str, int], *, wait: bool) -> str:
-    url = api_url()
+    url = configured_api_url()
     if not healthy(url):
         raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
-    os.environ["PREFECT_API_URL"] = url  # before Prefect is imported
+    use_api(url)  # before Prefect is imported
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 
 from certfleet.demo.fleet import load_fleet, plan_fleet, register_fleet
 from certfleet.demo.listener import ListenerProcess
+from certfleet.deployments.api import use_api
 from certfleet.deployments.embedded import EmbeddedPrefect, port_in_use
 from certfleet.models.bootstrap import initialize
 from certfleet.settings import get_settings
@@ -32,7 +32,7 @@ def run_up(*, demo_fleet: bool, say: Callable[[str], None]) -> None:
         dashboard.start()
     prefect = EmbeddedPrefect(settings.prefect_home, settings.host, settings.prefect_port)
     started_here = prefect.start()
-    os.environ["PREFECT_API_URL"] = prefect.api_url  # before Prefect is imported below
+    use_api(prefect.api_url)  # before Prefect is imported below
     from certfleet.deployments.serve import FLOWS, register, runner_deployments, serve_flows
 
     listeners: list[ListenerProcess] = []

@@ -12,8 +12,8 @@ from typing import Any
 
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.templating import flow_run_url
+from certfleet.deployments.api import configured_api_url, use_api
 from certfleet.deployments.embedded import healthy
-from certfleet.settings import get_settings
 
 DEPLOYMENT = "certfleet"  # flows are served as "<flow name>/certfleet" (certfleet.deployments.serve)
 
@@ -25,16 +25,12 @@ class FlowRunRef:
     url: str  # the run in the Prefect UI
 
 
-def prefect_api_url() -> str:
-    settings = get_settings()
-    return os.environ.get("PREFECT_API_URL") or f"http://{settings.host}:{settings.prefect_port}/api"
-
-
 def start_flow(flow_name: str, parameters: dict[str, Any], *, deployment: str = DEPLOYMENT) -> FlowRunRef:
-    api = prefect_api_url()
+    api = configured_api_url()
     if not healthy(api):
         raise InputError(f"Prefect does not answer at {api}: start certfleet with `certfleet up`, then try again")
-    os.environ.setdefault("PREFECT_API_URL", api)
+    if "PREFECT_API_URL" not in os.environ:
+        use_api(api)  # before Prefect is imported
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
@@ -58,7 +54,7 @@ def count_runs(flow_name: str, states: list[str]) -> int | None:
     body = {"flows": {"name": {"any_": [flow_name]}}, "flow_runs": {"state": {"type": {"any_": states}}}}
     try:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
-            response = client.post(f"{prefect_api_url()}/flow_runs/count", json=body)
+            response = client.post(f"{configured_api_url()}/flow_runs/count", json=body)
         return int(response.json()) if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None

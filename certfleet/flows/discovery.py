@@ -12,6 +12,7 @@ recording does. Call it with `asyncio.run(discover_endpoints(...))` outside Pref
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from typing import Any, cast
 
@@ -90,7 +91,10 @@ async def discover_endpoints(
     """Scan `targets` (hosts, IPs, CIDR ranges, address ranges, `name@ip` for SNI; the registered servers when
     none are given) on `ports` ("443,8443,9000-9010"), `concurrency` connections at once, and record what
     answers in the inventory as found by `bot_id` (the local bot when none is given)."""
-    options = ScanOptions(concurrency=concurrency, connect_timeout=connect_timeout, handshake_timeout=handshake_timeout)
+    try:
+        options = ScanOptions(concurrency, connect_timeout, handshake_timeout)
+    except ValueError as exc:
+        raise DiscoveryError(str(exc)) from None
     plan = plan_discovery(
         targets,
         ports,
@@ -104,7 +108,7 @@ async def discover_endpoints(
     for reason in plan.unresolved.values():
         logger.warning("skipped: %s", reason)
     workers = max(1, min(PARALLEL_BATCHES, len(plan.batches)))
-    per_batch = options.model_copy(update={"concurrency": max(1, math.ceil(concurrency / workers))})
+    per_batch = dataclasses.replace(options, concurrency=max(1, math.ceil(concurrency / workers)))
     futures = scan_batch.map(
         unmapped(plan.run_id),
         list(range(1, len(plan.batches) + 1)),

@@ -8,6 +8,7 @@ thousands of objects to look for futures in the task's parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import ConnectorError
-from certfleet.discovery.scanner import ScanOptions, ScanResult, scan_sync
+from certfleet.discovery.scan_process import scan_in_process
+from certfleet.discovery.scanner import ScanOptions, ScanResult
 from certfleet.discovery.targets import Endpoint, Expansion, TargetError, expand
 from certfleet.inventory.files import scan_folders
 from certfleet.inventory.record import BackgroundRecorder, Miss, Sighting, record
@@ -191,7 +193,7 @@ def plan_discovery(
             scope={
                 "targets": chosen[:200],
                 "ports": ports if isinstance(ports, str) else list(ports),
-                **options.model_dump(),
+                **dataclasses.asdict(options),
             },
             endpoints_total=len(endpoints),
             errors=notes[:MAX_ERRORS_KEPT],
@@ -260,7 +262,7 @@ def scan_batch(run_id: int, number: int, bot_id: int, batch: EndpointBatch, opti
             recorder.add(Miss(endpoint.locator, result.error or "no certificate"))
 
     try:
-        results = scan_sync(batch.endpoints(), options, hand_over)
+        results = scan_in_process(batch.endpoints(), options, hand_over)
     finally:
         recorded = recorder.close()
     answered = recorded.sightings - recorded.unreadable
