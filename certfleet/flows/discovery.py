@@ -2,11 +2,13 @@
 discover-server-files: find certificate files in the folders of registered servers.
 
 A run is planned in the flow (bot check, target expansion, one `discovery_runs` row), then the endpoints
-go out in a few large batches, each one task (scan with one asyncio loop, record in one transaction), two
-at a time: the ssl module releases the GIL during handshakes, so two loops use both cores, and one batch
-records while the other scans. discover-endpoints is an async flow because a sync flow's engine waits up to
-a second for its heartbeat thread when the run ends, which on a 1,000-endpoint scan costs as much as the
-recording does. Call it with `asyncio.run(discover_endpoints(...))` outside Prefect.
+go out in a few large batches, each one task, two at a time: a task's handshakes run in a child process
+(`certfleet.discovery.scan_process`, one asyncio loop) while the task records what it reports in small
+bulk transactions, so scanning and recording use both cores instead of sharing one GIL.
+
+discover-endpoints is an async flow because a sync flow's engine waits up to a second for its heartbeat
+thread when the run ends, which on a 1,000-endpoint scan costs as much as the recording does. Call it with
+`asyncio.run(discover_endpoints(...))` outside Prefect.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from certfleet.tasks.discovery import (
     scan_server_files,
 )
 
-PARALLEL_BATCHES = 2  # one asyncio loop per core
+PARALLEL_BATCHES = 2  # one scan process per core
 PARALLEL_SERVERS = 4  # file scans wait on the network, not the CPU
 
 

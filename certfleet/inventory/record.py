@@ -376,8 +376,8 @@ class BackgroundRecorder:
 
     A scan hands over each result as it completes; every `chunk` results become one `record()` call (one
     write transaction) on the recorder thread, so parsing and writing overlap the handshakes still going
-    on (the ssl module releases the GIL while OpenSSL works). `close()` flushes, waits, and re-raises the
-    first error a chunk met.
+    on (in a scan process, or in this one: the ssl module releases the GIL while OpenSSL works). `close()`
+    flushes, waits, and re-raises the first error a chunk met.
     """
 
     def __init__(self, *, bot_id: int | None, run_id: int | None, chunk: int = 250) -> None:

@@ -47,7 +47,7 @@ from certfleet.tasks.build import build_transport
 MAX_BATCH = 2000
 MIN_BATCH = 100  # below this a second task costs more than it saves
 MAX_ERRORS_KEPT = 50
-RECORD_CHUNK = 250  # results per write transaction while a batch scans
+RECORD_CHUNK = 100  # results per write transaction while a batch scans: small, so recording starts early
 
 
 class DiscoveryError(ValueError):
@@ -234,7 +234,7 @@ def finish_run(run_id: int, status: str, errors: Sequence[str] = ()) -> None:
     retry_condition_fn=retry_on_database_busy,
 )
 def scan_batch(run_id: int, number: int, bot_id: int, batch: EndpointBatch, options: ScanOptions) -> BatchSummary:
-    """Handshake with every endpoint of the batch and record what was seen while the scan goes on.
+    """Handshake with every endpoint of the batch (in a scan process) and record what was seen meanwhile.
 
     Results are written in chunks (one bulk transaction each) by a recorder thread. Re-running is safe:
     locations are upserted and certificates are found by thumbprint.
