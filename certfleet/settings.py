@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     demo_fleet: bool = Field(default=True, description="Create the demo fleet on the first `certfleet up`")
     retry_base_delay_s: float = Field(default=5.0, description="First retry delay of CA calls; doubles each time")
     verify_timeout_s: float = Field(default=15.0, description="How long a deployment waits to see its serial")
+    bot_silence_minutes: float = Field(
+        default=15.0, gt=0, description="A bot with no heartbeat for this long is shown Inactive (check-bots flow)"
+    )
     dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first admin user; generated and printed once when unset"

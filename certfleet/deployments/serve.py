@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from certfleet.flows.bots import check_bots
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.discovery import discover_endpoints, discover_server_files
 from certfleet.flows.issuance import issue_certificate
@@ -23,9 +24,15 @@ FLOWS = (
     discover_endpoints,
     discover_server_files,
     check_server,
+    check_bots,
 )
 # Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules for the scaled-out setup.
-SCHEDULES = {"renew-expiring": "17 * * * *", "discover-endpoints": "41 2 * * *", "discover-server-files": "53 2 * * *"}
+SCHEDULES = {
+    "renew-expiring": "17 * * * *",
+    "discover-endpoints": "41 2 * * *",
+    "discover-server-files": "53 2 * * *",
+    "check-bots": "*/5 * * * *",
+}
 
 
 def runner_deployments() -> list[RunnerDeployment]:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import ConnectorError
-from certfleet.discovery.scan_process import scan_in_process
+from certfleet.discovery.scan_process import ScanProcessError, scan_in_process
 from certfleet.discovery.scanner import ScanOptions, ScanResult
 from certfleet.discovery.targets import Endpoint, Expansion, TargetError, expand
 from certfleet.inventory.files import scan_folders
@@ -116,11 +116,12 @@ class FileDiscoverySummary(BaseModel):
     errors: list[str]
 
 
-def retry_on_database_busy(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """A locked or restarting database is worth another try; a bug is not. A plain function, as Prefect needs."""
+def retry_when_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """A locked or restarting database, or a scan process that died (killed for memory, say), is worth
+    another try; a bug is not. A plain function, as Prefect needs."""
     try:
         state.result()
-    except OperationalError:
+    except (OperationalError, ScanProcessError):
         return True
     except Exception:
         return False
@@ -231,7 +232,7 @@ def finish_run(run_id: int, status: str, errors: Sequence[str] = ()) -> None:
     task_run_name="scan-batch-{number}-of-run-{run_id}",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_on_database_busy,
+    retry_condition_fn=retry_when_transient,
 )
 def scan_batch(run_id: int, number: int, bot_id: int, batch: EndpointBatch, options: ScanOptions) -> BatchSummary:
     """Handshake with every endpoint of the batch (in a scan process) and record what was seen meanwhile.
@@ -299,7 +300,7 @@ def server_folders(server: Server, extra_paths: Sequence[str]) -> list[str]:
     task_run_name="scan-files-server-{server_id}-run-{run_id}",
     retries=2,
     retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_on_database_busy,
+    retry_condition_fn=retry_when_transient,
 )
 def scan_server_files(run_id: int, server_id: int, bot_id: int | None, extra_paths: list[str]) -> FileDiscoverySummary:
     """One server, one connection: list and read its certificate files, record them, mark the ones gone."""

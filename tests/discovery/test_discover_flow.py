@@ -4,6 +4,7 @@ places that stop answering or change certificate are marked (never deleted), and
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from certfleet.demo.listener import free_port
+from certfleet.discovery import scan_process
 from certfleet.discovery.testbed import TlsFarm
-from certfleet.flows.discovery import discover_endpoints
+from certfleet.flows.discovery import DiscoveryFailed, discover_endpoints
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -272,3 +274,43 @@ def test_a_scheduled_run_without_servers_has_nothing_to_do(boot: Bootstrapped) -
         assert run.errors == ["no targets given and no registered server has a port: nothing was scanned"]
     with pytest.raises(DiscoveryError, match="no target given"):
         discover(targets=[], bot_id=boot.local_bot_id)
+
+
+def _scan_process_failing(monkeypatch: pytest.MonkeyPatch, marker: Path, times: int) -> None:
+    """The scan process dies (status 9, a line on stderr) its first `times` starts, then works."""
+    code = (
+        "import pathlib, runpy, sys; m = pathlib.Path(sys.argv[1]); n = int(m.read_text() or 0) if m.exists() else 0\n"
+        f"if n < {times}: m.write_text(str(n + 1)); sys.stderr.write('killed for memory\\n'); sys.exit(9)\n"
+        "runpy.run_module('certfleet.discovery.scan_process', run_name='__main__')"
+    )
+    monkeypatch.setattr(scan_process, "child_command", lambda: [sys.executable, "-c", code, str(marker)])
+
+
+def test_a_scan_process_that_dies_is_retried(
+    boot: Bootstrapped, farm: Farm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _scan_process_failing(monkeypatch, tmp_path / "starts", times=1)
+    summary = discover(targets=[f"127.0.0.1:{farm.ports['good']}"], bot_id=boot.local_bot_id)
+    assert (summary.endpoints, summary.answered, summary.failed_batches) == (1, 1, 0)
+    assert (tmp_path / "starts").read_text() == "1"  # it did die once
+
+
+def test_a_scan_process_that_keeps_dying_fails_the_run_with_its_words(
+    boot: Bootstrapped, farm: Farm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _scan_process_failing(monkeypatch, tmp_path / "starts", times=99)
+    with pytest.raises(DiscoveryFailed, match=r"exited with status 9 after 0 of 1 endpoints: killed for memory"):
+        discover(targets=[f"127.0.0.1:{farm.ports['good']}"], bot_id=boot.local_bot_id)
+    assert (tmp_path / "starts").read_text() == "3"  # the first try and two retries
+    with session_scope() as s:
+        run = s.scalars(select(DiscoveryRun).order_by(DiscoveryRun.id.desc())).first()
+        assert run is not None
+        assert run.status == "Failed"
+        assert any("killed for memory" in error for error in run.errors or [])
+
+
+def test_scan_limits_out_of_range_are_refused(boot: Bootstrapped) -> None:
+    with pytest.raises(DiscoveryError, match="concurrency 0 must be between 1 and 20000"):
+        discover(targets=["127.0.0.1"], concurrency=0, bot_id=boot.local_bot_id)
+    with pytest.raises(DiscoveryError, match="connect timeout 500 s must be above 0 and at most 120"):
+        discover(targets=["127.0.0.1"], connect_timeout=500, bot_id=boot.local_bot_id)
