@@ -18,6 +18,7 @@ A child that dies, or a result stream that stops short, fails the scan with the 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -25,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -63,7 +65,10 @@ def _write_result(out: BinaryIO, index: int, result: ScanResult) -> None:
 
 
 def child_main(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    options = ScanOptions(**json.loads(stdin.readline()))
+    first = stdin.readline()
+    if not first:
+        return  # a spare that was never used: its parent is done
+    options = ScanOptions(**json.loads(first))
     endpoints = []
     for line in stdin.read().decode("utf-8").splitlines():
         ip, port, sni = line.split(" ")
@@ -116,6 +121,72 @@ def _read_results(
             on_result(result)
 
 
+class _Child:
+    """A started scan process: waiting for its request on stdin, its stderr going to a file (a chatty child
+    cannot block on a file as it could on a pipe)."""
+
+    def __init__(self) -> None:
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), after the process is reaped
+        root = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            child_command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            env={**os.environ, "PYTHONPATH": root},
+        )
+
+    def said(self) -> list[str]:
+        self.errors.seek(0)
+        return self.errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+
+    def close(self) -> None:
+        """Stop it if it still runs (an unused spare reads end-of-input and leaves), and reap it."""
+        process = self.process
+        if process.stdin is not None and not process.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        self.errors.close()
+
+
+_spares: list[_Child] = []
+_spares_lock = threading.Lock()
+
+
+def prestart(count: int) -> None:
+    """Start up to `count` scan processes now: a start costs ~0.2 s (Python, asyncio, ssl), which then
+    overlaps the caller's planning and Prefect's task setup instead of delaying the first handshake."""
+    with _spares_lock:
+        while len(_spares) < count:
+            _spares.append(_Child())
+
+
+def _take() -> _Child:
+    with _spares_lock:
+        while _spares:
+            child = _spares.pop()
+            if child.process.poll() is None:
+                return child
+            child.close()  # died while waiting (killed, say): start another
+    return _Child()
+
+
+@atexit.register
+def close_spares() -> None:
+    """Stop the spare scan processes (at exit, or when the scan command changes)."""
+    with _spares_lock:
+        for child in _spares:
+            child.close()
+        _spares.clear()
+
+
 def scan_in_process(
     endpoints: Sequence[Endpoint],
     options: ScanOptions | None = None,
@@ -126,38 +197,28 @@ def scan_in_process(
     if not endpoints:
         return []
     request = _request(endpoints, options)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child cannot block on it
-        child = subprocess.Popen(
-            child_command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            env=env,
-        )
-        stdin, stdout = child.stdin, child.stdout
-        assert stdin is not None  # both are pipes, as asked
-        assert stdout is not None
-        results: list[ScanResult] = []
-        try:
-            with contextlib.suppress(BrokenPipeError):  # it died at start: its status and stderr say why, below
-                stdin.write(request)  # the child reads all of it before it writes anything
-                stdin.close()
-            with contextlib.suppress(EOFError):  # cut off mid-frame: reported with the exit status below
-                _read_results(stdout, endpoints, on_result, results)
-            status = child.wait()
-        finally:
-            if child.poll() is None:  # the caller failed or was cancelled: stop the handshakes too
-                child.kill()
-                child.wait()
-            stdout.close()
+    child = _take()
+    stdin, stdout = child.process.stdin, child.process.stdout
+    assert stdin is not None  # both are pipes, as asked
+    assert stdout is not None
+    results: list[ScanResult] = []
+    try:
+        with contextlib.suppress(BrokenPipeError):  # it died at start: its status and stderr say why, below
+            stdin.write(request)  # the child reads all of it before it writes anything
+            stdin.close()
+        with contextlib.suppress(EOFError):  # cut off mid-frame: reported with the exit status below
+            _read_results(stdout, endpoints, on_result, results)
+        status = child.process.wait()
         if status != 0 or len(results) != len(endpoints):
-            errors.seek(0)
-            said = errors.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+            said = child.said()
             raise ScanProcessError(
                 f"the scan process exited with status {status} after {len(results)} of {len(endpoints)} endpoints"
                 + (": " + " | ".join(said) if said else "")
             )
+    finally:
+        if child.process.poll() is None:  # the caller failed or was cancelled: stop the handshakes too
+            child.process.kill()
+        child.close()
     return results
 
 

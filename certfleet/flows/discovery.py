@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from sqlalchemy import select
 
+from certfleet.discovery.scan_process import prestart
 from certfleet.discovery.scanner import ScanOptions
 from certfleet.models import repo
 from certfleet.models.db import session_scope
@@ -93,6 +94,7 @@ async def discover_endpoints(
     """Scan `targets` (hosts, IPs, CIDR ranges, address ranges, `name@ip` for SNI; the registered servers when
     none are given) on `ports` ("443,8443,9000-9010"), `concurrency` connections at once, and record what
     answers in the inventory as found by `bot_id` (the local bot when none is given)."""
+    prestart(PARALLEL_BATCHES)  # the scan processes start while the run is planned and its tasks are set up
     try:
         options = ScanOptions(concurrency, connect_timeout, handshake_timeout)
     except ValueError as exc:

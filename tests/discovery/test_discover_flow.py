@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from certfleet.demo.listener import free_port
 from certfleet.discovery import scan_process
 from certfleet.discovery.testbed import TlsFarm
+from certfleet.flows import discovery as flows_discovery
 from certfleet.flows.discovery import DiscoveryFailed, discover_endpoints
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
@@ -283,6 +284,8 @@ def _scan_process_failing(monkeypatch: pytest.MonkeyPatch, marker: Path, times: 
         f"if n < {times}: m.write_text(str(n + 1)); sys.stderr.write('killed for memory\\n'); sys.exit(9)\n"
         "runpy.run_module('certfleet.discovery.scan_process', run_name='__main__')"
     )
+    scan_process.close_spares()  # started with the real command by an earlier test
+    monkeypatch.setattr(flows_discovery, "prestart", lambda count: None)  # each start counts: start on demand
     monkeypatch.setattr(scan_process, "child_command", lambda: [sys.executable, "-c", code, str(marker)])
 
 

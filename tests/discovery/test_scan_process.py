@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,6 +46,14 @@ def test_results_keep_the_endpoint_as_given(farm: Farm) -> None:
 def test_nothing_to_scan_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scan_process, "child_command", lambda: pytest.fail("a process was started"))
     assert scan_in_process([]) == []
+
+
+@pytest.fixture(autouse=True)
+def no_spares() -> Iterator[None]:
+    """Each test starts without spare scan processes (an earlier one may have left them) and leaves none."""
+    scan_process.close_spares()
+    yield
+    scan_process.close_spares()
 
 
 def _child(monkeypatch: pytest.MonkeyPatch, code: str) -> list[subprocess.Popen[bytes]]:
@@ -111,3 +120,20 @@ def test_options_are_checked_before_any_scan() -> None:
         ScanOptions(concurrency=0)
     with pytest.raises(ValueError, match="handshake timeout 0 s must be above 0"):
         ScanOptions(handshake_timeout=0)
+
+
+def test_a_prestarted_process_does_the_next_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    scan_process.prestart(1)
+    started = _child(monkeypatch, "raise SystemExit('not this one')")
+    (result,) = scan_in_process([ep(free_port())])
+    assert result.error == "connection refused"
+    assert started == []  # the spare, started before, did the scan
+
+
+def test_a_spare_that_died_is_replaced() -> None:
+    scan_process.prestart(1)
+    (spare,) = scan_process._spares
+    spare.process.kill()
+    spare.process.wait()
+    (result,) = scan_in_process([ep(free_port())])
+    assert result.error == "connection refused"
