@@ -9,6 +9,19 @@ from typing import ClassVar, Protocol
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict
 
+# CRLReason codes of RFC 5280 section 5.3.1, which most CA APIs take as a number (each accepts a subset).
+RFC5280_REASON_CODES: dict[x509.ReasonFlags, int] = {
+    x509.ReasonFlags.unspecified: 0,
+    x509.ReasonFlags.key_compromise: 1,
+    x509.ReasonFlags.ca_compromise: 2,
+    x509.ReasonFlags.affiliation_changed: 3,
+    x509.ReasonFlags.superseded: 4,
+    x509.ReasonFlags.cessation_of_operation: 5,
+    x509.ReasonFlags.certificate_hold: 6,
+    x509.ReasonFlags.privilege_withdrawn: 9,
+    x509.ReasonFlags.aa_compromise: 10,
+}
+
 
 class Profile(enum.StrEnum):
     TLS_SERVER = "tls-server"

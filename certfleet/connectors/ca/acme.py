@@ -39,7 +39,7 @@ from josepy.errors import DeserializationError
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
-from certfleet.connectors.base import IssueRequest, IssueResult
+from certfleet.connectors.base import RFC5280_REASON_CODES, IssueRequest, IssueResult
 from certfleet.connectors.ca.acme_challenges import ChallengeSolver
 from certfleet.connectors.ca.common import csr_names, pem_chain_from
 from certfleet.connectors.ca.http import RateLimited, retry_after_seconds
@@ -51,19 +51,6 @@ CA_NAME = "ACME CA"
 USER_AGENT = "certfleet-acme"
 
 _TRANSIENT_CODES = {"rateLimited", "serverInternal", "badNonce"}
-
-# RFC 5280 reason codes ACME's revokeCert takes.
-_REASON_CODES = {
-    x509.ReasonFlags.unspecified: 0,
-    x509.ReasonFlags.key_compromise: 1,
-    x509.ReasonFlags.ca_compromise: 2,
-    x509.ReasonFlags.affiliation_changed: 3,
-    x509.ReasonFlags.superseded: 4,
-    x509.ReasonFlags.cessation_of_operation: 5,
-    x509.ReasonFlags.certificate_hold: 6,
-    x509.ReasonFlags.privilege_withdrawn: 9,
-    x509.ReasonFlags.aa_compromise: 10,
-}
 
 
 @dataclass(frozen=True)
@@ -207,7 +194,7 @@ class AcmeCA:
             )
         leaf = x509.load_pem_x509_certificate(known.pem_chain.encode())
         with _acme_errors():
-            self.client().revoke(leaf, _REASON_CODES.get(reason, 0))
+            self.client().revoke(leaf, RFC5280_REASON_CODES.get(reason, 0))  # revokeCert takes every RFC 5280 code
 
     def check_credentials(self) -> str:
         """Fetch the directory and log in with the account (registering it on first use); orders nothing."""

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from certfleet.connectors.base import IssueRequest, IssueResult, Profile
+from certfleet.connectors.base import RFC5280_REASON_CODES, IssueRequest, IssueResult, Profile
 from certfleet.connectors.ca.common import csr_names, join_pem, pem_chain_from
 from certfleet.connectors.ca.http import CAHttp
 from certfleet.connectors.ca.journal import MemoryOrderJournal, OrderJournal
@@ -52,16 +52,9 @@ _REFRESH_MARGIN_S = 60.0
 
 Dialect = Literal["4.3.1", "5"]
 
-# emCA revokeMode codes (RFC 5280 reason codes).
-_REVOKE_MODE = {
-    x509.ReasonFlags.unspecified: 0,
-    x509.ReasonFlags.key_compromise: 1,
-    x509.ReasonFlags.ca_compromise: 2,
-    x509.ReasonFlags.affiliation_changed: 3,
-    x509.ReasonFlags.superseded: 4,
-    x509.ReasonFlags.cessation_of_operation: 5,
-    x509.ReasonFlags.privilege_withdrawn: 9,
-    x509.ReasonFlags.aa_compromise: 10,
+# emCA's revokeMode takes the RFC 5280 codes, except certificateHold.
+_REVOKE_MODE: dict[x509.ReasonFlags, int] = {
+    r: code for r, code in RFC5280_REASON_CODES.items() if r is not x509.ReasonFlags.certificate_hold
 }
 
 

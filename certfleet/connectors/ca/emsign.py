@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 
-from certfleet.connectors.base import IssueRequest, IssueResult, Profile
+from certfleet.connectors.base import RFC5280_REASON_CODES, IssueRequest, IssueResult, Profile
 from certfleet.connectors.ca.common import csr_names, join_pem
 from certfleet.connectors.ca.http import CAHttp, RateLimited
 from certfleet.connectors.ca.journal import MemoryOrderJournal, OrderJournal
@@ -39,13 +39,7 @@ _CERT_AVAILABLE = {9, 20}
 _DCV = {0: "Pending", 1: "Verified", 2: "Failed"}
 
 # RevokeOrder accepts revokeReasonId 1, 3, 4, 5, 9 (RFC 5280 codes).
-_REVOKE_REASON = {
-    x509.ReasonFlags.key_compromise: 1,
-    x509.ReasonFlags.affiliation_changed: 3,
-    x509.ReasonFlags.superseded: 4,
-    x509.ReasonFlags.cessation_of_operation: 5,
-    x509.ReasonFlags.privilege_withdrawn: 9,
-}
+_REVOKE_REASON = {r: code for r, code in RFC5280_REASON_CODES.items() if code in {1, 3, 4, 5, 9}}
 
 
 @dataclass(frozen=True)
