@@ -61,9 +61,10 @@ def load_fleet(root: Path) -> list[DemoHost]:
     return [DemoHost(**h) for h in json.loads(path.read_text())] if path.exists() else []
 
 
-def _write_placeholder(host: DemoHost) -> None:
+def placeholder_certificate(common_name: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate and key for `common_name`, as a fresh install has: (cert PEM, key PEM)."""
     key = generate_private_key(KeySpec(algorithm="ec", size=256))
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host.fqdn)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
@@ -73,12 +74,17 @@ def _write_placeholder(host: DemoHost) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host.fqdn)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    host.cert_path.write_bytes(chain_to_pem([cert]))
+    return chain_to_pem([cert]), private_key_to_pem(key)
+
+
+def _write_placeholder(host: DemoHost) -> None:
+    cert_pem, key_pem = placeholder_certificate(host.fqdn)
+    host.cert_path.write_bytes(cert_pem)
     host.key_path.touch(mode=0o600)
-    host.key_path.write_bytes(private_key_to_pem(key))
+    host.key_path.write_bytes(key_pem)  # the file was created 0600 before the key went in
 
 
 def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) -> list[int]:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from certfleet.connectors.servers.probe import fetch_served_chain
+from certfleet.demo.fleet import placeholder_certificate
+from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.issuance import issue_certificate
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, Deployment, DeploymentTarget
-from certfleet.pki.bundle import chain_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
 from certfleet.pki.parse import serial_hex
 from certfleet.servers.service import ServerInput, create_server
@@ -51,23 +50,7 @@ def served_serial(port: int, sni: str) -> str:
     return serial_hex(fetch_served_chain("127.0.0.1", port, server_name=sni, timeout=5)[0].serial_number)
 
 
-def self_signed(common_name: str) -> tuple[bytes, bytes]:
-    """A placeholder certificate and key, as a fresh install has: (cert PEM, key PEM)."""
-    key = generate_private_key(KeySpec(algorithm="ec", size=256))
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return chain_to_pem([cert]), private_key_to_pem(key)
+self_signed = placeholder_certificate  # a fresh install's certificate and key: (cert PEM, key PEM)
 
 
 @dataclass
@@ -154,3 +137,31 @@ def files_of(directory: Path) -> dict[str, bytes]:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and "certfleet-backup" not in p.name and p.suffix not in (".log", ".pid")
     }
+
+
+class ServesFiles(Protocol):
+    """A real server under test: the serial it serves, and the files of its configuration and key store."""
+
+    def served(self) -> str: ...
+
+    def files(self) -> dict[str, bytes]: ...
+
+
+def deploy_with_a_key_that_does_not_match(certificate_id: int, server: ServesFiles) -> Deployment:
+    """Deploy, re-issue, give the certificate a key that is not its own and deploy again: the run fails, the
+    server still serves the old serial from the same files, and the reason names the mismatch. Returns the
+    failed deployment, for what each server kind checks besides (its status, its steps)."""
+    issue_certificate(certificate_id)
+    deploy_certificate(certificate_id)
+    old = server.served()
+    files_before = server.files()
+    issue_certificate(certificate_id)
+    set_certificate_key(certificate_id, private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
+
+    assert deploy_certificate(certificate_id, return_state=True).is_failed()
+
+    assert server.served() == old
+    assert server.files() == files_before
+    deployment = deployments(certificate_id)[-1]
+    assert "does not match the certificate" in (deployment.reason or "")
+    return deployment

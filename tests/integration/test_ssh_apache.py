@@ -21,9 +21,15 @@ from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
 from certfleet.flows.issuance import issue_certificate
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.orm import DeploymentStatus, StepState
-from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
 from certfleet.pki.parse import load_material, serial_hex
-from tests.integration.conftest import deployments, files_of, register, self_signed, served_serial, set_certificate_key
+from tests.integration.conftest import (
+    deploy_with_a_key_that_does_not_match,
+    deployments,
+    files_of,
+    register,
+    self_signed,
+    served_serial,
+)
 from tests.integration.sshd import PASSWORD_USER, Sshd, chown_tree, kill_pidfile, require, scratch_dir
 
 SNI = "intranet.example.test"
@@ -185,19 +191,6 @@ def test_a_failing_config_test_rolls_back(boot: Bootstrapped, sshd: Sshd, apache
 
 
 def test_a_key_that_does_not_match_never_reaches_httpd(boot: Bootstrapped, sshd: Sshd, apache: Apache) -> None:
-    certificate_id = _register(boot, sshd, apache)
-    issue_certificate(certificate_id)
-    deploy_certificate(certificate_id)
-    old = apache.served()
-    files_before = apache.files()
-    issue_certificate(certificate_id)
-    set_certificate_key(certificate_id, private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
-
-    assert deploy_certificate(certificate_id, return_state=True).is_failed()
-
-    assert apache.served() == old
-    assert apache.files() == files_before
-    deployment = deployments(certificate_id)[-1]
+    deployment = deploy_with_a_key_that_does_not_match(_register(boot, sshd, apache), apache)
     assert deployment.status is DeploymentStatus.ROLLED_BACK
-    assert "does not match the certificate" in (deployment.reason or "")
     assert "reload" not in [st.action for st in deployment.steps]  # httpd was never asked to load it

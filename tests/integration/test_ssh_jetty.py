@@ -21,9 +21,16 @@ from certfleet.flows.issuance import issue_certificate
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.orm import DeploymentStatus
 from certfleet.pki.bundle import to_pkcs12
-from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import load_private_key
 from certfleet.pki.parse import load_material, serial_hex
-from tests.integration.conftest import deployments, files_of, register, self_signed, served_serial, set_certificate_key
+from tests.integration.conftest import (
+    deploy_with_a_key_that_does_not_match,
+    deployments,
+    files_of,
+    register,
+    self_signed,
+    served_serial,
+)
 from tests.integration.sshd import PASSWORD_USER, Sshd, chown_tree, kill_pidfile, scratch_dir
 
 SNI = "api.example.test"
@@ -180,18 +187,5 @@ def test_a_failing_config_test_rolls_back(boot: Bootstrapped, sshd: Sshd, jetty:
 def test_a_key_that_does_not_match_is_refused_before_anything_changes(
     boot: Bootstrapped, sshd: Sshd, jetty: Jetty
 ) -> None:
-    certificate_id = _register(boot, sshd, jetty)
-    issue_certificate(certificate_id)
-    deploy_certificate(certificate_id)
-    old = jetty.served()
-    files_before = jetty.files()
-    issue_certificate(certificate_id)
-    set_certificate_key(certificate_id, private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
-
-    assert deploy_certificate(certificate_id, return_state=True).is_failed()
-
-    assert jetty.served() == old
-    assert jetty.files() == files_before
-    deployment = deployments(certificate_id)[-1]
+    deployment = deploy_with_a_key_that_does_not_match(_register(boot, sshd, jetty), jetty)
     assert deployment.status is DeploymentStatus.FAILED
-    assert "does not match the certificate" in (deployment.reason or "")

@@ -23,15 +23,15 @@ from certfleet.flows.issuance import issue_certificate
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.pki.bundle import key_matches_certificate
-from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import load_private_key
 from certfleet.pki.parse import load_material, serial_hex
 from tests.integration.conftest import (
+    deploy_with_a_key_that_does_not_match,
     deployments,
     files_of,
     register,
     self_signed,
     served_serial,
-    set_certificate_key,
 )
 from tests.integration.sshd import PASSWORD, PASSWORD_USER, SUDO_USER, Sshd, chown_tree, kill_pidfile, require
 
@@ -201,23 +201,8 @@ def test_a_failing_config_test_rolls_back_and_the_old_certificate_stays(
 
 def test_a_key_that_does_not_match_is_caught_and_rolled_back(boot: Bootstrapped, sshd: Sshd, nginx_site: Nginx) -> None:
     site = register(boot, sshd, server_type="nginx", app_path=str(nginx_site.root), port=nginx_site.port, sni=SNI)
-    issue_certificate(site.certificate_id)
-    deploy_certificate(site.certificate_id)
-    old = nginx_site.served()
-    files_before = nginx_site.files()
-    issue_certificate(site.certificate_id)
-    set_certificate_key(
-        site.certificate_id, private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256)))
-    )
-
-    state = deploy_certificate(site.certificate_id, return_state=True)
-
-    assert state.is_failed()
-    assert nginx_site.served() == old
-    assert nginx_site.files() == files_before
-    deployment = deployments(site.certificate_id)[-1]
+    deployment = deploy_with_a_key_that_does_not_match(site.certificate_id, nginx_site)
     assert deployment.status is DeploymentStatus.ROLLED_BACK
-    assert "does not match the certificate" in (deployment.reason or "")
     assert [st.state for st in deployment.steps if st.action == "replace-file"] == [StepState.RESTORED] * 2
 
 

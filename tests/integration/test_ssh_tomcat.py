@@ -25,16 +25,16 @@ from certfleet.flows.issuance import issue_certificate
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.pki.bundle import to_java_keystore
-from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import load_private_key
 from certfleet.pki.parse import load_material, serial_hex
 from tests.integration.conftest import (
     Registered,
+    deploy_with_a_key_that_does_not_match,
     deployments,
     files_of,
     register,
     self_signed,
     served_serial,
-    set_certificate_key,
 )
 from tests.integration.sshd import PASSWORD_USER, Sshd, chown_tree, kill_pidfile, scratch_dir
 
@@ -245,19 +245,7 @@ def test_a_restart_that_brings_back_the_old_certificate_is_rolled_back(
 def test_a_key_that_does_not_match_is_refused_before_anything_changes(
     boot: Bootstrapped, sshd: Sshd, tomcat: Tomcat
 ) -> None:
-    certificate_id = _register(boot, sshd, tomcat).certificate_id
-    issue_certificate(certificate_id)
-    deploy_certificate(certificate_id)
-    old = tomcat.served()
-    files_before = tomcat.files()
-    issue_certificate(certificate_id)
-    set_certificate_key(certificate_id, private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
-
-    assert deploy_certificate(certificate_id, return_state=True).is_failed()
-
-    assert tomcat.served() == old
-    assert tomcat.files() == files_before
-    deployment = deployments(certificate_id)[-1]
+    deployment = deploy_with_a_key_that_does_not_match(_register(boot, sshd, tomcat).certificate_id, tomcat)
     assert deployment.status is DeploymentStatus.FAILED
     assert "private key to install does not match the certificate" in (deployment.reason or "")
     assert "nothing on the server was changed" in (deployment.reason or "")
