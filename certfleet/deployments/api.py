@@ -35,3 +35,8 @@ def use_api(url: str) -> None:
     os.environ["PREFECT_API_URL"] = url
     if url.startswith("http://"):
         skip_unused_trust_file()
+
+
+def prefect_auth_string() -> str | None:
+    """The Prefect API's auth string, for clients and for bots (sent to them after they authenticate)."""
+    return os.environ.get("PREFECT_API_AUTH_STRING") or None
