@@ -5,16 +5,19 @@ string, work pool and queue), and runs a Prefect process worker on its own queue
 runs get certfleet's URL and the token in their environment, and fetch everything else (the bundle, the
 server's credentials) from certfleet's API: a bot holds no database URL and no secret key. It keeps checking
 in; a Stopped bot's queue is kept paused. A refused token (wrong, revoked, replaced) ends the agent with a
-one-line reason and exit status 2.
+one-line reason and exit status 2, after the runs in progress have ended (they fail and put back what they
+changed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from certfleet import __version__
-from certfleet.bots.queues import QueueError, set_paused
+from certfleet.bots.queues import QueueError, prefect_headers, set_paused
 from certfleet.deployments.api import PLACEHOLDER_TRUST_FILE
 from certfleet.deployments.workers import WorkerProcess
 from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, AGENT_TOKEN_ENV, AGENT_URL_ENV
@@ -135,6 +138,7 @@ class Agent:
         """Until SIGTERM/SIGINT (exit 0) or a refused token (exit 2)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        config: dict[str, Any] | None = None
         try:
             config = self._check_in_until_answered()
             if config is None:
@@ -161,11 +165,23 @@ class Agent:
                     self.worker.start()
         except AgentRefused as exc:
             self.say(f"error: {exc}")
+            if self.worker is not None and config is not None:
+                self._drain(config)
             return EXIT_REFUSED
         finally:
             if self.worker is not None:
                 self.worker.stop()
         return 0
+
+    def _drain(self, config: dict[str, Any], timeout: float = 300.0) -> None:
+        """Refused: take no new run (pause the queue) and let the runs in progress end on their own: each one
+        fails at its next call to certfleet and puts back what it changed. Killing them could leave half a
+        change on a server."""
+        with contextlib.suppress(QueueError):
+            set_paused(config["prefect_api_url"], config.get("prefect_auth_string"), config["work_queue"], True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and running_runs(config) > 0:
+            time.sleep(1.0)
 
     def _check_in_until_answered(self) -> dict[str, Any] | None:
         """A certfleet that does not answer is waited for (its runs wait too); a refusal is final."""
@@ -179,6 +195,25 @@ class Agent:
                     return None
                 delay = min(delay * 2, 60.0)
         return None
+
+
+def running_runs(config: dict[str, Any]) -> int:
+    """Flow runs of this bot's queue that a worker has taken and not finished (unknown: counted as one)."""
+    body = {
+        "work_pool_queues": {"name": {"any_": [config["work_queue"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+    }
+    try:
+        response = httpx.post(
+            f"{str(config['prefect_api_url']).rstrip('/')}/flow_runs/count",
+            json=body,
+            headers=prefect_headers(config.get("prefect_auth_string")),
+            timeout=10.0,
+            trust_env=False,
+        )
+        return int(response.json()) if response.status_code == 200 else 1
+    except (httpx.HTTPError, ValueError):
+        return 1
 
 
 def _detail(response: httpx.Response) -> str:

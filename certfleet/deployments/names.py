@@ -34,6 +34,19 @@ SCHEDULES = {
     "check-bots": "*/5 * * * *",
 }
 
+# What each deployment does, as the Prefect UI lists it (prefect.yaml says the same).
+DESCRIPTIONS = {
+    "issue-certificate": "Order a certificate from its CA connector and record it.",
+    "deploy-certificate": "Install a certificate on its targets, prove it is served, or roll back.",
+    "provision-certificate": "Issue a certificate centrally, then deploy it on the bots that reach its servers.",
+    "rollback-deployment": "Undo a deployment from its journal; re-runnable.",
+    "renew-expiring": "Renew certificates inside their renewal window; re-deploy issued ones not served yet.",
+    "discover-endpoints": "TLS-scan registered servers' ports (or given hosts, ranges, ports) into the inventory.",
+    "discover-server-files": "Find PEM, DER, PKCS#7, PKCS#12 and Java keystore files in registered servers' folders.",
+    "check-server": "Log in to a registered server over SSH and set it Active, or Unreachable with the reason.",
+    "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
+}
+
 
 def bot_queue(bot_id: int) -> str:
     return f"bot-{bot_id}"

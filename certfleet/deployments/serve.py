@@ -21,6 +21,7 @@ from certfleet.deployments.names import (
     CENTRAL,
     CENTRAL_POOL,
     CENTRAL_QUEUE,
+    DESCRIPTIONS,
     ON_BOTS,
     SCHEDULES,
     pool_of,
@@ -51,11 +52,10 @@ def runner_deployments(local_bot_queue: str) -> list[RunnerDeployment]:
     """Bot-pool deployments default to the central host's bot queue: a run started without a route runs here."""
     deployments = []
     for f in FLOWS:
-        summary = (f.description or f.name).strip().splitlines()[0]
         on_bots = pool_of(f.name) == BOT_POOL
         deployment = f.to_deployment(
             name=ON_BOTS if on_bots else CENTRAL,
-            description=summary,
+            description=DESCRIPTIONS[f.name],
             tags=["certfleet"],
             cron=SCHEDULES.get(f.name),
             work_pool_name=BOT_POOL if on_bots else CENTRAL_POOL,

@@ -46,15 +46,18 @@ def start_flow_run(
     return run
 
 
-def wait_for_runs(runs: list[FlowRun], poll_seconds: float = 1.0) -> list[FlowRun]:
-    """Polls until every run is in a final state; returns them as they ended."""
+def wait_for_runs(runs: list[FlowRun], poll_seconds: float = 1.0, timeout: float | None = None) -> list[FlowRun]:
+    """Polls until every run is in a final state; returns them as they ended. TimeoutError after `timeout` s."""
     import time
 
     from prefect.client.orchestration import get_client
 
     ended: dict[str, FlowRun] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while len(ended) < len(runs):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(runs) - len(ended)} of {len(runs)} runs did not end within {timeout:g} s")
             for run in runs:
                 if str(run.id) in ended:
                     continue

@@ -38,8 +38,10 @@ def keep_queues_paused_as_bots_task() -> list[str]:
 
 @flow(name="check-bots")
 def check_bots() -> list[str]:
-    """Set bots whose last heartbeat is older than CERTFLEET_BOT_SILENCE_MINUTES to Inactive, and keep each bot's
-    Prefect queue paused exactly when the bot is Stopped."""
+    """Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.
+
+    Every other bot's queue is resumed, so a pause or resume that failed at the click is made good here.
+    """
     silent = mark_silent_bots_task()
     if silent:
         get_run_logger().warning("no heartbeat from %s: now Inactive", ", ".join(silent))

@@ -13,6 +13,7 @@ from certfleet.flows.issuance import issue_certificate
 
 @flow(name="provision-certificate", flow_run_name="provision-certificate-{certificate_id}")
 def provision_certificate(certificate_id: int) -> list[str]:
+    """Issue a certificate on the central host, then deploy it on the bots that reach its servers."""
     issue_certificate(certificate_id)
     runs = wait_for_runs(start_deploy_runs(certificate_id))
     outcome = [describe(run) for run in runs]

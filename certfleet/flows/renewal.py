@@ -10,8 +10,10 @@ from certfleet.tasks.renewal import Due, find_due, start_run
 
 @flow(name="renew-expiring", flow_run_name="renew-expiring")
 def renew_expiring() -> int:
-    """Starts a provision run for each certificate inside its renewal window, and a deploy run for each
-    issued certificate that is still not served. Returns how many runs it started (or found running)."""
+    """Renew every certificate inside its renewal window; re-deploy issued ones that are not served yet.
+
+    Returns how many runs it started (or found running); fails, after starting the others, if any could not start.
+    """
     due = find_due()
     started: list[tuple[Due, str]] = []
     refused: list[str] = []
