@@ -5,7 +5,8 @@ label, a type that decides the filter operators, and whether it is a default col
 `column:operator:value` strings (query parameter `filter`, repeatable, combined with AND), e.g.
 `filter=status:eq:Active&filter=name:contains:prod`. Operators: text `contains`/`eq`; status-like `eq` (several
 values joined by `|` mean any of them); dates `before`/`after` (05-Feb-2026, 2026-02-05 or ISO date-time);
-numbers `eq`/`lt`/`gt`; the value `All` removes that condition. Sorting: `sort=key` or `sort=-key`.
+numbers `eq`/`lt`/`gt`; tags `eq` (one whole tag, compared in NFC) / `contains` (tag_filter.py); the value `All`
+removes that condition. Sorting: `sort=key` or `sort=-key`.
 Everything runs in SQL: a COUNT for the total and LIMIT/OFFSET for the page; exports stream with `yield_per`.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,24 @@ def test_pdf_export_keeps_cjk_symbols_and_decomposed_accents(
     assert "bot-00" in text
     assert "bot-03" in text
     assert "bot-01" not in text
+
+
+def test_pdf_is_a4_landscape_and_cuts_long_values_with_an_ellipsis(
+    client: TestClient, accounts: Accounts, tmp_path: Path
+) -> None:
+    long = "北京 ☕ " + "very long description " * 20
+    _add_bots([long])
+    response = client.get(
+        "/api/v1/bots/export", params={"format": "pdf", "columns": "name,description"}, headers=auth(accounts, "viewer")
+    )
+    lines = pdf_text(response.content, tmp_path).splitlines()
+    cut = next(line for line in lines if line.startswith("北京 ☕ very long"))
+    assert cut.endswith("…")
+    assert long.startswith(cut[:-1])
+    assert len(cut) < len(long)
+    (tmp_path / "export.pdf").write_bytes(response.content)
+    info = subprocess.run(["pdfinfo", str(tmp_path / "export.pdf")], capture_output=True, text=True, check=True)
+    assert re.search(r"Page size:\s+842 x 595 pts \(A4\)", info.stdout), info.stdout
 
 
 def test_pdf_export_over_the_row_cap_is_refused_naming_the_cap_and_excel(
