@@ -13,6 +13,7 @@ Excel, which has no cap): at the cap a PDF takes seconds and about 100 MB (READM
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ MARGIN = 28.0
 FONT_SIZE = 7.5
 LINE_H = 11.0
 ELLIPSIS = "\u2026"
+
+# Characters no font draws (NUL and other controls, lone surrogates): shown as the `_xHHHH_` escapes the Excel
+# export uses, so they are visible instead of silently missing. Tabs and line breaks become spaces (one line a cell).
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 _FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 
@@ -128,7 +133,7 @@ class _Table:
         return fitted
 
     def _fit(self, text: str, width: float, size: float, bold: bool) -> str:
-        text = " ".join(text.split())
+        text = " ".join(_INVISIBLE.sub(lambda m: f"_x{ord(m.group()):04X}_", text).split())
         if self.width(text, size, bold) <= width:
             return text
         room = width - self.width(ELLIPSIS, size, bold)

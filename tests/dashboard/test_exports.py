@@ -88,6 +88,15 @@ def test_pdf_is_a4_landscape_and_cuts_long_values_with_an_ellipsis(
     assert re.search(r"Page size:\s+842 x 595 pts \(A4\)", info.stdout), info.stdout
 
 
+def test_pdf_shows_control_characters_as_escapes(tmp_path: Path) -> None:
+    data = b"".join(
+        pdf.table_pdf("T", [], ["A", "B"], [10, 10], [["a\x00b", "lone \ud800"], ["del\x7f", "tab\tnew\nline"]])
+    )
+    lines = pdf_text(data, tmp_path).splitlines()
+    for shown in ("a_x0000_b", "lone _xD800_", "del_x007F_", "tab new line"):
+        assert shown in lines
+
+
 def test_pdf_export_over_the_row_cap_is_refused_naming_the_cap_and_excel(
     client: TestClient, accounts: Accounts
 ) -> None:
