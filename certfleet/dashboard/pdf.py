@@ -111,8 +111,10 @@ class _Table:
                 family, font = "body", main
             else:
                 fallback = self._fallback()
-                # Neither font has it: the main font's empty box, so the character is still there to copy.
-                family, font = ("fallback", fallback) if code in fallback.cmap else ("body", main)
+                if code in fallback.cmap:
+                    family, font = "fallback", fallback
+                else:  # neither font draws it (most emoji): its code as an escape, visible and copyable
+                    family, font, ch = "body", main, f"_x{code:04X}_"
             if out and out[-1][1] is font:
                 out[-1] = (family, font, out[-1][2] + ch)
             else:

@@ -88,7 +88,7 @@ def test_pdf_is_a4_landscape_and_cuts_long_values_with_an_ellipsis(
     assert re.search(r"Page size:\s+842 x 595 pts \(A4\)", info.stdout), info.stdout
 
 
-def test_pdf_shows_control_characters_as_escapes(tmp_path: Path) -> None:
+def test_pdf_shows_characters_no_font_draws_as_escapes(tmp_path: Path) -> None:
     data = b"".join(
         pdf.table_pdf("T", [], ["A", "B"], [10, 10], [["a\x00b", "lone \ud800"], ["del\x7f", "tab\tnew\nline"]])
     )
