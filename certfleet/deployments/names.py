@@ -26,6 +26,10 @@ CENTRAL_FLOWS = (
 )
 BOT_FLOWS = ("deploy-certificate", "rollback-deployment")
 
+# Entrypoints are module paths of the installed package: nothing to pull. The one step only fixes the working
+# directory; without any, Prefect's workers copy the registering directory into each run's workspace.
+PULL_STEPS = [{"prefect.deployments.steps.set_working_directory": {"directory": "/"}}]
+
 # Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules (a test keeps them in step).
 SCHEDULES = {
     "renew-expiring": "17 * * * *",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import DeploymentUpdate, WorkPoolCreate
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.types.entrypoint import EntrypointType
@@ -23,6 +24,7 @@ from certfleet.deployments.names import (
     CENTRAL_QUEUE,
     DESCRIPTIONS,
     ON_BOTS,
+    PULL_STEPS,
     SCHEDULES,
     pool_of,
 )
@@ -80,5 +82,10 @@ def ensure_pools() -> None:
 def register(deployments: list[RunnerDeployment]) -> None:
     """Create or update the deployments in the Prefect API, so runs can be started before any worker polls."""
     ensure_pools()
-    for deployment in deployments:
-        deployment.apply()
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            deployment_id = deployment.apply()
+            assert isinstance(deployment_id, UUID)  # sync call, so not a coroutine
+            # Without a pull step a worker copies the registering process's working directory into every
+            # flow run's workspace (a whole checkout, .venv included). The code is the installed package.
+            client.update_deployment(deployment_id, DeploymentUpdate(pull_steps=PULL_STEPS))

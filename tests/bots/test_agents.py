@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from certfleet.bots.liveness import mark_silent_bots
 from certfleet.bots.routing import start_deploy_runs
-from certfleet.connectors.base import IssueRequest
+from certfleet.bots.testbed import AgentProcess, PrefectServer, basic, issue_with_builtin_ca
 from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.dashboard.server import DashboardThread
 from certfleet.dashboard.services import bots as bot_service
@@ -36,7 +36,6 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Bot,
     BotStatus,
-    CAConnector,
     Certificate,
     CertificateStatus,
     Deployment,
@@ -44,11 +43,8 @@ from certfleet.models.orm import (
     DeploymentStep,
     utcnow,
 )
-from certfleet.pki.csr import build_csr, csr_to_pem
-from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
-from certfleet.pki.parse import load_material, serial_hex
+from certfleet.pki.parse import serial_hex
 from certfleet.settings import get_settings
-from tests.bots.agents import AgentProcess, PrefectServer, basic
 from tests.conftest import POSTGRES_ADMIN_URL
 
 pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
@@ -70,23 +66,6 @@ class Fleet:
     def served(self, cert_id: int) -> str:
         host = self.hosts[cert_id]
         return serial_hex(fetch_served_chain("127.0.0.1", host.port, server_name=host.fqdn, timeout=5)[0].serial_number)
-
-
-def _issue(cert_ids: list[int]) -> None:
-    """Issued by the built-in CA, as issue-certificate would (this test is about where deployments run)."""
-    from certfleet.tasks.build import build_ca
-
-    with session_scope() as s:
-        ca = build_ca(s, s.scalars(select(CAConnector).where(CAConnector.kind == "local")).one())
-        for cert_id in cert_ids:
-            cert = repo.get(s, Certificate, cert_id)
-            key = generate_private_key(KeySpec(algorithm="ec", size=256))
-            csr = csr_to_pem(build_csr(key, cert.common_name, [cert.common_name]))
-            chain = ca.issue(IssueRequest(csr_pem=csr, idempotency_key=f"bots-test-{cert_id}")).pem_chain or ""
-            cert.pem_chain = chain
-            cert.private_key = private_key_to_pem(key)
-            cert.serial_number = serial_hex(load_material(chain.encode()).certificates[0].serial_number)
-            cert.status = CertificateStatus.ISSUED
 
 
 def _launch(listeners: list[ListenerProcess]) -> None:
@@ -128,7 +107,7 @@ def fleet(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
                 bot_of.update(dict.fromkeys(ids, name))
                 listeners += [h.listener() for h in planned]
                 assert n < 2
-            _issue(sorted(hosts))
+            issue_with_builtin_ca(sorted(hosts))
             _launch(listeners)
             for name in bots:
                 agents[name] = AgentProcess(url, tokens[name], tmp_path / f"agent-{name}")
@@ -255,7 +234,7 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
     with session_scope() as s:  # the reload waits for the test, so the revocation lands mid-run
         server = repo.get(s, Certificate, victim).targets[0].server
         server.reload_command = f"sh -c 'while [ ! -e {gate} ]; do sleep 0.1; done'; {server.reload_command}"
-    _issue([victim])  # a new certificate to deploy
+    issue_with_builtin_ca([victim])  # a new certificate to deploy
     (run,) = start_deploy_runs(victim, as_subflow=False)
     _wait_for("the reload step to start", lambda: _reload_started(victim), timeout=120)
     with session_scope() as s:

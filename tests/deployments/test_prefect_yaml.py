@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from certfleet.deployments.names import BOT_FLOWS, BOT_POOL, CENTRAL_FLOWS, SCHEDULES
+from certfleet.deployments.names import BOT_FLOWS, BOT_POOL, CENTRAL_FLOWS, PULL_STEPS, SCHEDULES
 from certfleet.deployments.serve import FLOWS, runner_deployments
 
 PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
@@ -38,8 +38,8 @@ def test_prefect_yaml_declares_what_certfleet_up_registers() -> None:
         assert cron == SCHEDULES.get(f.name)
 
 
-def test_no_pull_step_needs_an_undocumented_variable() -> None:
-    assert yaml.safe_load(PREFECT_YAML.read_text())["pull"] == []
+def test_the_pull_step_is_the_registered_one_and_needs_no_variable() -> None:
+    assert yaml.safe_load(PREFECT_YAML.read_text())["pull"] == PULL_STEPS
     assert "{{" not in PREFECT_YAML.read_text()
 
 

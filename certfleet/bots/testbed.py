@@ -1,5 +1,5 @@
-"""Real components for the bot tests: a Prefect server on PostgreSQL with an auth string, and bot agents
-started as separate processes with nothing but certfleet's URL and a bot token."""
+"""Real components for the bot tests and benchmarks/bots.py: a Prefect server on PostgreSQL with an auth string,
+and bot agents started as separate processes with nothing but certfleet's URL and a bot token."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
+from certfleet.connectors.base import IssueRequest
 from certfleet.demo.listener import free_port
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import CAConnector, Certificate, CertificateStatus
+from certfleet.pki.csr import build_csr, csr_to_pem
+from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
+from certfleet.pki.parse import load_material, serial_hex
 
 # What a bot host does not have: certfleet's database URL, its key, a Prefect address of its own.
 NOT_ON_A_BOT = (
@@ -154,10 +159,18 @@ class AgentProcess:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-@contextmanager
-def running(*things: PrefectServer | AgentProcess) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for thing in reversed(things):
-            thing.stop()
+def issue_with_builtin_ca(cert_ids: list[int]) -> None:
+    """Issued by the built-in CA as issue-certificate would, without a flow (these measure where deployments run)."""
+    from certfleet.tasks.build import build_ca
+
+    with session_scope() as s:
+        ca = build_ca(s, s.scalars(select(CAConnector).where(CAConnector.kind == "local")).one())
+        for cert_id in cert_ids:
+            cert = repo.get(s, Certificate, cert_id)
+            key = generate_private_key(KeySpec(algorithm="ec", size=256))
+            csr = csr_to_pem(build_csr(key, cert.common_name, [cert.common_name]))
+            chain = ca.issue(IssueRequest(csr_pem=csr, idempotency_key=f"bots-test-{cert_id}")).pem_chain or ""
+            cert.pem_chain = chain
+            cert.private_key = private_key_to_pem(key)
+            cert.serial_number = serial_hex(load_material(chain.encode()).certificates[0].serial_number)
+            cert.status = CertificateStatus.ISSUED
