@@ -25,13 +25,15 @@ def prefect_headers(auth_string: str | None) -> dict[str, str]:
 def set_paused(
     api_url: str, auth_string: str | None, queue: str, paused: bool, *, pool: str = BOT_POOL, timeout: float = 10.0
 ) -> bool:
-    """Makes the queue exist and be (un)paused; returns True if it changed."""
+    """Makes the queue (and its process pool) exist and be (un)paused; returns True if it changed."""
     headers = prefect_headers(auth_string)
     base = api_url.rstrip("/")
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=timeout, trust_env=False) as client:
             found = client.get(f"/work_pools/{pool}/queues/{queue}")
             if found.status_code == 404:
+                if client.get(f"/work_pools/{pool}").status_code == 404:  # a Prefect server nothing registered on
+                    _ok(client.post("/work_pools/", json={"name": pool, "type": "process"}), f"create pool {pool}")
                 created = client.post(f"/work_pools/{pool}/queues", json={"name": queue, "is_paused": paused})
                 _ok(created, f"create queue {queue}")
                 return True

@@ -17,8 +17,9 @@ HELP: dict[str, str] = {
         "with deployment targets and policies before they can begin automating certificate management."
     ),
     "bots_stopped": (
-        "Provisioning agents that have been paused or disabled. These bots are not currently managing certificates. "
-        "Review this list to ensure critical systems maintain active automation coverage."
+        "Provisioning agents that have been paused. Their Prefect queue is paused: deployments to their servers wait "
+        "there until the bot is started again. Review this list to ensure critical systems maintain active automation "
+        "coverage."
     ),
     "bots_create": (
         "Create and register a new provisioning bot. Provisioning bots automate certificate deployment, renewal, and "

@@ -40,3 +40,11 @@ def use_api(url: str) -> None:
 def prefect_auth_string() -> str | None:
     """The Prefect API's auth string, for clients and for bots (sent to them after they authenticate)."""
     return os.environ.get("PREFECT_API_AUTH_STRING") or None
+
+
+def this_process_api() -> tuple[str, str | None]:
+    """The Prefect API (URL, auth string) this process's Prefect client uses: inside a flow run, its own."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+    auth = PREFECT_API_AUTH_STRING.value()
+    return str(PREFECT_API_URL.value() or configured_api_url()), auth.get_secret_value() if auth else None

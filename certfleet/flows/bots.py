@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from certfleet.bots.liveness import mark_silent_bots
 from certfleet.bots.queues import set_paused
-from certfleet.deployments.api import configured_api_url, prefect_auth_string
+from certfleet.deployments.api import this_process_api
 from certfleet.deployments.names import bot_queue
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, BotStatus, utcnow
@@ -30,7 +30,7 @@ def keep_queues_paused_as_bots_task() -> list[str]:
     """A Stopped bot's queue is paused, every other bot's queue is not (also when a pause was missed)."""
     with session_scope() as s:
         bots = [(bot_queue(b.id), b.status is BotStatus.STOPPED) for b in s.scalars(select(Bot).order_by(Bot.id))]
-    api, auth = configured_api_url(), prefect_auth_string()
+    api, auth = this_process_api()
     return [
         f"{queue} {'paused' if paused else 'resumed'}" for queue, paused in bots if set_paused(api, auth, queue, paused)
     ]

@@ -7,12 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from certfleet.bots.auth import BotTokenRefused
+from certfleet.bots.checkin import check_in
 from certfleet.bots.liveness import mark_silent_bots
 from certfleet.dashboard.services import bots as bot_service
 from certfleet.flows.bots import check_bots
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, Bot, BotPurpose, BotStatus, utcnow
+from certfleet.models.orm import AuditEvent, Bot, BotPurpose, BotStatus, Server, ServerConnection, utcnow
 
 SILENCE = timedelta(minutes=15)
 
@@ -73,11 +75,44 @@ def test_a_heartbeat_makes_an_inactive_bot_active_again(boot: Bootstrapped) -> N
     bot_id = add_bot("comes-back", BotStatus.ACTIVE, 60)
     with session_scope() as s:
         token = bot_service.new_token(s, bot_id, "test").token
+        s.add(Server(description="web", host="10.0.0.9", connection=ServerConnection.SSH, server_type="nginx",
+                     bot_id=bot_id))  # fmt: skip
         mark_silent_bots(s, now=utcnow(), silence=SILENCE)
     assert statuses()["comes-back"] is BotStatus.INACTIVE
     with session_scope() as s:
-        bot_service.heartbeat(s, token, version="2.0", ip_address=None, os=None)
+        check_in(s, token, version="2.0", ip_address=None, os=None)
     assert statuses()["comes-back"] is BotStatus.ACTIVE
+
+
+def test_statuses_follow_what_a_bot_has_to_do(boot: Bootstrapped) -> None:
+    with session_scope() as s:
+        made = bot_service.create_bot(s, bot_service.BotFields(name="new-bot"), "test")
+        bot_id, token = made.bot.id, made.token
+    assert statuses()["new-bot"] is BotStatus.PENDING_ACTIVATION  # created, never connected
+    with session_scope() as s:
+        check_in(s, token, version="2.0", ip_address="10.1.1.1", os="Debian GNU/Linux 12")
+    assert statuses()["new-bot"] is BotStatus.PENDING  # connected, no server and no Discovery purpose
+    with session_scope() as s:
+        s.add(Server(description="web", host="10.0.0.9", connection=ServerConnection.SSH, server_type="nginx",
+                     bot_id=bot_id))  # fmt: skip
+    with session_scope() as s:
+        bot = check_in(s, token, version="2.0", ip_address=None, os=None)
+        assert (bot.status, bot.version, bot.ip_address, bot.os) == (
+            BotStatus.ACTIVE, "2.0", "10.1.1.1", "Debian GNU/Linux 12"
+        )  # fmt: skip
+        actions = [e.detail for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "bot-check-in"))]
+    assert actions == ["Pending Activation -> Pending (first check-in)", "Pending -> Active"]
+    with session_scope() as s:
+        bot_service.revoke_token(s, bot_id, "test")
+    with session_scope() as s, pytest.raises(BotTokenRefused, match="unknown or was revoked"):
+        check_in(s, token, version=None, ip_address=None, os=None)
+
+
+def test_a_connected_bot_with_nothing_to_do_that_falls_silent_is_inactive(boot: Bootstrapped) -> None:
+    add_bot("idle", BotStatus.PENDING, 60)
+    add_bot("never-seen", BotStatus.PENDING, None)
+    with session_scope() as s:
+        assert mark_silent_bots(s, now=utcnow(), silence=SILENCE) == ["idle"]
 
 
 @pytest.mark.usefixtures("prefect_harness")
