@@ -255,6 +255,8 @@ class Host(_Rule):
         problem = _length_problem(value, self.max_len) or unicode_problem(value) or _edge_space_problem(value)
         if problem is not None:
             return problem
+        if "%" in value:
+            return "an IPv6 zone (%...) names an interface of one machine; leave it out"
         try:
             ipaddress.ip_address(value)  # strict: no 127.1, 0x7f.0.0.1, 0177.0.0.1 or leading zeros
             return None
