@@ -60,7 +60,7 @@ def _back(request: Request) -> str:
     return "/"
 
 
-def _refusal(request: Request, message: str, field: str | None, problems: list[tuple[str | None, str]]) -> Response:
+def refusal(request: Request, message: str, field: str | None, problems: list[tuple[str | None, str]]) -> Response:
     """422 JSON for the API, a redirect back with the message for pages. Messages may quote the input, which may
     hold lone surrogates: they are replaced so the answer can be encoded (the handler itself must not fail)."""
     if is_api(request):
@@ -75,7 +75,7 @@ def _refusal(request: Request, message: str, field: str | None, problems: list[t
 
 async def input_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InputError)
-    return _refusal(request, exc.message, exc.field, exc.problems)
+    return refusal(request, exc.message, exc.field, exc.problems)
 
 
 def _field_of(loc: tuple[int | str, ...]) -> str | None:
@@ -94,7 +94,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
         problems.append((field, f"{field or 'body'}: {error.get('msg', 'invalid')}"))
     if not problems:
         problems.append((None, "the request could not be read"))
-    return _refusal(request, "; ".join(m for _, m in problems), problems[0][0], problems)
+    return refusal(request, "; ".join(m for _, m in problems), problems[0][0], problems)
 
 
 async def not_found_handler(request: Request, exc: Exception) -> Response:

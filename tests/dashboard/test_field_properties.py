@@ -123,7 +123,7 @@ def test_certificate_labels_are_stored_exactly_or_refused(
         for _ in range(2):
             ignored = send(client, "POST", f"/api/v1/certificates/{cert_id}/ignore", {"reason": value}, operator)
             expected = "ignored by operator" + (f": {value}" if value else "")
-            stored_or_refused(ignored, field, expected, lambda: ignored.json()["status_reason"])
+            stored_or_refused(ignored, field, expected, lambda r=ignored: r.json()["status_reason"])
             client.post(f"/api/v1/certificates/{cert_id}/unignore", headers=operator)
         return
 

@@ -237,3 +237,26 @@ def test_forms_follow_the_same_rules(client: TestClient, accounts: Accounts) -> 
     smime = client.post("/smime/import", data={"name": "Bob", "email": "bob@x.test<script>", "csrf_token": token})
     assert smime.status_code == 422
     assert "email: the domain after" in smime.text
+
+
+def test_a_form_field_that_is_not_utf8_is_refused_not_replaced(client: TestClient, accounts: Accounts) -> None:
+    token = login(client, "operator")
+    for raw in (b"abc%FFdef", b"abc%ED%A0%80def"):  # a stray byte; a surrogate written as UTF-8
+        body = b"csrf_token=" + token.encode() + b"&name=" + raw
+        bad = client.post(
+            "/bots",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Referer": "http://127.0.0.1/bots/new"},
+            follow_redirects=True,
+        )
+        assert "name: invalid Unicode: byte 0x" in bad.text
+        assert "at byte 3 is not UTF-8" in bad.text
+    with session_scope() as s:
+        assert s.query(Bot).filter(Bot.name.like("abc%")).count() == 0  # never stored with U+FFFD
+    api = client.post(
+        "/api/v1/bots",
+        content=b"name=abc%FF",
+        headers={**auth(accounts, "operator"), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert api.status_code == 422
+    assert api.json()["field"] == "name"
