@@ -1,7 +1,8 @@
 """Errors a service raises for bad input, and how the app answers them: 422 JSON for the API, a message on pages.
 
-Services (in `certfleet/dashboard/services/` or any other domain module) raise `InputError` with a message that
-says what to fix, optionally naming the form field. Nothing else is needed: the handlers below do the rest.
+Services (in `certfleet/dashboard/services/` or any other domain module) raise `InputError` (defined in
+`certfleet.fields`) with a message that says what to fix, optionally naming the form field. Nothing else is needed:
+the handlers below do the rest, and answer a body that pydantic refused in the same shape.
 """
 
 from __future__ import annotations
