@@ -260,3 +260,19 @@ def test_a_form_field_that_is_not_utf8_is_refused_not_replaced(client: TestClien
     )
     assert api.status_code == 422
     assert api.json()["field"] == "name"
+
+
+def test_usernames_and_guids_are_checked_whole_not_up_to_a_final_newline(
+    client: TestClient, accounts: Accounts
+) -> None:
+    admin = auth(accounts, "admin")
+    user = client.post("/api/v1/users", json={"username": "carol\n", "password": "long enough pw"}, headers=admin)
+    refused(user, "username", "letters, digits")
+    spaced = client.post("/api/v1/users", json={"username": " carol", "password": "long enough pw"}, headers=admin)
+    refused(spaced, "username", "letters, digits")
+    profile = {"client_id": GUID + "\n", "tenant_id": GUID, "client_secret": "s3cret", "description": "nl"}
+    refused(client.post("/api/v1/directory-profiles", json=profile, headers=admin), "client_id", "must be a GUID")
+    upper = {**profile, "client_id": GUID.upper().replace("1", "A")}
+    made = client.post("/api/v1/directory-profiles", json=upper, headers=admin)
+    assert made.status_code == 201, made.text
+    assert made.json()["client_id"] == upper["client_id"]  # stored as written, not lower-cased

@@ -80,7 +80,7 @@ class ProfileFields:
 
 def _guid(value: str, field: str) -> str:
     """A GUID as Azure shows it; stored as written (Azure compares GUIDs without regard to case)."""
-    if not _GUID.match(value or ""):
+    if not _GUID.fullmatch(value or ""):  # fullmatch: "$" alone would let a final newline through
         raise InputError(f"{field}: must be a GUID like 00000000-0000-0000-0000-000000000000", field=field)
     return value
 

@@ -74,7 +74,7 @@ def parse_role(value: str) -> UserRole:
 
 
 def create_user(session: Session, *, username: str, password: str, role: str, actor: str) -> User:
-    if not _USERNAME.match(username):
+    if not _USERNAME.fullmatch(username):  # fullmatch: "$" alone would let a final newline through
         raise InputError("username: 2-120 letters, digits or . _ @ - (no spaces)", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise InputError(f"a user named {username!r} already exists; choose another name", field="username")
