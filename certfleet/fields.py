@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -310,15 +309,3 @@ class Secret(_Rule):
         if not value:
             return "empty"
         return _length_problem(value, self.max_len) or unicode_problem(value)
-
-
-def problems_of(checks: Iterable[tuple[str, _Rule, str | None]]) -> list[tuple[str | None, str]]:
-    """Every (field, message) of several optional values, for services that report all problems at once."""
-    found: list[tuple[str | None, str]] = []
-    for field, rule, value in checks:
-        if value is None:
-            continue
-        problem = rule.problem(value)
-        if problem is not None:
-            found.append((field, f"{field}: {problem}"))
-    return found
