@@ -10,8 +10,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.bots.auth import bot_for_token
-from certfleet.dashboard.services import common
 from certfleet.models import repo
 from certfleet.models.orm import Bot, BotPurpose, BotStatus, Server, utcnow
 
@@ -28,11 +28,11 @@ def check_in(session: Session, token: str, *, version: str | None, ip_address: s
     first = bot.last_update is None
     bot.last_update = utcnow()
     if version:
-        bot.version = common.text(version, "version", max_len=40)
+        bot.version = fields.Name(40).check(version, "version")  # the column sizes of Bot
     if ip_address:
-        bot.ip_address = common.host(ip_address, "ip_address")
+        bot.ip_address = fields.Host(64).check(ip_address, "ip_address")
     if os:
-        bot.os = common.text(os, "os", max_len=80)
+        bot.os = fields.Name(80).check(os, "os")
     if bot.status is not BotStatus.STOPPED:
         before = bot.status
         bot.status = BotStatus.ACTIVE if has_work(session, bot) else BotStatus.PENDING

@@ -17,6 +17,7 @@ from certfleet import __version__
 from certfleet.dashboard import security
 from certfleet.dashboard.deps import SESSION_COOKIE
 from certfleet.dashboard.errors import FLASH_COOKIE, HANDLERS
+from certfleet.dashboard.form_encoding import StrictFormEncoding
 
 # The ONE list of routers. API modules are mounted under /api/v1, page modules at /.
 API_MODULES: list[str] = [
@@ -91,6 +92,7 @@ def create_app() -> FastAPI:
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.middleware("http")(_session_cookie)
+    app.add_middleware(StrictFormEncoding)  # a form field that is not UTF-8: 422 naming it, never U+FFFD
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     for name in API_MODULES:
         app.include_router(_router("api", name), prefix="/api/v1")

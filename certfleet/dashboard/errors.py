@@ -1,7 +1,8 @@
 """Errors a service raises for bad input, and how the app answers them: 422 JSON for the API, a message on pages.
 
-Services (in `certfleet/dashboard/services/` or any other domain module) raise `InputError` with a message that
-says what to fix, optionally naming the form field. Nothing else is needed: the handlers below do the rest.
+Services (in `certfleet/dashboard/services/` or any other domain module) raise `InputError` (defined in
+`certfleet.fields`) with a message that says what to fix, optionally naming the form field. Nothing else is needed:
+the handlers below do the rest, and answer a body that pydantic refused in the same shape.
 """
 
 from __future__ import annotations
@@ -10,23 +11,15 @@ import json
 from urllib.parse import quote, unquote, urlparse
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from certfleet.fields import InputError, safe_text
 from certfleet.models.repo import NotFound
 
 FLASH_COOKIE = "certfleet_flash"
 
-
-class InputError(ValueError):
-    """Bad input: the message says what to fix; `field` names the form field / JSON key when there is one."""
-
-    def __init__(
-        self, message: str, field: str | None = None, problems: list[tuple[str | None, str]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.problems = problems or []  # every (field, message) when a service refuses for several reasons
+__all__ = ["FLASH_COOKIE", "HANDLERS", "Forbidden", "InputError", "LoginRequired", "flash", "take_flash"]
 
 
 class Forbidden(PermissionError):
@@ -43,7 +36,8 @@ def is_api(request: Request) -> bool:
 
 def flash(response: Response, message: str, kind: str = "info") -> None:
     """A one-shot message shown on the next page (never put a secret in it: it travels in a cookie)."""
-    response.set_cookie(FLASH_COOKIE, quote(json.dumps({"m": message, "k": kind})), httponly=True, samesite="lax")
+    cookie = quote(json.dumps({"m": safe_text(message), "k": kind}))
+    response.set_cookie(FLASH_COOKIE, cookie, httponly=True, samesite="lax")
 
 
 def take_flash(request: Request) -> dict[str, str] | None:
@@ -67,16 +61,41 @@ def _back(request: Request) -> str:
     return "/"
 
 
-async def input_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InputError)
+def refusal(request: Request, message: str, field: str | None, problems: list[tuple[str | None, str]]) -> Response:
+    """422 JSON for the API, a redirect back with the message for pages. Messages may quote the input, which may
+    hold lone surrogates: they are replaced so the answer can be encoded (the handler itself must not fail)."""
     if is_api(request):
-        body: dict[str, object] = {"detail": exc.message, "field": exc.field}
-        if exc.problems:
-            body["problems"] = [{"field": f, "message": m} for f, m in exc.problems]
+        body: dict[str, object] = {"detail": safe_text(message), "field": field}
+        if problems:
+            body["problems"] = [{"field": f, "message": safe_text(m)} for f, m in problems]
         return JSONResponse(body, status_code=422)
     response = RedirectResponse(_back(request), status_code=303)
-    flash(response, exc.message, "error")
+    flash(response, message, "error")
     return response
+
+
+async def input_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InputError)
+    return refusal(request, exc.message, exc.field, exc.problems)
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str | None:
+    """The JSON key of a pydantic error location: ("body", "tags", 0) -> "tags.0"."""
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "form", "header") else loc
+    return ".".join(str(p) for p in parts) or None
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    """A body, query or form that pydantic refused: 422 with each problem as "field: rule", like InputError.
+    The refused input is never echoed (it may be a secret, or not encodable)."""
+    assert isinstance(exc, RequestValidationError)
+    problems: list[tuple[str | None, str]] = []
+    for error in exc.errors():
+        field = _field_of(tuple(error.get("loc", ())))
+        problems.append((field, f"{field or 'body'}: {error.get('msg', 'invalid')}"))
+    if not problems:
+        problems.append((None, "the request could not be read"))
+    return refusal(request, "; ".join(m for _, m in problems), problems[0][0], problems)
 
 
 async def not_found_handler(request: Request, exc: Exception) -> Response:
@@ -108,6 +127,7 @@ async def login_required_handler(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     InputError: input_error_handler,
+    RequestValidationError: validation_error_handler,
     NotFound: not_found_handler,
     Forbidden: forbidden_handler,
     LoginRequired: login_required_handler,

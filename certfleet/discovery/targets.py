@@ -25,10 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from certfleet.fields import host_name_problem
+
 MAX_ENDPOINTS = 2_000_000  # a /16 times 30 ports; more is a typo, not a scan
 
 _SPLIT = re.compile(r"[\s,;]+")
-_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 
 
 class TargetError(ValueError):
@@ -140,11 +141,13 @@ def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 
 def _hostname(value: str, text: str) -> str:
-    labels = value.rstrip(".").split(".")
-    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+    """A DNS name by the one host rule (`certfleet.fields`): `0x7f.1` or `127.1` are IPv4 addresses in
+    disguise that resolvers would dial, so they are refused rather than scanned."""
+    problem = host_name_problem(value)
+    if problem is not None:
         raise TargetError(
             f"target {text!r} is not a host name, an IP address, a CIDR range (192.0.2.0/24) "
-            "or an address range (192.0.2.10-192.0.2.50)"
+            f"or an address range (192.0.2.10-192.0.2.50): {problem}"
         )
     return value.rstrip(".").lower()
 

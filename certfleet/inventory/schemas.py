@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from certfleet import fields
 from certfleet.models.orm import CAType, CertificateStatus, DeploymentType, LocationStatus
 from certfleet.pki.parse import CertificateInfo
 
@@ -29,6 +31,11 @@ class ConfigurationRejected(InventoryError):
 
 # --- Configure ----------------------------------------------------------------------------------------------
 
+# The field rules of a certificate's labels (`certfleet.fields`), shared with the new-certificate request.
+ORGANIZATION = fields.Name(200)
+BATCH_NAME = fields.Name(120)
+IGNORE_REASON = fields.Description(500)
+
 
 class TargetInput(BaseModel):
     """Where the certificate is installed: a registered server, the port that serves it, and its files."""
@@ -50,9 +57,9 @@ class ConfigureRequest(BaseModel):
     key_spec: str = Field(default="rsa2048", description="rsa2048, rsa3072, rsa4096, ec-p256 or ec-p384")
     validity_days: int | None = Field(default=None, ge=1, le=3650, description="the connector's default when empty")
     renew_before_days: int = Field(default=30, ge=1, le=365, description="renew this many days before expiry")
-    organization: str | None = Field(default=None, max_length=200)
-    tags: list[str] = Field(default_factory=list)
-    batch_name: str | None = Field(default=None, max_length=120)
+    organization: Annotated[str, ORGANIZATION] | None = None
+    tags: Annotated[list[str], fields.TagList()] = Field(default_factory=list)
+    batch_name: Annotated[str, BATCH_NAME] | None = None
 
 
 class TargetView(BaseModel):

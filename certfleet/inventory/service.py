@@ -56,6 +56,7 @@ from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.inventory.analysis import analyze, thumbprint
 from certfleet.inventory.record import Sighting, forget_trust_store, record, trust_store
 from certfleet.inventory.schemas import (
+    IGNORE_REASON,
     CertificateConfiguration,
     CertificateDetails,
     CertificateText,
@@ -264,9 +265,9 @@ def configure(
     cert.key_spec = request.key_spec.strip().lower()
     cert.validity_days = request.validity_days
     cert.renew_before_days = request.renew_before_days
-    cert.organization = request.organization or None
-    cert.tags = [tag.strip() for tag in request.tags if tag.strip()]
-    cert.batch_name = request.batch_name or None
+    cert.organization = request.organization  # validated by ConfigureRequest's field rules: stored as sent
+    cert.tags = list(request.tags)
+    cert.batch_name = request.batch_name
     cert.deployment_type = DeploymentType.AUTOMATED
     cert.status_reason = None
     session.flush()
@@ -464,11 +465,14 @@ def _open_order(session: Session, certificate_id: int) -> Order | None:
 def ignore(session: Session, certificate_id: int, *, actor: str, reason: str | None = None) -> StatusChange:
     """Out of every provisioning workflow (renewal, rotation), still in the inventory and still discovered."""
     cert = repo.get(session, Certificate, certificate_id)
+    problem = None if reason is None else IGNORE_REASON.problem(reason)
+    if problem is not None:
+        raise InventoryError(f"reason: {problem}", field="reason")
     if _open_order(session, cert.id) is not None:
         raise InventoryError(f"certificate {cert.id} has an order under way at its CA; ignore it once it completes")
     if cert.status is not CertificateStatus.IGNORED:
         cert.status = CertificateStatus.IGNORED
-        cert.status_reason = f"ignored by {actor}" + (f": {reason.strip()}" if reason and reason.strip() else "")
+        cert.status_reason = f"ignored by {actor}" + (f": {reason}" if reason else "")
         repo.audit(session, actor=actor, action="ignore-certificate", obj=cert, detail=reason)
     return StatusChange(certificate_id=cert.id, status=cert.status, status_reason=cert.status_reason)
 

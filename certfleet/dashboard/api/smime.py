@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from certfleet import fields
 from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import smime as svc
@@ -17,16 +18,16 @@ add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
 
 
 class ImportIn(BaseModel):
-    name: str
-    email: str
-    designation: str | None = None
+    name: Annotated[str, svc.USER_NAME]
+    email: Annotated[str, fields.Email()]
+    designation: Annotated[str, svc.DESIGNATION] | None = None
 
 
 class ProfileIn(BaseModel):
     client_id: str
-    client_secret: str = ""
+    client_secret: Annotated[str, Field(description="empty on update: keep the stored secret")] = ""
     tenant_id: str
-    description: str
+    description: Annotated[str, svc.PROFILE_NAME]
     ca_connector_id: int | None = None
 
 
@@ -74,6 +75,14 @@ def profiles(db: DbSession, who: Viewer) -> list[dict[str, Any]]:
 @router.post("/directory-profiles", status_code=201, summary="Create a new profile (Azure AD app credentials)")
 def create_profile(body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
     return profile_json(svc.save_profile(db, svc.ProfileFields(**body.model_dump()), who.username))
+
+
+@router.put(
+    "/directory-profiles/{profile_id}", summary="Change a profile (an empty client_secret keeps the stored one)"
+)
+def update_profile(profile_id: int, body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
+    fields_in = svc.ProfileFields(**body.model_dump())
+    return profile_json(svc.save_profile(db, fields_in, who.username, profile_id=profile_id))
 
 
 @router.delete("/directory-profiles/{profile_id}", summary="Delete a profile (its users stay, unlinked)")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from certfleet import fields
 from certfleet.dashboard.deps import Admin, DbSession, require_role
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import users as svc
@@ -16,16 +17,19 @@ router = APIRouter(tags=["Users"], dependencies=[Depends(require_role("admin"))]
 add_list_api(router, svc.USERS, tag="Users")
 
 
+Password = Annotated[str, fields.Secret(svc.MAX_PASSWORD)]
+
+
 class UserIn(BaseModel):
     username: str
-    password: str
+    password: Password
     role: str = "viewer"
 
 
 class UserUpdate(BaseModel):
     role: str | None = None
     disabled: bool | None = None
-    password: str | None = None
+    password: Password | None = None
 
 
 def user_json(u: User) -> dict[str, Any]:

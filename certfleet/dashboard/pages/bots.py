@@ -52,7 +52,10 @@ class BotForm:
         os: Annotated[str, Form()] = "",
         tags: Annotated[str, Form()] = "",
     ) -> None:
-        self.fields = bots.BotFields(name, ip_address, description, purpose, group, os, tags)
+        # A form cannot send null: an empty input means "no value". Anything else is checked as typed.
+        self.fields = bots.BotFields(
+            name, ip_address or None, description or None, purpose, group or None, os or None, tags
+        )
 
 
 def _token_page(request: Request, title: str, made: bots.CreatedBot) -> HTMLResponse:

@@ -45,9 +45,9 @@ class _ConfigForm:
             key_spec,
             validity_days,
             renew_before_days,
-            organization,
+            organization or None,  # an empty input is "no value" (a form cannot send null)
             tags,
-            batch_name,
+            batch_name or None,
             deployment_type,
         )
 

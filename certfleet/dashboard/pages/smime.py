@@ -40,7 +40,8 @@ def import_user(
     designation: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        user = svc.import_user(db, name=name, email=email, designation=designation, actor=who.username)
+        # An empty designation input means none (a form cannot send null).
+        user = svc.import_user(db, name=name, email=email, designation=designation or None, actor=who.username)
     except InputError as exc:
         v = {"name": name, "email": email, "designation": designation}
         return render(request, "smime/import.html", {"title": "Import Manually", "v": v, "error": exc}, 422)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.bots.checkin import has_work
 from certfleet.bots.queues import QueueError, set_paused
 from certfleet.dashboard import listing, security
@@ -44,8 +45,13 @@ BOTS = ListSpec(
 )
 
 
+DESCRIPTION_MAX = 2000  # the column is TEXT; a description longer than a page is a paste mistake
+
+
 @dataclass(frozen=True)
 class BotFields:
+    """None is "no value"; any string obeys its `certfleet.fields` rule and is stored exactly."""
+
     name: str
     ip_address: str | None = None
     description: str | None = None
@@ -62,17 +68,16 @@ class CreatedBot:
 
 
 def _apply(session: Session, bot: Bot, f: BotFields) -> None:
-    name = common.text(f.name, "name", required=True, max_len=120)
-    assert name is not None
+    name = fields.Name(120).check(f.name, "name")
     clash = session.scalar(select(Bot.id).where(func.lower(Bot.name) == name.lower(), Bot.id != (bot.id or -1)))
     if clash is not None:
         raise InputError(f"a bot named {name!r} already exists; choose another name", field="name")
     bot.name = name
-    bot.ip_address = common.host(f.ip_address, "ip_address", required=False)
-    bot.description = common.text(f.description, "description", max_len=2000)
+    bot.ip_address = fields.Host(64).check_optional(f.ip_address, "ip_address")
+    bot.description = fields.Description(DESCRIPTION_MAX).check_optional(f.description, "description")
     bot.purpose = common.label(BotPurpose, f.purpose or BotPurpose.PROVISIONING.value, "purpose")
-    bot.group_name = common.text(f.group, "group", max_len=120)
-    bot.os = common.text(f.os, "os", max_len=80)
+    bot.group_name = fields.Name(120).check_optional(f.group, "group")
+    bot.os = fields.Name(80).check_optional(f.os, "os")
     bot.tags = common.tags(f.tags)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
+from certfleet.inventory.schemas import BATCH_NAME, ORGANIZATION
 from certfleet.models import repo
 from certfleet.models.orm import (
     Bot,
@@ -180,7 +181,8 @@ KEY_SPECS = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
 
 @dataclass(frozen=True)
 class CertificateFields:
-    """Configure: CA mapping, provisioning bot, key and lifecycle parameters, labels."""
+    """Configure: CA mapping, provisioning bot, key and lifecycle parameters, labels. Labels obey the same
+    `certfleet.fields` rules as Configure's (`ConfigureRequest`); None is "no value"."""
 
     ca_connector_id: str | int | None = None
     provisioning_bot_id: str | int | None = None
@@ -227,9 +229,9 @@ def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
         None if f.validity_days in (None, "") else common.integer(f.validity_days, "validity_days", low=1, high=3650)
     )
     cert.renew_before_days = common.integer(f.renew_before_days, "renew_before_days", low=0, high=365, default=30)
-    cert.organization = common.text(f.organization, "organization")
+    cert.organization = ORGANIZATION.check_optional(f.organization, "organization")
     cert.tags = common.tags(f.tags)
-    cert.batch_name = common.text(f.batch_name, "batch_name", max_len=120)
+    cert.batch_name = BATCH_NAME.check_optional(f.batch_name, "batch_name")
     cert.deployment_type = common.label(DeploymentType, f.deployment_type, "deployment_type")
 
 

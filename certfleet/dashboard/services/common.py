@@ -1,31 +1,26 @@
-"""Small parsers shared by the services: tags, ports, enum labels, hosts."""
+"""Small parsers shared by the services: tags, ports, enum labels, hosts. The text rules themselves are
+`certfleet.fields`; `text()` remains only for the deployment paths and SNI names that the server rules own."""
 
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from typing import TypeVar
 
+from certfleet import fields
 from certfleet.dashboard.errors import InputError
 
 E = TypeVar("E", bound=enum.Enum)
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
 
 
-def tags(value: str | list[str] | None) -> list[str]:
-    """Tags as the user types them: 'env=prod, team=web' or a list; blanks dropped, duplicates removed."""
-    items = value if isinstance(value, list) else (value or "").split(",")
-    out: list[str] = []
-    for item in items:
-        tag = item.strip()
-        if tag and tag not in out:
-            if len(tag) > 100:
-                raise InputError(f"tag {tag[:20]!r}… is longer than 100 characters", field="tags")
-            out.append(tag)
-    return out
+def tags(value: str | list[str] | None, field: str = "tags") -> list[str]:
+    """Tags as a form types them ('env=prod, team=web') or as a JSON list; each obeys `fields.Tag`, a
+    duplicate is refused (never merged)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return fields.form_tags(value, field)
+    return fields.TagList().check_tags(list(value), field)
 
 
 def label(enum_type: type[E], value: str, field: str) -> E:
@@ -47,17 +42,11 @@ def text(value: str | None, field: str, *, required: bool = False, max_len: int 
     return value
 
 
-def host(value: str | None, field: str = "ip_address", *, required: bool = True) -> str | None:
-    value = text(value, field, required=required, max_len=255)
-    if value is None:
+def host(value: str | None, field: str = "ip_address", *, required: bool = True, max_len: int = 255) -> str | None:
+    """An IPv4 dotted quad, an IPv6 address or a DNS name (`fields.Host`), stored as written."""
+    if value is None and not required:
         return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(value):
-        raise InputError(f"{value!r} is neither an IP address nor a host name", field=field)
-    return value
+    return fields.Host(max_len).check(value or "", field)
 
 
 def ports(value: str | list[int] | None, field: str = "ports", *, required: bool = False) -> list[int]:

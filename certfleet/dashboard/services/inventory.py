@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
@@ -121,7 +122,7 @@ def configure_request_from_form(session: Session, certificate_id: int, form: dic
         "validity_days": form.get("validity_days") or None,
         "renew_before_days": form.get("renew_before_days") or 30,
         "organization": form.get("organization") or None,
-        "tags": [t.strip() for t in (form.get("tags") or "").split(",") if t.strip()],
+        "tags": fields.split_form_tags(form.get("tags") or ""),
         "batch_name": form.get("batch_name") or None,
         "targets": [t.model_dump() for t in current_targets(session, certificate_id)],
     }

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
-from certfleet.dashboard.services import common
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeStatus, SmimeUser, utcnow
 
 MANUAL_SOURCE = "Manual Import"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PROVISIONED = (SmimeStatus.CERTIFICATE_ISSUED, SmimeStatus.CERTIFICATE_INSTALLED)
 
@@ -37,17 +36,22 @@ SMIME_USERS = ListSpec(
 )
 
 
+USER_NAME = fields.Name(200)
+DESIGNATION = fields.Name(200)
+PROFILE_NAME = fields.Name(120)  # shown as the profile's "description" (the manual's label)
+CLIENT_SECRET = fields.Secret(1024)
+
+
 def import_user(session: Session, *, name: str, email: str, designation: str | None, actor: str) -> SmimeUser:
-    full_name = common.text(name, "name", required=True)
-    address = (email or "").strip().lower()
-    if not _EMAIL.match(address):
-        raise InputError(f"{email!r} is not an email address", field="email")
-    if session.scalar(select(SmimeUser.id).where(SmimeUser.email == address)) is not None:
-        raise InputError(f"{address} is already in the S/MIME list", field="email")
+    """Stored exactly as sent; an address already listed in any letter case is refused."""
+    full_name = USER_NAME.check(name, "name")
+    address = fields.Email().check(email, "email")
+    if session.scalar(select(SmimeUser.id).where(func.lower(SmimeUser.email) == address.lower())) is not None:
+        raise InputError(f"email: {address} is already in the S/MIME list", field="email")
     user = SmimeUser(
-        name=full_name or "",
+        name=full_name,
         email=address,
-        designation=common.text(designation, "designation"),
+        designation=DESIGNATION.check_optional(designation, "designation"),
         source=MANUAL_SOURCE,
         status=SmimeStatus.AWAITING_ORDER,
         created_at=utcnow(),
@@ -75,18 +79,16 @@ class ProfileFields:
 
 
 def _guid(value: str, field: str) -> str:
-    value = (value or "").strip()
-    if not _GUID.match(value):
-        raise InputError(
-            f"{field.replace('_', ' ')} must be a GUID like 00000000-0000-0000-0000-000000000000", field=field
-        )
-    return value.lower()
+    """A GUID as Azure shows it; stored as written (Azure compares GUIDs without regard to case)."""
+    if not _GUID.fullmatch(value or ""):  # fullmatch: "$" alone would let a final newline through
+        raise InputError(f"{field}: must be a GUID like 00000000-0000-0000-0000-000000000000", field=field)
+    return value
 
 
 def save_profile(
-    session: Session, fields: ProfileFields, actor: str, profile_id: int | None = None
+    session: Session, profile_fields: ProfileFields, actor: str, profile_id: int | None = None
 ) -> DirectoryProfile:
-    name = common.text(fields.description, "description", required=True, max_len=120) or ""
+    name = PROFILE_NAME.check(profile_fields.description, "description")
     clash = session.scalar(
         select(DirectoryProfile.id).where(DirectoryProfile.name == name, DirectoryProfile.id != (profile_id or -1))
     )
@@ -94,15 +96,15 @@ def save_profile(
         raise InputError(f"a profile named {name!r} already exists", field="description")
     profile = repo.get(session, DirectoryProfile, profile_id) if profile_id else DirectoryProfile(created_at=utcnow())
     profile.name = name
-    profile.client_id = _guid(fields.client_id, "client_id")
-    profile.tenant_id = _guid(fields.tenant_id, "tenant_id")
-    if fields.client_secret:
-        profile.client_secret = fields.client_secret
+    profile.client_id = _guid(profile_fields.client_id, "client_id")
+    profile.tenant_id = _guid(profile_fields.tenant_id, "tenant_id")
+    if profile_fields.client_secret:
+        profile.client_secret = CLIENT_SECRET.check(profile_fields.client_secret, "client_secret")
     elif profile_id is None:
-        raise InputError("client secret is required", field="client_secret")
-    if fields.ca_connector_id not in (None, "", "none"):
+        raise InputError("client_secret: required", field="client_secret")
+    if profile_fields.ca_connector_id not in (None, "", "none"):
         try:
-            profile.ca_connector_id = repo.get(session, CAConnector, int(fields.ca_connector_id)).id
+            profile.ca_connector_id = repo.get(session, CAConnector, int(profile_fields.ca_connector_id)).id
         except (ValueError, repo.NotFound):
             raise InputError("choose an existing CA connector", field="ca_connector_id") from None
     if profile_id is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.dashboard import security
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
@@ -16,6 +17,8 @@ from certfleet.models import repo
 from certfleet.models.orm import ApiToken, User, UserRole, utcnow
 
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+TOKEN_NAME = fields.Name(120)
 FIRST_ADMIN = "admin"
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,120}$")
 
@@ -27,6 +30,7 @@ class FirstAdmin:
 
 
 def _check_password(password: str) -> None:
+    fields.Secret(MAX_PASSWORD).check(password, "password")
     if len(password) < MIN_PASSWORD:
         raise InputError(f"the password must have at least {MIN_PASSWORD} characters", field="password")
 
@@ -70,9 +74,8 @@ def parse_role(value: str) -> UserRole:
 
 
 def create_user(session: Session, *, username: str, password: str, role: str, actor: str) -> User:
-    username = username.strip()
-    if not _USERNAME.match(username):
-        raise InputError("a username is 2-120 letters, digits or . _ @ - (no spaces)", field="username")
+    if not _USERNAME.fullmatch(username):  # fullmatch: "$" alone would let a final newline through
+        raise InputError("username: 2-120 letters, digits or . _ @ - (no spaces)", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise InputError(f"a user named {username!r} already exists; choose another name", field="username")
     _check_password(password)
@@ -135,11 +138,11 @@ class IssuedToken:
 
 
 def create_api_token(session: Session, user_id: int, name: str, actor: str) -> IssuedToken:
-    name = name.strip()
     if not name:
-        raise InputError("give the token a name, e.g. the script that will use it", field="name")
+        raise InputError("name: empty; give the token a name, e.g. the script that will use it", field="name")
+    TOKEN_NAME.check(name, "name")
     made = security.new_token(security.USER_TOKEN_PREFIX)
-    row = ApiToken(user_id=user_id, name=name[:120], token_hash=made.hash, token_prefix=made.prefix)
+    row = ApiToken(user_id=user_id, name=name, token_hash=made.hash, token_prefix=made.prefix)
     session.add(row)
     session.flush()
     repo.audit(session, actor=actor, action="create-api-token", obj=row, detail=f"{name} ({made.prefix}…)")
