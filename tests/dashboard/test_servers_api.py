@@ -87,12 +87,19 @@ def test_create_edit_and_secrets_never_come_back(client: TestClient, accounts: A
     assert SECRET_PASSWORD not in created.text
     assert "password" not in body
     assert (body["has_password"], body["status"], body["app_path"], body["ports"]) == (
-        True, "Pending", "/etc/nginx", [443, 8443]
-    )  # fmt: skip
+        True,
+        "Pending",
+        "/etc/nginx/",
+        [443, 8443],
+    )  # fmt: skip (stored exactly as given)
     server_id = body["id"]
     duplicate = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator"))
     assert duplicate.status_code == 422
     assert "already registers this nginx at 10.0.0.10:/etc/nginx" in duplicate.json()["detail"]
+    same_folder = client.post(
+        "/api/v1/servers", json=_good(nginx_path="/etc/nginx"), headers=auth(accounts, "operator")
+    )
+    assert same_folder.status_code == 422  # "/etc/nginx" and "/etc/nginx/" are one folder
 
     for url in (f"/api/v1/servers/{server_id}", "/api/v1/servers", "/api/v1/servers/export?format=xlsx"):
         shown = client.get(url, headers=auth(accounts, "viewer"))
@@ -112,7 +119,7 @@ def test_create_edit_and_secrets_never_come_back(client: TestClient, accounts: A
     bad = client.put(f"/api/v1/servers/{server_id}", json={"ssh_port": 0}, headers=auth(accounts, "operator"))
     assert bad.status_code == 422
     assert bad.json()["problems"] == [{"field": "ssh_port", "message": "Input should be greater than or equal to 1"}]
-    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "10.0.0.11"},
+    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "10.0.0.11", "password": SECRET_PASSWORD},
                        headers=auth(accounts, "operator"))  # fmt: skip
     assert moved.json()["status"] == "Pending"
     assert moved.json()["status_reason"] == "changed: run the connectivity check"
@@ -228,7 +235,7 @@ def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
         ok_id = client.post("/api/v1/servers", json=good, headers=operator).json()["id"]
         bad_id = client.post("/api/v1/servers", json=_good(**{**good, "description": "wrong password",
                                                                 "password": "not-the-password",
-                                                                "ssh_port": sshd.port, "nginx_path": "/"}),
+                                                                "ssh_port": sshd.port, "nginx_path": "/srv/elsewhere"}),
                              headers=operator).json()["id"]  # fmt: skip
         for server_id in (ok_id, bad_id):
             started = client.post(f"/api/v1/servers/{server_id}/check", headers=operator)

@@ -60,7 +60,7 @@ def _errors(**overrides: Any) -> dict[str, str]:
 
 def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
     data = ServerInput(**_form())
-    assert data.app_path == "/etc/nginx"
+    assert data.app_path == "/etc/nginx/"  # stored exactly as given
     assert data.ports == [443, 8443]
     assert data.ssh_port == 22
     assert {info.path_label for info in SERVER_TYPES.values()} == {
@@ -132,7 +132,7 @@ def test_update_keeps_secrets_and_sends_the_server_back_to_pending(database: str
     view = create_server(ServerInput(**_form()), actor="ops")
     updated = update_server(view.id, ServerUpdate(description="Production web 1 (DMZ)"), actor="ops")
     assert (updated.description, updated.has_password, updated.status) == ("Production web 1 (DMZ)", True, "Pending")
-    moved = update_server(view.id, ServerUpdate(ip_address="192.0.2.10", ports="443"), actor="ops")
+    moved = update_server(view.id, ServerUpdate(ip_address="192.0.2.10", ports="443", password=PASSWORD), actor="ops")
     assert (moved.ip_address, moved.ports, moved.status_reason) == (
         "192.0.2.10",
         [443],
@@ -219,6 +219,7 @@ def test_a_changed_host_key_is_reported_with_both_fingerprints(database: str, ss
     assert fingerprint(old) in (result.reason or "")
     assert fingerprint(new) in (result.reason or "")
     assert get_server(server_id).ssh_host_key == old  # the pin is not silently replaced
-    update_server(server_id, ServerUpdate(clear_host_key=True), actor="ops")  # the admin confirms the new key
+    # the admin confirms the new key, and gives the password again for the host that now answers
+    update_server(server_id, ServerUpdate(clear_host_key=True, password=PASSWORD), actor="ops")
     assert check_connectivity(server_id).status == "Active"
     assert get_server(server_id).ssh_host_key == new
