@@ -64,7 +64,7 @@ class PathRefused(ValueError):
     """A path breaks a rule; `rule` is the rule's short name, the message says what to fix."""
 
     def __init__(self, message: str, rule: str) -> None:
-        super().__init__(message)
+        super().__init__(f"{message} (rule: {rule})")
         self.rule = rule
 
 
@@ -86,9 +86,7 @@ def check_path(value: str, label: str, *, directory: bool = False, windows: bool
         return _check_windows(value, label)
     if not value.startswith("/"):
         example = "/etc/nginx" if directory else "/etc/nginx/certs/site.pem"
-        raise PathRefused(
-            f"{label} must be an absolute path on the server, such as {example} (got {value!r})", "absolute"
-        )
+        raise PathRefused(f"{label} {value!r} must be an absolute path on the server, such as {example}", "absolute")
     body = value[:-1] if directory and len(value) > 1 and value.endswith("/") else value
     parts = body.split("/")[1:]
     if any(p in (".", "..") for p in parts):

@@ -86,7 +86,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ports": ""}, "ports", "at least 1 item"),
         ({"server_type": "lighttpd"}, "server_type", "unknown server type 'lighttpd'; choose one of: nginx, apache"),
         ({"server_type": "IIS"}, "server_type", "IIS is reached over SMB"),
-        ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path must be an absolute path"),
+        ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path 'etc/nginx' must be an absolute path"),
         ({"nginx_path": None}, "__all__", "give the Nginx Path (for example /etc/nginx/)"),
         ({"tomcat_path": "/opt/tomcat"}, "__all__", "tomcat_path does not apply to a Nginx server"),
         ({"password": ""}, "__all__", "give a password or an SSH private key"),
@@ -94,7 +94,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ssh_private_key": "hunter2"}, "ssh_private_key", "OpenSSH or PEM private key"),
         ({"service_name": "nginx; rm -rf /"}, "service_name", "is not a service name"),
         ({"ssh_port": 0}, "ssh_port", "greater than or equal to 1"),
-        ({"keystore_folder": "keys"}, "__all__", "Key Store Folder Path must be an absolute path"),
+        ({"keystore_folder": "keys"}, "__all__", "Key Store Folder Path 'keys' must be an absolute path"),
     ],
 )
 def test_bad_input_says_what_to_fix(overrides: dict[str, Any], field: str, message: str) -> None:
