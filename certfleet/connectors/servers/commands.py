@@ -70,13 +70,20 @@ class Verb:
         return Verb(path, self.action)
 
 
+# Folders anyone may write to, or a login owns: a program there is no system program.
+_USER_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", "/root", "/var/www")  # noqa: S108 - refused here
+
+
 def absolute_program(path: str, name: str) -> bool:
-    """An absolute, normalised path of safe characters whose last part is `name`."""
+    """An absolute, normalised path of safe characters to `name` in a system `bin` or `sbin` folder."""
+    folder = posixpath.dirname(path)
     return (
         bool(_ABSOLUTE_PROGRAM.match(path))
         and posixpath.normpath(path) == path
         and ".." not in path.split("/")
         and posixpath.basename(path) == name
+        and posixpath.basename(folder) in ("bin", "sbin")
+        and not any(folder == w or folder.startswith(w + "/") for w in _USER_WRITABLE)
     )
 
 
