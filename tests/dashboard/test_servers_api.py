@@ -254,3 +254,71 @@ def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
     page = client.get(f"/servers/{bad_id}").text
     assert "authentication failed: the server refused the password" in page
     assert "not-the-password" not in page
+
+
+def test_free_form_commands_only_for_admins_with_the_setting_on(
+    client: TestClient, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pwned = "touch /tmp/pwned"
+    monkeypatch.delenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", raising=False)
+    operator = client.post("/api/v1/servers", json=_good(reload_command=pwned), headers=auth(accounts, "operator"))
+    assert operator.status_code == 403, operator.text
+    assert "free-form commands may be set by an Admin only" in operator.text
+    admin_off = client.post("/api/v1/servers", json=_good(reload_command=pwned), headers=auth(accounts, "admin"))
+    assert admin_off.status_code == 422
+    assert admin_off.json()["field"] == "reload_command"
+    assert "free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in admin_off.json()["detail"]
+    known = client.post("/api/v1/servers", json=_good(config_test_command="nginx -t", reload_command="systemctl reload"),
+                        headers=auth(accounts, "operator"))  # fmt: skip
+    assert known.status_code == 201, known.text
+    server_id = known.json()["id"]
+    assert client.put(f"/api/v1/servers/{server_id}", json={"config_test_command": "nginx -t && id"},
+                      headers=auth(accounts, "operator")).status_code == 403  # fmt: skip
+
+    monkeypatch.setenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", "true")
+    set_by_admin = client.put(f"/api/v1/servers/{server_id}", json={"reload_command": "nginx -s reload -g 'pid x;'"},
+                              headers=auth(accounts, "admin"))  # fmt: skip
+    assert set_by_admin.status_code == 200, set_by_admin.text
+    with session_scope() as s:
+        details = [e.detail for e in s.query(AuditEvent).filter_by(action="update-server")]
+    assert "reload_command: 'systemctl reload' -> \"nginx -s reload -g 'pid x;'\"" in details
+    cleared = client.put(
+        f"/api/v1/servers/{server_id}", json={"reload_command": None}, headers=auth(accounts, "operator")
+    )
+    assert cleared.json()["reload_command"] is None  # back to the type's own
+
+
+def test_server_types_list_the_known_commands(client: TestClient, accounts: Accounts) -> None:
+    types = {t["key"]: t for t in client.get("/api/v1/server-types", headers=auth(accounts, "viewer")).json()}
+    assert types["nginx"]["config_test_commands"] == ["nginx -t"]
+    assert types["nginx"]["reload_commands"] == ["nginx -s reload", "systemctl reload", "systemctl restart"]
+    assert "apachectl configtest" in types["apache"]["config_test_commands"]
+    assert types["jetty"]["reload_commands"] == ["systemctl restart"]
+    login(client, "operator")
+    page = client.get("/servers/new").text
+    assert "Known for Nginx: nginx -s reload, systemctl reload, systemctl restart" in page
+    assert "Free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in page
+
+
+def test_a_new_address_with_a_cleared_pin_needs_the_password_again(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    server_id = client.post("/api/v1/servers", json=_good(ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdC1yZWFs"),
+                            headers=operator).json()["id"]  # fmt: skip
+    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "attacker.example", "clear_host_key": True},
+                       headers=operator)  # fmt: skip
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["field"] == "password"
+    detail = "give the password again: the address changed and the pinned host key was cleared"
+    assert moved.json()["detail"] == detail
+    shown = client.get(f"/api/v1/servers/{server_id}", headers=operator).json()
+    assert (shown["ip_address"], shown["host_key_fingerprint"] is not None) == ("10.0.0.10", True)
+
+
+def test_server_paths_are_refused_naming_the_field_and_the_rule(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    dots = client.post("/api/v1/servers", json=_good(nginx_path="/etc/nginx/../../etc"), headers=operator)
+    assert dots.status_code == 422
+    assert dots.json()["field"] == "nginx_path"
+    assert "(rule: dot-segment)" in dots.json()["detail"]
+    proc = client.post("/api/v1/servers", json=_good(keystore_folder="/proc/self"), headers=operator)
+    assert (proc.json()["field"], "(rule: system-location)" in proc.json()["detail"]) == ("keystore_folder", True)
