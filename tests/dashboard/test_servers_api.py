@@ -268,8 +268,8 @@ def test_free_form_commands_only_for_admins_with_the_setting_on(
     assert admin_off.status_code == 422
     assert admin_off.json()["field"] == "reload_command"
     assert "free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in admin_off.json()["detail"]
-    known = client.post("/api/v1/servers", json=_good(config_test_command="nginx -t", reload_command="systemctl reload"),
-                        headers=auth(accounts, "operator"))  # fmt: skip
+    chosen = _good(config_test_command="nginx -t", reload_command="systemctl reload")
+    known = client.post("/api/v1/servers", json=chosen, headers=auth(accounts, "operator"))
     assert known.status_code == 201, known.text
     server_id = known.json()["id"]
     assert client.put(f"/api/v1/servers/{server_id}", json={"config_test_command": "nginx -t && id"},
@@ -302,8 +302,8 @@ def test_server_types_list_the_known_commands(client: TestClient, accounts: Acco
 
 def test_a_new_address_with_a_cleared_pin_needs_the_password_again(client: TestClient, accounts: Accounts) -> None:
     operator = auth(accounts, "operator")
-    server_id = client.post("/api/v1/servers", json=_good(ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdC1yZWFs"),
-                            headers=operator).json()["id"]  # fmt: skip
+    pinned = _good(ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdC1yZWFs")
+    server_id = client.post("/api/v1/servers", json=pinned, headers=operator).json()["id"]
     moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "attacker.example", "clear_host_key": True},
                        headers=operator)  # fmt: skip
     assert moved.status_code == 422, moved.text
