@@ -288,7 +288,10 @@ def test_free_form_commands_only_for_admins_with_the_setting_on(
     assert cleared.json()["reload_command"] is None  # back to the type's own
 
 
-def test_server_types_list_the_known_commands(client: TestClient, accounts: Accounts) -> None:
+def test_server_types_list_the_known_commands(
+    client: TestClient, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", raising=False)
     types = {t["key"]: t for t in client.get("/api/v1/server-types", headers=auth(accounts, "viewer")).json()}
     assert types["nginx"]["config_test_commands"] == ["nginx -t"]
     assert types["nginx"]["reload_commands"] == ["nginx -s reload", "systemctl reload", "systemctl restart"]
@@ -298,6 +301,8 @@ def test_server_types_list_the_known_commands(client: TestClient, accounts: Acco
     page = client.get("/servers/new").text
     assert "Known for Nginx: nginx -s reload, systemctl reload, systemctl restart" in page
     assert "Free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in page
+    monkeypatch.setenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", "true")
+    assert "Free-form commands: Admins only." in client.get("/servers/new").text
 
 
 def test_a_new_address_with_a_cleared_pin_needs_the_password_again(client: TestClient, accounts: Accounts) -> None:
@@ -322,3 +327,38 @@ def test_server_paths_are_refused_naming_the_field_and_the_rule(client: TestClie
     assert "(rule: dot-segment)" in dots.json()["detail"]
     proc = client.post("/api/v1/servers", json=_good(keystore_folder="/proc/self"), headers=operator)
     assert (proc.json()["field"], "(rule: system-location)" in proc.json()["detail"]) == ("keystore_folder", True)
+
+
+def test_targets_and_file_scans_follow_the_path_and_name_rules(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    server_id = client.post("/api/v1/servers", json=_good(allowed_paths=["/srv/tls"]), headers=operator).json()["id"]
+    cert = client.post("/api/v1/certificates", json={"common_name": "www.example.test"}, headers=operator)
+    assert cert.status_code == 201, cert.text
+    url = f"/api/v1/certificates/{cert.json()['id']}/targets"
+    good = {"server_id": server_id, "port": 443, "cert_path": "/etc/nginx/ssl/www.pem", "key_path": "/srv/tls/www.key"}
+    refused = [
+        ({"cert_path": "/etc/shadow"}, "cert_path", "(rule: system-location)"),
+        ({"cert_path": "/proc/self/environ"}, "cert_path", "is inside /proc"),
+        ({"key_path": "/dev/zero"}, "key_path", "is inside /dev"),
+        ({"cert_path": "/etc/nginx/../../etc/passwd"}, "cert_path", "(rule: dot-segment)"),
+        ({"key_path": "/var/lib/www.key"}, "key_path", "outside the folders this server allows"),
+        ({"server_name": "$(touch /tmp/pwned)"}, "server_name", "is not a DNS name"),
+        ({"server_name": "www.example.test\r\nX: 1"}, "server_name", "control character"),
+        ({"server_name": "-oProxyCommand=id"}, "server_name", "is not a DNS name"),
+        (
+            {"server_name": "www.\u0435xample.test"},
+            "server_name",
+            "give the name's A-label form, here www.xn--xample-2of.test",
+        ),
+    ]
+    for change, field, message in refused:
+        response = client.post(url, json={**good, **change}, headers=operator)
+        assert response.status_code == 422, (change, response.text)
+        assert (response.json()["field"], message in response.json()["detail"]) == (field, True), response.text
+    added = client.post(url, json={**good, "server_name": "www.example.test"}, headers=operator)
+    assert added.status_code == 201, added.text
+    assert added.json()["targets"][0]["cert_path"] == "/etc/nginx/ssl/www.pem"
+
+    scan = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"extra_paths": ["/proc"]}, headers=operator)
+    assert scan.status_code == 422
+    assert (scan.json()["field"], "is /proc, a system location" in scan.json()["detail"]) == ("extra_paths", True)

@@ -130,3 +130,36 @@ def test_programs_are_found_on_the_server_outside_the_path(tmp_path: Path, monke
     assert httpd is not None
     assert httpd.name in ("httpd", "apache2")
     assert httpd.program.startswith("/")
+
+
+def _site(tmp_path: Path, cert: str, key: str, extra: str = "") -> NginxHandler:
+    (tmp_path / "nginx.conf").write_text(
+        f"events {{}}\nhttp {{ {extra}\n server {{ listen 443 ssl; server_name www.example.test;\n"
+        f"  ssl_certificate {cert}; ssl_certificate_key {key}; }} }}\n"
+    )
+    return NginxHandler(
+        LocalTransport(), ServerSpec(server_type="nginx", app_path=str(tmp_path)), TargetSpec(443, "www.example.test")
+    )
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "extra", "denied"),
+    [
+        ("/etc/shadow", "{tmp}/site.key", "", "/etc/shadow"),
+        ("{tmp}/site.pem", "/proc/self/environ", "", "/proc/self/environ"),
+        ("{tmp}/../../../../dev/zero", "{tmp}/site.key", "", "/dev/zero"),
+        ("{tmp}/site.pem", "{tmp}/site.key", "include /etc/shadow;", "/etc/shadow"),
+    ],
+)
+def test_a_configuration_pointing_at_a_system_location_is_refused_before_reading_it(
+    tmp_path: Path, cert: str, key: str, extra: str, denied: str
+) -> None:
+    """The paths in a server's own configuration were never validated by certfleet: the handler refuses
+    them at check and deploy time, and reads nothing there (a bot may run as root)."""
+    (tmp_path / "site.pem").write_text("not read: the check stops before\n")
+    (tmp_path / "site.key").write_text("not read: the check stops before\n")
+    handler = _site(tmp_path, cert.format(tmp=tmp_path), key.format(tmp=tmp_path), extra)
+    with pytest.raises(PermanentConnectorError, match="which certfleet never reads or writes") as caught:
+        handler.check_installed()
+    assert denied in str(caught.value)
+    assert "root:" not in str(caught.value)  # nothing of the file leaks into the message
