@@ -362,3 +362,24 @@ def test_targets_and_file_scans_follow_the_path_and_name_rules(client: TestClien
     scan = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"extra_paths": ["/proc"]}, headers=operator)
     assert scan.status_code == 422
     assert (scan.json()["field"], "is /proc, a system location" in scan.json()["detail"]) == ("extra_paths", True)
+
+
+def test_the_edit_form_sets_allowed_paths_and_clears_a_command(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    created = client.post("/api/v1/servers", json=_good(reload_command="systemctl restart"), headers=operator)
+    server_id = created.json()["id"]
+    token = login(client, "operator")
+    form = {"description": "web-1", "ip_address": "10.0.0.10", "server_type": "nginx", "username": "deploy",
+            "ports": "443", "nginx_path": "/etc/nginx/", "service_name": "nginx", "csrf_token": token,
+            "config_test_command": "nginx -t", "reload_command": "",
+            "allowed_paths": "/srv/tls\n/etc/ssl/certfleet"}  # fmt: skip
+    saved = client.post(f"/servers/{server_id}", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    view = client.get(f"/api/v1/servers/{server_id}", headers=operator).json()
+    assert (view["config_test_command"], view["reload_command"]) == ("nginx -t", None)
+    assert view["allowed_paths"] == ["/srv/tls", "/etc/ssl/certfleet"]
+    page = client.get(f"/servers/{server_id}").text
+    assert "/srv/tls\n/etc/ssl/certfleet</textarea>" in page
+    bad = client.post(f"/servers/{server_id}", data={**form, "allowed_paths": "/srv/tls\n/proc"})
+    assert bad.status_code == 422
+    assert 'data-testid="error-allowed_paths"' in bad.text
