@@ -637,7 +637,10 @@ def _resolve_commands(transport: SshTransport, spec: ServerSpec, port: int, chec
     Stored as absolute paths so a deploy never depends on the login's PATH (Debian keeps nginx and
     apachectl in /usr/sbin, outside a non-login user's PATH). A custom command is left as it is.
     """
-    handler = HANDLERS[spec.server_type](transport, spec, TargetSpec(port=port))
+    kind = HANDLERS.get(spec.server_type)
+    if kind is None:  # a plain PEM server: its commands are its own
+        return {}
+    handler = kind(transport, spec, TargetSpec(port=port))
     out: dict[str, str] = {}
     for column, what, verb in zip(
         ("config_test_command", "reload_command"), ("config test", "reload"), handler.chosen_verbs(), strict=True
