@@ -46,8 +46,10 @@ def check_server_name(value: str, label: str = "server name") -> str:
         if part[:4].lower() == "xn--":
             try:
                 part.encode("ascii").decode("idna")  # the standard library's IDNA codec: punycode must decode
-            except UnicodeError as exc:
-                raise NameRefused(f"{label} {value!r} has an invalid A-label {part!r}: {exc}") from None
+            except UnicodeError:
+                raise NameRefused(
+                    f"{label} {value!r} has an invalid A-label {part!r}: its punycode does not decode"
+                ) from None
     if labels[-1].isdigit():
         raise NameRefused(f"{label} {value!r} is not a DNS name: its last label is all digits")
     return value
