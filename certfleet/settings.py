@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first admin user; generated and printed once when unset"
     )
+    allow_custom_commands: bool = Field(
+        default=False,
+        description="Let Admins give servers free-form config-test/reload commands (run on every deploy, as root "
+        "with sudo); off: only the known commands of each server type",
+    )
     session_hours: float = Field(default=12.0, description="How long a dashboard login lasts")
 
     @property

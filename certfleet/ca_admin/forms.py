@@ -105,6 +105,11 @@ class ConnectorFormBase(BaseModel):
     secret_fields: ClassVar[tuple[str, ...]] = ()
     url_field: ClassVar[str] = "base_url"
 
+    def secret_destinations(self) -> dict[str, tuple[str, ...]]:
+        """For each secret, the settings saying where it is sent: change one and the secret must be given
+        again (a stored key never follows an edit to another endpoint)."""
+        return {name: (self.url_field,) for name in self.secret_fields}
+
     name: str = Field(min_length=1, max_length=120, title="Name")
     advanced: AdvancedOptions = Field(default_factory=AdvancedOptions)
 
@@ -272,6 +277,10 @@ class AcmeForm(ConnectorFormBase):
     tsig_key_name: str | None = Field(default=None, title="TSIG key name")
     tsig_algorithm: str = Field(default="hmac-sha256", title="TSIG algorithm")
     tsig_secret: SecretStr | None = Field(default=None, title="TSIG secret (base64)")
+
+    def secret_destinations(self) -> dict[str, tuple[str, ...]]:
+        # The EAB key is shown to the ACME server; the TSIG secret signs updates sent to the DNS server.
+        return {"eab_hmac_key": ("directory_url",), "tsig_secret": ("dns_server", "dns_port")}
 
     @field_validator("directory_url")
     @classmethod

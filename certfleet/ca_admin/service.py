@@ -235,7 +235,12 @@ def _check_name(session: Session, name: str, connector_id: int | None = None) ->
         raise ConnectorFormError(f"a CA connector named {name!r} already exists; choose another name", field="name")
 
 
-def _merge_secrets(form: ConnectorFormBase, stored: dict[str, Any]) -> dict[str, Any]:
+def _merge_secrets(
+    form: ConnectorFormBase, stored: dict[str, Any], stored_settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The secrets to use: the form's, else the stored ones, unless where they are sent has changed."""
+    if stored_settings is not None:
+        _require_secrets_again(form, stored, stored_settings)
     secrets = dict(stored)
     for name, value in form.secret_values().items():
         secrets[name] = value
@@ -250,6 +255,21 @@ def _merge_secrets(form: ConnectorFormBase, stored: dict[str, Any]) -> dict[str,
     if isinstance(form, EmCAForm):
         _check_emca_file(secrets)
     return secrets
+
+
+def _require_secrets_again(form: ConnectorFormBase, stored: dict[str, Any], settings: Mapping[str, Any]) -> None:
+    """A stored secret is never sent to an endpoint other than the one it was given for."""
+    given = form.secret_values()
+    new_settings = form.public_values()
+    fields = type(form).model_fields
+    for secret, destinations in form.secret_destinations().items():
+        if not stored.get(secret) or secret in given:
+            continue
+        moved = [d for d in destinations if new_settings.get(d) != settings.get(d)]
+        if moved:
+            title = fields[secret].title or secret
+            what = fields[moved[0]].title or moved[0]
+            raise ConnectorFormError(f"give the {title} again: the {what} changed", field=secret)
 
 
 def _check_emca_file(secrets: dict[str, Any]) -> None:
@@ -290,7 +310,7 @@ def update_connector(session: Session, connector_id: int, form: ConnectorFormBas
         )
     _check_name(session, form.name, connector_id)
     stored = StoredConnector.of(row)
-    secrets = _merge_secrets(form, stored.credentials)
+    secrets = _merge_secrets(form, stored.credentials, stored.settings)
     settings = form.public_values()
     if _account_identity(stored.settings) != _account_identity(settings):
         # A new ACME directory or EAB means a new account there.
@@ -365,11 +385,13 @@ def check_connection(session: Session, connector_id: int) -> TestResult:
 def check_form(form: ConnectorFormBase, session: Session | None = None, connector_id: int | None = None) -> TestResult:
     """Test values before saving them; with `connector_id`, secrets left empty come from the stored connector."""
     stored_secrets: dict[str, Any] = {}
+    stored_settings: dict[str, Any] | None = None
     if session is not None and connector_id is not None:
-        stored_secrets = StoredConnector.of(repo.get(session, CAConnector, connector_id)).credentials
-        stored_secrets = {k: v for k, v in stored_secrets.items() if k not in _RUNTIME_CREDENTIALS}
+        current = StoredConnector.of(repo.get(session, CAConnector, connector_id))
+        stored_secrets = {k: v for k, v in current.credentials.items() if k not in _RUNTIME_CREDENTIALS}
+        stored_settings = dict(current.settings)
     try:
-        secrets = _merge_secrets(form, stored_secrets)
+        secrets = _merge_secrets(form, stored_secrets, stored_settings)
     except ConnectorFormError as exc:
         return TestResult(ok=False, message=exc.message)
     stored = StoredConnector(

@@ -109,7 +109,6 @@ PUBLIC_MAX_VALIDITY_DAYS = 398
 MIN_PKCS12_PASSWORD = 8
 MAX_UPLOAD_BYTES = 1024 * 1024
 _OPEN_ORDER_STATES = (OrderState.CREATED, OrderState.SUBMITTED, OrderState.PENDING)
-_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -180,6 +179,7 @@ def check_configuration(
 
 def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | None) -> list[tuple[str | None, str]]:
     from certfleet.servers.access import HANDLERS  # server types that find their files in the configuration
+    from certfleet.servers.targets import target_problems
     from certfleet.tasks.build import build_transport  # the registry decides which connections work
 
     problems: list[tuple[str | None, str]] = []
@@ -219,10 +219,9 @@ def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | Non
                     f"{where} is a {server.server_type} server: give the certificate and key file paths",
                 )
             )
-        for name in ("cert_path", "key_path", "chain_path"):
-            path = getattr(target, name)
-            if path and not (path.startswith("/") or _WINDOWS_ABSOLUTE.match(path)):
-                problems.append((f"{field}.{name}", f"{name.replace('_', ' ')} {path!r} must be an absolute path"))
+        # One rule for target paths and server names (certfleet.servers.targets): inside the server's roots,
+        # outside system locations, a DNS name for SNI.
+        problems.extend(target_problems(server, target.model_dump(), prefix=f"{field}."))
     return problems
 
 

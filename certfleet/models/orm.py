@@ -192,6 +192,8 @@ class Server(Base):
     service_name: Mapped[str | None] = mapped_column(String(120))
     config_test_command: Mapped[str | None] = mapped_column(Text)
     reload_command: Mapped[str | None] = mapped_column(Text)
+    # Folders deployment targets may use besides the type's path and key store folder (certfleet.servers.paths).
+    allowed_paths: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id"))
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)

@@ -25,10 +25,13 @@ from pydantic import (
 from sqlalchemy import select
 
 from certfleet.connectors.errors import ConnectorError
+from certfleet.connectors.servers import commands
+from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
 from certfleet.connectors.servers.ssh import SshTransport, fingerprint, load_private_key
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
+from certfleet.servers import paths
 from certfleet.servers.access import HANDLERS, server_spec, ssh_transport
 
 
@@ -104,7 +107,7 @@ SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
 }
 _PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
-_SERVICE = re.compile(r"^[A-Za-z0-9@._:+-]{1,120}$")
+_SERVICE = commands.SERVICE_NAME
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512))\s+[A-Za-z0-9+/=]+$")
 
 
@@ -144,15 +147,17 @@ def validate_host(value: str) -> str:
 
 
 def _absolute(value: str | None, label: str) -> str | None:
+    """The path exactly as given, or refused by the one path rule (`certfleet.servers.paths`)."""
     if value is None:
         return None
-    value = value.strip()
-    if not value.startswith("/"):
-        raise ValueError(f"{label} must be an absolute path on the server, such as /etc/nginx (got {value!r})")
-    if "\0" in value or "\n" in value:
-        raise ValueError(f"{label} contains control characters")
-    normalised = posixpath.normpath(value)
-    return normalised if normalised != "//" else "/"
+    return paths.check_path(value, label, directory=True)
+
+
+def _allowed_paths(value: Any) -> Any:
+    """The form sends one folder per line; the API a list."""
+    if isinstance(value, str):
+        return [line for line in value.splitlines() if line.strip()]
+    return value
 
 
 class _Common(BaseModel):
@@ -189,7 +194,27 @@ class _Common(BaseModel):
     @classmethod
     def _service(cls, value: str | None) -> str | None:
         if value is not None and not _SERVICE.match(value):
-            raise ValueError(f"{value!r} is not a service name: use letters, digits and @ . _ : + - only")
+            raise ValueError(
+                f"{value!r} is not a service name: use letters, digits and @ . _ : + - only, not starting with -"
+            )
+        return value
+
+    @field_validator("config_test_command", "reload_command", check_fields=False)
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 500 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)):
+            raise ValueError("a command is one line of at most 500 characters, without control characters")
+        return value
+
+    @field_validator("allowed_paths", check_fields=False)
+    @classmethod
+    def _allowed(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for number, path in enumerate(value):
+            paths.check_path(path, f"allowed path {number + 1}", directory=True)
+        if len(value) > 50:
+            raise ValueError("at most 50 allowed paths")
         return value
 
 
@@ -221,8 +246,16 @@ class ServerInput(_Common):
     ssh_key_passphrase: OptionalSecret = None
     ssh_host_key: Optional = Field(default=None, description="pin this key; empty: pinned on first contact")
     use_sudo: bool = False
-    config_test_command: Optional = Field(default=None, description="overrides the type's config test")
-    reload_command: Optional = Field(default=None, description="overrides the type's reload/restart")
+    config_test_command: Optional = Field(
+        default=None,
+        description="empty: the type's own; a known command of the type (GET /server-types); "
+        "free-form text only for Admins with CERTFLEET_ALLOW_CUSTOM_COMMANDS on",
+    )
+    reload_command: Optional = Field(default=None, description="the same choice for the reload/restart")
+    allowed_paths: Annotated[list[str], BeforeValidator(_allowed_paths)] = Field(
+        default_factory=list,
+        description="more folders deployment targets may write to, besides the type's path and key store folder",
+    )
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -298,8 +331,9 @@ class ServerUpdate(_Common):
     ssh_host_key: Optional = None
     clear_host_key: bool = False
     use_sudo: bool | None = None
-    config_test_command: Optional = None
-    reload_command: Optional = None
+    config_test_command: Optional = Field(default=None, description='given as "" or null: back to the type\'s own')
+    reload_command: Optional = Field(default=None, description='given as "" or null: back to the type\'s own')
+    allowed_paths: Annotated[list[str] | None, BeforeValidator(_allowed_paths)] = None
     bot_id: int | None = None
 
 
@@ -324,6 +358,7 @@ class ServerView(BaseModel):
     use_sudo: bool
     config_test_command: str | None
     reload_command: str | None
+    allowed_paths: list[str]
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -350,6 +385,7 @@ class ServerView(BaseModel):
             use_sudo=server.use_sudo,
             config_test_command=server.config_test_command,
             reload_command=server.reload_command,
+            allowed_paths=list(server.allowed_paths or []),
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -366,7 +402,20 @@ class ConnectivityResult(BaseModel):
 
 
 class ServerNotValid(ValueError):
-    """Raised for inputs that are well-formed but inconsistent with the database (unknown bot, duplicate)."""
+    """Raised for inputs that are well-formed but inconsistent with the database (unknown bot, duplicate)
+    or with what the caller may do; `field` names the input when one is to blame."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CommandNotAllowed(ServerNotValid):
+    """A free-form command from someone who may not set one (`admin_only`: the caller is no Admin)."""
+
+    def __init__(self, message: str, field: str, *, admin_only: bool) -> None:
+        super().__init__(message, field)
+        self.admin_only = admin_only
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
@@ -379,18 +428,24 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return out
 
 
-def create_server(data: ServerInput, *, actor: str) -> ServerView:
-    """Store a new SSH server (status Pending until a connectivity check); secrets encrypted at rest."""
+def create_server(data: ServerInput, *, actor: str, custom_commands: bool = False) -> ServerView:
+    """Store a new SSH server (status Pending until a connectivity check); secrets encrypted at rest.
+
+    `custom_commands`: the caller may set free-form commands (an Admin); they also need the setting on.
+    """
+    for name in ("config_test_command", "reload_command"):
+        _check_command(data.server_type.value, name, None, getattr(data, name), custom_commands)
     with session_scope() as s:
         _check_bot(s, data.bot_id)
-        duplicate = s.scalar(
+        same_place = s.scalars(
             select(Server).where(
                 Server.host == data.ip_address,
                 Server.ssh_port == data.ssh_port,
                 Server.server_type == data.server_type.value,
-                Server.app_path == data.app_path,
             )
         )
+        wanted = (data.app_path or "").rstrip("/")  # "/etc/nginx/" and "/etc/nginx" are one folder
+        duplicate = next((x for x in same_place if (x.app_path or "").rstrip("/") == wanted), None)
         if duplicate is not None:
             raise ServerNotValid(
                 f"server {duplicate.id} ({duplicate.description!r}) already registers this {data.server_type.value} "
@@ -415,22 +470,46 @@ def create_server(data: ServerInput, *, actor: str) -> ServerView:
             service_name=data.service_name,
             config_test_command=data.config_test_command,
             reload_command=data.reload_command,
+            allowed_paths=list(data.allowed_paths),
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
         )
         s.add(server)
         s.flush()
-        repo.audit(s, actor=actor, action="add-server", obj=server, detail=f"{server.server_type} at {server.host}")
+        commands_given = "".join(
+            f"; {name}: {value!r}"
+            for name, value in (
+                ("config_test_command", data.config_test_command),
+                ("reload_command", data.reload_command),
+            )
+            if value is not None
+        )
+        repo.audit(
+            s,
+            actor=actor,
+            action="add-server",
+            obj=server,
+            detail=f"{server.server_type} at {server.host}{commands_given}",
+        )
         return ServerView.of(server)
 
 
-def update_server(server_id: int, data: ServerUpdate, *, actor: str) -> ServerView:
-    """Change a server; anything that affects how it is reached sets it back to Pending."""
+def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_commands: bool = False) -> ServerView:
+    """Change a server; anything that affects how it is reached sets it back to Pending.
+
+    A new address or SSH port, or a cleared/replaced host key, needs the credentials given again: the
+    stored ones were given for the old host and must never follow an edit to another one.
+    """
     with session_scope() as s:
         server = repo.get(s, Server, server_id)
         _check_bot(s, data.bot_id)
         merged = _merged_input(server, data)  # the whole server must still validate
+        _require_credentials_again(server, data, merged)
+        for name in ("config_test_command", "reload_command"):
+            _check_command(
+                merged.server_type.value, name, getattr(server, name), getattr(merged, name), custom_commands
+            )
         changes: dict[str, Any] = {
             "description": merged.description,
             "host": merged.ip_address,
@@ -445,10 +524,17 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str) -> ServerVi
             "use_sudo": merged.use_sudo,
             "config_test_command": merged.config_test_command,
             "reload_command": merged.reload_command,
+            "allowed_paths": merged.allowed_paths,
             "bot_id": merged.bot_id,
             "ssh_host_key": merged.ssh_host_key,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
+        # Commands run on every deploy: the audit keeps exactly what they were and became.
+        shown: dict[str, str] = {
+            name: f"{name}: {getattr(server, name)!r} -> {changes[name]!r}"
+            for name in ("config_test_command", "reload_command")
+            if name in changed
+        }
         for name in changed:
             setattr(server, name, changes[name])
         for name, value, clear in (
@@ -463,7 +549,8 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str) -> ServerVi
         if reach & set(changed):
             server.status = ServerStatus.PENDING
             server.status_reason = "changed: run the connectivity check"
-        repo.audit(s, actor=actor, action="update-server", obj=server, detail=", ".join(sorted(changed)) or "no change")
+        detail = ", ".join(shown.get(name, name) for name in sorted(changed)) or "no change"
+        repo.audit(s, actor=actor, action="update-server", obj=server, detail=detail)
         return ServerView.of(server)
 
 
@@ -489,8 +576,10 @@ def check_connectivity(server_id: int, *, actor: str = "certfleet") -> Connectiv
         transport = ssh_transport(server, cached=False)
         spec = server_spec(server)
         keystore_folder = server.keystore_folder
+        ports = list(server.ports or [])
     checked: list[str] = []
     reason: str | None = None
+    resolved: dict[str, str] = {}
     try:
         with transport:
             checked.append(f"login as {transport.settings.username}")
@@ -505,10 +594,18 @@ def check_connectivity(server_id: int, *, actor: str = "certfleet") -> Connectiv
             config = _main_config(spec.server_type, spec.app_path)
             if config is not None:
                 _require_path(transport, config, "the configuration file", checked, directory=False)
-    except (ConnectorError, _NotReady) as exc:
+            resolved = _resolve_commands(transport, spec, ports[0] if ports else 443, checked)
+    except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
     with session_scope() as s:
         server = repo.get(s, Server, server_id)
+        for name, text in resolved.items():
+            if getattr(server, name) != text:
+                repo.audit(
+                    s, actor=actor, action="resolve-server-command", obj=server,
+                    detail=f"{name}: {getattr(server, name)!r} -> {text!r}",
+                )  # fmt: skip
+                setattr(server, name, text)
         server.status = ServerStatus.ACTIVE if reason is None else ServerStatus.UNREACHABLE
         server.status_reason = reason
         server.last_checked_at = utcnow()
@@ -532,6 +629,34 @@ def check_connectivity(server_id: int, *, actor: str = "certfleet") -> Connectiv
 
 class _NotReady(Exception):
     pass
+
+
+def _resolve_commands(transport: SshTransport, spec: ServerSpec, port: int, checked: list[str]) -> dict[str, str]:
+    """The config-test and reload verbs in effect, their programs found on the server: {column: verb}.
+
+    Stored as absolute paths so a deploy never depends on the login's PATH (Debian keeps nginx and
+    apachectl in /usr/sbin, outside a non-login user's PATH). A custom command is left as it is.
+    """
+    kind = HANDLERS.get(spec.server_type)
+    if kind is None:  # a plain PEM server: its commands are its own
+        return {}
+    handler = kind(transport, spec, TargetSpec(port=port))
+    out: dict[str, str] = {}
+    for column, what, verb in zip(
+        ("config_test_command", "reload_command"), ("config test", "reload"), handler.chosen_verbs(), strict=True
+    ):
+        if verb is None:
+            continue
+        found = commands.resolve(transport, verb)
+        if found is None:
+            raise _NotReady(
+                f"the {what} command `{verb.text}` cannot run: no `{verb.name}` on {transport.label} (looked on the "
+                f"PATH and in {', '.join(commands.SEARCH_DIRS)}); install it or choose another {what} command"
+            )
+        handler.build(found)  # a systemctl verb without a service name is refused here, not at deploy time
+        out[column] = found.text
+        checked.append(f"{what}: {found.text}")
+    return out
 
 
 def _require_path(
@@ -579,6 +704,10 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         value = getattr(data, name)
         return current if value is None else value
 
+    def command(name: str, current: str | None) -> str | None:
+        # given as "" or null: back to the type's own; omitted: kept
+        return getattr(data, name) if name in data.model_fields_set else current
+
     has_secret = bool(
         (data.password is not None or (server.password and not data.clear_password))
         or (data.ssh_private_key is not None or (server.ssh_private_key and not data.clear_private_key))
@@ -605,10 +734,53 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         ssh_key_passphrase=passphrase,
         ssh_host_key=None if data.clear_host_key else pick("ssh_host_key", server.ssh_host_key),
         use_sudo=pick("use_sudo", server.use_sudo),
-        config_test_command=pick("config_test_command", server.config_test_command),
-        reload_command=pick("reload_command", server.reload_command),
+        config_test_command=command("config_test_command", server.config_test_command),
+        reload_command=command("reload_command", server.reload_command),
+        allowed_paths=pick("allowed_paths", list(server.allowed_paths or [])),
         bot_id=pick("bot_id", server.bot_id),
     )
+
+
+def _require_credentials_again(server: Server, data: ServerUpdate, merged: ServerInput) -> None:
+    """Refuse an edit that would send the stored password or key to another host than it was given for."""
+    reasons = []
+    if merged.ip_address != server.host:
+        reasons.append("the address changed")
+    if merged.ssh_port != server.ssh_port:
+        reasons.append("the SSH port changed")
+    if data.clear_host_key and server.ssh_host_key:
+        reasons.append("the pinned host key was cleared")
+    elif merged.ssh_host_key and server.ssh_host_key and merged.ssh_host_key != server.ssh_host_key:
+        reasons.append("the pinned host key changed")
+    if not reasons:
+        return
+    why = " and ".join(reasons)
+    if server.password and data.password is None and not data.clear_password:
+        raise ServerNotValid(f"give the password again: {why}", field="password")
+    if server.ssh_private_key and data.ssh_private_key is None and not data.clear_private_key:
+        raise ServerNotValid(f"give the SSH private key again: {why}", field="ssh_private_key")
+
+
+def _check_command(kind: str, field: str, old: str | None, new: str | None, custom_allowed: bool) -> None:
+    """A known verb of the type is anyone's choice; a new free-form command needs an Admin and the setting."""
+    what = "config test" if field == "config_test_command" else "reload"
+    if new is None or new == old or commands.is_known(kind, what, new):
+        return
+    known = ", ".join(f"`{c}`" for c in commands.choices(kind, what)) or "none besides the type's own"
+    if not custom_allowed:
+        raise CommandNotAllowed(
+            f"{field}: `{new}` is not a known {what} command of a {kind} server (known: {known}; or leave it "
+            "empty for the type's own); free-form commands may be set by an Admin only",
+            field,
+            admin_only=True,
+        )
+    if not commands.custom_commands_allowed():
+        raise CommandNotAllowed(
+            f"{field}: `{new}` is not a known {what} command of a {kind} server (known: {known}); free-form "
+            f"commands are turned off ({commands.ALLOW_CUSTOM_ENV})",
+            field,
+            admin_only=False,
+        )
 
 
 assert set(HANDLERS) == {t.value for t in ServerType}, "every server type has a handler"

@@ -40,8 +40,10 @@ from certfleet.models.orm import (
     DiscoveryRun,
     LocationStatus,
     Server,
+    ServerConnection,
     utcnow,
 )
+from certfleet.servers.paths import PathRefused, check_path
 from certfleet.tasks.build import build_transport
 
 MAX_BATCH = 2000
@@ -292,6 +294,11 @@ def scan_batch(run_id: int, number: int, bot_id: int, batch: EndpointBatch, opti
 def server_folders(server: Server, extra_paths: Sequence[str]) -> list[str]:
     """Key store folder, installation path, the folders of its deployment targets' files, and extra paths."""
     folders = [server.keystore_folder, server.app_path, *extra_paths]
+    for folder in extra_paths:  # flow parameters may come straight from the Prefect UI: the same path rule
+        try:
+            check_path(folder, "folder", directory=True, windows=server.connection is ServerConnection.SMB)
+        except PathRefused as exc:
+            raise DiscoveryError(str(exc)) from None
     return list(dict.fromkeys(f.rstrip("/") or "/" for f in folders if f))
 
 

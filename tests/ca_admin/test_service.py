@@ -472,3 +472,55 @@ def test_uploaded_emca_file_is_stored_encrypted(boot: Bootstrapped, emca_client_
     assert detail.values["uploaded_file_name"] == "client.p12"
     assert detail.secrets_set == {"password": True, "uploaded_file": True}
     assert "uploaded_file" not in detail.values
+
+
+def test_a_stored_key_is_never_sent_to_a_changed_url(boot: Bootstrapped) -> None:
+    """Saving or testing an edit that moves the API Base URL needs the API key again: the stored one stays
+    with the URL it was given for (here nothing even connects to the new address)."""
+    import socket
+
+    connector_id = _create(_digicert_form())
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.5)
+        moved = _digicert_form(api_base_url=f"https://127.0.0.1:{listener.getsockname()[1]}/services/v2", api_key=None)
+        with session_scope() as s:
+            tested = service.check_form(moved, s, connector_id)
+            assert (tested.ok, tested.message) == (
+                False, "give the DigiCert API Key again: the DigiCert API Base URL changed"
+            )  # fmt: skip
+            with pytest.raises(service.ConnectorFormError) as caught:
+                service.update_connector(s, connector_id, moved, actor="alice")
+            assert caught.value.field == "api_key"
+        with pytest.raises(TimeoutError):
+            listener.accept()  # no connection was made to the new URL
+    with session_scope() as s:
+        assert service.get_connector(s, connector_id).base_url == "https://www.digicert.com/services/v2"
+        service.update_connector(s, connector_id, moved.model_copy(update={"api_key": SecretStr("new-key")}), actor="a")
+        assert service.get_connector(s, connector_id).base_url.startswith("https://127.0.0.1:")
+
+
+def test_a_tsig_secret_stays_with_its_dns_server(boot: Bootstrapped) -> None:
+    """dns-01 signs its updates with the TSIG secret: a new DNS server (or port) needs the secret again."""
+    values: dict[str, Any] = {
+        "name": "ACME dns-01",
+        "directory_url": "https://acme.test/dir",
+        "challenge_type": "dns-01",
+        "dns_server": "192.0.2.53",
+        "tsig_key_name": "certfleet.",
+        "tsig_secret": SecretStr("c2VjcmV0LXRzaWc="),
+    }
+    connector_id = _create(AcmeForm(**values))
+    for change, what in (({"dns_server": "203.0.113.53"}, "DNS server (RFC 2136)"), ({"dns_port": 5353}, "DNS port")):
+        moved = AcmeForm(**{**values, **change, "tsig_secret": None})
+        with session_scope() as s, pytest.raises(service.ConnectorFormError) as caught:
+            service.update_connector(s, connector_id, moved, actor="alice")
+        assert (caught.value.field, caught.value.message) == (
+            "tsig_secret", f"give the TSIG secret (base64) again: the {what} changed"
+        )  # fmt: skip
+    with session_scope() as s:  # other edits keep the stored secret
+        service.update_connector(
+            s, connector_id, AcmeForm(**{**values, "name": "ACME", "tsig_secret": None}), actor="a"
+        )
+        assert service.get_connector(s, connector_id).secrets_set["tsig_secret"]

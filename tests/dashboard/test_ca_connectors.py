@@ -204,3 +204,35 @@ def test_pages_create_with_bad_field_then_test_connection_button(client: TestCli
                            data={"csrf_token": token}, follow_redirects=False)  # fmt: skip
     assert response.status_code == 303
     assert "connection OK" in client.get(response.headers["location"]).text
+
+
+@pytest.mark.parametrize(
+    ("kind", "moved", "secret", "message"),
+    [
+        ("digicert", {"api_base_url": "https://attacker.example/services/v2"}, "api_key",
+         "give the DigiCert API Key again: the DigiCert API Base URL changed"),
+        ("emsign", {"api_base_url": "https://attacker.example/api"}, "access_key",
+         "give the emSign AccessKey again: the emSign API Base URL changed"),
+        ("adcs", {"base_url": "https://attacker.example/certsrv"}, "password",
+         "give the Password again: the Base URL changed"),
+        ("acme", {"directory_url": "https://attacker.example/directory"}, "eab_hmac_key",
+         "give the EAB HMAC Key again: the Directory URL changed"),
+    ],
+)  # fmt: skip
+def test_a_new_url_needs_the_secrets_again(
+    client: TestClient, accounts: Accounts, kind: str, moved: dict[str, Any], secret: str, message: str
+) -> None:
+    """A stored API key is never sent to a URL other than the one it was given for (nor tested against it)."""
+    admin = auth(accounts, "admin")
+    connector_id = _post(client, accounts, GOOD[kind]).json()["id"]
+    edit = {k: v for k, v in {**GOOD[kind], **moved}.items() if k != secret}
+    refused = client.put(f"/api/v1/ca-connectors/{connector_id}", json=edit, headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["field"], refused.json()["detail"]) == (secret, message)
+    shown = client.get(f"/api/v1/ca-connectors/{connector_id}", headers=admin).json()
+    assert "attacker.example" not in str(shown)  # nothing was saved
+    given = client.put(f"/api/v1/ca-connectors/{connector_id}", json={**edit, secret: "a-new-secret-for-the-new-url"},
+                       headers=admin)  # fmt: skip
+    assert given.status_code == 200, given.text
+    unchanged = {k: v for k, v in {**GOOD[kind], **moved}.items() if k != secret}
+    assert client.put(f"/api/v1/ca-connectors/{connector_id}", json=unchanged, headers=admin).status_code == 200

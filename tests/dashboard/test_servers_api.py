@@ -87,12 +87,19 @@ def test_create_edit_and_secrets_never_come_back(client: TestClient, accounts: A
     assert SECRET_PASSWORD not in created.text
     assert "password" not in body
     assert (body["has_password"], body["status"], body["app_path"], body["ports"]) == (
-        True, "Pending", "/etc/nginx", [443, 8443]
-    )  # fmt: skip
+        True,
+        "Pending",
+        "/etc/nginx/",
+        [443, 8443],
+    )  # fmt: skip (stored exactly as given)
     server_id = body["id"]
     duplicate = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator"))
     assert duplicate.status_code == 422
     assert "already registers this nginx at 10.0.0.10:/etc/nginx" in duplicate.json()["detail"]
+    same_folder = client.post(
+        "/api/v1/servers", json=_good(nginx_path="/etc/nginx"), headers=auth(accounts, "operator")
+    )
+    assert same_folder.status_code == 422  # "/etc/nginx" and "/etc/nginx/" are one folder
 
     for url in (f"/api/v1/servers/{server_id}", "/api/v1/servers", "/api/v1/servers/export?format=xlsx"):
         shown = client.get(url, headers=auth(accounts, "viewer"))
@@ -112,7 +119,7 @@ def test_create_edit_and_secrets_never_come_back(client: TestClient, accounts: A
     bad = client.put(f"/api/v1/servers/{server_id}", json={"ssh_port": 0}, headers=auth(accounts, "operator"))
     assert bad.status_code == 422
     assert bad.json()["problems"] == [{"field": "ssh_port", "message": "Input should be greater than or equal to 1"}]
-    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "10.0.0.11"},
+    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "10.0.0.11", "password": SECRET_PASSWORD},
                        headers=auth(accounts, "operator"))  # fmt: skip
     assert moved.json()["status"] == "Pending"
     assert moved.json()["status_reason"] == "changed: run the connectivity check"
@@ -228,7 +235,7 @@ def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
         ok_id = client.post("/api/v1/servers", json=good, headers=operator).json()["id"]
         bad_id = client.post("/api/v1/servers", json=_good(**{**good, "description": "wrong password",
                                                                 "password": "not-the-password",
-                                                                "ssh_port": sshd.port, "nginx_path": "/"}),
+                                                                "ssh_port": sshd.port, "nginx_path": "/srv/elsewhere"}),
                              headers=operator).json()["id"]  # fmt: skip
         for server_id in (ok_id, bad_id):
             started = client.post(f"/api/v1/servers/{server_id}/check", headers=operator)
@@ -247,3 +254,132 @@ def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
     page = client.get(f"/servers/{bad_id}").text
     assert "authentication failed: the server refused the password" in page
     assert "not-the-password" not in page
+
+
+def test_free_form_commands_only_for_admins_with_the_setting_on(
+    client: TestClient, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pwned = "touch /tmp/pwned"
+    monkeypatch.delenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", raising=False)
+    operator = client.post("/api/v1/servers", json=_good(reload_command=pwned), headers=auth(accounts, "operator"))
+    assert operator.status_code == 403, operator.text
+    assert "free-form commands may be set by an Admin only" in operator.text
+    admin_off = client.post("/api/v1/servers", json=_good(reload_command=pwned), headers=auth(accounts, "admin"))
+    assert admin_off.status_code == 422
+    assert admin_off.json()["field"] == "reload_command"
+    assert "free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in admin_off.json()["detail"]
+    chosen = _good(config_test_command="nginx -t", reload_command="systemctl reload")
+    known = client.post("/api/v1/servers", json=chosen, headers=auth(accounts, "operator"))
+    assert known.status_code == 201, known.text
+    server_id = known.json()["id"]
+    assert client.put(f"/api/v1/servers/{server_id}", json={"config_test_command": "nginx -t && id"},
+                      headers=auth(accounts, "operator")).status_code == 403  # fmt: skip
+
+    monkeypatch.setenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", "true")
+    set_by_admin = client.put(f"/api/v1/servers/{server_id}", json={"reload_command": "nginx -s reload -g 'pid x;'"},
+                              headers=auth(accounts, "admin"))  # fmt: skip
+    assert set_by_admin.status_code == 200, set_by_admin.text
+    with session_scope() as s:
+        details = [e.detail for e in s.query(AuditEvent).filter_by(action="update-server")]
+    assert "reload_command: 'systemctl reload' -> \"nginx -s reload -g 'pid x;'\"" in details
+    cleared = client.put(
+        f"/api/v1/servers/{server_id}", json={"reload_command": None}, headers=auth(accounts, "operator")
+    )
+    assert cleared.json()["reload_command"] is None  # back to the type's own
+
+
+def test_server_types_list_the_known_commands(
+    client: TestClient, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", raising=False)
+    types = {t["key"]: t for t in client.get("/api/v1/server-types", headers=auth(accounts, "viewer")).json()}
+    assert types["nginx"]["config_test_commands"] == ["nginx -t"]
+    assert types["nginx"]["reload_commands"] == ["nginx -s reload", "systemctl reload", "systemctl restart"]
+    assert "apachectl configtest" in types["apache"]["config_test_commands"]
+    assert types["jetty"]["reload_commands"] == ["systemctl restart"]
+    login(client, "operator")
+    page = client.get("/servers/new").text
+    assert "Known for Nginx: nginx -s reload, systemctl reload, systemctl restart" in page
+    assert "Free-form commands are turned off (CERTFLEET_ALLOW_CUSTOM_COMMANDS)" in page
+    monkeypatch.setenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", "true")
+    assert "Free-form commands: Admins only." in client.get("/servers/new").text
+
+
+def test_a_new_address_with_a_cleared_pin_needs_the_password_again(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    pinned = _good(ssh_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdC1yZWFs")
+    server_id = client.post("/api/v1/servers", json=pinned, headers=operator).json()["id"]
+    moved = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": "attacker.example", "clear_host_key": True},
+                       headers=operator)  # fmt: skip
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["field"] == "password"
+    detail = "give the password again: the address changed and the pinned host key was cleared"
+    assert moved.json()["detail"] == detail
+    shown = client.get(f"/api/v1/servers/{server_id}", headers=operator).json()
+    assert (shown["ip_address"], shown["host_key_fingerprint"] is not None) == ("10.0.0.10", True)
+
+
+def test_server_paths_are_refused_naming_the_field_and_the_rule(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    dots = client.post("/api/v1/servers", json=_good(nginx_path="/etc/nginx/../../etc"), headers=operator)
+    assert dots.status_code == 422
+    assert dots.json()["field"] == "nginx_path"
+    assert "(rule: dot-segment)" in dots.json()["detail"]
+    proc = client.post("/api/v1/servers", json=_good(keystore_folder="/proc/self"), headers=operator)
+    assert (proc.json()["field"], "(rule: system-location)" in proc.json()["detail"]) == ("keystore_folder", True)
+
+
+def test_targets_and_file_scans_follow_the_path_and_name_rules(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    server_id = client.post("/api/v1/servers", json=_good(allowed_paths=["/srv/tls"]), headers=operator).json()["id"]
+    cert = client.post("/api/v1/certificates", json={"common_name": "www.example.test"}, headers=operator)
+    assert cert.status_code == 201, cert.text
+    url = f"/api/v1/certificates/{cert.json()['id']}/targets"
+    good = {"server_id": server_id, "port": 443, "cert_path": "/etc/nginx/ssl/www.pem", "key_path": "/srv/tls/www.key"}
+    refused = [
+        ({"cert_path": "/etc/shadow"}, "cert_path", "(rule: system-location)"),
+        ({"cert_path": "/proc/self/environ"}, "cert_path", "is inside /proc"),
+        ({"key_path": "/dev/zero"}, "key_path", "is inside /dev"),
+        ({"cert_path": "/etc/nginx/../../etc/passwd"}, "cert_path", "(rule: dot-segment)"),
+        ({"key_path": "/var/lib/www.key"}, "key_path", "outside the folders this server allows"),
+        ({"server_name": "$(touch /tmp/pwned)"}, "server_name", "is not a DNS name"),
+        ({"server_name": "www.example.test\r\nX: 1"}, "server_name", "control character"),
+        ({"server_name": "-oProxyCommand=id"}, "server_name", "is not a DNS name"),
+        (
+            {"server_name": "www.\u0435xample.test"},
+            "server_name",
+            "give the name's A-label form, here www.xn--xample-2of.test",
+        ),
+    ]
+    for change, field, message in refused:
+        response = client.post(url, json={**good, **change}, headers=operator)
+        assert response.status_code == 422, (change, response.text)
+        assert (response.json()["field"], message in response.json()["detail"]) == (field, True), response.text
+    added = client.post(url, json={**good, "server_name": "www.example.test"}, headers=operator)
+    assert added.status_code == 201, added.text
+    assert added.json()["targets"][0]["cert_path"] == "/etc/nginx/ssl/www.pem"
+
+    scan = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"extra_paths": ["/proc"]}, headers=operator)
+    assert scan.status_code == 422
+    assert (scan.json()["field"], "is /proc, a system location" in scan.json()["detail"]) == ("extra_paths", True)
+
+
+def test_the_edit_form_sets_allowed_paths_and_clears_a_command(client: TestClient, accounts: Accounts) -> None:
+    operator = auth(accounts, "operator")
+    created = client.post("/api/v1/servers", json=_good(reload_command="systemctl restart"), headers=operator)
+    server_id = created.json()["id"]
+    token = login(client, "operator")
+    form = {"description": "web-1", "ip_address": "10.0.0.10", "server_type": "nginx", "username": "deploy",
+            "ports": "443", "nginx_path": "/etc/nginx/", "service_name": "nginx", "csrf_token": token,
+            "config_test_command": "nginx -t", "reload_command": "",
+            "allowed_paths": "/srv/tls\n/etc/ssl/certfleet"}  # fmt: skip
+    saved = client.post(f"/servers/{server_id}", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    view = client.get(f"/api/v1/servers/{server_id}", headers=operator).json()
+    assert (view["config_test_command"], view["reload_command"]) == ("nginx -t", None)
+    assert view["allowed_paths"] == ["/srv/tls", "/etc/ssl/certfleet"]
+    page = client.get(f"/servers/{server_id}").text
+    assert "/srv/tls\n/etc/ssl/certfleet</textarea>" in page
+    bad = client.post(f"/servers/{server_id}", data={**form, "allowed_paths": "/srv/tls\n/proc"})
+    assert bad.status_code == 422
+    assert 'data-testid="error-allowed_paths"' in bad.text

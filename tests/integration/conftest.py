@@ -46,6 +46,13 @@ def boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bootstrapp
     db.dispose_engines()
 
 
+@pytest.fixture
+def custom_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test Tomcat and Jetty run without systemd: their restart is a free-form command, which needs
+    CERTFLEET_ALLOW_CUSTOM_COMMANDS on (and an Admin: `register` creates the server as one)."""
+    monkeypatch.setenv("CERTFLEET_ALLOW_CUSTOM_COMMANDS", "true")
+
+
 def served_serial(port: int, sni: str) -> str:
     return serial_hex(fetch_served_chain("127.0.0.1", port, server_name=sni, timeout=5)[0].serial_number)
 
@@ -98,6 +105,7 @@ def register(
             bot_id=boot.local_bot_id,
         ),
         actor="test",
+        custom_commands=True,
     )
     with session_scope() as s:
         cert = Certificate(

@@ -33,6 +33,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.sshd import PASSWORD_USER, Sshd, chown_tree, kill_pidfile, scratch_dir
 
+pytestmark = pytest.mark.usefixtures("custom_commands")  # their restarts are free-form commands
+
 SNI = "api.example.test"
 JETTY_HOME = Path("/usr/share/jetty9")
 HINT = "run `bash scripts/install-system-packages.sh` (Debian package jetty9)"

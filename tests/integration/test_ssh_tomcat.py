@@ -38,6 +38,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.sshd import PASSWORD_USER, Sshd, chown_tree, kill_pidfile, scratch_dir
 
+pytestmark = pytest.mark.usefixtures("custom_commands")  # their restarts are free-form commands
+
 SNI = "payments.example.test"
 CATALINA_HOME = Path("/usr/share/tomcat10")
 HINT = "run `bash scripts/install-system-packages.sh` (Debian package tomcat10)"

@@ -196,6 +196,58 @@ REJECTIONS: list[tuple[str, Callable[[Bootstrapped, int], dict[str, object]], st
         lambda b, s: {"targets": [{"server_id": s, "port": 443, "cert_path": "certs/c.pem", "key_path": "/k"}]},
         "cert path 'certs/c.pem' must be an absolute path",
     ),
+    *(
+        (
+            f"system location {path}",
+            lambda b, s, path=path: {"targets": [{"server_id": s, "port": 443, "cert_path": path, "key_path": "/k"}]},
+            f"cert path {path!r} {how} {where}, a system location certfleet never reads or writes "
+            "(rule: system-location)",
+        )
+        for path, how, where in (
+            ("/etc/shadow", "is", "/etc/shadow"),
+            ("/proc/self/environ", "is inside", "/proc"),
+            ("/dev/zero", "is inside", "/dev"),
+        )
+    ),
+    (
+        "dot-dot path",
+        lambda b, s: {
+            "targets": [{"server_id": s, "port": 443, "cert_path": "/etc/nginx/../../etc/passwd", "key_path": "/k"}]
+        },
+        "cert path '/etc/nginx/../../etc/passwd' contains a `.` or `..` part; write the path without them",
+    ),
+    (
+        "key path outside the server's folders",
+        lambda b, s: {
+            "targets": [
+                {
+                    "server_id": add_server(b.local_bot_id, description="nginx-1", app_path="/etc/nginx"),
+                    "port": 443,
+                    "cert_path": "/etc/nginx/ssl/c.pem",
+                    "key_path": "/var/backups/k.pem",
+                }
+            ]
+        },
+        "key path '/var/backups/k.pem' is outside the folders this server allows (/etc/nginx); add its folder to "
+        "the server's Allowed paths, or choose a path under them (rule: allowed-roots)",
+    ),
+    *(
+        (
+            f"server name {name!r}",
+            lambda b, s, name=name: {"targets": [{**_target(s), "server_name": name}]},
+            f"server name {name!r} {why}",
+        )
+        for name, why in (
+            ("$(touch /tmp/pwned)", "is not a DNS name"),
+            ("good.example.test\r\nX: y", "contains a control character"),
+            ("good.example.test\x00", "contains a control character"),
+            ("-oProxyCommand=touch /tmp/pwned", "is not a DNS name"),
+            (
+                "g\u043e\u043ed.example.test",
+                "is not ASCII: give the name's A-label form, here xn--gd-fmca.example.test",
+            ),
+        )
+    ),
     (
         "same place twice",
         lambda b, s: {"targets": [{"server_id": s, "port": 443, "cert_path": "/c", "key_path": "/k"}] * 2},

@@ -60,7 +60,7 @@ def _errors(**overrides: Any) -> dict[str, str]:
 
 def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
     data = ServerInput(**_form())
-    assert data.app_path == "/etc/nginx"
+    assert data.app_path == "/etc/nginx/"  # stored exactly as given
     assert data.ports == [443, 8443]
     assert data.ssh_port == 22
     assert {info.path_label for info in SERVER_TYPES.values()} == {
@@ -86,7 +86,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ports": ""}, "ports", "at least 1 item"),
         ({"server_type": "lighttpd"}, "server_type", "unknown server type 'lighttpd'; choose one of: nginx, apache"),
         ({"server_type": "IIS"}, "server_type", "IIS is reached over SMB"),
-        ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path must be an absolute path"),
+        ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path 'etc/nginx' must be an absolute path"),
         ({"nginx_path": None}, "__all__", "give the Nginx Path (for example /etc/nginx/)"),
         ({"tomcat_path": "/opt/tomcat"}, "__all__", "tomcat_path does not apply to a Nginx server"),
         ({"password": ""}, "__all__", "give a password or an SSH private key"),
@@ -94,7 +94,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ssh_private_key": "hunter2"}, "ssh_private_key", "OpenSSH or PEM private key"),
         ({"service_name": "nginx; rm -rf /"}, "service_name", "is not a service name"),
         ({"ssh_port": 0}, "ssh_port", "greater than or equal to 1"),
-        ({"keystore_folder": "keys"}, "__all__", "Key Store Folder Path must be an absolute path"),
+        ({"keystore_folder": "keys"}, "__all__", "Key Store Folder Path 'keys' must be an absolute path"),
     ],
 )
 def test_bad_input_says_what_to_fix(overrides: dict[str, Any], field: str, message: str) -> None:
@@ -132,7 +132,7 @@ def test_update_keeps_secrets_and_sends_the_server_back_to_pending(database: str
     view = create_server(ServerInput(**_form()), actor="ops")
     updated = update_server(view.id, ServerUpdate(description="Production web 1 (DMZ)"), actor="ops")
     assert (updated.description, updated.has_password, updated.status) == ("Production web 1 (DMZ)", True, "Pending")
-    moved = update_server(view.id, ServerUpdate(ip_address="192.0.2.10", ports="443"), actor="ops")
+    moved = update_server(view.id, ServerUpdate(ip_address="192.0.2.10", ports="443", password=PASSWORD), actor="ops")
     assert (moved.ip_address, moved.ports, moved.status_reason) == (
         "192.0.2.10",
         [443],
@@ -219,6 +219,7 @@ def test_a_changed_host_key_is_reported_with_both_fingerprints(database: str, ss
     assert fingerprint(old) in (result.reason or "")
     assert fingerprint(new) in (result.reason or "")
     assert get_server(server_id).ssh_host_key == old  # the pin is not silently replaced
-    update_server(server_id, ServerUpdate(clear_host_key=True), actor="ops")  # the admin confirms the new key
+    # the admin confirms the new key, and gives the password again for the host that now answers
+    update_server(server_id, ServerUpdate(clear_host_key=True, password=PASSWORD), actor="ops")
     assert check_connectivity(server_id).status == "Active"
     assert get_server(server_id).ssh_host_key == new

@@ -24,6 +24,7 @@ from typing import ClassVar
 from certfleet.connectors.base import CertificateBundle, FileWrite
 from certfleet.connectors.servers import apache_conf
 from certfleet.connectors.servers.apache_conf import ApacheSyntaxError, Directive
+from certfleet.connectors.servers.commands import Verb
 from certfleet.connectors.servers.server_kinds import CERT_MODE, KEY_MODE, ServerKindHandler, check_pem_pair, resolve
 
 MAIN_CANDIDATES = ("conf/httpd.conf", "httpd.conf", "apache2.conf")
@@ -48,7 +49,7 @@ class ApacheHandler(ServerKindHandler):
             return path
         for candidate in MAIN_CANDIDATES:
             full = self.app_file(candidate)
-            if self.transport.read(full) is not None:
+            if self.read_file(full) is not None:
                 return full
         names = ", ".join(MAIN_CANDIDATES)
         raise self.fail(f"no main configuration ({names}) under {self.server.app_path}; check the Apache HTTP Path")
@@ -59,7 +60,7 @@ class ApacheHandler(ServerKindHandler):
         if posixpath.basename(posixpath.dirname(main)) == "conf":
             root = posixpath.dirname(posixpath.dirname(main))  # the classic layout: ServerRoot/conf/httpd.conf
         try:
-            tree = apache_conf.load_tree(main, root, self.transport.read, self.list_dir, self.is_dir)
+            tree = apache_conf.load_tree(main, root, self.read_file, self.list_dir, self.is_dir)
         except ApacheSyntaxError as exc:
             raise self.fail(f"cannot read the Apache configuration: {exc}") from None
         vhost = self._vhost(tree)
@@ -120,13 +121,15 @@ class ApacheHandler(ServerKindHandler):
         key = self.read_required(site.key_path, "the key file") if site.key_path else cert
         check_pem_pair(self.where(), cert, key, cert_path=site.cert_path, key_path=site.key_path or site.cert_path)
 
-    def _httpd(self, args: str) -> str:
+    def _packaged(self) -> bool:
         """apachectl for the packaged layout (it sets the distribution's environment); for a configuration
         of its own, the httpd binary itself (Debian's apache2ctl insists on /var/run/apache2)."""
-        main = self.config_file()
-        if main in ("/etc/apache2/apache2.conf", "/etc/httpd/conf/httpd.conf"):
+        return self.config_file() in ("/etc/apache2/apache2.conf", "/etc/httpd/conf/httpd.conf")
+
+    def _httpd(self, args: str) -> str:
+        if self._packaged():
             return f"apachectl {args}"
-        inner = f'exec "$(command -v apache2 || command -v httpd)" -f {shlex.quote(main)} {args}'
+        inner = f'exec "$(command -v apache2 || command -v httpd)" -f {shlex.quote(self.config_file())} {args}'
         return f"sh -c {shlex.quote(inner)}"
 
     def default_config_test(self) -> str:
@@ -134,6 +137,22 @@ class ApacheHandler(ServerKindHandler):
 
     def default_reload(self) -> str:
         return self.service_command("reload") or self._httpd("-k graceful")
+
+    def default_config_test_verb(self) -> Verb:
+        return Verb("apachectl", "configtest") if self._packaged() else Verb("apache2", "-t")
+
+    def default_reload_verb(self) -> Verb:
+        return super().default_reload_verb() or (
+            Verb("apachectl", "graceful") if self._packaged() else Verb("apache2", "-k graceful")
+        )
+
+    def build(self, verb: Verb) -> str:
+        program = shlex.quote(verb.program)
+        if verb.name in ("apachectl", "apache2ctl") and verb.action in ("configtest", "graceful"):
+            return f"{program} {verb.action}"
+        if verb.name in ("apache2", "httpd") and verb.action in ("-t", "-k graceful"):
+            return f"{program} -f {shlex.quote(self.config_file())} {verb.action}"
+        return super().build(verb)
 
     # -- finding the virtual host --------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class JBossSite:
 
 class JBossHandler(ServerKindHandler):
     kind: ClassVar[str] = "jboss"
+    service_action: ClassVar[str] = "restart"
 
     @property
     def config_xml(self) -> str:

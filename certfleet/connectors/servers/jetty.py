@@ -92,13 +92,14 @@ class IniFile:
 
 class JettyHandler(ServerKindHandler):
     kind: ClassVar[str] = "jetty"
+    service_action: ClassVar[str] = "restart"
 
     def ini_files(self) -> list[IniFile]:
         start_d = self.app_file("start.d")
         names = sorted(n for n in self.list_dir(start_d) if n.endswith(".ini"))
         files = []
         for path in [posixpath.join(start_d, n) for n in names] + [self.app_file("start.ini")]:
-            data = self.transport.read(path)
+            data = self.read_file(path)
             if data is not None:
                 files.append(IniFile.parse(path, data.decode("utf-8", "replace")))
         if not files:

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from certfleet.connectors.base import CertificateBundle, FileWrite
 from certfleet.connectors.servers import nginx_conf
+from certfleet.connectors.servers.commands import Verb
 from certfleet.connectors.servers.nginx_conf import Directive, NginxSyntaxError
 from certfleet.connectors.servers.server_kinds import (
     CERT_MODE,
@@ -55,7 +56,7 @@ class NginxHandler(ServerKindHandler):
 
     def locate(self) -> tuple[NginxSite, nginx_conf.Tree]:
         try:
-            tree = nginx_conf.load_tree(self.config_file, self.transport.read, self.list_dir)
+            tree = nginx_conf.load_tree(self.config_file, self.read_file, self.list_dir)
         except NginxSyntaxError as exc:
             raise self.fail(f"cannot read the nginx configuration: {exc}") from None
         prefix = posixpath.dirname(self.config_file)
@@ -115,10 +116,24 @@ class NginxHandler(ServerKindHandler):
         check_pem_pair(self.where(), cert, key, cert_path=site.cert_path, key_path=site.key_path)
 
     def default_config_test(self) -> str:
-        return f"nginx -t -q -c {shlex.quote(self.config_file)}"
+        return self.build(Verb("nginx", "-t"))
 
     def default_reload(self) -> str:
-        return self.service_command("reload") or f"nginx -s reload -c {shlex.quote(self.config_file)}"
+        return self.build(self.default_reload_verb())
+
+    def default_config_test_verb(self) -> Verb:
+        return Verb("nginx", "-t")
+
+    def default_reload_verb(self) -> Verb:
+        return super().default_reload_verb() or Verb("nginx", "-s reload")
+
+    def build(self, verb: Verb) -> str:
+        conf = shlex.quote(self.config_file)
+        if verb.name == "nginx" and verb.action == "-t":
+            return f"{shlex.quote(verb.program)} -t -q -c {conf}"
+        if verb.name == "nginx" and verb.action == "-s reload":
+            return f"{shlex.quote(verb.program)} -s reload -c {conf}"
+        return super().build(verb)
 
     # -- finding the server block --------------------------------------------------------------------
 

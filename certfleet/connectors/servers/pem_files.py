@@ -12,6 +12,7 @@ from typing import ClassVar
 from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.transport import Transport, restore_file, snapshot_file
+from certfleet.servers import paths
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -40,10 +41,19 @@ class PemFilesTarget:
         return writes
 
     def snapshot(self, path: str, backup_path: str) -> Backup:
+        self._refuse_system_path(path)
         return snapshot_file(self.transport, path, backup_path)
 
     def install(self, write: FileWrite) -> None:
+        self._refuse_system_path(write.path)
         self.transport.write_atomic(write.path, write.data, write.mode)
+
+    def _refuse_system_path(self, path: str) -> None:
+        """Targets stored before paths were validated may still name /etc/shadow or /dev/...: never touch them."""
+        try:
+            paths.refuse_denied(path, f"pem-files on {self.transport.label}")
+        except paths.PathRefused as exc:
+            raise PermanentConnectorError(str(exc)) from None
 
     def verify(self) -> None:
         if self.config_test_command:

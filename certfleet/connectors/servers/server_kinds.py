@@ -20,11 +20,14 @@ from cryptography import x509
 
 from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.servers import commands
+from certfleet.connectors.servers.commands import Verb
 from certfleet.connectors.servers.transport import Transport, restore_file, snapshot_file
 from certfleet.pki.bundle import key_matches_certificate
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import PrivateKey, load_private_key
 from certfleet.pki.parse import load_material
+from certfleet.servers import paths
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -39,8 +42,8 @@ class ServerSpec:
     keystore_folder: str | None = None
     service_name: str | None = None
     version: str | None = None
-    config_test_command: str | None = None  # overrides the type's default
-    reload_command: str | None = None  # overrides the type's default
+    config_test_command: str | None = None  # a verb of `commands`, or custom text; empty: the type's default
+    reload_command: str | None = None  # the same for the reload
     command_timeout: float = 120.0
 
 
@@ -57,6 +60,7 @@ class ServerKindHandler:
     """Base of the per-type handlers: subclasses implement `plan`, `check_installed` and the commands."""
 
     kind: ClassVar[str] = ""
+    service_action: ClassVar[str] = "reload"  # what `systemctl` does to the service after a deploy
 
     def __init__(self, transport: Transport, server: ServerSpec, target: TargetSpec) -> None:
         if not server.app_path:
@@ -71,24 +75,72 @@ class ServerKindHandler:
         raise NotImplementedError
 
     def snapshot(self, path: str, backup_path: str) -> Backup:
+        self.refuse_system_path(path)
         return snapshot_file(self.transport, path, backup_path)
 
     def install(self, write: FileWrite) -> None:
+        self.refuse_system_path(write.path)
         self.transport.write_atomic(write.path, write.data, write.mode)
 
     def verify(self) -> None:
         """What is on the server now must load (certificate and key pair up), then the server's own test."""
         self.check_installed()
-        command = self.server.config_test_command or self.default_config_test()
+        command = self.config_test_command()
         if command:
             self.run_checked("config test", command)
 
     def activate(self) -> None:
-        command = self.server.reload_command or self.default_reload()
-        self.run_checked("reload", command)
+        self.run_checked("reload", self.reload_command())
 
     def restore(self, backup: Backup) -> None:
         restore_file(self.transport, backup)
+
+    # -- commands: a known verb of the type (built here, every value quoted) or an allowed custom one ---
+
+    def config_test_command(self) -> str | None:
+        stored = self.server.config_test_command
+        return self.default_config_test() if not stored else self._chosen("config test", stored)
+
+    def reload_command(self) -> str:
+        stored = self.server.reload_command
+        return self.default_reload() if not stored else self._chosen("reload", stored)
+
+    def chosen_verbs(self) -> tuple[Verb | None, Verb | None]:
+        """The config-test and reload verbs in effect (stored or the type's default); None: none or custom."""
+        test = self.server.config_test_command
+        reload = self.server.reload_command
+        return (
+            commands.parse_verb(self.kind, "config test", test) if test else self.default_config_test_verb(),
+            commands.parse_verb(self.kind, "reload", reload) if reload else self.default_reload_verb(),
+        )
+
+    def _chosen(self, what: str, stored: str) -> str:
+        verb = commands.parse_verb(self.kind, what, stored)
+        if verb is not None:
+            return self.build(verb)
+        if not commands.custom_commands_allowed():
+            known = ", ".join(f"`{c}`" for c in commands.choices(self.kind, what)) or "none besides the default"
+            raise self.fail(
+                f"the {what} command `{stored}` is a custom command and custom commands are turned off "
+                f"({commands.ALLOW_CUSTOM_ENV}); an Admin must choose the type's default or one of: {known}"
+            )
+        return stored
+
+    def build(self, verb: Verb) -> str:
+        """The command line of a verb; subclasses build their own programs' verbs."""
+        if verb.name == "systemctl":
+            service = self.server.service_name
+            if not service or not commands.SERVICE_NAME.match(service):
+                raise self.fail(f"`{verb.text}` needs the Service Name of the server (e.g. nginx)")
+            return f"{shlex.quote(verb.program)} {verb.action} {shlex.quote(service)}"
+        raise self.fail(f"`{verb.text}` is not a command of a {self.kind} server")
+
+    def default_config_test_verb(self) -> Verb | None:
+        """The verb the type's default config test runs, when it is one (for resolving its program)."""
+        return None
+
+    def default_reload_verb(self) -> Verb | None:
+        return Verb("systemctl", self.service_action) if self.server.service_name else None
 
     # -- for subclasses ------------------------------------------------------------------------------
 
@@ -105,7 +157,7 @@ class ServerKindHandler:
         """`systemctl VERB service` when the form names a service, else None (the type's own command)."""
         if not self.server.service_name:
             return None
-        return f"systemctl {verb} {shlex.quote(self.server.service_name)}"
+        return self.build(Verb("systemctl", verb))
 
     def where(self) -> str:
         return f"{self.kind} on {self.transport.label}, port {self.target.port}"
@@ -116,8 +168,20 @@ class ServerKindHandler:
     def app_file(self, *parts: str) -> str:
         return posixpath.normpath(posixpath.join(self.server.app_path, *parts))
 
+    def refuse_system_path(self, path: str) -> None:
+        """Paths also come from the server's own configuration (never validated by certfleet): a file
+        there that names /etc/shadow or /proc/... is refused before it is read or written."""
+        try:
+            paths.refuse_denied(path, self.where())
+        except paths.PathRefused as exc:
+            raise PermanentConnectorError(str(exc)) from None
+
+    def read_file(self, path: str) -> bytes | None:
+        self.refuse_system_path(path)
+        return self.transport.read(path)
+
     def read_required(self, path: str, what: str) -> bytes:
-        data = self.transport.read(path)
+        data = self.read_file(path)
         if data is None:
             raise self.fail(f"{what} {path} does not exist")
         return data

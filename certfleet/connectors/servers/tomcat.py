@@ -56,6 +56,7 @@ class TomcatSite:
 
 class TomcatHandler(ServerKindHandler):
     kind: ClassVar[str] = "tomcat"
+    service_action: ClassVar[str] = "restart"
 
     @property
     def server_xml(self) -> str:
@@ -158,7 +159,7 @@ class TomcatHandler(ServerKindHandler):
 
     def default_config_test(self) -> str | None:
         script = self.app_file("bin", "catalina.sh")
-        if self.transport.read(script) is None:
+        if self.read_file(script) is None:
             return None
         return f"CATALINA_BASE={shlex.quote(self.base)} {shlex.quote(script)} configtest"
 

@@ -79,6 +79,7 @@ class WebLogicSite:
 
 class WebLogicHandler(ServerKindHandler):
     kind: ClassVar[str] = "weblogic"
+    service_action: ClassVar[str] = "restart"
 
     def __init__(
         self, transport: Transport, server: ServerSpec, target: TargetSpec, *, encrypt_command: str = ENCRYPT_COMMAND

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
+from certfleet.connectors.servers import commands
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import servers as svc
@@ -25,11 +26,16 @@ def _json(view: Any) -> dict[str, Any]:
     return out
 
 
-@router.get("/server-types", summary="Server types and the path field each one asks for")
+@router.get(
+    "/server-types",
+    summary="Server types, the path field each one asks for, and the config-test and reload commands it knows",
+)
 def server_types(who: Viewer) -> list[dict[str, Any]]:
     return [
         {"key": kind.value, "label": t.label, "path_field": t.path_field, "path_label": t.path_label,
-         "path_example": t.path_example, "default_ports": t.default_ports}
+         "path_example": t.path_example, "default_ports": t.default_ports,
+         "config_test_commands": commands.choices(kind.value, "config test"),
+         "reload_commands": commands.choices(kind.value, "reload")}
         for kind, t in SERVER_TYPES.items()
     ]  # fmt: skip
 
@@ -41,7 +47,7 @@ def get_server(server_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
 
 @router.post("/servers", status_code=201, summary="Add Server")
 def create_server(body: Annotated[dict[str, Any], Body()], db: DbSession, who: Operator) -> dict[str, Any]:
-    return _json(svc.create_server(body, who.username))
+    return _json(svc.create_server(body, who.username, admin=who.has("admin")))
 
 
 @router.put(
@@ -51,7 +57,7 @@ def create_server(body: Annotated[dict[str, Any], Body()], db: DbSession, who: O
 def update_server(
     server_id: int, body: Annotated[dict[str, Any], Body()], db: DbSession, who: Operator
 ) -> dict[str, Any]:
-    return _json(svc.update_server(server_id, body, who.username))
+    return _json(svc.update_server(server_id, body, who.username, admin=who.has("admin")))
 
 
 @router.post(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from certfleet.connectors.servers import commands
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
@@ -53,6 +54,7 @@ class ServerForm:
         use_sudo: Annotated[str, Form()] = "",
         config_test_command: Annotated[str, Form()] = "",
         reload_command: Annotated[str, Form()] = "",
+        allowed_paths: Annotated[str, Form()] = "",
     ) -> None:
         self.values: dict[str, Any] = {
             "description": description,
@@ -78,6 +80,7 @@ class ServerForm:
             "use_sudo": bool(use_sudo),
             "config_test_command": config_test_command,
             "reload_command": reload_command,
+            "allowed_paths": allowed_paths,
         }
         # only the selected type's path field is sent by the browser; keep the others out of validation
         kind = server_type.strip().lower()
@@ -109,6 +112,7 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
         "use_sudo": view.use_sudo,
         "config_test_command": view.config_test_command or "",
         "reload_command": view.reload_command or "",
+        "allowed_paths": "\n".join(view.allowed_paths),
     }
     for kind, info in SERVER_TYPES.items():
         if kind.value == view.server_type:
@@ -130,6 +134,11 @@ def _form_context(
         "view": svc.get_server(server.id) if server else None,
         "v": v,
         "types": {kind.value: info for kind, info in SERVER_TYPES.items()},
+        "command_choices": {
+            kind.value: (commands.choices(kind.value, "config test"), commands.choices(kind.value, "reload"))
+            for kind in SERVER_TYPES
+        },
+        "custom_commands": commands.custom_commands_allowed(),
         "type_options": [(kind.value, info.label) for kind, info in SERVER_TYPES.items()],
         "bots": bots_svc.choices(db),
         "error": error,
@@ -154,7 +163,7 @@ def new_server(request: Request, db: DbSession, who: Operator) -> HTMLResponse:
 @router.post("/servers", response_class=HTMLResponse)
 def create_server(request: Request, db: DbSession, who: Operator, form: Annotated[ServerForm, Depends()]) -> Response:
     try:
-        view = svc.create_server(form.values, who.username)
+        view = svc.create_server(form.values, who.username, admin=who.has("admin"))
     except InputError as exc:
         ctx = _form_context(db, None, _values(None, form), error=exc)
         return render(request, "servers/form.html", ctx, status_code=422)
@@ -175,7 +184,7 @@ def update_server(
 ) -> Response:
     server = repo.get(db, Server, server_id)
     try:
-        view = svc.update_server(server_id, form.values, who.username)
+        view = svc.update_server(server_id, form.values, who.username, admin=who.has("admin"))
     except InputError as exc:
         ctx = _form_context(db, server, _values(None, form), error=exc)
         return render(request, "servers/form.html", ctx, status_code=422)

@@ -27,6 +27,7 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec
+from certfleet.servers.targets import target_problems
 
 DiscoveryBot = aliased(Bot, name="discovery_bot")
 ProvisioningBot = aliased(Bot, name="provisioning_bot")
@@ -287,18 +288,21 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     port = common.integer(f.port, "port", low=1, high=65535)
     cert_path = common.text(f.cert_path, "cert_path", required=True, max_len=500)
     key_path = common.text(f.key_path, "key_path", required=True, max_len=500)
-    for path, name in ((cert_path, "cert_path"), (key_path, "key_path"), (f.chain_path, "chain_path")):
-        if path and not (path.startswith("/") or (len(path) > 2 and path[1] == ":")):
-            raise InputError(f"{name.replace('_', ' ')} must be an absolute path", field=name)
+    chain_path = common.text(f.chain_path, "chain_path", max_len=500)
+    server_name = common.text(f.server_name, "server_name", max_len=255)
+    values = {"cert_path": cert_path, "key_path": key_path, "chain_path": chain_path, "server_name": server_name}
+    problems = target_problems(server, values)
+    if problems:
+        raise InputError(problems[0][1], field=problems[0][0], problems=problems)
     if any(t.server_id == server.id and t.port == port for t in cert.targets):
         raise InputError(f"{server.description} port {port} is already a target of this certificate", field="port")
     target = DeploymentTarget(
         server_id=server.id,
         port=port,
-        server_name=common.text(f.server_name, "server_name", max_len=255),
+        server_name=server_name,
         cert_path=cert_path,
         key_path=key_path,
-        chain_path=common.text(f.chain_path, "chain_path", max_len=500),
+        chain_path=chain_path,
     )
     cert.targets.append(target)
     session.flush()

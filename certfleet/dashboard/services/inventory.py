@@ -41,7 +41,8 @@ from certfleet.inventory.schemas import (
     UploadedFile,
 )
 from certfleet.models import repo
-from certfleet.models.orm import Bot, BotPurpose, Certificate, DiscoveryRun, Server
+from certfleet.models.orm import Bot, BotPurpose, Certificate, DiscoveryRun, Server, ServerConnection
+from certfleet.servers.paths import PathRefused, check_path
 from certfleet.tasks.discovery import DiscoveryError, discovery_bot
 
 MAX_IMPORT_FILES = 50
@@ -312,9 +313,11 @@ def start_file_scan(
 ) -> FlowRunRef:
     """Scan server files: its key store folder, installation path and target folders (plus `extra_paths`)."""
     server = repo.get(session, Server, server_id)
-    for path in extra_paths:
-        if not (path.startswith("/") or (len(path) > 2 and path[1] == ":")):
-            raise InputError(f"folder {path!r} must be an absolute path", field="extra_paths")
+    for path in extra_paths:  # the one path rule (certfleet.servers.paths); never a system location
+        try:
+            check_path(path, "folder", directory=True, windows=server.connection is ServerConnection.SMB)
+        except PathRefused as exc:
+            raise InputError(str(exc), field="extra_paths") from None
     with inventory_errors():
         bot = discovery_bot(session, bot_id if bot_id is not None else server.bot_id)
     parameters: dict[str, Any] = {"server_ids": [server.id], "bot_id": bot.id, "extra_paths": list(extra_paths) or None}

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.models import repo
@@ -64,6 +64,7 @@ _MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
     ("give a password or an SSH private key", "password"),
     ("private key", "ssh_private_key"),
     ("Key Store Folder Path", "keystore_folder"),
+    ("allowed path", "allowed_paths"),
 )
 
 LABELS = {
@@ -113,21 +114,36 @@ def _validate(model: Callable[..., M], values: Mapping[str, Any]) -> M:
         raise InputError(message, field=first_field, problems=problems) from None
 
 
+# Given empty, these go back to the type's own default (no extra allowed paths); omitted, they are kept.
+_CLEARABLE = ("config_test_command", "reload_command", "allowed_paths")
+
+
 def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:
     """Drop empty form values: the service reads them as "not given" (on edit: keep the stored value)."""
-    return {k: v for k, v in values.items() if v is not None and v != "" and not (k == "bot_id" and v == "none")}
+    return {
+        k: v
+        for k, v in values.items()
+        if (k in _CLEARABLE and k in values) or (v is not None and v != "" and not (k == "bot_id" and v == "none"))
+    }
 
 
-def create_server(values: Mapping[str, Any], actor: str) -> ServerView:
-    data = _validate(ServerInput, _cleaned(values))
+def _refused(exc: service.ServerNotValid) -> Exception:
+    if isinstance(exc, service.CommandNotAllowed) and exc.admin_only:
+        return Forbidden(str(exc))
+    field = exc.field or ("bot_id" if "bot" in str(exc) else None)
+    return InputError(str(exc), field=field, problems=[(field, str(exc))])
+
+
+def create_server(values: Mapping[str, Any], actor: str, *, admin: bool = False) -> ServerView:
+    """`admin`: the caller is an Admin (the only role that may set free-form commands)."""
+    data = _validate(ServerInput, {k: v for k, v in _cleaned(values).items() if v is not None and v != ""})
     try:
-        return service.create_server(data, actor=actor)
+        return service.create_server(data, actor=actor, custom_commands=admin)
     except service.ServerNotValid as exc:
-        field = "bot_id" if "bot" in str(exc) else None
-        raise InputError(str(exc), field=field, problems=[(field, str(exc))]) from None
+        raise _refused(exc) from None
 
 
-def update_server(server_id: int, values: Mapping[str, Any], actor: str) -> ServerView:
+def update_server(server_id: int, values: Mapping[str, Any], actor: str, *, admin: bool = False) -> ServerView:
     cleaned = _cleaned(values)
     # ServerUpdate takes the path as app_path: the selected type's field first, else whichever one was given
     given = [f for f in (_path_field_of(cleaned), *PATH_FIELDS) if f in cleaned]
@@ -137,9 +153,9 @@ def update_server(server_id: int, values: Mapping[str, Any], actor: str) -> Serv
         cleaned.pop(f, None)
     data = _validate(ServerUpdate, cleaned)
     try:
-        return service.update_server(server_id, data, actor=actor)
+        return service.update_server(server_id, data, actor=actor, custom_commands=admin)
     except service.ServerNotValid as exc:
-        raise InputError(str(exc), problems=[(None, str(exc))]) from None
+        raise _refused(exc) from None
     except ValidationError as exc:  # the merged server (stored values + changes) no longer validates
         problems = _problems(exc, cleaned)
         raise InputError(problems[0][1], field=problems[0][0], problems=problems) from None
