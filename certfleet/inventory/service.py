@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.inventory.analysis import analyze, thumbprint
+from certfleet.inventory.chains import store_facts
 from certfleet.inventory.record import Sighting, forget_trust_store, record, trust_store
 from certfleet.inventory.schemas import (
     CertificateConfiguration,
@@ -75,6 +76,7 @@ from certfleet.inventory.schemas import (
     TargetView,
     UploadedFile,
 )
+from certfleet.inventory.usage import target_problem
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -173,11 +175,13 @@ def check_configuration(
     except CertificateFormatError as exc:
         problems.append(("common_name", f"the certificate's names cannot be ordered: {exc}"))
 
-    problems.extend(_target_problems(session, request, bot))
+    problems.extend(_target_problems(session, request, bot, cert))
     return problems
 
 
-def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | None) -> list[tuple[str | None, str]]:
+def _target_problems(
+    session: Session, request: ConfigureRequest, bot: Bot | None, cert: Certificate
+) -> list[tuple[str | None, str]]:
     from certfleet.servers.access import HANDLERS  # server types that find their files in the configuration
     from certfleet.tasks.build import build_transport  # the registry decides which connections work
 
@@ -211,6 +215,9 @@ def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | Non
                     f"{bot.name!r} cannot stand in for; choose that bot or remap the server",
                 )
             )
+        unservable = target_problem(cert, server.server_type)
+        if unservable is not None:
+            problems.append((f"{field}.server_id", f"{where}: {unservable}"))
         if server.server_type not in HANDLERS and not (target.cert_path and target.key_path):
             problems.append(
                 (
@@ -653,7 +660,8 @@ def remove_private_root(session: Session, root_id: int, *, actor: str) -> None:
 
 
 def reclassify(session: Session) -> int:
-    """Re-derive CA type, trust anchor and vulnerability of every certificate with a chain; returns changes."""
+    """Re-derive CA type, trust anchor, vulnerability and usage of every certificate with a chain; returns
+    how many rows changed."""
     trust = trust_store(session)
     now = utcnow()
     changed = 0
@@ -663,20 +671,26 @@ def reclassify(session: Session) -> int:
             facts = analyze(load_material(cert.pem_chain.encode()).certificates, trust, now)
         except CertificateFormatError:
             continue
-        ca_type = facts.verdict.ca_type
-        if cert.ca_connector_id is not None and cert.order_generation > 0 and cert.ca_type is not None:
-            ca_type = cert.ca_type  # issued through a connector: its kind decided the type
-        new = (ca_type, facts.verdict.anchor, bool(facts.reasons), facts.reasons)
-        if (cert.ca_type, cert.trust_anchor, cert.vulnerable, list(cert.vulnerability_reasons or [])) != new:
-            cert.ca_type, cert.trust_anchor, cert.vulnerable, cert.vulnerability_reasons = (
-                ca_type,
-                facts.verdict.anchor,
-                bool(facts.reasons),
-                facts.reasons,
-            )
+        before = _verdicts(cert)
+        updated_at = cert.updated_at
+        store_facts(cert, facts, now)
+        if _verdicts(cert) != before:
             changed += 1
+        else:
+            cert.updated_at = updated_at
     session.flush()
     return changed
+
+
+def _verdicts(cert: Certificate) -> tuple[object, ...]:
+    return (
+        cert.ca_type,
+        cert.trust_anchor,
+        cert.vulnerable,
+        list(cert.vulnerability_reasons or []),
+        cert.usage,
+        cert.awaiting_issuer,
+    )
 
 
 __all__ = [

@@ -381,6 +381,11 @@ def _signature_verifies(cert: x509.Certificate, public_key: CertificatePublicKey
     return True
 
 
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer` (by name and signature) issued `cert`; accepts the legacy hashes old chains use."""
+    return cert.issuer == issuer.subject and _signature_verifies(cert, issuer.public_key())
+
+
 def _key_usage_names(usage: x509.KeyUsage) -> list[str]:
     flags = [
         (usage.digital_signature, "digitalSignature"),

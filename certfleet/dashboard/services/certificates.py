@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
+from certfleet.inventory.usage import target_problem
 from certfleet.models import repo
 from certfleet.models.orm import (
     Bot,
@@ -288,6 +289,9 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     for path, name in ((cert_path, "cert_path"), (key_path, "key_path"), (f.chain_path, "chain_path")):
         if path and not (path.startswith("/") or (len(path) > 2 and path[1] == ":")):
             raise InputError(f"{name.replace('_', ' ')} must be an absolute path", field=name)
+    unservable = target_problem(cert, server.server_type)
+    if unservable is not None:  # an S/MIME or CA certificate cannot be served: refuse before anything is saved
+        raise InputError(f"{server.description}: {unservable}", field="server_id")
     if any(t.server_id == server.id and t.port == port for t in cert.targets):
         raise InputError(f"{server.description} port {port} is already a target of this certificate", field="port")
     target = DeploymentTarget(
