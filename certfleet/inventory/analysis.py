@@ -77,7 +77,8 @@ def analyze(chain: Sequence[x509.Certificate], trust: TrustStore, now: datetime)
     pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode("ascii")
     spec = key_spec_of(leaf.public_key())
     key_spec = None if spec is None else (f"rsa{spec.size}" if spec.algorithm == "rsa" else f"ec-p{spec.size}")
-    return CertificateFacts(info, verdict, reasons, pem, key_spec, classify(leaf), policy, awaiting_issuer(chain))
+    waiting = None if verdict.anchor else awaiting_issuer(chain)  # a known anchor completes it for trust
+    return CertificateFacts(info, verdict, reasons, pem, key_spec, classify(leaf), policy, waiting)
 
 
 def analyze_material(certificates: Sequence[x509.Certificate], trust: TrustStore, now: datetime) -> CertificateFacts:

@@ -1,7 +1,7 @@
 """Complete the chains the inventory holds when the missing issuers turn up later.
 
-A leaf imported alone keeps a chain that stops below its root (`Certificate.awaiting_issuer` holds the
-SHA-256 of the issuer name it waits for). Any later material that carries CA certificates (a fullchain
+A leaf imported alone keeps a chain that verifies to no known root and stops below its root
+(`Certificate.awaiting_issuer` holds the SHA-256 of the issuer name it waits for). Any later material that carries CA certificates (a fullchain
 PEM, a PKCS#7 or PKCS#12 of the same leaf, an intermediate imported on its own, a keystore's trusted
 entries, a TLS server that sends its chain) completes every chain waiting for them; a new leaf whose file
 lacks its intermediates takes them from CA certificates the inventory holds already. A completed chain is
@@ -29,10 +29,11 @@ MAX_CHAIN = 10  # deeper than any real PKI: stops a loop of cross-signed CAs
 
 
 def extend(chain: Sequence[x509.Certificate], cas: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """`chain` with its missing issuers appended from `cas`, as far as they go."""
+    """`chain` with its missing intermediates appended from `cas`, as far as they go. Roots are not appended:
+    servers do not send them, and the trust store, not the chain, decides whether a root is trusted."""
     out = list(chain)
     while len(out) < MAX_CHAIN and out[-1].issuer != out[-1].subject:
-        issuer = next((ca for ca in cas if ca not in out and issued_by(out[-1], ca)), None)
+        issuer = next((ca for ca in cas if ca not in out and ca.issuer != ca.subject and issued_by(out[-1], ca)), None)
         if issuer is None:
             break
         out.append(issuer)

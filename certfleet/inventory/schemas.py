@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from certfleet.models.orm import CAType, CertificateStatus, DeploymentType, LocationStatus
 from certfleet.pki.parse import CertificateInfo
+from certfleet.pki.policy import RuleOutcome
 
 
 class InventoryError(ValueError):
@@ -153,6 +154,9 @@ class CertificateDetails(BaseModel):
     expires_within_days: int
     vulnerable: bool
     vulnerability_reasons: list[str]
+    usage: str  # tls-server, tls-client, smime, code-signing, ca, other (certfleet.pki.usage)
+    usage_label: str  # "S/MIME"
+    policy: list[RuleOutcome]  # every rule with its outcome: "398-day limit: not applicable, private CA (...)"
     has_private_key: bool
     discovery_bot: str | None
     provisioning_bot: str | None
@@ -230,5 +234,6 @@ class PrivateRootView(BaseModel):
     subject: str
     sha256_thumbprint: str
     not_after: datetime
+    apply_public_rules: bool  # chains to this root are held to the public CA rules (398-day limit)
     created_at: datetime
     created_by: str | None

@@ -38,7 +38,9 @@ Messages never hold secrets (passwords, keys). The API:
     register_private_root(session, name, content, actor=) -> PrivateRootView
     list_private_roots(session) -> [PrivateRootView]
     remove_private_root(session, root_id, actor=) -> None
-    reclassify(session) -> int      re-derive CA type, trust anchor and vulnerable for every certificate
+    hold_to_public_rules(session, root_id, apply, actor=) -> PrivateRootView
+        An admin's choice: chains to this private root are held to the public CA rules (398-day limit).
+    reclassify(session) -> int      re-derive CA type, trust anchor, vulnerable and usage for every certificate
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ from certfleet.pki.csr import build_csr
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
 from certfleet.pki.parse import certificate_text, describe, load_material
+from certfleet.pki.policy import policy_outcomes
+from certfleet.pki.usage import classify
 
 PUBLIC_CA_KINDS = frozenset({"acme", "digicert", "emsign"})  # CAs whose TLS certificates browsers trust
 PUBLIC_MAX_VALIDITY_DAYS = 398
@@ -394,6 +398,11 @@ def details(session: Session, certificate_id: int) -> CertificateDetails:
         .where(CertificateLocation.certificate_id == cert.id)
         .order_by(CertificateLocation.last_seen.desc(), CertificateLocation.id)
     ).all()
+    verdict = trust_store(session).classify(chain)
+    policy = policy_outcomes(
+        chain[0], public_rules=verdict.public_rules, not_public_because=verdict.not_public_because, info=info
+    )
+    usage = classify(chain[0])
     entries = []
     for c in chain:
         d = describe(c)
@@ -417,6 +426,9 @@ def details(session: Session, certificate_id: int) -> CertificateDetails:
         expires_within_days=info.expires_within_days(),
         vulnerable=cert.vulnerable,
         vulnerability_reasons=list(cert.vulnerability_reasons or []),
+        usage=usage.value,
+        usage_label=usage.label,
+        policy=policy,
         has_private_key=cert.private_key is not None,
         discovery_bot=bots.get(cert.discovery_bot_id) if cert.discovery_bot_id else None,
         provisioning_bot=bots.get(cert.provisioning_bot_id) if cert.provisioning_bot_id else None,
@@ -607,6 +619,7 @@ def _root_view(root: PrivateRoot) -> PrivateRootView:
         subject=root.subject,
         sha256_thumbprint=root.sha256_thumbprint,
         not_after=root.not_after,
+        apply_public_rules=root.apply_public_rules,
         created_at=root.created_at,
         created_by=root.created_by,
     )
@@ -659,6 +672,25 @@ def remove_private_root(session: Session, root_id: int, *, actor: str) -> None:
     reclassify(session)
 
 
+def hold_to_public_rules(session: Session, root_id: int, apply: bool, *, actor: str) -> PrivateRootView:
+    """Hold the chains of a private root to the public CA rules (the 398-day limit), or stop; re-derives
+    every certificate's Vulnerable at once."""
+    root = repo.get(session, PrivateRoot, root_id)
+    if root.apply_public_rules != apply:
+        root.apply_public_rules = apply
+        session.flush()
+        repo.audit(
+            session,
+            actor=actor,
+            action="apply-public-rules" if apply else "stop-public-rules",
+            obj=root,
+            detail=root.subject,
+        )
+        forget_trust_store()
+        reclassify(session)
+    return _root_view(root)
+
+
 def reclassify(session: Session) -> int:
     """Re-derive CA type, trust anchor, vulnerability and usage of every certificate with a chain; returns
     how many rows changed."""
@@ -700,6 +732,7 @@ __all__ = [
     "details",
     "download",
     "get_configuration",
+    "hold_to_public_rules",
     "ignore",
     "import_files",
     "list_private_roots",

@@ -249,8 +249,8 @@ class Certificate(Base):
     # What the certificate is for (certfleet.pki.usage.Usage): tls-server, tls-client, smime, code-signing, ca,
     # other; None until it is issued (the profile says what it will be).
     usage: Mapped[str | None] = mapped_column(String(20), index=True)
-    # The chain stops below its root: SHA-256 (hex) of the DER issuer name of its top certificate, so a CA
-    # certificate imported later finds the chains it completes. None when the chain ends at a self-issued root.
+    # The chain verifies to no known root and stops below its root: SHA-256 (hex) of the DER issuer name of its
+    # top certificate, so a CA certificate imported later finds the chains it completes.
     awaiting_issuer: Mapped[str | None] = mapped_column(String(64), index=True)
     pem_chain: Mapped[str | None] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)

@@ -93,6 +93,7 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "status": c.status.value,
         "status_reason": c.status_reason,
         "profile": c.profile,
+        "usage": c.usage or c.profile,  # what it is for; before its first issue, the profile it is ordered with
         "key_spec": c.key_spec,
         "ca_connector_id": c.ca_connector_id,
         "provisioning_bot_id": c.provisioning_bot_id,

@@ -27,6 +27,7 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec
+from certfleet.pki.usage import Usage
 
 DiscoveryBot = aliased(Bot, name="discovery_bot")
 ProvisioningBot = aliased(Bot, name="provisioning_bot")
@@ -123,6 +124,17 @@ CERTIFICATES = ListSpec(
         ),
         Column("serial_number", "Serial Number", Certificate.serial_number, width=34),
         Column("vulnerable", "Vulnerable", Certificate.vulnerable, ColType.BOOL, width=10),
+        # What it is for (certfleet.pki.usage); before the first issue, the profile it will be ordered with.
+        Column(
+            "usage",
+            "Usage",
+            func.coalesce(Certificate.usage, Certificate.profile),
+            ColType.ENUM,
+            default=True,
+            choices=tuple(u.value for u in Usage),
+            render=lambda v: Usage(v).label if v in Usage.__members__.values() else (v or ""),
+            width=12,
+        ),
         Column(
             "provisioning_state",
             "Provisioning State",

@@ -230,6 +230,10 @@ def remove_private_root(session: Session, root_id: int, *, actor: str) -> None:
     service.remove_private_root(session, root_id, actor=actor)
 
 
+def hold_to_public_rules(session: Session, root_id: int, apply: bool, *, actor: str) -> PrivateRootView:
+    return service.hold_to_public_rules(session, root_id, apply, actor=actor)
+
+
 # --- Discovery runs -----------------------------------------------------------------------------------------
 
 
