@@ -1,7 +1,8 @@
 """Complete the chains the inventory holds when the missing issuers turn up later.
 
 A leaf imported alone keeps a chain that verifies to no known root and stops below its root
-(`Certificate.awaiting_issuer` holds the SHA-256 of the issuer name it waits for). Any later material that carries CA certificates (a fullchain
+(`Certificate.awaiting_issuer` holds the SHA-256 of the issuer name it waits for). Any later material that
+carries CA certificates (a fullchain
 PEM, a PKCS#7 or PKCS#12 of the same leaf, an intermediate imported on its own, a keystore's trusted
 entries, a TLS server that sends its chain) completes every chain waiting for them; a new leaf whose file
 lacks its intermediates takes them from CA certificates the inventory holds already. A completed chain is
