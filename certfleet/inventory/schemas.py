@@ -191,11 +191,12 @@ class Deleted(BaseModel):
 
 
 class UploadedFile(BaseModel):
-    """One uploaded file: PEM, DER, PKCS#7 or PKCS#12 (with its password)."""
+    """One uploaded file: PEM, DER, PKCS#7, PKCS#12 or a Java keystore (JKS, JCEKS) with its password."""
 
     filename: str = Field(min_length=1, max_length=255)
     content: bytes = Field(repr=False)
-    password: SecretStr | None = None
+    password: SecretStr | None = None  # PKCS#12 password, or the Java keystore's store password
+    key_password: SecretStr | None = None  # Java keystores only: the key entries' password when not the store's
 
     @field_validator("filename")
     @classmethod
@@ -205,6 +206,7 @@ class UploadedFile(BaseModel):
 
 class ImportOutcome(BaseModel):
     filename: str
+    entry: str | None = None  # the keystore alias, for Java keystores (one outcome per entry)
     imported: bool
     certificate_id: int | None = None
     common_name: str | None = None
@@ -223,6 +225,13 @@ class ImportReport(BaseModel):
     @property
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if not o.imported)
+
+    @property
+    def http_status(self) -> int:
+        """200 when every file (or keystore entry) was imported, 422 when none was, 207 for a mix."""
+        if not self.failed:
+            return 200
+        return 422 if not self.imported else 207
 
 
 # --- Private roots ------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ Messages never hold secrets (passwords, keys). The API:
         Removes the row, its locations, targets and order history. A certificate still served is found
         again by the next discovery run; Ignore keeps it out for good.
     import_files([UploadedFile], actor=, bot_id=None) -> ImportReport
-        PEM, DER, PKCS#7, PKCS#12 (+ password); one outcome per file with a reason for each bad one.
+        PEM, DER, PKCS#7, PKCS#12 (+ password), JKS and JCEKS (+ store password, optional key password; one
+        outcome per entry); one outcome per file with a reason for each bad one (`ImportReport.http_status`).
         A private key in the file is stored (encrypted) when it belongs to the certificate. Runs its own
         transactions (bulk recording), so it takes no session.
     register_private_root(session, name, content, actor=) -> PrivateRootView
@@ -46,6 +47,7 @@ Messages never hold secrets (passwords, keys). The API:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -104,7 +106,8 @@ from certfleet.models.orm import (
 from certfleet.pki import bundle
 from certfleet.pki.csr import build_csr
 from certfleet.pki.errors import CertificateFormatError
-from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import KeySpec, PrivateKey, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keystore import is_java_keystore, load_java_keystore
 from certfleet.pki.parse import certificate_text, describe, load_material
 from certfleet.pki.policy import policy_outcomes
 from certfleet.pki.usage import classify
@@ -534,21 +537,46 @@ def delete(session: Session, certificate_id: int, *, actor: str) -> Deleted:
 
 
 def import_files(files: list[UploadedFile], *, actor: str, bot_id: int | None = None) -> ImportReport:
-    """Import each file on its own: a bad file gets its reason and never stops the others."""
-    outcomes = []
+    """Import each file on its own: a bad file gets its reason and never stops the others. A Java keystore
+    gives one outcome per entry."""
+    outcomes: list[ImportOutcome] = []
     for upload in files:
         try:
-            outcomes.append(_import_one(upload, actor=actor, bot_id=bot_id))
+            outcomes.extend(_import_one(upload, actor=actor, bot_id=bot_id))
         except InventoryError as exc:
             outcomes.append(ImportOutcome(filename=upload.filename, imported=False, reason=str(exc)))
     return ImportReport(outcomes=outcomes)
 
 
-def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> ImportOutcome:
+@dataclass
+class _Piece:
+    """One certificate chain of a file (a keystore has one per entry) with the key the file holds for it."""
+
+    entry: str | None
+    chain: list[x509.Certificate]
+    key: PrivateKey | None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> list[ImportOutcome]:
     if not upload.content.strip():
         raise InventoryError("the file is empty")
     if len(upload.content) > MAX_UPLOAD_BYTES:
         raise InventoryError(f"the file is larger than {MAX_UPLOAD_BYTES // 1024} KiB; upload one certificate file")
+    pieces = _keystore_pieces(upload) if is_java_keystore(upload.content) else [_file_piece(upload)]
+    outcomes = []
+    for piece in pieces:
+        if piece.error is not None:
+            outcomes.append(
+                ImportOutcome(filename=upload.filename, entry=piece.entry, imported=False, reason=piece.error)
+            )
+            continue
+        outcomes.append(_record_piece(upload, piece, actor=actor, bot_id=bot_id))
+    return outcomes
+
+
+def _file_piece(upload: UploadedFile) -> _Piece:
     password = upload.password.get_secret_value().encode("utf-8") if upload.password else None
     if b"PRIVATE KEY-----" in upload.content and b"CERTIFICATE-----" not in upload.content:
         raise InventoryError("the file holds only a private key; upload the certificate, or a PKCS#12 file with both")
@@ -556,39 +584,71 @@ def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> Impo
         material = load_material(upload.content, password)
     except CertificateFormatError as exc:
         raise InventoryError(str(exc)) from None
-    chain = material.certificates
+    return _Piece(None, material.certificates, material.private_key)
+
+
+def _keystore_pieces(upload: UploadedFile) -> list[_Piece]:
+    store_password = upload.password.get_secret_value() if upload.password else None
+    key_password = upload.key_password.get_secret_value() if upload.key_password else None
+    try:
+        store = load_java_keystore(upload.content, store_password, key_password)
+    except CertificateFormatError as exc:
+        raise InventoryError(str(exc)) from None
+    if not store.entries:
+        skipped = f" (secret keys only: {', '.join(store.skipped)})" if store.skipped else ""
+        raise InventoryError(f"the {store.store_type} keystore holds no certificate{skipped}")
+    pieces = []
+    for entry in store.entries:
+        notes = list(entry.notes)
+        if not store.integrity_checked:
+            notes.insert(
+                0, f"no store password was given, so the {store.store_type} keystore's integrity was not checked"
+            )
+        error = f"{store.store_type} entry {entry.alias!r} ({entry.kind}): {entry.error}" if entry.error else None
+        pieces.append(_Piece(entry.alias, entry.certificates, entry.private_key, notes, error))
+    return pieces
+
+
+def _record_piece(upload: UploadedFile, piece: _Piece, *, actor: str, bot_id: int | None) -> ImportOutcome:
+    chain = piece.chain
     leaf = chain[0]
     issuers = _issuers_of(leaf, chain[1:])
-    notes = []
+    notes = list(piece.notes)
     if len(chain) > 1 + len(issuers):
         notes.append(
             f"{len(chain) - 1 - len(issuers)} certificate(s) unrelated to {describe(leaf).display_name} were left out"
         )
     key_pem = None
-    if material.private_key is not None:
-        if bundle.key_matches_certificate(material.private_key, leaf):
-            key_pem = private_key_to_pem(material.private_key)
+    if piece.key is not None:
+        if bundle.key_matches_certificate(piece.key, leaf):
+            key_pem = private_key_to_pem(piece.key)
         else:
             notes.append("the private key in the file does not belong to the certificate and was not stored")
     ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in [leaf, *issuers])
     print_ = thumbprint(ders[0])
-    sighting = Sighting(ders, "upload", f"upload:{upload.filename}", path=upload.filename)
+    where = f"{upload.filename}#{piece.entry}" if piece.entry else upload.filename
+    sighting = Sighting(ders, "upload", f"upload:{where}", path=where)
     now = utcnow()
     summary = record(
         [sighting], now=now, bot_id=bot_id, extra_values={print_: {"private_key": key_pem}} if key_pem else None
     )
     if summary.unreadable:
-        raise InventoryError(summary.errors[0] if summary.errors else "the certificate cannot be read")
+        reason = summary.errors[0] if summary.errors else "the certificate cannot be read"
+        return ImportOutcome(filename=upload.filename, entry=piece.entry, imported=False, reason=reason)
     cert_id = summary.certificate_ids[print_]
+    completed = [i for i in summary.completed_chain_ids if i != cert_id]
+    if completed:
+        notes.append(f"completed the chain of {len(completed)} other certificate(s) in the inventory")
     with session_scope() as s:
         cert = repo.get(s, Certificate, cert_id)
         stored = cert.private_key is not None and key_pem is not None
         if key_pem is not None and cert.private_key is None:
             cert.private_key = key_pem
             stored = True
-        repo.audit(s, actor=actor, action="import-certificate", obj=cert, detail=upload.filename)
+        repo.audit(s, actor=actor, action="import-certificate", obj=cert, detail=where)
         return ImportOutcome(
             filename=upload.filename,
+            entry=piece.entry,
             imported=True,
             certificate_id=cert.id,
             common_name=cert.common_name,

@@ -85,16 +85,25 @@ async def import_files(
     who: Operator,
     files: Annotated[list[UploadFile], File()],
     password: Annotated[str, Form()] = "",
+    key_password: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     uploads = [(f.filename or "upload", await f.read(inventory.MAX_UPLOAD_BYTES + 1)) for f in files if f.filename]
     try:
         report: ImportReport = await run_in_threadpool(
-            inventory.import_files, uploads, actor=who.username, password=password or None
+            inventory.import_files,
+            uploads,
+            actor=who.username,
+            password=password or None,
+            key_password=key_password or None,
         )
     except InputError as exc:
         ctx = {"title": "Import certificates", "report": None, "error": exc}
         return render(request, "discovery/import.html", ctx, status_code=422)
-    return render(request, "discovery/import.html", {"title": "Import certificates", "report": report})
+    # As the API: 422 when nothing was imported (a mix is shown as a normal page, each row with its result).
+    status = 422 if report.http_status == 422 else 200
+    return render(
+        request, "discovery/import.html", {"title": "Import certificates", "report": report}, status_code=status
+    )
 
 
 @router.post("/servers/{server_id}/scan-files")
