@@ -353,6 +353,15 @@ def test_usage_column_filter_and_quick_target_refusal(
     assert smime.json()["total"] == 1
     tls = client.get(API, params={"filter": "usage:eq:tls-server"}, headers=operator).json()
     assert [r["id"] for r in tls["items"]] == [good_id]
+    # Requested, not issued yet: the list shows the profile it will be ordered with.
+    bob = client.post(API, json={"common_name": "bob@example.test", "profile": "smime"},
+                      headers=operator)  # fmt: skip
+    assert bob.status_code == 201, bob.text
+    assert bob.json()["usage"] == "smime"
+    smime_ids = [
+        r["id"] for r in client.get(API, params={"filter": "usage:eq:smime"}, headers=operator).json()["items"]
+    ]
+    assert smime_ids == [bob.json()["id"], alice_id]
     assert client.get(f"{API}/{alice_id}", headers=operator).json()["usage"] == "smime"
     assert client.get(f"{API}/{alice_id}/details", headers=operator).json()["usage_label"] == "S/MIME"
 
