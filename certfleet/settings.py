@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default=None, description="Password of the first admin user; generated and printed once when unset"
     )
     session_hours: float = Field(default=12.0, description="How long a dashboard login lasts")
+    aia_fetch: bool = Field(
+        default=False,
+        description="Let imports fetch missing intermediates from the CA Issuers URLs in certificates (outbound HTTP)",
+    )
+    aia_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Timeout of each CA Issuers request")
 
     @property
     def home(self) -> Path:

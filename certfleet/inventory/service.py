@@ -57,6 +57,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.inventory.aia import complete_from_aia
 from certfleet.inventory.analysis import analyze, thumbprint
 from certfleet.inventory.chains import store_facts
 from certfleet.inventory.record import Sighting, forget_trust_store, record, trust_store
@@ -111,6 +112,7 @@ from certfleet.pki.keystore import is_java_keystore, load_java_keystore
 from certfleet.pki.parse import certificate_text, describe, load_material
 from certfleet.pki.policy import policy_outcomes
 from certfleet.pki.usage import classify
+from certfleet.settings import get_settings
 
 PUBLIC_CA_KINDS = frozenset({"acme", "digicert", "emsign"})  # CAs whose TLS certificates browsers trust
 PUBLIC_MAX_VALIDITY_DAYS = 398
@@ -618,6 +620,10 @@ def _record_piece(upload: UploadedFile, piece: _Piece, *, actor: str, bot_id: in
         notes.append(
             f"{len(chain) - 1 - len(issuers)} certificate(s) unrelated to {describe(leaf).display_name} were left out"
         )
+    settings = get_settings()
+    if settings.aia_fetch:  # an admin allowed outbound requests to the URLs certificates name
+        issuers, fetched_notes = _issuers_from_aia(leaf, issuers, settings.aia_timeout_s)
+        notes += fetched_notes
     key_pem = None
     if piece.key is not None:
         if bundle.key_matches_certificate(piece.key, leaf):
@@ -656,6 +662,20 @@ def _record_piece(upload: UploadedFile, piece: _Piece, *, actor: str, bot_id: in
             private_key_stored=stored,
             reason="; ".join(notes) or None,
         )
+
+
+def _issuers_from_aia(
+    leaf: x509.Certificate, issuers: list[x509.Certificate], timeout: float
+) -> tuple[list[x509.Certificate], list[str]]:
+    """Fetch missing intermediates, only for a chain that verifies to no known root yet."""
+    chain = [leaf, *issuers]
+    with session_scope() as s:
+        if trust_store(s).classify(chain).anchor is not None:
+            return issuers, []
+    longer, notes = complete_from_aia(chain, timeout=timeout)
+    if len(longer) > len(chain):
+        notes.append(f"{len(longer) - len(chain)} intermediate(s) fetched from the CA Issuers URL")
+    return longer[1:], notes
 
 
 def _issuers_of(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
