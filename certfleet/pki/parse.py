@@ -233,7 +233,9 @@ def _load_binary(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
 
 def _binary_failure(data: bytes) -> str:
     """What a binary file that is no certificate is, and what is wrong with it."""
-    if not data or data[0] != 0x30:
+    if not data:
+        return "the file is empty"
+    if data[0] != 0x30:
         if _is_text(data):
             return f"the file is text without a PEM '-----BEGIN CERTIFICATE-----' block: {_NOT_CERTIFICATE_FILE}"
         return (
