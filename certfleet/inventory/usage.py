@@ -6,12 +6,18 @@ target_problem(cert, server_type) -> str | None      the same for an inventory r
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from certfleet.models.orm import Certificate
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.parse import load_material
 from certfleet.pki.usage import NotServable, profile_problem, servable_problem
 
-__all__ = ["NotServable", "assert_servable", "target_problem"]
+__all__ = ["NotServable", "assert_servable", "target_problem", "usage_counts"]
+
+# What a row is for: its certificate's usage, or before the first issue the profile it will be ordered with.
+USAGE = func.coalesce(Certificate.usage, Certificate.profile)
 
 
 def assert_servable(pem: str | bytes, server: str = "a TLS server") -> None:
@@ -37,3 +43,9 @@ def target_problem(cert: Certificate, server_type: str) -> str | None:
             return str(exc)
         return None
     return profile_problem(cert.profile, server_type)
+
+
+def usage_counts(session: Session) -> dict[str, int]:
+    """How many inventory certificates there are of each usage ("smime": 3, "tls-server": 120, ...)."""
+    rows = session.execute(select(USAGE, func.count(Certificate.id)).group_by(USAGE)).all()
+    return {str(usage): int(count) for usage, count in rows}

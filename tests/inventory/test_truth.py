@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from certfleet.inventory import service
 from certfleet.inventory.record import Sighting, record
 from certfleet.inventory.schemas import ConfigureRequest, TargetInput, UploadedFile
-from certfleet.inventory.usage import NotServable, assert_servable
+from certfleet.inventory.usage import NotServable, assert_servable, usage_counts
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
@@ -117,6 +117,7 @@ def test_an_smime_certificate_is_classified_and_refused_as_a_tls_target(
     with session_scope() as s:
         assert service.check_configuration(s, good_id, configure_request(boot, server_id, tmp_path)) == []
         details = service.details(s, cert_id)
+        assert usage_counts(s) == {"smime": 1, "ca": 1, "tls-server": 1}  # what an S/MIME tile would count
     assert (details.usage, details.usage_label) == ("smime", "S/MIME")
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
-from certfleet.inventory.usage import target_problem
+from certfleet.inventory.usage import USAGE, target_problem
 from certfleet.models import repo
 from certfleet.models.orm import (
     Bot,
@@ -128,7 +128,7 @@ CERTIFICATES = ListSpec(
         Column(
             "usage",
             "Usage",
-            func.coalesce(Certificate.usage, Certificate.profile),
+            USAGE,
             ColType.ENUM,
             default=True,
             choices=tuple(u.value for u in Usage),
