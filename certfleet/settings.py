@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         "with sudo); off: only the known commands of each server type",
     )
     session_hours: float = Field(default=12.0, description="How long a dashboard login lasts")
+    aia_fetch: bool = Field(
+        default=False,
+        description="Let imports fetch missing intermediates from the CA Issuers URLs in certificates (outbound HTTP)",
+    )
+    aia_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Timeout of each CA Issuers request")
 
     @property
     def home(self) -> Path:

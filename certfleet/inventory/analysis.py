@@ -16,7 +16,8 @@ from certfleet.models.orm import CertificateStatus, DeploymentType
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import key_spec_of
 from certfleet.pki.parse import CertificateInfo, describe, order_chain
-from certfleet.pki.policy import vulnerability_reasons
+from certfleet.pki.policy import Outcome, RuleOutcome, policy_outcomes
+from certfleet.pki.usage import Usage, classify
 
 DEFAULT_KEY_SPEC = "rsa2048"
 
@@ -35,10 +36,24 @@ class CertificateFacts:
     reasons: list[str]
     pem_chain: str
     key_spec: str | None  # the key certfleet would order on renewal; None when the key type is not one it issues
+    usage: Usage
+    policy: list[RuleOutcome]
+    awaiting_issuer: str | None  # see issuer_key: the chain stops below its root
 
     @property
     def issuer_ca(self) -> str:
         return self.info.issuer_common_name or self.info.issuer_organization or self.info.issuer
+
+
+def issuer_key(name: x509.Name) -> str:
+    """How a chain that stops below its root finds the CA that completes it: SHA-256 of the DER name."""
+    return hashlib.sha256(name.public_bytes()).hexdigest()
+
+
+def awaiting_issuer(chain: Sequence[x509.Certificate]) -> str | None:
+    """The issuer key of the chain's top certificate, or None when the chain ends at a self-issued root."""
+    top = chain[-1]
+    return None if top.issuer == top.subject else issuer_key(top.issuer)
 
 
 def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
@@ -55,11 +70,15 @@ def analyze(chain: Sequence[x509.Certificate], trust: TrustStore, now: datetime)
     leaf = chain[0]
     info = describe(leaf)
     verdict = trust.classify(chain)
-    reasons = vulnerability_reasons(leaf, publicly_trusted=verdict.publicly_trusted, now=now, info=info)
+    policy = policy_outcomes(
+        leaf, public_rules=verdict.public_rules, not_public_because=verdict.not_public_because, now=now, info=info
+    )
+    reasons = [o.detail for o in policy if o.outcome is Outcome.FAILED]
     pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode("ascii")
     spec = key_spec_of(leaf.public_key())
     key_spec = None if spec is None else (f"rsa{spec.size}" if spec.algorithm == "rsa" else f"ec-p{spec.size}")
-    return CertificateFacts(info, verdict, reasons, pem, key_spec)
+    waiting = None if verdict.anchor else awaiting_issuer(chain)  # a known anchor completes it for trust
+    return CertificateFacts(info, verdict, reasons, pem, key_spec, classify(leaf), policy, waiting)
 
 
 def analyze_material(certificates: Sequence[x509.Certificate], trust: TrustStore, now: datetime) -> CertificateFacts:
@@ -91,6 +110,10 @@ def certificate_values(facts: CertificateFacts, *, now: datetime, discovery_bot_
         "vulnerable": bool(facts.reasons),
         "vulnerability_reasons": facts.reasons,
         "pem_chain": facts.pem_chain,
+        "usage": facts.usage.value,
+        "awaiting_issuer": facts.awaiting_issuer,
+        # Renewal orders what the certificate is: an S/MIME certificate is re-ordered as S/MIME.
+        "profile": "smime" if facts.usage is Usage.SMIME else "tls-server",
         "deployment_type": DeploymentType.MANUAL,  # someone else put it there; Configure makes it Automated
         "tags": [],
         "created_at": now,

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certfleet.inventory.analysis import CertificateFacts, analyze, certificate_values, load_chain, thumbprint
+from certfleet.inventory.chains import ca_certificates, complete_new, complete_waiting
 from certfleet.inventory.trust import TrustStore, system_roots
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -82,6 +83,7 @@ class RecordSummary(BaseModel):
     new_certificates: int = 0
     new_certificate_ids: list[int] = []
     certificate_ids: dict[str, int] = {}  # thumbprint -> certificate id, for every readable chain
+    completed_chain_ids: list[int] = []  # stored certificates whose chain this batch's CA certificates completed
     unreadable: int = 0  # chains that could not be decoded (counted as misses too)
     errors: list[str] = []
 
@@ -100,19 +102,26 @@ def chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 # --- trust store, cached per set of private roots ----------------------------------------------------------
 
 _trust_lock = threading.Lock()
-_trust_cache: tuple[tuple[tuple[int, str], ...], TrustStore] | None = None
+_trust_cache: tuple[tuple[tuple[int, str, bool], ...], TrustStore] | None = None
 
 
 def trust_store(session: Session) -> TrustStore:
     """The system roots plus the registered private roots; rebuilt only when the private roots change."""
     global _trust_cache
-    rows = session.execute(select(PrivateRoot.id, PrivateRoot.sha256_thumbprint).order_by(PrivateRoot.id)).all()
-    key = tuple((row[0], row[1]) for row in rows)
+    rows = session.execute(
+        select(PrivateRoot.id, PrivateRoot.sha256_thumbprint, PrivateRoot.apply_public_rules).order_by(PrivateRoot.id)
+    ).all()
+    key = tuple((row[0], row[1], bool(row[2])) for row in rows)
     with _trust_lock:
         if _trust_cache is not None and _trust_cache[0] == key:
             return _trust_cache[1]
-    roots = session.execute(select(PrivateRoot.name, PrivateRoot.pem).order_by(PrivateRoot.id)).all()
-    store = TrustStore(system_roots(), [(name, x509.load_pem_x509_certificate(pem.encode())) for name, pem in roots])
+    roots = session.execute(
+        select(PrivateRoot.name, PrivateRoot.pem, PrivateRoot.apply_public_rules).order_by(PrivateRoot.id)
+    ).all()
+    loaded = [(name, x509.load_pem_x509_certificate(pem.encode()), held) for name, pem, held in roots]
+    store = TrustStore(
+        system_roots(), [(name, cert) for name, cert, _ in loaded], [cert for _, cert, held in loaded if held]
+    )
     with _trust_lock:
         _trust_cache = (key, store)
     return store
@@ -212,6 +221,7 @@ def record(
             facts = parsed.facts.get(print_)
             if facts is None:
                 continue
+            facts = complete_new(s, facts, trust, now)  # intermediates imported before the leaf
             values = certificate_values(facts, now=now, discovery_bot_id=bot_id)
             values.update(_location_columns(sighting))
             values.update((extra_values or {}).get(print_, {}))
@@ -231,7 +241,22 @@ def record(
         good = [(sighting, ids[p]) for sighting, p in zip(sightings, prints, strict=True) if p in ids]
         _upsert_locations(s, good, bot_id=bot_id, run_id=run_id, now=now)
         _mark_misses(s, all_misses, now)
+        cas = _batch_cas(sightings)
+        if cas:
+            summary.completed_chain_ids = complete_waiting(s, cas, trust, now)
     return summary
+
+
+def _batch_cas(sightings: Sequence[Sighting]) -> list[x509.Certificate]:
+    """The CA certificates a batch carries (a few distinct intermediates, however many sightings)."""
+    ders = {der for sighting in sightings for der in sighting.chain}
+    certificates = []
+    for der in ders:
+        try:
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue  # an unreadable certificate is reported with its sighting
+    return ca_certificates(certificates)
 
 
 def _same_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -421,6 +446,7 @@ class BackgroundRecorder:
             total.new_certificates += done.new_certificates
             total.new_certificate_ids += done.new_certificate_ids
             total.certificate_ids.update(done.certificate_ids)
+            total.completed_chain_ids += done.completed_chain_ids
             total.unreadable += done.unreadable
             total.errors = sorted({*total.errors, *done.errors})
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from certfleet import fields
 from certfleet.models.orm import CAType, CertificateStatus, DeploymentType, LocationStatus
 from certfleet.pki.parse import CertificateInfo
+from certfleet.pki.policy import RuleOutcome
 
 
 class InventoryError(ValueError):
@@ -160,6 +161,9 @@ class CertificateDetails(BaseModel):
     expires_within_days: int
     vulnerable: bool
     vulnerability_reasons: list[str]
+    usage: str  # tls-server, tls-client, smime, code-signing, ca, other (certfleet.pki.usage)
+    usage_label: str  # "S/MIME"
+    policy: list[RuleOutcome]  # every rule with its outcome: "398-day limit: not applicable, private CA (...)"
     has_private_key: bool
     discovery_bot: str | None
     provisioning_bot: str | None
@@ -194,11 +198,12 @@ class Deleted(BaseModel):
 
 
 class UploadedFile(BaseModel):
-    """One uploaded file: PEM, DER, PKCS#7 or PKCS#12 (with its password)."""
+    """One uploaded file: PEM, DER, PKCS#7, PKCS#12 or a Java keystore (JKS, JCEKS) with its password."""
 
     filename: str = Field(min_length=1, max_length=255)
     content: bytes = Field(repr=False)
-    password: SecretStr | None = None
+    password: SecretStr | None = None  # PKCS#12 password, or the Java keystore's store password
+    key_password: SecretStr | None = None  # Java keystores only: the key entries' password when not the store's
 
     @field_validator("filename")
     @classmethod
@@ -208,6 +213,7 @@ class UploadedFile(BaseModel):
 
 class ImportOutcome(BaseModel):
     filename: str
+    entry: str | None = None  # the keystore alias, for Java keystores (one outcome per entry)
     imported: bool
     certificate_id: int | None = None
     common_name: str | None = None
@@ -227,6 +233,13 @@ class ImportReport(BaseModel):
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if not o.imported)
 
+    @property
+    def http_status(self) -> int:
+        """200 when every file (or keystore entry) was imported, 422 when none was, 207 for a mix."""
+        if not self.failed:
+            return 200
+        return 422 if not self.imported else 207
+
 
 # --- Private roots ------------------------------------------------------------------------------------------
 
@@ -237,5 +250,6 @@ class PrivateRootView(BaseModel):
     subject: str
     sha256_thumbprint: str
     not_after: datetime
+    apply_public_rules: bool  # chains to this root are held to the public CA rules (398-day limit)
     created_at: datetime
     created_by: str | None

@@ -32,18 +32,22 @@ Messages never hold secrets (passwords, keys). The API:
         Removes the row, its locations, targets and order history. A certificate still served is found
         again by the next discovery run; Ignore keeps it out for good.
     import_files([UploadedFile], actor=, bot_id=None) -> ImportReport
-        PEM, DER, PKCS#7, PKCS#12 (+ password); one outcome per file with a reason for each bad one.
+        PEM, DER, PKCS#7, PKCS#12 (+ password), JKS and JCEKS (+ store password, optional key password; one
+        outcome per entry); one outcome per file with a reason for each bad one (`ImportReport.http_status`).
         A private key in the file is stored (encrypted) when it belongs to the certificate. Runs its own
         transactions (bulk recording), so it takes no session.
     register_private_root(session, name, content, actor=) -> PrivateRootView
     list_private_roots(session) -> [PrivateRootView]
     remove_private_root(session, root_id, actor=) -> None
-    reclassify(session) -> int      re-derive CA type, trust anchor and vulnerable for every certificate
+    hold_to_public_rules(session, root_id, apply, actor=) -> PrivateRootView
+        An admin's choice: chains to this private root are held to the public CA rules (398-day limit).
+    reclassify(session) -> int      re-derive CA type, trust anchor, vulnerable and usage for every certificate
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -53,7 +57,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.inventory.aia import complete_from_aia
 from certfleet.inventory.analysis import analyze, thumbprint
+from certfleet.inventory.chains import store_facts
 from certfleet.inventory.record import Sighting, forget_trust_store, record, trust_store
 from certfleet.inventory.schemas import (
     IGNORE_REASON,
@@ -76,6 +82,7 @@ from certfleet.inventory.schemas import (
     TargetView,
     UploadedFile,
 )
+from certfleet.inventory.usage import target_problem
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -101,8 +108,12 @@ from certfleet.models.orm import (
 from certfleet.pki import bundle
 from certfleet.pki.csr import build_csr
 from certfleet.pki.errors import CertificateFormatError
-from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import KeySpec, PrivateKey, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keystore import is_java_keystore, load_java_keystore
 from certfleet.pki.parse import certificate_text, describe, load_material
+from certfleet.pki.policy import policy_outcomes
+from certfleet.pki.usage import classify
+from certfleet.settings import get_settings
 
 PUBLIC_CA_KINDS = frozenset({"acme", "digicert", "emsign"})  # CAs whose TLS certificates browsers trust
 PUBLIC_MAX_VALIDITY_DAYS = 398
@@ -173,11 +184,13 @@ def check_configuration(
     except CertificateFormatError as exc:
         problems.append(("common_name", f"the certificate's names cannot be ordered: {exc}"))
 
-    problems.extend(_target_problems(session, request, bot))
+    problems.extend(_target_problems(session, request, bot, cert))
     return problems
 
 
-def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | None) -> list[tuple[str | None, str]]:
+def _target_problems(
+    session: Session, request: ConfigureRequest, bot: Bot | None, cert: Certificate
+) -> list[tuple[str | None, str]]:
     from certfleet.servers.access import HANDLERS  # server types that find their files in the configuration
     from certfleet.servers.targets import target_problems
     from certfleet.tasks.build import build_transport  # the registry decides which connections work
@@ -212,6 +225,9 @@ def _target_problems(session: Session, request: ConfigureRequest, bot: Bot | Non
                     f"{bot.name!r} cannot stand in for; choose that bot or remap the server",
                 )
             )
+        unservable = target_problem(cert, server.server_type)
+        if unservable is not None:
+            problems.append((f"{field}.server_id", f"{where}: {unservable}"))
         if server.server_type not in HANDLERS and not (target.cert_path and target.key_path):
             problems.append(
                 (
@@ -387,6 +403,11 @@ def details(session: Session, certificate_id: int) -> CertificateDetails:
         .where(CertificateLocation.certificate_id == cert.id)
         .order_by(CertificateLocation.last_seen.desc(), CertificateLocation.id)
     ).all()
+    verdict = trust_store(session).classify(chain)
+    policy = policy_outcomes(
+        chain[0], public_rules=verdict.public_rules, not_public_because=verdict.not_public_because, info=info
+    )
+    usage = classify(chain[0])
     entries = []
     for c in chain:
         d = describe(c)
@@ -410,6 +431,9 @@ def details(session: Session, certificate_id: int) -> CertificateDetails:
         expires_within_days=info.expires_within_days(),
         vulnerable=cert.vulnerable,
         vulnerability_reasons=list(cert.vulnerability_reasons or []),
+        usage=usage.value,
+        usage_label=usage.label,
+        policy=policy,
         has_private_key=cert.private_key is not None,
         discovery_bot=bots.get(cert.discovery_bot_id) if cert.discovery_bot_id else None,
         provisioning_bot=bots.get(cert.provisioning_bot_id) if cert.provisioning_bot_id else None,
@@ -518,21 +542,46 @@ def delete(session: Session, certificate_id: int, *, actor: str) -> Deleted:
 
 
 def import_files(files: list[UploadedFile], *, actor: str, bot_id: int | None = None) -> ImportReport:
-    """Import each file on its own: a bad file gets its reason and never stops the others."""
-    outcomes = []
+    """Import each file on its own: a bad file gets its reason and never stops the others. A Java keystore
+    gives one outcome per entry."""
+    outcomes: list[ImportOutcome] = []
     for upload in files:
         try:
-            outcomes.append(_import_one(upload, actor=actor, bot_id=bot_id))
+            outcomes.extend(_import_one(upload, actor=actor, bot_id=bot_id))
         except InventoryError as exc:
             outcomes.append(ImportOutcome(filename=upload.filename, imported=False, reason=str(exc)))
     return ImportReport(outcomes=outcomes)
 
 
-def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> ImportOutcome:
+@dataclass
+class _Piece:
+    """One certificate chain of a file (a keystore has one per entry) with the key the file holds for it."""
+
+    entry: str | None
+    chain: list[x509.Certificate]
+    key: PrivateKey | None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> list[ImportOutcome]:
     if not upload.content.strip():
         raise InventoryError("the file is empty")
     if len(upload.content) > MAX_UPLOAD_BYTES:
         raise InventoryError(f"the file is larger than {MAX_UPLOAD_BYTES // 1024} KiB; upload one certificate file")
+    pieces = _keystore_pieces(upload) if is_java_keystore(upload.content) else [_file_piece(upload)]
+    outcomes = []
+    for piece in pieces:
+        if piece.error is not None:
+            outcomes.append(
+                ImportOutcome(filename=upload.filename, entry=piece.entry, imported=False, reason=piece.error)
+            )
+            continue
+        outcomes.append(_record_piece(upload, piece, actor=actor, bot_id=bot_id))
+    return outcomes
+
+
+def _file_piece(upload: UploadedFile) -> _Piece:
     password = upload.password.get_secret_value().encode("utf-8") if upload.password else None
     if b"PRIVATE KEY-----" in upload.content and b"CERTIFICATE-----" not in upload.content:
         raise InventoryError("the file holds only a private key; upload the certificate, or a PKCS#12 file with both")
@@ -540,39 +589,75 @@ def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> Impo
         material = load_material(upload.content, password)
     except CertificateFormatError as exc:
         raise InventoryError(str(exc)) from None
-    chain = material.certificates
+    return _Piece(None, material.certificates, material.private_key)
+
+
+def _keystore_pieces(upload: UploadedFile) -> list[_Piece]:
+    store_password = upload.password.get_secret_value() if upload.password else None
+    key_password = upload.key_password.get_secret_value() if upload.key_password else None
+    try:
+        store = load_java_keystore(upload.content, store_password, key_password)
+    except CertificateFormatError as exc:
+        raise InventoryError(str(exc)) from None
+    if not store.entries:
+        skipped = f" (secret keys only: {', '.join(store.skipped)})" if store.skipped else ""
+        raise InventoryError(f"the {store.store_type} keystore holds no certificate{skipped}")
+    pieces = []
+    for entry in store.entries:
+        notes = list(entry.notes)
+        if not store.integrity_checked:
+            notes.insert(
+                0, f"no store password was given, so the {store.store_type} keystore's integrity was not checked"
+            )
+        error = f"{store.store_type} entry {entry.alias!r} ({entry.kind}): {entry.error}" if entry.error else None
+        pieces.append(_Piece(entry.alias, entry.certificates, entry.private_key, notes, error))
+    return pieces
+
+
+def _record_piece(upload: UploadedFile, piece: _Piece, *, actor: str, bot_id: int | None) -> ImportOutcome:
+    chain = piece.chain
     leaf = chain[0]
     issuers = _issuers_of(leaf, chain[1:])
-    notes = []
+    notes = list(piece.notes)
     if len(chain) > 1 + len(issuers):
         notes.append(
             f"{len(chain) - 1 - len(issuers)} certificate(s) unrelated to {describe(leaf).display_name} were left out"
         )
+    settings = get_settings()
+    if settings.aia_fetch:  # an admin allowed outbound requests to the URLs certificates name
+        issuers, fetched_notes = _issuers_from_aia(leaf, issuers, settings.aia_timeout_s)
+        notes += fetched_notes
     key_pem = None
-    if material.private_key is not None:
-        if bundle.key_matches_certificate(material.private_key, leaf):
-            key_pem = private_key_to_pem(material.private_key)
+    if piece.key is not None:
+        if bundle.key_matches_certificate(piece.key, leaf):
+            key_pem = private_key_to_pem(piece.key)
         else:
             notes.append("the private key in the file does not belong to the certificate and was not stored")
     ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in [leaf, *issuers])
     print_ = thumbprint(ders[0])
-    sighting = Sighting(ders, "upload", f"upload:{upload.filename}", path=upload.filename)
+    where = f"{upload.filename}#{piece.entry}" if piece.entry else upload.filename
+    sighting = Sighting(ders, "upload", f"upload:{where}", path=where)
     now = utcnow()
     summary = record(
         [sighting], now=now, bot_id=bot_id, extra_values={print_: {"private_key": key_pem}} if key_pem else None
     )
     if summary.unreadable:
-        raise InventoryError(summary.errors[0] if summary.errors else "the certificate cannot be read")
+        reason = summary.errors[0] if summary.errors else "the certificate cannot be read"
+        return ImportOutcome(filename=upload.filename, entry=piece.entry, imported=False, reason=reason)
     cert_id = summary.certificate_ids[print_]
+    completed = [i for i in summary.completed_chain_ids if i != cert_id]
+    if completed:
+        notes.append(f"completed the chain of {len(completed)} other certificate(s) in the inventory")
     with session_scope() as s:
         cert = repo.get(s, Certificate, cert_id)
         stored = cert.private_key is not None and key_pem is not None
         if key_pem is not None and cert.private_key is None:
             cert.private_key = key_pem
             stored = True
-        repo.audit(s, actor=actor, action="import-certificate", obj=cert, detail=upload.filename)
+        repo.audit(s, actor=actor, action="import-certificate", obj=cert, detail=where)
         return ImportOutcome(
             filename=upload.filename,
+            entry=piece.entry,
             imported=True,
             certificate_id=cert.id,
             common_name=cert.common_name,
@@ -580,6 +665,20 @@ def _import_one(upload: UploadedFile, *, actor: str, bot_id: int | None) -> Impo
             private_key_stored=stored,
             reason="; ".join(notes) or None,
         )
+
+
+def _issuers_from_aia(
+    leaf: x509.Certificate, issuers: list[x509.Certificate], timeout: float
+) -> tuple[list[x509.Certificate], list[str]]:
+    """Fetch missing intermediates, only for a chain that verifies to no known root yet."""
+    chain = [leaf, *issuers]
+    with session_scope() as s:
+        if trust_store(s).classify(chain).anchor is not None:
+            return issuers, []
+    longer, notes = complete_from_aia(chain, timeout=timeout)
+    if len(longer) > len(chain):
+        notes.append(f"{len(longer) - len(chain)} intermediate(s) fetched from the CA Issuers URL")
+    return longer[1:], notes
 
 
 def _issuers_of(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
@@ -603,6 +702,7 @@ def _root_view(root: PrivateRoot) -> PrivateRootView:
         subject=root.subject,
         sha256_thumbprint=root.sha256_thumbprint,
         not_after=root.not_after,
+        apply_public_rules=root.apply_public_rules,
         created_at=root.created_at,
         created_by=root.created_by,
     )
@@ -655,8 +755,28 @@ def remove_private_root(session: Session, root_id: int, *, actor: str) -> None:
     reclassify(session)
 
 
+def hold_to_public_rules(session: Session, root_id: int, apply: bool, *, actor: str) -> PrivateRootView:
+    """Hold the chains of a private root to the public CA rules (the 398-day limit), or stop; re-derives
+    every certificate's Vulnerable at once."""
+    root = repo.get(session, PrivateRoot, root_id)
+    if root.apply_public_rules != apply:
+        root.apply_public_rules = apply
+        session.flush()
+        repo.audit(
+            session,
+            actor=actor,
+            action="apply-public-rules" if apply else "stop-public-rules",
+            obj=root,
+            detail=root.subject,
+        )
+        forget_trust_store()
+        reclassify(session)
+    return _root_view(root)
+
+
 def reclassify(session: Session) -> int:
-    """Re-derive CA type, trust anchor and vulnerability of every certificate with a chain; returns changes."""
+    """Re-derive CA type, trust anchor, vulnerability and usage of every certificate with a chain; returns
+    how many rows changed."""
     trust = trust_store(session)
     now = utcnow()
     changed = 0
@@ -666,20 +786,26 @@ def reclassify(session: Session) -> int:
             facts = analyze(load_material(cert.pem_chain.encode()).certificates, trust, now)
         except CertificateFormatError:
             continue
-        ca_type = facts.verdict.ca_type
-        if cert.ca_connector_id is not None and cert.order_generation > 0 and cert.ca_type is not None:
-            ca_type = cert.ca_type  # issued through a connector: its kind decided the type
-        new = (ca_type, facts.verdict.anchor, bool(facts.reasons), facts.reasons)
-        if (cert.ca_type, cert.trust_anchor, cert.vulnerable, list(cert.vulnerability_reasons or [])) != new:
-            cert.ca_type, cert.trust_anchor, cert.vulnerable, cert.vulnerability_reasons = (
-                ca_type,
-                facts.verdict.anchor,
-                bool(facts.reasons),
-                facts.reasons,
-            )
+        before = _verdicts(cert)
+        updated_at = cert.updated_at
+        store_facts(cert, facts, now)
+        if _verdicts(cert) != before:
             changed += 1
+        else:
+            cert.updated_at = updated_at
     session.flush()
     return changed
+
+
+def _verdicts(cert: Certificate) -> tuple[object, ...]:
+    return (
+        cert.ca_type,
+        cert.trust_anchor,
+        cert.vulnerable,
+        list(cert.vulnerability_reasons or []),
+        cert.usage,
+        cert.awaiting_issuer,
+    )
 
 
 __all__ = [
@@ -689,6 +815,7 @@ __all__ = [
     "details",
     "download",
     "get_configuration",
+    "hold_to_public_rules",
     "ignore",
     "import_files",
     "list_private_roots",

@@ -40,6 +40,14 @@ class TrustVerdict(NamedTuple):
     ca_type: CAType
     anchor: str | None  # the root the chain verifies to, by name; None when it verifies to none
     publicly_trusted: bool
+    public_rules: bool = False  # hold it to the public CA rules: publicly trusted, or its private root is chosen
+
+    @property
+    def not_public_because(self) -> str:
+        """Why the public-only rules were not applied, in the words of the policy view."""
+        if self.anchor is None:
+            return "the chain verifies to no known root"
+        return f"private CA ({self.anchor})"
 
 
 def _name_of(cert: x509.Certificate) -> str:
@@ -77,7 +85,13 @@ def load_system_roots(
 class TrustStore:
     """System roots and the organisation's private roots; `classify` says which one a chain verifies to."""
 
-    def __init__(self, system_roots: Sequence[x509.Certificate], private_roots: Sequence[tuple[str, x509.Certificate]]):
+    def __init__(
+        self,
+        system_roots: Sequence[x509.Certificate],
+        private_roots: Sequence[tuple[str, x509.Certificate]],
+        public_rules_roots: Iterable[x509.Certificate] = (),
+    ):
+        self._public_rules = {_fingerprint(cert) for cert in public_rules_roots}
         self._system = verification.Store(list(system_roots)) if system_roots else None
         self._system_names = {_fingerprint(c): _name_of(c) for c in system_roots}
         self._private = verification.Store([cert for _, cert in private_roots]) if private_roots else None
@@ -89,10 +103,12 @@ class TrustStore:
         leaf, rest = chain[0], list(chain[1:])
         leaf_print = _fingerprint(leaf)
         if leaf_print in self._private_names:  # a registered self-signed certificate
-            return TrustVerdict(CAType.PRIVATE, self._private_names[leaf_print], False)
+            return TrustVerdict(
+                CAType.PRIVATE, self._private_names[leaf_print], False, leaf_print in self._public_rules
+            )
         if leaf.issuer == leaf.subject:  # self-issued: trusted only if it is itself a root
             if leaf_print in self._system_names:
-                return TrustVerdict(CAType.PUBLIC, self._system_names[leaf_print], True)
+                return TrustVerdict(CAType.PUBLIC, self._system_names[leaf_print], True, True)
             return _UNTRUSTED
         # Thousands of leaves share a few issuing paths: verify a path once, then only each leaf's signature.
         key = (leaf.issuer.public_bytes(), tuple(_fingerprint(c) for c in rest))
@@ -115,12 +131,12 @@ class TrustStore:
         if path is not None:
             anchor = path[-1]
             name = self._system_names.get(_fingerprint(anchor), _name_of(anchor))
-            return TrustVerdict(CAType.PUBLIC, name, True), path[1]
+            return TrustVerdict(CAType.PUBLIC, name, True, True), path[1]
         path = _verify(self._private, leaf, rest, at, lenient=True)
         if path is not None:
             anchor = path[-1]
             name = self._private_names.get(_fingerprint(anchor), _name_of(anchor))
-            return TrustVerdict(CAType.PRIVATE, name, False), path[1]
+            return TrustVerdict(CAType.PRIVATE, name, False, _fingerprint(anchor) in self._public_rules), path[1]
         return _UNTRUSTED, None
 
 

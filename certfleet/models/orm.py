@@ -248,6 +248,12 @@ class Certificate(Base):
     vulnerability_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The root the served chain verifies to: a system root (public) or a registered private root.
     trust_anchor: Mapped[str | None] = mapped_column(String(255))
+    # What the certificate is for (certfleet.pki.usage.Usage): tls-server, tls-client, smime, code-signing, ca,
+    # other; None until it is issued (the profile says what it will be).
+    usage: Mapped[str | None] = mapped_column(String(20), index=True)
+    # The chain verifies to no known root and stops below its root: SHA-256 (hex) of the DER issuer name of its
+    # top certificate, so a CA certificate imported later finds the chains it completes.
+    awaiting_issuer: Mapped[str | None] = mapped_column(String(64), index=True)
     pem_chain: Mapped[str | None] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     # Order and provisioning trail.
@@ -524,5 +530,7 @@ class PrivateRoot(Base):
     sha256_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
     pem: Mapped[str] = mapped_column(Text)
     not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    # An admin's choice: hold chains to this root to the public CA rules (the 398-day limit) too.
+    apply_public_rules: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))

@@ -1,5 +1,6 @@
 """Load certificate files in whatever format users upload, and describe certificates for display."""
 
+import base64
 import hashlib
 import re
 from collections.abc import Sequence
@@ -30,6 +31,9 @@ from certfleet.pki.keys import PrivateKey, describe_public_key, load_private_key
 _PEM_BLOCK = re.compile(rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----.*?-----END (?P=label)-----", re.DOTALL)
 _PEM_KEY_LABELS = {"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"}
 _NOT_CERTIFICATE_FILE = "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"
+_BEGIN_LINE = re.compile(rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----")
+_CSR_LABELS = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"}
+_CSR_ADVICE = "upload the certificate the CA issued for it"
 
 # Names in the style of the Windows certificate manager, which the operator manual uses.
 _SIGNATURE_NAMES: dict[ObjectIdentifier, str] = {
@@ -140,13 +144,12 @@ def _load_pem(data: bytes, password: bytes | None) -> tuple[list[x509.Certificat
     certificates: list[x509.Certificate] = []
     keys: list[PrivateKey] = []
     ignored: list[str] = []
-    for number, match in enumerate(_PEM_BLOCK.finditer(data), start=1):
+    blocks = list(_PEM_BLOCK.finditer(data))
+    _refuse_unterminated(data, blocks)
+    for number, match in enumerate(blocks, start=1):
         label, block = match.group("label").decode("ascii"), match.group(0)
         if label == "CERTIFICATE":
-            try:
-                certificates.append(x509.load_pem_x509_certificate(block))
-            except ValueError as exc:
-                raise CertificateFormatError(f"PEM block {number} is not a valid certificate") from exc
+            certificates.append(_pem_certificate(block, number))
         elif label == "PKCS7":
             certificates.extend(_pkcs7_certificates(block, pem=True))
         elif label in _PEM_KEY_LABELS:
@@ -156,9 +159,53 @@ def _load_pem(data: bytes, password: bytes | None) -> tuple[list[x509.Certificat
     if len(keys) > 1:
         raise CertificateFormatError("the file contains more than one private key; upload one key at a time")
     if not certificates:
+        if any(label in _CSR_LABELS for label in ignored):
+            raise CertificateFormatError(
+                f"the PEM file is a certificate signing request (CSR), not a certificate: {_CSR_ADVICE}"
+            )
         found = f" (found: {', '.join(ignored)})" if ignored else ""
         raise CertificateFormatError(f"the PEM file contains no CERTIFICATE or PKCS7 block{found}")
     return certificates, keys[0] if keys else None
+
+
+def _refuse_unterminated(data: bytes, blocks: list[re.Match[bytes]]) -> None:
+    """A BEGIN line outside every complete block has no END line: the file was cut short or damaged."""
+    spans = [match.span() for match in blocks]
+    for begin in _BEGIN_LINE.finditer(data):
+        if not any(start <= begin.start() < end for start, end in spans):
+            label = begin.group("label").decode("ascii")
+            line = data.count(b"\n", 0, begin.start()) + 1
+            raise CertificateFormatError(
+                f"the PEM {label} block that begins on line {line} has no '-----END {label}-----' line: "
+                "the file is truncated or damaged"
+            )
+
+
+def _pem_certificate(block: bytes, number: int) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(block)
+    except ValueError:
+        pass
+    try:  # a CSR pasted between CERTIFICATE lines is a common mistake: name it
+        x509.load_pem_x509_csr(block.replace(b"CERTIFICATE-----", b"CERTIFICATE REQUEST-----"))
+    except ValueError:
+        pass
+    else:
+        raise CertificateFormatError(
+            f"PEM block {number} is a certificate signing request (CSR) inside CERTIFICATE armour, "
+            f"not a certificate: {_CSR_ADVICE}"
+        )
+    body = b"".join(block.splitlines()[1:-1])
+    try:
+        der = base64.b64decode(body, validate=True)
+    except ValueError:
+        raise CertificateFormatError(
+            f"PEM block {number} (CERTIFICATE) is not valid base64: the file is damaged"
+        ) from None
+    short = _der_shortfall(der)
+    if short is not None:
+        raise CertificateFormatError(f"PEM block {number} (CERTIFICATE) is truncated: {short}")
+    raise CertificateFormatError(f"PEM block {number} is not a valid certificate: its DER content is not X.509")
 
 
 def _pkcs7_certificates(data: bytes, *, pem: bool) -> list[x509.Certificate]:
@@ -179,8 +226,61 @@ def _load_binary(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
         return _load_pkcs12(data, password)
     try:
         return pkcs7.load_der_pkcs7_certificates(data), None
-    except ValueError as exc:
-        raise CertificateFormatError(_NOT_CERTIFICATE_FILE) from exc
+    except ValueError:
+        pass
+    raise CertificateFormatError(_binary_failure(data)) from None
+
+
+def _binary_failure(data: bytes) -> str:
+    """What a binary file that is no certificate is, and what is wrong with it."""
+    if not data:
+        return "the file is empty"
+    if data[0] != 0x30:
+        if _is_text(data):
+            return f"the file is text without a PEM '-----BEGIN CERTIFICATE-----' block: {_NOT_CERTIFICATE_FILE}"
+        return (
+            f"the file is binary data that is not DER (it does not start with an ASN.1 SEQUENCE): "
+            f"{_NOT_CERTIFICATE_FILE}"
+        )
+    short = _der_shortfall(data)
+    if short is not None:
+        return f"the DER file is truncated: {short}"
+    try:
+        x509.load_der_x509_csr(data)
+    except ValueError:
+        pass
+    else:
+        return f"the DER file is a certificate signing request (CSR), not a certificate: {_CSR_ADVICE}"
+    return f"the file is DER data but not a certificate, PKCS#7 or PKCS#12 structure: {_NOT_CERTIFICATE_FILE}"
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _der_shortfall(der: bytes) -> str | None:
+    """Why a DER value is cut short ("its header announces 1234 bytes, it has 600"), or None when it is not."""
+    if len(der) < 2:
+        return f"it has {len(der)} byte(s), too few for any DER value"
+    first = der[1]
+    if first < 0x80:
+        header, length = 2, first
+    else:
+        count = first & 0x7F
+        if count == 0:
+            return None  # indefinite length (BER): the parser decides
+        if count > 4:
+            return "its length header is damaged"
+        if len(der) < 2 + count:
+            return f"it has {len(der)} bytes, it ends inside its length header"
+        header, length = 2 + count, int.from_bytes(der[2 : 2 + count], "big")
+    if header + length > len(der):
+        return f"its header announces {header + length} bytes, it has {len(der)}"
+    return None
 
 
 def _looks_like_pkcs12(data: bytes) -> bool:
@@ -192,9 +292,18 @@ def _looks_like_pkcs12(data: bytes) -> bool:
 
 
 def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[list[x509.Certificate], PrivateKey | None]:
+    short = _der_shortfall(data)
+    if short is not None:
+        raise CertificateFormatError(f"the PKCS#12 file is truncated: {short}")
     try:
         key, certificate, additional = pkcs12.load_key_and_certificates(data, password)
     except ValueError as exc:
+        # OpenSSL tells a structure it cannot parse ("Could not deserialize") from a MAC that does not verify
+        # ("Invalid password or PKCS12 data"): the first is a damaged file whatever the password.
+        if "deserialize" in str(exc):
+            raise CertificateFormatError(
+                "the PKCS#12 file is damaged: its structure cannot be parsed (no password would open it)"
+            ) from None
         if not password:
             raise CertificateFormatError("PKCS#12 file needs a password") from exc
         try:  # a password typed for an unprotected PKCS#12 file is harmless
@@ -379,6 +488,11 @@ def _signature_verifies(cert: x509.Certificate, public_key: CertificatePublicKey
     except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
         return False
     return True
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer` (by name and signature) issued `cert`; accepts the legacy hashes old chains use."""
+    return cert.issuer == issuer.subject and _signature_verifies(cert, issuer.public_key())
 
 
 def _key_usage_names(usage: x509.KeyUsage) -> list[str]:

@@ -4,17 +4,27 @@ forms: every action goes through the inventory service, answers what a user chec
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from fastapi.testclient import TestClient
 
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, Bot, BotPurpose, BotStatus, Certificate, CertificateLocation
+from certfleet.models.orm import (
+    AuditEvent,
+    Bot,
+    BotPurpose,
+    BotStatus,
+    Certificate,
+    CertificateLocation,
+    Server,
+    ServerConnection,
+)
 from certfleet.pki.bundle import key_matches_certificate, to_pkcs12
 from tests.dashboard.conftest import Accounts, auth, csrf_of, login
 from tests.discovery.certs import Served
@@ -60,7 +70,7 @@ def test_import_reports_each_file_with_the_reason_for_each_bad_one(
     ]
     response = client.post(f"{API}/import", files=files, data={"password": P12_PASSWORD},
                            headers=auth(accounts, "operator"))  # fmt: skip
-    assert response.status_code == 200, response.text
+    assert response.status_code == 207, response.text  # some imported, some not: read each outcome
     body = response.json()
     by_name = {o["filename"]: o for o in body["outcomes"]}
     assert [o["filename"] for o in body["outcomes"]] == [name for _, (name, _, _) in files]
@@ -69,7 +79,10 @@ def test_import_reports_each_file_with_the_reason_for_each_bad_one(
     assert by_name["chain.p7b"]["new"] is False  # the same certificate: one more place, not a second row
     assert by_name["chain.p7b"]["certificate_id"] == by_name["good.pem"]["certificate_id"]
     assert by_name["expired.cer"]["common_name"] == expired.leaf.subject.rfc4514_string().removeprefix("CN=")
-    assert by_name["notes.txt"]["reason"] == "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"
+    assert by_name["notes.txt"]["reason"] == (
+        "the file is text without a PEM '-----BEGIN CERTIFICATE-----' block: "
+        "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"
+    )
     assert by_name["empty.pem"]["reason"] == "the file is empty"
     assert "only a private key" in by_name["key.pem"]["reason"]
     assert by_name["wrong.p12"]["reason"] == "wrong password for PKCS#12 file"
@@ -305,3 +318,172 @@ def test_import_and_private_root_pages(
     assert client.post("/private-roots", data={"name": "x", "pem": "x", "csrf_token": token}).status_code == 403
     assert "Corp Root" in client.get("/private-roots").text
     assert csrf_of(client.get("/discovery").text)
+
+
+# --- issue 11: what a certificate is for, malformed files, policy per rule -------------------------------------
+
+
+def _smime_pem(pki: PKI) -> bytes:
+    issued = pki.issue(
+        "Alice Example",
+        sans=["alice@example.test"],
+        not_before=datetime.now(UTC) - timedelta(days=1),
+        days=365,
+        serial=0x5EE,
+        extensions=[x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION])],
+    )
+    return issued.pem + pki.intermediate.pem
+
+
+def test_usage_column_filter_and_quick_target_refusal(
+    client: TestClient, accounts: Accounts, fleet: dict[str, Served], pki: PKI
+) -> None:
+    operator = auth(accounts, "operator")
+    files = [("files", ("good.pem", fleet["good"].cert_file.read_bytes(), "x")),
+             ("files", ("alice.pem", _smime_pem(pki), "x"))]  # fmt: skip
+    body = client.post(f"{API}/import", files=files, headers=operator).json()
+    good_id, alice_id = (o["certificate_id"] for o in body["outcomes"])
+
+    columns = {c["key"]: c for c in client.get(f"{API}/columns", headers=operator).json()}
+    assert columns["usage"]["label"] == "Usage"
+    assert columns["usage"]["values"] == ["tls-server", "tls-client", "smime", "code-signing", "ca", "other"]
+    smime = client.get(API, params={"filter": "usage:eq:smime", "columns": "common_name,usage"}, headers=operator)
+    assert smime.status_code == 200, smime.text
+    assert [r["id"] for r in smime.json()["items"]] == [alice_id]
+    assert smime.json()["total"] == 1
+    tls = client.get(API, params={"filter": "usage:eq:tls-server"}, headers=operator).json()
+    assert [r["id"] for r in tls["items"]] == [good_id]
+    # Requested, not issued yet: the list shows the profile it will be ordered with.
+    bob = client.post(API, json={"common_name": "bob@example.test", "profile": "smime"},
+                      headers=operator)  # fmt: skip
+    assert bob.status_code == 201, bob.text
+    assert bob.json()["usage"] == "smime"
+    smime_ids = [
+        r["id"] for r in client.get(API, params={"filter": "usage:eq:smime"}, headers=operator).json()["items"]
+    ]
+    assert smime_ids == [bob.json()["id"], alice_id]
+    assert client.get(f"{API}/{alice_id}", headers=operator).json()["usage"] == "smime"
+    assert client.get(f"{API}/{alice_id}/details", headers=operator).json()["usage_label"] == "S/MIME"
+
+    with session_scope() as s:
+        server = Server(description="web-1", host="127.0.0.1", ports=[443], connection=ServerConnection.LOCAL,
+                        server_type="nginx", bot_id=accounts.boot.local_bot_id)  # fmt: skip
+        s.add(server)
+        s.flush()
+        server_id = server.id
+    target = {"server_id": server_id, "port": 443, "cert_path": "/srv/tls/a.pem", "key_path": "/srv/tls/a.key"}
+    refused = client.post(f"{API}/{alice_id}/targets", json=target, headers=operator)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "server_id"
+    assert "this is an S/MIME certificate: it cannot be served by nginx" in refused.json()["detail"]
+    assert client.post(f"{API}/{good_id}/targets", json=target, headers=operator).status_code == 201
+
+    token = login(client, "viewer")
+    assert token
+    page = client.get("/certificates", params={"filter": "usage:eq:smime"}).text
+    assert "Alice Example" in page
+    assert "S/MIME" in page
+    assert "good.example.test" not in page
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_import_status_is_422_when_nothing_is_imported_and_each_reason_names_the_problem(
+    client: TestClient, accounts: Accounts, fleet: dict[str, Served]
+) -> None:
+    good = fleet["good"]
+    pem = good.cert_file.read_bytes()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(good.leaf.subject)
+        .sign(
+            good.key,
+            hashes.SHA256(),  # type: ignore[arg-type]
+        )
+    )
+    csr_in_cert_armour = csr.public_bytes(serialization.Encoding.PEM).replace(b"CERTIFICATE REQUEST", b"CERTIFICATE")
+    p12 = _pkcs12(good)
+    files = [
+        ("files", ("cut.pem", pem[: len(pem) // 3], "x")),
+        ("files", ("request.crt", csr_in_cert_armour, "x")),
+        ("files", ("cut.cer", good.der[:300], "x")),
+        ("files", ("garbage.p12", p12[:40] + bytes(len(p12) - 40), "x")),
+        ("files", ("cut.p12", p12[: len(p12) // 2], "x")),
+    ]
+    response = client.post(f"{API}/import", files=files, data={"password": P12_PASSWORD},
+                           headers=auth(accounts, "operator"))  # fmt: skip
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["imported"], body["failed"]) == (0, 5)
+    reasons = {o["filename"]: o["reason"] for o in body["outcomes"]}
+    assert reasons == {
+        "cut.pem": "the PEM CERTIFICATE block that begins on line 1 has no '-----END CERTIFICATE-----' line: "
+        "the file is truncated or damaged",
+        "request.crt": "PEM block 1 is a certificate signing request (CSR) inside CERTIFICATE armour, not a "
+        "certificate: upload the certificate the CA issued for it",
+        "cut.cer": f"the DER file is truncated: its header announces {len(good.der)} bytes, it has 300",
+        "garbage.p12": "the PKCS#12 file is damaged: its structure cannot be parsed (no password would open it)",
+        "cut.p12": f"the PKCS#12 file is truncated: its header announces {len(p12)} bytes, it has {len(p12) // 2}",
+    }
+    ok = client.post(f"{API}/import", files=[("files", ("good.pem", pem, "x"))], headers=auth(accounts, "operator"))
+    assert ok.status_code == 200
+    openapi = client.get("/api/v1/openapi.json")
+    if openapi.status_code == 404:
+        openapi = client.get("/openapi.json")
+    operation = openapi.json()["paths"]["/api/v1/certificates/import"]["post"]
+    assert {"200", "207", "422"} <= set(operation["responses"])
+    assert "**207**" in operation["description"]
+
+    token = login(client, "operator")
+    page = client.post("/discovery/import", data={"csrf_token": token},
+                       files=[("files", ("cut.cer", good.der[:300], "x"))])  # fmt: skip
+    assert page.status_code == 422
+    assert "the DER file is truncated" in page.text
+
+
+def test_policy_per_rule_in_the_api_and_public_rules_for_a_chosen_private_root(
+    client: TestClient, accounts: Accounts, pki: PKI
+) -> None:
+    leaf = pki.issue(
+        "intranet.example.test",
+        sans=["intranet.example.test"],
+        not_before=datetime.now(UTC) - timedelta(days=1),
+        days=825,
+        serial=0x825,
+        extensions=[x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])],
+    )
+    operator = auth(accounts, "operator")
+    files = [("files", ("intranet.pem", leaf.pem + pki.intermediate.pem, "x"))]
+    cert_id = client.post(f"{API}/import", files=files, headers=operator).json()["outcomes"][0]["certificate_id"]
+    root = client.post("/api/v1/private-roots", json={"name": "Corp Root", "pem": pki.root.pem.decode()},
+                       headers=operator).json()  # fmt: skip
+    assert root["apply_public_rules"] is False
+
+    details = client.get(f"{API}/{cert_id}/details", headers=operator).json()
+    assert details["vulnerable"] is False
+    limit = {p["rule"]: p for p in details["policy"]}["398-day limit"]
+    assert (limit["outcome"], limit["detail"]) == ("not applicable", "private CA (Corp Root)")
+
+    path = f"/api/v1/private-roots/{root['id']}/public-rules"
+    assert client.put(path, json={"apply": True}, headers=operator).status_code == 403  # an admin's choice
+    held = client.put(path, json={"apply": True}, headers=auth(accounts, "admin"))
+    assert held.status_code == 200, held.text
+    assert held.json()["apply_public_rules"] is True
+    details = client.get(f"{API}/{cert_id}/details", headers=operator).json()
+    limit = {p["rule"]: p for p in details["policy"]}["398-day limit"]
+    assert limit["outcome"] == "failed"
+    assert details["vulnerable"] is True
+    assert details["vulnerability_reasons"] == [
+        "validity of 825 days exceeds the 398 days allowed for publicly trusted certificates"
+    ]
+
+    token = login(client, "admin")
+    page = client.get("/private-roots").text
+    assert f'data-testid="public-rules-{root["id"]}">Applied' in page
+    stop = client.post(f"/private-roots/{root['id']}/public-rules", data={"apply": "0", "csrf_token": token},
+                       follow_redirects=False)  # fmt: skip
+    assert stop.status_code == 303
+    assert f'data-testid="public-rules-{root["id"]}">Not applied' in client.get("/private-roots").text
+    detail_page = client.get(f"/certificates/{cert_id}").text
+    assert "398-day limit" in detail_page
+    assert "private CA (Corp Root)" in detail_page
+    assert 'data-testid="cert-usage">TLS server' in detail_page

@@ -73,7 +73,7 @@ def test_finds_every_kind_of_certificate_file(boot: Bootstrapped, keystore: Path
     assert (summary.server_id, summary.files, summary.certificates, summary.new_certificates) == (server_id, 9, 5, 5)
     assert summary.skipped == [f"{keystore}/ca-bundle.pem: only CA certificates"]
     assert sorted(summary.errors) == [
-        f"local:{keystore}/broken.crt: PEM block 1 is not a valid certificate",
+        f"local:{keystore}/broken.crt: PEM block 1 (CERTIFICATE) is not valid base64: the file is damaged",
         f"local:{keystore}/locked.p12: PKCS#12 keystore needs a password certfleet does not know",
     ]
     assert file_locations() == {

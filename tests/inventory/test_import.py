@@ -47,7 +47,8 @@ def test_each_format_is_imported_with_its_fields(boot: Bootstrapped, fleet: dict
     assert [(o.filename, o.imported, o.new, o.reason) for o in report.outcomes] == [
         ("good.pem", True, True, None),
         ("expired.cer", True, True, None),
-        ("rsa1024.p7b", True, True, None),
+        # Its intermediate is the one expired.cer lacked: that chain is complete now.
+        ("rsa1024.p7b", True, True, "completed the chain of 1 other certificate(s) in the inventory"),
         ("sha1.pfx", True, True, None),
     ]
     assert (report.imported, report.failed) == (4, 0)
@@ -67,7 +68,8 @@ def test_each_format_is_imported_with_its_fields(boot: Bootstrapped, fleet: dict
     expired = row(fleet["expired"].sha256)
     assert expired.status is CertificateStatus.EXPIRED
     assert expired.vulnerability_reasons == expected_reasons(fleet["expired"])
-    assert expired.pem_chain == fleet["expired"].chain[0].public_bytes(serialization.Encoding.PEM).decode()
+    # expired.cer held the leaf alone; rsa1024.p7b, imported after it, carries their common intermediate.
+    assert expired.pem_chain == fleet["expired"].pem_chain
 
     weak = row(fleet["rsa1024"].sha256)
     assert weak.vulnerability_reasons == expected_reasons(fleet["rsa1024"])
@@ -107,7 +109,11 @@ def test_each_bad_file_gets_a_clear_reason(boot: Bootstrapped, fleet: dict[str, 
     )
     reasons = {o.filename: (o.imported, o.reason) for o in report.outcomes}
     assert reasons == {
-        "notes.txt": (False, "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"),
+        "notes.txt": (
+            False,
+            "the file is text without a PEM '-----BEGIN CERTIFICATE-----' block: "
+            "not a PEM, DER, PKCS#7 or PKCS#12 certificate file",
+        ),
         "empty.pem": (False, "the file is empty"),
         "locked.pfx": (False, "PKCS#12 file needs a password"),
         "wrong.pfx": (False, "wrong password for PKCS#12 file"),

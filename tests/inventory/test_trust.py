@@ -41,17 +41,20 @@ def test_classify(pki: PKI, fleet: dict[str, Served]) -> None:
     as_public = TrustStore([pki.root.cert], [])
     as_private = TrustStore(system_roots(), [("Corp Root", pki.root.cert)])
     unknown = TrustStore(system_roots(), [])
-    assert as_public.classify(good.chain) == (CAType.PUBLIC, "Test Root CA", True)
-    assert as_private.classify(good.chain) == (CAType.PRIVATE, "Corp Root", False)
-    assert unknown.classify(good.chain) == (CAType.PRIVATE, None, False)
+    assert as_public.classify(good.chain) == (CAType.PUBLIC, "Test Root CA", True, True)
+    assert as_private.classify(good.chain) == (CAType.PRIVATE, "Corp Root", False, False)
+    assert unknown.classify(good.chain) == (CAType.PRIVATE, None, False, False)
+    # An admin holds the private root to the public rules: still private, but the public rules apply.
+    held = TrustStore(system_roots(), [("Corp Root", pki.root.cert)], [pki.root.cert])
+    assert held.classify(good.chain) == (CAType.PRIVATE, "Corp Root", False, True)
     # The server left out its intermediate: nothing to build the path with.
-    assert as_public.classify(good.chain[:1]) == (CAType.PRIVATE, None, False)
+    assert as_public.classify(good.chain[:1]) == (CAType.PRIVATE, None, False, False)
     # Expired, but issued by a public CA: still Public (checked at the middle of its validity).
     assert as_public.classify(fleet["expired"].chain).ca_type is CAType.PUBLIC
     # Self-signed: trusted only as itself.
-    assert as_public.classify(fleet["self_signed"].chain) == (CAType.PRIVATE, None, False)
+    assert as_public.classify(fleet["self_signed"].chain) == (CAType.PRIVATE, None, False, False)
     pinned = TrustStore([], [("Appliance", fleet["self_signed"].leaf)])
-    assert pinned.classify(fleet["self_signed"].chain) == (CAType.PRIVATE, "Appliance", False)
+    assert pinned.classify(fleet["self_signed"].chain) == (CAType.PRIVATE, "Appliance", False, False)
 
 
 def test_the_path_cache_still_checks_each_signature(pki: PKI, fleet: dict[str, Served]) -> None:

@@ -200,12 +200,24 @@ def test_pkcs12_with_unsupported_key(pki: PKI) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"", "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"),
-        (b"hello world", "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"),
-        (b"\x30\x82\x01\x00\x02\x01\x05garbage", "not a PEM, DER, PKCS#7 or PKCS#12 certificate file"),
+        (b"", "the file is empty"),
+        (
+            b"hello world",
+            "the file is text without a PEM '-----BEGIN CERTIFICATE-----' block: "
+            "not a PEM, DER, PKCS#7 or PKCS#12 certificate file",
+        ),
+        (
+            b"\x30\x82\x01\x00\x02\x01\x05garbage",
+            "the DER file is truncated: its header announces 260 bytes, it has 14",
+        ),
+        (
+            b"\x30\x03\x02\x01\x05",
+            "the file is DER data but not a certificate, PKCS#7 or PKCS#12 structure: "
+            "not a PEM, DER, PKCS#7 or PKCS#12 certificate file",
+        ),
         (
             b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-            "PEM block 1 is not a valid certificate",
+            "PEM block 1 is not a valid certificate: its DER content is not X.509",
         ),
         (b"-----BEGIN PKCS7-----\nAAAA\n-----END PKCS7-----\n", "the PKCS#7 data is damaged or contains no"),
         (b"-----BEGIN NOTHING", "the PEM file contains no CERTIFICATE or PKCS7 block"),
@@ -217,11 +229,20 @@ def test_garbage_is_rejected(data: bytes, message: str) -> None:
     assert str(caught.value).startswith(message)
 
 
+def test_pem_with_another_block_says_what_it_found() -> None:
+    with pytest.raises(CertificateFormatError) as caught:
+        load_material(b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+    assert str(caught.value) == "the PEM file contains no CERTIFICATE or PKCS7 block (found: X509 CRL)"
+
+
 def test_pem_without_certificates_says_what_it_found(pki: PKI) -> None:
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(pki.ec_key(), hashes.SHA256())
     with pytest.raises(CertificateFormatError) as caught:
         load_material(csr.public_bytes(PEM))
-    assert str(caught.value) == "the PEM file contains no CERTIFICATE or PKCS7 block (found: CERTIFICATE REQUEST)"
+    assert str(caught.value) == (
+        "the PEM file is a certificate signing request (CSR), not a certificate: "
+        "upload the certificate the CA issued for it"
+    )
 
 
 def test_empty_material_has_no_leaf() -> None:

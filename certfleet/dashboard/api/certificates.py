@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr
 
 from certfleet import fields
@@ -97,6 +97,7 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "status": c.status.value,
         "status_reason": c.status_reason,
         "profile": c.profile,
+        "usage": c.usage or c.profile,  # what it is for; before its first issue, the profile it is ordered with
         "key_spec": c.key_spec,
         "ca_connector_id": c.ca_connector_id,
         "provisioning_bot_id": c.provisioning_bot_id,
@@ -156,25 +157,45 @@ def create(body: CertificateIn, db: DbSession, who: Operator) -> dict[str, Any]:
     return certificate_json(svc.create_certificate(db, new, who.username))
 
 
+IMPORT_DESCRIPTION = """One outcome per file (per entry for a Java keystore); a bad file gets its reason and never
+stops the others. Formats: PEM (certificates, PKCS#7, an optional private key), DER, PKCS#7 (.p7b), PKCS#12
+(.pfx/.p12, with `password`), JKS and JCEKS (with `password` as the store password and, when the key entries
+have their own, `key_password`). One password serves every file of the upload.
+
+The status says how it went: **200** every file (and keystore entry) was imported; **207** some were and some
+were not (read each outcome); **422** none was. The body is the same in all three:
+`{"imported": n, "failed": m, "outcomes": [{"filename", "entry", "imported", "certificate_id", "common_name",
+"new", "private_key_stored", "reason"}]}`; `reason` says what the file is and what is wrong with it, or notes
+what was left out of an imported file."""
+
+
 @router.post(
     "/certificates/import",
-    summary="Import certificate files: PEM, DER, PKCS#7, PKCS#12 (with password)",
-    description="One outcome per file; a bad file gets its reason and never stops the others. One password "
-    "serves every PKCS#12 file of the upload.",
+    summary="Import certificate files: PEM, DER, PKCS#7, PKCS#12, JKS, JCEKS (200 all, 207 some, 422 none)",
+    description=IMPORT_DESCRIPTION,
+    responses={
+        207: {"description": "some files (or keystore entries) were imported, some were not: see each outcome"},
+        422: {"description": "no file was imported: each outcome says why"},
+    },
 )
 async def import_files(
     who: Operator,
     files: Annotated[list[UploadFile], File(description="certificate files")],
-    password: Annotated[SecretStr | None, Form()] = None,
+    password: Annotated[SecretStr | None, Form(description="PKCS#12 password or keystore store password")] = None,
+    key_password: Annotated[
+        SecretStr | None, Form(description="Java keystores: the key entries' password, when not the store's")
+    ] = None,
     bot_id: Annotated[int | None, Form()] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     uploads = [(f.filename or "upload", await f.read(inventory.MAX_UPLOAD_BYTES + 1)) for f in files]
     # The service runs its own transactions: no request session is held open meanwhile (SQLite would lock).
     secret = password.get_secret_value() if password else None
+    key_secret = key_password.get_secret_value() if key_password else None
     report: ImportReport = await run_in_threadpool(
-        inventory.import_files, uploads, actor=who.username, password=secret, bot_id=bot_id
+        inventory.import_files, uploads, actor=who.username, password=secret, bot_id=bot_id, key_password=key_secret
     )
-    return {"imported": report.imported, "failed": report.failed, **report.model_dump(mode="json")}
+    body = {"imported": report.imported, "failed": report.failed, **report.model_dump(mode="json")}
+    return JSONResponse(body, status_code=report.http_status)
 
 
 @router.get("/certificates/{cert_id}", summary="One certificate with its targets")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from certfleet.dashboard.api.certificates import run_json
-from certfleet.dashboard.deps import DbSession, Operator, Viewer
+from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import inventory
 from certfleet.inventory.schemas import PrivateRootView
@@ -21,6 +21,10 @@ add_list_api(router, inventory.DISCOVERY_RUNS, tag="Discovery")
 class FileScanBody(BaseModel):
     bot_id: int | None = Field(default=None, description="a bot that may discover; the server's bot, else local")
     extra_paths: list[str] = Field(default_factory=list, description="more absolute folders to look in")
+
+
+class PublicRulesIn(BaseModel):
+    apply: bool = Field(description="hold chains to this private root to the public CA rules (398-day limit)")
 
 
 class PrivateRootIn(BaseModel):
@@ -63,3 +67,11 @@ def add_private_root(body: PrivateRootIn, db: DbSession, who: Operator) -> Priva
 @router.delete("/private-roots/{root_id}", status_code=204, summary="Remove a private root")
 def remove_private_root(root_id: int, db: DbSession, who: Operator) -> None:
     inventory.remove_private_root(db, root_id, actor=who.username)
+
+
+@router.put(
+    "/private-roots/{root_id}/public-rules",
+    summary="Admin: hold chains to a private root to the public CA rules, or stop (re-derives Vulnerable)",
+)
+def public_rules(root_id: int, body: PublicRulesIn, db: DbSession, who: Admin) -> PrivateRootView:
+    return inventory.hold_to_public_rules(db, root_id, body.apply, actor=who.username)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from certfleet.dashboard.deps import DbSession, Operator, Viewer
+from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import inventory
@@ -85,16 +85,25 @@ async def import_files(
     who: Operator,
     files: Annotated[list[UploadFile], File()],
     password: Annotated[str, Form()] = "",
+    key_password: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
     uploads = [(f.filename or "upload", await f.read(inventory.MAX_UPLOAD_BYTES + 1)) for f in files if f.filename]
     try:
         report: ImportReport = await run_in_threadpool(
-            inventory.import_files, uploads, actor=who.username, password=password or None
+            inventory.import_files,
+            uploads,
+            actor=who.username,
+            password=password or None,
+            key_password=key_password or None,
         )
     except InputError as exc:
         ctx = {"title": "Import certificates", "report": None, "error": exc}
         return render(request, "discovery/import.html", ctx, status_code=422)
-    return render(request, "discovery/import.html", {"title": "Import certificates", "report": report})
+    # As the API: 422 when nothing was imported (a mix is shown as a normal page, each row with its result).
+    status = 422 if report.http_status == 422 else 200
+    return render(
+        request, "discovery/import.html", {"title": "Import certificates", "report": report}, status_code=status
+    )
 
 
 @router.post("/servers/{server_id}/scan-files")
@@ -138,4 +147,13 @@ def remove_private_root(root_id: int, db: DbSession, who: Operator) -> Response:
     inventory.remove_private_root(db, root_id, actor=who.username)
     response = RedirectResponse("/private-roots", status_code=303)
     flash(response, "private root removed: CA Types re-derived", "success")
+    return response
+
+
+@router.post("/private-roots/{root_id}/public-rules")
+def public_rules(root_id: int, db: DbSession, who: Admin, apply: Annotated[str, Form()] = "") -> Response:
+    root = inventory.hold_to_public_rules(db, root_id, apply == "1", actor=who.username)
+    response = RedirectResponse("/private-roots", status_code=303)
+    state = "now held to the public CA rules" if root.apply_public_rules else "no longer held to the public CA rules"
+    flash(response, f"private root {root.name} is {state}: Vulnerable re-derived", "success")
     return response

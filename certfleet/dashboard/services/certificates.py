@@ -13,6 +13,7 @@ from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
 from certfleet.inventory.schemas import BATCH_NAME, ORGANIZATION
+from certfleet.inventory.usage import USAGE, target_problem
 from certfleet.models import repo
 from certfleet.models.orm import (
     Bot,
@@ -27,6 +28,7 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec
+from certfleet.pki.usage import Usage
 from certfleet.servers.targets import target_problems
 
 DiscoveryBot = aliased(Bot, name="discovery_bot")
@@ -124,6 +126,17 @@ CERTIFICATES = ListSpec(
         ),
         Column("serial_number", "Serial Number", Certificate.serial_number, width=34),
         Column("vulnerable", "Vulnerable", Certificate.vulnerable, ColType.BOOL, width=10),
+        # What it is for (certfleet.pki.usage); before the first issue, the profile it will be ordered with.
+        Column(
+            "usage",
+            "Usage",
+            USAGE,
+            ColType.ENUM,
+            default=True,
+            choices=tuple(u.value for u in Usage),
+            render=lambda v: Usage(v).label if v in Usage.__members__.values() else (v or ""),
+            width=12,
+        ),
         Column(
             "provisioning_state",
             "Provisioning State",
@@ -294,6 +307,9 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     problems = target_problems(server, values)
     if problems:
         raise InputError(problems[0][1], field=problems[0][0], problems=problems)
+    unservable = target_problem(cert, server.server_type)
+    if unservable is not None:  # an S/MIME or CA certificate cannot be served: refuse before anything is saved
+        raise InputError(f"{server.description}: {unservable}", field="server_id")
     if any(t.server_id == server.id and t.port == port for t in cert.targets):
         raise InputError(f"{server.description} port {port} is already a target of this certificate", field="port")
     target = DeploymentTarget(

@@ -204,15 +204,26 @@ def delete(session: Session, certificate_id: int, *, actor: str) -> Deleted:
 
 
 def import_files(
-    files: Sequence[tuple[str, bytes]], *, actor: str, password: str | None = None, bot_id: int | None = None
+    files: Sequence[tuple[str, bytes]],
+    *,
+    actor: str,
+    password: str | None = None,
+    bot_id: int | None = None,
+    key_password: str | None = None,
 ) -> ImportReport:
-    """Each (file name, content) on its own; one password serves every PKCS#12 file of the upload."""
+    """Each (file name, content) on its own; one password serves every PKCS#12 file and every Java keystore
+    (store password) of the upload, one key password every keystore's key entries (the store password when
+    not given)."""
     if not files:
         raise InputError("choose at least one certificate file to import", field="files")
     if len(files) > MAX_IMPORT_FILES:
         raise InputError(f"import at most {MAX_IMPORT_FILES} files at a time", field="files")
     secret = SecretStr(password) if password else None
-    uploads = [UploadedFile(filename=name or "upload", content=content, password=secret) for name, content in files]
+    key_secret = SecretStr(key_password) if key_password else None
+    uploads = [
+        UploadedFile(filename=name or "upload", content=content, password=secret, key_password=key_secret)
+        for name, content in files
+    ]
     return service.import_files(uploads, actor=actor, bot_id=bot_id)
 
 
@@ -230,6 +241,10 @@ def list_private_roots(session: Session) -> list[PrivateRootView]:
 
 def remove_private_root(session: Session, root_id: int, *, actor: str) -> None:
     service.remove_private_root(session, root_id, actor=actor)
+
+
+def hold_to_public_rules(session: Session, root_id: int, apply: bool, *, actor: str) -> PrivateRootView:
+    return service.hold_to_public_rules(session, root_id, apply, actor=actor)
 
 
 # --- Discovery runs -----------------------------------------------------------------------------------------
