@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from certfleet.dashboard.deps import Admin, DbSession
+from certfleet.dashboard.deps import Admin, DbSession, require_role
 from certfleet.dashboard.errors import flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import users as svc
 from certfleet.dashboard.templating import render
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_role("admin"))])  # the export too: it lists every account
 add_export_page(router, svc.USERS)
 
 
