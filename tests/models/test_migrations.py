@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from certfleet.models import db
@@ -30,4 +31,5 @@ def test_migrate_is_idempotent(database: str) -> None:
     db.migrate(database)
     db.migrate(database)
     with db.get_engine(database).connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        head = ScriptDirectory.from_config(db.alembic_config(database)).get_current_head()
+        assert MigrationContext.configure(conn).get_current_revision() == head

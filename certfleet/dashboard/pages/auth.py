@@ -63,12 +63,14 @@ def login(
             request, "auth/login.html", {"error": "wrong username or password", "next": next, "username": username}, 401
         )
     repo.audit(db, actor=user.username, action="login", obj=user)
-    request.state.new_session = security.new_session(user.id)  # a new id at login: no session fixation
+    # A new id at login: no session fixation.
+    request.state.new_session = security.new_session(user.id, user.session_generation)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, who: Viewer) -> Response:
+def logout(request: Request, db: DbSession, who: Viewer) -> Response:
+    users.end_sessions(db, who.user_id, actor=who.username, why="logout")  # a copied cookie dies with it
     request.state.new_session = security.new_session(None)
     return RedirectResponse("/login", status_code=303)
 

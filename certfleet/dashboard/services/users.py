@@ -120,10 +120,18 @@ def update_user(
     if password:
         _check_password(password)
         user.password_hash = security.hash_password(password)
-        changes.append("password changed")
+        user.session_generation += 1  # whoever knew the old password is logged out everywhere
+        changes.append("password changed, sessions ended")
     if changes:
         repo.audit(session, actor=actor, action="update-user", obj=user, detail=", ".join(changes))
     return user
+
+
+def end_sessions(session: Session, user_id: int, *, actor: str, why: str) -> None:
+    """Ends every dashboard session of the user (API tokens stay: they are revoked one by one)."""
+    user = repo.get(session, User, user_id)
+    user.session_generation += 1
+    repo.audit(session, actor=actor, action=why, obj=user, detail="all dashboard sessions ended")
 
 
 def _admins_left(session: Session, excluding: int) -> int:
