@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from certfleet.models.db import session_scope
+from certfleet.models.orm import ApiToken
 from tests.dashboard.conftest import PASSWORD
 from tests.dashboard.test_browser import browser, shot, site  # noqa: F401 - fixtures: Chromium, a served dashboard
 
@@ -67,3 +69,21 @@ def test_swagger_ui_renders_the_api_from_local_files(watched: tuple[Any, list[st
     assert origin
     assert [u for u in requests if not u.startswith(origin.group(0)) and not u.startswith("data:")] == []
     assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
+
+
+def test_try_it_out_in_swagger_ui_works_with_the_login_cookie(watched: tuple[Any, list[str]]) -> None:
+    """api-docs.js sends the session's CSRF token, so a state-changing call from the docs page goes through."""
+    page, _ = watched
+    page.goto("/api/docs")
+    block = page.locator(
+        ".opblock-post", has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/api/v1/tokens$"))
+    )
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    block.locator("textarea.body-param__text").fill('{"name": "from-the-docs"}')
+    block.locator(".execute").click()
+    status = block.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "201"
+    with session_scope() as s:
+        assert s.query(ApiToken).filter_by(name="from-the-docs").count() == 1
