@@ -47,6 +47,30 @@ class Settings(BaseSettings):
         description="Let imports fetch missing intermediates from the CA Issuers URLs in certificates (outbound HTTP)",
     )
     aia_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Timeout of each CA Issuers request")
+    # Web hardening: request size limits, login throttling, TLS awareness.
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest JSON or form body the dashboard/API reads (else 413)"
+    )
+    max_upload_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="Largest multipart upload (imports, CA connector files)"
+    )
+    max_upload_files: int = Field(default=100, gt=0, description="Most files one upload may carry")
+    login_max_failures: int = Field(
+        default=5, gt=0, description="Failed logins for one username before it is locked out"
+    )
+    login_address_max_failures: int = Field(
+        default=20, gt=0, description="Failed logins from one address before it is locked out"
+    )
+    login_lockout_minutes: float = Field(
+        default=15.0, gt=0, description="How long a lockout lasts; failures older than this are forgotten"
+    )
+    behind_tls: bool = Field(
+        default=False, description="Browsers reach certfleet over HTTPS (a TLS proxy): Secure cookies, HSTS"
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated proxy addresses whose X-Forwarded-Proto/-For are believed ('' = none)",
+    )
 
     @property
     def home(self) -> Path:

@@ -14,10 +14,12 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from certfleet import __version__
-from certfleet.dashboard import security
+from certfleet.dashboard import api_docs, security
 from certfleet.dashboard.deps import SESSION_COOKIE
 from certfleet.dashboard.errors import FLASH_COOKIE, HANDLERS
 from certfleet.dashboard.form_encoding import StrictFormEncoding
+from certfleet.dashboard.headers import SecurityHeaders
+from certfleet.dashboard.limits import RequestLimits
 
 # The ONE list of routers. API modules are mounted under /api/v1, page modules at /.
 API_MODULES: list[str] = [
@@ -85,14 +87,17 @@ def create_app() -> FastAPI:
             "Settings → API Tokens). Lists take `filter=column:operator:value` (repeatable, AND), `sort`, `page`, "
             "`per_page` and `columns`; every list has an `/export?format=xlsx|pdf`."
         ),
-        docs_url="/api/docs",
+        docs_url=None,  # api_docs serves both, behind login and without a CDN
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=None,
     )
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
+    app.add_middleware(RequestLimits)  # inside the session middleware: it checks who uploads
     app.middleware("http")(_session_cookie)
     app.add_middleware(StrictFormEncoding)  # a form field that is not UTF-8: 422 naming it, never U+FFFD
+    app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers
+    api_docs.install(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     for name in API_MODULES:
         app.include_router(_router("api", name), prefix="/api/v1")

@@ -71,11 +71,11 @@ def _from_token(token: str) -> Principal | None:
         return Principal(user.id, user.username, user.role, "token")
 
 
-def _from_session(user_id: int) -> Principal | None:
+def _from_session(user_id: int, generation: int) -> Principal | None:
     with session_scope() as s:
         user = s.get(User, user_id)
-        if user is None or user.disabled:
-            return None
+        if user is None or user.disabled or user.session_generation != generation:
+            return None  # gone, disabled, logged out or password changed since this session began
         return Principal(user.id, user.username, user.role, "session")
 
 
@@ -92,8 +92,8 @@ def optional_principal(request: Request) -> Principal | None:
         if principal is None:
             raise LoginRequired("the API token is unknown, revoked or its user is disabled")
     else:
-        user_id = session_data(request).user_id
-        principal = _from_session(user_id) if user_id is not None else None
+        data = session_data(request)
+        principal = _from_session(data.user_id, data.generation) if data.user_id is not None else None
     request.state.principal = principal
     return principal
 

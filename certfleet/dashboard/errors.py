@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote, unquote, urlparse
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
@@ -30,8 +30,16 @@ class LoginRequired(PermissionError):
     """No valid session or token."""
 
 
+class BodyTooLarge(HTTPException):
+    """The request body passed a size or file-count limit (raised while it streams in, so before it is parsed)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
+
+
 def is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    path = request.url.path
+    return path.startswith("/api/") and path != "/api/docs"  # the docs are a page: log in, then come back
 
 
 def flash(response: Response, message: str, kind: str = "info") -> None:
@@ -125,7 +133,17 @@ async def login_required_handler(request: Request, exc: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
 
+async def too_large_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    if is_api(request):
+        return JSONResponse({"detail": exc.detail}, status_code=413)
+    from certfleet.dashboard.templating import render
+
+    return render(request, "error.html", {"title": "Too large", "message": exc.detail}, status_code=413)
+
+
 HANDLERS = {
+    BodyTooLarge: too_large_handler,
     InputError: input_error_handler,
     RequestValidationError: validation_error_handler,
     NotFound: not_found_handler,

@@ -93,14 +93,15 @@ def _serializer() -> URLSafeTimedSerializer:
 class SessionData:
     sid: str  # random per login (and per anonymous visitor): CSRF tokens derive from it
     user_id: int | None
+    generation: int = 0  # the user's session_generation at login: the session ends when it changes
 
 
-def new_session(user_id: int | None) -> SessionData:
-    return SessionData(sid=secrets.token_urlsafe(18), user_id=user_id)
+def new_session(user_id: int | None, generation: int = 0) -> SessionData:
+    return SessionData(sid=secrets.token_urlsafe(18), user_id=user_id, generation=generation)
 
 
 def dump_session(data: SessionData) -> str:
-    return _serializer().dumps({"s": data.sid, "u": data.user_id})
+    return _serializer().dumps({"s": data.sid, "u": data.user_id, "g": data.generation})
 
 
 def load_session(cookie: str | None) -> SessionData | None:
@@ -112,8 +113,10 @@ def load_session(cookie: str | None) -> SessionData | None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("s"), str):
         return None
-    user_id = raw.get("u")
-    return SessionData(sid=raw["s"], user_id=user_id if isinstance(user_id, int) else None)
+    user_id, generation = raw.get("u"), raw.get("g")
+    if not isinstance(user_id, int) or not isinstance(generation, int):
+        return SessionData(sid=raw["s"], user_id=None)  # anonymous (or from before generations: log in again)
+    return SessionData(sid=raw["s"], user_id=user_id, generation=generation)
 
 
 def csrf_token(sid: str) -> str:

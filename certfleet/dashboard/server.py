@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
 
@@ -19,6 +20,12 @@ def ensure_admin() -> FirstAdmin | None:
         return ensure_first_admin(s, secret.get_secret_value() if secret else None)
 
 
+def proxy_options() -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-Proto/-For (https, the client address) only from CERTFLEET_TRUSTED_PROXIES."""
+    trusted = [p.strip() for p in get_settings().trusted_proxies.split(",") if p.strip()]
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
 def url(host: str | None = None, port: int | None = None) -> str:
     s = get_settings()
     return f"http://{host or s.host}:{port or s.dashboard_port}"
@@ -30,7 +37,9 @@ class DashboardThread:
     def __init__(self, host: str, port: int) -> None:
         from certfleet.dashboard.app import create_app
 
-        config = uvicorn.Config(create_app(), host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            create_app(), host=host, port=port, log_level="warning", access_log=False, **proxy_options()
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="certfleet-dashboard", daemon=True)
 
@@ -55,4 +64,4 @@ class DashboardThread:
 def serve_forever(host: str, port: int) -> None:
     from certfleet.dashboard.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", **proxy_options())

@@ -441,6 +441,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every dashboard session carries the number it was made with; logout and a password change raise it,
+    # which ends all of the user's sessions (each request compares them).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -216,8 +216,9 @@ def test_certificate_list_and_provisioning_state_filters(client: TestClient, acc
     assert {r["provisioning_bot"] for r in rows} == {None, "local-bot"}
 
 
-def test_openapi_document_lists_the_api(client: TestClient) -> None:
-    doc = client.get("/api/v1/openapi.json").json()
+def test_openapi_document_lists_the_api(client: TestClient, accounts: Accounts) -> None:
+    assert client.get("/api/v1/openapi.json").status_code == 401  # behind login, like the docs page
+    doc = client.get("/api/v1/openapi.json", headers=auth(accounts, "viewer")).json()
     for path in ("/api/v1/bots", "/api/v1/bots/heartbeat", "/api/v1/certificates", "/api/v1/servers",
                  "/api/v1/smime-users", "/api/v1/ca-connectors", "/api/v1/orders", "/api/v1/audit"):  # fmt: skip
         assert path in doc["paths"], path

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from certfleet.dashboard import lists, prefs, security
+from certfleet.dashboard import lists, login_throttle, prefs, security
 from certfleet.dashboard.deps import CSRF_FIELD, DbSession, Viewer, session_data
 from certfleet.dashboard.errors import flash
 from certfleet.dashboard.services import users
@@ -24,6 +24,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    users.warm_up()  # the unknown-user hash exists before the first login is checked
     return render(request, "auth/login.html", {"title": "Log in", "next": _safe_next(next)})
 
 
@@ -38,21 +39,38 @@ def login(
 ) -> Response:
     if not security.csrf_ok(session_data(request).sid, csrf_token):
         return render(request, "auth/login.html", {"error": "the form expired: try again", "next": next}, 400)
-    user = users.authenticate(db, username, password)
+    throttle = login_throttle.for_app(request.app)
+    address = request.client.host if request.client else "unknown"
+    refusal = throttle.begin(username, address)
+    if refusal is not None:
+        ctx = {"error": refusal.message, "next": next, "username": username}
+        response = render(request, "auth/login.html", ctx, 429)
+        response.headers["Retry-After"] = str(refusal.retry_after_s)
+        return response
+    outcome: bool | None = None
+    try:
+        user = users.authenticate(db, username, password)
+        outcome = user is not None
+    finally:
+        lockouts = throttle.finish(username, address, outcome)
+    failed_as = User(username=username[:120])
+    for sentence in lockouts:
+        repo.audit(db, actor="certfleet", action="login-lockout", obj=failed_as, outcome="failure",
+                   detail=f"{sentence} (last try from {address})")  # fmt: skip
     if user is None:
-        repo.audit(
-            db, actor=username[:120] or "?", action="login", obj=User(username=username[:120]), outcome="failure"
-        )
+        repo.audit(db, actor=username[:120] or "?", action="login", obj=failed_as, outcome="failure")
         return render(
             request, "auth/login.html", {"error": "wrong username or password", "next": next, "username": username}, 401
         )
     repo.audit(db, actor=user.username, action="login", obj=user)
-    request.state.new_session = security.new_session(user.id)  # a new id at login: no session fixation
+    # A new id at login: no session fixation.
+    request.state.new_session = security.new_session(user.id, user.session_generation)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, who: Viewer) -> Response:
+def logout(request: Request, db: DbSession, who: Viewer) -> Response:
+    users.end_sessions(db, who.user_id, actor=who.username, why="logout")  # a copied cookie dies with it
     request.state.new_session = security.new_session(None)
     return RedirectResponse("/login", status_code=303)
 

@@ -78,9 +78,9 @@ def create_profile(
 ) -> Response:
     fields = svc.ProfileFields(client_id, client_secret, tenant_id, description, ca_connector_id)
     try:
-        profile = svc.save_profile(db, fields, who.username)
+        with db.begin_nested():  # a savepoint: rolling back the request's own transaction broke the page (500)
+            profile = svc.save_profile(db, fields, who.username)
     except InputError as exc:
-        db.rollback()
         connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name))]
         v = {"client_id": client_id, "tenant_id": tenant_id, "description": description}
         ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": v,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from certfleet.dashboard.deps import Admin, DbSession
+from certfleet.dashboard import security
+from certfleet.dashboard.deps import Admin, DbSession, require_role
 from certfleet.dashboard.errors import flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import users as svc
 from certfleet.dashboard.templating import render
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_role("admin"))])  # the export too: it lists every account
 add_export_page(router, svc.USERS)
 
 
@@ -40,6 +41,7 @@ def create_user(
 
 @router.post("/users/{user_id}")
 def update_user(
+    request: Request,
     user_id: int,
     db: DbSession,
     who: Admin,
@@ -51,6 +53,8 @@ def update_user(
     user = svc.update_user(
         db, user_id, actor=who.username, role=role or None, disabled=disabled, password=password or None
     )
+    if password and user.id == who.user_id:  # my own password: my other sessions end, this one goes on
+        request.state.new_session = security.new_session(user.id, user.session_generation)
     response = RedirectResponse("/users", status_code=303)
     flash(response, f"user {user.username} saved", "success")
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,12 +56,22 @@ def ensure_first_admin(session: Session, password: str | None) -> FirstAdmin | N
     return FirstAdmin(FIRST_ADMIN, generated)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash made once with the same parameters as real ones: unknown users cost one verification too."""
+    return security.hash_password(secrets.token_urlsafe(16))
+
+
+def warm_up() -> None:
+    _dummy_hash()
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user, or None. Unknown, disabled and wrong-password answers all cost exactly one password check, so
+    their timing does not tell which usernames exist."""
     user = session.scalar(select(User).where(User.username == username.strip()))
-    if user is None:
-        security.verify_password(password, security.hash_password("x" * MIN_PASSWORD))  # same time either way
-        return None
-    if user.disabled or not security.verify_password(password, user.password_hash):
+    matches = security.verify_password(password, user.password_hash if user is not None else _dummy_hash())
+    if user is None or user.disabled or not matches:
         return None
     user.last_login_at = utcnow()
     return user
@@ -112,10 +123,18 @@ def update_user(
     if password:
         _check_password(password)
         user.password_hash = security.hash_password(password)
-        changes.append("password changed")
+        user.session_generation += 1  # whoever knew the old password is logged out everywhere
+        changes.append("password changed, sessions ended")
     if changes:
         repo.audit(session, actor=actor, action="update-user", obj=user, detail=", ".join(changes))
     return user
+
+
+def end_sessions(session: Session, user_id: int, *, actor: str, why: str) -> None:
+    """Ends every dashboard session of the user (API tokens stay: they are revoked one by one)."""
+    user = repo.get(session, User, user_id)
+    user.session_generation += 1
+    repo.audit(session, actor=actor, action=why, obj=user, detail="all dashboard sessions ended")
 
 
 def _admins_left(session: Session, excluding: int) -> int:
