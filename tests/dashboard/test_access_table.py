@@ -89,6 +89,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/private-roots"): VIEWER,
     ("POST", "/api/v1/private-roots"): OPERATOR,
     ("DELETE", "/api/v1/private-roots/{root_id}"): OPERATOR,
+    ("PUT", "/api/v1/private-roots/{root_id}/public-rules"): ADMIN,
     ("GET", "/api/v1/servers"): VIEWER,
     ("GET", "/api/v1/servers/export"): VIEWER,
     ("GET", "/api/v1/servers/columns"): VIEWER,
@@ -106,6 +107,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/directory-profiles"): VIEWER,
     ("POST", "/api/v1/directory-profiles"): ADMIN,
     ("DELETE", "/api/v1/directory-profiles/{profile_id}"): ADMIN,
+    ("PUT", "/api/v1/directory-profiles/{profile_id}"): ADMIN,
     ("GET", "/api/v1/ca-connectors"): VIEWER,
     ("GET", "/api/v1/ca-connectors/export"): VIEWER,
     ("GET", "/api/v1/ca-connectors/columns"): VIEWER,
@@ -173,6 +175,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/private-roots"): VIEWER,
     ("POST", "/private-roots"): OPERATOR,
     ("POST", "/private-roots/{root_id}/delete"): OPERATOR,
+    ("POST", "/private-roots/{root_id}/public-rules"): ADMIN,
     ("GET", "/servers/export.{fmt}"): VIEWER,
     ("GET", "/servers"): VIEWER,
     ("GET", "/servers/new"): OPERATOR,
@@ -211,7 +214,24 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 # Routes that change state without the session's CSRF token: the login form checks its own token; bots
 # authenticate with a bearer token, which a browser never sends on its own.
-NO_CSRF = {("POST", "/login"), ("POST", "/api/v1/bots/heartbeat")}
+# What a bot's flow runs read and record, with the bot token (certfleet.dashboard.api.agent).
+AGENT_ROUTES = {
+    ("GET", "/api/v1/agent/certificates/{certificate_id}/targets"),
+    ("GET", "/api/v1/agent/certificates/{certificate_id}/targets/{target_id}/job"),
+    ("GET", "/api/v1/agent/deployments/{deployment_id}/bundle"),
+    ("GET", "/api/v1/agent/deployments/{deployment_id}/job"),
+    ("GET", "/api/v1/agent/deployments/{deployment_id}/restore-plan"),
+    ("PATCH", "/api/v1/agent/steps/{step_id}"),
+    ("POST", "/api/v1/agent/deployments"),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/close"),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/finish"),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/forget-backups"),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/steps"),
+    ("POST", "/api/v1/agent/servers/{server_id}/host-key"),
+}
+ROUTES.update(dict.fromkeys(AGENT_ROUTES, BOT))
+# Bot-token routes take no cookie, so there is no CSRF to check.
+NO_CSRF = {("POST", "/login"), ("POST", "/api/v1/bots/heartbeat")} | AGENT_ROUTES
 # Static files: public.
 MOUNTS = {"/static", "/vendor/swagger-ui"}
 
@@ -344,7 +364,7 @@ def test_every_state_changing_route_needs_the_csrf_token_with_a_session(
 
 def test_the_login_form_checks_its_own_csrf_token(app_client: TestClient, accounts: Accounts) -> None:
     response = send(app_client, "POST", "/login", {"content-type": "application/x-www-form-urlencoded"})
-    assert response.status_code == 422  # no fields at all
+    assert response.status_code == 303  # no fields at all: back to the form, with the reason (a page form error)
     app_client.cookies.clear()
     answer = app_client.post("/login", data={"username": "admin", "password": "correct horse battery"})
     assert answer.status_code == 400
