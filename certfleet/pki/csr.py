@@ -13,6 +13,7 @@ from certfleet.pki.keys import PrivateKey
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_DNS_LENGTH = 253
+MAX_SANS = 1000  # public CAs take 100-250 names; a bound keeps hostile lists from costing time and memory
 
 
 def _dns_name_problem(name: str) -> str | None:
@@ -67,6 +68,8 @@ def build_csr(
     if isinstance(sans, str):  # a str is a Sequence[str] too: it would become one SAN per character
         raise TypeError("sans must be a sequence of names, not a single string")
     common_name = common_name.strip()
+    if len(sans) > MAX_SANS:
+        raise CertificateFormatError(f"a CSR takes at most {MAX_SANS} subject alternative names, not {len(sans)}")
     names = [_general_name(san.strip()) for san in sans]
     if common_name and (implied := _common_name_as_san(common_name)) is not None and implied not in names:
         names.insert(0, implied)

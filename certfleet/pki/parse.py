@@ -205,29 +205,72 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
     return certificates, require_supported_key(key) if key else None
 
 
+MAX_CHAIN_CERTIFICATES = 1000  # a CA bundle holds ~150; more in one file is an attack or a mistake
+
+
 def order_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """Leaf first, then its issuers by name; duplicates dropped, unrelated certificates at the end."""
+    """Leaf first, then its issuers by name; duplicates dropped, unrelated certificates at the end.
+
+    Linear in the number of certificates (names are looked up in dicts), and bounded by
+    MAX_CHAIN_CERTIFICATES, so a hostile file cannot hold the process with thousands of certificates.
+    """
+    if len(certs) > MAX_CHAIN_CERTIFICATES:
+        raise CertificateFormatError(
+            f"the file holds {len(certs):,} certificates, more than the limit of {MAX_CHAIN_CERTIFICATES:,} "
+            "per file; split it into smaller files"
+        )
     unique = list(dict.fromkeys(certs))
-
-    def chain_from(start: x509.Certificate) -> list[x509.Certificate]:
-        chain = [start]
-        while chain[-1].subject != chain[-1].issuer:
-            issuer = next((c for c in unique if c not in chain and c.subject == chain[-1].issuer), None)
-            if issuer is None:
-                break
-            chain.append(issuer)
-        return chain
-
     if not unique:
         return []
-    leaves = [c for c in unique if not any(o is not c and o.issuer == c.subject for o in unique)]
+    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+    issued_by: dict[x509.Name, int] = {}  # how many certificates each name issued
+    for cert in unique:
+        by_subject.setdefault(cert.subject, []).append(cert)
+        issued_by[cert.issuer] = issued_by.get(cert.issuer, 0) + 1
+    self_issued = {cert: cert.subject == cert.issuer for cert in unique}
+
+    def parent(cert: x509.Certificate) -> x509.Certificate | None:
+        """The first certificate named as `cert`'s issuer; a self-issued certificate ends its chain."""
+        if self_issued[cert]:
+            return None
+        return next((c for c in by_subject.get(cert.issuer, ()) if c is not cert), None)
+
+    parents = {cert: parent(cert) for cert in unique}
+    lengths = _chain_lengths(unique, parents)
+    # A leaf issued nothing (a self-issued certificate's own signature does not count).
+    leaves = [c for c in unique if issued_by.get(c.subject, 0) == int(self_issued[c])]
     # Several candidates (unrelated extras, a root whose child is missing, or a cycle with none):
     # the longest chain wins, then a certificate that is not self-issued.
-    chain = max(
-        (chain_from(c) for c in leaves or unique),
-        key=lambda chain: (len(chain), chain[0].subject != chain[0].issuer),
-    )
-    return chain + [c for c in unique if c not in chain]
+    start = max(leaves or unique, key=lambda c: (lengths[c], not self_issued[c]))
+    chain: dict[x509.Certificate, None] = {}
+    link: x509.Certificate | None = start
+    while link is not None and link not in chain:
+        chain[link] = None
+        link = parents[link]
+    return list(chain) + [c for c in unique if c not in chain]
+
+
+def _chain_lengths(
+    certs: Sequence[x509.Certificate], parents: dict[x509.Certificate, x509.Certificate | None]
+) -> dict[x509.Certificate, int]:
+    """Length of the chain from each certificate (following `parents` until none or a repeat), in O(n)."""
+    lengths: dict[x509.Certificate, int] = {}
+    for cert in certs:
+        path: dict[x509.Certificate, int] = {}  # this walk, in order, with its position
+        link: x509.Certificate | None = cert
+        while link is not None and link not in lengths and link not in path:
+            path[link] = len(path)
+            link = parents[link]
+        walked = list(path)
+        if link is not None and link in path:  # a cycle: each member's chain goes round it once
+            cycle = walked[path[link] :]
+            for member in cycle:
+                lengths[member] = len(cycle)
+            walked = walked[: path[link]]
+        after = 0 if link is None else lengths[link]
+        for position, member in enumerate(reversed(walked), start=1):
+            lengths[member] = after + position
+    return lengths
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
