@@ -222,23 +222,24 @@ def order_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     unique = list(dict.fromkeys(certs))
     if not unique:
         return []
+    names = {cert: (cert.subject, cert.issuer) for cert in unique}  # each access decodes the name again
     by_subject: dict[x509.Name, list[x509.Certificate]] = {}
     issued_by: dict[x509.Name, int] = {}  # how many certificates each name issued
-    for cert in unique:
-        by_subject.setdefault(cert.subject, []).append(cert)
-        issued_by[cert.issuer] = issued_by.get(cert.issuer, 0) + 1
-    self_issued = {cert: cert.subject == cert.issuer for cert in unique}
+    for cert, (subject, issuer) in names.items():
+        by_subject.setdefault(subject, []).append(cert)
+        issued_by[issuer] = issued_by.get(issuer, 0) + 1
+    self_issued = {cert: subject == issuer for cert, (subject, issuer) in names.items()}
 
     def parent(cert: x509.Certificate) -> x509.Certificate | None:
         """The first certificate named as `cert`'s issuer; a self-issued certificate ends its chain."""
         if self_issued[cert]:
             return None
-        return next((c for c in by_subject.get(cert.issuer, ()) if c is not cert), None)
+        return next((c for c in by_subject.get(names[cert][1], ()) if c is not cert), None)
 
     parents = {cert: parent(cert) for cert in unique}
     lengths = _chain_lengths(unique, parents)
     # A leaf issued nothing (a self-issued certificate's own signature does not count).
-    leaves = [c for c in unique if issued_by.get(c.subject, 0) == int(self_issued[c])]
+    leaves = [c for c in unique if issued_by.get(names[c][0], 0) == int(self_issued[c])]
     # Several candidates (unrelated extras, a root whose child is missing, or a cycle with none):
     # the longest chain wins, then a certificate that is not self-issued.
     start = max(leaves or unique, key=lambda c: (lengths[c], not self_issued[c]))
