@@ -5,6 +5,7 @@ import re
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
@@ -99,7 +100,12 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             "not a PEM or DER certificate signing request; upload the file starting with "
             "'-----BEGIN CERTIFICATE REQUEST-----'"
         ) from exc
-    if not csr.is_signature_valid:
+    try:  # decoded lazily: a damaged key, name or extension only fails here (found by tests/fuzz)
+        valid = csr.is_signature_valid
+        _ = csr.subject, csr.extensions
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CertificateFormatError(f"the CSR is damaged: {exc}; regenerate it") from exc
+    if not valid:
         raise CertificateFormatError("CSR signature does not verify; regenerate the CSR with its private key")
     return csr
 

@@ -1,8 +1,9 @@
 """Load certificate files in whatever format users upload, and describe certificates for display."""
 
+import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -108,6 +109,7 @@ _PURE_SIGNATURE_KEYS = (
 )
 
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _pkcs7_certificates(data: bytes, *, pem: bool) -> list[x509.Certificate]:
         if pem:
             return pkcs7.load_pem_pkcs7_certificates(data)
         return pkcs7.load_der_pkcs7_certificates(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # e.g. signed data of another kind (found by fuzzing)
         raise CertificateFormatError("the PKCS#7 data is damaged or contains no certificates") from exc
 
 
@@ -179,7 +181,7 @@ def _load_binary(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
         return _load_pkcs12(data, password)
     try:
         return pkcs7.load_der_pkcs7_certificates(data), None
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise CertificateFormatError(_NOT_CERTIFICATE_FILE) from exc
 
 
@@ -222,7 +224,10 @@ def order_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     unique = list(dict.fromkeys(certs))
     if not unique:
         return []
-    names = {cert: (cert.subject, cert.issuer) for cert in unique}  # each access decodes the name again
+    try:  # decoded once here: each access decodes again, and a damaged name only fails when decoded
+        names = {cert: (cert.subject, cert.issuer) for cert in unique}
+    except ValueError as exc:
+        raise CertificateFormatError(f"a certificate has a damaged subject or issuer name: {exc}") from exc
     by_subject: dict[x509.Name, list[x509.Certificate]] = {}
     issued_by: dict[x509.Name, int] = {}  # how many certificates each name issued
     for cert, (subject, issuer) in names.items():
@@ -328,6 +333,26 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _decoding(what: str) -> Callable[[Callable[[x509.Certificate], _R]], Callable[[x509.Certificate], _R]]:
+    """cryptography decodes a certificate's names, key and extensions only when asked: a damaged one
+    raises there (found by tests/fuzz), so those errors become the toolkit's one error type."""
+
+    def wrap(fn: Callable[[x509.Certificate], _R]) -> Callable[[x509.Certificate], _R]:
+        @functools.wraps(fn)
+        def decoded(cert: x509.Certificate) -> _R:
+            try:
+                return fn(cert)
+            except CertificateFormatError:
+                raise
+            except (ValueError, UnsupportedAlgorithm) as exc:
+                raise CertificateFormatError(f"cannot {what} the certificate: {exc}") from exc
+
+        return decoded
+
+    return wrap
+
+
+@_decoding("read")
 def describe(cert: x509.Certificate) -> CertificateInfo:
     """Decode the fields certfleet stores and displays for a certificate."""
     extensions = _extensions(cert)
@@ -479,6 +504,7 @@ def _hex_lines(data: bytes, indent: str, width: int = 16) -> list[str]:
     return [indent + _colon_hex(data[i : i + width]) for i in range(0, len(data), width)]
 
 
+@_decoding("show")
 def certificate_text(cert: x509.Certificate) -> str:
     """Human-readable dump in the spirit of `openssl x509 -text`, for the "View Certificate" action."""
     oid = cert.signature_algorithm_oid
