@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,6 +88,19 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) with mode 0700; an existing directory is left as it is.
+
+    The data directory holds the database, the key file and Prefect's state: no other user may list it.
+    """
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            path.mkdir(mode=0o700)
+            path.chmod(0o700)  # mkdir's mode is filtered by the umask; say it exactly
+    return path
 
 
 @lru_cache(maxsize=1)

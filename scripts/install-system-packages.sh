@@ -4,7 +4,8 @@ set -euo pipefail
 
 PACKAGES=(
   openjdk-17-jre-headless   # keytool: proves the Java keystores certfleet writes are readable by Java
-  postgresql                # the scaled-out database; the database tests run against it too
+  postgresql                # the scaled-out database; the tests start their own cluster with its initdb/pg_ctl
+  python3-venv              # scripts/uv.sh installs uv into a virtual environment (Debian's Python has no pip)
   ca-certificates
   openssh-server            # the SSH deployment tests start their own sshd on 127.0.0.1
   nginx                     # SSH deployment integration tests (started as plain processes, no systemd)

@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Starts the services the tests talk to, if they are not running yet: PostgreSQL on 127.0.0.1:5432.
+# Checks that the tests can have a PostgreSQL server. By default the tests start their own throwaway cluster
+# (tests/postgres_cluster.py: initdb + pg_ctl in a temp directory on a free port), which needs only the
+# packaged binaries and, as root, the postgres system user; no running server and no pg_hba.conf change.
+# With CERTFLEET_TEST_POSTGRES_URL (an SQLAlchemy URL of a user that may create databases) they use that
+# server instead, and this script checks that it answers.
 set -euo pipefail
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-
-if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start
-  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+if [ -n "${CERTFLEET_TEST_POSTGRES_URL:-}" ]; then
+  libpq_url="${CERTFLEET_TEST_POSTGRES_URL/postgresql+psycopg:/postgresql:}"
+  psql "$libpq_url" -qtAc "SELECT 1" >/dev/null || {
+    echo "cannot connect to CERTFLEET_TEST_POSTGRES_URL; unset it to let the tests start their own PostgreSQL" >&2
+    exit 1
+  }
+  exit 0
 fi
-pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
-# The tests connect as postgres over TCP without a password (trust), as on the development machines.
-psql -h 127.0.0.1 -U postgres -d postgres -qtAc "SELECT 1" >/dev/null || {
-  echo "cannot connect to PostgreSQL as postgres at 127.0.0.1:5432; set CERTFLEET_TEST_POSTGRES_URL" >&2
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+for tool in initdb pg_ctl; do
+  [ -x "$bin/$tool" ] || command -v "$tool" >/dev/null || {
+    echo "$tool is missing: run bash scripts/install-system-packages.sh (Debian package postgresql)" >&2
+    exit 1
+  }
+done
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "initdb cannot run as root and there is no postgres user: install the Debian package postgresql" >&2
   exit 1
-}
+fi

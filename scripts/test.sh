@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need and runs them: system packages, services, the Python environment,
-# lint, type check, then pytest (extra arguments go to pytest).
+# Sets up everything the tests need and runs them: system packages, the PostgreSQL check, uv, the Python
+# environment, lint, type check, then pytest (extra arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-system-packages.sh
 bash scripts/start-services.sh
-python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-python3 -m uv sync --frozen --quiet
-python3 -m uv run --frozen ruff check .
-python3 -m uv run --frozen ruff format --check .
-python3 -m uv run --frozen mypy
-python3 -m uv run --frozen pytest "$@"
+uv() { bash scripts/uv.sh "$@"; }  # the machine's uv, or one installed into .tools/ without the system pip
+uv sync --frozen --quiet
+uv run --frozen ruff check .
+uv run --frozen ruff format --check .
+uv run --frozen mypy
+uv run --frozen pytest "$@"

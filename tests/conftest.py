@@ -29,9 +29,8 @@ skip_unused_trust_file()  # Prefect's test server is plain HTTP, as certfleet's 
 # CA emulators, Pebble and BIND: session fixtures shared by every module that uses them (one Pebble per run).
 pytest_plugins = ["tests.emulators.fixtures"]
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CERTFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+# An existing server to use instead of the cluster the tests start (an admin URL: it creates databases).
+EXISTING_POSTGRES_URL = os.environ.get("CERTFLEET_TEST_POSTGRES_URL")
 
 
 def use_settings(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str | None) -> None:
@@ -46,16 +45,32 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: 
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """One throwaway database on the PostgreSQL server for the whole session; a missing server fails."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+def postgres_admin_url() -> Iterator[str]:
+    """The PostgreSQL server of this test run: `CERTFLEET_TEST_POSTGRES_URL`, else a cluster started here
+    (one per run, in a temp directory on a free port); a missing PostgreSQL fails, never skips."""
+    if EXISTING_POSTGRES_URL:
+        yield EXISTING_POSTGRES_URL
+        return
+    from tests.postgres_cluster import ClusterError, running_cluster
+
+    try:
+        with running_cluster() as url:
+            yield url
+    except ClusterError as exc:
+        pytest.fail(f"cannot start the tests' PostgreSQL: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """One throwaway database on the test run's PostgreSQL server for the whole session."""
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
     name = f"certfleet_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is needed by the database tests: {exc}")
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        pytest.fail(f"PostgreSQL at {make_url(postgres_admin_url)!r} is needed by the database tests: {exc}")
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
     db.migrate(url)
     yield url
     db.dispose_engines()

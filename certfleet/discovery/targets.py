@@ -28,6 +28,7 @@ from typing import NamedTuple
 from certfleet.fields import host_name_problem
 
 MAX_ENDPOINTS = 2_000_000  # a /16 times 30 ports; more is a typo, not a scan
+MAX_TARGET_ENTRIES = 10_000  # entries one discovery request may hand its run (after SNI names are applied)
 
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -194,6 +195,28 @@ def _parse_range(host: str, text: str, sni: str | None, port: int | None) -> Tar
     return Target(text, None, sni, port, first=int(low), last=int(high), version=low.version)
 
 
+def count_endpoints(targets: Sequence[Target], port_count: int, *, sni_names: int = 0) -> int:
+    """How many endpoints `targets` expand to, computed without expanding them.
+
+    With `sni_names`, each address target that names no SNI of its own is scanned once per name.
+    """
+    total = 0
+    for target in targets:
+        per_address = 1 if target.port else port_count
+        by_address = target.addresses is not None or target.first is not None
+        names = sni_names if sni_names and by_address and target.name is None else 1
+        total += target.count() * per_address * names
+    return total
+
+
+def check_endpoint_count(total: int, max_endpoints: int = MAX_ENDPOINTS) -> None:
+    if total > max_endpoints:
+        raise TargetError(
+            f"the targets expand to {total:,} endpoints, more than the limit of {max_endpoints:,}; "
+            "split the range or scan fewer ports or SNI names"
+        )
+
+
 Resolver = Callable[[str], list[str]]
 
 
@@ -222,12 +245,7 @@ def expand(
         raise TargetError("no target given; write host names, addresses, CIDR ranges or address ranges")
     port_list = parse_ports(ports)
     parsed = [parse_target(entry) for entry in entries]
-    total = sum(t.count() * (1 if t.port else len(port_list)) for t in parsed)
-    if total > max_endpoints:
-        raise TargetError(
-            f"the targets expand to {total:,} endpoints, more than the limit of {max_endpoints:,}; "
-            "split the range or scan fewer ports"
-        )
+    check_endpoint_count(count_endpoints(parsed, len(port_list)), max_endpoints)
     names = sorted({t.name for t in parsed if t.addresses is None and t.first is None and t.name})
     resolved, unresolved = _resolve_all(names, resolver)
     endpoints: dict[Endpoint, None] = {}

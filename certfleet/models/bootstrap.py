@@ -11,7 +11,7 @@ from certfleet.deployments.names import bot_queue
 from certfleet.models import encryption
 from certfleet.models.db import migrate, session_scope
 from certfleet.models.orm import Bot, BotPurpose, BotStatus, CAConnector, utcnow
-from certfleet.settings import get_settings
+from certfleet.settings import ensure_private_dir, get_settings
 
 BUILTIN_CA_NAME = "Built-in CA"
 LOCAL_BOT_NAME = "local-bot"
@@ -25,7 +25,7 @@ class Bootstrapped:
 
 def initialize() -> Bootstrapped:
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.home)
     encryption.get_sealer()  # creates the key file before anything secret is written
     migrate()
     with session_scope() as s:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -11,10 +13,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from certfleet.settings import get_settings
+from certfleet.settings import ensure_private_dir, get_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -42,15 +44,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """An empty SQLite file, 0600 in a 0700 directory, before SQLite creates it with the umask's mode.
+
+    SQLite gives its -wal and -shm files the database file's mode, so those are private too.
+    """
+    ensure_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def get_engine(url: str | None = None) -> Engine:
     url = url or get_settings().sqlalchemy_url
     with _lock:
         engine = _engines.get(url)
         if engine is None:
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                path = make_url(url).database
+                if path and path != ":memory:" and not path.startswith("file:"):
+                    _create_private_file(Path(path))
                 engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:

@@ -17,7 +17,7 @@ from sqlalchemy import Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from certfleet.settings import Settings, get_settings
+from certfleet.settings import Settings, ensure_private_dir, get_settings
 
 
 class SecretKeyError(RuntimeError):
@@ -40,7 +40,7 @@ def _parse_keys(text: str, origin: str) -> MultiFernet:
 
 def create_key_file(path: Path) -> None:
     """Write a new key with mode 0600; never overwrites an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(Fernet.generate_key().decode() + "\n")

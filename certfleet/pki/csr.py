@@ -5,6 +5,7 @@ import re
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
@@ -13,6 +14,7 @@ from certfleet.pki.keys import PrivateKey
 
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_DNS_LENGTH = 253
+MAX_SANS = 1000  # public CAs take 100-250 names; a bound keeps hostile lists from costing time and memory
 
 
 def _dns_name_problem(name: str) -> str | None:
@@ -67,6 +69,8 @@ def build_csr(
     if isinstance(sans, str):  # a str is a Sequence[str] too: it would become one SAN per character
         raise TypeError("sans must be a sequence of names, not a single string")
     common_name = common_name.strip()
+    if len(sans) > MAX_SANS:
+        raise CertificateFormatError(f"a CSR takes at most {MAX_SANS} subject alternative names, not {len(sans)}")
     names = [_general_name(san.strip()) for san in sans]
     if common_name and (implied := _common_name_as_san(common_name)) is not None and implied not in names:
         names.insert(0, implied)
@@ -96,7 +100,12 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             "not a PEM or DER certificate signing request; upload the file starting with "
             "'-----BEGIN CERTIFICATE REQUEST-----'"
         ) from exc
-    if not csr.is_signature_valid:
+    try:  # decoded lazily: a damaged key, name or extension only fails here (found by tests/fuzz)
+        valid = csr.is_signature_valid
+        _ = csr.subject, csr.extensions
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CertificateFormatError(f"the CSR is damaged: {exc}; regenerate it") from exc
+    if not valid:
         raise CertificateFormatError("CSR signature does not verify; regenerate the CSR with its private key")
     return csr
 

@@ -1,9 +1,10 @@
 """Load certificate files in whatever format users upload, and describe certificates for display."""
 
 import base64
+import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -112,6 +113,7 @@ _PURE_SIGNATURE_KEYS = (
 )
 
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def _pkcs7_certificates(data: bytes, *, pem: bool) -> list[x509.Certificate]:
         if pem:
             return pkcs7.load_pem_pkcs7_certificates(data)
         return pkcs7.load_der_pkcs7_certificates(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # e.g. signed data of another kind (found by fuzzing)
         raise CertificateFormatError("the PKCS#7 data is damaged or contains no certificates") from exc
 
 
@@ -226,7 +228,7 @@ def _load_binary(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
         return _load_pkcs12(data, password)
     try:
         return pkcs7.load_der_pkcs7_certificates(data), None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         pass
     raise CertificateFormatError(_binary_failure(data)) from None
 
@@ -314,29 +316,76 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[list[x509.Certifi
     return certificates, require_supported_key(key) if key else None
 
 
+MAX_CHAIN_CERTIFICATES = 1000  # a CA bundle holds ~150; more in one file is an attack or a mistake
+
+
 def order_chain(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """Leaf first, then its issuers by name; duplicates dropped, unrelated certificates at the end."""
+    """Leaf first, then its issuers by name; duplicates dropped, unrelated certificates at the end.
+
+    Linear in the number of certificates (names are looked up in dicts), and bounded by
+    MAX_CHAIN_CERTIFICATES, so a hostile file cannot hold the process with thousands of certificates.
+    """
+    if len(certs) > MAX_CHAIN_CERTIFICATES:
+        raise CertificateFormatError(
+            f"the file holds {len(certs):,} certificates, more than the limit of {MAX_CHAIN_CERTIFICATES:,} "
+            "per file; split it into smaller files"
+        )
     unique = list(dict.fromkeys(certs))
-
-    def chain_from(start: x509.Certificate) -> list[x509.Certificate]:
-        chain = [start]
-        while chain[-1].subject != chain[-1].issuer:
-            issuer = next((c for c in unique if c not in chain and c.subject == chain[-1].issuer), None)
-            if issuer is None:
-                break
-            chain.append(issuer)
-        return chain
-
     if not unique:
         return []
-    leaves = [c for c in unique if not any(o is not c and o.issuer == c.subject for o in unique)]
+    try:  # decoded once here: each access decodes again, and a damaged name only fails when decoded
+        names = {cert: (cert.subject, cert.issuer) for cert in unique}
+    except ValueError as exc:
+        raise CertificateFormatError(f"a certificate has a damaged subject or issuer name: {exc}") from exc
+    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+    issued_by: dict[x509.Name, int] = {}  # how many certificates each name issued
+    for cert, (subject, issuer) in names.items():
+        by_subject.setdefault(subject, []).append(cert)
+        issued_by[issuer] = issued_by.get(issuer, 0) + 1
+    self_issued = {cert: subject == issuer for cert, (subject, issuer) in names.items()}
+
+    def parent(cert: x509.Certificate) -> x509.Certificate | None:
+        """The first certificate named as `cert`'s issuer; a self-issued certificate ends its chain."""
+        if self_issued[cert]:
+            return None
+        return next((c for c in by_subject.get(names[cert][1], ()) if c is not cert), None)
+
+    parents = {cert: parent(cert) for cert in unique}
+    lengths = _chain_lengths(unique, parents)
+    # A leaf issued nothing (a self-issued certificate's own signature does not count).
+    leaves = [c for c in unique if issued_by.get(names[c][0], 0) == int(self_issued[c])]
     # Several candidates (unrelated extras, a root whose child is missing, or a cycle with none):
     # the longest chain wins, then a certificate that is not self-issued.
-    chain = max(
-        (chain_from(c) for c in leaves or unique),
-        key=lambda chain: (len(chain), chain[0].subject != chain[0].issuer),
-    )
-    return chain + [c for c in unique if c not in chain]
+    start = max(leaves or unique, key=lambda c: (lengths[c], not self_issued[c]))
+    chain: dict[x509.Certificate, None] = {}
+    link: x509.Certificate | None = start
+    while link is not None and link not in chain:
+        chain[link] = None
+        link = parents[link]
+    return list(chain) + [c for c in unique if c not in chain]
+
+
+def _chain_lengths(
+    certs: Sequence[x509.Certificate], parents: dict[x509.Certificate, x509.Certificate | None]
+) -> dict[x509.Certificate, int]:
+    """Length of the chain from each certificate (following `parents` until none or a repeat), in O(n)."""
+    lengths: dict[x509.Certificate, int] = {}
+    for cert in certs:
+        path: dict[x509.Certificate, int] = {}  # this walk, in order, with its position
+        link: x509.Certificate | None = cert
+        while link is not None and link not in lengths and link not in path:
+            path[link] = len(path)
+            link = parents[link]
+        walked = list(path)
+        if link is not None and link in path:  # a cycle: each member's chain goes round it once
+            cycle = walked[path[link] :]
+            for member in cycle:
+                lengths[member] = len(cycle)
+            walked = walked[: path[link]]
+        after = 0 if link is None else lengths[link]
+        for position, member in enumerate(reversed(walked), start=1):
+            lengths[member] = after + position
+    return lengths
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -393,6 +442,26 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _decoding(what: str) -> Callable[[Callable[[x509.Certificate], _R]], Callable[[x509.Certificate], _R]]:
+    """cryptography decodes a certificate's names, key and extensions only when asked: a damaged one
+    raises there (found by tests/fuzz), so those errors become the toolkit's one error type."""
+
+    def wrap(fn: Callable[[x509.Certificate], _R]) -> Callable[[x509.Certificate], _R]:
+        @functools.wraps(fn)
+        def decoded(cert: x509.Certificate) -> _R:
+            try:
+                return fn(cert)
+            except CertificateFormatError:
+                raise
+            except (ValueError, UnsupportedAlgorithm) as exc:
+                raise CertificateFormatError(f"cannot {what} the certificate: {exc}") from exc
+
+        return decoded
+
+    return wrap
+
+
+@_decoding("read")
 def describe(cert: x509.Certificate) -> CertificateInfo:
     """Decode the fields certfleet stores and displays for a certificate."""
     extensions = _extensions(cert)
@@ -549,6 +618,7 @@ def _hex_lines(data: bytes, indent: str, width: int = 16) -> list[str]:
     return [indent + _colon_hex(data[i : i + width]) for i in range(0, len(data), width)]
 
 
+@_decoding("show")
 def certificate_text(cert: x509.Certificate) -> str:
     """Human-readable dump in the spirit of `openssl x509 -text`, for the "View Certificate" action."""
     oid = cert.signature_algorithm_oid

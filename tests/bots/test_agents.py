@@ -45,7 +45,6 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.parse import serial_hex
 from certfleet.settings import get_settings
-from tests.conftest import POSTGRES_ADMIN_URL
 
 pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 
@@ -74,13 +73,13 @@ def _launch(listeners: list[ListenerProcess]) -> None:
 
 
 @pytest.fixture
-def fleet(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+def fleet(database: str, postgres_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     monkeypatch.setenv("CERTFLEET_BOT_HEARTBEAT_SECONDS", "1")
     get_settings.cache_clear()
     boot = initialize()
-    prefect = PrefectServer(POSTGRES_ADMIN_URL, tmp_path / "prefect")
+    prefect = PrefectServer(postgres_admin_url, tmp_path / "prefect")
     prefect.start()
     monkeypatch.setenv("PREFECT_API_URL", prefect.api_url)  # what the dashboard's Stop/Start use
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", prefect.auth)

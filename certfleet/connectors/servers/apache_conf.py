@@ -96,17 +96,20 @@ def _logical_lines(text: str) -> Iterator[tuple[int, int, int]]:
             break
 
 
+_BLANK = " \t\r\f\v"  # httpd's (ASCII) blanks; a non-breaking space is part of a word
+
+
 def parse(text: str, filename: str = "httpd.conf") -> list[Directive]:
     root: list[Directive] = []
     stack: list[tuple[str, list[Directive]]] = [("", root)]
     for start, end, line in _logical_lines(text):
         lead = start
-        while lead < end and text[lead] in " \t\r":
+        while lead < end and text[lead] in _BLANK:
             lead += 1
         if lead >= end or text[lead] == "#":
             continue
         stop = end
-        while stop > lead and text[stop - 1] in " \t\r":
+        while stop > lead and text[stop - 1] in _BLANK:
             stop -= 1
         if text[lead] == "<":
             if text[stop - 1] != ">":
@@ -118,15 +121,16 @@ def parse(text: str, filename: str = "httpd.conf") -> list[Directive]:
                     raise ApacheSyntaxError(f"{filename}:{line}: </{name}> closes {expected}")
                 stack.pop()
                 continue
-            m = re.match(r"<([^\s>]+)", text[lead:stop])
-            assert m is not None
+            m = re.match(r"<([^\s>]+)", text[lead:stop], re.ASCII)
+            if m is None:  # `<>` or `< x>` (found by tests/fuzz)
+                raise ApacheSyntaxError(f"{filename}:{line}: a section tag needs a name right after '<'")
             name = m.group(1)
             block: list[Directive] = []
             stack[-1][1].append(Directive(name, _args(text, lead + 1 + len(name), stop - 1), filename, line, block))
             stack.append((name, block))
             continue
-        m = re.match(r"\S+", text[lead:stop])
-        assert m is not None
+        m = re.match(r"\S+", text[lead:stop], re.ASCII)  # httpd splits on ASCII blanks only
+        assert m is not None  # text[lead] is not blank
         name = m.group(0)
         stack[-1][1].append(Directive(name, _args(text, lead + len(name), stop), filename, line))
     if len(stack) != 1:
@@ -223,6 +227,15 @@ def name_matches(pattern: str, name: str) -> bool:
 
 
 def quote(value: str) -> str:
+    """A value as httpd reads it back: bare when safe, else double-quoted with `\\"` for quotes.
+
+    httpd has no way to write a line break, or a backslash right before the closing quote (`\\"` is a
+    quote), so such values are refused rather than written as something else (found by tests/fuzz).
+    """
+    if "\n" in value or value.endswith("\\"):
+        raise ApacheSyntaxError(
+            f"{value!r} cannot be written in an Apache configuration (a line break or a final '\\')"
+        )
     if value and not re.search(r"[\s\"'#\\]", value):
         return value
     return '"' + value.replace('"', '\\"') + '"'

@@ -1,8 +1,10 @@
 """Prove which certificate a server actually serves, by connecting to it over TLS.
 
 Copying files and running a reload command only says the deployment *ran*; the probe is the evidence
-that the new certificate is *live*.  Verification is deliberately off: the question is which
-certificate is served, not whether we trust it (a broken chain must still be identifiable).
+that the new certificate is *live*.  TLS verification is deliberately off: the question is which
+certificate is served, not whether the system roots trust it (a private CA's chain must still be
+identifiable).  Given the issuer's certificate, `wait_for_serial` proves the served leaf was signed by it,
+so a certificate that merely carries the right serial is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certfleet.connectors.errors import ConnectorError
 from certfleet.pki.parse import serial_hex
@@ -114,6 +117,38 @@ def fetch_served_chain(
         raise ProbeError(f"{where}: the server sent an unparseable certificate: {exc}") from None
 
 
+def load_issuers(issuer_pem: str | bytes) -> list[x509.Certificate]:
+    """The issuer certificate(s) a served leaf must be signed by: PEM, the issuer first or a whole chain."""
+    data = issuer_pem.encode("ascii", "replace") if isinstance(issuer_pem, str) else issuer_pem
+    try:
+        issuers = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ProbeError(f"the expected issuer certificate is not a PEM certificate: {exc}") from None
+    return issuers
+
+
+def check_issued_by(leaf: x509.Certificate, issuers: list[x509.Certificate], where: str) -> None:
+    """Raise ProbeError unless one of `issuers` signed `leaf` (its name and its signature)."""
+    named = [issuer for issuer in issuers if issuer.subject == leaf.issuer]
+    for issuer in named:
+        try:
+            leaf.verify_directly_issued_by(issuer)
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        return
+    expected = " or ".join(dict.fromkeys(i.subject.rfc4514_string() for i in issuers)) or "no issuer"
+    problem = (
+        "its signature does not verify with that issuer's key"
+        if named
+        else (f"it names {leaf.issuer.rfc4514_string()!r} as its issuer")
+    )
+    raise ProbeError(
+        f"{where}: serves serial {serial_hex(leaf.serial_number)}, but that certificate was not issued by "
+        f"{expected}: {problem}; this is not the deployed certificate (an impostor or another CA's certificate "
+        "with the same serial)"
+    )
+
+
 def wait_for_serial(
     host: str,
     port: int,
@@ -122,13 +157,19 @@ def wait_for_serial(
     expected_serial: int,
     timeout: float = 15.0,
     interval: float = 0.2,
+    issuer_pem: str | bytes | None = None,
 ) -> x509.Certificate:
     """Poll until the served leaf has ``expected_serial`` (a reload takes a moment); return that leaf.
+
+    With ``issuer_pem`` (the issuing CA's certificate, PEM, optionally followed by its own chain) the
+    leaf with the right serial must also be signed by that issuer, else ProbeError at once: the right
+    serial from the wrong signer is a different certificate, and waiting will not change it.
 
     On timeout the ProbeError names the serial expected and what was last seen: the serial actually
     served, or the last connection error.
     """
     where = _where(host, port)
+    issuers = load_issuers(issuer_pem) if issuer_pem is not None else None
     limit = float(timeout)
     deadline = time.monotonic() + limit
     last_seen = "nothing was probed"
@@ -140,6 +181,8 @@ def wait_for_serial(
             last_seen = f"last error: {exc}"
         else:
             if leaf.serial_number == expected_serial:
+                if issuers is not None:
+                    check_issued_by(leaf, issuers, where)
                 return leaf
             last_seen = f"still serving serial {serial_hex(leaf.serial_number)}"
         remaining = deadline - time.monotonic()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import io
 import posixpath
@@ -428,11 +429,7 @@ class SshTransport:
             except FileNotFoundError:
                 raise PermanentConnectorError(f"{self.label}: directory {directory} does not exist") from None
             try:
-                # Created with the final mode before any byte is written: a key is never world-readable.
-                with sftp.open(tmp, "wbx") as fh:
-                    sftp.chmod(tmp, mode)
-                    fh.set_pipelined(True)
-                    fh.write(data)
+                _upload(sftp, tmp, data, mode)
                 sftp.posix_rename(tmp, path)
             except PermissionError:
                 with contextlib.suppress(OSError):
@@ -452,11 +449,18 @@ class SshTransport:
         staging = f".certfleet-upload-{secrets.token_hex(6)}"  # relative: the user's home directory
         with self._session(f"uploading {path}") as conn:
             sftp = self._sftp_client(conn)
-            with sftp.open(staging, "wbx") as fh:
-                sftp.chmod(staging, 0o600)
-                fh.set_pipelined(True)
-                fh.write(data)
-            home = sftp.normalize(".")
+            try:
+                _upload(sftp, staging, data, 0o600)
+                home = sftp.normalize(".")
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # a half-written copy of a key must not stay behind
+                    sftp.remove(staging)
+                if isinstance(exc, OSError) and _is_sftp_status(exc):
+                    raise PermanentConnectorError(
+                        f"{self.label}: cannot upload {path} to the home directory of {self.settings.username!r} "
+                        f"(sudo installs it from there): {exc}"
+                    ) from None
+                raise
         src = posixpath.join(home, staging)
         q = shlex.quote
         # Keep the owner of the file being replaced (the service user must still read it).
@@ -467,9 +471,19 @@ class SshTransport:
             f'install -m {mode:o} -o "$o" -g "$g" "$s" "$t" && rm -f "$s" && mv -f "$t" "$p" '
             '|| { rm -f "$s" "$t"; exit 4; }'
         )
-        result = self._exec(script, self.settings.io_timeout, sudo=True)
+        try:
+            result = self._exec(script, self.settings.io_timeout, sudo=True)
+        except BaseException:
+            self._remove_staging(staging)  # sudo refused, timed out or the connection broke: the script
+            raise  # may never have run, so its own `rm` did not either
         if result.exit_code != 0:
+            self._remove_staging(staging)
             raise PermanentConnectorError(f"{self.label}: cannot write {path}: {result.tail() or 'no output'}")
+
+    def _remove_staging(self, staging: str) -> None:
+        """Best effort, as the login user who owns it: gone already when the sudo script got to run."""
+        with contextlib.suppress(ConnectorError, OSError), self._session(f"removing {staging}") as conn:
+            self._sftp_client(conn).remove(staging)
 
     def copy(self, src: str, dst: str) -> None:
         """Copy with mode and owner kept, renamed into place atomically (backups and restores)."""
@@ -488,6 +502,21 @@ class SshTransport:
 @dataclass(frozen=True)
 class os_stat:
     is_dir: bool
+
+
+def _upload(sftp: paramiko.SFTPClient, remote: str, data: bytes, mode: int) -> None:
+    """Write a new file, with its final mode set before any byte is written (a key is never world-readable).
+
+    paramiko's pipelined writes can lose the server's error for a write (a full disk left a short file and
+    raised nothing), so the size is checked once the file is closed.
+    """
+    with sftp.open(remote, "wbx") as fh:
+        sftp.chmod(remote, mode)
+        fh.set_pipelined(True)
+        fh.write(data)
+    size = sftp.stat(remote).st_size
+    if size != len(data):
+        raise OSError(errno.EIO, f"only {size} of {len(data)} bytes reached {remote}; is the disk full?")
 
 
 def _is_sftp_status(exc: OSError) -> bool:

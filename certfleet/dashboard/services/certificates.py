@@ -26,6 +26,7 @@ from certfleet.models.orm import (
     Server,
     utcnow,
 )
+from certfleet.pki.csr import MAX_SANS
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec
 from certfleet.pki.usage import Usage
@@ -251,13 +252,15 @@ def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
 
 def _names(value: str | list[str] | None) -> list[str]:
     items = value if isinstance(value, list) else [s for s in (value or "").replace(",", " ").split() if s]
-    out: list[str] = []
+    out: dict[str, None] = {}  # a dict keeps the order and finds duplicates in O(1)
     for name in items:
         name = name.strip().lower()
         if name and name not in out:
+            if len(out) == MAX_SANS:
+                raise InputError(f"give at most {MAX_SANS} subject alternative names per certificate", field="sans")
             common.host(name, "sans")
-            out.append(name)
-    return out
+            out[name] = None
+    return list(out)
 
 
 def create_certificate(session: Session, new: NewCertificate, actor: str) -> Certificate:

@@ -21,7 +21,16 @@ from certfleet import fields
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
-from certfleet.discovery.targets import TargetError, parse_ports, parse_target, split_entries
+from certfleet.discovery.targets import (
+    MAX_TARGET_ENTRIES,
+    Target,
+    TargetError,
+    check_endpoint_count,
+    count_endpoints,
+    parse_ports,
+    parse_target,
+    split_entries,
+)
 from certfleet.inventory import service
 from certfleet.inventory.schemas import (
     CertificateConfiguration,
@@ -291,6 +300,7 @@ def discovery_targets(request: DiscoverRequest) -> list[str]:
             raise InputError(f"SNI name {name!r} must be a host name such as www.example.com", field="sni_names")
     if names and not entries:
         raise InputError("SNI names are sent to address targets: give the addresses to scan too", field="sni_names")
+    _check_size(request, parsed, len(names))
     out: list[str] = []
     for entry, target in zip(entries, parsed, strict=True):
         by_address = target.addresses is not None or target.first is not None
@@ -299,6 +309,28 @@ def discovery_targets(request: DiscoverRequest) -> list[str]:
         else:
             out.append(entry)
     return out
+
+
+def _check_size(request: DiscoverRequest, parsed: list[Target], sni_names: int) -> None:
+    """Bound the request by what it expands to, computed before SNI names are multiplied out."""
+    field = "sni_names" if sni_names else "targets"
+    by_address = [t.name is None and (t.addresses is not None or t.first is not None) for t in parsed]
+    entries = sum(sni_names if sni_names and multiplied else 1 for multiplied in by_address)
+    if entries > MAX_TARGET_ENTRIES:
+        how = f" (each address target once per SNI name: {sni_names:,})" if sni_names else ""
+        raise InputError(
+            f"the request makes {entries:,} scan entries{how}, more than the limit of {MAX_TARGET_ENTRIES:,}; "
+            "give fewer targets or SNI names, or an address range instead of single addresses",
+            field=field,
+        )
+    try:
+        port_count = len(parse_ports(request.ports))
+    except TargetError as exc:
+        raise InputError(str(exc), field="ports") from None
+    try:
+        check_endpoint_count(count_endpoints(parsed, port_count, sni_names=sni_names))
+    except TargetError as exc:
+        raise InputError(str(exc), field=field) from None
 
 
 def start_discovery(session: Session, request: DiscoverRequest, *, actor: str) -> FlowRunRef:
