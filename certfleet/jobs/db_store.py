@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.ssh import fingerprint
+from certfleet.inventory.usage import NotServable, assert_servable
 from certfleet.jobs.models import RestoreItem, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import bundle_of
 from certfleet.models import repo
@@ -78,8 +79,17 @@ def target_job(target: DeploymentTarget, deployment: Deployment | None = None) -
         chain_path=target.chain_path,
         serial_number=deployment.serial_number if deployment else cert.serial_number,
         previous_serial=deployment.previous_serial if deployment else None,
+        issuer_pem=_issuers(cert.pem_chain),
         server=server_access(target.server),
     )
+
+
+def _issuers(pem_chain: str | None) -> str | None:
+    """The certificates above the leaf (PEM), or None for a self-signed or not yet issued certificate."""
+    if not pem_chain:
+        return None
+    above = load_material(pem_chain.encode()).certificates[1:]
+    return chain_to_pem(above).decode() if above else None
 
 
 def certificate_bundle(cert: Certificate) -> CertificateBundle:
@@ -135,6 +145,10 @@ class DbJobStore:
                 raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
             if not (cert.pem_chain and cert.private_key and cert.serial_number):
                 raise PermanentConnectorError(f"certificate {certificate_id} has not been issued yet: issue it first")
+            try:  # an S/MIME or CA certificate cannot be served: refuse before anything on the server changes
+                assert_servable(cert.pem_chain, target.server.server_type)
+            except NotServable as exc:
+                raise PermanentConnectorError(f"certificate {certificate_id}: {exc}") from None
             busy = s.scalar(
                 select(Deployment.id).where(
                     Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING

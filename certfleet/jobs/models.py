@@ -55,6 +55,7 @@ class TargetJob(BaseModel):
     chain_path: str | None = None
     serial_number: str | None = None  # the certificate being deployed
     previous_serial: str | None = None  # what the target served before this deployment
+    issuer_pem: str | None = None  # the chain above the certificate being deployed: the probe checks its signature
     server: ServerAccess
 
 

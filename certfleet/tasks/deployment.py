@@ -89,6 +89,7 @@ def verify_served(deployment_id: int) -> None:
             server_name=job.server_name,
             expected_serial=int(job.serial_number or "0", 16),
             timeout=get_settings().verify_timeout_s,
+            issuer_pem=job.issuer_pem,  # the right serial from another issuer is not our certificate
         )
     except ProbeError as exc:
         raise PermanentConnectorError(f"the new certificate is not served: {exc}") from exc

@@ -184,3 +184,17 @@ def test_certificate_not_issued_yet_is_refused_and_nothing_changes(site: Site) -
         state.result()
     assert site.files() == before
     assert _deployments(site.certificate_id) == []
+
+
+def test_an_smime_certificate_is_refused_before_anything_changes(site: Site) -> None:
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        cert.profile, cert.sans = "smime", ["alice@example.com"]
+    issue_certificate(site.certificate_id)  # the built-in CA's S/MIME profile: emailProtection, no serverAuth
+    before = site.files()
+    state = deploy_certificate(site.certificate_id, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="this is an S/MIME certificate: it cannot be served by"):
+        state.result()
+    assert site.files() == before
+    assert _deployments(site.certificate_id) == []
