@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from certfleet.deployments.api import configured_api_url, use_api
-from certfleet.deployments.embedded import healthy
+from certfleet.deployments.api import configured_api_url, prefect_auth_string, use_api
+from certfleet.deployments.embedded import Access, api_access, healthy
 
 
 class NotRunning(RuntimeError):
@@ -14,7 +14,13 @@ def start_run(flow_name: str, parameters: dict[str, int], *, wait: bool) -> str:
     url = configured_api_url()
     if not healthy(url):
         raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
-    use_api(url)  # before Prefect is imported
+    auth_string = prefect_auth_string()
+    if api_access(url, auth_string) is Access.REFUSED:
+        raise NotRunning(
+            f"the Prefect API at {url} refuses certfleet's auth string: "
+            "set CERTFLEET_PREFECT_AUTH_STRING to the auth string of that server"
+        )
+    use_api(url, auth_string)
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
