@@ -74,10 +74,11 @@ class EmbeddedPrefect:
     def ui_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> bool:
+    def start(self, timeout: float = 240.0) -> bool:
         """Start the server, or attach to one already answering on the port. Returns True if started here.
 
         Attaching to a server that refuses our auth string raises: nothing certfleet does would work there.
+        A first start migrates a new database: minutes, not seconds, on a busy two-core machine.
         """
         if healthy(self.api_url):
             if api_access(self.api_url, self.auth_string) is Access.REFUSED:
