@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -94,16 +95,7 @@ class EmbeddedPrefect:
                 "set CERTFLEET_PREFECT_PORT to a free port"
             )
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "PREFECT_SERVER_API_"))}
-        # Analytics stay off (an offline install logs an ERROR per attempt) unless the operator turned them on.
-        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        env.update(
-            PREFECT_HOME=str(self.home),
-            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
-            PREFECT_UI_API_URL=self.api_url,
-        )
-        if self.auth_string is not None:
-            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        env = self.environment(os.environ)
         argv = [
             sys.executable,
             "-m",
@@ -128,6 +120,20 @@ class EmbeddedPrefect:
             time.sleep(0.3)
         self.stop()
         raise EmbeddedServerError(f"the Prefect server did not answer within {timeout:g} s: {self._log_tail()}")
+
+    def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """The server process's environment: no client settings, our home, our auth string, analytics off."""
+        env = {k: v for k, v in inherited.items() if not k.startswith(("PREFECT_API_", "PREFECT_SERVER_API_"))}
+        # Analytics stay off (an offline install logs an ERROR per attempt) unless the operator turned them on.
+        env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+            PREFECT_UI_API_URL=self.api_url,
+        )
+        if self.auth_string is not None:
+            env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth_string
+        return env
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

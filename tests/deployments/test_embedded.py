@@ -104,3 +104,20 @@ def test_the_prefect_ui_asks_for_the_auth_string(server: EmbeddedPrefect) -> Non
             assert page.locator("input[type=password]").count() == 0
         finally:
             browser.close()
+
+
+def test_the_server_process_gets_the_auth_string_and_no_analytics(tmp_path: Path) -> None:
+    prefect = EmbeddedPrefect(tmp_path, port=4321, auth_string=AUTH)
+    inherited = {"PATH": "/usr/bin", "PREFECT_API_URL": "http://elsewhere/api", "PREFECT_API_AUTH_STRING": "x"}
+    env = prefect.environment(inherited)
+    assert env["PREFECT_SERVER_API_AUTH_STRING"] == AUTH
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["PREFECT_HOME"] == str(tmp_path)
+    assert not any(k.startswith("PREFECT_API_") for k in env)  # a server is no client of another API
+    assert env["PATH"] == "/usr/bin"
+
+
+def test_analytics_an_operator_turned_on_stay_on(tmp_path: Path) -> None:
+    env = EmbeddedPrefect(tmp_path).environment({"PREFECT_SERVER_ANALYTICS_ENABLED": "true"})
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in env  # no auth string given, none invented
