@@ -294,8 +294,12 @@ def test_up_attaches_to_a_running_prefect_server(tmp_path: Path) -> None:
                 time.sleep(1)
             assert _statuses(up.data_dir / "certfleet.db") == ["Deployed"] * 3
             body = {"flows": {"name": {"any_": ["provision-certificate"]}}}
-            runs = httpx.post(f"{prefect.api_url}/flow_runs/filter", json=body, headers=headers, timeout=10).json()
-            assert sorted(r["state"]["type"] for r in runs) == ["COMPLETED"] * 3  # on the server we started
+            states: list[str] = []
+            while time.monotonic() < deadline and states != ["COMPLETED"] * 3:  # the runs end just after the rows
+                runs = httpx.post(f"{prefect.api_url}/flow_runs/filter", json=body, headers=headers, timeout=10)
+                states = sorted(r["state"]["type"] for r in runs.json())
+                time.sleep(1)
+            assert states == ["COMPLETED"] * 3  # on the server we started
         finally:
             stop_up(up)
         assert_healthy(up.console)
