@@ -121,3 +121,11 @@ def test_analytics_an_operator_turned_on_stay_on(tmp_path: Path) -> None:
     env = EmbeddedPrefect(tmp_path).environment({"PREFECT_SERVER_ANALYTICS_ENABLED": "true"})
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
     assert "PREFECT_SERVER_API_AUTH_STRING" not in env  # no auth string given, none invented
+
+
+def test_a_server_without_an_auth_string_is_open(prefect_harness: None) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value())  # Prefect's own test server: started with no auth string
+    assert api_access(url, None) is Access.OPEN
+    assert api_access(url, AUTH) is Access.OPEN  # certfleet's header is ignored there: up warns that it is open
