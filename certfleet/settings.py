@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     bot_silence_minutes: float = Field(
         default=15.0, gt=0, description="A bot with no heartbeat for this long is shown Inactive (check-bots flow)"
     )
+    prefect_public_url: str | None = Field(
+        default=None, description="Prefect API URL as bots on other hosts reach it (default: the local one)"
+    )
+    bot_heartbeat_seconds: float = Field(default=30.0, description="How often a bot agent checks in")
     dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first admin user; generated and printed once when unset"

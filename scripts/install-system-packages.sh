@@ -16,6 +16,9 @@ PACKAGES=(
   bind9                     # named: the RFC 2136 dynamic-DNS server the ACME dns-01 tests update
   nmap                      # benchmarks/discovery.py compares certfleet's TLS scan with nmap --script ssl-cert
   chromium                  # the dashboard's browser tests (Playwright drives Debian's Chromium)
+  fonts-dejavu-core         # PDF export: DejaVu Sans, embedded (Latin, Greek, Cyrillic, symbols, combining accents)
+  fonts-wqy-microhei        # PDF export: the fallback font for Chinese, Japanese and Korean (5 MB)
+  poppler-utils             # pdftotext: the export tests read the text back out of the PDFs
 )
 
 SUDO=""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from certfleet.models import repo
@@ -23,8 +23,14 @@ def mark_silent_bots(session: Session, *, now: datetime, silence: timedelta) -> 
     cutoff = now - silence
     silent = session.scalars(
         select(Bot)
-        .where(Bot.status == BotStatus.ACTIVE, Bot.name != LOCAL_BOT_NAME)
-        .where(or_(Bot.last_update.is_(None), Bot.last_update < cutoff))
+        .where(Bot.name != LOCAL_BOT_NAME)
+        .where(
+            or_(
+                and_(Bot.status == BotStatus.ACTIVE, or_(Bot.last_update.is_(None), Bot.last_update < cutoff)),
+                # Connected once, nothing to do yet, and now silent: just as gone as an Active bot.
+                and_(Bot.status == BotStatus.PENDING, Bot.last_update < cutoff),
+            )
+        )
         .order_by(Bot.id)
     ).all()
     for bot in silent:

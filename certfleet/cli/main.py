@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="certfleet's own database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+bot_app = typer.Typer(help="The bot agent: runs certfleet's deployments inside a network.", no_args_is_help=True)
+app.add_typer(bot_app, name="bot")
 # Piped output (CI logs, `| tee`) gets a wide table instead of rich's 80-column fallback.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -112,7 +114,7 @@ def issue(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for
 
 @app.command()
 def deploy(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
-    """Start a deploy-certificate run (all targets) on the running certfleet."""
+    """Start deploy-certificate runs (all targets: one run per bot that reaches them) on the running certfleet."""
     _start("deploy-certificate", {"certificate_id": certificate_id}, wait)
 
 
@@ -134,6 +136,30 @@ def renew(wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = 
     _start("renew-expiring", {}, wait)
 
 
+@bot_app.command("run")
+def bot_run(
+    url: Annotated[str, typer.Option(envvar="CERTFLEET_URL", help="certfleet's address, e.g. https://certfleet:8080")],
+    token: Annotated[
+        str, typer.Option(envvar="CERTFLEET_BOT_TOKEN", help="The bot's token (cfb_...), shown once at its creation")
+    ],
+    work_dir: Annotated[Path, typer.Option(help="Where the agent keeps its worker's log and Prefect home")] = Path(
+        "~/.certfleet-bot"
+    ),
+    ca_bundle: Annotated[
+        str | None,
+        typer.Option(envvar="CERTFLEET_CA_BUNDLE", help="CA file of certfleet's TLS certificate"),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs at once on this bot")] = 8,
+) -> None:
+    """Check in with the bot token and run a Prefect worker on this bot's queue, until stopped."""
+    from certfleet.bots.agent import Agent, AgentOptions
+
+    folder = work_dir.expanduser()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    options = AgentOptions(url=url, token=token, work_dir=folder, ca_bundle=ca_bundle, limit=limit)
+    raise typer.Exit(Agent(options, say=lambda line: out.print(line, highlight=False)).run())
+
+
 @app.command()
 def certificates() -> None:
     """List certificates with their status, serial, expiry and reason."""
@@ -145,9 +171,10 @@ def certificates() -> None:
 def _start(flow_name: str, parameters: dict[str, int], wait: bool) -> None:
     from certfleet.cli.runs import start_run
 
-    state = start_run(flow_name, parameters, wait=wait)
-    out.print(state)
-    if wait and "Completed" not in state:
+    states = start_run(flow_name, parameters, wait=wait)
+    for state in states:
+        out.print(state)
+    if wait and not all(": Completed" in state for state in states):
         raise typer.Exit(1)
 
 

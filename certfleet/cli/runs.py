@@ -1,6 +1,11 @@
-"""Starting flows on a running certfleet through Prefect, never by calling flow functions here."""
+"""Starting flows on a running certfleet through Prefect, never by calling flow functions here.
+
+Deploy and rollback runs go to the queue of the bot that reaches the server (`certfleet.bots.routing`).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from certfleet.deployments.api import configured_api_url, prefect_auth_string, use_api
 from certfleet.deployments.embedded import Access, api_access, healthy
@@ -10,7 +15,8 @@ class NotRunning(RuntimeError):
     """No Prefect API answers where certfleet's runs would go."""
 
 
-def start_run(flow_name: str, parameters: dict[str, int], *, wait: bool) -> str:
+def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list[str]:
+    """Starts the run(s); returns one line per run: its name and state (final when `wait`)."""
     url = configured_api_url()
     if not healthy(url):
         raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
@@ -21,13 +27,18 @@ def start_run(flow_name: str, parameters: dict[str, int], *, wait: bool) -> str:
             "set CERTFLEET_PREFECT_AUTH_STRING to the auth string of that server"
         )
     use_api(url, auth_string)
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
+    from certfleet.bots.routing import rollback_route, start_deploy_runs
+    from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
+    from certfleet.models.db import session_scope
 
-    run = run_deployment(f"{flow_name}/certfleet", parameters=parameters, timeout=None if wait else 0)
-    assert isinstance(run, FlowRun)  # called from sync code, so not a coroutine
-    state = run.state
-    if state is None:
-        return f"{run.name}: submitted"
-    message = f" - {state.message}" if state.message else ""
-    return f"{run.name}: {state.name}{message}"
+    if flow_name == "deploy-certificate":
+        runs = start_deploy_runs(parameters["certificate_id"], as_subflow=False)
+    else:
+        queue = None
+        if flow_name == "rollback-deployment":
+            with session_scope() as s:
+                queue = rollback_route(s, parameters["deployment_id"]).queue
+        runs = [start_flow_run(flow_name, parameters, queue=queue, as_subflow=False)]
+    if wait:
+        runs = wait_for_runs(runs)
+    return [describe(run) for run in runs]

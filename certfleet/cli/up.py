@@ -7,8 +7,10 @@ every Prefect client in this process and in the flow runs it starts talks to tha
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certfleet.demo.fleet import load_fleet, plan_fleet, register_fleet
@@ -16,6 +18,8 @@ from certfleet.demo.listener import ListenerProcess
 from certfleet.deployments.api import use_api
 from certfleet.deployments.auth_string import configured_auth_string, ensure_auth_string
 from certfleet.deployments.embedded import Access, EmbeddedPrefect, api_access, healthy, port_in_use
+from certfleet.deployments.names import BOT_POOL, CENTRAL_POOL, CENTRAL_QUEUE, bot_queue
+from certfleet.deployments.workers import WorkerProcess
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.settings import Settings, get_settings
 
@@ -43,9 +47,10 @@ def run_up(*, demo_fleet: bool, say: Say) -> None:
     first_admin = ensure_admin()
     prefect = _start_prefect(settings, say)
     dashboard = _start_dashboard(settings, say)
-    from certfleet.deployments.serve import FLOWS, register, runner_deployments, serve_flows
+    from certfleet.deployments.serve import FLOWS, register, runner_deployments
 
     listeners: list[ListenerProcess] = []
+    workers = central_workers(boot.local_bot_id, settings.home / "logs")
     try:
         hosts, new_cert_ids = _demo_fleet(settings, boot, demo_fleet)
         listeners = _start_listeners(hosts, say)
@@ -61,9 +66,11 @@ def run_up(*, demo_fleet: bool, say: Say) -> None:
         say(f"  database:     {settings.sqlalchemy_url.split('@')[-1]}")
         for host in hosts:
             say(f"  demo server:  https://{host.fqdn}:{host.port} (127.0.0.1)")
-        say(f"  flows served: {', '.join(f.name for f in FLOWS)}")
-        deployments = runner_deployments()
-        register(deployments)
+        say(f"  flows:        {', '.join(f.name for f in FLOWS)}")
+        say(f"  workers:      {', '.join(f'{w.pool}/{w.queue}' for w in workers)} (logs in {settings.home / 'logs'})")
+        register(runner_deployments(bot_queue(boot.local_bot_id)))
+        for worker in workers:
+            worker.start()
         from certfleet.tasks.ca_runtime import ensure_rate_limits
 
         ensure_rate_limits()  # one Prefect rate limit per remote CA connector
@@ -73,8 +80,10 @@ def run_up(*, demo_fleet: bool, say: Say) -> None:
         say("Press Ctrl-C to stop.")
 
         with contextlib.suppress(KeyboardInterrupt):
-            serve_flows(deployments)
+            watch(workers)
     finally:
+        for worker in workers:
+            worker.stop()
         if dashboard is not None:
             dashboard.stop()
         for listener in listeners:
@@ -149,9 +158,31 @@ def _start_listeners(hosts: list[DemoHost], say: Say) -> list[ListenerProcess]:
     return listeners
 
 
+def central_workers(local_bot_id: int, log_dir: Path) -> list[WorkerProcess]:
+    """The central host's worker (issuing, renewal, discovery) and its own bot's worker (deployments)."""
+    return [
+        WorkerProcess(CENTRAL_POOL, CENTRAL_QUEUE, name="certfleet-central", log_path=log_dir / "worker-central.log"),
+        WorkerProcess(
+            BOT_POOL,
+            bot_queue(local_bot_id),
+            name=f"certfleet-{bot_queue(local_bot_id)}",
+            log_path=log_dir / "worker-local-bot.log",
+        ),
+    ]
+
+
+def watch(workers: list[WorkerProcess]) -> None:
+    """Until Ctrl-C: a worker that died is started again (its log says why it died)."""
+    while True:
+        time.sleep(2)
+        for worker in workers:
+            if not worker.running:
+                worker.start()
+
+
 def _provision(cert_ids: list[int]) -> None:
-    """Schedule a provision run per demo certificate; the runner picks them up as soon as serving begins."""
-    from prefect.deployments import run_deployment
+    """Start a provision run per demo certificate; the central worker picks them up once it polls."""
+    from certfleet.deployments.starts import start_flow_run
 
     for cert_id in cert_ids:
-        run_deployment("provision-certificate/certfleet", parameters={"certificate_id": cert_id}, timeout=0)
+        start_flow_run("provision-certificate", {"certificate_id": cert_id})

@@ -31,6 +31,7 @@ API_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "agent",  # what bots' flow runs read and record, with the bot token
 ]
 PAGE_MODULES: list[str] = [
     "auth",

@@ -1,8 +1,9 @@
 """Export to Excel and PDF of exactly the filtered rows and chosen columns, streamed.
 
 Excel: rows are written into a temporary .xlsx as they come (xlsx.py: header row, widths, autofilter, frozen
-header, real dates); the finished file is then streamed from disk. PDF: pages go out as they are made.
-Rows are read from the database in batches, so memory stays flat however many rows there are.
+header, real dates); the finished file is then streamed from disk; any number of rows, in flat memory.
+PDF (pdf.py: fpdf2, embedded Unicode fonts): at most `pdf.MAX_ROWS` rows; a larger export is refused with 422
+before anything is written, naming the cap and pointing to Excel.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
 from certfleet.dashboard import listing, pdf
@@ -78,12 +80,29 @@ def pdf_chunks(spec: listing.ListSpec, query: listing.ListQuery, who: str) -> It
     )
 
 
+def _check_pdf(spec: listing.ListSpec, query: listing.ListQuery) -> None:
+    try:
+        pdf.check_fonts()
+    except pdf.MissingFontError as exc:  # the server lacks a package: not the user's mistake
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    with session_scope() as s:
+        rows = listing.count(s, spec, query.filters)
+    if rows > pdf.MAX_ROWS:
+        raise InputError(
+            f"a PDF export holds at most {pdf.MAX_ROWS:,} rows and this list has {rows:,}: narrow the filter, "
+            "or export to Excel (format=xlsx), which has no row limit",
+            field="format",
+        )
+
+
 def export_response(spec: listing.ListSpec, query: listing.ListQuery, fmt: str, who: str) -> StreamingResponse:
     if fmt not in MEDIA:
         raise InputError(f"export format must be xlsx or pdf, not {fmt!r}", field="format")
     # Validate the filter and columns now, so a mistake is a 422 and not a broken download.
     listing.where_clause(spec, query.filters)
     listing.chosen_columns(spec, query.columns)
+    if fmt == "pdf":
+        _check_pdf(spec, query)
     chunks = xlsx_chunks(spec, query, who) if fmt == "xlsx" else pdf_chunks(spec, query, who)
     name = f"{spec.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}.{fmt}"
     return StreamingResponse(

@@ -13,8 +13,8 @@ from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.templating import flow_run_url
 from certfleet.deployments.api import auth_headers, configured_api_url, prefect_auth_string, use_api
 from certfleet.deployments.embedded import healthy
-
-DEPLOYMENT = "certfleet"  # flows are served as "<flow name>/certfleet" (certfleet.deployments.serve)
+from certfleet.deployments.names import deployment_name
+from certfleet.deployments.starts import start_flow_run
 
 
 @dataclass(frozen=True)
@@ -24,24 +24,24 @@ class FlowRunRef:
     url: str  # the run in the Prefect UI
 
 
-def start_flow(flow_name: str, parameters: dict[str, Any], *, deployment: str = DEPLOYMENT) -> FlowRunRef:
+def start_flow(flow_name: str, parameters: dict[str, Any], *, queue: str | None = None) -> FlowRunRef:
+    """`queue`: the bot queue of a flow that runs on bots (certfleet.bots.routing)."""
     api = configured_api_url()
     if not healthy(api):
         raise InputError(f"Prefect does not answer at {api}: start certfleet with `certfleet up`, then try again")
     use_api(api, prefect_auth_string())  # a no-op when `certfleet up` already chose this API
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
+    # The name carries the object id (as the flow's own run name does), so the Prefect UI shows what it is about.
+    name = "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
+    if queue:
+        name += f"-on-{queue}"
     try:
-        # The name carries the object id (as the flow's own run name does), so the Prefect UI shows what it is about.
-        name = "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
-        run = run_deployment(f"{flow_name}/{deployment}", parameters=parameters, timeout=0, flow_run_name=name)
+        run = start_flow_run(flow_name, parameters, queue=queue, flow_run_name=name, as_subflow=False)
     except ObjectNotFound:
         raise InputError(
-            f"the deployment {flow_name}/{deployment} is not registered in Prefect: is `certfleet up` serving it?"
+            f"the deployment {deployment_name(flow_name)} is not registered in Prefect: is `certfleet up` running?"
         ) from None
-    assert isinstance(run, FlowRun)  # sync call: not a coroutine
     return FlowRunRef(str(run.id), run.name, flow_run_url(str(run.id)))
 
 

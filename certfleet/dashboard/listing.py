@@ -5,7 +5,8 @@ label, a type that decides the filter operators, and whether it is a default col
 `column:operator:value` strings (query parameter `filter`, repeatable, combined with AND), e.g.
 `filter=status:eq:Active&filter=name:contains:prod`. Operators: text `contains`/`eq`; status-like `eq` (several
 values joined by `|` mean any of them); dates `before`/`after` (05-Feb-2026, 2026-02-05 or ISO date-time);
-numbers `eq`/`lt`/`gt`; the value `All` removes that condition. Sorting: `sort=key` or `sort=-key`.
+numbers `eq`/`lt`/`gt`; tags `eq` (one whole tag, compared in NFC) / `contains` (tag_filter.py); the value `All`
+removes that condition. Sorting: `sort=key` or `sort=-key`.
 Everything runs in SQL: a COUNT for the total and LIMIT/OFFSET for the page; exports stream with `yield_per`.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, cast, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.tag_filter import like_escape, tag_match
 from certfleet.models.orm import utcnow
 
 # A mapped attribute (Bot.name) or any SQL expression (case(...), Bot.id.is_not(None)).
@@ -72,7 +74,6 @@ class Column:
     sortable: bool = True
     render: Callable[[Any], str] | None = None  # how a page/PDF shows the value; None: `display()`
     width: int = 18  # Excel/PDF column width in characters
-    joined: bool = False  # comes from a joined table: COUNT needs the joins when it is filtered on
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class ListSpec:
     columns: tuple[Column, ...]
     default_sort: str = "-id"
     hidden: tuple[Column, ...] = ()  # selected for row actions, never shown (e.g. a raw status)
-    count_base: Callable[[], Select[Any]] | None = None  # FROM without the joins, for a cheaper COUNT
+    # FROM without the joins, for a cheaper COUNT; used only when the filters need no table it lacks.
+    count_base: Callable[[], Select[Any]] | None = None
 
     def column(self, key: str) -> Column:
         for c in (*self.columns, *self.hidden):
@@ -186,13 +188,11 @@ def _condition(spec: ListSpec, f: Filter) -> ColumnElement[bool] | None:
     if f.value == ALL or f.value == "":
         return None
     expr = col.expr
-    if col.type in (ColType.TEXT, ColType.TAGS):
-        text = cast(expr, String) if col.type is ColType.TAGS else expr
-        needle = f.value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if col.type is ColType.TAGS:
+        return tag_match(expr, f.op, f.value)
+    if col.type is ColType.TEXT:
         if f.op == "contains":
-            return func.lower(text).like(f"%{needle}%", escape="\\")
-        if col.type is ColType.TAGS:  # one tag equals the value: the JSON text holds it quoted
-            return func.lower(text).like(f'%"{needle}"%', escape="\\")
+            return func.lower(expr).like(f"%{like_escape(f.value.lower())}%", escape="\\")
         return func.lower(expr) == f.value.lower()
     if col.type is ColType.ENUM:
         wanted = [v.strip() for v in f.value.split("|") if v.strip()]
@@ -253,11 +253,17 @@ def _select(spec: ListSpec, cols: Sequence[Column]) -> Select[Any]:
 
 
 def count(session: Session, spec: ListSpec, filters: Sequence[Filter]) -> int:
-    active = [f for f in filters if f.value not in (ALL, "")]
-    needs_join = spec.count_base is None or any(spec.column(f.column).joined for f in active)
-    base = spec.base() if needs_join or spec.count_base is None else spec.count_base()
-    stmt = base.with_only_columns(func.count(spec.pk), maintain_column_froms=True)
-    return int(session.scalar(stmt.where(*where_clause(spec, filters))) or 0)
+    """The number of rows `fetch`/`stream` return over all pages."""
+    where = where_clause(spec, filters)
+    if spec.count_base is not None:
+        cheap = spec.count_base()
+        stmt = cheap.with_only_columns(func.count(spec.pk), maintain_column_froms=True).where(*where)
+        # A filter on a joined column (a bot's name) would add that table to the FROM list without its join:
+        # a cartesian product that multiplies the total. Then only the full FROM with its joins is right.
+        if len(stmt.get_final_froms()) == len(cheap.get_final_froms()):
+            return int(session.scalar(stmt) or 0)
+    stmt = spec.base().with_only_columns(func.count(spec.pk), maintain_column_froms=True).where(*where)
+    return int(session.scalar(stmt) or 0)
 
 
 def fetch(session: Session, spec: ListSpec, query: ListQuery) -> Page:

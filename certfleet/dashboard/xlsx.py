@@ -3,7 +3,8 @@
 openpyxl's write-only mode produced the same file ~10x slower (its per-cell objects cost ~25 µs each); the files
 this writes are read back by openpyxl in the tests. What it writes: a header row (bold, frozen), column widths,
 an autofilter over the rows, dates as real Excel dates, numbers as numbers, text as inline strings, and an extra
-"About" sheet.
+"About" sheet. Text that starts like a formula (`=`, `+`, `-`, `@`, tab, CR) gets the quote-prefix style, so it
+stays text when the cell is edited; characters XML cannot hold are written as `_xHHHH_` (Excel decodes them).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from typing import IO, Any
 from xml.sax.saxutils import escape
 
 _EPOCH = datetime(1899, 12, 30)
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_STYLE_DATE, _STYLE_HEADER = 1, 2
+# Characters XML cannot carry (CR would be read back as LF; lone surrogates cannot be encoded), and a `_` that
+# starts what a reader would take for an escape: written as OOXML's `_xHHHH_`, which Excel decodes, so nothing
+# is dropped or changed (issue 11 #8/#12: a NUL used to vanish from the export).
+_NEEDS_ESCAPE = re.compile("[\x00-\x08\x0b\x0c\x0d\x0e-\x1f\ud800-\udfff\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+# Text that a spreadsheet would take for a formula or a number when the cell is edited keeps the quote prefix.
+_FORMULA_LIKE = ("=", "+", "-", "@", "\t", "\r")
+_STYLE_DATE, _STYLE_HEADER, _STYLE_TEXT = 1, 2, 3
 
 _CONTENT_TYPES = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
@@ -46,7 +52,7 @@ _STYLES = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill></fills>
 <borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
 <cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>
-<cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/><xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/><xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/></cellXfs>
+<cellXfs count="4"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/><xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/><xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0" quotePrefix="1"/></cellXfs>
 <cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>
 </styleSheet>"""  # noqa: E501
 _SHEET_HEAD = (
@@ -64,8 +70,12 @@ def column_letter(index: int) -> str:
     return letters
 
 
+def _escape_char(match: re.Match[str]) -> str:
+    return f"_x{ord(match.group()):04X}_"
+
+
 def _text(value: str) -> str:
-    return escape(_INVALID_XML.sub("", value))
+    return escape(_NEEDS_ESCAPE.sub(_escape_char, value))
 
 
 def _cell(ref: str, value: Any) -> str:
@@ -81,7 +91,9 @@ def _cell(ref: str, value: Any) -> str:
         return f'<c r="{ref}" s="{_STYLE_DATE}"><v>{(value - _EPOCH.date()).days}</v></c>'
     elif isinstance(value, int | float):
         return f'<c r="{ref}"><v>{value}</v></c>'
-    return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{_text(str(value))}</t></is></c>'
+    text = str(value)
+    style = f' s="{_STYLE_TEXT}"' if text.startswith(_FORMULA_LIKE) else ""
+    return f'<c r="{ref}"{style} t="inlineStr"><is><t xml:space="preserve">{_text(text)}</t></is></c>'
 
 
 def _row(out: IO[bytes], number: int, letters: Sequence[str], values: Sequence[Any], style: int = 0) -> None:

@@ -40,8 +40,9 @@ def skip_unused_trust_file() -> None:
 
 
 def prefect_auth_string() -> str | None:
-    """The Prefect API's auth string: CERTFLEET_PREFECT_AUTH_STRING, else the one `certfleet up` generated."""
-    return configured_auth_string()
+    """The Prefect API's auth string, for clients and for bots (sent to them after they authenticate):
+    CERTFLEET_PREFECT_AUTH_STRING, else the one `certfleet up` generated, else PREFECT_API_AUTH_STRING."""
+    return configured_auth_string() or os.environ.get("PREFECT_API_AUTH_STRING") or None
 
 
 def auth_headers(auth_string: str | None) -> dict[str, str]:

@@ -6,10 +6,14 @@ from datetime import timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
 
 from certfleet.bots.liveness import mark_silent_bots
+from certfleet.bots.queues import set_paused
+from certfleet.deployments.api import configured_api_url, prefect_auth_string
+from certfleet.deployments.names import bot_queue
 from certfleet.models.db import session_scope
-from certfleet.models.orm import utcnow
+from certfleet.models.orm import Bot, BotStatus, utcnow
 from certfleet.settings import get_settings
 
 
@@ -21,10 +25,27 @@ def mark_silent_bots_task() -> list[str]:
         return mark_silent_bots(s, now=utcnow(), silence=silence)
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def keep_queues_paused_as_bots_task() -> list[str]:
+    """A Stopped bot's queue is paused, every other bot's queue is not (also when a pause was missed)."""
+    with session_scope() as s:
+        bots = [(bot_queue(b.id), b.status is BotStatus.STOPPED) for b in s.scalars(select(Bot).order_by(Bot.id))]
+    api, auth = configured_api_url(), prefect_auth_string()
+    return [
+        f"{queue} {'paused' if paused else 'resumed'}" for queue, paused in bots if set_paused(api, auth, queue, paused)
+    ]
+
+
 @flow(name="check-bots")
 def check_bots() -> list[str]:
-    """Set bots whose last heartbeat is older than CERTFLEET_BOT_SILENCE_MINUTES to Inactive."""
+    """Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.
+
+    Every other bot's queue is resumed, so a pause or resume that failed at the click is made good here.
+    """
     silent = mark_silent_bots_task()
     if silent:
         get_run_logger().warning("no heartbeat from %s: now Inactive", ", ".join(silent))
+    changed = keep_queues_paused_as_bots_task()
+    if changed:
+        get_run_logger().info("queues: %s", ", ".join(changed))
     return silent

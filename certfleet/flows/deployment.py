@@ -5,9 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from certfleet.connectors.errors import ConnectorError
-from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate
-from certfleet.models.repo import get
+from certfleet.jobs.store import current_store
 from certfleet.tasks.build import release_connections
 from certfleet.tasks.deployment import (
     finish_deployment,
@@ -45,11 +43,9 @@ def deploy_certificate(certificate_id: int, target_ids: list[int] | None = None)
 
     Fails when any target did not end Deployed, so the Prefect UI and the dashboard show it red.
     """
-    with session_scope() as s:
-        known = [t.id for t in get(s, Certificate, certificate_id).targets]
-    chosen = known if target_ids is None else target_ids
+    chosen = current_store().certificate_targets(certificate_id) if target_ids is None else target_ids
     if not chosen:
-        raise DeploymentFailed(f"certificate {certificate_id} has no deployment targets")
+        raise DeploymentFailed(f"certificate {certificate_id} has no deployment targets here")
     try:  # one SSH connection per server serves all targets of this run, then is closed
         outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
     finally:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from certfleet.tasks.renewal import find_due, start_run
+from certfleet.tasks.renewal import Due, find_due, start_run
 
 
 @flow(name="renew-expiring", flow_run_name="renew-expiring")
 def renew_expiring() -> int:
-    """Starts a provision run for each certificate inside its renewal window, and a deploy run for each
-    issued certificate that is still not served. Returns how many runs it started (or found running)."""
+    """Renew every certificate inside its renewal window; re-deploy issued ones that are not served yet.
+
+    Returns how many runs it started (or found running); fails, after starting the others, if any could not start.
+    """
     due = find_due()
-    started = [(d, start_run(d)) for d in due]
+    started: list[tuple[Due, str]] = []
+    refused: list[str] = []
+    for d in due:  # one certificate that cannot start (no bot for its server) must not hold up the others
+        state = start_run(d, return_state=True)
+        if state.is_completed():
+            started.append((d, state.result()))
+        else:
+            refused.append(f"{d.common_name}: {state.message or state.name}")
     if started:
         create_table_artifact(
             key="renewals",
@@ -34,4 +43,12 @@ def renew_expiring() -> int:
         sum(d.action == "provision" for d in due),
         sum(d.action == "deploy" for d in due),
     )
+    if refused:
+        raise RenewalNotStarted(
+            f"{len(refused)} of {len(due)} due certificate(s) could not start: " + "; ".join(refused)
+        )
     return len(started)
+
+
+class RenewalNotStarted(RuntimeError):
+    """Some due certificates could not be started; the others were. The run ends red so someone looks."""

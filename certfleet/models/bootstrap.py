@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from certfleet import __version__
+from certfleet.deployments.names import bot_queue
 from certfleet.models import encryption
 from certfleet.models.db import migrate, session_scope
 from certfleet.models.orm import Bot, BotPurpose, BotStatus, CAConnector, utcnow
@@ -39,7 +40,7 @@ def initialize() -> Bootstrapped:
                 ip_address=settings.host,
                 description="Runs with certfleet itself and deploys through its own file system",
                 purpose=BotPurpose.BOTH,
-                work_queue="default",
+                work_queue="",  # set below, once the id is known
                 os="Linux",
                 created_by="certfleet",
             )
@@ -48,4 +49,5 @@ def initialize() -> Bootstrapped:
         bot.version = __version__
         bot.last_update = utcnow()
         s.flush()
+        bot.work_queue = bot_queue(bot.id)
         return Bootstrapped(ca_connector_id=connector.id, local_bot_id=bot.id)

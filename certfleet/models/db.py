@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,18 @@ _engines: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker[Session]] = {}
 
 
+def _nfc(value: str | None) -> str | None:
+    return None if value is None else unicodedata.normalize("NFC", value)
+
+
+def _nfc_lower(value: str | None) -> str | None:
+    return None if value is None else unicodedata.normalize("NFC", value).lower()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # PostgreSQL has normalize(x, NFC) and a Unicode lower(); SQLite gets them from Python (the Tags filter).
+    dbapi_conn.create_function("certfleet_nfc", 1, _nfc, deterministic=True)
+    dbapi_conn.create_function("certfleet_nfc_lower", 1, _nfc_lower, deterministic=True)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")  # flows write while the dashboard reads

@@ -21,21 +21,27 @@ from certfleet.connectors.servers.ssh import (
     SshTransport,
     cached_transport,
     close_cached_transports,
-    fingerprint,
 )
 from certfleet.connectors.servers.tomcat import TomcatHandler
 from certfleet.connectors.servers.transport import Transport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
-from certfleet.models import repo
-from certfleet.models.db import session_scope
-from certfleet.models.orm import DeploymentTarget, Server
+from certfleet.jobs.models import ServerAccess, TargetJob
+from certfleet.models.orm import Server
 
 HANDLERS: dict[str, type[ServerKindHandler]] = {
     h.kind: h for h in (NginxHandler, ApacheHandler, TomcatHandler, JettyHandler, JBossHandler, WebLogicHandler)
 }
 
 
-def ssh_settings(server: Server) -> SshSettings:
+def access_of(server: Server | ServerAccess) -> ServerAccess:
+    if isinstance(server, ServerAccess):
+        return server
+    from certfleet.jobs.db_store import server_access
+
+    return server_access(server)
+
+
+def ssh_settings(server: Server | ServerAccess) -> SshSettings:
     if not server.username:
         raise PermanentConnectorError(f"server {server.host}: set the username to log in with")
     return SshSettings(
@@ -51,29 +57,25 @@ def ssh_settings(server: Server) -> SshSettings:
 
 
 def pin_host_key(server_id: int) -> Callable[[str], None]:
-    """Record the key a server presented on first contact; a key pinned meanwhile is never replaced."""
+    """Record the key a server presented on first contact, in the database (central host)."""
+    from certfleet.jobs.db_store import DbJobStore
 
-    def record(key_line: str) -> None:
-        with session_scope() as s:
-            server = repo.get(s, Server, server_id)
-            if server.ssh_host_key:
-                return
-            server.ssh_host_key = key_line
-            repo.audit(
-                s, actor="certfleet", action="pin-host-key", obj=server, detail=f"{fingerprint(key_line)} pinned"
-            )
-
-    return record
+    return lambda key_line: DbJobStore().pin_host_key(server_id, key_line)
 
 
-def ssh_transport(server: Server, *, cached: bool = True) -> SshTransport:
+def ssh_transport(
+    server: Server | ServerAccess, *, cached: bool = True, pin: Callable[[str], None] | None = None
+) -> SshTransport:
+    """`pin` records a host key seen on first contact (default: in the database)."""
+    server_id = server.server_id if isinstance(server, ServerAccess) else server.id
     settings = ssh_settings(server)
+    record = pin or pin_host_key(server_id)
     if cached:
-        return cached_transport(server.id, settings, pin_host_key(server.id))
-    return SshTransport(settings, on_new_host_key=pin_host_key(server.id))
+        return cached_transport(server_id, settings, record)
+    return SshTransport(settings, on_new_host_key=record)
 
 
-def server_spec(server: Server) -> ServerSpec:
+def server_spec(server: Server | ServerAccess) -> ServerSpec:
     return ServerSpec(
         server_type=server.server_type,
         app_path=server.app_path or "",
@@ -85,22 +87,22 @@ def server_spec(server: Server) -> ServerSpec:
     )
 
 
-def target_spec(target: DeploymentTarget) -> TargetSpec:
+def target_spec(job: TargetJob) -> TargetSpec:
     return TargetSpec(
-        port=target.port,
-        server_name=target.server_name or target.certificate.common_name,
-        cert_path=target.cert_path,
-        key_path=target.key_path,
-        chain_path=target.chain_path,
+        port=job.port,
+        server_name=job.server_name,
+        cert_path=job.cert_path,
+        key_path=job.key_path,
+        chain_path=job.chain_path,
     )
 
 
-def kind_handler(target: DeploymentTarget, transport: Transport) -> ServerHandler | None:
+def kind_handler(job: TargetJob, transport: Transport) -> ServerHandler | None:
     """The handler of the server's type, or None for types without one (plain PEM files)."""
-    cls = HANDLERS.get(target.server.server_type)
+    cls = HANDLERS.get(job.server.server_type)
     if cls is None:
         return None
-    return cls(transport, server_spec(target.server), target_spec(target))
+    return cls(transport, server_spec(job.server), target_spec(job))
 
 
 def release_connections() -> int:

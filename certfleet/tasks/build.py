@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy.orm import Session
 
 from certfleet.ca_admin.runtime import REMOTE_KINDS, StoredConnector, build_remote_ca
@@ -11,9 +13,11 @@ from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.local import LocalTransport
 from certfleet.connectors.servers.pem_files import PemFilesTarget
 from certfleet.connectors.servers.transport import Transport
+from certfleet.jobs.models import ServerAccess, TargetJob
+from certfleet.jobs.store import JobStore
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DeploymentTarget, Server, ServerConnection
-from certfleet.servers.access import kind_handler, release_connections, ssh_transport
+from certfleet.models.orm import CAConnector, Server, ServerConnection
+from certfleet.servers.access import access_of, kind_handler, release_connections, ssh_transport
 from certfleet.tasks.ca_runtime import runtime_hooks
 
 
@@ -44,33 +48,36 @@ def build_ca(session: Session, connector: CAConnector) -> CertificateAuthority:
     raise PermanentConnectorError(f"CA connector kind {connector.kind!r} is not supported by this version")
 
 
-def build_transport(server: Server) -> Transport:
-    if server.connection is ServerConnection.LOCAL:
+def build_transport(server: Server | ServerAccess, store: JobStore | None = None) -> Transport:
+    """`store` records a host key seen on first contact (default: the database of this host)."""
+    access = access_of(server)
+    if access.connection == ServerConnection.LOCAL.value:
         return LocalTransport()
-    if server.connection is ServerConnection.SSH:
-        return ssh_transport(server)  # one pinned connection per server, reused within the process
+    if access.connection == ServerConnection.SSH.value:
+        pin = None if store is None else partial(store.pin_host_key, access.server_id)
+        return ssh_transport(access, pin=pin)  # one pinned connection per server, reused within the process
     raise PermanentConnectorError(
-        f"server {server.host}: {server.connection.value} connections are not supported by this version"
+        f"server {access.host}: {access.connection} connections are not supported by this version"
     )
 
 
 __all__ = ["build_ca", "build_handler", "build_transport", "release_connections"]
 
 
-def build_handler(target: DeploymentTarget) -> ServerHandler:
-    server = target.server
-    handler = kind_handler(target, build_transport(server))  # nginx, apache, tomcat, jetty, jboss, weblogic
+def build_handler(job: TargetJob, store: JobStore | None = None) -> ServerHandler:
+    transport = build_transport(job.server, store)
+    handler = kind_handler(job, transport)  # nginx, apache, tomcat, jetty, jboss, weblogic
     if handler is not None:
         return handler
-    if not (target.cert_path and target.key_path):
+    if not (job.cert_path and job.key_path):
         raise PermanentConnectorError(
-            f"target {target.id} on {server.host} names no certificate and key file; set both paths"
+            f"target {job.target_id} on {job.server.host} names no certificate and key file; set both paths"
         )
     return PemFilesTarget(
-        transport=build_transport(server),
-        cert_path=target.cert_path,
-        key_path=target.key_path,
-        chain_path=target.chain_path,
-        config_test_command=server.config_test_command,
-        reload_command=server.reload_command,
+        transport=transport,
+        cert_path=job.cert_path,
+        key_path=job.key_path,
+        chain_path=job.chain_path,
+        config_test_command=job.server.config_test_command,
+        reload_command=job.server.reload_command,
     )

@@ -1,116 +1,93 @@
 """Deploying to one target: journal, back up, install atomically, config test, reload, prove, or restore.
 
 Every change on a server is journalled (committed) before it happens, so `rollback-deployment` can undo
-it from any process, even after the worker that made it died.
+it from any process, even after the worker that made it died. The tasks read their job and write the
+journal through a `JobStore`: the database on the central host, certfleet's API on a bot. What a run has
+already changed is also kept in memory, so a run whose store stops answering (a revoked bot token, a lost
+API) still puts the server back as it was before it fails.
 """
 
 from __future__ import annotations
 
-from prefect import task
+import threading
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from sqlalchemy import select
 
-from certfleet.connectors.base import Backup, CertificateBundle, ServerHandler
+from certfleet.connectors.base import Backup, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.probe import ProbeError, fetch_served_chain, wait_for_serial
-from certfleet.models import repo
-from certfleet.models.db import session_scope
-from certfleet.models.orm import (
-    Certificate,
-    CertificateStatus,
-    Deployment,
-    DeploymentStatus,
-    DeploymentStep,
-    DeploymentTarget,
-    StepState,
-    utcnow,
-)
-from certfleet.pki.bundle import chain_to_pem
-from certfleet.pki.parse import load_material, serial_hex
+from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
+from certfleet.jobs.models import TargetJob
+from certfleet.jobs.store import JobStore, current_store
+from certfleet.models.orm import DeploymentStatus, StepState
+from certfleet.pki.parse import serial_hex
 from certfleet.settings import get_settings
 from certfleet.tasks.build import build_handler, build_transport
 
-ACTOR = "flow:deploy-certificate"
-REPLACE_FILE = "replace-file"
-CONFIG_TEST = "config-test"
-RELOAD = "reload"
+
+@dataclass
+class _InFlight:
+    """What this process changed for one deployment: the fallback when the journal cannot be read."""
+
+    handler: ServerHandler
+    backups: list[Backup] = field(default_factory=list)  # newest last
+    reloaded: bool = False
 
 
-def _endpoint(target: DeploymentTarget) -> tuple[str, int, str]:
-    return target.server.host, target.port, target.server_name or target.certificate.common_name
+_in_flight: dict[int, _InFlight] = {}
+_in_flight_lock = threading.Lock()
 
 
-def _served_serial(target: DeploymentTarget) -> str | None:
-    host, port, sni = _endpoint(target)
+def _served_serial(job: TargetJob) -> str | None:
     try:
-        return serial_hex(fetch_served_chain(host, port, server_name=sni, timeout=5.0)[0].serial_number)
+        chain = fetch_served_chain(job.server.host, job.port, server_name=job.server_name, timeout=5.0)
     except ProbeError:
         return None  # nothing listening yet: a first deployment
+    return serial_hex(chain[0].serial_number)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="start-deployment-cert-{certificate_id}-target-{target_id}")
 def start_deployment(certificate_id: int, target_id: int) -> int:
-    with session_scope() as s:
-        cert = repo.get(s, Certificate, certificate_id)
-        target = repo.get(s, DeploymentTarget, target_id)
-        if target.certificate_id != certificate_id:
-            raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
-        if not (cert.pem_chain and cert.private_key and cert.serial_number):
-            raise PermanentConnectorError(f"certificate {certificate_id} has not been issued yet: issue it first")
-        busy = s.scalar(
-            select(Deployment.id).where(
-                Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING
-            )
-        )
-        if busy is not None:
-            raise PermanentConnectorError(
-                f"deployment {busy} to this target is still running or was interrupted: "
-                f"wait for it, or run rollback-deployment {busy} first"
-            )
-        deployment = Deployment(
-            certificate_id=certificate_id,
-            target_id=target_id,
-            serial_number=cert.serial_number,
-            previous_serial=_served_serial(target),
-            flow_run_id=str(flow_run.id) if flow_run.id else None,
-        )
-        s.add(deployment)
-        s.flush()
-        return deployment.id
+    store = current_store()
+    job = store.target_job(certificate_id, target_id)
+    return store.open_deployment(
+        certificate_id, target_id, _served_serial(job), str(flow_run.id) if flow_run.id else None
+    )
 
 
 @task(cache_policy=NO_CACHE, task_run_name="install-deployment-{deployment_id}")
 def install_on_target(deployment_id: int) -> None:
     """No retries here: a half-done install is undone by `restore_target`, never repeated blindly."""
-    with session_scope() as s:
-        deployment = repo.get(s, Deployment, deployment_id)
-        handler = build_handler(deployment.target)
-        bundle = _bundle(deployment.target.certificate)
+    store = current_store()
+    handler = build_handler(store.deployment_job(deployment_id), store)
+    bundle = store.bundle(deployment_id)
+    with _in_flight_lock:
+        _in_flight[deployment_id] = _InFlight(handler)
     for write in handler.plan(bundle):
         backup_path = f"{write.path}.certfleet-backup-{deployment_id}"
-        step_id = _journal(deployment_id, REPLACE_FILE, path=write.path, backup_path=backup_path)
+        step_id = store.journal(deployment_id, REPLACE_FILE, path=write.path, backup_path=backup_path)
         backup = handler.snapshot(write.path, backup_path)
-        _update_step(step_id, existed_before=backup.existed)
+        _in_flight[deployment_id].backups.append(backup)
+        store.update_step(step_id, existed_before=backup.existed)
         handler.install(write)
-        _update_step(step_id, state=StepState.DONE)
-    _run_step(deployment_id, handler, CONFIG_TEST)
-    _run_step(deployment_id, handler, RELOAD)
+        store.update_step(step_id, state=StepState.DONE)
+    _run_step(store, deployment_id, handler, CONFIG_TEST)
+    _run_step(store, deployment_id, handler, RELOAD)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="verify-deployment-{deployment_id}")
 def verify_served(deployment_id: int) -> None:
     """A TLS handshake (with SNI) must see the new serial; a reload takes a moment, so poll briefly."""
-    with session_scope() as s:
-        deployment = repo.get(s, Deployment, deployment_id)
-        host, port, sni = _endpoint(deployment.target)
-        expected = deployment.serial_number
+    job = current_store().deployment_job(deployment_id)
     try:
         wait_for_serial(
-            host,
-            port,
-            server_name=sni,
-            expected_serial=int(expected, 16),
+            job.server.host,
+            job.port,
+            server_name=job.server_name,
+            expected_serial=int(job.serial_number or "0", 16),
             timeout=get_settings().verify_timeout_s,
         )
     except ProbeError as exc:
@@ -119,34 +96,21 @@ def verify_served(deployment_id: int) -> None:
 
 @task(cache_policy=NO_CACHE, task_run_name="finish-deployment-{deployment_id}")
 def finish_deployment(deployment_id: int) -> None:
-    with session_scope() as s:
-        deployment = repo.get(s, Deployment, deployment_id)
-        deployment.status = DeploymentStatus.DEPLOYED
-        deployment.finished_at = utcnow()
-        cert = deployment.target.certificate
-        cert.status = CertificateStatus.DEPLOYED
-        cert.status_reason = None
-        cert.last_provisioned_on = deployment.finished_at
-        host, port, _ = _endpoint(deployment.target)
-        repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {cert.serial_number} on {host}:{port}")
-        transport = build_transport(deployment.target.server)
-        stale = list(
-            s.scalars(
-                select(DeploymentStep)
-                .join(Deployment)
-                .where(
-                    Deployment.target_id == deployment.target_id,
-                    Deployment.id != deployment_id,
-                    DeploymentStep.action == REPLACE_FILE,
-                    DeploymentStep.backup_path.is_not(None),
-                )
-            )
-        )
-        # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
-        for step in stale:
-            transport.remove(step.backup_path or "")
-            step.detail = f"backup {step.backup_path} removed after deployment {deployment_id}"
-            step.backup_path = None
+    store = current_store()
+    _forget(deployment_id)
+    stale = store.finish(deployment_id)
+    if not stale:
+        return
+    transport = build_transport(store.deployment_job(deployment_id).server, store)
+    removed = []
+    for item in stale:
+        try:
+            transport.remove(item.path)
+        except ConnectorError as exc:  # the deployment stands; the file is left for the next one to remove
+            get_run_logger().warning("could not remove the old backup %s: %s", item.path, exc)
+            continue
+        removed.append(item)
+    store.forget_backups(deployment_id, removed)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="restore-deployment-{deployment_id}")
@@ -155,99 +119,78 @@ def restore_target(deployment_id: int, reason: str) -> str:
 
     Re-runnable: steps already restored are skipped. Returns the deployment's final status.
     """
-    with session_scope() as s:
-        deployment = repo.get(s, Deployment, deployment_id)
-        handler = build_handler(deployment.target)
-        host, port, sni = _endpoint(deployment.target)
-        previous = deployment.previous_serial
-        to_restore = [
-            (st.id, Backup(st.path or "", st.backup_path or "", bool(st.existed_before)))
-            for st in reversed(deployment.steps)
-            if st.action == REPLACE_FILE and st.state is not StepState.RESTORED and st.existed_before is not None
-        ]
-        touched = any(st.action == REPLACE_FILE and st.existed_before is not None for st in deployment.steps)
-        # A server that was never told to reload still runs the old files: restoring them is enough.
-        reloaded = any(st.action == RELOAD for st in deployment.steps)
+    store = current_store()
     try:
-        for step_id, backup in to_restore:
-            handler.restore(backup)
-            _update_step(step_id, state=StepState.RESTORED)
-        if reloaded:
+        plan = store.restore_plan(deployment_id)
+    except Exception as exc:
+        return _restore_unrecorded(store, deployment_id, reason, exc)
+    job = plan.job
+    try:
+        handler = build_handler(job, store)
+        for item in plan.items:
+            handler.restore(item.backup())
+            store.update_step(item.step_id, state=StepState.RESTORED)
+        _forget(deployment_id)
+        if plan.reloaded:
             handler.verify()
             handler.activate()
-        if touched and previous is not None:
+        if plan.touched and job.previous_serial is not None:
             wait_for_serial(
-                host,
-                port,
-                server_name=sni,
-                expected_serial=int(previous, 16),
+                job.server.host,
+                job.port,
+                server_name=job.server_name,
+                expected_serial=int(job.previous_serial, 16),
                 timeout=get_settings().verify_timeout_s,
             )
     except (ConnectorError, ProbeError) as exc:
-        return _close(deployment_id, DeploymentStatus.FAILED, f"{reason}; rollback failed: {exc}")
-    if not touched:
-        return _close(deployment_id, DeploymentStatus.FAILED, f"{reason}; nothing on the server was changed")
-    served = f"serial {previous} is served again" if previous else "the previous files are back"
-    return _close(deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}")
+        return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; rollback failed: {exc}")
+    if not plan.touched:
+        return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; nothing on the server was changed")
+    served = f"serial {job.previous_serial} is served again" if job.previous_serial else "the previous files are back"
+    return _close(store, deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}")
 
 
-def _close(deployment_id: int, status: DeploymentStatus, reason: str) -> str:
-    with session_scope() as s:
-        deployment = repo.get(s, Deployment, deployment_id)
-        deployment.status = status
-        deployment.reason = reason
-        deployment.finished_at = utcnow()
-        cert = deployment.target.certificate
-        cert.status = (
-            CertificateStatus.ROLLED_BACK
-            if status is DeploymentStatus.ROLLED_BACK
-            else CertificateStatus.DEPLOYMENT_FAILED
-        )
-        cert.status_reason = reason
-        repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
+def _restore_unrecorded(store: JobStore, deployment_id: int, reason: str, exc: Exception) -> str:
+    """The journal cannot be read (e.g. the bot's token was revoked): undo what this process changed, then fail.
+
+    The run fails with the store's refusal, so the operator sees why; the deployment row stays Running
+    (interrupted) until `rollback-deployment` or the next deployment's check looks at it again.
+    """
+    with _in_flight_lock:
+        work = _in_flight.pop(deployment_id, None)
+    undone = "nothing had been changed"
+    if work is not None and work.backups:
+        try:
+            for backup in reversed(work.backups):
+                work.handler.restore(backup)
+            if work.reloaded:
+                work.handler.verify()
+                work.handler.activate()
+            undone = f"the {len(work.backups)} file(s) this run replaced were put back"
+        except ConnectorError as undo_exc:
+            undone = f"putting the files back failed too: {undo_exc}"
+    raise PermanentConnectorError(
+        f"{reason}; the journal of deployment {deployment_id} cannot be reached ({exc}); {undone}"
+    ) from exc
+
+
+def _close(store: JobStore, deployment_id: int, status: DeploymentStatus, reason: str) -> str:
+    store.close(deployment_id, status, reason)
     return status.value
 
 
-def _bundle(cert: Certificate) -> CertificateBundle:
-    if cert.pem_chain is None or cert.private_key is None:
-        raise PermanentConnectorError(f"certificate {cert.id} has no issued certificate and key to install")
-    chain = load_material(cert.pem_chain.encode()).certificates
-    # The root stays out of what a server sends: clients must already trust it.
-    intermediates = [c for c in chain[1:] if c.subject != c.issuer]
-    return CertificateBundle(
-        leaf_pem=chain_to_pem(chain[:1]), chain_pem=chain_to_pem(intermediates), key_pem=cert.private_key
-    )
+def _forget(deployment_id: int) -> None:
+    with _in_flight_lock:
+        _in_flight.pop(deployment_id, None)
 
 
-def _journal(deployment_id: int, action: str, **fields: str | None) -> int:
-    with session_scope() as s:
-        step = repo.journal(s, repo.get(s, Deployment, deployment_id), action=action, **fields)
-        s.flush()
-        return step.id
-
-
-def _update_step(
-    step_id: int,
-    *,
-    state: StepState | None = None,
-    existed_before: bool | None = None,
-    detail: str | None = None,
-) -> None:
-    with session_scope() as s:
-        step = repo.get(s, DeploymentStep, step_id)
-        if state is not None:
-            step.state = state
-        if existed_before is not None:
-            step.existed_before = existed_before
-        if detail is not None:
-            step.detail = detail
-
-
-def _run_step(deployment_id: int, handler: ServerHandler, action: str) -> None:
-    step_id = _journal(deployment_id, action)
+def _run_step(store: JobStore, deployment_id: int, handler: ServerHandler, action: str) -> None:
+    step_id = store.journal(deployment_id, action)
+    if action == RELOAD:
+        _in_flight[deployment_id].reloaded = True
     try:
         handler.verify() if action == CONFIG_TEST else handler.activate()
     except ConnectorError as exc:
-        _update_step(step_id, state=StepState.FAILED, detail=str(exc))
+        store.update_step(step_id, state=StepState.FAILED, detail=str(exc))
         raise
-    _update_step(step_id, state=StepState.DONE)
+    store.update_step(step_id, state=StepState.DONE)

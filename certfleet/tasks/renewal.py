@@ -6,11 +6,12 @@ from datetime import datetime, timedelta
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from certfleet.bots.routing import NoRoute, start_deploy_runs
+from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.deployments.starts import start_flow_run
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentTarget, utcnow
@@ -108,14 +109,28 @@ def find_due(now: datetime | None = None) -> list[Due]:
     retry_condition_fn=retry_if_transient,
 )
 def start_run(due: Due) -> str:
-    """Starts the run on whichever worker serves it; the idempotency key makes a repeated tick a no-op."""
-    flow_name = "provision-certificate" if due.action == "provision" else "deploy-certificate"
-    run = run_deployment(
-        f"{flow_name}/certfleet",
-        parameters={"certificate_id": due.certificate_id},
-        timeout=0,
+    """Starts the run(s); the idempotency key makes a repeated tick a no-op. Deploy runs go to the bots'
+    queues (one per bot that reaches the certificate's servers); a renewal is one central provision run."""
+    tags = ["certfleet", "renewal"]
+    if due.action == "deploy":
+        try:
+            runs = start_deploy_runs(due.certificate_id, idempotency_key=due.idempotency_key, tags=tags)
+        except NoRoute as exc:
+            note_not_started(due.certificate_id, str(exc))
+            raise PermanentConnectorError(str(exc)) from None
+        return ", ".join(str(run.id) for run in runs)
+    run = start_flow_run(
+        "provision-certificate",
+        {"certificate_id": due.certificate_id},
         idempotency_key=due.idempotency_key,
-        tags=["certfleet", "renewal"],
+        tags=tags,
     )
-    assert isinstance(run, FlowRun)  # sync call, so not a coroutine
     return str(run.id)
+
+
+def note_not_started(certificate_id: int, reason: str) -> None:
+    """The certificate says why its renewal did not start (the dashboard shows it), and the audit log too."""
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, certificate_id)
+        cert.status_reason = f"renewal could not start: {reason}"
+        repo.audit(s, actor=ACTOR, action="renewal-not-started", obj=cert, outcome="failure", detail=reason)

@@ -204,7 +204,7 @@ def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: Up) -> No
     deployments = _prefect(up, "deployments/filter", up.auth_string)
     assert deployments.status_code == 200
     names = {d["name"]: d for d in deployments.json()}
-    assert set(names) == {"certfleet"}
+    assert set(names) == {"central", "on-bots"}
     flows = {f["name"] for f in _prefect(up, "flows/filter", up.auth_string).json()}
     assert {
         "issue-certificate",

@@ -21,17 +21,17 @@ def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Itera
 
     url = str(PREFECT_API_URL.value())
     monkeypatch.setenv("PREFECT_API_URL", url)
-    from certfleet.flows.provisioning import provision_certificate
+    from certfleet.deployments.serve import register, runner_deployments
 
-    provision_certificate.to_deployment(name="certfleet").apply()  # registered, not served: the run waits
+    register(runner_deployments("bot-1"))  # registered, not served: the runs wait
     yield url
     os.environ.pop("PREFECT_API_URL", None)
 
 
-def _configured_certificate(accounts: Accounts, with_target: bool) -> int:
+def _configured_certificate(accounts: Accounts, with_target: bool, *, mapped: bool = True) -> int:
     with session_scope() as s:
         server = Server(description="local", host="127.0.0.1", ports=[8443], connection=ServerConnection.LOCAL,
-                        server_type="nginx")  # fmt: skip
+                        server_type="nginx", bot_id=accounts.boot.local_bot_id if mapped else None)  # fmt: skip
         cert = Certificate(common_name="shop.example.com", ca_connector_id=accounts.boot.ca_connector_id,
                            provisioning_bot_id=accounts.boot.local_bot_id)  # fmt: skip
         s.add_all([server, cert])
@@ -81,3 +81,36 @@ def test_no_prefect_is_a_clear_error(client: TestClient, accounts: Accounts, mon
     response = client.post(f"/api/v1/certificates/{cert_id}/issue", headers=auth(accounts, "operator"))
     assert response.status_code == 422
     assert "Prefect does not answer" in response.json()["detail"]
+
+
+def _issued(cert_id: int) -> None:
+    with session_scope() as s:
+        cert = s.get(Certificate, cert_id)
+        assert cert is not None
+        cert.pem_chain, cert.private_key, cert.serial_number = "PEM", b"KEY", "01"
+
+
+def test_deploy_starts_a_run_on_the_queue_of_the_servers_bot(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    cert_id = _configured_certificate(accounts, with_target=True)
+    _issued(cert_id)
+    response = client.post(f"/api/v1/certificates/{cert_id}/deploy", headers=auth(accounts, "operator"))
+    assert response.status_code == 202, response.text
+    (only,) = response.json()["runs"]
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        run = c.read_flow_run(only["flow_run_id"])
+    assert run.work_queue_name == f"bot-{accounts.boot.local_bot_id}"
+    assert run.parameters["certificate_id"] == cert_id
+
+
+def test_deploy_to_a_server_without_a_bot_is_refused_with_the_reason(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    cert_id = _configured_certificate(accounts, with_target=True, mapped=False)
+    _issued(cert_id)
+    response = client.post(f"/api/v1/certificates/{cert_id}/deploy", headers=auth(accounts, "operator"))
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("no bot is assigned to server local (127.0.0.1)")

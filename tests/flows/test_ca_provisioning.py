@@ -1,8 +1,8 @@
 """Each CA connector issues a certificate that certfleet then deploys to a real TLS listener.
 
 The connector is created through the management service (as the dashboard does), the demo site's
-certificate is pointed at it, and `provision-certificate` runs for real: order written first, CA called,
-pending orders polled, certificate recorded, installed, and proven served by a TLS handshake.
+certificate is pointed at it, and issue + deploy run for real (what provision-certificate does): order
+written first, CA called, pending orders polled, certificate recorded, installed, and proven served by a TLS handshake.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from sqlalchemy import select
 from certfleet.ca_admin import service
 from certfleet.ca_admin.forms import AcmeForm, ADCSForm, AdvancedOptions, DigiCertForm, EmCAForm, EmSignForm
 from certfleet.connectors.servers.probe import fetch_served_chain
-from certfleet.flows.provisioning import provision_certificate
+from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.issuance import issue_certificate
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import CAConnector, Certificate, CertificateStatus, Order, OrderState
@@ -223,7 +224,9 @@ def attached(
 
 def test_each_ca_issues_a_certificate_that_certfleet_deploys(site: Site, attached: Attached) -> None:
     placeholder = site.served_serial()
-    outcome = provision_certificate(site.certificate_id)
+    # What provision-certificate does: issue here, then the deployment (on the bot, in production).
+    issue_certificate(site.certificate_id)
+    outcome = deploy_certificate(site.certificate_id)
     assert list(outcome.values()) == ["Deployed"]
 
     with session_scope() as s:

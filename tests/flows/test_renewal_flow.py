@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterTags
 
-from certfleet.deployments.serve import DEPLOYMENT
-from certfleet.flows.deployment import deploy_certificate
-from certfleet.flows.provisioning import provision_certificate
-from certfleet.flows.renewal import renew_expiring
+from certfleet.deployments.names import CENTRAL, ON_BOTS, bot_queue
+from certfleet.deployments.serve import register, runner_deployments
+from certfleet.flows.renewal import RenewalNotStarted, renew_expiring
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
@@ -32,7 +32,7 @@ def _runs(ignore: frozenset[UUID] = frozenset()) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     with get_client(sync_client=True) as client:
         for run in client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DEPLOYMENT])),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[CENTRAL, ON_BOTS])),
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["renewal"])),
         ):
             if run.id in ignore:
@@ -78,10 +78,15 @@ def _run_ids() -> frozenset[UUID]:
 
 def test_renewal_starts_the_right_runs_once(boot: Bootstrapped) -> None:
     earlier = _run_ids()
-    for f in (provision_certificate, deploy_certificate):
-        f.to_deployment(name=DEPLOYMENT).apply()  # type: ignore[union-attr]
+    register(runner_deployments(bot_queue(boot.local_bot_id)))  # registered, not served: the runs wait
     with session_scope() as s:
-        server = Server(description="web", host="127.0.0.1", connection=ServerConnection.LOCAL, server_type="generic")
+        server = Server(
+            description="web",
+            host="127.0.0.1",
+            connection=ServerConnection.LOCAL,
+            server_type="generic",
+            bot_id=boot.local_bot_id,
+        )
         certs = {
             "due": _cert(server, "due.test", CertificateStatus.DEPLOYED, timedelta(days=10)),
             "fresh": _cert(server, "fresh.test", CertificateStatus.DEPLOYED, timedelta(days=60)),
@@ -123,3 +128,32 @@ def test_renewal_starts_the_right_runs_once(boot: Bootstrapped) -> None:
 
     assert renew_expiring() == 3  # the next tick finds the same work already started
     assert _runs(earlier) == expected
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["renewal"]))):
+            if run.id not in earlier and client.read_flow(run.flow_id).name == "deploy-certificate":
+                assert run.work_queue_name == bot_queue(boot.local_bot_id)  # the bot that reaches the server
+
+
+def test_a_certificate_whose_server_has_no_bot_does_not_hold_up_the_others(boot: Bootstrapped) -> None:
+    earlier = _run_ids()
+    register(runner_deployments(bot_queue(boot.local_bot_id)))
+    with session_scope() as s:
+        orphan = Server(description="orphan", host="10.9.9.9", connection=ServerConnection.LOCAL, server_type="generic")
+        mapped = Server(description="mapped", host="127.0.0.1", connection=ServerConnection.LOCAL,
+                        server_type="generic", bot_id=boot.local_bot_id)  # fmt: skip
+        stuck = _cert(orphan, "stuck.test", CertificateStatus.ROLLED_BACK, timedelta(days=60),
+                      failed_deployment_ago=timedelta(hours=7))  # fmt: skip
+        fine = _cert(mapped, "fine.test", CertificateStatus.ROLLED_BACK, timedelta(days=60),
+                     failed_deployment_ago=timedelta(hours=7))  # fmt: skip
+        for rows in (stuck, fine):
+            rows[0].ca_connector_id = boot.ca_connector_id  # type: ignore[union-attr]
+        s.add_all([*stuck, *fine])
+        s.flush()
+        stuck_id, fine_id = stuck[0].id, fine[0].id
+
+    with pytest.raises(RenewalNotStarted, match=r"stuck\.test: .*no bot is assigned to server orphan"):
+        renew_expiring()
+    assert _runs(earlier) == {"deploy-certificate": [fine_id]}
+    with session_scope() as s:
+        reason = repo.get(s, Certificate, stuck_id).status_reason or ""
+    assert reason.startswith("renewal could not start: no bot is assigned to server orphan (10.9.9.9)")

@@ -9,11 +9,16 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from certfleet.bots.auth import BotTokenRefused, bearer_token
+from certfleet.bots.checkin import check_in
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import bots
+from certfleet.deployments.api import configured_api_url, prefect_auth_string
+from certfleet.deployments.names import BOT_POOL, bot_queue
 from certfleet.models import repo
-from certfleet.models.orm import Bot, BotPurpose
+from certfleet.models.orm import Bot, BotPurpose, BotStatus
+from certfleet.settings import get_settings
 
 router = APIRouter(tags=["Bots"])
 add_list_api(router, bots.BOTS, tag="Bots")
@@ -103,29 +108,37 @@ class HeartbeatIn(BaseModel):
 
 @router.post(
     "/bots/heartbeat",
-    summary="A bot checks in (Authorization: Bearer <bot token>)",
-    responses={401: {"description": "unknown or revoked bot token"}},
+    summary="A bot checks in (Authorization: Bearer <bot token>) and receives its configuration",
+    description="Records Last Bot Update, version, OS and IP address. The answer tells the bot agent its status, "
+    "its Prefect work pool and queue, and how to reach the Prefect API (URL and auth string: sent only to an "
+    "authenticated bot).",
+    responses={401: {"description": "unknown, revoked or replaced bot token"}},
 )
 def heartbeat(
     db: DbSession,
     body: HeartbeatIn | None = None,
     authorization: Annotated[str, Header()] = "",
 ) -> Any:
-    token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
     try:
-        bot = bots.heartbeat(
+        bot = check_in(
             db,
-            token,
+            bearer_token(authorization),
             version=body.version if body else None,
             ip_address=body.ip_address if body else None,
             os=body.os if body else None,
         )
-    except PermissionError as exc:
+    except BotTokenRefused as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    settings = get_settings()
     return {
         "id": bot.id,
         "name": bot.name,
         "status": bot.status.value,
-        "work_queue": bot.work_queue,
+        "work_pool": BOT_POOL,
+        "work_queue": bot_queue(bot.id),
+        "paused": bot.status is BotStatus.STOPPED,
+        "prefect_api_url": settings.prefect_public_url or configured_api_url(),
+        "prefect_auth_string": prefect_auth_string(),
+        "heartbeat_seconds": settings.bot_heartbeat_seconds,
         "last_update": bot.last_update.isoformat() if bot.last_update else None,
     }

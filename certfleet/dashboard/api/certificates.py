@@ -280,9 +280,12 @@ def delete(cert_id: int, db: DbSession, who: Operator) -> Deleted:
     "/certificates/{cert_id}/{action}",
     status_code=202,
     summary="Start a run in Prefect: action is provision, issue or deploy",
+    description="A deploy starts one run per bot that reaches the certificate's servers: `runs` lists them all, "
+    "the top-level fields name the first.",
 )
-def start(cert_id: int, action: str, db: DbSession, who: Operator) -> dict[str, str]:
-    return run_json(start_for_certificate(db, cert_id, action, who.username))
+def start(cert_id: int, action: str, db: DbSession, who: Operator) -> dict[str, Any]:
+    runs = start_for_certificate(db, cert_id, action, who.username)
+    return {**run_json(runs[0]), "runs": [run_json(r) for r in runs]}
 
 
 @router.get("/certificates/{cert_id}/deployments", summary="Deployments of a certificate, newest first")

@@ -234,9 +234,9 @@ def delete(cert_id: int, db: DbSession, who: Operator) -> Response:
 
 @router.post("/certificates/{cert_id}/run/{action}")
 def start(cert_id: int, action: str, db: DbSession, who: Operator) -> Response:
-    run = start_for_certificate(db, cert_id, action, who.username)
+    runs = start_for_certificate(db, cert_id, action, who.username)
     response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
-    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
+    flash(response, "; ".join(f"started {run.name} in Prefect: {run.url}" for run in runs), "success")
     return response
 
 

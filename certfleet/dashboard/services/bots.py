@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from certfleet.bots.checkin import has_work
+from certfleet.bots.queues import QueueError, set_paused
 from certfleet.dashboard import listing, security
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
+from certfleet.deployments.api import configured_api_url, prefect_auth_string
+from certfleet.deployments.names import bot_queue
 from certfleet.models import repo
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.orm import Bot, BotPurpose, BotStatus, Certificate, Server, utcnow
@@ -58,10 +61,6 @@ class CreatedBot:
     token: str  # shown once, never stored
 
 
-def _queue_name(name: str) -> str:
-    return "bot-" + (re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "unnamed")[:100]
-
-
 def _apply(session: Session, bot: Bot, f: BotFields) -> None:
     name = common.text(f.name, "name", required=True, max_len=120)
     assert name is not None
@@ -80,11 +79,12 @@ def _apply(session: Session, bot: Bot, f: BotFields) -> None:
 def create_bot(session: Session, fields: BotFields, actor: str) -> CreatedBot:
     bot = Bot(status=BotStatus.PENDING_ACTIVATION, created_by=actor, created_at=utcnow())
     _apply(session, bot, fields)
-    bot.work_queue = _queue_name(bot.name)
+    bot.work_queue = ""  # its id names it, once known
     made = security.new_token(security.BOT_TOKEN_PREFIX)
     bot.token_hash, bot.token_prefix = made.hash, made.prefix
     session.add(bot)
     session.flush()
+    bot.work_queue = bot_queue(bot.id)
     repo.audit(session, actor=actor, action="create-bot", obj=bot, detail=bot.name)
     return CreatedBot(bot, made.token)
 
@@ -113,13 +113,23 @@ def revoke_token(session: Session, bot_id: int, actor: str) -> Bot:
 
 
 def set_running(session: Session, bot_id: int, running: bool, actor: str) -> Bot:
-    """Stop pauses a bot (its heartbeats are answered 'Stopped'); Start makes it Pending until it checks in."""
+    """Stop pauses the bot's Prefect queue (its runs wait there; its heartbeats are answered 'Stopped'); Start
+    resumes it. The queue is (un)paused at once when Prefect answers, else by check-bots and the bot agent."""
     bot = repo.get(session, Bot, bot_id)
     if running and bot.status is BotStatus.STOPPED:
-        bot.status = BotStatus.PENDING if bot.last_update is None else BotStatus.ACTIVE
+        if bot.last_update is None:
+            bot.status = BotStatus.PENDING_ACTIVATION
+        else:
+            bot.status = BotStatus.ACTIVE if has_work(session, bot) else BotStatus.PENDING
     elif not running:
         bot.status = BotStatus.STOPPED
-    repo.audit(session, actor=actor, action="start-bot" if running else "stop-bot", obj=bot, detail=bot.status.value)
+    try:
+        set_paused(configured_api_url(), prefect_auth_string(), bot_queue(bot.id), not running)
+        queue = f"queue {bot_queue(bot.id)} {'resumed' if running else 'paused'}"
+    except QueueError as exc:
+        queue = f"queue {bot_queue(bot.id)} not changed yet ({exc}); check-bots will"
+    detail = f"{bot.status.value}; {queue}"
+    repo.audit(session, actor=actor, action="start-bot" if running else "stop-bot", obj=bot, detail=detail)
     return bot
 
 
@@ -142,26 +152,6 @@ def delete_bot(session: Session, bot_id: int, actor: str) -> str:
     repo.audit(session, actor=actor, action="delete-bot", obj=bot, detail=detail)
     session.delete(bot)
     return detail
-
-
-def heartbeat(session: Session, token: str, *, version: str | None, ip_address: str | None, os: str | None) -> Bot:
-    """A bot checks in with its token: Last Bot Update, version and address are recorded; a stopped bot stays
-    stopped (and is told so)."""
-    if not token.startswith(security.BOT_TOKEN_PREFIX):
-        raise PermissionError("not a bot token")
-    bot = session.scalar(select(Bot).where(Bot.token_hash == security.token_hash(token)))
-    if bot is None:
-        raise PermissionError("the bot token is unknown or was revoked")
-    bot.last_update = utcnow()
-    if version:
-        bot.version = common.text(version, "version", max_len=40)
-    if ip_address:
-        bot.ip_address = common.host(ip_address, "ip_address")
-    if os:
-        bot.os = common.text(os, "os", max_len=80)
-    if bot.status is not BotStatus.STOPPED:
-        bot.status = BotStatus.ACTIVE
-    return bot
 
 
 def counts(session: Session) -> dict[str, int]:

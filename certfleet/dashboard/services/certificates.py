@@ -80,7 +80,7 @@ CERTIFICATES = ListSpec(
     default_sort="-id",
     columns=(
         Column("common_name", "CN / SAN Name", Certificate.common_name, default=True, width=30),
-        Column("discovery_bot", "Discovery Bot", DiscoveryBot.name, default=True, joined=True),
+        Column("discovery_bot", "Discovery Bot", DiscoveryBot.name, default=True),
         Column(
             "provisioning_bot",
             "Provisioning Bot",

@@ -340,7 +340,7 @@ DISCOVERY_RUNS = ListSpec(
     columns=(
         Column("id", "Run", DiscoveryRun.id, ColType.NUMBER, default=True, width=8),
         Column("kind", "Kind", DiscoveryRun.kind, ColType.ENUM, default=True, choices=("tls", "files"), width=8),
-        Column("bot", "Bot", Bot.name, default=True, joined=True),
+        Column("bot", "Bot", Bot.name, default=True),
         Column(
             "status",
             "Status",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy.orm import Session
 
+from certfleet.bots.routing import NoRoute, deploy_routes, rollback_route
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.services.certificates import needs_configuration
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment
+
+T = TypeVar("T")
 
 CERTIFICATE_FLOWS = {
     "provision": "provision-certificate",
@@ -17,7 +23,8 @@ CERTIFICATE_FLOWS = {
 }
 
 
-def start_for_certificate(session: Session, cert_id: int, action: str, actor: str) -> FlowRunRef:
+def start_for_certificate(session: Session, cert_id: int, action: str, actor: str) -> list[FlowRunRef]:
+    """One run, or for a deploy one run per bot that reaches the certificate's servers."""
     if action not in CERTIFICATE_FLOWS:
         raise InputError(f"action must be one of {', '.join(CERTIFICATE_FLOWS)}", field="action")
     cert = repo.get(session, Certificate, cert_id)
@@ -30,13 +37,29 @@ def start_for_certificate(session: Session, cert_id: int, action: str, actor: st
             missing.append("an issued certificate (issue it first)")
     if missing:
         raise InputError(f"configure {cert.common_name} first: it needs {', '.join(missing)}")
-    run = start_flow(CERTIFICATE_FLOWS[action], {"certificate_id": cert.id})
-    repo.audit(session, actor=actor, action=f"start-{CERTIFICATE_FLOWS[action]}", obj=cert, detail=run.name)
-    return run
+    flow_name = CERTIFICATE_FLOWS[action]
+    runs = []
+    if action == "deploy":
+        for route, target_ids in _routes(lambda: deploy_routes(session, cert.id)):
+            parameters = {"certificate_id": cert.id, "target_ids": target_ids}
+            runs.append(start_flow(flow_name, parameters, queue=route.queue))
+    else:
+        runs.append(start_flow(flow_name, {"certificate_id": cert.id}))
+    for run in runs:
+        repo.audit(session, actor=actor, action=f"start-{flow_name}", obj=cert, detail=run.name)
+    return runs
 
 
 def start_rollback(session: Session, deployment_id: int, actor: str) -> FlowRunRef:
     deployment = repo.get(session, Deployment, deployment_id)
-    run = start_flow("rollback-deployment", {"deployment_id": deployment.id})
+    route = _routes(lambda: rollback_route(session, deployment.id))
+    run = start_flow("rollback-deployment", {"deployment_id": deployment.id}, queue=route.queue)
     repo.audit(session, actor=actor, action="start-rollback-deployment", obj=deployment, detail=run.name)
     return run
+
+
+def _routes(find: Callable[[], T]) -> T:
+    try:
+        return find()
+    except NoRoute as exc:
+        raise InputError(str(exc)) from None

@@ -1,0 +1,79 @@
+"""Prefect workers as child processes: the central host's two (`certfleet up`) and a bot's one (`certfleet bot run`).
+
+A process worker polls its queue and starts each flow run in a process of its own, with the worker's
+environment: that is how a bot's runs get certfleet's URL and the bot token without either ever being
+written to Prefect. Workers poll every `POLL_SECONDS` (Prefect's default, 10 s, is most of a deploy's
+latency from the click).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+POLL_SECONDS = 2
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        pool: str,
+        queue: str,
+        *,
+        name: str,
+        log_path: Path,
+        limit: int = 8,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.pool, self.queue, self.name, self.limit = pool, queue, name, limit
+        self.log_path = log_path
+        self.extra_env = dict(env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            self.pool,
+            "--work-queue",
+            self.queue,
+            "--type",
+            "process",
+            "--name",
+            self.name,
+            "--limit",
+            str(self.limit),
+        ]
+        env = {**os.environ, **self.extra_env}
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(POLL_SECONDS))
+        env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", "15")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM lets the worker hand back what it has not started; runs in progress end with it."""
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.terminate()
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,139 @@
+"""`JobStore` over certfleet's bot API: what a bot's flow runs use, holding only certfleet's URL and a token.
+
+Every call carries the bot token; certfleet answers only for servers mapped to that bot. A refused token
+(revoked, rotated) or a server that is not the bot's ends the job with a permanent error that says so; a
+certfleet that does not answer is a transient error (the read-only calls are retried a few times first).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, ClassVar
+
+import httpx
+
+from certfleet.connectors.base import CertificateBundle
+from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
+from certfleet.jobs.models import BundleOut, RestorePlan, StaleBackup, TargetJob
+from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, bundle_of
+from certfleet.models.orm import DeploymentStatus, StepState
+
+API_PREFIX = "/api/v1/agent"
+READ_ATTEMPTS = 3
+
+
+class ApiJobStore:
+    _shared: ClassVar[dict[tuple[str, str], ApiJobStore]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, base_url: str, token: str, *, client: httpx.Client | None = None) -> None:
+        verify: str | bool = os.environ.get(AGENT_CA_BUNDLE_ENV) or True
+        self.client = client or httpx.Client(
+            base_url=base_url.rstrip("/") + API_PREFIX,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            verify=verify,
+            trust_env=False,  # the bot's proxy and CA settings are chosen explicitly, not inherited
+        )
+
+    @classmethod
+    def shared(cls, base_url: str, token: str) -> ApiJobStore:
+        """One client (one connection pool) per process."""
+        with cls._shared_lock:
+            store = cls._shared.get((base_url, token))
+            if store is None:
+                store = cls._shared[(base_url, token)] = cls(base_url, token)
+            return store
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        attempts = READ_ATTEMPTS if method == "GET" else 1  # a write might have landed: never repeat it blindly
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.client.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise TransientConnectorError(f"certfleet's API does not answer: {exc}") from exc
+                time.sleep(0.5 * attempt)
+                continue
+            if response.status_code >= 500 and attempt < attempts:
+                time.sleep(0.5 * attempt)
+                continue
+            return _answer(response)
+        raise AssertionError("unreachable")
+
+    # -- JobStore ----------------------------------------------------------------------------------------
+
+    def certificate_targets(self, certificate_id: int) -> list[int]:
+        return [int(t) for t in self._call("GET", f"/certificates/{certificate_id}/targets")]
+
+    def target_job(self, certificate_id: int, target_id: int) -> TargetJob:
+        return TargetJob.model_validate(self._call("GET", f"/certificates/{certificate_id}/targets/{target_id}/job"))
+
+    def open_deployment(
+        self, certificate_id: int, target_id: int, previous_serial: str | None, flow_run_id: str | None
+    ) -> int:
+        body = {
+            "certificate_id": certificate_id,
+            "target_id": target_id,
+            "previous_serial": previous_serial,
+            "flow_run_id": flow_run_id,
+        }
+        return int(self._call("POST", "/deployments", body)["id"])
+
+    def deployment_job(self, deployment_id: int) -> TargetJob:
+        return TargetJob.model_validate(self._call("GET", f"/deployments/{deployment_id}/job"))
+
+    def bundle(self, deployment_id: int) -> CertificateBundle:
+        out = BundleOut.model_validate(self._call("GET", f"/deployments/{deployment_id}/bundle"))
+        return bundle_of(out.leaf_pem, out.chain_pem, out.key_pem)
+
+    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
+        body = {"action": action, "path": path, "backup_path": backup_path}
+        return int(self._call("POST", f"/deployments/{deployment_id}/steps", body)["id"])
+
+    def update_step(
+        self,
+        step_id: int,
+        *,
+        state: StepState | None = None,
+        existed_before: bool | None = None,
+        detail: str | None = None,
+    ) -> None:
+        body = {"state": state.value if state else None, "existed_before": existed_before, "detail": detail}
+        self._call("PATCH", f"/steps/{step_id}", body)
+
+    def finish(self, deployment_id: int) -> list[StaleBackup]:
+        return [StaleBackup.model_validate(x) for x in self._call("POST", f"/deployments/{deployment_id}/finish")]
+
+    def forget_backups(self, deployment_id: int, removed: list[StaleBackup]) -> None:
+        body = [x.model_dump() for x in removed]
+        self._call("POST", f"/deployments/{deployment_id}/forget-backups", body)
+
+    def restore_plan(self, deployment_id: int) -> RestorePlan:
+        return RestorePlan.model_validate(self._call("GET", f"/deployments/{deployment_id}/restore-plan"))
+
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
+        self._call("POST", f"/deployments/{deployment_id}/close", {"status": status.value, "reason": reason})
+
+    def pin_host_key(self, server_id: int, key_line: str) -> None:
+        self._call("POST", f"/servers/{server_id}/host-key", {"key_line": key_line})
+
+
+def _answer(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        detail = str(response.json().get("detail"))
+    except (ValueError, AttributeError):
+        detail = response.text[:200] or response.reason_phrase
+    if response.status_code == 401:
+        raise PermanentConnectorError(f"certfleet refused this bot's token: {detail}")
+    if response.status_code == 403:
+        raise PermanentConnectorError(f"certfleet refused the request of this bot: {detail}")
+    if response.status_code >= 500:
+        raise TransientConnectorError(f"certfleet's API failed ({response.status_code}): {detail}")
+    raise PermanentConnectorError(detail)

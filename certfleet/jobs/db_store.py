@@ -1,0 +1,274 @@
+"""`JobStore` on the database: the central host's runs use it directly, the bot API through its routes.
+
+With `bot_id` set (the bot API), every call first checks that the server concerned is mapped to that bot,
+so a bot can read and journal only its own servers' deployments (`NotYourServer`, a 403).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certfleet.connectors.base import CertificateBundle
+from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.servers.ssh import fingerprint
+from certfleet.jobs.models import RestoreItem, RestorePlan, ServerAccess, StaleBackup, TargetJob
+from certfleet.jobs.store import bundle_of
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Certificate,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    DeploymentStep,
+    DeploymentTarget,
+    Server,
+    StepState,
+    utcnow,
+)
+from certfleet.pki.bundle import chain_to_pem
+from certfleet.pki.parse import load_material
+
+ACTOR = "flow:deploy-certificate"
+REPLACE_FILE = "replace-file"
+CONFIG_TEST = "config-test"
+RELOAD = "reload"
+
+
+class NotYourServer(PermissionError):
+    """A bot asked for a server that is not mapped to it."""
+
+
+def server_access(server: Server) -> ServerAccess:
+    return ServerAccess(
+        server_id=server.id,
+        description=server.description,
+        host=server.host,
+        connection=server.connection.value,
+        bot_id=server.bot_id,
+        ssh_port=server.ssh_port or 22,
+        username=server.username,
+        password=server.password,
+        ssh_private_key=server.ssh_private_key,
+        ssh_key_passphrase=server.ssh_key_passphrase,
+        ssh_host_key=server.ssh_host_key,
+        use_sudo=bool(server.use_sudo),
+        server_type=server.server_type,
+        app_path=server.app_path,
+        keystore_folder=server.keystore_folder,
+        service_name=server.service_name,
+        version=server.version,
+        config_test_command=server.config_test_command,
+        reload_command=server.reload_command,
+    )
+
+
+def target_job(target: DeploymentTarget, deployment: Deployment | None = None) -> TargetJob:
+    cert = target.certificate
+    return TargetJob(
+        certificate_id=cert.id,
+        target_id=target.id,
+        deployment_id=deployment.id if deployment else None,
+        common_name=cert.common_name,
+        port=target.port,
+        server_name=target.server_name or cert.common_name,
+        cert_path=target.cert_path,
+        key_path=target.key_path,
+        chain_path=target.chain_path,
+        serial_number=deployment.serial_number if deployment else cert.serial_number,
+        previous_serial=deployment.previous_serial if deployment else None,
+        server=server_access(target.server),
+    )
+
+
+def certificate_bundle(cert: Certificate) -> CertificateBundle:
+    if cert.pem_chain is None or cert.private_key is None:
+        raise PermanentConnectorError(f"certificate {cert.id} has no issued certificate and key to install")
+    chain = load_material(cert.pem_chain.encode()).certificates
+    # The root stays out of what a server sends: clients must already trust it.
+    intermediates = [c for c in chain[1:] if c.subject != c.issuer]
+    return bundle_of(chain_to_pem(chain[:1]).decode(), chain_to_pem(intermediates).decode(), cert.private_key.decode())
+
+
+class DbJobStore:
+    def __init__(self, bot_id: int | None = None) -> None:
+        self.bot_id = bot_id
+
+    # -- scoping ---------------------------------------------------------------------------------------
+
+    def _mine(self, server: Server) -> None:
+        if self.bot_id is not None and server.bot_id != self.bot_id:
+            raise NotYourServer(f"server {server.id} ({server.host}) is not mapped to this bot")
+
+    def _target(self, s: Session, target_id: int) -> DeploymentTarget:
+        target = repo.get(s, DeploymentTarget, target_id)
+        self._mine(target.server)
+        return target
+
+    def _deployment(self, s: Session, deployment_id: int) -> Deployment:
+        deployment = repo.get(s, Deployment, deployment_id)
+        self._mine(deployment.target.server)
+        return deployment
+
+    # -- JobStore ----------------------------------------------------------------------------------------
+
+    def certificate_targets(self, certificate_id: int) -> list[int]:
+        with session_scope() as s:
+            cert = repo.get(s, Certificate, certificate_id)
+            return [t.id for t in cert.targets if self.bot_id is None or t.server.bot_id == self.bot_id]
+
+    def target_job(self, certificate_id: int, target_id: int) -> TargetJob:
+        with session_scope() as s:
+            target = self._target(s, target_id)
+            if target.certificate_id != certificate_id:
+                raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
+            return target_job(target)
+
+    def open_deployment(
+        self, certificate_id: int, target_id: int, previous_serial: str | None, flow_run_id: str | None
+    ) -> int:
+        with session_scope() as s:
+            target = self._target(s, target_id)
+            cert = repo.get(s, Certificate, certificate_id)
+            if target.certificate_id != certificate_id:
+                raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
+            if not (cert.pem_chain and cert.private_key and cert.serial_number):
+                raise PermanentConnectorError(f"certificate {certificate_id} has not been issued yet: issue it first")
+            busy = s.scalar(
+                select(Deployment.id).where(
+                    Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING
+                )
+            )
+            if busy is not None:
+                raise PermanentConnectorError(
+                    f"deployment {busy} to this target is still running or was interrupted: "
+                    f"wait for it, or run rollback-deployment {busy} first"
+                )
+            deployment = Deployment(
+                certificate_id=certificate_id,
+                target_id=target_id,
+                serial_number=cert.serial_number,
+                previous_serial=previous_serial,
+                flow_run_id=flow_run_id,
+            )
+            s.add(deployment)
+            s.flush()
+            return deployment.id
+
+    def deployment_job(self, deployment_id: int) -> TargetJob:
+        with session_scope() as s:
+            deployment = self._deployment(s, deployment_id)
+            return target_job(deployment.target, deployment)
+
+    def bundle(self, deployment_id: int) -> CertificateBundle:
+        with session_scope() as s:
+            return certificate_bundle(self._deployment(s, deployment_id).certificate)
+
+    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
+        with session_scope() as s:
+            deployment = self._deployment(s, deployment_id)
+            if deployment.status is not DeploymentStatus.RUNNING:
+                raise PermanentConnectorError(
+                    f"deployment {deployment_id} is {deployment.status.value}: no further change is journalled"
+                )
+            step = repo.journal(s, deployment, action=action, path=path, backup_path=backup_path)
+            s.flush()
+            return step.id
+
+    def update_step(
+        self,
+        step_id: int,
+        *,
+        state: StepState | None = None,
+        existed_before: bool | None = None,
+        detail: str | None = None,
+    ) -> None:
+        with session_scope() as s:
+            step = repo.get(s, DeploymentStep, step_id)
+            self._mine(step.deployment.target.server)
+            if state is not None:
+                step.state = state
+            if existed_before is not None:
+                step.existed_before = existed_before
+            if detail is not None:
+                step.detail = detail
+
+    def finish(self, deployment_id: int) -> list[StaleBackup]:
+        with session_scope() as s:
+            deployment = self._deployment(s, deployment_id)
+            deployment.status = DeploymentStatus.DEPLOYED
+            deployment.finished_at = utcnow()
+            cert = deployment.target.certificate
+            cert.status = CertificateStatus.DEPLOYED
+            cert.status_reason = None
+            cert.last_provisioned_on = deployment.finished_at
+            where = f"{deployment.target.server.host}:{deployment.target.port}"
+            repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {cert.serial_number} on {where}")
+            stale = s.scalars(
+                select(DeploymentStep)
+                .join(Deployment)
+                .where(
+                    Deployment.target_id == deployment.target_id,
+                    Deployment.id != deployment_id,
+                    DeploymentStep.action == REPLACE_FILE,
+                    DeploymentStep.backup_path.is_not(None),
+                )
+            )
+            # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
+            return [StaleBackup(step_id=st.id, path=st.backup_path or "") for st in stale]
+
+    def forget_backups(self, deployment_id: int, removed: list[StaleBackup]) -> None:
+        with session_scope() as s:
+            self._deployment(s, deployment_id)
+            for item in removed:
+                step = repo.get(s, DeploymentStep, item.step_id)
+                self._mine(step.deployment.target.server)
+                step.detail = f"backup {step.backup_path} removed after deployment {deployment_id}"
+                step.backup_path = None
+
+    def restore_plan(self, deployment_id: int) -> RestorePlan:
+        with session_scope() as s:
+            deployment = self._deployment(s, deployment_id)
+            steps = deployment.steps
+            items = [
+                RestoreItem(
+                    step_id=st.id, path=st.path or "", backup_path=st.backup_path or "", existed=bool(st.existed_before)
+                )
+                for st in reversed(steps)
+                if st.action == REPLACE_FILE and st.state is not StepState.RESTORED and st.existed_before is not None
+            ]
+            return RestorePlan(
+                job=target_job(deployment.target, deployment),
+                items=items,
+                touched=any(st.action == REPLACE_FILE and st.existed_before is not None for st in steps),
+                # A server that was never told to reload still runs the old files: restoring them is enough.
+                reloaded=any(st.action == RELOAD for st in steps),
+            )
+
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
+        with session_scope() as s:
+            deployment = self._deployment(s, deployment_id)
+            deployment.status = status
+            deployment.reason = reason
+            deployment.finished_at = utcnow()
+            cert = deployment.target.certificate
+            cert.status = (
+                CertificateStatus.ROLLED_BACK
+                if status is DeploymentStatus.ROLLED_BACK
+                else CertificateStatus.DEPLOYMENT_FAILED
+            )
+            cert.status_reason = reason
+            repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
+
+    def pin_host_key(self, server_id: int, key_line: str) -> None:
+        """Record the key a server presented on first contact; a key pinned meanwhile is never replaced."""
+        with session_scope() as s:
+            server = repo.get(s, Server, server_id)
+            self._mine(server)
+            if server.ssh_host_key:
+                return
+            server.ssh_host_key = key_line
+            repo.audit(
+                s, actor="certfleet", action="pin-host-key", obj=server, detail=f"{fingerprint(key_line)} pinned"
+            )

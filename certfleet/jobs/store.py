@@ -1,0 +1,82 @@
+"""The one interface through which server-side tasks read their job and write the deployment journal.
+
+Two implementations: `DbJobStore` (certfleet.jobs.db_store) on the central host, where the database is, and
+`ApiJobStore` (certfleet.jobs.api_store) on a bot, which calls certfleet's API with the bot's token; the API
+routes call `DbJobStore` after checking that the server belongs to that bot. `current_store()` picks one by the
+environment the worker gave the flow run, so every task has exactly one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from certfleet.connectors.base import CertificateBundle
+from certfleet.jobs.models import RestorePlan, StaleBackup, TargetJob
+from certfleet.models.orm import DeploymentStatus, StepState
+
+AGENT_URL_ENV = "CERTFLEET_AGENT_URL"  # certfleet's base URL, set by `certfleet bot run` for its worker
+# The bot token: only in the bot worker's environment, never in Prefect (parameters, results, logs).
+AGENT_TOKEN_ENV = "CERTFLEET_AGENT_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+AGENT_CA_BUNDLE_ENV = "CERTFLEET_AGENT_CA_BUNDLE"  # trust file for certfleet's TLS certificate, if private
+
+
+class JobStore(Protocol):
+    def certificate_targets(self, certificate_id: int) -> list[int]:
+        """The certificate's targets on servers this process may reach (a bot: its own servers)."""
+        ...
+
+    def target_job(self, certificate_id: int, target_id: int) -> TargetJob: ...
+
+    def open_deployment(
+        self, certificate_id: int, target_id: int, previous_serial: str | None, flow_run_id: str | None
+    ) -> int:
+        """Checks the certificate can be deployed there and nothing else runs on the target; returns its id."""
+        ...
+
+    def deployment_job(self, deployment_id: int) -> TargetJob: ...
+
+    def bundle(self, deployment_id: int) -> CertificateBundle: ...
+
+    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
+        """Records a change before it is made; returns the step id."""
+        ...
+
+    def update_step(
+        self,
+        step_id: int,
+        *,
+        state: StepState | None = None,
+        existed_before: bool | None = None,
+        detail: str | None = None,
+    ) -> None: ...
+
+    def finish(self, deployment_id: int) -> list[StaleBackup]:
+        """Marks the deployment Deployed; returns older backups of the target that are no longer needed."""
+        ...
+
+    def forget_backups(self, deployment_id: int, removed: list[StaleBackup]) -> None: ...
+
+    def restore_plan(self, deployment_id: int) -> RestorePlan: ...
+
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
+        """Ends a deployment that did not succeed (Rolled Back or Failed) with its reason."""
+        ...
+
+    def pin_host_key(self, server_id: int, key_line: str) -> None: ...
+
+
+def current_store() -> JobStore:
+    """The API store inside a bot's worker (it was given URL and token), else the database."""
+    url, token = os.environ.get(AGENT_URL_ENV), os.environ.get(AGENT_TOKEN_ENV)
+    if url and token:
+        from certfleet.jobs.api_store import ApiJobStore
+
+        return ApiJobStore.shared(url, token)
+    from certfleet.jobs.db_store import DbJobStore
+
+    return DbJobStore()
+
+
+def bundle_of(leaf_pem: str, chain_pem: str, key_pem: str) -> CertificateBundle:
+    return CertificateBundle(leaf_pem=leaf_pem.encode(), chain_pem=chain_pem.encode(), key_pem=key_pem.encode())

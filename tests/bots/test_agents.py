@@ -1,0 +1,273 @@
+"""Bots that really carry out the work (issue 10): a Prefect server on PostgreSQL with an auth string,
+certfleet's API, and two bot agents started as separate processes with only `--url` and `--token`.
+
+The agents' environment has no database URL and no key file; they fetch each job (bundle, server access)
+from certfleet's API with their token and journal through it. Servers mapped to each bot are local TLS
+listeners; every deployment must run on its own bot's queue and be proven by a handshake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from certfleet.bots.liveness import mark_silent_bots
+from certfleet.bots.routing import start_deploy_runs
+from certfleet.bots.testbed import AgentProcess, PrefectServer, basic, issue_with_builtin_ca
+from certfleet.connectors.servers.probe import fetch_served_chain
+from certfleet.dashboard.server import DashboardThread
+from certfleet.dashboard.services import bots as bot_service
+from certfleet.demo.fleet import DemoHost, plan_fleet, register_fleet
+from certfleet.demo.listener import ListenerProcess, free_port
+from certfleet.deployments.names import BOT_POOL, bot_queue
+from certfleet.models import repo
+from certfleet.models.bootstrap import Bootstrapped, initialize
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Bot,
+    BotStatus,
+    Certificate,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    DeploymentStep,
+    utcnow,
+)
+from certfleet.pki.parse import serial_hex
+from certfleet.settings import get_settings
+from tests.conftest import POSTGRES_ADMIN_URL
+
+pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+
+CERTS = int(os.environ.get("CERTFLEET_TEST_BOT_CERTS", "100"))  # split evenly over the two bots
+
+
+@dataclass
+class Fleet:
+    boot: Bootstrapped
+    prefect: PrefectServer
+    url: str  # certfleet's API
+    bots: dict[str, int]  # name -> id
+    tokens: dict[str, str]
+    agents: dict[str, AgentProcess]
+    hosts: dict[int, DemoHost]  # certificate id -> its listener
+    bot_of: dict[int, str]  # certificate id -> bot name
+
+    def served(self, cert_id: int) -> str:
+        host = self.hosts[cert_id]
+        return serial_hex(fetch_served_chain("127.0.0.1", host.port, server_name=host.fqdn, timeout=5)[0].serial_number)
+
+
+def _launch(listeners: list[ListenerProcess]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda listener: listener.launch(), listeners))
+
+
+@pytest.fixture
+def fleet(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    print(f"phase fixture start {time.monotonic():.1f}")
+    monkeypatch.setenv("CERTFLEET_BOT_HEARTBEAT_SECONDS", "1")
+    get_settings.cache_clear()
+    boot = initialize()
+    prefect = PrefectServer(POSTGRES_ADMIN_URL, tmp_path / "prefect")
+    prefect.start()
+    monkeypatch.setenv("PREFECT_API_URL", prefect.api_url)  # what the dashboard's Stop/Start use
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", prefect.auth)
+    dashboard = DashboardThread("127.0.0.1", free_port())
+    listeners: list[ListenerProcess] = []
+    agents: dict[str, AgentProcess] = {}
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect.api_url, PREFECT_API_AUTH_STRING: prefect.auth}):
+            from certfleet.deployments.serve import register, runner_deployments
+
+            register(runner_deployments(bot_queue(boot.local_bot_id)))
+            dashboard.start()
+            url = f"http://127.0.0.1:{dashboard.server.config.port}"
+            bots, tokens, hosts, bot_of = {}, {}, {}, {}
+            with session_scope() as s:
+                for name in ("bot-east", "bot-west"):
+                    made = bot_service.create_bot(s, bot_service.BotFields(name=name), "test")
+                    bots[name], tokens[name] = made.bot.id, made.token
+            for n, name in enumerate(bots):
+                planned = plan_fleet(tmp_path / name, CERTS // 2)
+                ids = register_fleet(planned, ca_connector_id=boot.ca_connector_id, bot_id=bots[name])
+                hosts.update(zip(ids, planned, strict=True))
+                bot_of.update(dict.fromkeys(ids, name))
+                listeners += [h.listener() for h in planned]
+                assert n < 2
+            issue_with_builtin_ca(sorted(hosts))
+            _launch(listeners)
+            for name in bots:
+                agents[name] = AgentProcess(url, tokens[name], tmp_path / f"agent-{name}")
+                agents[name].start()
+            print(f"phase fixture ready {time.monotonic():.1f}")
+            yield Fleet(boot, prefect, url, bots, tokens, agents, hosts, bot_of)
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        dashboard.stop()
+        for listener in listeners:
+            listener.stop()
+        prefect.stop()
+
+
+def _status(bot_id: int) -> BotStatus:
+    with session_scope() as s:
+        return repo.get(s, Bot, bot_id).status
+
+
+def _wait_for(what: str, check: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _runs_states(run_ids: list[str]) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {rid: (client.read_flow_run(rid).state_name or "") for rid in run_ids}
+
+
+def _queue_paused(fleet: Fleet, queue: str) -> bool:
+    answer = httpx.get(
+        f"{fleet.prefect.api_url}/work_pools/{BOT_POOL}/queues/{queue}", headers=basic(fleet.prefect.auth)
+    )
+    answer.raise_for_status()
+    return bool(answer.json()["is_paused"])
+
+
+def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> None:
+    from certfleet.deployments.starts import wait_for_runs
+
+    # Both agents check in: Active (servers are mapped to them), with version, OS and address recorded.
+    _wait_for("both bots Active", lambda: all(_status(b) is BotStatus.ACTIVE for b in fleet.bots.values()))
+    with session_scope() as s:
+        for bot_id in fleet.bots.values():
+            bot = repo.get(s, Bot, bot_id)
+            assert bot.version
+            assert bot.os
+            assert bot.ip_address == "127.0.0.1"
+
+    # An anonymous call to the Prefect API is refused.
+    assert httpx.get(f"{fleet.prefect.api_url}/flow_runs/filter").status_code in (401, 405)
+    assert httpx.post(f"{fleet.prefect.api_url}/flow_runs/filter", json={}).status_code == 401
+
+    # Deploy every certificate: one run each, on the queue of the bot its server is mapped to.
+    print(f"phase deploy start {time.monotonic():.1f}")
+    placeholders = {cid: fleet.served(cid) for cid in fleet.hosts}
+    runs = [run for cid in sorted(fleet.hosts) for run in start_deploy_runs(cid, as_subflow=False)]
+    ended = wait_for_runs(runs, timeout=900)
+    print(f"phase deploy end {time.monotonic():.1f}")
+    assert [r.state_name for r in ended] == ["Completed"] * len(runs), [
+        (r.name, r.state_name, r.state and r.state.message) for r in ended if r.state_name != "Completed"
+    ]
+    with session_scope() as s:
+        for cid in fleet.hosts:
+            cert = repo.get(s, Certificate, cid)
+            assert cert.status is CertificateStatus.DEPLOYED
+            assert fleet.served(cid) == cert.serial_number != placeholders[cid]
+    for run in ended:
+        cid = run.parameters["certificate_id"]
+        bot = fleet.bot_of[cid]
+        assert run.work_queue_name == bot_queue(fleet.bots[bot])
+        # The run was submitted by that bot's own worker (its log names every run it started), not the other's.
+        assert str(run.id) in fleet.agents[bot].worker_log()
+        other = next(n for n in fleet.bots if n != bot)
+        assert str(run.id) not in fleet.agents[other].worker_log()
+
+    # Neither bot ever had a database or a key: nothing was created in their data directories.
+    for agent in fleet.agents.values():
+        assert list((agent.folder / "data").iterdir()) == []
+
+    east, west = fleet.bots["bot-east"], fleet.bots["bot-west"]
+    east_certs = sorted(c for c, b in fleet.bot_of.items() if b == "bot-east")
+    west_certs = sorted(c for c, b in fleet.bot_of.items() if b == "bot-west")
+
+    # Kill the west agent (and its worker): its runs wait, it turns Inactive; restarted, the runs finish.
+    fleet.agents["bot-west"].kill()
+    waiting = [run for cid in west_certs[:3] for run in start_deploy_runs(cid, as_subflow=False)]
+    time.sleep(6)  # three polls of a worker that would have taken them
+    assert set(_runs_states([str(r.id) for r in waiting]).values()) <= {"Scheduled", "Late", "Pending"}
+    with session_scope() as s:  # east checks in every second; west has been silent for six
+        assert mark_silent_bots(s, now=utcnow(), silence=timedelta(seconds=4)) == ["bot-west"]
+    assert _status(west) is BotStatus.INACTIVE
+    fleet.agents["bot-west"].start()
+    assert [r.state_name for r in wait_for_runs(waiting, timeout=300)] == ["Completed"] * 3
+    _wait_for("bot-west Active again", lambda: _status(west) is BotStatus.ACTIVE)
+
+    # Stop the east bot: its queue is paused and its runs wait; Start: they run.
+    with session_scope() as s:
+        bot_service.set_running(s, east, False, "test")
+    assert _queue_paused(fleet, bot_queue(east))
+    held = [run for cid in east_certs[:2] for run in start_deploy_runs(cid, as_subflow=False)]
+    time.sleep(6)
+    assert set(_runs_states([str(r.id) for r in held]).values()) <= {"Scheduled", "Late", "Pending"}
+    assert _status(east) is BotStatus.STOPPED  # its heartbeats go on, the status stays Stopped
+    with session_scope() as s:
+        bot_service.set_running(s, east, True, "test")
+    assert not _queue_paused(fleet, bot_queue(east))
+    assert [r.state_name for r in wait_for_runs(held, timeout=300)] == ["Completed"] * 2
+
+    # A token revoked mid-run: the next API call is refused, the run fails saying so, and the server keeps
+    # serving exactly what it served before (the run put back the files it had replaced).
+    victim = east_certs[-1]
+    host = fleet.hosts[victim]
+    before_files = {p: p.read_bytes() for p in (host.cert_path, host.key_path)}
+    before_serial = fleet.served(victim)
+    gate = host.cert_path.parent / "release-reload"
+    with session_scope() as s:  # the reload waits for the test, so the revocation lands mid-run
+        server = repo.get(s, Certificate, victim).targets[0].server
+        server.reload_command = f"sh -c 'while [ ! -e {gate} ]; do sleep 0.1; done'; {server.reload_command}"
+    issue_with_builtin_ca([victim])  # a new certificate to deploy
+    (run,) = start_deploy_runs(victim, as_subflow=False)
+    _wait_for("the reload step to start", lambda: _reload_started(victim), timeout=120)
+    with session_scope() as s:
+        bot_service.revoke_token(s, east, "test")
+    gate.touch()
+    (ended_run,) = wait_for_runs([run], timeout=120)
+    assert ended_run.state_name == "Failed"
+    assert "refused this bot's token" in (ended_run.state.message if ended_run.state else "")
+    assert {p: p.read_bytes() for p in before_files} == before_files
+    assert fleet.served(victim) == before_serial
+    # The agent learns at its next check-in: one line, and a non-zero exit.
+    assert fleet.agents["bot-east"].wait(timeout=60) == 2
+    assert re.search(r"^error: certfleet refused the bot token", fleet.agents["bot-east"].log(), re.M)
+
+    # A sweep of everything Prefect stored finds no token, password or private key.
+    dump = fleet.prefect.dump()
+    assert "PRIVATE KEY" not in dump
+    for token in fleet.tokens.values():
+        assert token not in dump
+        assert token[4:] not in dump
+    with session_scope() as s:
+        key_pem = (repo.get(s, Certificate, victim).private_key or b"").decode()
+    assert key_pem.splitlines()[1] not in dump
+
+
+def _reload_started(cert_id: int) -> bool:
+    with session_scope() as s:
+        deployment = s.scalars(
+            select(Deployment).where(Deployment.certificate_id == cert_id).order_by(Deployment.id.desc())
+        ).first()
+        if deployment is None or deployment.status is not DeploymentStatus.RUNNING:
+            return False
+        return any(
+            st.action == "reload"
+            for st in s.scalars(select(DeploymentStep).where(DeploymentStep.deployment_id == deployment.id))
+        )
