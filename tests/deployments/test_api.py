@@ -151,6 +151,7 @@ def test_auth_headers_are_what_prefect_clients_send() -> None:
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("CERTFLEET_PREFECT_AUTH_STRING", raising=False)
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
     use_settings(monkeypatch, tmp_path, None)
     yield tmp_path
     get_settings.cache_clear()
@@ -183,3 +184,12 @@ def test_an_empty_auth_string_is_refused(data_dir: Path, monkeypatch: pytest.Mon
     get_settings.cache_clear()
     with pytest.raises(AuthStringError, match="CERTFLEET_PREFECT_AUTH_STRING is empty"):
         prefect_auth_string()
+
+
+def test_a_process_given_only_prefects_own_variable_uses_it(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow run started by a worker inherits PREFECT_API_AUTH_STRING; certfleet's own setting comes first."""
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "from-the-worker")
+    assert prefect_auth_string() == "from-the-worker"
+    monkeypatch.setenv("CERTFLEET_PREFECT_AUTH_STRING", "certfleet's")
+    get_settings.cache_clear()
+    assert prefect_auth_string() == "certfleet's"
