@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     )
     secret_key_file: Path | None = Field(default=None, description="Where the key file lives (mode 0600)")
     prefect_port: int = Field(default=4200, description="Port of the embedded Prefect server and UI")
+    prefect_auth_string: SecretStr | None = Field(
+        default=None,
+        description="The Prefect API's auth string; generated, stored encrypted and printed once when unset",
+    )
     host: str = Field(default="127.0.0.1", description="Address the embedded services listen on")
     demo_fleet: bool = Field(default=True, description="Create the demo fleet on the first `certfleet up`")
     retry_base_delay_s: float = Field(default=5.0, description="First retry delay of CA calls; doubles each time")
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+    @property
+    def prefect_auth_file(self) -> Path:
+        """The generated Prefect auth string, sealed with the secret key (mode 0600)."""
+        return self.home / "prefect-auth-string.sealed"
 
 
 def ensure_private_dir(path: Path) -> Path:

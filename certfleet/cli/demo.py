@@ -14,6 +14,7 @@ from certfleet.cli.main import use_data_dir
 from certfleet.demo.listener import free_port
 from certfleet.demo.run import DemoRow, run_demo
 from certfleet.deployments.api import use_api
+from certfleet.deployments.auth_string import ensure_auth_string
 from certfleet.deployments.embedded import EmbeddedPrefect
 from certfleet.models.bootstrap import initialize
 from certfleet.settings import get_settings
@@ -29,9 +30,10 @@ def run_demo_command(keep: Path | None, console: Console) -> bool:
     try:
         boot = initialize()
         console.print(f"demo data in {root}; starting a Prefect server for the demo ...")
-        prefect = EmbeddedPrefect(get_settings().prefect_home, port=free_port())
+        auth_string = ensure_auth_string().value  # the demo's own, sealed in its data directory, never shown
+        prefect = EmbeddedPrefect(get_settings().prefect_home, port=free_port(), auth_string=auth_string)
         prefect.start()
-        use_api(prefect.api_url)
+        use_api(prefect.api_url, auth_string)
         try:
             rows = run_demo(
                 root / "fleet",

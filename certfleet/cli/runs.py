@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from certfleet.deployments.api import configured_api_url, use_api
-from certfleet.deployments.embedded import healthy
+from certfleet.deployments.api import configured_api_url, prefect_auth_string, use_api
+from certfleet.deployments.embedded import Access, api_access, healthy
 
 
 class NotRunning(RuntimeError):
@@ -20,7 +20,13 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list
     url = configured_api_url()
     if not healthy(url):
         raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
-    use_api(url)  # before Prefect is imported
+    auth_string = prefect_auth_string()
+    if api_access(url, auth_string) is Access.REFUSED:
+        raise NotRunning(
+            f"the Prefect API at {url} refuses certfleet's auth string: "
+            "set CERTFLEET_PREFECT_AUTH_STRING to the auth string of that server"
+        )
+    use_api(url, auth_string)
     from certfleet.bots.routing import rollback_route, start_deploy_runs
     from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
     from certfleet.models.db import session_scope

@@ -6,13 +6,12 @@ worker); the dashboard only links to it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.templating import flow_run_url
-from certfleet.deployments.api import configured_api_url, use_api
+from certfleet.deployments.api import auth_headers, configured_api_url, prefect_auth_string, use_api
 from certfleet.deployments.embedded import healthy
 from certfleet.deployments.names import deployment_name
 from certfleet.deployments.starts import start_flow_run
@@ -30,8 +29,7 @@ def start_flow(flow_name: str, parameters: dict[str, Any], *, queue: str | None 
     api = configured_api_url()
     if not healthy(api):
         raise InputError(f"Prefect does not answer at {api}: start certfleet with `certfleet up`, then try again")
-    if "PREFECT_API_URL" not in os.environ:
-        use_api(api)  # before Prefect is imported
+    use_api(api, prefect_auth_string())  # a no-op when `certfleet up` already chose this API
     from prefect.exceptions import ObjectNotFound
 
     # The name carries the object id (as the flow's own run name does), so the Prefect UI shows what it is about.
@@ -53,7 +51,7 @@ def count_runs(flow_name: str, states: list[str]) -> int | None:
 
     body = {"flows": {"name": {"any_": [flow_name]}}, "flow_runs": {"state": {"type": {"any_": states}}}}
     try:
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
+        with httpx.Client(timeout=2.0, trust_env=False, headers=auth_headers(prefect_auth_string())) as client:
             response = client.post(f"{configured_api_url()}/flow_runs/count", json=body)
         return int(response.json()) if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):

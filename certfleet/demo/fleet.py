@@ -18,6 +18,7 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, DeploymentTarget, Server, ServerConnection
 from certfleet.pki.bundle import chain_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
+from certfleet.servers.service import check_connectivity
 
 DEMO_DOMAIN = "demo.certfleet.test"
 
@@ -88,8 +89,10 @@ def _write_placeholder(host: DemoHost) -> None:
 
 
 def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) -> list[int]:
-    """One local-agent server, certificate and target per host; returns the certificate ids."""
+    """One local-agent server, certificate and target per host, each server checked (Active); returns the
+    certificate ids."""
     ids = []
+    server_ids = []
     with session_scope() as s:
         for host in hosts:
             listener = host.listener()
@@ -130,4 +133,10 @@ def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) 
             s.add_all([server, cert])
             s.flush()
             ids.append(cert.id)
+            server_ids.append(server.id)
+    for server_id in server_ids:
+        # The same check as the dashboard's "Check connectivity": a fresh fleet shows Active, not Pending.
+        result = check_connectivity(server_id, actor="certfleet demo")
+        if result.reason is not None:
+            raise RuntimeError(f"demo server {server_id} is not ready: {result.reason}")
     return ids

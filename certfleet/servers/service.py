@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 import posixpath
 import re
 from datetime import datetime
@@ -567,8 +568,12 @@ def list_servers() -> list[ServerView]:
 def check_connectivity(server_id: int, *, actor: str = "certfleet") -> ConnectivityResult:
     """Log in, check sudo (when on) and that the configured paths exist; set Active or say why not.
 
+    A local-agent server (this host's file system) needs no login: its directories must exist and be writable.
     Pins the host key on first contact. Takes at most a few timeouts (connect, commands); never retries.
     """
+    local_paths = _local_paths(server_id)
+    if local_paths is not None:
+        return _record_check(server_id, actor, *_check_local_paths(local_paths), {})
     with session_scope() as s:
         server = repo.get(s, Server, server_id)
         if server.connection is not ServerConnection.SSH:
@@ -597,6 +602,38 @@ def check_connectivity(server_id: int, *, actor: str = "certfleet") -> Connectiv
             resolved = _resolve_commands(transport, spec, ports[0] if ports else 443, checked)
     except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
+    return _record_check(server_id, actor, checked, reason, resolved)
+
+
+def _local_paths(server_id: int) -> list[tuple[str, str]] | None:
+    """(path, label) of each configured directory of a local-agent server; None for other servers."""
+    with session_scope() as s:
+        server = repo.get(s, Server, server_id)
+        if server.connection is not ServerConnection.LOCAL:
+            return None
+        paths = [(server.app_path, "the installation path"), (server.keystore_folder, "the Key Store Folder Path")]
+        return [(path, label) for path, label in paths if path]
+
+
+def _check_local_paths(paths: list[tuple[str, str]]) -> tuple[list[str], str | None]:
+    """A local-agent server lives on this host's file system: its directories must exist and be writable."""
+    checked: list[str] = []
+    if not paths:
+        return checked, "set the installation path: deployments write certificates there"
+    for path, label in paths:
+        if not os.path.isdir(path):
+            what = "is not a directory" if os.path.exists(path) else "does not exist"
+            return checked, f"{label} {path} {what} on this host"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return checked, f"{label} {path} is not writable by certfleet on this host"
+        checked.append(f"{path} exists and is writable")
+    return checked, None
+
+
+def _record_check(
+    server_id: int, actor: str, checked: list[str], reason: str | None, resolved: dict[str, str]
+) -> ConnectivityResult:
+    """Status, reason and the commands found on the server (`resolved`: {column: absolute command})."""
     with session_scope() as s:
         server = repo.get(s, Server, server_id)
         for name, text in resolved.items():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,8 @@ import pytest
 
 from certfleet.demo.fleet import load_fleet
 from certfleet.demo.listener import free_port
-from certfleet.deployments.embedded import port_in_use
+from certfleet.deployments.api import auth_headers
+from certfleet.deployments.embedded import EmbeddedPrefect, port_in_use
 
 CERTFLEET = str(Path(sys.executable).parent / "certfleet")
 
@@ -74,41 +78,118 @@ def test_db_upgrade_creates_the_database_and_key(tmp_path: Path) -> None:
     assert "is up to date" in result.stdout
 
 
-@pytest.fixture
-def running_up(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [CERTFLEET, "up"],
-        env=_env(tmp_path, CERTFLEET_PREFECT_PORT=str(port)),
+@dataclass
+class Up:
+    """A running `certfleet up` and everything it printed so far (a thread keeps reading its console)."""
+
+    process: subprocess.Popen[str]
+    data_dir: Path
+    port: int  # the Prefect server's
+    dashboard_port: int
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def console(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def printed(self, pattern: str) -> str:
+        match = re.search(pattern, self.console)
+        assert match, f"{pattern!r} not printed:\n{self.console}"
+        return match.group(1)
+
+    @property
+    def auth_string(self) -> str:
+        return self.printed(r"Prefect login: auth string (\S+) \(shown once")
+
+
+# What a healthy start must never print: Prefect's own temporary server (a client that ran before the API was
+# chosen), telemetry errors of an offline install, SQLite contention between two servers, any traceback.
+UNHEALTHY = re.compile(r"ERROR|Traceback|temporary server|database is locked", re.IGNORECASE)
+
+
+def assert_healthy(console: str) -> None:
+    bad = [line for line in console.splitlines() if UNHEALTHY.search(line)]
+    assert not bad, "\n".join(bad) + "\n--- whole console ---\n" + console
+
+
+def start_up(data_dir: Path, *args: str, **extra: str) -> Up:
+    """`certfleet up` on free ports; returns once it printed "Press Ctrl-C to stop." (fails if it exits)."""
+    port, dashboard_port = int(extra.pop("CERTFLEET_PREFECT_PORT", free_port())), free_port()
+    process = subprocess.Popen(
+        [CERTFLEET, "up", *args],
+        env=_env(
+            data_dir,
+            CERTFLEET_PREFECT_PORT=str(port),
+            CERTFLEET_DASHBOARD_PORT=str(dashboard_port),
+            **extra,
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            pytest.fail("certfleet up exited early:\n" + "".join(lines))
-        lines.append(line)
-        if "Press Ctrl-C to stop." in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail("certfleet up did not come up:\n" + "".join(lines))
-    assert f"Prefect UI:   http://127.0.0.1:{port}" in "".join(lines)
+    up = Up(process, data_dir, port, dashboard_port)
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            up.lines.append(line)
+            if "Press Ctrl-C to stop." in line:
+                ready.set()
+        ready.set()  # exited
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout=400):
+        process.kill()
+        pytest.fail("certfleet up did not come up:\n" + up.console)
+    if "Press Ctrl-C to stop." not in up.console:
+        process.kill()
+        pytest.fail("certfleet up exited early:\n" + up.console)
+    return up
+
+
+def stop_up(up: Up) -> None:
+    up.process.send_signal(signal.SIGINT)
     try:
-        yield tmp_path, port
+        up.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        up.process.kill()
+        pytest.fail("certfleet up did not stop on Ctrl-C")
+    time.sleep(0.2)  # the reader thread takes the last lines
+
+
+@pytest.fixture
+def running_up(tmp_path: Path) -> Iterator[Up]:
+    up = start_up(tmp_path)
+    assert f"Prefect UI:   http://127.0.0.1:{up.port}" in up.console
+    try:
+        yield up
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("certfleet up did not stop on Ctrl-C")
-        if proc.stdout:
-            proc.stdout.close()
+        stop_up(up)
+    assert_healthy(up.console)
+
+
+def _prefect(up: Up, path: str, auth_string: str | None) -> httpx.Response:
+    return httpx.post(f"{up.api}/{path}", json={}, headers=auth_headers(auth_string), timeout=10, trust_env=False)
+
+
+def _api_token(data_dir: Path) -> str:
+    """An API token for the first admin, made the way the Account page makes one."""
+    code = (
+        "from sqlalchemy import select\n"
+        "from certfleet.dashboard.services import users\n"
+        "from certfleet.models.db import session_scope\n"
+        "from certfleet.models.orm import User\n"
+        "with session_scope() as s:\n"
+        "    admin = s.scalars(select(User).where(User.username == 'admin')).one()\n"
+        "    print(users.create_api_token(s, admin.id, 'cli tests', 'tests').token)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=_env(data_dir), capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def _statuses(db_path: Path) -> list[str]:
@@ -116,12 +197,15 @@ def _statuses(db_path: Path) -> list[str]:
         return [r[0] for r in db.execute("SELECT status FROM certificates ORDER BY id")]
 
 
-def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: tuple[Path, int]) -> None:
-    data_dir, port = running_up
-    api = f"http://127.0.0.1:{port}/api"
-    names = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10, trust_env=False).json()}
-    assert set(names) == {"certfleet"}
-    flows = {f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10, trust_env=False).json()}
+def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: Up) -> None:
+    up = running_up
+    data_dir, port = up.data_dir, up.port
+    assert _prefect(up, "deployments/filter", None).status_code == 401  # the Prefect API wants the auth string
+    deployments = _prefect(up, "deployments/filter", up.auth_string)
+    assert deployments.status_code == 200
+    names = {d["name"]: d for d in deployments.json()}
+    assert set(names) == {"central", "on-bots"}
+    flows = {f["name"] for f in _prefect(up, "flows/filter", up.auth_string).json()}
     assert {
         "issue-certificate",
         "deploy-certificate",
@@ -129,6 +213,8 @@ def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: tuple[Pat
         "rollback-deployment",
     } <= flows
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10, trust_env=False).status_code == 200  # the UI
+    ui = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10, trust_env=False).json()
+    assert ui["auth"] == "BASIC"  # the UI shows its login page
 
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and _statuses(data_dir / "certfleet.db") != ["Deployed"] * 3:
@@ -148,3 +234,76 @@ def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: tuple[Pat
     listing = _run(data_dir, "certificates")
     assert "web-1.demo.certfleet.test" in listing.stdout
     assert previous is not None
+    _demo_fleet_is_healthy_on_the_dashboard(up)
+    assert_healthy(up.console)
+
+
+def _demo_fleet_is_healthy_on_the_dashboard(up: Up) -> None:
+    """Every server Active, Prefect's run counts readable, "Check connectivity" works on a demo server."""
+    dashboard = f"http://127.0.0.1:{up.dashboard_port}/api/v1"
+    bearer = {"Authorization": f"Bearer {_api_token(up.data_dir)}"}
+    tiles = httpx.get(f"{dashboard}/dashboard", headers=bearer, timeout=10, trust_env=False).json()
+    assert tiles["servers"] == {"total": 3, "mapped": 3, "active": 3}
+    runs = httpx.get(f"{dashboard}/dashboard/runs", headers=bearer, timeout=10, trust_env=False).json()
+    assert runs["error"] is None  # the dashboard reads Prefect with the auth string
+    assert set(runs["counts"]) == {"pending", "failed"}
+
+    # "Check connectivity" on a demo server: a check-server run through the authenticated Prefect API.
+    with sqlite3.connect(up.data_dir / "certfleet.db") as db:
+        server_id, first_checked = db.execute("SELECT id, last_checked_at FROM servers ORDER BY id").fetchone()
+    started = httpx.post(f"{dashboard}/servers/{server_id}/check", headers=bearer, timeout=30, trust_env=False)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["flow_run_id"]
+    deadline = time.monotonic() + 180
+    state = None
+    while time.monotonic() < deadline and state != "COMPLETED":
+        run = httpx.get(f"{up.api}/flow_runs/{run_id}", headers=auth_headers(up.auth_string), timeout=10)
+        state = run.json()["state"]["type"]
+        time.sleep(1)
+    assert state == "COMPLETED"
+    with sqlite3.connect(up.data_dir / "certfleet.db") as db:
+        status, reason, checked = db.execute(
+            "SELECT status, status_reason, last_checked_at FROM servers WHERE id = ?", (server_id,)
+        ).fetchone()
+    assert (status, reason) == ("Active", None)
+    assert checked > first_checked
+
+
+def test_up_attaches_to_a_running_prefect_server(tmp_path: Path) -> None:
+    """The README's "attaches instead of starting one": deployments land on THAT server and runs complete."""
+    auth_string = "attach-test-auth-string-0123456789abcdef"
+    prefect = EmbeddedPrefect(tmp_path / "own-prefect", port=free_port(), auth_string=auth_string)
+    prefect.start(timeout=180)
+    try:
+        refused = _run(tmp_path / "no-auth", "up", CERTFLEET_PREFECT_PORT=str(prefect.port), timeout=120)
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            f"error: the Prefect server on 127.0.0.1:{prefect.port} requires an auth string and certfleet has "
+            "none: set CERTFLEET_PREFECT_AUTH_STRING to that server's auth string"
+        )
+        up = start_up(
+            tmp_path / "data", CERTFLEET_PREFECT_PORT=str(prefect.port), CERTFLEET_PREFECT_AUTH_STRING=auth_string
+        )
+        try:
+            assert "Prefect login:" not in up.console  # nothing generated: the server's own string is used
+            headers = auth_headers(auth_string)
+            deployments = httpx.post(f"{prefect.api_url}/deployments/filter", json={}, headers=headers, timeout=10)
+            assert len(deployments.json()) == 9
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and _statuses(up.data_dir / "certfleet.db") != ["Deployed"] * 3:
+                time.sleep(1)
+            assert _statuses(up.data_dir / "certfleet.db") == ["Deployed"] * 3
+            body = {"flows": {"name": {"any_": ["provision-certificate"]}}}
+            states: list[str] = []
+            while time.monotonic() < deadline and states != ["COMPLETED"] * 3:  # the runs end just after the rows
+                runs = httpx.post(f"{prefect.api_url}/flow_runs/filter", json=body, headers=headers, timeout=10)
+                states = sorted(r["state"]["type"] for r in runs.json())
+                time.sleep(1)
+            assert states == ["COMPLETED"] * 3  # on the server we started
+        finally:
+            stop_up(up)
+        assert_healthy(up.console)
+        assert prefect.process is not None
+        assert prefect.process.poll() is None  # attached to, so not stopped by up
+    finally:
+        prefect.stop()

@@ -168,8 +168,8 @@ def get_server(server_id: int) -> ServerView:
 def start_check(session: Session, server_id: int, actor: str) -> FlowRunRef:
     """Check connectivity: a `check-server` run in Prefect (never the SSH login in the web process)."""
     server = repo.get(session, Server, server_id)
-    if server.connection is not ServerConnection.SSH:
-        raise InputError(f"{server.description} is not reached over SSH: there is no login to check")
+    if server.connection is ServerConnection.SMB:
+        raise InputError(f"{server.description} is reached over SMB: there is no connectivity check for it yet")
     run = start_flow("check-server", {"server_id": server.id, "actor": actor})
     repo.audit(session, actor=actor, action="start-check-server", obj=server, detail=run.name)
     return run
