@@ -1,9 +1,10 @@
 """Where each flow runs: its Prefect work pool and deployment name. Imports nothing heavy (no Prefect).
 
 Two process work pools. `certfleet` holds the flows that run on the central host, where the database is
-(issuing, renewal, discovery, checks); `certfleet up` runs its worker. `certfleet-bots` holds the flows that
-change servers (deploy, roll back); every bot, the central host's own `local-bot` included, runs a worker on
-its own queue `bot-<id>` of that pool, and each run is put on the queue of the bot its server is mapped to.
+(issuing, renewal, discovery, liveness of bots); `certfleet up` runs its worker. `certfleet-bots` holds the flows
+that log in to servers (deploy, roll back, check connectivity); every bot, the central host's own `local-bot`
+included, runs a worker on its own queue `bot-<id>` of that pool, and each run is put on the queue of the bot its
+server is mapped to.
 Deployment names say which: `issue-certificate/central`, `deploy-certificate/on-bots`.
 """
 
@@ -21,10 +22,9 @@ CENTRAL_FLOWS = (
     "renew-expiring",
     "discover-endpoints",
     "discover-server-files",
-    "check-server",
     "check-bots",
 )
-BOT_FLOWS = ("deploy-certificate", "rollback-deployment")
+BOT_FLOWS = ("deploy-certificate", "rollback-deployment", "check-server")
 
 # Entrypoints are module paths of the installed package: nothing to pull. The one step only fixes the working
 # directory; without any, Prefect's workers copy the registering directory into each run's workspace.
@@ -47,7 +47,7 @@ DESCRIPTIONS = {
     "renew-expiring": "Renew certificates inside their renewal window; re-deploy issued ones not served yet.",
     "discover-endpoints": "TLS-scan registered servers' ports (or given hosts, ranges, ports) into the inventory.",
     "discover-server-files": "Find PEM, DER, PKCS#7, PKCS#12 and Java keystore files in registered servers' folders.",
-    "check-server": "Log in to a registered server over SSH and set it Active, or Unreachable with the reason.",
+    "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
 }
 

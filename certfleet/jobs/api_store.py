@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
-from certfleet.jobs.models import BundleOut, RestorePlan, StaleBackup, TargetJob
+from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, bundle_of
 from certfleet.models.orm import DeploymentStatus, StepState
+
+if TYPE_CHECKING:
+    from certfleet.servers.service import CheckOutcome, ConnectivityResult
 
 API_PREFIX = "/api/v1/agent"
 READ_ATTEMPTS = 3
@@ -121,6 +124,15 @@ class ApiJobStore:
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         self._call("POST", f"/servers/{server_id}/host-key", {"key_line": key_line})
+
+    def server_access(self, server_id: int) -> ServerAccess:
+        return ServerAccess.model_validate(self._call("GET", f"/servers/{server_id}/access"))
+
+    def record_check(self, server_id: int, actor: str, outcome: CheckOutcome) -> ConnectivityResult:
+        from certfleet.servers.service import ConnectivityResult
+
+        body = {"actor": actor, "outcome": outcome.model_dump()}
+        return ConnectivityResult.model_validate(self._call("POST", f"/servers/{server_id}/check", body))
 
 
 def _answer(response: httpx.Response) -> Any:

@@ -6,6 +6,8 @@ so a bot can read and journal only its own servers' deployments (`NotYourServer`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,10 @@ CONFIG_TEST = "config-test"
 RELOAD = "reload"
 
 
+if TYPE_CHECKING:
+    from certfleet.servers.service import CheckOutcome, ConnectivityResult
+
+
 class NotYourServer(PermissionError):
     """A bot asked for a server that is not mapped to it."""
 
@@ -48,6 +54,7 @@ def server_access(server: Server) -> ServerAccess:
         host=server.host,
         connection=server.connection.value,
         bot_id=server.bot_id,
+        ports=list(server.ports or []),
         ssh_port=server.ssh_port or 22,
         username=server.username,
         password=server.password,
@@ -286,3 +293,16 @@ class DbJobStore:
             repo.audit(
                 s, actor="certfleet", action="pin-host-key", obj=server, detail=f"{fingerprint(key_line)} pinned"
             )
+
+    def server_access(self, server_id: int) -> ServerAccess:
+        with session_scope() as s:
+            server = repo.get(s, Server, server_id)
+            self._mine(server)
+            return server_access(server)
+
+    def record_check(self, server_id: int, actor: str, outcome: CheckOutcome) -> ConnectivityResult:
+        from certfleet.servers.service import record_check
+
+        with session_scope() as s:
+            self._mine(repo.get(s, Server, server_id))
+        return record_check(server_id, actor, outcome)

@@ -23,6 +23,7 @@ class ServerAccess(BaseModel):
     host: str
     connection: str  # "local" | "ssh" | "smb" (ServerConnection values)
     bot_id: int | None = None
+    ports: list[int] = []
     ssh_port: int = 22
     username: str | None = None
     password: str | None = Field(default=None, repr=False)

@@ -9,11 +9,14 @@ environment the worker gave the flow run, so every task has exactly one code pat
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from certfleet.connectors.base import CertificateBundle
-from certfleet.jobs.models import RestorePlan, StaleBackup, TargetJob
+from certfleet.jobs.models import RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.orm import DeploymentStatus, StepState
+
+if TYPE_CHECKING:
+    from certfleet.servers.service import CheckOutcome, ConnectivityResult
 
 AGENT_URL_ENV = "CERTFLEET_AGENT_URL"  # certfleet's base URL, set by `certfleet bot run` for its worker
 # The bot token: only in the bot worker's environment, never in Prefect (parameters, results, logs).
@@ -64,6 +67,12 @@ class JobStore(Protocol):
         ...
 
     def pin_host_key(self, server_id: int, key_line: str) -> None: ...
+
+    def server_access(self, server_id: int) -> ServerAccess:
+        """How to reach a server (its credentials included), for the connectivity check."""
+        ...
+
+    def record_check(self, server_id: int, actor: str, outcome: CheckOutcome) -> ConnectivityResult: ...
 
 
 def current_store() -> JobStore:

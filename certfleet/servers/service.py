@@ -10,6 +10,7 @@ import ipaddress
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from certfleet.connectors.errors import ConnectorError
 from certfleet.connectors.servers import commands
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
 from certfleet.connectors.servers.ssh import SshTransport, fingerprint, load_private_key
+from certfleet.jobs.models import ServerAccess
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
@@ -565,25 +567,41 @@ def list_servers() -> list[ServerView]:
         return [ServerView.of(x) for x in s.scalars(select(Server).order_by(Server.id))]
 
 
+class CheckOutcome(BaseModel):
+    """What a connectivity check found, before it is recorded (it crosses the bot API as JSON)."""
+
+    checked: list[str]
+    reason: str | None = None  # None: the server is ready
+    resolved: dict[str, str] = {}  # {column: absolute command} found on the server
+
+
 def check_connectivity(server_id: int, *, actor: str = "certfleet") -> ConnectivityResult:
     """Log in, check sudo (when on) and that the configured paths exist; set Active or say why not.
 
-    A local-agent server (this host's file system) needs no login: its directories must exist and be writable.
-    Pins the host key on first contact. Takes at most a few timeouts (connect, commands); never retries.
+    The check itself (`probe_server`) needs only the server's access; a bot runs it and records the outcome
+    through certfleet's API (`record_check`). This is both, on the host that has the database.
     """
-    local_paths = _local_paths(server_id)
-    if local_paths is not None:
-        return _record_check(server_id, actor, *_check_local_paths(local_paths), {})
+    from certfleet.jobs.db_store import server_access
+
     with session_scope() as s:
-        server = repo.get(s, Server, server_id)
-        if server.connection is not ServerConnection.SSH:
-            raise ServerNotValid(f"server {server_id} is not reached over SSH")
-        transport = ssh_transport(server, cached=False)
-        spec = server_spec(server)
-        keystore_folder = server.keystore_folder
-        ports = list(server.ports or [])
-    checked: list[str] = []
-    reason: str | None = None
+        access = server_access(repo.get(s, Server, server_id))
+    return record_check(server_id, actor, probe_server(access))
+
+
+def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None) -> CheckOutcome:
+    """A local-agent server (this host's file system) needs no login: its directories must exist and be writable.
+    Over SSH: log in (pinning the host key on first contact through `pin`), check sudo, the paths and the
+    commands. Takes at most a few timeouts (connect, commands); never retries."""
+    if access.connection == ServerConnection.LOCAL.value:
+        found = [(access.app_path, "the installation path"), (access.keystore_folder, "the Key Store Folder Path")]
+        checked, reason = _check_local_paths([(path, label) for path, label in found if path])
+        return CheckOutcome(checked=checked, reason=reason)
+    if access.connection != ServerConnection.SSH.value:
+        raise ServerNotValid(f"server {access.server_id} is not reached over SSH")
+    transport = ssh_transport(access, cached=False, pin=pin)
+    spec = server_spec(access)
+    checked = []
+    reason = None
     resolved: dict[str, str] = {}
     try:
         with transport:
@@ -594,25 +612,15 @@ def check_connectivity(server_id: int, *, actor: str = "certfleet") -> Connectiv
                     raise _NotReady(f"sudo does not work for {transport.settings.username}: {result.tail()}")
                 checked.append("sudo")
             _require_path(transport, spec.app_path, f"the {_path_label(spec.server_type)}", checked)
-            if keystore_folder:
-                _require_path(transport, keystore_folder, "the Key Store Folder Path", checked, directory=True)
+            if access.keystore_folder:
+                _require_path(transport, access.keystore_folder, "the Key Store Folder Path", checked, directory=True)
             config = _main_config(spec.server_type, spec.app_path)
             if config is not None:
                 _require_path(transport, config, "the configuration file", checked, directory=False)
-            resolved = _resolve_commands(transport, spec, ports[0] if ports else 443, checked)
+            resolved = _resolve_commands(transport, spec, access.ports[0] if access.ports else 443, checked)
     except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
-    return _record_check(server_id, actor, checked, reason, resolved)
-
-
-def _local_paths(server_id: int) -> list[tuple[str, str]] | None:
-    """(path, label) of each configured directory of a local-agent server; None for other servers."""
-    with session_scope() as s:
-        server = repo.get(s, Server, server_id)
-        if server.connection is not ServerConnection.LOCAL:
-            return None
-        paths = [(server.app_path, "the installation path"), (server.keystore_folder, "the Key Store Folder Path")]
-        return [(path, label) for path, label in paths if path]
+    return CheckOutcome(checked=checked, reason=reason, resolved=resolved)
 
 
 def _check_local_paths(paths: list[tuple[str, str]]) -> tuple[list[str], str | None]:
@@ -630,10 +638,9 @@ def _check_local_paths(paths: list[tuple[str, str]]) -> tuple[list[str], str | N
     return checked, None
 
 
-def _record_check(
-    server_id: int, actor: str, checked: list[str], reason: str | None, resolved: dict[str, str]
-) -> ConnectivityResult:
-    """Status, reason and the commands found on the server (`resolved`: {column: absolute command})."""
+def record_check(server_id: int, actor: str, outcome: CheckOutcome) -> ConnectivityResult:
+    """Status, reason and the commands found on the server, audited."""
+    checked, reason, resolved = outcome.checked, outcome.reason, outcome.resolved
     with session_scope() as s:
         server = repo.get(s, Server, server_id)
         for name, text in resolved.items():

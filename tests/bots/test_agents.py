@@ -41,6 +41,8 @@ from certfleet.models.orm import (
     Deployment,
     DeploymentStatus,
     DeploymentStep,
+    Server,
+    ServerStatus,
     utcnow,
 )
 from certfleet.pki.parse import serial_hex
@@ -186,6 +188,24 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
         other = next(n for n in fleet.bots if n != bot)
         assert str(run.id) not in fleet.agents[other].worker_log()
 
+    # "Check connectivity" of a west server runs on bot-west, through the API, and records Active.
+    from certfleet.deployments.starts import start_flow_run
+
+    west_server = _server_of(west_certs_of(fleet)[0])
+    check = start_flow_run(
+        "check-server",
+        {"server_id": west_server, "actor": "test"},
+        queue=bot_queue(fleet.bots["bot-west"]),
+        as_subflow=False,
+    )
+    (checked,) = wait_for_runs([check], timeout=300)
+    assert checked.state_name == "Completed", checked.state and checked.state.message
+    assert str(check.id) in fleet.agents["bot-west"].worker_log()
+    with session_scope() as s:
+        server = repo.get(s, Server, west_server)
+        assert server.status is ServerStatus.ACTIVE
+        assert server.last_checked_at is not None
+
     # Neither bot ever had a database or a key: nothing was created in their data directories.
     for agent in fleet.agents.values():
         assert list((agent.folder / "data").iterdir()) == []
@@ -196,21 +216,21 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
 
     # Kill the west agent (and its worker): its runs wait, it turns Inactive; restarted, the runs finish.
     fleet.agents["bot-west"].kill()
-    waiting = [run for cid in west_certs[:3] for run in start_deploy_runs(cid, as_subflow=False)]
+    waiting = [run for cid in west_certs[:2] for run in start_deploy_runs(cid, as_subflow=False)]
     time.sleep(6)  # three polls of a worker that would have taken them
     assert set(_runs_states([str(r.id) for r in waiting]).values()) <= {"Scheduled", "Late", "Pending"}
     with session_scope() as s:  # east checks in every second; west has been silent for six
         assert mark_silent_bots(s, now=utcnow(), silence=timedelta(seconds=4)) == ["bot-west"]
     assert _status(west) is BotStatus.INACTIVE
     fleet.agents["bot-west"].start()
-    assert [r.state_name for r in wait_for_runs(waiting, timeout=300)] == ["Completed"] * 3
+    assert [r.state_name for r in wait_for_runs(waiting, timeout=300)] == ["Completed"] * 2
     _wait_for("bot-west Active again", lambda: _status(west) is BotStatus.ACTIVE)
 
     # Stop the east bot: its queue is paused and its runs wait; Start: they run.
     with session_scope() as s:
         bot_service.set_running(s, east, False, "test")
     assert _queue_paused(fleet, bot_queue(east))
-    held = [run for cid in east_certs[:2] for run in start_deploy_runs(cid, as_subflow=False)]
+    held = [run for cid in east_certs[:1] for run in start_deploy_runs(cid, as_subflow=False)]
     time.sleep(6)
     assert set(_runs_states([str(r.id) for r in held]).values()) <= {"Scheduled", "Late", "Pending"}
     assert _status(east) is BotStatus.STOPPED  # its heartbeats go on, the status stays Stopped
@@ -218,7 +238,7 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
         bot_service.set_running(s, east, True, "test")
     # Resumed at once; an agent check-in that read the bot just before Start may pause it for one more second.
     _wait_for("bot-east's queue resumed", lambda: not _queue_paused(fleet, bot_queue(east)), timeout=15)
-    assert [r.state_name for r in wait_for_runs(held, timeout=300)] == ["Completed"] * 2
+    assert [r.state_name for r in wait_for_runs(held, timeout=300)] == ["Completed"]
 
     # A token revoked mid-run: the next API call is refused, the run fails saying so, and the server keeps
     # serving exactly what it served before (the run put back the files it had replaced).
@@ -254,6 +274,15 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
     with session_scope() as s:
         key_pem = (repo.get(s, Certificate, victim).private_key or b"").decode()
     assert key_pem.splitlines()[1] not in dump
+
+
+def west_certs_of(fleet: Fleet) -> list[int]:
+    return sorted(c for c, b in fleet.bot_of.items() if b == "bot-west")
+
+
+def _server_of(cert_id: int) -> int:
+    with session_scope() as s:
+        return repo.get(s, Certificate, cert_id).targets[0].server_id
 
 
 def _reload_started(cert_id: int) -> bool:

@@ -228,6 +228,8 @@ AGENT_ROUTES = {
     ("POST", "/api/v1/agent/deployments/{deployment_id}/forget-backups"),
     ("POST", "/api/v1/agent/deployments/{deployment_id}/steps"),
     ("POST", "/api/v1/agent/servers/{server_id}/host-key"),
+    ("GET", "/api/v1/agent/servers/{server_id}/access"),
+    ("POST", "/api/v1/agent/servers/{server_id}/check"),
 }
 ROUTES.update(dict.fromkeys(AGENT_ROUTES, BOT))
 # Bot-token routes take no cookie, so there is no CSRF to check.

@@ -43,9 +43,9 @@ def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Itera
 
     url = str(PREFECT_API_URL.value())
     monkeypatch.setenv("PREFECT_API_URL", url)
-    from certfleet.flows.servers import check_server
+    from certfleet.deployments.serve import register, runner_deployments
 
-    check_server.to_deployment(name="certfleet").apply()  # registered, not served: the run waits as Scheduled
+    register(runner_deployments("bot-1"))  # registered, not served: the run waits as Scheduled
     yield url
     os.environ.pop("PREFECT_API_URL", None)
 
@@ -142,13 +142,19 @@ def _run(flow_run_id: str) -> Any:
 
 
 def test_check_starts_a_check_server_run(client: TestClient, accounts: Accounts, prefect_api: str) -> None:
-    server_id = client.post("/api/v1/servers", json=_good(), headers=auth(accounts, "operator")).json()["id"]
+    unmapped = client.post("/api/v1/servers", json=_good(ip_address="10.0.0.13"), headers=auth(accounts, "operator"))
+    refused = client.post(f"/api/v1/servers/{unmapped.json()['id']}/check", headers=auth(accounts, "operator"))
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("no bot is assigned to server web-1 production (10.0.0.13)")
+    body = _good(description="web-1 mapped", bot_id=accounts.boot.local_bot_id)
+    server_id = client.post("/api/v1/servers", json=body, headers=auth(accounts, "operator")).json()["id"]
     response = client.post(f"/api/v1/servers/{server_id}/check", headers=auth(accounts, "operator"))
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["prefect_url"].endswith(f"/runs/flow-run/{body['flow_run_id']}")
     run = _run(body["flow_run_id"])
     assert run.parameters == {"server_id": server_id, "actor": "operator"}
+    assert run.work_queue_name == f"bot-{accounts.boot.local_bot_id}"  # the server's bot runs the check
     assert run.state is not None
     assert run.state.type.value == "SCHEDULED"
     from prefect import get_client

@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from certfleet.bots.auth import BotTokenRefused, bearer_token, bot_for_token
 from certfleet.connectors.errors import ConnectorError
 from certfleet.jobs.db_store import DbJobStore, NotYourServer
-from certfleet.jobs.models import BundleOut, RestorePlan, StaleBackup, TargetJob
+from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.db import session_scope
 from certfleet.models.orm import DeploymentStatus, StepState
+from certfleet.servers.service import CheckOutcome, ConnectivityResult
 
 router = APIRouter(prefix="/agent", tags=["Bot agent"])
 
@@ -144,3 +145,18 @@ class HostKeyIn(BaseModel):
 def pin_host_key(server_id: int, body: HostKeyIn, store: Store) -> dict[str, bool]:
     _guard(store.pin_host_key, server_id, body.key_line)
     return {"ok": True}
+
+
+@router.get("/servers/{server_id}/access", summary="How to reach a server (credentials included), for its check")
+def server_access(server_id: int, store: Store) -> ServerAccess:
+    return _guard(store.server_access, server_id)  # type: ignore[no-any-return]
+
+
+class CheckIn(BaseModel):
+    actor: str
+    outcome: CheckOutcome
+
+
+@router.post("/servers/{server_id}/check", summary="Record what a connectivity check found")
+def record_check(server_id: int, body: CheckIn, store: Store) -> ConnectivityResult:
+    return _guard(store.record_check, server_id, body.actor, body.outcome)  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from certfleet.bots.routing import NoRoute, route_of_server
 from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
@@ -166,11 +167,15 @@ def get_server(server_id: int) -> ServerView:
 
 
 def start_check(session: Session, server_id: int, actor: str) -> FlowRunRef:
-    """Check connectivity: a `check-server` run in Prefect (never the SSH login in the web process)."""
+    """Check connectivity: a `check-server` run on the server's bot (never the SSH login in the web process)."""
     server = repo.get(session, Server, server_id)
     if server.connection is ServerConnection.SMB:
         raise InputError(f"{server.description} is reached over SMB: there is no connectivity check for it yet")
-    run = start_flow("check-server", {"server_id": server.id, "actor": actor})
+    try:
+        route = route_of_server(server)
+    except NoRoute as exc:
+        raise InputError(str(exc)) from None
+    run = start_flow("check-server", {"server_id": server.id, "actor": actor}, queue=route.queue)
     repo.audit(session, actor=actor, action="start-check-server", obj=server, detail=run.name)
     return run
 
