@@ -70,9 +70,9 @@ def main() -> None:
     use_api(prefect.api_url)
     os.environ["PREFECT_API_AUTH_STRING"] = prefect.auth
 
+    from certfleet.bots import service as bot_service
     from certfleet.bots.routing import start_deploy_runs
     from certfleet.dashboard.server import DashboardThread
-    from certfleet.dashboard.services import bots as bot_service
     from certfleet.demo.fleet import plan_fleet, register_fleet
     from certfleet.demo.listener import free_port
     from certfleet.deployments.names import BOT_POOL, bot_queue

@@ -14,11 +14,12 @@ Paths and SNI names belong to `certfleet.servers` (they share `Host` where they 
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pydantic is imported only when a model uses a rule: the scan processes import this module
     from pydantic import GetCoreSchemaHandler
@@ -309,3 +310,25 @@ class Secret(_Rule):
         if not value:
             return "empty"
         return _length_problem(value, self.max_len) or unicode_problem(value)
+
+
+def tag_input(value: str | list[str] | None, field: str = "tags") -> list[str]:
+    """Tags as a form types them ('env=prod, team=web') or as a JSON list; each obeys `Tag`, a duplicate is
+    refused (never merged)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return form_tags(value, field)
+    return TagList().check_tags(list(value), field)
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def choice(enum_type: type[E], value: str, field: str) -> E:
+    """One of an enumeration's values (or names), in any letter case."""
+    for member in enum_type:
+        if value.strip().lower() in (str(member.value).lower(), member.name.lower()):
+            return member
+    choices = ", ".join(str(m.value) for m in enum_type)
+    raise InputError(f"{field.replace('_', ' ')} must be one of {choices}, not {value!r}", field=field)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certfleet.dashboard import security
+from certfleet import tokens
 from certfleet.models.orm import Bot
 
 
@@ -18,9 +18,9 @@ def bearer_token(authorization: str) -> str:
 
 
 def bot_for_token(session: Session, token: str) -> Bot:
-    if not token.startswith(security.BOT_TOKEN_PREFIX):
+    if not token.startswith(tokens.BOT_TOKEN_PREFIX):
         raise BotTokenRefused("not a bot token (bot tokens start with cfb_)")
-    bot = session.scalar(select(Bot).where(Bot.token_hash == security.token_hash(token)))
+    bot = session.scalar(select(Bot).where(Bot.token_hash == tokens.token_hash(token)))
     if bot is None:
         raise BotTokenRefused("the bot token is unknown or was revoked: create a new token for this bot")
     return bot

@@ -18,8 +18,12 @@ from certfleet.settings import get_settings
 # scrypt parameters (RFC 7914): n=2**14, r=8, p=1 is ~16 MiB and ~50 ms here; stored with the hash.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
-USER_TOKEN_PREFIX = "cfu_"  # noqa: S105  # user API tokens (a prefix, not a secret)
-BOT_TOKEN_PREFIX = "cfb_"  # noqa: S105  # bot tokens
+# Tokens are made in one place for users and bots (certfleet.tokens).
+from certfleet.tokens import BOT_TOKEN_PREFIX as BOT_TOKEN_PREFIX  # noqa: E402
+from certfleet.tokens import USER_TOKEN_PREFIX as USER_TOKEN_PREFIX  # noqa: E402
+from certfleet.tokens import NewToken as NewToken  # noqa: E402
+from certfleet.tokens import new_token as new_token  # noqa: E402
+from certfleet.tokens import token_hash as token_hash  # noqa: E402
 
 
 def hash_password(password: str) -> str:
@@ -41,24 +45,6 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
-
-
-@dataclass(frozen=True)
-class NewToken:
-    """A freshly made token: `token` is shown once; only `hash` is stored, `prefix` helps people tell them apart."""
-
-    token: str
-    hash: str
-    prefix: str
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token(kind_prefix: str) -> NewToken:
-    token = kind_prefix + secrets.token_urlsafe(32)  # 32 random bytes
-    return NewToken(token=token, hash=token_hash(token), prefix=token[: len(kind_prefix) + 6])
 
 
 def _secret_file() -> Path:

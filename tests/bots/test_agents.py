@@ -21,12 +21,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from certfleet.bots import service as bot_service
 from certfleet.bots.liveness import mark_silent_bots
 from certfleet.bots.routing import start_deploy_runs
 from certfleet.bots.testbed import AgentProcess, PrefectServer, basic, issue_with_builtin_ca
 from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.dashboard.server import DashboardThread
-from certfleet.dashboard.services import bots as bot_service
 from certfleet.demo.fleet import DemoHost, plan_fleet, register_fleet
 from certfleet.demo.listener import ListenerProcess, free_port
 from certfleet.deployments.names import BOT_POOL, bot_queue

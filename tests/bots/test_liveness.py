@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from certfleet.bots import service as bot_service
 from certfleet.bots.auth import BotTokenRefused
 from certfleet.bots.checkin import check_in
 from certfleet.bots.liveness import mark_silent_bots
-from certfleet.dashboard.services import bots as bot_service
 from certfleet.flows.bots import check_bots
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.models.db import session_scope

@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from certfleet import fields
+from certfleet.bots import service as bots
 from certfleet.bots.auth import BotTokenRefused, bearer_token
 from certfleet.bots.checkin import check_in
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
-from certfleet.dashboard.services import bots
+from certfleet.dashboard.services.bots import BOTS
 from certfleet.deployments.api import configured_api_url, prefect_auth_string
 from certfleet.deployments.names import BOT_POOL, bot_queue
 from certfleet.models import repo
@@ -22,7 +23,7 @@ from certfleet.models.orm import Bot, BotPurpose, BotStatus
 from certfleet.settings import get_settings
 
 router = APIRouter(tags=["Bots"])
-add_list_api(router, bots.BOTS, tag="Bots")
+add_list_api(router, BOTS, tag="Bots")
 
 
 class BotIn(BaseModel):

@@ -8,16 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from certfleet.bots import service as bots
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
-from certfleet.dashboard.services import bots
+from certfleet.dashboard.services.bots import BOTS
 from certfleet.dashboard.templating import render
 from certfleet.models import repo
 from certfleet.models.orm import Bot, BotPurpose
 
 router = APIRouter()
-add_export_page(router, bots.BOTS)
+add_export_page(router, BOTS)
 PURPOSES = [p.value for p in BotPurpose]
 
 
@@ -66,7 +67,7 @@ def _token_page(request: Request, title: str, made: bots.CreatedBot) -> HTMLResp
 
 @router.get("/bots", response_class=HTMLResponse)
 def bots_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
-    ctx = page_context(request, db, who, bots.BOTS, counts=bots.counts(db))
+    ctx = page_context(request, db, who, BOTS, counts=bots.counts(db))
     return render(request, "bots/list.html", ctx)
 
 

@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from certfleet.bots import service as bots_svc
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
-from certfleet.dashboard.services import bots as bots_svc
 from certfleet.dashboard.services import certificates as svc
 from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_rollback

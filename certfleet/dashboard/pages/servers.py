@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from certfleet.bots import service as bots_svc
 from certfleet.connectors.servers import commands
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
-from certfleet.dashboard.services import bots as bots_svc
 from certfleet.dashboard.services import servers as svc
 from certfleet.dashboard.templating import render
 from certfleet.models import repo

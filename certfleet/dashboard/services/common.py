@@ -13,22 +13,8 @@ from certfleet.dashboard.errors import InputError
 E = TypeVar("E", bound=enum.Enum)
 
 
-def tags(value: str | list[str] | None, field: str = "tags") -> list[str]:
-    """Tags as a form types them ('env=prod, team=web') or as a JSON list; each obeys `fields.Tag`, a
-    duplicate is refused (never merged)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return fields.form_tags(value, field)
-    return fields.TagList().check_tags(list(value), field)
-
-
-def label(enum_type: type[E], value: str, field: str) -> E:
-    for member in enum_type:
-        if value.strip().lower() in (str(member.value).lower(), member.name.lower()):
-            return member
-    choices = ", ".join(str(m.value) for m in enum_type)
-    raise InputError(f"{field.replace('_', ' ')} must be one of {choices}, not {value!r}", field=field)
+tags = fields.tag_input
+label = fields.choice
 
 
 def text(value: str | None, field: str, *, required: bool = False, max_len: int = 200) -> str | None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from certfleet.dashboard.services import bots, certificates, orders, servers, smime
+from certfleet.bots import service as bots
+from certfleet.dashboard.services import certificates, orders, servers, smime
 
 
 def tiles(session: Session) -> dict[str, dict[str, int]]:
