@@ -53,6 +53,9 @@ class WorkerProcess:
             str(self.limit),
         ]
         env = {**os.environ, **self.extra_env}
+        # Every flow run is a new Python process that imports Prefect and certfleet: without the bytecode cache
+        # that costs about 7 s of CPU instead of 3 (measured here), so keep the cache even if the host disabled it.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(POLL_SECONDS))
         env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", "15")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
