@@ -11,4 +11,7 @@ uv sync --frozen --quiet
 uv run --frozen ruff check .
 uv run --frozen ruff format --check .
 uv run --frozen mypy
+# The tests start many Python subprocesses (listeners, Prefect servers, workers, agents, `certfleet up`): let them
+# reuse compiled modules even where the environment turned the bytecode cache off (__pycache__ is gitignored).
+unset PYTHONDONTWRITEBYTECODE
 uv run --frozen pytest "$@"
