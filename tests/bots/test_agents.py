@@ -42,6 +42,7 @@ from certfleet.models.orm import (
     DeploymentStatus,
     DeploymentStep,
     Server,
+    ServerConnection,
     ServerStatus,
     utcnow,
 )
@@ -206,6 +207,25 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
         assert server.status is ServerStatus.ACTIVE
         assert server.last_checked_at is not None
 
+    # An SSH server with a password, checked by bot-west: the password reaches the bot over the API, is used,
+    # and is refused by nothing listening; it must not end up in Prefect (swept below).
+    password = "pw-" + os.urandom(12).hex()
+    with session_scope() as s:
+        ssh_server = Server(description="ssh-west", host="127.0.0.1", ssh_port=free_port(), username="deploy",
+                            password=password, connection=ServerConnection.SSH, server_type="nginx",
+                            app_path="/etc/nginx", bot_id=fleet.bots["bot-west"])  # fmt: skip
+        s.add(ssh_server)
+        s.flush()
+        ssh_id = ssh_server.id
+    parameters = {"server_id": ssh_id, "actor": "test"}
+    (unreachable,) = wait_for_runs(
+        [start_flow_run("check-server", parameters, queue=bot_queue(fleet.bots["bot-west"]), as_subflow=False)],
+        timeout=300,
+    )
+    assert unreachable.state_name == "Completed"
+    with session_scope() as s:
+        assert repo.get(s, Server, ssh_id).status is ServerStatus.UNREACHABLE
+
     # Neither bot ever had a database or a key: nothing was created in their data directories.
     for agent in fleet.agents.values():
         assert list((agent.folder / "data").iterdir()) == []
@@ -268,6 +288,7 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
     # A sweep of everything Prefect stored finds no token, password or private key.
     dump = fleet.prefect.dump()
     assert "PRIVATE KEY" not in dump
+    assert password not in dump
     for token in fleet.tokens.values():
         assert token not in dump
         assert token[4:] not in dump
