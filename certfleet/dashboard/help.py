@@ -46,7 +46,8 @@ HELP: dict[str, str] = {
         "Certificates fully configured (bot, CA connector, deployment target) that their targets do not serve yet. "
         "Nothing starts a Discovered or Initiated one by itself: start Provision (issue + deploy) on the certificate's "
         "page, `certfleet provision ID` or POST /api/v1/certificates/ID/provision. An Issued or Rolled Back one is "
-        "deployed again by the hourly renew-expiring run."
+        "deployed by the hourly renew-expiring run once 6 hours have passed since it was issued or last deployed "
+        "(Deploy on its page does it at once)."
     ),
     "certs_deployment_failed": (
         "Certificates whose last deployment failed; the certificate's status reason says why (an unreachable server, "

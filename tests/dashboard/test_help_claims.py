@@ -46,7 +46,9 @@ def test_total_certs_counts_discovered_imported_and_requested(
     assert _tiles(client, accounts)["total"] == 3
 
 
-def _configured(status: CertificateStatus, accounts: Accounts, name: str) -> int:
+def _configured(
+    status: CertificateStatus, accounts: Accounts, name: str, issued_ago: timedelta = timedelta(days=1)
+) -> int:
     """A certificate with a provisioning bot, a CA connector and a target: Deployment Pending until served."""
     with session_scope() as s:
         server = s.query(Server).filter_by(description="web").one_or_none()
@@ -61,7 +63,7 @@ def _configured(status: CertificateStatus, accounts: Accounts, name: str) -> int
             provisioning_bot_id=accounts.boot.local_bot_id,
             ca_connector_id=accounts.boot.ca_connector_id,
             serial_number="0A1B" if issued else None,
-            issued_on=utcnow() - timedelta(days=1) if issued else None,
+            issued_on=utcnow() - issued_ago if issued else None,
             expires_on=utcnow() + timedelta(days=80) if issued else None,
         )
         s.add(cert)
@@ -73,14 +75,16 @@ def _configured(status: CertificateStatus, accounts: Accounts, name: str) -> int
 def test_deployment_pending_says_what_starts_each_certificate(client: TestClient, accounts: Accounts) -> None:
     text = HELP["certs_deployment_pending"]
     assert "Nothing starts a Discovered or Initiated one by itself" in text
-    assert "An Issued or Rolled Back one is deployed again by the hourly renew-expiring run" in text
+    assert "An Issued or Rolled Back one is deployed by the hourly renew-expiring run once 6 hours" in text
     assert "scheduled deployment plan" not in text
     initiated = _configured(CertificateStatus.INITIATED, accounts, "initiated.example.test")
     issued = _configured(CertificateStatus.ISSUED, accounts, "issued.example.test")
     rolled_back = _configured(CertificateStatus.ROLLED_BACK, accounts, "rolled-back.example.test")
-    assert _tiles(client, accounts)["deployment_pending"] == 3
+    _configured(CertificateStatus.ISSUED, accounts, "just-issued.example.test", issued_ago=timedelta(hours=1))
+    assert _tiles(client, accounts)["deployment_pending"] == 4
     due = {d.certificate_id: d.action for d in find_due.fn()}
-    assert due == {issued: "deploy", rolled_back: "deploy"}  # the Initiated one waits for Provision
+    # The Initiated one waits for Provision; the one issued an hour ago for its 6 hours.
+    assert due == {issued: "deploy", rolled_back: "deploy"}
     assert initiated not in due
     # ... and Provision, the way the help text names, is on its page.
     login(client, "operator")
