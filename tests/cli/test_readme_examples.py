@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from certfleet.deployments.api import auth_headers
 from tests.cli.test_cli import CERTFLEET, Up, _api_token, _env, _statuses, assert_healthy, running_up
 
 __all__ = ["running_up"]  # the one `certfleet up` fixture, shared with test_cli.py
@@ -123,12 +124,28 @@ def test_readme_examples_work_on_a_fresh_up(running_up: Up, tmp_path: Path) -> N
         time.sleep(1)
     assert _statuses(up.data_dir / "certfleet.db") == ["Deployed"] * 3
     token = _api_token(up.data_dir)
-    _check_curl_examples(up, token, tmp_path)
+    # The command-line examples first: their deployment ids ("rollback 4") are those of a fresh install.
     _check_cli_examples(up)
+    _wait_for_runs(up)
+    _check_curl_examples(up, token, tmp_path)
     _check_refusals_the_readme_quotes(up, token)
     with sqlite3.connect(up.data_dir / "certfleet.db") as db:
         assert db.execute("SELECT count(*) FROM deployments").fetchone()[0] >= 5
+    _wait_for_runs(up)  # the provision run the curl example started, before `up` is stopped
     assert_healthy(up.console)
+
+
+def _wait_for_runs(up: Up) -> None:
+    """Until no flow run is pending or running in Prefect."""
+    body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = httpx.post(f"{up.api}/flow_runs/filter", json=body, headers=auth_headers(up.auth_string), timeout=10)
+        assert runs.status_code == 200, runs.text
+        if not runs.json():
+            return
+        time.sleep(1)
+    raise AssertionError("flow runs still under way after 240 s")
 
 
 def _check_refusals_the_readme_quotes(up: Up, token: str) -> None:
@@ -139,7 +156,7 @@ def _check_refusals_the_readme_quotes(up: Up, token: str) -> None:
     port_message, path_message = quoted.groups()
     bearer = {"Authorization": f"Bearer {token}"}
     url = f"http://127.0.0.1:{up.dashboard_port}/api/v1/servers"
-    server = {"description": "readme", "host": "192.0.2.10", "username": "deploy", "password": "secret-password",
+    server = {"description": "readme", "ip_address": "192.0.2.10", "username": "deploy", "password": "secret-password",
               "server_type": "nginx", "nginx_path": "/etc/nginx/", "ports": [443]}  # fmt: skip
     bad_port = httpx.post(url, json={**server, "ports": [70000]}, headers=bearer, timeout=30, trust_env=False)
     assert bad_port.status_code == 422
