@@ -151,9 +151,9 @@ def _wait_for_runs(up: Up) -> None:
 def _check_refusals_the_readme_quotes(up: Up, token: str) -> None:
     """ "Bad input is refused field by field (...)": the messages quoted in the Servers section."""
     text = section("Servers: deploying over SSH")
-    quoted = re.search(r'refused field by field \("([^"]+)",\s*"([^"]+)"\)', text)
+    quoted = re.search(r'a port of 70000: "([^"]+)", no path for nginx: "([^"]+)"', text)
     assert quoted, "the Servers section no longer quotes its refusals"
-    port_message, path_message = quoted.groups()
+    port_message, path_message = (" ".join(q.split()) for q in quoted.groups())  # joined across README lines
     bearer = {"Authorization": f"Bearer {token}"}
     url = f"http://127.0.0.1:{up.dashboard_port}/api/v1/servers"
     server = {"description": "readme", "ip_address": "192.0.2.10", "username": "deploy", "password": "secret-password",
@@ -161,6 +161,7 @@ def _check_refusals_the_readme_quotes(up: Up, token: str) -> None:
     bad_port = httpx.post(url, json={**server, "ports": [70000]}, headers=bearer, timeout=30, trust_env=False)
     assert bad_port.status_code == 422
     assert port_message in bad_port.json()["detail"]
+    assert bad_port.json()["field"].startswith("ports")
     no_path = {k: v for k, v in server.items() if k != "nginx_path"}
     missing = httpx.post(url, json=no_path, headers=bearer, timeout=30, trust_env=False)
     assert missing.status_code == 422
