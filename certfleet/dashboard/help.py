@@ -1,20 +1,25 @@
-"""The manual's explanations, shown by the info icons (ℹ) next to each tile and metric."""
+"""The explanations shown by the info icons (ℹ) next to each tile and metric.
+
+They follow the manual's wording where the manual is true of certfleet, and say what certfleet really does where
+it is not (tests/dashboard/test_help_claims.py checks each claim against the code).
+"""
 
 from __future__ import annotations
 
 HELP: dict[str, str] = {
     "bots_total": (
-        "All provisioning agents deployed to automate certificate deployment. These intelligent agents automatically "
-        "install, update and manage certificates on your servers and applications, reducing manual work and human "
-        "error."
+        "All provisioning bots, in every status. Each server is mapped to a bot, and the runs that change a server "
+        "(deploy-certificate, rollback-deployment) run on that bot's Prefect queue: local-bot on the central host, "
+        "or a certfleet bot agent in the server's network."
     ),
     "bots_active": (
-        "Provisioning agents currently working on certificate deployments. These bots are actively installing "
-        "certificates, monitoring for updates, and ensuring systems maintain secure, up-to-date encryption."
+        "Bots that checked in within the silence limit and have servers mapped (or a Discovery purpose): their worker "
+        "runs the deployments and rollbacks queued for their servers."
     ),
     "bots_pending": (
-        "Provisioning agents awaiting setup or configuration. These bots are registered but need to be configured "
-        "with deployment targets and policies before they can begin automating certificate management."
+        "Bots that are Pending Activation (created, their agent never checked in) or Pending (checked in, but no "
+        "server is mapped to them and their purpose has no Discovery). Start the agent with the bot's token, or map "
+        "servers to the bot."
     ),
     "bots_stopped": (
         "Provisioning agents that have been paused. Their Prefect queue is paused: deployments to their servers wait "
@@ -22,32 +27,37 @@ HELP: dict[str, str] = {
         "coverage."
     ),
     "bots_create": (
-        "Create and register a new provisioning bot. Provisioning bots automate certificate deployment, renewal, and "
-        "installation across servers, applications, and load balancers."
+        "Create a provisioning bot: its token is shown once, for `certfleet bot run` on a host in the network of the "
+        "servers you then map to it."
     ),
-    "certs_total": "Total certificates available for provisioning. This list is directly populated from discovery.",
+    "certs_total": (
+        "Every certificate in the inventory, in any status: those found by discovery scans, imported from files, and "
+        "requested in certfleet (+ New certificate, or POST /api/v1/certificates)."
+    ),
     "certs_bot_unassigned": (
-        "Certificates ready for deployment but not yet assigned to an automation agent. These certificates have been "
-        "ordered or generated but need to be assigned to a provisioning bot to automate their installation on target "
-        "systems."
+        "Certificates with no provisioning bot. Choose one with Configure: a certificate is provisioned only with a "
+        "provisioning bot, a CA connector and at least one deployment target."
     ),
     "certs_configuration_pending": (
-        "Certificates that are awaiting further deployment configuration details. These certificates need additional "
-        "information (like target servers, installation paths, or binding configurations) before they can be "
-        "automatically deployed."
+        "Certificates with a provisioning bot but no CA connector or no deployment target (a server and port to serve "
+        "it on). Configure adds both; until then nothing issues or deploys them."
     ),
     "certs_deployment_pending": (
-        "Certificates fully configured and queued for installation. These are ready to be deployed to your servers. "
-        "The provisioning bot will install them according to the scheduled deployment plan."
+        "Certificates fully configured (bot, CA connector, deployment target) that their targets do not serve yet. "
+        "Nothing starts a Discovered or Initiated one by itself: start Provision (issue + deploy) on the certificate's "
+        "page, `certfleet provision ID` or POST /api/v1/certificates/ID/provision. An Issued or Rolled Back one is "
+        "deployed by the hourly renew-expiring run once 6 hours have passed since it was issued or last deployed "
+        "(Deploy on its page does it at once)."
     ),
     "certs_deployment_failed": (
-        "Certificate deployments that encountered errors during installation. These failed deployments need "
-        "investigation. Common issues include permission problems, connectivity issues, or incompatible certificate "
-        "formats. Action required to resolve."
+        "Certificates whose last deployment failed; the certificate's status reason says why (an unreachable server, "
+        "a permission problem, a config test that failed, a serial not served). For a certificate issued through a "
+        "CA connector the hourly renew-expiring run tries again, at most every 6 hours; fix the cause, then Deploy "
+        "on the certificate's page to try at once."
     ),
     "servers_total": (
-        "Total number of servers added for agentless provisioning. These are the servers configured using IP address, "
-        "credentials, and server type details for remote deployment."
+        "All registered servers: an address, credentials (password or SSH key) and a server type. certfleet deploys "
+        "to them over SSH from their bot; nothing is installed on the server itself."
     ),
     "servers_mapped": (
         "Servers that have been successfully associated with a provisioning bot. Mapping ensures that the selected bot "
@@ -57,25 +67,29 @@ HELP: dict[str, str] = {
         "Servers that are reachable and ready for certificate deployment. These systems are available for "
         "provisioning actions such as installation, renewal, rotation and updates."
     ),
-    "smime_total": "All employees in your Azure Active Directory eligible for email security certificates.",
-    "smime_awaiting": (
-        "Employees ready for S/MIME certificates but orders not yet submitted. These users have been identified for "
-        "email security but their certificates haven't been requested from the Certificate Authority yet. Initiate "
-        "orders to enable secure email for these users."
+    "smime_total": (
+        "All S/MIME users in certfleet: those imported with Import Manually. Users are not read from Azure Active "
+        "Directory in this version."
     ),
-    "smime_provisioned": "Employees successfully equipped with S/MIME email security certificates.",
-    "smime_connect": "Establish or manage the Azure Active Directory integration required for S/MIME provisioning.",
+    "smime_awaiting": (
+        "S/MIME users whose certificate has not been ordered from a CA yet (status Awaiting Order). certfleet does not "
+        "order S/MIME certificates for users in this version."
+    ),
+    "smime_provisioned": "S/MIME users whose status is Certificate Issued or Certificate Installed.",
+    "smime_connect": (
+        "Store Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet keeps "
+        "them but does not yet read users from Azure with them."
+    ),
     "orders_total": (
-        "All certificate requests submitted to the Certificate Authority, from initial request through final "
-        "issuance, providing complete visibility into the provisioning process."
+        "Every order certfleet wrote for a CA, in every state: Created, Submitted, Pending (the CA issues later and "
+        "is polled), Issued and Failed. The order is written before the CA is called, so it is never placed twice."
     ),
     "orders_csr_pending": (
-        "Certificate orders awaiting Certificate Signing Request (CSR) submission. The CSR contains the user's public "
-        "key and identity information. These orders need CSR creation and submission to the Certificate Authority "
-        "before certificates can be issued."
+        "Orders in state Created: the key and Certificate Signing Request (CSR) are made and recorded, but the CA "
+        "has not been called yet. The issue run that wrote the order sends it next; if that run stopped, the next "
+        "issue or provision run of the certificate sends the same order."
     ),
     "orders_issued": (
-        "Successfully issued certificates ready for distribution. The Certificate Authority has approved and issued "
-        "these certificates."
+        "Orders the CA has issued: the certificate is recorded in the inventory (and checked against the CSR's key)."
     ),
 }

@@ -23,6 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.tag_filter import like_escape, tag_match
+from certfleet.fields import unicode_problem
 from certfleet.models.orm import utcnow
 
 # A mapped attribute (Bot.name) or any SQL expression (case(...), Bot.id.is_not(None)).
@@ -137,7 +138,19 @@ class Page:
         return max(1, -(-self.total // self.query.per_page))
 
 
+# A filter this long is a paste mistake (descriptions stop at 2,000 characters); it would be echoed back in the
+# page and export titles, so it is refused before it reaches SQL.
+FILTER_MAX = 10_000
+
+
 def parse_filter(raw: str) -> Filter:
+    # The field rules apply to filters too: a NUL or a lone surrogate would reach the database driver (PostgreSQL
+    # refuses NUL in text, psycopg cannot encode a surrogate) and answer 500 instead of saying what is wrong.
+    if len(raw) > FILTER_MAX:
+        raise InputError(f"filter: {len(raw)} characters, at most {FILTER_MAX}", field="filter")
+    problem = unicode_problem(raw)
+    if problem is not None:
+        raise InputError(f"filter: {problem}", field="filter")
     parts = raw.split(":", 2)
     if len(parts) != 3 or not all(p.strip() for p in parts[:2]):
         raise InputError(f"filter {raw!r} must be column:operator:value, e.g. status:eq:Active", field="filter")
