@@ -21,6 +21,38 @@ OPENAPI_PATH = "/api/v1/openapi.json"
 ASSETS_PATH = "/vendor/swagger-ui"
 
 
+# Every 422 is certfleet's refusal (certfleet.dashboard.errors.refusal), not FastAPI's list of pydantic errors:
+# the document says so, so clients and the schemathesis fuzzer (tests/dashboard/test_api_fuzz.py) read it right.
+REFUSAL_SCHEMA: dict[str, Any] = {
+    "title": "Refusal",
+    "type": "object",
+    "required": ["detail", "field"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail", "description": "what to fix"},
+        "field": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Field"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def document_refusals(spec: dict[str, Any]) -> dict[str, Any]:
+    """The 422 schema FastAPI generates (HTTPValidationError) replaced by certfleet's refusal body."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" in schemas:
+        schemas["HTTPValidationError"] = REFUSAL_SCHEMA
+    return spec
+
+
 def install(app: FastAPI) -> None:
     """Adds the docs page, the OpenAPI document (both Viewer) and Swagger UI's files to an app made with
     `docs_url=None, openapi_url=None`."""
@@ -28,7 +60,7 @@ def install(app: FastAPI) -> None:
 
     @app.get(OPENAPI_PATH, include_in_schema=False)
     def openapi_document(who: Viewer) -> dict[str, Any]:
-        return app.openapi()
+        return document_refusals(app.openapi())
 
     @app.get(DOCS_PATH, response_class=HTMLResponse, include_in_schema=False)
     def api_docs(request: Request, who: Viewer) -> HTMLResponse:

@@ -101,6 +101,7 @@ def export_response(spec: listing.ListSpec, query: listing.ListQuery, fmt: str, 
     # Validate the filter and columns now, so a mistake is a 422 and not a broken download.
     listing.where_clause(spec, query.filters)
     listing.chosen_columns(spec, query.columns)
+    listing.order_by(spec, query.sort)  # an unknown sort key failed mid-stream (found by test_api_fuzz.py)
     if fmt == "pdf":
         _check_pdf(spec, query)
     chunks = xlsx_chunks(spec, query, who) if fmt == "xlsx" else pdf_chunks(spec, query, who)

@@ -246,13 +246,16 @@ def chosen_columns(spec: ListSpec, keys: Sequence[str] | None) -> list[Column]:
     return [c for c in cols if c in spec.columns] or [c for c in spec.columns if c.default]
 
 
-def _order(spec: ListSpec, sort: str | None) -> list[Any]:
+def order_by(spec: ListSpec, sort: str | None) -> list[Any]:
     key = sort or spec.default_sort
     desc = key.startswith("-")
     key = key.lstrip("-")
     if key == "id":
         return [spec.pk.desc() if desc else spec.pk.asc()]
-    col = spec.column(key)
+    try:
+        col = spec.column(key)
+    except InputError as exc:  # the mistake is in the sort parameter, not a filter
+        raise InputError(exc.message, field="sort") from exc
     if not col.sortable:
         raise InputError(f"{spec.title} cannot be sorted by {col.label}", field="sort")
     expr = col.expr if col.type is not ColType.TAGS else cast(col.expr, String)
@@ -285,7 +288,7 @@ def fetch(session: Session, spec: ListSpec, query: ListQuery) -> Page:
     stmt = (
         _select(spec, cols)
         .where(*where)
-        .order_by(*_order(spec, query.sort))
+        .order_by(*order_by(spec, query.sort))
         .limit(query.per_page)
         .offset((query.page - 1) * query.per_page)
     )
@@ -296,7 +299,7 @@ def fetch(session: Session, spec: ListSpec, query: ListQuery) -> Page:
 def stream(session: Session, spec: ListSpec, query: ListQuery, batch: int = 1000) -> Iterator[Mapping[str, Any]]:
     """Every filtered row in order, fetched `batch` at a time (server-side cursor on PostgreSQL)."""
     cols = chosen_columns(spec, query.columns)
-    stmt = _select(spec, cols).where(*where_clause(spec, query.filters)).order_by(*_order(spec, query.sort))
+    stmt = _select(spec, cols).where(*where_clause(spec, query.filters)).order_by(*order_by(spec, query.sort))
     for row in session.execute(stmt.execution_options(yield_per=batch)):
         yield dict(row._mapping)
 

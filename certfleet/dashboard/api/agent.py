@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from certfleet.bots.auth import BotTokenRefused, bearer_token, bot_for_token
 from certfleet.connectors.errors import ConnectorError
+from certfleet.dashboard.api.ids import RowId
 from certfleet.jobs.db_store import DbJobStore, NotYourServer
 from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.db import session_scope
@@ -50,12 +51,12 @@ def _guard(call: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @router.get("/certificates/{certificate_id}/targets", summary="The certificate's targets on this bot's servers")
-def certificate_targets(certificate_id: int, store: Store) -> list[int]:
+def certificate_targets(certificate_id: RowId, store: Store) -> list[int]:
     return list(_guard(store.certificate_targets, certificate_id))
 
 
 @router.get("/certificates/{certificate_id}/targets/{target_id}/job", summary="A target and its server")
-def target_job(certificate_id: int, target_id: int, store: Store) -> TargetJob:
+def target_job(certificate_id: RowId, target_id: RowId, store: Store) -> TargetJob:
     return _guard(store.target_job, certificate_id, target_id)  # type: ignore[no-any-return]
 
 
@@ -75,12 +76,12 @@ def open_deployment(body: OpenDeployment, store: Store) -> dict[str, int]:
 
 
 @router.get("/deployments/{deployment_id}/job", summary="A deployment's target and server")
-def deployment_job(deployment_id: int, store: Store) -> TargetJob:
+def deployment_job(deployment_id: RowId, store: Store) -> TargetJob:
     return _guard(store.deployment_job, deployment_id)  # type: ignore[no-any-return]
 
 
 @router.get("/deployments/{deployment_id}/bundle", summary="The certificate, chain and key to install")
-def bundle(deployment_id: int, store: Store) -> BundleOut:
+def bundle(deployment_id: RowId, store: Store) -> BundleOut:
     b = _guard(store.bundle, deployment_id)
     return BundleOut(leaf_pem=b.leaf_pem.decode(), chain_pem=b.chain_pem.decode(), key_pem=b.key_pem.decode())
 
@@ -92,7 +93,7 @@ class StepIn(BaseModel):
 
 
 @router.post("/deployments/{deployment_id}/steps", status_code=201, summary="Journal a change before making it")
-def journal(deployment_id: int, body: StepIn, store: Store) -> dict[str, int]:
+def journal(deployment_id: RowId, body: StepIn, store: Store) -> dict[str, int]:
     return {"id": _guard(store.journal, deployment_id, body.action, body.path, body.backup_path)}
 
 
@@ -103,24 +104,24 @@ class StepUpdate(BaseModel):
 
 
 @router.patch("/steps/{step_id}", summary="Record how a journalled change went")
-def update_step(step_id: int, body: StepUpdate, store: Store) -> dict[str, bool]:
+def update_step(step_id: RowId, body: StepUpdate, store: Store) -> dict[str, bool]:
     _guard(store.update_step, step_id, state=body.state, existed_before=body.existed_before, detail=body.detail)
     return {"ok": True}
 
 
 @router.post("/deployments/{deployment_id}/finish", summary="The new certificate is served: Deployed")
-def finish(deployment_id: int, store: Store) -> list[StaleBackup]:
+def finish(deployment_id: RowId, store: Store) -> list[StaleBackup]:
     return list(_guard(store.finish, deployment_id))
 
 
 @router.post("/deployments/{deployment_id}/forget-backups", summary="Older backups were removed from the server")
-def forget_backups(deployment_id: int, body: list[StaleBackup], store: Store) -> dict[str, bool]:
+def forget_backups(deployment_id: RowId, body: list[StaleBackup], store: Store) -> dict[str, bool]:
     _guard(store.forget_backups, deployment_id, body)
     return {"ok": True}
 
 
 @router.get("/deployments/{deployment_id}/restore-plan", summary="What a rollback must undo")
-def restore_plan(deployment_id: int, store: Store) -> RestorePlan:
+def restore_plan(deployment_id: RowId, store: Store) -> RestorePlan:
     return _guard(store.restore_plan, deployment_id)  # type: ignore[no-any-return]
 
 
@@ -130,7 +131,7 @@ class CloseIn(BaseModel):
 
 
 @router.post("/deployments/{deployment_id}/close", summary="End a deployment that was rolled back or failed")
-def close(deployment_id: int, body: CloseIn, store: Store) -> dict[str, bool]:
+def close(deployment_id: RowId, body: CloseIn, store: Store) -> dict[str, bool]:
     if body.status not in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED):
         raise AgentRefusal(422, "status must be Rolled Back or Failed (Deployed is reported by /finish)")
     _guard(store.close, deployment_id, body.status, body.reason)
@@ -142,7 +143,7 @@ class HostKeyIn(BaseModel):
 
 
 @router.post("/servers/{server_id}/host-key", summary="Pin the SSH host key seen on first contact")
-def pin_host_key(server_id: int, body: HostKeyIn, store: Store) -> dict[str, bool]:
+def pin_host_key(server_id: RowId, body: HostKeyIn, store: Store) -> dict[str, bool]:
     _guard(store.pin_host_key, server_id, body.key_line)
     return {"ok": True}
 

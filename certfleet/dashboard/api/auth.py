@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from certfleet.dashboard import lists, prefs
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Viewer
 from certfleet.dashboard.services import users
 
@@ -45,7 +46,7 @@ def create_token(body: TokenIn, db: DbSession, who: Viewer) -> dict[str, Any]:
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")
-def revoke_token(token_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def revoke_token(token_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     row = users.revoke_api_token(db, token_id, user_id=who.user_id, is_admin=who.has("admin"), actor=who.username)
     return {"id": row.id, "revoked": True}
 

@@ -13,6 +13,7 @@ from certfleet import fields
 from certfleet.bots import service as bots
 from certfleet.bots.auth import BotTokenRefused, bearer_token
 from certfleet.bots.checkin import check_in
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services.bots import BOTS
@@ -63,7 +64,7 @@ def _fields(body: BotIn) -> bots.BotFields:
 
 
 @router.get("/bots/{bot_id}", summary="One bot")
-def get_bot(bot_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def get_bot(bot_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     return bot_json(repo.get(db, Bot, bot_id))
 
 
@@ -74,33 +75,33 @@ def create_bot(body: BotIn, db: DbSession, who: Operator) -> dict[str, Any]:
 
 
 @router.put("/bots/{bot_id}", summary="Configure a bot (name, purpose, group, metadata)")
-def configure_bot(bot_id: int, body: BotIn, db: DbSession, who: Operator) -> dict[str, Any]:
+def configure_bot(bot_id: RowId, body: BotIn, db: DbSession, who: Operator) -> dict[str, Any]:
     return bot_json(bots.configure_bot(db, bot_id, _fields(body), who.username))
 
 
 @router.post("/bots/{bot_id}/stop", summary="Stop (pause) a bot")
-def stop_bot(bot_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def stop_bot(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return bot_json(bots.set_running(db, bot_id, False, who.username))
 
 
 @router.post("/bots/{bot_id}/start", summary="Start a stopped bot")
-def start_bot(bot_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def start_bot(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return bot_json(bots.set_running(db, bot_id, True, who.username))
 
 
 @router.post("/bots/{bot_id}/token", summary="Replace a bot's token; the new one is in this answer only")
-def regenerate_token(bot_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def regenerate_token(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     made = bots.new_token(db, bot_id, who.username)
     return {**bot_json(made.bot), "token": made.token}
 
 
 @router.delete("/bots/{bot_id}/token", summary="Revoke a bot's token (the bot can no longer check in)")
-def revoke_token(bot_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def revoke_token(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return bot_json(bots.revoke_token(db, bot_id, who.username))
 
 
 @router.delete("/bots/{bot_id}", summary="Delete a bot (its servers and certificates become unmapped)")
-def delete_bot(bot_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def delete_bot(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return {"deleted": bot_id, "detail": bots.delete_bot(db, bot_id, who.username)}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from certfleet.ca_admin import service as ca
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, Viewer
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.lists import add_list_api
@@ -48,7 +49,7 @@ def _kind(body: dict[str, Any]) -> str:
 
 
 @router.get("/ca-connectors/{connector_id}", summary="One connector (secrets are never returned)")
-def get_connector(connector_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def get_connector(connector_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     return svc.detail(db, connector_id)
 
 
@@ -60,20 +61,20 @@ def create(db: DbSession, who: Admin, body: dict[str, Any] = _BODY) -> dict[str,
 
 
 @router.put("/ca-connectors/{connector_id}", summary="Edit a CA connector (secrets left out keep the stored ones)")
-def update(connector_id: int, db: DbSession, who: Admin, body: dict[str, Any] = _BODY) -> dict[str, Any]:
+def update(connector_id: RowId, db: DbSession, who: Admin, body: dict[str, Any] = _BODY) -> dict[str, Any]:
     kind = svc.detail(db, connector_id)["kind"]
     svc.update(db, connector_id, svc.decode_files(kind, body), who.username)
     return svc.detail(db, connector_id)
 
 
 @router.post("/ca-connectors/{connector_id}/disable", summary="Disable: the connector places no new orders")
-def disable(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+def disable(connector_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
     svc.disable(db, connector_id, who.username)
     return svc.detail(db, connector_id)
 
 
 @router.post("/ca-connectors/{connector_id}/enable", summary="Enable a disabled connector")
-def enable(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+def enable(connector_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
     svc.enable(db, connector_id, who.username)
     return svc.detail(db, connector_id)
 
@@ -82,7 +83,7 @@ def enable(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
     "/ca-connectors/{connector_id}",
     summary="Delete a connector nothing uses (422 listing the certificates that still use it)",
 )
-def delete(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+def delete(connector_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
     return {"deleted": connector_id, "name": svc.delete(db, connector_id, who.username)}
 
 
@@ -90,6 +91,6 @@ def delete(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
     "/ca-connectors/{connector_id}/test",
     summary="Test connection: authenticate against the CA with the stored settings; orders nothing",
 )
-def test_connection(connector_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+def test_connection(connector_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
     # Synchronous on purpose: it is one authenticated request bounded by the connector's own timeout.
     return svc.check_connection(db, connector_id).model_dump()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, SecretStr
 
 from certfleet import fields
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef
@@ -199,17 +200,17 @@ async def import_files(
 
 
 @router.get("/certificates/{cert_id}", summary="One certificate with its targets")
-def get_one(cert_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def get_one(cert_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     return certificate_json(repo.get(db, Certificate, cert_id))
 
 
-def _request(db: DbSession, cert_id: int, body: ConfigureBody) -> ConfigureRequest:
+def _request(db: DbSession, cert_id: RowId, body: ConfigureBody) -> ConfigureRequest:
     targets = body.targets if body.targets is not None else inventory.current_targets(db, cert_id)
     return ConfigureRequest.model_validate({**body.model_dump(exclude={"targets"}), "targets": targets})
 
 
 @router.get("/certificates/{cert_id}/configuration", summary="Configure: the saved configuration")
-def get_configuration(cert_id: int, db: DbSession, who: Viewer) -> CertificateConfiguration:
+def get_configuration(cert_id: RowId, db: DbSession, who: Viewer) -> CertificateConfiguration:
     return inventory.configuration(db, cert_id)
 
 
@@ -219,24 +220,24 @@ def get_configuration(cert_id: int, db: DbSession, who: Viewer) -> CertificateCo
     description="Refused with 422 and every reason in `problems` ({field, message}) when it cannot work; "
     "nothing is saved then. Leave `targets` out to keep the certificate's targets.",
 )
-def configure(cert_id: int, body: ConfigureBody, db: DbSession, who: Operator) -> CertificateConfiguration:
+def configure(cert_id: RowId, body: ConfigureBody, db: DbSession, who: Operator) -> CertificateConfiguration:
     return inventory.configure(db, cert_id, _request(db, cert_id, body), actor=who.username)
 
 
 @router.post("/certificates/{cert_id}/configuration/check", summary="Configure: every problem, without saving")
-def check_configuration(cert_id: int, body: ConfigureBody, db: DbSession, who: Viewer) -> dict[str, Any]:
+def check_configuration(cert_id: RowId, body: ConfigureBody, db: DbSession, who: Viewer) -> dict[str, Any]:
     problems = inventory.check_configuration(db, cert_id, _request(db, cert_id, body))
     return {"ok": not problems, "problems": [{"field": f, "message": m} for f, m in problems]}
 
 
 @router.post("/certificates/{cert_id}/targets", status_code=201, summary="Add a deployment target")
-def add_target(cert_id: int, body: TargetIn, db: DbSession, who: Operator) -> dict[str, Any]:
+def add_target(cert_id: RowId, body: TargetIn, db: DbSession, who: Operator) -> dict[str, Any]:
     svc.add_target(db, cert_id, svc.TargetFields(**body.model_dump()), who.username)
     return certificate_json(repo.get(db, Certificate, cert_id))
 
 
 @router.delete("/certificates/{cert_id}/targets/{target_id}", summary="Remove a deployment target")
-def remove_target(cert_id: int, target_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def remove_target(cert_id: RowId, target_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     svc.remove_target(db, cert_id, target_id, who.username)
     return certificate_json(repo.get(db, Certificate, cert_id))
 
@@ -250,7 +251,7 @@ def _file(result: Any) -> Response:
 
 
 @router.get("/certificates/{cert_id}/download", summary="Download: format pem, der or pkcs7 (p7b)")
-def download(cert_id: int, db: DbSession, who: Viewer, format: str = "pem", include_chain: bool = True) -> Response:
+def download(cert_id: RowId, db: DbSession, who: Viewer, format: str = "pem", include_chain: bool = True) -> Response:
     fmt = inventory.download_format(format)
     if fmt is DownloadFormat.PKCS12:
         raise InputError(
@@ -264,7 +265,7 @@ def download(cert_id: int, db: DbSession, who: Viewer, format: str = "pem", incl
     "/certificates/{cert_id}/download",
     summary="Download in any format; PKCS#12 (private key + chain) needs a password and the operator role",
 )
-def download_with_body(cert_id: int, db: DbSession, who: Viewer, body: DownloadBody) -> Response:
+def download_with_body(cert_id: RowId, db: DbSession, who: Viewer, body: DownloadBody) -> Response:
     if body.format is DownloadFormat.PKCS12 and not who.has("operator"):
         raise Forbidden("exporting a private key (PKCS#12) needs the operator role")
     password = body.password.get_secret_value() if body.password else None
@@ -275,29 +276,29 @@ def download_with_body(cert_id: int, db: DbSession, who: Viewer, body: DownloadB
 
 
 @router.get("/certificates/{cert_id}/details", summary="Certificate Details: decoded fields, chain, locations")
-def details(cert_id: int, db: DbSession, who: Viewer) -> CertificateDetails:
+def details(cert_id: RowId, db: DbSession, who: Viewer) -> CertificateDetails:
     return inventory.details(db, cert_id)
 
 
 @router.get("/certificates/{cert_id}/text", summary="View Certificate: the decoded X.509 as text")
-def view(cert_id: int, db: DbSession, who: Viewer) -> CertificateText:
+def view(cert_id: RowId, db: DbSession, who: Viewer) -> CertificateText:
     return inventory.view(db, cert_id)
 
 
 @router.post("/certificates/{cert_id}/ignore", summary="Ignore: exclude from provisioning, keep in inventory")
 def ignore(
-    cert_id: int, db: DbSession, who: Operator, body: Annotated[IgnoreBody | None, Body()] = None
+    cert_id: RowId, db: DbSession, who: Operator, body: Annotated[IgnoreBody | None, Body()] = None
 ) -> StatusChange:
     return inventory.ignore(db, cert_id, actor=who.username, reason=body.reason if body else None)
 
 
 @router.post("/certificates/{cert_id}/unignore", summary="Unignore: back to the state its data says")
-def unignore(cert_id: int, db: DbSession, who: Operator) -> StatusChange:
+def unignore(cert_id: RowId, db: DbSession, who: Operator) -> StatusChange:
     return inventory.unignore(db, cert_id, actor=who.username)
 
 
 @router.delete("/certificates/{cert_id}", summary="Delete the certificate, its locations and order history")
-def delete(cert_id: int, db: DbSession, who: Operator) -> Deleted:
+def delete(cert_id: RowId, db: DbSession, who: Operator) -> Deleted:
     return inventory.delete(db, cert_id, actor=who.username)
 
 
@@ -308,13 +309,13 @@ def delete(cert_id: int, db: DbSession, who: Operator) -> Deleted:
     description="A deploy starts one run per bot that reaches the certificate's servers: `runs` lists them all, "
     "the top-level fields name the first.",
 )
-def start(cert_id: int, action: str, db: DbSession, who: Operator) -> dict[str, Any]:
+def start(cert_id: RowId, action: str, db: DbSession, who: Operator) -> dict[str, Any]:
     runs = start_for_certificate(db, cert_id, action, who.username)
     return {**run_json(runs[0]), "runs": [run_json(r) for r in runs]}
 
 
 @router.get("/certificates/{cert_id}/deployments", summary="Deployments of a certificate, newest first")
-def deployments(cert_id: int, db: DbSession, who: Viewer) -> list[dict[str, Any]]:
+def deployments(cert_id: RowId, db: DbSession, who: Viewer) -> list[dict[str, Any]]:
     cert = repo.get(db, Certificate, cert_id)
     rows = db.query(Deployment).filter(Deployment.certificate_id == cert.id).order_by(Deployment.id.desc()).limit(50)
     return [
@@ -334,5 +335,5 @@ def deployments(cert_id: int, db: DbSession, who: Viewer) -> list[dict[str, Any]
 
 
 @router.post("/deployments/{deployment_id}/rollback", status_code=202, summary="Start a rollback-deployment run")
-def rollback(deployment_id: int, db: DbSession, who: Operator) -> dict[str, str]:
+def rollback(deployment_id: RowId, db: DbSession, who: Operator) -> dict[str, str]:
     return run_json(start_rollback(db, deployment_id, who.username))

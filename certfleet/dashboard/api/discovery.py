@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from certfleet.dashboard.api.certificates import run_json
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import inventory
@@ -47,7 +48,7 @@ def discover(body: inventory.DiscoverRequest, db: DbSession, who: Operator) -> d
     summary="Scan server files: start a discover-server-files run for one server in Prefect",
 )
 def scan_files(
-    server_id: int, db: DbSession, who: Operator, body: Annotated[FileScanBody | None, Body()] = None
+    server_id: RowId, db: DbSession, who: Operator, body: Annotated[FileScanBody | None, Body()] = None
 ) -> dict[str, str]:
     body = body or FileScanBody()
     run = inventory.start_file_scan(db, server_id, actor=who.username, bot_id=body.bot_id, extra_paths=body.extra_paths)
@@ -65,7 +66,7 @@ def add_private_root(body: PrivateRootIn, db: DbSession, who: Operator) -> Priva
 
 
 @router.delete("/private-roots/{root_id}", status_code=204, summary="Remove a private root")
-def remove_private_root(root_id: int, db: DbSession, who: Operator) -> None:
+def remove_private_root(root_id: RowId, db: DbSession, who: Operator) -> None:
     inventory.remove_private_root(db, root_id, actor=who.username)
 
 
@@ -73,5 +74,5 @@ def remove_private_root(root_id: int, db: DbSession, who: Operator) -> None:
     "/private-roots/{root_id}/public-rules",
     summary="Admin: hold chains to a private root to the public CA rules, or stop (re-derives Vulnerable)",
 )
-def public_rules(root_id: int, body: PublicRulesIn, db: DbSession, who: Admin) -> PrivateRootView:
+def public_rules(root_id: RowId, body: PublicRulesIn, db: DbSession, who: Admin) -> PrivateRootView:
     return inventory.hold_to_public_rules(db, root_id, body.apply, actor=who.username)

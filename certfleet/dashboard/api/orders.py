@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services.orders import ORDERS
@@ -18,7 +19,7 @@ add_list_api(router, ORDERS, tag="Orders")
 
 
 @router.get("/orders/{order_id}", summary="One order with its history")
-def get_order(order_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def get_order(order_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     o = repo.get(db, Order, order_id)
     return {
         "id": o.id,

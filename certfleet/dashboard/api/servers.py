@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from certfleet.connectors.servers import commands
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import servers as svc
@@ -41,7 +42,7 @@ def server_types(who: Viewer) -> list[dict[str, Any]]:
 
 
 @router.get("/servers/{server_id}", summary="One server (never its password or key: only whether one is set)")
-def get_server(server_id: int, db: DbSession, who: Viewer) -> dict[str, Any]:
+def get_server(server_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     return _json(svc.get_server(server_id))
 
 
@@ -55,7 +56,7 @@ def create_server(body: Annotated[dict[str, Any], Body()], db: DbSession, who: O
     summary="Update a server (omitted fields and secrets are kept)",
 )
 def update_server(
-    server_id: int, body: Annotated[dict[str, Any], Body()], db: DbSession, who: Operator
+    server_id: RowId, body: Annotated[dict[str, Any], Body()], db: DbSession, who: Operator
 ) -> dict[str, Any]:
     return _json(svc.update_server(server_id, body, who.username, admin=who.has("admin")))
 
@@ -65,11 +66,11 @@ def update_server(
     status_code=202,
     summary="Check connectivity: start a check-server run (sets the server Active, or Unreachable with the reason)",
 )
-def check_server(server_id: int, db: DbSession, who: Operator) -> dict[str, str]:
+def check_server(server_id: RowId, db: DbSession, who: Operator) -> dict[str, str]:
     run = svc.start_check(db, server_id, who.username)
     return {"flow_run_id": run.id, "flow_run_name": run.name, "prefect_url": run.url}
 
 
 @router.delete("/servers/{server_id}", summary="Delete a server that is no certificate's target")
-def delete_server(server_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def delete_server(server_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return {"deleted": server_id, "description": svc.delete_server(db, server_id, who.username)}

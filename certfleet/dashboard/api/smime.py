@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from certfleet import fields
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import smime as svc
@@ -63,7 +64,7 @@ def import_user(body: ImportIn, db: DbSession, who: Operator) -> dict[str, Any]:
 
 
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")
-def ignore(user_id: int, db: DbSession, who: Operator) -> dict[str, Any]:
+def ignore(user_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return user_json(svc.ignore_email(db, user_id, who.username))
 
 
@@ -80,11 +81,11 @@ def create_profile(body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]
 @router.put(
     "/directory-profiles/{profile_id}", summary="Change a profile (an empty client_secret keeps the stored one)"
 )
-def update_profile(profile_id: int, body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
+def update_profile(profile_id: RowId, body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
     fields_in = svc.ProfileFields(**body.model_dump())
     return profile_json(svc.save_profile(db, fields_in, who.username, profile_id=profile_id))
 
 
 @router.delete("/directory-profiles/{profile_id}", summary="Delete a profile (its users stay, unlinked)")
-def delete_profile(profile_id: int, db: DbSession, who: Admin) -> dict[str, Any]:
+def delete_profile(profile_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
     return {"deleted": profile_id, "description": svc.delete_profile(db, profile_id, who.username)}

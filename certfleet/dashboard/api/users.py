@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from certfleet import fields
+from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, require_role
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import users as svc
@@ -51,7 +52,7 @@ def create_user(body: UserIn, db: DbSession, who: Admin) -> dict[str, Any]:
 
 
 @router.patch("/users/{user_id}", summary="Change a user's role, password, or disable them")
-def update_user(user_id: int, body: UserUpdate, db: DbSession, who: Admin) -> dict[str, Any]:
+def update_user(user_id: RowId, body: UserUpdate, db: DbSession, who: Admin) -> dict[str, Any]:
     user = svc.update_user(
         db, user_id, actor=who.username, role=body.role, disabled=body.disabled, password=body.password
     )
