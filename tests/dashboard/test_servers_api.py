@@ -237,7 +237,7 @@ def test_check_run_against_a_real_sshd_sets_the_status_the_dashboard_shows(
         (nginx / "nginx.conf").write_text("events {}\n")
         operator = auth(accounts, "operator")
         good = _good(ip_address="127.0.0.1", username=PASSWORD_USER, password=PASSWORD, nginx_path=str(nginx),
-                     keystore_folder=None, ssh_port=sshd.port)  # fmt: skip
+                     keystore_folder=None, ssh_port=sshd.port, bot_id=accounts.boot.local_bot_id)  # fmt: skip
         ok_id = client.post("/api/v1/servers", json=good, headers=operator).json()["id"]
         bad_id = client.post("/api/v1/servers", json=_good(**{**good, "description": "wrong password",
                                                                 "password": "not-the-password",

@@ -149,7 +149,7 @@ def pin_host_key(server_id: RowId, body: HostKeyIn, store: Store) -> dict[str, b
 
 
 @router.get("/servers/{server_id}/access", summary="How to reach a server (credentials included), for its check")
-def server_access(server_id: int, store: Store) -> ServerAccess:
+def server_access(server_id: RowId, store: Store) -> ServerAccess:
     return _guard(store.server_access, server_id)  # type: ignore[no-any-return]
 
 
@@ -159,5 +159,5 @@ class CheckIn(BaseModel):
 
 
 @router.post("/servers/{server_id}/check", summary="Record what a connectivity check found")
-def record_check(server_id: int, body: CheckIn, store: Store) -> ConnectivityResult:
+def record_check(server_id: RowId, body: CheckIn, store: Store) -> ConnectivityResult:
     return _guard(store.record_check, server_id, body.actor, body.outcome)  # type: ignore[no-any-return]
