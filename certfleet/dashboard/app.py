@@ -93,9 +93,11 @@ def create_app() -> FastAPI:
     )
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
-    app.add_middleware(RequestLimits)  # inside the session middleware: it checks who uploads
-    app.middleware("http")(_session_cookie)
+    # Innermost first. StrictFormEncoding reads a whole form, so it sits inside RequestLimits, which counts the
+    # bytes as they stream in; RequestLimits sits inside the session middleware because it checks who uploads.
     app.add_middleware(StrictFormEncoding)  # a form field that is not UTF-8: 422 naming it, never U+FFFD
+    app.add_middleware(RequestLimits)
+    app.middleware("http")(_session_cookie)
     app.add_middleware(SecurityHeaders)  # outermost: every answer gets the headers
     api_docs.install(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")

@@ -3,8 +3,6 @@ input and unsuitable bots are clear errors before any run exists; viewers cannot
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,20 +13,6 @@ from certfleet.models.orm import AuditEvent, Bot, BotPurpose, BotStatus, Server,
 from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-
-    url = str(PREFECT_API_URL.value())
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    from certfleet.flows.discovery import discover_endpoints, discover_server_files
-
-    for f in (discover_endpoints, discover_server_files):  # registered, not served: the runs wait
-        f.to_deployment(name="certfleet").apply()  # type: ignore[union-attr]
-    yield url
-    os.environ.pop("PREFECT_API_URL", None)
 
 
 def _run(flow_run_id: str) -> Any:

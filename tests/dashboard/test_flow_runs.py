@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,19 +10,6 @@ from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, Serv
 from tests.dashboard.conftest import Accounts, auth
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-
-    url = str(PREFECT_API_URL.value())
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    from certfleet.deployments.serve import register, runner_deployments
-
-    register(runner_deployments("bot-1"))  # registered, not served: the runs wait
-    yield url
-    os.environ.pop("PREFECT_API_URL", None)
 
 
 def _configured_certificate(accounts: Accounts, with_target: bool, *, mapped: bool = True) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -35,19 +33,6 @@ def _good(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-@pytest.fixture
-def prefect_api(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-
-    url = str(PREFECT_API_URL.value())
-    monkeypatch.setenv("PREFECT_API_URL", url)
-    from certfleet.deployments.serve import register, runner_deployments
-
-    register(runner_deployments("bot-1"))  # registered, not served: the run waits as Scheduled
-    yield url
-    os.environ.pop("PREFECT_API_URL", None)
 
 
 def test_bad_fields_answer_422_with_each_message_beside_its_field(client: TestClient, accounts: Accounts) -> None:
