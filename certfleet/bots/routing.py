@@ -72,6 +72,29 @@ def deploy_routes(
     return list(groups.values())
 
 
+def file_scan_route(session: Session, server_id: int, bot_id: int | None = None) -> Route:
+    """A server's files are scanned by the bot it is mapped to; a server mapped to no bot, by the local bot."""
+    from certfleet.jobs.discovery import DiscoveryError, discovery_bot
+
+    server = repo.get(session, Server, server_id)
+    if server.bot is not None:
+        if bot_id is not None and bot_id != server.bot_id:
+            raise NoRoute(
+                f"server {server.description} ({server.host}) is mapped to bot {server.bot.name}: "
+                "only that bot scans its files"
+            )
+        bot_id = server.bot_id
+    elif bot_id is not None:
+        raise NoRoute(
+            f"server {server.description} ({server.host}) is mapped to no bot: map it to the bot first, "
+            "or scan it with the local bot"
+        )
+    try:
+        return Route.of(discovery_bot(session, bot_id, scans_networks=False))
+    except DiscoveryError as exc:
+        raise NoRoute(str(exc)) from None
+
+
 def rollback_route(session: Session, deployment_id: int) -> Route:
     return route_of_server(repo.get(session, Deployment, deployment_id).target.server)
 

@@ -20,10 +20,9 @@ from certfleet.connectors.base import IssueRequest
 from certfleet.demo.listener import free_port
 from certfleet.models import repo
 from certfleet.models.db import session_scope
-from certfleet.models.orm import CAConnector, Certificate, CertificateStatus
+from certfleet.models.orm import CAConnector, Certificate
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
-from certfleet.pki.parse import load_material, serial_hex
 
 # What a bot host does not have: certfleet's database URL, its key, a Prefect address of its own.
 NOT_ON_A_BOT = (
@@ -162,6 +161,7 @@ class AgentProcess:
 def issue_with_builtin_ca(cert_ids: list[int]) -> None:
     """Issued by the built-in CA as issue-certificate would, without a flow (these measure where deployments run)."""
     from certfleet.tasks.build import build_ca
+    from certfleet.tasks.issuance import make_current
 
     with session_scope() as s:
         ca = build_ca(s, s.scalars(select(CAConnector).where(CAConnector.kind == "local")).one())
@@ -170,7 +170,4 @@ def issue_with_builtin_ca(cert_ids: list[int]) -> None:
             key = generate_private_key(KeySpec(algorithm="ec", size=256))
             csr = csr_to_pem(build_csr(key, cert.common_name, [cert.common_name]))
             chain = ca.issue(IssueRequest(csr_pem=csr, idempotency_key=f"bots-test-{cert_id}")).pem_chain or ""
-            cert.pem_chain = chain
-            cert.private_key = private_key_to_pem(key)
-            cert.serial_number = serial_hex(load_material(chain.encode()).certificates[0].serial_number)
-            cert.status = CertificateStatus.ISSUED
+            make_current(s, cert, chain, private_key_to_pem(key))

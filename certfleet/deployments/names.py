@@ -1,10 +1,10 @@
 """Where each flow runs: its Prefect work pool and deployment name. Imports nothing heavy (no Prefect).
 
 Two process work pools. `certfleet` holds the flows that run on the central host, where the database is
-(issuing, renewal, discovery, liveness of bots); `certfleet up` runs its worker. `certfleet-bots` holds the flows
-that log in to servers (deploy, roll back, check connectivity); every bot, the central host's own `local-bot`
-included, runs a worker on its own queue `bot-<id>` of that pool, and each run is put on the queue of the bot its
-server is mapped to.
+(issuing, renewal, starting the nightly discovery, liveness of bots); `certfleet up` runs its worker.
+`certfleet-bots` holds the flows that reach into a network (deploy, roll back, check connectivity, TLS scans,
+file scans); every bot, the central host's own `local-bot` included, runs a worker on its own queue `bot-<id>`
+of that pool, and each run is put on the queue of the bot its server is mapped to (or the bot chosen for a scan).
 Deployment names say which: `issue-certificate/central`, `deploy-certificate/on-bots`.
 """
 
@@ -20,11 +20,16 @@ CENTRAL_FLOWS = (
     "issue-certificate",
     "provision-certificate",
     "renew-expiring",
-    "discover-endpoints",
-    "discover-server-files",
+    "discover-fleet",
     "check-bots",
 )
-BOT_FLOWS = ("deploy-certificate", "rollback-deployment", "check-server")
+BOT_FLOWS = (
+    "deploy-certificate",
+    "rollback-deployment",
+    "check-server",
+    "discover-endpoints",
+    "discover-server-files",
+)
 
 # Entrypoints are module paths of the installed package: nothing to pull. The one step only fixes the working
 # directory; without any, Prefect's workers copy the registering directory into each run's workspace.
@@ -33,8 +38,7 @@ PULL_STEPS = [{"prefect.deployments.steps.set_working_directory": {"directory": 
 # Flow name -> cron schedule (UTC). prefect.yaml declares the same schedules (a test keeps them in step).
 SCHEDULES = {
     "renew-expiring": "17 * * * *",
-    "discover-endpoints": "41 2 * * *",
-    "discover-server-files": "53 2 * * *",
+    "discover-fleet": "41 2 * * *",
     "check-bots": "*/5 * * * *",
 }
 
@@ -45,8 +49,9 @@ DESCRIPTIONS = {
     "provision-certificate": "Issue a certificate centrally, then deploy it on the bots that reach its servers.",
     "rollback-deployment": "Undo a deployment from its journal; re-runnable.",
     "renew-expiring": "Renew certificates inside their renewal window; re-deploy issued ones not served yet.",
-    "discover-endpoints": "TLS-scan registered servers' ports (or given hosts, ranges, ports) into the inventory.",
-    "discover-server-files": "Find PEM, DER, PKCS#7, PKCS#12 and Java keystore files in registered servers' folders.",
+    "discover-endpoints": "On a bot: TLS-scan its servers' ports (or given hosts, ranges, ports) into the inventory.",
+    "discover-server-files": "On a bot: find PEM, DER, PKCS#7, PKCS#12 and Java keystores in its servers' folders.",
+    "discover-fleet": "Start discover-endpoints and discover-server-files on every bot that has servers.",
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
 }

@@ -30,7 +30,7 @@ from certfleet.deployments.names import (
 )
 from certfleet.flows.bots import check_bots
 from certfleet.flows.deployment import deploy_certificate
-from certfleet.flows.discovery import discover_endpoints, discover_server_files
+from certfleet.flows.discovery import discover_endpoints, discover_fleet, discover_server_files
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
@@ -45,6 +45,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     renew_expiring,
     discover_endpoints,
     discover_server_files,
+    discover_fleet,
     check_server,
     check_bots,
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -36,7 +36,6 @@ from certfleet.models.orm import (
     CertificateStatus,
     LocationStatus,
     PrivateRoot,
-    utcnow,
 )
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.parse import order_chain
@@ -86,6 +85,19 @@ class RecordSummary(BaseModel):
     completed_chain_ids: list[int] = []  # stored certificates whose chain this batch's CA certificates completed
     unreadable: int = 0  # chains that could not be decoded (counted as misses too)
     errors: list[str] = []
+
+    def add(self, done: RecordSummary) -> None:
+        """Adds another batch's summary to this one. (`certificates` is summed: a certificate seen in two
+        batches counts twice, as it did when each batch was reported on its own.)"""
+        self.sightings += done.sightings
+        self.misses += done.misses
+        self.certificates += done.certificates
+        self.new_certificates += done.new_certificates
+        self.new_certificate_ids += done.new_certificate_ids
+        self.certificate_ids.update(done.certificate_ids)
+        self.completed_chain_ids += done.completed_chain_ids
+        self.unreadable += done.unreadable
+        self.errors = sorted({*self.errors, *done.errors})
 
 
 @dataclass
@@ -405,9 +417,8 @@ class BackgroundRecorder:
     flushes, waits, and re-raises the first error a chunk met.
     """
 
-    def __init__(self, *, bot_id: int | None, run_id: int | None, chunk: int = 250) -> None:
-        self.bot_id = bot_id
-        self.run_id = run_id
+    def __init__(self, sink: Callable[[list[Sighting], list[Miss]], RecordSummary], *, chunk: int = 250) -> None:
+        self.sink = sink  # records one chunk: `record()` here, certfleet's bot API on a bot
         self.chunk = chunk
         self.summary = RecordSummary()
         self._sightings: list[Sighting] = []
@@ -435,20 +446,11 @@ class BackgroundRecorder:
             if self._error is not None:
                 continue  # drain: one failed chunk fails the batch, the rest is not written half-way
             try:
-                done = record(item[0], item[1], now=utcnow(), bot_id=self.bot_id, run_id=self.run_id)
+                done = self.sink(item[0], item[1])
             except BaseException as exc:  # handed to close(), which raises it in the caller's thread
                 self._error = exc
                 continue
-            total = self.summary
-            total.sightings += done.sightings
-            total.misses += done.misses
-            total.certificates += done.certificates
-            total.new_certificates += done.new_certificates
-            total.new_certificate_ids += done.new_certificate_ids
-            total.certificate_ids.update(done.certificate_ids)
-            total.completed_chain_ids += done.completed_chain_ids
-            total.unreadable += done.unreadable
-            total.errors = sorted({*total.errors, *done.errors})
+            self.summary.add(done)
 
     def close(self) -> RecordSummary:
         self._flush()

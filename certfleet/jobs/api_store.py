@@ -7,6 +7,7 @@ certfleet that does not answer is a transient error (the read-only calls are ret
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -16,15 +17,21 @@ import httpx
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
+from certfleet.jobs.discovery import FileScanJob, MissWire, OpenedRun, RunCounts, SightingWire
 from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, bundle_of
 from certfleet.models.orm import DeploymentStatus, StepState
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from certfleet.discovery.scanner import ScanOptions
+    from certfleet.inventory.record import Miss, RecordSummary, Sighting
     from certfleet.servers.service import CheckOutcome, ConnectivityResult
 
 API_PREFIX = "/api/v1/agent"
 READ_ATTEMPTS = 3
+RECORD_PART = 50  # sightings per call: 50 chains of a few certificates stay far below CERTFLEET_MAX_BODY_BYTES
 
 
 class ApiJobStore:
@@ -133,6 +140,60 @@ class ApiJobStore:
 
         body = {"actor": actor, "outcome": outcome.model_dump()}
         return ConnectivityResult.model_validate(self._call("POST", f"/servers/{server_id}/check", body))
+
+
+class ApiDiscoveryStore:
+    """`DiscoveryStore` over the bot API, on the same client (token, connection pool) as the job store."""
+
+    def __init__(self, api: ApiJobStore) -> None:
+        self._call = api._call
+
+    def open_endpoint_run(
+        self, bot_id: int | None, targets: list[str] | None, ports: str | list[int], options: ScanOptions,
+        flow_run_id: str | None,
+    ) -> OpenedRun:  # fmt: skip
+        body = {
+            "bot_id": bot_id,
+            "targets": targets,
+            "ports": ports,
+            "options": dataclasses.asdict(options),
+            "flow_run_id": flow_run_id,
+        }
+        return OpenedRun.model_validate(self._call("POST", "/discovery/endpoint-runs", body))
+
+    def set_plan(self, run_id: int, endpoints_total: int, notes: list[str]) -> None:
+        self._call("POST", f"/discovery/runs/{run_id}/plan", {"endpoints_total": endpoints_total, "notes": notes})
+
+    def open_files_run(
+        self, bot_id: int | None, server_ids: list[int] | None, extra_paths: list[str], flow_run_id: str | None
+    ) -> OpenedRun:
+        body = {"bot_id": bot_id, "server_ids": server_ids, "extra_paths": extra_paths, "flow_run_id": flow_run_id}
+        return OpenedRun.model_validate(self._call("POST", "/discovery/file-runs", body))
+
+    def file_scan_job(self, run_id: int, server_id: int, extra_paths: list[str]) -> FileScanJob:
+        body = {"server_id": server_id, "extra_paths": extra_paths}
+        return FileScanJob.model_validate(self._call("POST", f"/discovery/runs/{run_id}/file-job", body))
+
+    def record(self, run_id: int, sightings: Sequence[Sighting], misses: Sequence[Miss]) -> RecordSummary:
+        from certfleet.inventory.record import RecordSummary
+
+        total = RecordSummary()
+        # In parts, so that a server with many files stays under certfleet's request size limit.
+        for start in range(0, max(len(sightings), len(misses), 1), RECORD_PART):
+            body = {
+                "sightings": [
+                    SightingWire.of(x).model_dump(mode="json") for x in sightings[start : start + RECORD_PART]
+                ],
+                "misses": [MissWire.of(x).model_dump(mode="json") for x in misses[start : start + RECORD_PART]],
+            }
+            total.add(RecordSummary.model_validate(self._call("POST", f"/discovery/runs/{run_id}/record", body)))
+        return total
+
+    def add_counts(self, run_id: int, counts: RunCounts) -> None:
+        self._call("POST", f"/discovery/runs/{run_id}/counts", counts.model_dump())
+
+    def finish(self, run_id: int, status: str, errors: Sequence[str] = ()) -> None:
+        self._call("POST", f"/discovery/runs/{run_id}/finish", {"status": status, "errors": list(errors)})
 
 
 def _answer(response: httpx.Response) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import OrderStillPending, PermanentConnectorError
@@ -162,33 +163,42 @@ def record_issued(order_id: int) -> str:
         key = load_private_key(order.private_key, trusted=True)
         if not key_matches_certificate(key, leaf):
             raise PermanentConnectorError("the CA issued a certificate for another key than the CSR's")
-        info = describe(leaf)
         cert = order.certificate
-        cert.pem_chain = order.pem_chain
-        cert.private_key = order.private_key
+        serial = make_current(s, cert, order.pem_chain, order.private_key)
         order.private_key = None  # one encrypted copy is enough
-        order.serial_number = info.serial_number
-        cert.serial_number = info.serial_number
-        cert.sans = info.sans
-        cert.issuer_ca = info.issuer_common_name or info.issuer
-        # Public only when the chain verifies to a root the system trusts (AD CS, emCA, the built-in CA
-        # and any CA under a private root are Private), the same rule discovery applies.
-        verdict = trust_store(s).classify(chain)
-        cert.ca_type = verdict.ca_type
-        cert.trust_anchor = verdict.anchor[:255] if verdict.anchor else None
-        cert.signature_algorithm = info.signature_algorithm
-        cert.not_before = info.not_before
-        cert.expires_on = info.not_after
-        cert.key_type = info.key_type
-        cert.key_size = info.key_size
-        cert.sha1_thumbprint = info.sha1_thumbprint
-        cert.sha256_thumbprint = info.sha256_thumbprint
-        reasons = vulnerability_reasons(leaf, publicly_trusted=cert.ca_type is CAType.PUBLIC, info=info)
-        cert.vulnerable = bool(reasons)
-        cert.vulnerability_reasons = reasons
-        cert.issued_on = utcnow()
-        cert.order_generation += 1
-        cert.status = CertificateStatus.ISSUED
-        cert.status_reason = None
-        repo.audit(s, actor=ACTOR, action="issue", obj=cert, detail=f"serial {info.serial_number}")
-        return info.serial_number
+        order.serial_number = serial
+        return serial
+
+
+def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: bytes) -> str:
+    """An issued chain (its key checked by the caller) becomes the certificate's current one, with every fact the
+    inventory shows and discovery matches by (serial, thumbprints, dates, trust); returns the serial."""
+    chain = load_material(pem_chain.encode()).certificates
+    leaf = chain[0]
+    info = describe(leaf)
+    cert.pem_chain = pem_chain
+    cert.private_key = private_key
+    cert.serial_number = info.serial_number
+    cert.sans = info.sans
+    cert.issuer_ca = info.issuer_common_name or info.issuer
+    # Public only when the chain verifies to a root the system trusts (AD CS, emCA, the built-in CA
+    # and any CA under a private root are Private), the same rule discovery applies.
+    verdict = trust_store(s).classify(chain)
+    cert.ca_type = verdict.ca_type
+    cert.trust_anchor = verdict.anchor[:255] if verdict.anchor else None
+    cert.signature_algorithm = info.signature_algorithm
+    cert.not_before = info.not_before
+    cert.expires_on = info.not_after
+    cert.key_type = info.key_type
+    cert.key_size = info.key_size
+    cert.sha1_thumbprint = info.sha1_thumbprint
+    cert.sha256_thumbprint = info.sha256_thumbprint
+    reasons = vulnerability_reasons(leaf, publicly_trusted=cert.ca_type is CAType.PUBLIC, info=info)
+    cert.vulnerable = bool(reasons)
+    cert.vulnerability_reasons = reasons
+    cert.issued_on = utcnow()
+    cert.order_generation += 1
+    cert.status = CertificateStatus.ISSUED
+    cert.status_reason = None
+    repo.audit(s, actor=ACTOR, action="issue", obj=cert, detail=f"serial {info.serial_number}")
+    return info.serial_number

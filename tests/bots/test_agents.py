@@ -37,10 +37,12 @@ from certfleet.models.orm import (
     Bot,
     BotStatus,
     Certificate,
+    CertificateLocation,
     CertificateStatus,
     Deployment,
     DeploymentStatus,
     DeploymentStep,
+    DiscoveryRun,
     Server,
     ServerConnection,
     ServerStatus,
@@ -226,6 +228,10 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
     with session_scope() as s:
         assert repo.get(s, Server, ssh_id).status is ServerStatus.UNREACHABLE
 
+    # Discovery runs on the bots too. The nightly discover-fleet (central) starts a TLS scan and a file scan on each
+    # bot that has servers, on its queue; each bot scans its own servers and records through the API.
+    _discover_on_the_bots(fleet)
+
     # Neither bot ever had a database or a key: nothing was created in their data directories.
     for agent in fleet.agents.values():
         assert list((agent.folder / "data").iterdir()) == []
@@ -295,6 +301,58 @@ def test_two_bots_deploy_their_own_servers_and_hold_no_secrets(fleet: Fleet) -> 
     with session_scope() as s:
         key_pem = (repo.get(s, Certificate, victim).private_key or b"").decode()
     assert key_pem.splitlines()[1] not in dump
+
+
+def _discover_on_the_bots(fleet: Fleet) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    from certfleet.deployments.starts import wait_for_runs
+    from certfleet.flows.discovery import discover_fleet
+
+    started = discover_fleet()
+    with get_client(sync_client=True) as client:
+        runs = [client.read_flow_run(UUID(run_id)) for run_id in started]
+    kinds = sorted((r.work_queue_name, r.name.rsplit("-bot-", 1)[0]) for r in runs)
+    expected = [
+        (bot_queue(b), k) for b in sorted(fleet.bots.values()) for k in ("discover-endpoints", "discover-server-files")
+    ]
+    assert kinds == expected  # the local bot has no servers here: nothing for it
+    ended = wait_for_runs(runs, timeout=600)
+    assert [r.state_name for r in ended] == ["Completed"] * len(runs), [
+        (r.name, r.state and r.state.message) for r in ended
+    ]
+    for run in ended:
+        bot = next(name for name, bot_id in fleet.bots.items() if run.work_queue_name == bot_queue(bot_id))
+        assert str(run.id) in fleet.agents[bot].worker_log()
+    with session_scope() as s:
+        for name, bot_id in fleet.bots.items():
+            mine = [c for c, b in fleet.bot_of.items() if b == name]
+            tls, files = (
+                s.scalars(select(DiscoveryRun).where(DiscoveryRun.bot_id == bot_id, DiscoveryRun.kind == kind)).one()
+                for kind in ("tls", "files")
+            )
+            assert (tls.status, tls.endpoints_total, tls.endpoints_answered) == ("Completed", len(mine), len(mine))
+            assert files.status == "Completed", files.errors
+            assert files.certificates_found >= len(mine)
+            for cid in mine:  # the served certificate, seen by that bot on its port and in its server's folder
+                places = s.scalars(select(CertificateLocation).where(CertificateLocation.certificate_id == cid)).all()
+                assert {(p.kind, p.discovery_bot_id) for p in places} >= {("tls", bot_id), ("file", bot_id)}
+    # A bot cannot scan another bot's servers, nor record into its runs.
+    east = {"Authorization": f"Bearer {fleet.tokens['bot-east']}"}
+    west_server = _server_of(west_certs_of(fleet)[0])
+    refused = httpx.post(
+        f"{fleet.url}/api/v1/agent/discovery/file-runs", json={"server_ids": [west_server]}, headers=east
+    )
+    assert refused.status_code == 403, refused.text
+    assert "is not mapped to this bot" in refused.json()["detail"]
+    with session_scope() as s:
+        west_run = s.scalars(select(DiscoveryRun.id).where(DiscoveryRun.bot_id == fleet.bots["bot-west"])).first()
+    finish = httpx.post(
+        f"{fleet.url}/api/v1/agent/discovery/runs/{west_run}/finish", json={"status": "Failed"}, headers=east
+    )
+    assert finish.status_code == 403, finish.text
 
 
 def west_certs_of(fleet: Fleet) -> list[int]:

@@ -230,6 +230,13 @@ AGENT_ROUTES = {
     ("POST", "/api/v1/agent/servers/{server_id}/host-key"),
     ("GET", "/api/v1/agent/servers/{server_id}/access"),
     ("POST", "/api/v1/agent/servers/{server_id}/check"),
+    ("POST", "/api/v1/agent/discovery/endpoint-runs"),
+    ("POST", "/api/v1/agent/discovery/file-runs"),
+    ("POST", "/api/v1/agent/discovery/runs/{run_id}/plan"),
+    ("POST", "/api/v1/agent/discovery/runs/{run_id}/file-job"),
+    ("POST", "/api/v1/agent/discovery/runs/{run_id}/record"),
+    ("POST", "/api/v1/agent/discovery/runs/{run_id}/counts"),
+    ("POST", "/api/v1/agent/discovery/runs/{run_id}/finish"),
 }
 ROUTES.update(dict.fromkeys(AGENT_ROUTES, BOT))
 # Bot-token routes take no cookie, so there is no CSRF to check.

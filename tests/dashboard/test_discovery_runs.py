@@ -66,6 +66,7 @@ def test_discover_starts_a_discover_endpoints_run_with_the_chosen_parameters(
         "connect_timeout": 1.5,
         "handshake_timeout": 4.0,
     }
+    assert run.work_queue_name == f"bot-{scanner}"  # it runs on the chosen bot, inside its network
     assert run.state is not None
     assert run.state.type.value == "SCHEDULED"
     assert response.json()["prefect_url"].endswith(f"/runs/flow-run/{run.id}")
@@ -129,6 +130,11 @@ def test_discover_form_and_scan_server_files(client: TestClient, accounts: Accou
     run = _run(response.json()["flow_run_id"])
     assert run.parameters == {"server_ids": [server_id], "bot_id": accounts.boot.local_bot_id,
                               "extra_paths": ["/etc/ssl"]}  # fmt: skip
+    assert run.work_queue_name == f"bot-{accounts.boot.local_bot_id}"  # a server mapped to no bot: the local bot
+    other = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"bot_id": _bot("far", BotPurpose.DISCOVERY)},
+                        headers=auth(accounts, "operator"))  # fmt: skip
+    assert other.status_code == 422, other.text
+    assert "is mapped to no bot: map it to the bot first" in other.json()["detail"]
     relative = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"extra_paths": ["ssl"]},
                            headers=auth(accounts, "operator"))  # fmt: skip
     assert relative.status_code == 422

@@ -272,7 +272,7 @@ def test_a_scheduled_run_without_servers_has_nothing_to_do(boot: Bootstrapped) -
         run = s.get(DiscoveryRun, summary.run_id)
         assert run is not None
         assert run.status == "Completed"
-        assert run.errors == ["no targets given and no registered server has a port: nothing was scanned"]
+        assert run.errors == ["no targets given and no registered server of this bot has a port: nothing was scanned"]
     with pytest.raises(DiscoveryError, match="no target given"):
         discover(targets=[], bot_id=boot.local_bot_id)
 

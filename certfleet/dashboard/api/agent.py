@@ -10,12 +10,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from certfleet.bots.auth import BotTokenRefused, bearer_token, bot_for_token
 from certfleet.connectors.errors import ConnectorError
 from certfleet.dashboard.api.ids import RowId
+from certfleet.discovery.scanner import ScanOptions
+from certfleet.inventory.record import RecordSummary
 from certfleet.jobs.db_store import DbJobStore, NotYourServer
+from certfleet.jobs.discovery import (
+    DbDiscoveryStore,
+    DiscoveryError,
+    FileScanJob,
+    MissWire,
+    OpenedRun,
+    RunCounts,
+    SightingWire,
+)
 from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.db import session_scope
 from certfleet.models.orm import DeploymentStatus, StepState
@@ -28,16 +39,24 @@ def AgentRefusal(status: int, detail: str) -> HTTPException:
     return HTTPException(status, detail, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
-def bot_store(authorization: Annotated[str, Header()] = "") -> DbJobStore:
+def calling_bot(authorization: Annotated[str, Header()] = "") -> int:
     with session_scope() as s:
         try:
-            bot = bot_for_token(s, bearer_token(authorization))
+            return bot_for_token(s, bearer_token(authorization)).id
         except BotTokenRefused as exc:
             raise AgentRefusal(401, str(exc)) from None
-        return DbJobStore(bot_id=bot.id)
+
+
+def bot_store(bot_id: Annotated[int, Depends(calling_bot)]) -> DbJobStore:
+    return DbJobStore(bot_id=bot_id)
+
+
+def bot_discovery_store(bot_id: Annotated[int, Depends(calling_bot)]) -> DbDiscoveryStore:
+    return DbDiscoveryStore(bot_id=bot_id)
 
 
 Store = Annotated[DbJobStore, Depends(bot_store)]
+Discovery = Annotated[DbDiscoveryStore, Depends(bot_discovery_store)]
 
 
 def _guard(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -46,7 +65,7 @@ def _guard(call: Any, *args: Any, **kwargs: Any) -> Any:
         return call(*args, **kwargs)
     except NotYourServer as exc:
         raise AgentRefusal(403, str(exc)) from None
-    except ConnectorError as exc:
+    except (ConnectorError, DiscoveryError) as exc:
         raise AgentRefusal(409, str(exc)) from None
 
 
@@ -161,3 +180,84 @@ class CheckIn(BaseModel):
 @router.post("/servers/{server_id}/check", summary="Record what a connectivity check found")
 def record_check(server_id: RowId, body: CheckIn, store: Store) -> ConnectivityResult:
     return _guard(store.record_check, server_id, body.actor, body.outcome)  # type: ignore[no-any-return]
+
+
+# --- discovery: the runs a bot carries out in its network, recorded into its own runs ------------------------
+
+
+class EndpointRunIn(BaseModel):
+    bot_id: int | None = None
+    targets: list[str] | None = None
+    ports: str | list[int] = "443"
+    options: dict[str, float | int] = Field(default_factory=dict)
+    flow_run_id: str | None = None
+
+
+@router.post("/discovery/endpoint-runs", status_code=201, summary="Open a network scan run as this bot")
+def open_endpoint_run(body: EndpointRunIn, store: Discovery) -> OpenedRun:
+    try:
+        options = ScanOptions(**body.options)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise AgentRefusal(422, f"options: {exc}") from None
+    return _guard(store.open_endpoint_run, body.bot_id, body.targets, body.ports, options, body.flow_run_id)  # type: ignore[no-any-return]
+
+
+class PlanIn(BaseModel):
+    endpoints_total: int = Field(ge=0)
+    notes: list[str] = []
+
+
+@router.post("/discovery/runs/{run_id}/plan", summary="How many endpoints the bot expanded the targets to")
+def set_plan(run_id: RowId, body: PlanIn, store: Discovery) -> dict[str, bool]:
+    _guard(store.set_plan, run_id, body.endpoints_total, body.notes)
+    return {"ok": True}
+
+
+class FilesRunIn(BaseModel):
+    bot_id: int | None = None
+    server_ids: list[int] | None = None
+    extra_paths: list[str] = []
+    flow_run_id: str | None = None
+
+
+@router.post("/discovery/file-runs", status_code=201, summary="Open a file scan run of this bot's servers")
+def open_files_run(body: FilesRunIn, store: Discovery) -> OpenedRun:
+    return _guard(store.open_files_run, body.bot_id, body.server_ids, body.extra_paths, body.flow_run_id)  # type: ignore[no-any-return]
+
+
+class FileJobIn(BaseModel):
+    server_id: int
+    extra_paths: list[str] = []
+
+
+@router.post("/discovery/runs/{run_id}/file-job", summary="A server's folders and credentials, for its file scan")
+def file_scan_job(run_id: RowId, body: FileJobIn, store: Discovery) -> FileScanJob:
+    return _guard(store.file_scan_job, run_id, body.server_id, body.extra_paths)  # type: ignore[no-any-return]
+
+
+class RecordIn(BaseModel):
+    sightings: list[SightingWire] = Field(default_factory=list, max_length=500)
+    misses: list[MissWire] = Field(default_factory=list, max_length=5000)
+
+
+@router.post("/discovery/runs/{run_id}/record", summary="Record what the scan saw into the inventory")
+def record(run_id: RowId, body: RecordIn, store: Discovery) -> RecordSummary:
+    sightings = [x.sighting() for x in body.sightings]
+    return _guard(store.record, run_id, sightings, [x.miss() for x in body.misses])  # type: ignore[no-any-return]
+
+
+@router.post("/discovery/runs/{run_id}/counts", summary="Add a batch's counts to the run")
+def add_counts(run_id: RowId, body: RunCounts, store: Discovery) -> dict[str, bool]:
+    _guard(store.add_counts, run_id, body)
+    return {"ok": True}
+
+
+class FinishIn(BaseModel):
+    status: str = Field(pattern="^(Completed|Failed)$")
+    errors: list[str] = []
+
+
+@router.post("/discovery/runs/{run_id}/finish", summary="End the run: Completed or Failed, with its errors")
+def finish_run(run_id: RowId, body: FinishIn, store: Discovery) -> dict[str, bool]:
+    _guard(store.finish, run_id, body.status, body.errors)
+    return {"ok": True}

@@ -18,9 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certfleet import fields
+from certfleet.bots.routing import NoRoute, file_scan_route
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
+from certfleet.deployments.names import bot_queue
 from certfleet.discovery.targets import (
     MAX_TARGET_ENTRIES,
     Target,
@@ -49,10 +51,10 @@ from certfleet.inventory.schemas import (
     TargetInput,
     UploadedFile,
 )
+from certfleet.jobs.discovery import DiscoveryError, discovery_bot
 from certfleet.models import repo
 from certfleet.models.orm import Bot, BotPurpose, Certificate, DiscoveryRun, Server, ServerConnection
 from certfleet.servers.paths import PathRefused, check_path
-from certfleet.tasks.discovery import DiscoveryError, discovery_bot
 
 MAX_IMPORT_FILES = 50
 MAX_UPLOAD_BYTES = service.MAX_UPLOAD_BYTES  # a bigger file is read only this far: the service refuses it
@@ -349,7 +351,7 @@ def start_discovery(session: Session, request: DiscoverRequest, *, actor: str) -
         "connect_timeout": request.connect_timeout,
         "handshake_timeout": request.handshake_timeout,
     }
-    run = start_flow("discover-endpoints", parameters)
+    run = start_flow("discover-endpoints", parameters, queue=bot_queue(bot.id))  # it runs on the chosen bot
     scope = f"{len(targets)} target(s)" if targets else "the registered servers"
     repo.audit(session, actor=actor, action="start-discover-endpoints", obj=bot, detail=f"{scope}; {run.name}")
     return run
@@ -365,10 +367,16 @@ def start_file_scan(
             check_path(path, "folder", directory=True, windows=server.connection is ServerConnection.SMB)
         except PathRefused as exc:
             raise InputError(str(exc), field="extra_paths") from None
-    with inventory_errors():
-        bot = discovery_bot(session, bot_id if bot_id is not None else server.bot_id)
-    parameters: dict[str, Any] = {"server_ids": [server.id], "bot_id": bot.id, "extra_paths": list(extra_paths) or None}
-    run = start_flow("discover-server-files", parameters)
+    try:
+        route = file_scan_route(session, server.id, bot_id)
+    except NoRoute as exc:
+        raise InputError(str(exc), field="bot_id") from None
+    parameters: dict[str, Any] = {
+        "server_ids": [server.id],
+        "bot_id": route.bot_id,
+        "extra_paths": list(extra_paths) or None,
+    }
+    run = start_flow("discover-server-files", parameters, queue=route.queue)
     repo.audit(session, actor=actor, action="start-discover-server-files", obj=server, detail=run.name)
     return run
 
