@@ -16,6 +16,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here: tel
 os.environ.pop("CERTFLEET_DATABASE_URL", None)
 os.environ.pop("CERTFLEET_SECRET_KEY", None)
 
+from prefect.events.clients import NullEventsClient
+from prefect.events.worker import EventsWorker
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -25,6 +27,12 @@ from certfleet.models.orm import Base
 from certfleet.settings import get_settings
 
 skip_unused_trust_file()  # Prefect's test server is plain HTTP, as certfleet's embedded one
+
+# Flows run in this process against several Prefect servers in turn (the harness, servers a test starts and
+# stops). Prefect's one events worker keeps the API URL of the first event and, once that server is gone,
+# queues every later event and waits for them without end at exit (a CI run hung ~50 minutes after the last
+# test). No test reads Prefect events: this process sends none.
+EventsWorker.set_client_override(NullEventsClient)
 
 # CA emulators, Pebble and BIND: session fixtures shared by every module that uses them (one Pebble per run).
 pytest_plugins = ["tests.emulators.fixtures"]
