@@ -30,7 +30,7 @@ from certfleet import __version__
 from certfleet.bots.queues import QueueError, prefect_headers, set_paused
 from certfleet.deployments.api import PLACEHOLDER_TRUST_FILE
 from certfleet.deployments.workers import WorkerProcess
-from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, AGENT_TOKEN_ENV, AGENT_URL_ENV
+from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, AGENT_TOKEN_ENV, AGENT_URL_ENV, api_trust
 
 EXIT_REFUSED = 2
 # What a bot must not inherit, even if the host that runs it has them set.
@@ -84,7 +84,7 @@ class Agent:
             base_url=options.url.rstrip("/"),
             headers={"Authorization": f"Bearer {options.token}"},
             timeout=httpx.Timeout(15.0, connect=10.0),
-            verify=options.ca_bundle or True,
+            verify=api_trust(options.ca_bundle),
             trust_env=False,
         )
         self.stopping = threading.Event()

@@ -115,8 +115,8 @@ class PrefectServer:
 class AgentProcess:
     """`certfleet bot run --url --token` in its own session (so a kill takes its worker along)."""
 
-    def __init__(self, url: str, token: str, folder: Path) -> None:
-        self.url, self.token, self.folder = url, token, folder
+    def __init__(self, url: str, token: str, folder: Path, ca_bundle: Path | None = None) -> None:
+        self.url, self.token, self.folder, self.ca_bundle = url, token, folder, ca_bundle
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = folder / "agent.log"
 
@@ -127,6 +127,8 @@ class AgentProcess:
         env["CERTFLEET_DATA_DIR"] = str(self.folder / "data")  # empty: no key file, no database
         argv = [str(Path(sys.executable).with_name("certfleet")), "bot", "run", "--url", self.url]
         argv += ["--token", self.token, "--work-dir", str(self.folder / "work")]
+        if self.ca_bundle is not None:
+            argv += ["--ca-bundle", str(self.ca_bundle)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

@@ -19,7 +19,7 @@ from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.jobs.discovery import FileScanJob, MissWire, OpenedRun, RunCounts, SightingWire
 from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
-from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, bundle_of
+from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, api_trust, bundle_of
 from certfleet.models.orm import DeploymentStatus, StepState
 
 if TYPE_CHECKING:
@@ -39,12 +39,11 @@ class ApiJobStore:
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, base_url: str, token: str, *, client: httpx.Client | None = None) -> None:
-        verify: str | bool = os.environ.get(AGENT_CA_BUNDLE_ENV) or True
         self.client = client or httpx.Client(
             base_url=base_url.rstrip("/") + API_PREFIX,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(30.0, connect=10.0),
-            verify=verify,
+            verify=api_trust(os.environ.get(AGENT_CA_BUNDLE_ENV)),
             trust_env=False,  # the bot's proxy and CA settings are chosen explicitly, not inherited
         )
 

@@ -9,6 +9,7 @@ environment the worker gave the flow run, so every task has exactly one code pat
 from __future__ import annotations
 
 import os
+import ssl
 from typing import TYPE_CHECKING, Protocol
 
 from certfleet.connectors.base import CertificateBundle
@@ -22,6 +23,19 @@ AGENT_URL_ENV = "CERTFLEET_AGENT_URL"  # certfleet's base URL, set by `certfleet
 # The bot token: only in the bot worker's environment, never in Prefect (parameters, results, logs).
 AGENT_TOKEN_ENV = "CERTFLEET_AGENT_TOKEN"  # noqa: S105 (the variable's name, not a secret)
 AGENT_CA_BUNDLE_ENV = "CERTFLEET_AGENT_CA_BUNDLE"  # trust file for certfleet's TLS certificate, if private
+
+
+def api_trust(ca_bundle: str | None) -> ssl.SSLContext:
+    """How a bot verifies certfleet's API: the given trust file (a private CA), else the system's."""
+    if not ca_bundle:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:  # ssl's own message names no file
+        raise ValueError(
+            f"cannot use the CA bundle {ca_bundle} ({exc.strerror or exc}): give a PEM file with the CA "
+            "certificate that issued certfleet's TLS certificate"
+        ) from exc
 
 
 class JobStore(Protocol):

@@ -37,3 +37,8 @@ def issued_bundle(common_name: str) -> CertificateBundle:
     chain = load_material((result.pem_chain or "").encode()).certificates
     intermediates = [c for c in chain[1:] if c.subject != c.issuer]
     return CertificateBundle(chain_to_pem(chain[:1]), chain_to_pem(intermediates), private_key_to_pem(key))
+
+
+def ca_root_pem() -> bytes:
+    """The root the bundles above chain to: what a client trusts (a --ca-bundle file)."""
+    return chain_to_pem([_ca().root_cert])
