@@ -25,7 +25,14 @@ from certfleet.connectors.base import CertificateBundle, FileWrite
 from certfleet.connectors.servers import apache_conf
 from certfleet.connectors.servers.apache_conf import ApacheSyntaxError, Directive
 from certfleet.connectors.servers.commands import Verb
-from certfleet.connectors.servers.server_kinds import CERT_MODE, KEY_MODE, ServerKindHandler, check_pem_pair, resolve
+from certfleet.connectors.servers.server_kinds import (
+    CERT_MODE,
+    KEY_MODE,
+    ServerKindHandler,
+    bundle_pair,
+    check_pem_pair,
+    resolve,
+)
 
 MAIN_CANDIDATES = ("conf/httpd.conf", "httpd.conf", "apache2.conf")
 
@@ -85,6 +92,7 @@ class ApacheHandler(ServerKindHandler):
         return ApacheSite(cert, key, chain, cert_path, path_of(key), path_of(chain)), tree
 
     def plan(self, bundle: CertificateBundle) -> list[FileWrite]:
+        bundle_pair(self.where(), bundle)  # a key that is not the leaf's is refused before any file is touched
         site, tree = self.locate()
         cert_path = self.target.cert_path or site.cert_path
         key_path = self.target.key_path or site.key_path

@@ -28,6 +28,7 @@ from certfleet.connectors.servers.server_kinds import (
     CERT_MODE,
     KEY_MODE,
     ServerKindHandler,
+    bundle_pair,
     check_pem_pair,
     resolve,
 )
@@ -86,6 +87,7 @@ class NginxHandler(ServerKindHandler):
         return site, tree
 
     def plan(self, bundle: CertificateBundle) -> list[FileWrite]:
+        bundle_pair(self.where(), bundle)  # a key that is not the leaf's is refused before any file is touched
         site, tree = self.locate()
         cert_path = self.target.cert_path or site.cert_path
         key_path = self.target.key_path or site.key_path

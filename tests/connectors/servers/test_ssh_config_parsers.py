@@ -4,6 +4,7 @@ Each edit must change exactly what was asked and leave every other byte (comment
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,26 @@ def test_nginx_one_file_for_chain_and_key(tmp_path: Path) -> None:
         bundle.fullchain_pem + bundle.key_pem,
         0o600,
     )
+
+
+@pytest.mark.parametrize("kind", ["nginx", "apache"])
+def test_a_key_that_is_not_the_certificates_is_refused_before_planning_any_write(tmp_path: Path, kind: str) -> None:
+    """As the Java handlers do: the pair is checked before a file is touched, not by the config test after."""
+    if kind == "nginx":
+        (tmp_path / "nginx.conf").write_text(
+            "http { server { listen 443 ssl; ssl_certificate site.pem; ssl_certificate_key site.key; } }\n"
+        )
+        handler: NginxHandler | ApacheHandler = _nginx(tmp_path, 443, None)
+    else:
+        (tmp_path / "httpd.conf").write_text(
+            "<VirtualHost *:443>\n  SSLCertificateFile site.pem\n  SSLCertificateKeyFile site.key\n</VirtualHost>\n"
+        )
+        handler = ApacheHandler(
+            LocalTransport(), ServerSpec(server_type="apache", app_path=str(tmp_path)), TargetSpec(port=443)
+        )
+    good, other = issued_bundle("pair.test"), issued_bundle("other.test")
+    assert [w.path for w in handler.plan(good)] == [str(tmp_path / "site.pem"), str(tmp_path / "site.key")]
+    mismatched = dataclasses.replace(good, key_pem=other.key_pem)
+    with pytest.raises(PermanentConnectorError, match="the private key to install does not match the certificate"):
+        handler.plan(mismatched)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{'nginx' if kind == 'nginx' else 'httpd'}.conf"]
