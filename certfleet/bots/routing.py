@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from certfleet.deployments.names import bot_queue
+from certfleet.jobs.db_store import rollback_refusal
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, BotStatus, Certificate, Deployment, DeploymentTarget, Server
@@ -96,7 +97,12 @@ def file_scan_route(session: Session, server_id: int, bot_id: int | None = None)
 
 
 def rollback_route(session: Session, deployment_id: int) -> Route:
-    return route_of_server(repo.get(session, Deployment, deployment_id).target.server)
+    """The queue that rolls the deployment back; NoRoute, with the reason, when it cannot be rolled back."""
+    deployment = repo.get(session, Deployment, deployment_id)
+    refusal = rollback_refusal(session, deployment)
+    if refusal:
+        raise NoRoute(refusal)
+    return route_of_server(deployment.target.server)
 
 
 def start_deploy_runs(

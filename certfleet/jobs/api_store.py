@@ -125,8 +125,9 @@ class ApiJobStore:
     def restore_plan(self, deployment_id: int) -> RestorePlan:
         return RestorePlan.model_validate(self._call("GET", f"/deployments/{deployment_id}/restore-plan"))
 
-    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
-        self._call("POST", f"/deployments/{deployment_id}/close", {"status": status.value, "reason": reason})
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
+        body = {"status": status.value, "reason": reason}
+        return [StaleBackup.model_validate(x) for x in self._call("POST", f"/deployments/{deployment_id}/close", body)]
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         self._call("POST", f"/servers/{server_id}/host-key", {"key_line": key_line})

@@ -47,6 +47,33 @@ class NotYourServer(PermissionError):
     """A bot asked for a server that is not mapped to it."""
 
 
+def rollback_refusal(session: Session, deployment: Deployment) -> str | None:
+    """Why rolling this deployment back would not restore exactly what it replaced, or None when it can.
+
+    A newer deployment that finished on the same target replaced these files (and removed their backups):
+    restoring them would undo that one instead. A rolled-back deployment may be rolled back again (a retry):
+    its files are back, so its backups are gone and nothing is left to restore."""
+    newer = session.scalars(
+        select(Deployment.id)
+        .where(
+            Deployment.target_id == deployment.target_id,
+            Deployment.id > deployment.id,
+            Deployment.status == DeploymentStatus.DEPLOYED,
+        )
+        .order_by(Deployment.id.desc())
+    ).first()
+    where = f"{deployment.target.server.host}:{deployment.target.port}"
+    if newer is not None:
+        return (
+            f"deployment {deployment.id} cannot be rolled back: deployment {newer} replaced it on {where}; "
+            f"roll back deployment {newer} instead"
+        )
+    restorable = (st for st in deployment.steps if st.action == REPLACE_FILE and st.state is not StepState.RESTORED)
+    if any(st.existed_before and not st.backup_path for st in restorable):
+        return f"deployment {deployment.id} cannot be rolled back: its backups on {where} were removed"
+    return None
+
+
 def server_access(server: Server) -> ServerAccess:
     return ServerAccess(
         server_id=server.id,
@@ -265,9 +292,10 @@ class DbJobStore:
                 touched=any(st.action == REPLACE_FILE and st.existed_before is not None for st in steps),
                 # A server that was never told to reload still runs the old files: restoring them is enough.
                 reloaded=any(st.action == RELOAD for st in steps),
+                refusal=rollback_refusal(s, deployment),
             )
 
-    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
         with session_scope() as s:
             deployment = self._deployment(s, deployment_id)
             deployment.status = status
@@ -281,6 +309,13 @@ class DbJobStore:
             )
             cert.status_reason = reason
             repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
+            if status is not DeploymentStatus.ROLLED_BACK:
+                return []
+            return [
+                StaleBackup(step_id=st.id, path=st.backup_path)
+                for st in deployment.steps
+                if st.action == REPLACE_FILE and st.backup_path
+            ]
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         """Record the key a server presented on first contact; a key pinned meanwhile is never replaced."""

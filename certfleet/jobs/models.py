@@ -85,6 +85,7 @@ class RestorePlan(BaseModel):
     items: list[RestoreItem]
     touched: bool  # at least one file on the server was replaced (or about to be)
     reloaded: bool  # the server was told to reload the new files
+    refusal: str | None = None  # why this deployment cannot be rolled back (nothing is then touched)
 
 
 class StaleBackup(BaseModel):

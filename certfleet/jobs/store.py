@@ -76,8 +76,11 @@ class JobStore(Protocol):
 
     def restore_plan(self, deployment_id: int) -> RestorePlan: ...
 
-    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> None:
-        """Ends a deployment that did not succeed (Rolled Back or Failed) with its reason."""
+    def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
+        """Ends a deployment that did not succeed (Rolled Back or Failed) with its reason.
+
+        Returns the backups no rollback needs any more: a Rolled Back deployment's own (its files are back).
+        A Failed one keeps them, so that its rollback can be tried again."""
         ...
 
     def pin_host_key(self, server_id: int, key_line: str) -> None: ...

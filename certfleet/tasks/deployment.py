@@ -20,7 +20,7 @@ from certfleet.connectors.base import Backup, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.probe import ProbeError, fetch_served_chain, wait_for_serial
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
-from certfleet.jobs.models import TargetJob
+from certfleet.jobs.models import StaleBackup, TargetJob
 from certfleet.jobs.store import JobStore, current_store
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.pki.parse import serial_hex
@@ -99,7 +99,11 @@ def verify_served(deployment_id: int) -> None:
 def finish_deployment(deployment_id: int) -> None:
     store = current_store()
     _forget(deployment_id)
-    stale = store.finish(deployment_id)
+    _remove_backups(store, deployment_id, store.finish(deployment_id))
+
+
+def _remove_backups(store: JobStore, deployment_id: int, stale: list[StaleBackup]) -> None:
+    """Backup files no rollback needs (private keys among them) do not stay on the server."""
     if not stale:
         return
     transport = build_transport(store.deployment_job(deployment_id).server, store)
@@ -107,8 +111,8 @@ def finish_deployment(deployment_id: int) -> None:
     for item in stale:
         try:
             transport.remove(item.path)
-        except ConnectorError as exc:  # the deployment stands; the file is left for the next one to remove
-            get_run_logger().warning("could not remove the old backup %s: %s", item.path, exc)
+        except ConnectorError as exc:  # the outcome stands; the file is left for the next deployment to remove
+            get_run_logger().warning("could not remove the backup %s: %s", item.path, exc)
             continue
         removed.append(item)
     store.forget_backups(deployment_id, removed)
@@ -125,6 +129,8 @@ def restore_target(deployment_id: int, reason: str) -> str:
         plan = store.restore_plan(deployment_id)
     except Exception as exc:
         return _restore_unrecorded(store, deployment_id, reason, exc)
+    if plan.refusal:  # refused before anything is touched: the deployment and its certificate keep their status
+        raise PermanentConnectorError(plan.refusal)
     job = plan.job
     try:
         handler = build_handler(job, store)
@@ -148,7 +154,9 @@ def restore_target(deployment_id: int, reason: str) -> str:
     if not plan.touched:
         return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; nothing on the server was changed")
     served = f"serial {job.previous_serial} is served again" if job.previous_serial else "the previous files are back"
-    return _close(store, deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}")
+    stale = store.close(deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}")
+    _remove_backups(store, deployment_id, stale)  # the files are back: their copies are not needed any more
+    return DeploymentStatus.ROLLED_BACK.value
 
 
 def _restore_unrecorded(store: JobStore, deployment_id: int, reason: str, exc: Exception) -> str:

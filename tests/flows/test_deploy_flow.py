@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
+from certfleet.bots.routing import NoRoute, rollback_route
+from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.rollback import rollback_deployment
@@ -106,6 +108,53 @@ def test_reload_that_does_nothing_is_caught_and_rolled_back(site: Site) -> None:
         cert = repo.get(s, Certificate, site.certificate_id)
         assert cert.status is CertificateStatus.ROLLED_BACK
         assert cert.status_reason == deployment.reason
+
+
+def _backups(site: Site) -> list[str]:
+    return sorted(p.name for p in site.host.cert_path.parent.iterdir() if ".certfleet-backup-" in p.name)
+
+
+def test_a_rollback_removes_its_own_backups_and_keeps_those_the_live_deployment_needs(site: Site) -> None:
+    """Private-key backups do not pile up after failed deployments (issue 15)."""
+    issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    live = _deployments(site.certificate_id)[-1].id
+    kept = [f"{site.host.cert_path.name}.certfleet-backup-{live}", f"{site.host.key_path.name}.certfleet-backup-{live}"]
+    assert _backups(site) == sorted(kept)
+    for _ in range(2):  # two failed rotations
+        issue_certificate(site.certificate_id)
+        _set_server(site, reload_command="true")
+        with pytest.raises(DeploymentFailed, match="Rolled Back"):
+            deploy_certificate(site.certificate_id)
+    assert _backups(site) == sorted(kept)  # what rolling back the live deployment needs, nothing more
+    for deployment in _deployments(site.certificate_id)[1:]:
+        assert deployment.status is DeploymentStatus.ROLLED_BACK
+        assert all(st.backup_path is None for st in deployment.steps)
+        assert all("removed after deployment" in (st.detail or "") for st in deployment.steps if st.existed_before)
+
+
+def test_a_deployment_that_a_newer_one_replaced_is_refused_and_nothing_changes(site: Site) -> None:
+    issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    new = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    old_id, new_id = (d.id for d in _deployments(site.certificate_id))
+    files = site.files()
+    expected = (
+        f"deployment {old_id} cannot be rolled back: deployment {new_id} replaced it on 127.0.0.1:{site.host.port}; "
+        f"roll back deployment {new_id} instead"
+    )
+    with session_scope() as s, pytest.raises(NoRoute) as refused:
+        rollback_route(s, old_id)  # what the dashboard, the API and `certfleet rollback` ask first
+    assert str(refused.value) == expected
+    with pytest.raises(PermanentConnectorError) as failed:  # started from the Prefect UI: the flow refuses
+        rollback_deployment(old_id)
+    assert str(failed.value) == expected
+    assert site.files() == files
+    assert site.served_serial() == new
+    assert [d.status for d in _deployments(site.certificate_id)] == [DeploymentStatus.DEPLOYED] * 2
+    with session_scope() as s:
+        assert repo.get(s, Certificate, site.certificate_id).status is CertificateStatus.DEPLOYED
 
 
 def test_failing_config_test_rolls_back_before_any_reload(site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]

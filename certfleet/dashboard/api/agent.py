@@ -150,11 +150,10 @@ class CloseIn(BaseModel):
 
 
 @router.post("/deployments/{deployment_id}/close", summary="End a deployment that was rolled back or failed")
-def close(deployment_id: RowId, body: CloseIn, store: Store) -> dict[str, bool]:
+def close(deployment_id: RowId, body: CloseIn, store: Store) -> list[StaleBackup]:
     if body.status not in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED):
         raise AgentRefusal(422, "status must be Rolled Back or Failed (Deployed is reported by /finish)")
-    _guard(store.close, deployment_id, body.status, body.reason)
-    return {"ok": True}
+    return list(_guard(store.close, deployment_id, body.status, body.reason))
 
 
 class HostKeyIn(BaseModel):
