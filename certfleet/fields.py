@@ -14,6 +14,7 @@ Paths and SNI names belong to `certfleet.servers` (they share `Host` where they 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
 import re
@@ -266,6 +267,30 @@ class Host(_Rule):
             return "not a valid IPv6 address"
         problem = host_name_problem(value)
         return None if problem is None else f"{problem}; give an IPv4 address (a.b.c.d), an IPv6 address or a host name"
+
+
+@dataclass(frozen=True)
+class CertificateName(_Rule):
+    """A name a TLS certificate covers: a `Host`, or a wildcard `*.example.com` (the whole leftmost label, over a
+    host name of at least two labels, as CAs and RFC 6125 accept them); stored as written."""
+
+    def problem(self, value: str) -> str | None:
+        if not value.startswith("*."):
+            if "*" in value:
+                return "a wildcard must be the whole leftmost label, as in *.example.com"
+            return Host().problem(value)
+        rest = value[2:]
+        if "*" in rest:
+            return "only the leftmost label may be a wildcard, as in *.example.com"
+        problem = Host().problem(rest)
+        if problem is not None:
+            return problem
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(rest)
+            return "a wildcard covers host names, not IP addresses"
+        if "." not in rest.rstrip("."):
+            return "a wildcard needs a domain of at least two labels, as in *.example.com"
+        return None
 
 
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")

@@ -35,6 +35,7 @@ class ConfigurationRejected(InventoryError):
 # The field rules of a certificate's labels (`certfleet.fields`), shared with the new-certificate request.
 ORGANIZATION = fields.Name(200)
 BATCH_NAME = fields.Name(120)
+CERTIFICATE_NAME = fields.CertificateName()  # a CN or SAN of a TLS certificate, wildcards included
 IGNORE_REASON = fields.Description(500)
 
 

@@ -276,3 +276,28 @@ def test_usernames_and_guids_are_checked_whole_not_up_to_a_final_newline(
     made = client.post("/api/v1/directory-profiles", json=upper, headers=admin)
     assert made.status_code == 201, made.text
     assert made.json()["client_id"] == upper["client_id"]  # stored as written, not lower-cased
+
+
+def test_certificate_names_take_wildcards_only_as_the_whole_leftmost_label(
+    client: TestClient, accounts: Accounts
+) -> None:
+    operator = auth(accounts, "operator")
+    new = {"common_name": "*.Example.test", "sans": ["*.Example.test", "Example.test", "10.0.0.7"]}
+    created = client.post("/api/v1/certificates", json=new, headers=operator)
+    assert created.status_code == 201, created.text
+    shown = client.get(f"/api/v1/certificates/{created.json()['id']}", headers=operator).json()
+    assert (shown["common_name"], shown["sans"]) == ("*.Example.test", ["*.Example.test", "Example.test", "10.0.0.7"])
+    for name, words in [
+        ("w*.example.test", "a wildcard must be the whole leftmost label"),
+        ("*.*.example.test", "only the leftmost label may be a wildcard"),
+        ("www.*.example.test", "a wildcard must be the whole leftmost label"),
+        ("*.test", "a wildcard needs a domain of at least two labels"),
+        ("*.10.0.0.7", "not IP addresses"),
+        ("**.example.test", "a wildcard must be the whole leftmost label"),
+        ("*..example.test", "label '' is not 1-63"),
+    ]:
+        refused(client.post("/api/v1/certificates", json={"common_name": name}, headers=operator), "common_name", words)
+        bad_san = {"common_name": "ok.example.test", "sans": ["ok.example.test", name]}
+        refused(client.post("/api/v1/certificates", json=bad_san, headers=operator), "sans", words)
+    twice = {"common_name": "a.example.test", "sans": ["a.example.test", "A.example.test"]}
+    refused(client.post("/api/v1/certificates", json=twice, headers=operator), "sans", "A.example.test is given twice")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
-from certfleet.inventory.schemas import BATCH_NAME, ORGANIZATION
+from certfleet.inventory.schemas import BATCH_NAME, CERTIFICATE_NAME, ORGANIZATION
 from certfleet.inventory.usage import USAGE, target_problem
 from certfleet.models import repo
 from certfleet.models.orm import (
@@ -252,15 +252,15 @@ def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
 
 def _names(value: str | list[str] | None) -> list[str]:
     items = value if isinstance(value, list) else [s for s in (value or "").replace(",", " ").split() if s]
-    out: dict[str, None] = {}  # a dict keeps the order and finds duplicates in O(1)
+    out: dict[str, str] = {}  # lower-cased name -> the name as given: keeps the order, finds duplicates in O(1)
     for name in items:
-        name = name.strip().lower()
-        if name and name not in out:
-            if len(out) == MAX_SANS:
-                raise InputError(f"give at most {MAX_SANS} subject alternative names per certificate", field="sans")
-            common.host(name, "sans")
-            out[name] = None
-    return list(out)
+        if len(out) == MAX_SANS:
+            raise InputError(f"give at most {MAX_SANS} subject alternative names per certificate", field="sans")
+        CERTIFICATE_NAME.check(name, "sans")
+        if name.lower() in out:  # DNS names ignore case: the same name twice is a mistake, not two names
+            raise InputError(f"sans: {name} is given twice (as {out[name.lower()]} before)", field="sans")
+        out[name.lower()] = name
+    return list(out.values())
 
 
 def create_certificate(session: Session, new: NewCertificate, actor: str) -> Certificate:
@@ -269,7 +269,7 @@ def create_certificate(session: Session, new: NewCertificate, actor: str) -> Cer
     if new.profile not in ("tls-server", "smime"):
         raise InputError("profile must be tls-server or smime", field="profile")
     if new.profile == "tls-server":
-        common.host(cn.lstrip("*."), "common_name")
+        CERTIFICATE_NAME.check(cn, "common_name")
     sans = _names(new.sans)
     cert = Certificate(
         common_name=cn,
