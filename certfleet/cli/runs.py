@@ -63,7 +63,8 @@ def start_revocation(certificate_id: int, reason: str, serial: str | None, *, ac
     parameters: dict[str, Any] = {"certificate_id": certificate_id, "reason": flags.value}
     if not revocable.current:
         parameters["serial_number"] = revocable.serial_number
-    run = start_flow_run(FLOW, parameters, as_subflow=False)
+    name = f"{FLOW}-{certificate_id}-{flags.value}"  # as the dashboard names it
+    run = start_flow_run(FLOW, parameters, flow_run_name=name, as_subflow=False)
     with session_scope() as s:
         record_start(s, revocable, flags, actor, run.name)
     lines = []
