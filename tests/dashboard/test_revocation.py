@@ -149,12 +149,18 @@ def test_every_rfc_5280_reason_is_accepted_by_name(accounts: Accounts) -> None:
         ("not-issued", "shop.example.com is not issued (status Initiated): there is nothing to revoke"),
         ("revoked", "shop.example.com is already revoked (keyCompromise) on 2026-01-02 03:04 UTC"),
         ("no-order", f"serial {SERIAL} of shop.example.com was not issued through certfleet"),
+        ("expired", "shop.example.com has expired: a CA no longer revokes or lists it"),
     ],
 )
 def test_what_cannot_be_revoked_is_refused_with_the_reason(
     client: TestClient, accounts: Accounts, state: str, expected: str
 ) -> None:
     cert_id = _certificate(accounts, issued=state != "not-issued", order=state != "no-order")
+    if state == "expired":
+        with session_scope() as s:
+            cert = s.get(Certificate, cert_id)
+            assert cert is not None
+            cert.status = CertificateStatus.EXPIRED
     if state == "revoked":
         with session_scope() as s:
             cert = s.get(Certificate, cert_id)
@@ -167,6 +173,31 @@ def test_what_cannot_be_revoked_is_refused_with_the_reason(
     assert response.status_code == 422
     assert response.json()["detail"].startswith(expected)
     assert _started_by() == []
+
+
+def test_a_serial_replaced_by_a_rotation_goes_to_the_run(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    cert_id = _certificate(accounts)
+    with session_scope() as s:
+        s.add(Order(certificate_id=cert_id, ca_connector_id=accounts.boot.ca_connector_id,
+                    idempotency_key=f"cert-{cert_id}-gen-0", csr_pem="CSR", state=OrderState.ISSUED,
+                    serial_number="01"))  # fmt: skip
+    headers = auth(accounts, "operator")
+    response = client.post(
+        f"/api/v1/certificates/{cert_id}/revoke", json={"reason": "superseded", "serial_number": "01"}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    assert _run_parameters(response.json()["flow_run_id"]) == {
+        "certificate_id": cert_id,
+        "reason": "superseded",
+        "serial_number": "01",
+    }
+    unknown = client.post(
+        f"/api/v1/certificates/{cert_id}/revoke", json={"reason": "superseded", "serial_number": "02"}, headers=headers
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["field"] == "serial_number"
 
 
 def test_a_viewer_may_not_revoke(client: TestClient, accounts: Accounts) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from certfleet.ca_admin import service
 from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
+from certfleet.connectors.errors import TransientConnectorError
 from certfleet.dashboard.server import DashboardThread
 from certfleet.demo.listener import free_port
 from certfleet.flows.issuance import issue_certificate
@@ -25,6 +27,8 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, CAConnector, Certificate, CertificateStatus
 from certfleet.pki.parse import load_material
 from certfleet.settings import get_settings
+from certfleet.tasks import revocation as revocation_tasks
+from certfleet.tasks.build import build_ca as real_build_ca
 from certfleet.tasks.build import built_in_crl
 from tests.emulators.fixtures import EAB_KID, AcmeStack
 from tests.emulators.pki import TlsIdentity
@@ -184,3 +188,35 @@ def test_acme_revokes_at_pebble_and_a_retry_after_pebble_revoked_is_done(
     assert revoke_certificate(site.certificate_id, "keyCompromise") == serial
     with session_scope() as s:
         assert repo.get(s, Certificate, site.certificate_id).status is CertificateStatus.REVOKED
+
+
+class _FlakyCA:
+    """The built-in CA behind a CA that first answers 503: the revoke task must retry, not fail."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise TransientConnectorError("CA answered 503")
+        self.real.revoke(serial_number, reason)
+
+
+def test_a_transient_ca_failure_is_retried(boot: Bootstrapped, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_id = _certificate(boot.ca_connector_id)
+    issue_certificate(cert_id)
+    flaky: list[_FlakyCA] = []
+
+    def build(session: Any, connector: CAConnector) -> _FlakyCA:
+        if not flaky:
+            flaky.append(_FlakyCA(real_build_ca(session, connector)))
+        else:
+            flaky[0].real = real_build_ca(session, connector)  # the retry's own unit of work
+        return flaky[0]
+
+    monkeypatch.setattr(revocation_tasks, "build_ca", build)
+    revoke_certificate(cert_id, "affiliationChanged")
+    assert flaky[0].calls == 2
+    with session_scope() as s:
+        assert repo.get(s, Certificate, cert_id).status is CertificateStatus.REVOKED
