@@ -6,6 +6,7 @@ flow run; the `revoke-certificate` flow (certfleet.flows.revocation) calls the i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -18,6 +19,7 @@ from certfleet.models import repo
 from certfleet.models.orm import Certificate, CertificateStatus, Order, OrderState
 
 FLOW = "revoke-certificate"
+_SERIAL = re.compile(r"[0-9A-F]{1,80}")  # as certfleet.pki.parse.serial_hex writes serials
 
 # CRLReason names exactly as RFC 5280 section 5.3.1 spells them (x509.ReasonFlags values are those names).
 # removeFromCRL is left out: it only un-lists a held certificate in a delta CRL, it revokes nothing.
@@ -70,6 +72,9 @@ def check_revocable(session: Session, cert_id: int, serial: str | None = None) -
 
     `serial` (hex, as the certificate lists it) names a serial the certificate had before a rotation; by default
     the current one is revoked."""
+    if serial is not None and not _SERIAL.fullmatch(serial):
+        raise InputError("serial_number must be a serial as certfleet lists it: 1 to 80 upper-case hex digits",
+                         "serial_number")  # fmt: skip
     cert = repo.get(session, Certificate, cert_id)
     current = serial is None or serial == cert.serial_number
     if current and cert.status is CertificateStatus.REVOKED:

@@ -198,6 +198,11 @@ def test_a_serial_replaced_by_a_rotation_goes_to_the_run(
     )
     assert unknown.status_code == 422
     assert unknown.json()["field"] == "serial_number"
+    for bad in ("0x01", "01 ", "ab", ""):
+        body = {"reason": "superseded", "serial_number": bad}
+        refused = client.post(f"/api/v1/certificates/{cert_id}/revoke", json=body, headers=headers)
+        assert refused.status_code == 422
+        assert refused.json()["field"] == "serial_number"
 
 
 def test_a_viewer_may_not_revoke(client: TestClient, accounts: Accounts) -> None:
