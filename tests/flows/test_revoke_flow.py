@@ -220,3 +220,22 @@ def test_a_transient_ca_failure_is_retried(boot: Bootstrapped, monkeypatch: pyte
     assert flaky[0].calls == 2
     with session_scope() as s:
         assert repo.get(s, Certificate, cert_id).status is CertificateStatus.REVOKED
+
+
+def test_renewal_leaves_a_revoked_certificate_alone(boot: Bootstrapped) -> None:
+    from certfleet.models.orm import DeploymentTarget, Server, ServerConnection
+    from certfleet.tasks.renewal import find_due
+
+    cert_id = _certificate(boot.ca_connector_id)
+    with session_scope() as s:
+        server = Server(description="web", host="127.0.0.1", ports=[8443], connection=ServerConnection.LOCAL,
+                        server_type="nginx", bot_id=boot.local_bot_id)  # fmt: skip
+        s.add(server)
+        s.flush()
+        s.add(DeploymentTarget(certificate_id=cert_id, server_id=server.id, port=8443,
+                               cert_path="/tmp/c.pem", key_path="/tmp/k.pem"))  # fmt: skip
+    issue_certificate(cert_id)
+    inside_window = datetime.now(UTC) + timedelta(days=29)  # 30-day certificate, 30-day renewal window
+    assert [d.certificate_id for d in find_due.fn(inside_window)] == [cert_id]
+    revoke_certificate(cert_id, "cessationOfOperation")
+    assert find_due.fn(inside_window) == []
