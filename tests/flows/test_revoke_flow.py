@@ -89,6 +89,7 @@ def test_built_in_ca_revokes_and_its_crl_served_over_http_lists_the_serial(boot:
     status, _, body = _fetch(crl_url)
     assert status == 200
     assert x509.load_der_x509_crl(body).get_revoked_certificate_by_serial_number(leaf.serial_number) is None
+    assert _fetch(crl_url)[2] == body  # kept, not signed again for each request, until a revocation is added
 
     assert revoke_certificate(cert_id, "keyCompromise") == serial
     with session_scope() as s:
