@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     prefect_public_url: str | None = Field(
         default=None, description="Prefect API URL as bots on other hosts reach it (default: the local one)"
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The dashboard's address as clients reach it (e.g. http://certfleet.example.org:8080): the "
+        "built-in CA names <public_url>/crl/<connector id>.crl as the CRL Distribution Point of what it issues",
+    )
     bot_heartbeat_seconds: float = Field(default=30.0, description="How often a bot agent checks in")
     dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
     admin_password: SecretStr | None = Field(

@@ -136,6 +136,29 @@ def renew(wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = 
     _start("renew-expiring", {}, wait)
 
 
+@app.command()
+def revoke(
+    certificate_id: int,
+    reason: Annotated[
+        str, typer.Option(help="RFC 5280 reason: unspecified, keyCompromise, superseded, cessationOfOperation, ...")
+    ],
+    serial: Annotated[
+        str | None, typer.Option(help="A serial (hex) it had before a rotation; default: the current one")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start a revoke-certificate run: the CA that issued the certificate revokes it; it becomes Revoked."""
+    import getpass
+
+    from certfleet.cli.runs import start_revocation
+
+    lines = start_revocation(certificate_id, reason, serial, actor=f"cli:{getpass.getuser()}", wait=wait)
+    for line in lines:
+        out.print(line, highlight=False)
+    if wait and ": Completed" not in lines[-1]:
+        raise typer.Exit(1)
+
+
 @bot_app.command("run")
 def bot_run(
     url: Annotated[str, typer.Option(envvar="CERTFLEET_URL", help="certfleet's address, e.g. https://certfleet:8080")],

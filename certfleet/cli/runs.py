@@ -15,8 +15,7 @@ class NotRunning(RuntimeError):
     """No Prefect API answers where certfleet's runs would go."""
 
 
-def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list[str]:
-    """Starts the run(s); returns one line per run: its name and state (final when `wait`)."""
+def _connect() -> None:
     url = configured_api_url()
     if not healthy(url):
         raise NotRunning(f"no Prefect API answers at {url}: start certfleet with `certfleet up`")
@@ -27,6 +26,11 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list
             "set CERTFLEET_PREFECT_AUTH_STRING to the auth string of that server"
         )
     use_api(url, auth_string)
+
+
+def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list[str]:
+    """Starts the run(s); returns one line per run: its name and state (final when `wait`)."""
+    _connect()
     from certfleet.bots.routing import rollback_route, start_deploy_runs
     from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
     from certfleet.models.db import session_scope
@@ -42,3 +46,29 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list
     if wait:
         runs = wait_for_runs(runs)
     return [describe(run) for run in runs]
+
+
+def start_revocation(certificate_id: int, reason: str, serial: str | None, *, actor: str, wait: bool) -> list[str]:
+    """A revoke-certificate run after the checks the dashboard makes (certfleet.revocation), with an audit event.
+    Returns the lines to print: a warning when the certificate is deployed, then the run and its state."""
+    from certfleet.models.db import session_scope
+    from certfleet.revocation import FLOW, check_revocable, parse_reason, record_start
+
+    flags = parse_reason(reason, "--reason")
+    with session_scope() as s:
+        revocable = check_revocable(s, certificate_id, serial)
+    _connect()
+    from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
+
+    parameters: dict[str, Any] = {"certificate_id": certificate_id, "reason": flags.value}
+    if not revocable.current:
+        parameters["serial_number"] = revocable.serial_number
+    name = f"{FLOW}-{certificate_id}-{flags.value}"  # as the dashboard names it
+    run = start_flow_run(FLOW, parameters, flow_run_name=name, as_subflow=False)
+    with session_scope() as s:
+        record_start(s, revocable, flags, actor, run.name)
+    lines = []
+    if revocable.served_on:
+        where = ", ".join(revocable.served_on)
+        lines.append(f"warning: {revocable.common_name} is deployed on {where}; those servers now serve a revoked one")
+    return [*lines, describe(wait_for_runs([run])[0] if wait else run)]

@@ -15,3 +15,7 @@ class PermanentConnectorError(ConnectorError):
 
 class OrderStillPending(TransientConnectorError):
     """The CA accepted the order but has not issued yet; poll again later."""
+
+
+class AlreadyRevoked(PermanentConnectorError):
+    """The CA says the certificate is revoked already: a retried revoke is done, not failed."""

@@ -48,6 +48,7 @@ PAGE_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "crl",  # the built-in CA's CRL, for anyone
 ]
 
 

@@ -22,6 +22,7 @@ CENTRAL_FLOWS = (
     "renew-expiring",
     "discover-fleet",
     "check-bots",
+    "revoke-certificate",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -54,6 +55,7 @@ DESCRIPTIONS = {
     "discover-fleet": "Start discover-endpoints and discover-server-files on every bot that has servers.",
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
+    "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
 }
 
 

@@ -34,6 +34,7 @@ from certfleet.flows.discovery import discover_endpoints, discover_fleet, discov
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
+from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.servers import check_server
 
@@ -48,6 +49,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     discover_fleet,
     check_server,
     check_bots,
+    revoke_certificate,
 )
 
 

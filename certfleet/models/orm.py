@@ -263,6 +263,9 @@ class Certificate(Base):
     last_provisioned_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
     validation_status: Mapped[str | None] = mapped_column(String(40))
     dcv_status: Mapped[str | None] = mapped_column(String(40))
+    # Set by the revoke-certificate flow once the CA has revoked the current serial: the RFC 5280 reason name.
+    revocation_reason: Mapped[str | None] = mapped_column(String(40))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

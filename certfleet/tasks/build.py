@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from certfleet.ca_admin.runtime import REMOTE_KINDS, StoredConnector, build_remote_ca
@@ -18,6 +19,7 @@ from certfleet.jobs.store import JobStore
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Server, ServerConnection
 from certfleet.servers.access import access_of, kind_handler, release_connections, ssh_transport
+from certfleet.settings import get_settings
 from certfleet.tasks.ca_runtime import runtime_hooks
 
 
@@ -34,13 +36,27 @@ def local_ca_material(session: Session, connector: CAConnector) -> CAMaterial:
     return CAMaterial.load(connector.settings, secret)
 
 
+def public_crl_url(connector_id: int) -> str | None:
+    """Where the dashboard serves the built-in CA's CRL, when CERTFLEET_PUBLIC_URL says how clients reach it."""
+    base = get_settings().public_url
+    return f"{base.rstrip('/')}/crl/{connector_id}.crl" if base else None
+
+
+def built_in_crl(session: Session, connector: CAConnector) -> bytes:
+    """The built-in CA's current CRL (DER), signed now from its revocations table; NotFound before its first key."""
+    if connector.kind != LocalCA.kind or "issuing_key_pem" not in repo.connector_credentials(connector):
+        raise repo.NotFound(f"CA connector {connector.id} is not a built-in CA that has issued certificates")
+    crl = LocalCA(local_ca_material(session, connector), repo.DbRevocationStore(session, connector.id)).crl()
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
 def build_ca(session: Session, connector: CAConnector) -> CertificateAuthority:
     if connector.kind == LocalCA.kind:
         return LocalCA(
             local_ca_material(session, connector),
             repo.DbRevocationStore(session, connector.id),
             default_validity_days=connector.default_validity_days,
-            crl_url=connector.settings.get("crl_url"),
+            crl_url=connector.settings.get("crl_url") or public_crl_url(connector.id),
         )
     if connector.kind in REMOTE_KINDS:
         # Remote CAs: the order journal and the Prefect rate limit come from the task layer.

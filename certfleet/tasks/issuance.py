@@ -200,5 +200,6 @@ def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: byt
     cert.order_generation += 1
     cert.status = CertificateStatus.ISSUED
     cert.status_reason = None
+    cert.revocation_reason = cert.revoked_at = None  # a new serial: what was revoked was the previous one
     repo.audit(s, actor=ACTOR, action="issue", obj=cert, detail=f"serial {info.serial_number}")
     return info.serial_number

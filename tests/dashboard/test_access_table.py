@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/certificates/{cert_id}/text"): VIEWER,
     ("POST", "/api/v1/certificates/{cert_id}/ignore"): OPERATOR,
     ("POST", "/api/v1/certificates/{cert_id}/unignore"): OPERATOR,
+    ("POST", "/api/v1/certificates/{cert_id}/revoke"): OPERATOR,
     ("DELETE", "/api/v1/certificates/{cert_id}"): OPERATOR,
     ("POST", "/api/v1/certificates/{cert_id}/{action}"): OPERATOR,
     ("GET", "/api/v1/certificates/{cert_id}/deployments"): VIEWER,
@@ -162,6 +163,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/certificates/{cert_id}/download"): OPERATOR,
     ("POST", "/certificates/{cert_id}/ignore"): OPERATOR,
     ("POST", "/certificates/{cert_id}/unignore"): OPERATOR,
+    ("POST", "/certificates/{cert_id}/revoke"): OPERATOR,
     ("POST", "/certificates/{cert_id}/delete"): OPERATOR,
     ("POST", "/certificates/{cert_id}/run/{action}"): OPERATOR,
     ("POST", "/deployments/{deployment_id}/rollback"): OPERATOR,
@@ -211,6 +213,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/users"): ADMIN,
     ("POST", "/users/{user_id}"): ADMIN,
     ("GET", "/healthz"): ANONYMOUS,
+    ("GET", "/crl/{connector_id}.crl"): ANONYMOUS,  # relying parties fetch the built-in CA's CRL
 }
 # Routes that change state without the session's CSRF token: the login form checks its own token; bots
 # authenticate with a bearer token, which a browser never sends on its own.

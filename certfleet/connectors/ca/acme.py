@@ -44,7 +44,12 @@ from certfleet.connectors.ca.acme_challenges import ChallengeSolver
 from certfleet.connectors.ca.common import csr_names, pem_chain_from
 from certfleet.connectors.ca.http import RateLimited, retry_after_seconds
 from certfleet.connectors.ca.journal import MemoryOrderJournal, OrderJournal
-from certfleet.connectors.errors import ConnectorError, PermanentConnectorError, TransientConnectorError
+from certfleet.connectors.errors import (
+    AlreadyRevoked,
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
 from certfleet.pki.parse import serial_hex
 
 CA_NAME = "ACME CA"
@@ -194,7 +199,12 @@ class AcmeCA:
             )
         leaf = x509.load_pem_x509_certificate(known.pem_chain.encode())
         with _acme_errors():
-            self.client().revoke(leaf, RFC5280_REASON_CODES.get(reason, 0))  # revokeCert takes every RFC 5280 code
+            try:
+                self.client().revoke(leaf, RFC5280_REASON_CODES.get(reason, 0))  # takes every RFC 5280 code
+            except messages.Error as exc:
+                if exc.code == "alreadyRevoked":  # RFC 8555 section 7.6: a retry after the CA revoked it
+                    raise AlreadyRevoked(f"{CA_NAME}: {_problem(exc)}") from exc
+                raise
 
     def check_credentials(self) -> str:
         """Fetch the directory and log in with the account (registering it on first use); orders nothing."""

@@ -1,6 +1,6 @@
 """/api/v1/certificates: the list and export, the Select Action menu (configure, download, details, view, ignore,
 unignore, delete: all through `certfleet.inventory.service`), import, targets, and starting issue / deploy /
-provision / rollback runs in Prefect."""
+provision / rollback / revoke runs in Prefect."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import certificates as svc
 from certfleet.dashboard.services import inventory
-from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
+from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url
 from certfleet.inventory.schemas import (
     BATCH_NAME,
@@ -37,6 +37,7 @@ from certfleet.inventory.schemas import (
 )
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment, DeploymentType
+from certfleet.revocation import REASONS
 
 router = APIRouter(tags=["Certificates"])
 add_list_api(router, svc.CERTIFICATES, tag="Certificates")
@@ -97,6 +98,8 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "sans": c.sans,
         "status": c.status.value,
         "status_reason": c.status_reason,
+        "revocation_reason": c.revocation_reason,
+        "revoked_at": iso(c.revoked_at),
         "profile": c.profile,
         "usage": c.usage or c.profile,  # what it is for; before its first issue, the profile it is ordered with
         "key_spec": c.key_spec,
@@ -300,6 +303,25 @@ def unignore(cert_id: RowId, db: DbSession, who: Operator) -> StatusChange:
 @router.delete("/certificates/{cert_id}", summary="Delete the certificate, its locations and order history")
 def delete(cert_id: RowId, db: DbSession, who: Operator) -> Deleted:
     return inventory.delete(db, cert_id, actor=who.username)
+
+
+class RevokeBody(BaseModel):
+    reason: str = Field(description="RFC 5280 reason name: " + ", ".join(REASONS))
+    serial_number: str | None = Field(
+        default=None, description="a serial (hex) the certificate had before a rotation; default: the current one"
+    )
+
+
+@router.post(
+    "/certificates/{cert_id}/revoke",
+    status_code=202,
+    summary="Start a revoke-certificate run: the issuing CA revokes it with an RFC 5280 reason",
+    description="Refused with 422 and the reason when the certificate is not issued, already revoked, not issued "
+    "through certfleet, or `reason` is not an RFC 5280 reason name. A deployed certificate is revoked all the "
+    "same: rotate it first (provision) and revoke the previous `serial_number` to avoid serving a revoked one.",
+)
+def revoke(cert_id: RowId, body: RevokeBody, db: DbSession, who: Operator) -> dict[str, str]:
+    return run_json(start_revocation(db, cert_id, body.reason, who.username, body.serial_number))
 
 
 @router.post(

@@ -11,13 +11,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from certfleet import revocation
 from certfleet.bots import service as bots_svc
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import certificates as svc
 from certfleet.dashboard.services import inventory
-from certfleet.dashboard.services.runs import start_for_certificate, start_rollback
+from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server
@@ -111,6 +112,7 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         "info": found.certificate if found else None,
         "text": inventory.view(db, cert.id).text if found else None,
         "missing": svc.needs_configuration(cert),
+        "revoke": _revoke_context(db, cert),
         "deployments": deployments,
         "orders": orders,
         "run_url": flow_run_url,
@@ -129,6 +131,17 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         },
         **_choices(db),
     }
+
+
+def _revoke_context(db: Session, cert: Certificate) -> dict[str, Any]:
+    """The Revoke panel: reasons, the serials certfleet issued, and where the current one is served."""
+    serials = revocation.issued_serials(db, cert)
+    try:
+        served = revocation.check_revocable(db, cert.id).served_on
+        refused = None
+    except InputError as exc:
+        served, refused = [], exc.message
+    return {"reasons": revocation.REASONS, "serials": serials, "served_on": served, "refused": refused}
 
 
 @router.get("/certificates/{cert_id}", response_class=HTMLResponse)
@@ -237,6 +250,20 @@ def start(cert_id: int, action: str, db: DbSession, who: Operator) -> Response:
     runs = start_for_certificate(db, cert_id, action, who.username)
     response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
     flash(response, "; ".join(f"started {run.name} in Prefect: {run.url}" for run in runs), "success")
+    return response
+
+
+@router.post("/certificates/{cert_id}/revoke")
+def revoke(
+    cert_id: int,
+    db: DbSession,
+    who: Operator,
+    reason: Annotated[str, Form()] = "",
+    serial_number: Annotated[str, Form()] = "",
+) -> Response:
+    run = start_revocation(db, cert_id, reason, who.username, serial_number or None)
+    response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
+    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
     return response
 
 

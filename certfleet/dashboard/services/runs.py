@@ -13,6 +13,8 @@ from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.services.certificates import needs_configuration
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment
+from certfleet.revocation import FLOW as REVOKE_FLOW
+from certfleet.revocation import check_revocable, parse_reason, record_start
 
 T = TypeVar("T")
 
@@ -63,3 +65,17 @@ def _routes(find: Callable[[], T]) -> T:
         return find()
     except NoRoute as exc:
         raise InputError(str(exc)) from None
+
+
+def start_revocation(
+    session: Session, cert_id: int, reason: str, actor: str, serial_number: str | None = None
+) -> FlowRunRef:
+    """A revoke-certificate run, after the checks that refuse with the reason (certfleet.revocation)."""
+    flags = parse_reason(reason)
+    revocable = check_revocable(session, cert_id, serial_number)
+    parameters: dict[str, int | str] = {"certificate_id": revocable.certificate_id, "reason": flags.value}
+    if not revocable.current:
+        parameters["serial_number"] = revocable.serial_number
+    run = start_flow(REVOKE_FLOW, parameters)
+    record_start(session, revocable, flags, actor, run.name)
+    return run
