@@ -6,7 +6,7 @@ so a bot can read and journal only its own servers' deployments (`NotYourServer`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,6 +45,16 @@ if TYPE_CHECKING:
 
 class NotYourServer(PermissionError):
     """A bot asked for a server that is not mapped to it."""
+
+
+def _cannot_deploy(certificate_id: int, reason: str) -> NoReturn:
+    """A deployment that cannot start says why on the certificate, not only in the Prefect log."""
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, certificate_id)
+        cert.status = CertificateStatus.DEPLOYMENT_FAILED
+        cert.status_reason = reason
+        repo.audit(s, actor=ACTOR, action="deploy", obj=cert, outcome="refused", detail=reason)
+    raise PermanentConnectorError(reason)
 
 
 def rollback_refusal(session: Session, deployment: Deployment) -> str | None:
@@ -177,12 +187,24 @@ class DbJobStore:
             cert = repo.get(s, Certificate, certificate_id)
             if target.certificate_id != certificate_id:
                 raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
-            if not (cert.pem_chain and cert.private_key and cert.serial_number):
-                raise PermanentConnectorError(f"certificate {certificate_id} has not been issued yet: issue it first")
-            try:  # an S/MIME or CA certificate cannot be served: refuse before anything on the server changes
-                assert_servable(cert.pem_chain, target.server.server_type)
-            except NotServable as exc:
-                raise PermanentConnectorError(f"certificate {certificate_id}: {exc}") from None
+            refusal = None
+            if not (cert.pem_chain and cert.serial_number):
+                refusal = f"certificate {certificate_id} has not been issued yet: issue it first"
+            elif not cert.private_key:
+                refusal = (
+                    f"certificate {certificate_id}: certfleet holds no private key for it: import it with its key, "
+                    "or issue it"
+                )
+            else:
+                try:  # an S/MIME or CA certificate cannot be served: refuse before anything on the server changes
+                    assert_servable(cert.pem_chain, target.server.server_type)
+                except NotServable as exc:
+                    refusal = f"certificate {certificate_id}: {exc}"
+        if refusal is not None:
+            _cannot_deploy(certificate_id, refusal)
+        with session_scope() as s:
+            target = self._target(s, target_id)
+            cert = repo.get(s, Certificate, certificate_id)
             busy = s.scalar(
                 select(Deployment.id).where(
                     Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING

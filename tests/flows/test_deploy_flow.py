@@ -233,6 +233,27 @@ def test_certificate_not_issued_yet_is_refused_and_nothing_changes(site: Site) -
         state.result()
     assert site.files() == before
     assert _deployments(site.certificate_id) == []
+    reason = f"certificate {site.certificate_id} has not been issued yet: issue it first"
+    _assert_refused_on_the_certificate(site, reason)
+
+
+def _assert_refused_on_the_certificate(site: Site, reason: str) -> None:
+    """The reason is on the certificate (list, detail, API), not only in the Prefect log."""
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert (cert.status, cert.status_reason) == (CertificateStatus.DEPLOYMENT_FAILED, reason)
+
+
+def test_a_certificate_without_its_private_key_is_refused_saying_so(site: Site) -> None:
+    issue_certificate(site.certificate_id)
+    with session_scope() as s:
+        repo.get(s, Certificate, site.certificate_id).private_key = None  # e.g. imported without its key
+    before = site.files()
+    assert deploy_certificate(site.certificate_id, return_state=True).is_failed()
+    assert site.files() == before
+    assert _deployments(site.certificate_id) == []
+    no_key = "certfleet holds no private key for it: import it with its key, or issue it"
+    _assert_refused_on_the_certificate(site, f"certificate {site.certificate_id}: {no_key}")
 
 
 def test_an_smime_certificate_is_refused_before_anything_changes(site: Site) -> None:
@@ -247,3 +268,7 @@ def test_an_smime_certificate_is_refused_before_anything_changes(site: Site) -> 
         state.result()
     assert site.files() == before
     assert _deployments(site.certificate_id) == []
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert cert.status is CertificateStatus.DEPLOYMENT_FAILED
+        assert "this is an S/MIME certificate: it cannot be served by" in (cert.status_reason or "")
