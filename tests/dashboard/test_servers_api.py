@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, Server, ServerStatus
+from certfleet.models.orm import AuditEvent, Server, ServerConnection, ServerStatus
 from tests.dashboard.conftest import Accounts, auth, login
 from tests.integration.sshd import PASSWORD, PASSWORD_USER, running_sshd, scratch_dir
 
@@ -349,6 +349,20 @@ def test_targets_and_file_scans_follow_the_path_and_name_rules(client: TestClien
     added = client.post(url, json={**good, "server_name": "www.example.test"}, headers=operator)
     assert added.status_code == 201, added.text
     assert added.json()["targets"][0]["cert_path"] == "/etc/nginx/ssl/www.pem"
+    # nginx finds the files in its configuration: the paths may be left out (and are then not stored)
+    found = client.post(url, json={"server_id": server_id, "port": 8443}, headers=operator)
+    assert found.status_code == 201, found.text
+    assert [(t["port"], t["cert_path"], t["key_path"]) for t in found.json()["targets"]][1] == (8443, None, None)
+    with session_scope() as s:  # a plain PEM-files server (the demo fleet's kind) reads no configuration
+        plain = Server(description="pem files", host="10.0.0.11", server_type="generic", ports=[443],
+                       connection=ServerConnection.LOCAL)  # fmt: skip
+        s.add(plain)
+        s.flush()
+        plain_id = plain.id
+    unnamed = client.post(url, json={"server_id": plain_id, "port": 443}, headers=operator)
+    assert unnamed.status_code == 422
+    assert unnamed.json()["field"] == "cert_path"
+    assert unnamed.json()["detail"].startswith("give the cert path: a generic server has no configuration")
 
     scan = client.post(f"/api/v1/servers/{server_id}/scan-files", json={"extra_paths": ["/proc"]}, headers=operator)
     assert scan.status_code == 422

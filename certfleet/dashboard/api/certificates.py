@@ -83,8 +83,8 @@ class TargetIn(BaseModel):
     server_id: int
     port: int
     server_name: str | None = None
-    cert_path: str
-    key_path: str
+    cert_path: str | None = None  # nginx, Apache, Java servers: found in the server's configuration when not given
+    key_path: str | None = None
     chain_path: str | None = None
 
 

@@ -30,6 +30,7 @@ from certfleet.pki.csr import MAX_SANS
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec
 from certfleet.pki.usage import Usage
+from certfleet.servers.access import HANDLERS
 from certfleet.servers.targets import target_problems
 
 DiscoveryBot = aliased(Bot, name="discovery_bot")
@@ -302,8 +303,17 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     except (ValueError, repo.NotFound):
         raise InputError("choose a server (add it under Servers first)", field="server_id") from None
     port = common.integer(f.port, "port", low=1, high=65535)
-    cert_path = common.text(f.cert_path, "cert_path", required=True, max_len=500)
-    key_path = common.text(f.key_path, "key_path", required=True, max_len=500)
+    # nginx, Apache, Tomcat, ... find the files in their configuration; a plain PEM-files server must be told.
+    files_needed = server.server_type not in HANDLERS
+    for name, value in (("cert_path", f.cert_path), ("key_path", f.key_path)):
+        if files_needed and not (value or "").strip():
+            raise InputError(
+                f"give the {name.replace('_', ' ')}: a {server.server_type} server has no configuration that "
+                "certfleet reads to find it",
+                field=name,
+            )
+    cert_path = common.text(f.cert_path, "cert_path", max_len=500)
+    key_path = common.text(f.key_path, "key_path", max_len=500)
     chain_path = common.text(f.chain_path, "chain_path", max_len=500)
     server_name = common.text(f.server_name, "server_name", max_len=255)
     values = {"cert_path": cert_path, "key_path": key_path, "chain_path": chain_path, "server_name": server_name}
