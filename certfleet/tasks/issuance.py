@@ -198,6 +198,8 @@ def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: byt
     cert.vulnerability_reasons = reasons
     cert.issued_on = utcnow()
     cert.order_generation += 1
+    cert.renewal_attempts = 0  # a renewal that issued is done; its backoff starts over next time
+    cert.renewal_next_attempt_at = None
     cert.status = CertificateStatus.ISSUED
     cert.status_reason = None
     repo.audit(s, actor=ACTOR, action="issue", obj=cert, detail=f"serial {info.serial_number}")
