@@ -67,7 +67,7 @@ def retry_delay(attempts: int) -> timedelta:
     """Wait after the attempts-th failed renewal: 1 h, 2 h, 4 h, ... at most 24 h."""
     if attempts < 1:
         return timedelta(0)
-    return min(FIRST_RETRY * 2 ** min(attempts - 1, 16), LAST_RETRY)
+    return min(FIRST_RETRY * (1 << min(attempts - 1, 16)), LAST_RETRY)
 
 
 def seed_for(certificate_id: int, serial_number: str | None) -> str:
