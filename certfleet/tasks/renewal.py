@@ -16,6 +16,7 @@ from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentTarget, utcnow
 from certfleet.renewal import policy
+from certfleet.renewal.schedule import renews_at
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
 ACTOR = "flow:renew-expiring"
@@ -116,18 +117,8 @@ def find_due(now: datetime | None = None) -> list[Due]:
 
 
 def _renewal_due(cert: Certificate, now: datetime) -> bool:
-    assert cert.expires_on is not None
-    connector = cert.ca_connector
-    chosen = policy.resolve(
-        cert.renew_before_days, cert.renew_before_fraction, connector.renew_before_fraction if connector else None
-    )
-    return policy.is_due(
-        chosen,
-        now=now,
-        expires_on=cert.expires_on,
-        not_before=cert.not_before or cert.issued_on,
-        seed=policy.seed_for(cert.id, cert.serial_number),
-    )
+    at = renews_at(cert)
+    return at is not None and at <= now
 
 
 @task(
