@@ -100,8 +100,14 @@ def test_connector_defaults_are_stored_edited_and_used(client: TestClient, accou
 def test_the_configure_form_names_a_bad_fraction_and_saves_a_good_one(client: TestClient, accounts: Accounts) -> None:
     cert_id = _new(client, accounts).json()["id"]
     token = login(client, "operator")
-    form = {"ca_connector_id": str(accounts.boot.ca_connector_id), "provisioning_bot_id": str(accounts.boot.local_bot_id),
-            "key_spec": "rsa2048", "renew_before_days": "30", "renew_before_fraction": "1", "csrf_token": token}  # fmt: skip
+    form = {
+        "ca_connector_id": str(accounts.boot.ca_connector_id),
+        "provisioning_bot_id": str(accounts.boot.local_bot_id),
+        "key_spec": "rsa2048",
+        "renew_before_days": "30",
+        "renew_before_fraction": "1",
+        "csrf_token": token,
+    }
     refused = client.post(f"/certificates/{cert_id}", data=form)
     assert refused.status_code == 422
     assert 'data-field-error="renew_before_fraction"' in refused.text
