@@ -3,6 +3,7 @@ page forms, under the field rules (a 4xx naming the field; stored as sent)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -119,3 +120,34 @@ def test_the_configure_form_names_a_bad_fraction_and_saves_a_good_one(client: Te
         assert cert.renew_before_fraction == 0.4
     page = client.get(f"/certificates/{cert_id}")
     assert 'name="renew_before_fraction" value="0.4"' in page.text
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_the_certificate_shows_when_it_renews_and_a_failed_renewals_next_attempt(
+    client: TestClient, accounts: Accounts
+) -> None:
+    cert_id = _new(client, accounts).json()["id"]
+    issued = datetime(2026, 3, 1, tzinfo=UTC)
+    with session_scope() as s:
+        cert = s.get(Certificate, cert_id)
+        assert cert is not None
+        cert.not_before, cert.expires_on = issued, issued + timedelta(days=30)
+        cert.renewal_attempts, cert.renewal_next_attempt_at = 2, datetime(2026, 3, 22, 9, 30, tzinfo=UTC)
+        due = renews_at(cert)
+    assert due is not None
+    assert issued + timedelta(days=20) <= due <= issued + timedelta(days=21)  # the demo's 30 days, 30-day window
+    login(client, "viewer")
+    page = client.get(f"/certificates/{cert_id}").text
+    assert f"Renewal due from {due:%Y-%m-%d %H:%M} UTC" in page
+    assert "2 renewal attempt(s) have not issued yet, next attempt after 2026-03-22 09:30 UTC" in page
+    api = client.get(f"{API}/{cert_id}", headers=auth(accounts, "viewer")).json()
+    assert (api["renewal_attempts"], api["renewal_next_attempt_at"][:16]) == (2, "2026-03-22T09:30")
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_the_connector_form_has_the_renewal_defaults(client: TestClient, accounts: Accounts) -> None:
+    login(client, "admin")
+    page = client.get("/ca-connectors/new", params={"kind": "acme"}).text
+    assert 'name="renew_before_days"' in page
+    assert 'name="renew_before_fraction"' in page
+    assert 'step="any"' in page  # a share such as 0.25 is accepted by the browser's number field

@@ -248,7 +248,7 @@ def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
     connector = session.get(CAConnector, cert.ca_connector_id) if cert.ca_connector_id else None
     default_days = connector.renew_before_days if connector and connector.renew_before_days else 30
     cert.renew_before_days = common.integer(
-        f.renew_before_days, "renew_before_days", low=0, high=365, default=default_days
+        f.renew_before_days, "renew_before_days", low=1, high=365, default=default_days
     )
     cert.renew_before_fraction = fields.fraction(f.renew_before_fraction, "renew_before_fraction")
     cert.organization = ORGANIZATION.check_optional(f.organization, "organization")
