@@ -16,21 +16,12 @@ from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentTarget, utcnow
 from certfleet.renewal import policy
-from certfleet.renewal.schedule import renews_at
+from certfleet.renewal.schedule import MANAGED, RENEWING, renews_at
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
 ACTOR = "flow:renew-expiring"
 # A certificate whose last deployment failed is tried again, but not on every schedule tick.
 REDEPLOY_AFTER = timedelta(hours=6)
-MANAGED = (
-    CertificateStatus.ISSUED,
-    CertificateStatus.DEPLOYED,
-    CertificateStatus.ROLLED_BACK,
-    CertificateStatus.DEPLOYMENT_FAILED,
-    CertificateStatus.EXPIRED,
-)
-# A renewal under way (or failed) leaves the certificate Initiated or Order Pending; it stays on the work list.
-RENEWING = (CertificateStatus.INITIATED, CertificateStatus.ORDER_PENDING)
 NOT_SERVED_YET = (CertificateStatus.ISSUED, CertificateStatus.ROLLED_BACK, CertificateStatus.DEPLOYMENT_FAILED)
 
 

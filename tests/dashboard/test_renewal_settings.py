@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate
+from certfleet.models.orm import Certificate, CertificateStatus, DeploymentTarget, Server, ServerConnection
 from certfleet.renewal.schedule import renews_at
 from tests.dashboard.conftest import Accounts, auth, login
 
@@ -131,12 +131,19 @@ def test_the_certificate_shows_when_it_renews_and_a_failed_renewals_next_attempt
     with session_scope() as s:
         cert = s.get(Certificate, cert_id)
         assert cert is not None
-        cert.not_before, cert.expires_on = issued, issued + timedelta(days=30)
+        cert.status, cert.not_before, cert.expires_on = CertificateStatus.ISSUED, issued, issued + timedelta(days=30)
+    login(client, "viewer")
+    assert "Renewal due" not in client.get(f"/certificates/{cert_id}").text  # no target: renew-expiring skips it
+    with session_scope() as s:
+        cert = s.get(Certificate, cert_id)
+        assert cert is not None
+        server = Server(description="web", host="127.0.0.1", connection=ServerConnection.LOCAL, server_type="generic")
+        cert.targets.append(DeploymentTarget(server=server, port=443, cert_path="/x/c.pem", key_path="/x/k.pem"))
+        cert.status = CertificateStatus.INITIATED  # a renewal failed after its order was written: still shown
         cert.renewal_attempts, cert.renewal_next_attempt_at = 2, datetime(2026, 3, 22, 9, 30, tzinfo=UTC)
         due = renews_at(cert)
     assert due is not None
     assert issued + timedelta(days=20) <= due <= issued + timedelta(days=21)  # the demo's 30 days, 30-day window
-    login(client, "viewer")
     page = client.get(f"/certificates/{cert_id}").text
     assert f"Renewal due from {due:%Y-%m-%d %H:%M} UTC" in page
     assert "2 renewal attempt(s) have not issued yet, next attempt after 2026-03-22 09:30 UTC" in page

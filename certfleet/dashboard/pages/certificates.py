@@ -21,7 +21,7 @@ from certfleet.dashboard.services.runs import start_for_certificate, start_rollb
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server
-from certfleet.renewal.schedule import renews_at
+from certfleet.renewal.schedule import next_renewal
 
 router = APIRouter()
 add_export_page(router, svc.CERTIFICATES)
@@ -118,7 +118,7 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         "orders": orders,
         "run_url": flow_run_url,
         "configuring": True,
-        "renews_at": renews_at(cert),
+        "renews_at": next_renewal(cert),
         "problems": [],
         "v": {
             "ca_connector_id": cert.ca_connector_id or "",
