@@ -357,3 +357,22 @@ def choice(enum_type: type[E], value: str, field: str) -> E:
             return member
     choices = ", ".join(str(m.value) for m in enum_type)
     raise InputError(f"{field.replace('_', ' ')} must be one of {choices}, not {value!r}", field=field)
+
+
+def fraction(value: str | float | None, field: str) -> float | None:
+    """A share strictly between 0 and 1 (a renewal fraction: 0 would never renew, 1 would renew at issue), as a
+    form types it ("0.25") or as a JSON number; empty is "no value". Stored as the number sent."""
+    if value is None or (isinstance(value, str) and not value):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{field.replace('_', ' ')} must be a number between 0 and 1", field=field)
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"{field.replace('_', ' ')} must be a number between 0 and 1", field=field) from None
+    if not 0 < number < 1:  # also refuses nan and infinities
+        raise InputError(
+            f"{field.replace('_', ' ')} must be more than 0 and less than 1 (a share of the lifetime), not {value}",
+            field=field,
+        )
+    return number

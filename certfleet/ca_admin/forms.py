@@ -99,6 +99,9 @@ class AdvancedOptions(BaseModel):
         return value.strip() + "\n"
 
 
+RENEWAL_FIELDS = ("renew_before_days", "renew_before_fraction")
+
+
 class ConnectorFormBase(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -112,13 +115,29 @@ class ConnectorFormBase(BaseModel):
 
     name: str = Field(min_length=1, max_length=120, title="Name")
     advanced: AdvancedOptions = Field(default_factory=AdvancedOptions)
+    # Renewal policy defaults for this connector's certificates (stored in their own columns, not settings).
+    renew_before_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=365,
+        title="Renew before expiry (days)",
+        description="default for new certificates of this connector; empty: 30",
+    )
+    renew_before_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        title="Renew when less than this share of the lifetime is left",
+        description="between 0 and 1 (e.g. 0.25), for certificates that set none; empty: one third",
+    )
 
     def url(self) -> str:
         return str(getattr(self, self.url_field))
 
     def public_values(self) -> dict[str, Any]:
         """What goes into the connector's settings column (no secrets, no name)."""
-        data = self.model_dump(mode="json", exclude={"kind", "name", *self.secret_fields})
+        data = self.model_dump(mode="json", exclude={"kind", "name", *RENEWAL_FIELDS, *self.secret_fields})
         return data
 
     def secret_values(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from certfleet.ca_admin.forms import (
     FORMS,
     KIND_LABELS,
     LIST_COLUMNS,
+    RENEWAL_FIELDS,
     ADCSForm,
     ConnectorForm,
     ConnectorFormBase,
@@ -150,6 +151,7 @@ def get_connector(session: Session, connector_id: int) -> ConnectorDetail:
     form_class = FORMS.get(row.kind)
     secret_names = form_class.secret_fields if form_class else ()
     values = {k: v for k, v in stored.settings.items() if k not in _RUNTIME_SETTINGS}
+    values.update({key: getattr(row, key) for key in RENEWAL_FIELDS})
     rate, burst = rate_limit_of(row)
     count = session.scalar(select(func.count()).select_from(Certificate).where(Certificate.ca_connector_id == row.id))
     return ConnectorDetail(
@@ -174,7 +176,8 @@ def edit_form(session: Session, connector_id: int) -> ConnectorFormBase:
     row = repo.get(session, CAConnector, connector_id)
     form_class = _form_class(row.kind)
     values = {k: v for k, v in (row.settings or {}).items() if k not in _RUNTIME_SETTINGS}
-    return form_class.model_validate({**values, "name": row.name})
+    renewal = {key: getattr(row, key) for key in RENEWAL_FIELDS}
+    return form_class.model_validate({**values, **renewal, "name": row.name})
 
 
 def rate_limit_of(row: CAConnector) -> tuple[float, int]:
@@ -293,6 +296,8 @@ def create_connector(session: Session, form: ConnectorFormBase, *, actor: str) -
         settings=form.public_values(),
         credentials=json.dumps(secrets),
         default_validity_days=_validity(form),
+        renew_before_days=form.renew_before_days,
+        renew_before_fraction=form.renew_before_fraction,
         created_by=actor,
     )
     session.add(row)
@@ -324,6 +329,10 @@ def update_connector(session: Session, connector_id: int, form: ConnectorFormBas
     row.settings = settings
     row.credentials = json.dumps(secrets)
     row.default_validity_days = _validity(form, row.default_validity_days)
+    for key in RENEWAL_FIELDS:
+        if getattr(row, key) != getattr(form, key):
+            changed.append(key)
+            setattr(row, key, getattr(form, key))
     secrets_changed = sorted(form.secret_values())
     detail = f"changed: {', '.join(changed) or 'nothing'}" + (
         f"; new secrets: {', '.join(secrets_changed)}" if secrets_changed else ""

@@ -45,7 +45,9 @@ HELP: dict[str, str] = {
     "certs_deployment_pending": (
         "Certificates fully configured (bot, CA connector, deployment target) that their targets do not serve yet. "
         "Nothing starts a Discovered or Initiated one by itself: start Provision (issue + deploy) on the certificate's "
-        "page, `certfleet provision ID` or POST /api/v1/certificates/ID/provision. An Issued or Rolled Back one is "
+        "page, `certfleet provision ID` or POST /api/v1/certificates/ID/provision (a renewal that did not issue is "
+        "the exception: the hourly renew-expiring run starts it again after 1, 2, 4 ... at most 24 hours). "
+        "An Issued or Rolled Back one is "
         "deployed by the hourly renew-expiring run once 6 hours have passed since it was issued or last deployed "
         "(Deploy on its page does it at once)."
     ),

@@ -59,6 +59,14 @@ class ConfigureRequest(BaseModel):
     key_spec: str = Field(default="rsa2048", description="rsa2048, rsa3072, rsa4096, ec-p256 or ec-p384")
     validity_days: int | None = Field(default=None, ge=1, le=3650, description="the connector's default when empty")
     renew_before_days: int = Field(default=30, ge=1, le=365, description="renew this many days before expiry")
+    renew_before_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="or when less than this share of the lifetime is left, whichever comes later; empty: the CA "
+        "connector's default, else one third",
+    )
     organization: Annotated[str, ORGANIZATION] | None = None
     tags: Annotated[list[str], fields.TagList()] = Field(default_factory=list)
     batch_name: Annotated[str, BATCH_NAME] | None = None
@@ -86,6 +94,7 @@ class CertificateConfiguration(BaseModel):
     key_spec: str
     validity_days: int | None
     renew_before_days: int
+    renew_before_fraction: float | None
     organization: str | None
     tags: list[str]
     batch_name: str | None

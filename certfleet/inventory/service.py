@@ -170,11 +170,12 @@ def check_configuration(
                 f"{PUBLIC_MAX_VALIDITY_DAYS} days, not {validity}",
             )
         )
-    if validity is not None and request.renew_before_days >= validity:
+    renew_before = renew_before_days(request, connector)
+    if validity is not None and renew_before >= validity:
         problems.append(
             (
                 "renew_before_days",
-                f"renewing {request.renew_before_days} days before expiry of a {validity}-day certificate would "
+                f"renewing {renew_before} days before expiry of a {validity}-day certificate would "
                 f"renew it as soon as it is issued; use fewer than {validity} days",
             )
         )
@@ -241,6 +242,13 @@ def _target_problems(
     return problems
 
 
+def renew_before_days(request: ConfigureRequest, connector: CAConnector | None) -> int:
+    """The days sent, else the CA connector's default for its certificates, else the request's (30)."""
+    if "renew_before_days" in request.model_fields_set or connector is None or connector.renew_before_days is None:
+        return request.renew_before_days
+    return connector.renew_before_days
+
+
 def configure(
     session: Session, certificate_id: int, request: ConfigureRequest, *, actor: str
 ) -> CertificateConfiguration:
@@ -279,7 +287,8 @@ def configure(
     cert.provisioning_bot_id = request.provisioning_bot_id
     cert.key_spec = request.key_spec.strip().lower()
     cert.validity_days = request.validity_days
-    cert.renew_before_days = request.renew_before_days
+    cert.renew_before_days = renew_before_days(request, session.get(CAConnector, request.ca_connector_id))
+    cert.renew_before_fraction = request.renew_before_fraction
     cert.organization = request.organization  # validated by ConfigureRequest's field rules: stored as sent
     cert.tags = list(request.tags)
     cert.batch_name = request.batch_name
@@ -310,6 +319,7 @@ def get_configuration(session: Session, certificate_id: int) -> CertificateConfi
         key_spec=cert.key_spec,
         validity_days=cert.validity_days,
         renew_before_days=cert.renew_before_days,
+        renew_before_fraction=cert.renew_before_fraction,
         organization=cert.organization,
         tags=list(cert.tags or []),
         batch_name=cert.batch_name,

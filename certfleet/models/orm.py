@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -166,6 +166,9 @@ class CAConnector(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credentials: Mapped[str | None] = mapped_column(EncryptedText)  # JSON object, sealed
     default_validity_days: Mapped[int] = mapped_column(Integer, default=90)
+    # Renewal policy defaults for its certificates (certfleet.renewal.policy); None: the built-in ones.
+    renew_before_days: Mapped[int | None] = mapped_column(Integer)
+    renew_before_fraction: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))
 
@@ -222,6 +225,11 @@ class Certificate(Base):
     key_spec: Mapped[str] = mapped_column(String(20), default="rsa2048")
     validity_days: Mapped[int | None] = mapped_column(Integer)
     renew_before_days: Mapped[int] = mapped_column(Integer, default=30)
+    # None: the CA connector's default, else one third (certfleet.renewal.policy).
+    renew_before_fraction: Mapped[float | None] = mapped_column(Float)
+    # Renewals started since the last issuance; the next may start only after renewal_next_attempt_at (backoff).
+    renewal_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    renewal_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     organization: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     batch_name: Mapped[str | None] = mapped_column(String(120))

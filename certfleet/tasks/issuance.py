@@ -198,6 +198,8 @@ def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: byt
     cert.vulnerability_reasons = reasons
     cert.issued_on = utcnow()
     cert.order_generation += 1
+    cert.renewal_attempts = 0  # a renewal that issued is done; its backoff starts over next time
+    cert.renewal_next_attempt_at = None
     cert.status = CertificateStatus.ISSUED
     cert.status_reason = None
     cert.revocation_reason = cert.revoked_at = None  # a new serial: what was revoked was the previous one

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from certfleet.bots.routing import NoRoute, start_deploy_runs
 from certfleet.connectors.errors import PermanentConnectorError
@@ -15,18 +15,13 @@ from certfleet.deployments.starts import start_flow_run
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentTarget, utcnow
+from certfleet.renewal import policy
+from certfleet.renewal.schedule import MANAGED, RENEWING, renews_at
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
 ACTOR = "flow:renew-expiring"
 # A certificate whose last deployment failed is tried again, but not on every schedule tick.
 REDEPLOY_AFTER = timedelta(hours=6)
-MANAGED = (
-    CertificateStatus.ISSUED,
-    CertificateStatus.DEPLOYED,
-    CertificateStatus.ROLLED_BACK,
-    CertificateStatus.DEPLOYMENT_FAILED,
-    CertificateStatus.EXPIRED,
-)
 NOT_SERVED_YET = (CertificateStatus.ISSUED, CertificateStatus.ROLLED_BACK, CertificateStatus.DEPLOYMENT_FAILED)
 
 
@@ -58,7 +53,10 @@ def find_due(now: datetime | None = None) -> list[Due]:
             .outerjoin(last_deployment, last_deployment.c.certificate_id == Certificate.id)
             .outerjoin(Deployment, Deployment.id == last_deployment.c.deployment_id)
             .where(
-                Certificate.status.in_(MANAGED),
+                or_(
+                    Certificate.status.in_(MANAGED),
+                    and_(Certificate.status.in_(RENEWING), Certificate.renewal_attempts > 0),
+                ),
                 Certificate.ca_connector_id.is_not(None),
                 Certificate.expires_on.is_not(None),
                 has_targets,
@@ -71,10 +69,18 @@ def find_due(now: datetime | None = None) -> list[Due]:
                 cert.status = CertificateStatus.EXPIRED
                 cert.status_reason = f"expired on {cert.expires_on:%Y-%m-%d %H:%M} UTC without a renewal deployed"
                 repo.audit(s, actor=ACTOR, action="expire", obj=cert, outcome="failure", detail=cert.status_reason)
-            if cert.expires_on - timedelta(days=cert.renew_before_days) <= now:
-                # Names the certificate being replaced, so a wiped database or a shared Prefect server
-                # cannot match an old run and silently skip a renewal.
-                key = f"renew-cert-{cert.id}-{cert.serial_number or 'none'}-{cert.expires_on:%Y%m%d%H%M%S}"
+            if cert.renewal_attempts and cert.renewal_next_attempt_at and now < cert.renewal_next_attempt_at:
+                continue  # a failed renewal waits for its backoff, then is tried again
+            if _renewal_due(cert, now):
+                # Names the certificate being replaced and the attempt, so a wiped database or a shared Prefect
+                # server cannot match an old run and silently skip a renewal, and a failed one is tried again.
+                attempt = cert.renewal_attempts + 1
+                key = (
+                    f"renew-cert-{cert.id}-{cert.serial_number or 'none'}-{cert.expires_on:%Y%m%d%H%M%S}"
+                    f"-attempt-{attempt}"
+                )
+                cert.renewal_attempts = attempt
+                cert.renewal_next_attempt_at = now + policy.retry_delay(attempt)
                 due.append(
                     Due(
                         certificate_id=cert.id,
@@ -99,6 +105,11 @@ def find_due(now: datetime | None = None) -> list[Due]:
                         )
                     )
     return due
+
+
+def _renewal_due(cert: Certificate, now: datetime) -> bool:
+    at = renews_at(cert)
+    return at is not None and at <= now
 
 
 @task(

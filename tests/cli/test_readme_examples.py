@@ -115,6 +115,9 @@ def _check_cli_examples(up: Up) -> None:
             assert "Completed" not in output  # started, not waited for
         elif args[0] in ("provision", "deploy", "rollback", "renew"):
             assert "Completed" in output, (command, output)
+        if args[0] == "renew":  # the demo's certificates were just issued: none is renewed (Renewal policy)
+            with sqlite3.connect(up.data_dir / "certfleet.db") as db:
+                assert db.execute("SELECT count(*) FROM certificates WHERE renewal_attempts > 0").fetchone()[0] == 0
 
 
 def test_readme_examples_work_on_a_fresh_up(running_up: Up, tmp_path: Path) -> None:

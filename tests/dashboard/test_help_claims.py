@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi.testclient import TestClient
 
 from certfleet.dashboard.help import HELP
+from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Certificate, CertificateStatus, DeploymentTarget, Server, ServerConnection, utcnow
 from certfleet.tasks.renewal import find_due
@@ -81,10 +82,16 @@ def test_deployment_pending_says_what_starts_each_certificate(client: TestClient
     issued = _configured(CertificateStatus.ISSUED, accounts, "issued.example.test")
     rolled_back = _configured(CertificateStatus.ROLLED_BACK, accounts, "rolled-back.example.test")
     _configured(CertificateStatus.ISSUED, accounts, "just-issued.example.test", issued_ago=timedelta(hours=1))
-    assert _tiles(client, accounts)["deployment_pending"] == 4
+    retried = _configured(CertificateStatus.INITIATED, accounts, "retried.example.test", issued_ago=timedelta(days=80))
+    with session_scope() as s:  # a renewal that did not issue, its backoff over
+        cert = repo.get(s, Certificate, retried)
+        cert.expires_on, cert.renewal_attempts = utcnow() + timedelta(days=5), 1
+        cert.renewal_next_attempt_at = utcnow() - timedelta(minutes=1)
+    assert "a renewal that did not issue is the exception" in text
+    assert _tiles(client, accounts)["deployment_pending"] == 5
     due = {d.certificate_id: d.action for d in find_due.fn()}
     # The Initiated one waits for Provision; the one issued an hour ago for its 6 hours.
-    assert due == {issued: "deploy", rolled_back: "deploy"}
+    assert due == {issued: "deploy", rolled_back: "deploy", retried: "provision"}
     assert initiated not in due
     # ... and Provision, the way the help text names, is on its page.
     login(client, "operator")

@@ -11,6 +11,8 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 
 from certfleet.deployments.names import CENTRAL, ON_BOTS, bot_queue
 from certfleet.deployments.serve import register, runner_deployments
+from certfleet.flows.deployment import deploy_certificate
+from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.renewal import RenewalNotStarted, renew_expiring
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
@@ -25,6 +27,8 @@ from certfleet.models.orm import (
     ServerConnection,
     utcnow,
 )
+from certfleet.tasks.renewal import find_due
+from tests.flows.conftest import Site
 
 
 def _runs(ignore: frozenset[UUID] = frozenset()) -> dict[str, list[int]]:
@@ -53,7 +57,8 @@ def _cert(
 ) -> list[Certificate | Deployment]:
     """A managed certificate (and the failed deployment it had, if any), ready to be added to a session."""
     now = utcnow()
-    cert = Certificate(common_name=name, status=status, expires_on=now + expires_in, issued_on=now - timedelta(days=1))
+    # Issued long enough ago that the policy's fraction cap (a third of the lifetime) does not hold renewal back.
+    cert = Certificate(common_name=name, status=status, expires_on=now + expires_in, issued_on=now - timedelta(days=80))
     if not targets:
         return [cert]
     target = DeploymentTarget(server=server, port=443, cert_path="/x/c.pem", key_path="/x/k.pem")
@@ -126,7 +131,9 @@ def test_renewal_starts_the_right_runs_once(boot: Bootstrapped) -> None:
         assert "without a renewal deployed" in (expired.status_reason or "")
         assert repo.get(s, Certificate, ids["ignored"]).status is CertificateStatus.IGNORED
 
-    assert renew_expiring() == 3  # the next tick finds the same work already started
+    # The next tick finds the re-deployment already started and leaves the renewals alone until their backoff
+    # (an hour) says they may be tried again.
+    assert renew_expiring() == 1
     assert _runs(earlier) == expected
     with get_client(sync_client=True) as client:
         for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["renewal"]))):
@@ -157,3 +164,55 @@ def test_a_certificate_whose_server_has_no_bot_does_not_hold_up_the_others(boot:
     with session_scope() as s:
         reason = repo.get(s, Certificate, stuck_id).status_reason or ""
     assert reason.startswith("renewal could not start: no bot is assigned to server orphan (10.9.9.9)")
+
+
+def test_a_just_issued_demo_certificate_is_not_renewed_until_its_last_third(site: Site) -> None:
+    """The demo fleet (30-day certificates, 30-day window): right after `certfleet up` issued and deployed them,
+    `certfleet renew` renews nothing; the certificate is due after 20 days (21 at most, with its jitter)."""
+    issue_certificate(site.certificate_id)
+    assert deploy_certificate(site.certificate_id) == {1: "Deployed"}
+    assert find_due.fn() == []
+    assert renew_expiring() == 0
+    now = utcnow()
+    assert find_due.fn(now + timedelta(days=19, hours=23)) == []
+    (due,) = find_due.fn(now + timedelta(days=21))
+    assert (due.certificate_id, due.action) == (site.certificate_id, "provision")
+
+
+def test_a_failed_renewal_stays_on_the_work_list_and_is_retried_after_its_backoff(
+    boot: Bootstrapped, site: Site
+) -> None:
+    earlier = _run_ids()
+    register(runner_deployments(bot_queue(boot.local_bot_id)))  # registered, not served: the runs wait
+    issue_certificate(site.certificate_id)
+    with session_scope() as s:  # an old certificate, well inside its window
+        cert = repo.get(s, Certificate, site.certificate_id)
+        cert.not_before = utcnow() - timedelta(days=80)
+        cert.expires_on = utcnow() + timedelta(days=10)
+    start = utcnow()
+    assert renew_expiring() == 1
+    assert _runs(earlier) == {"provision-certificate": [site.certificate_id]}
+    with session_scope() as s:  # the renewal failed: create_order left it Initiated, the order says why
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert cert.renewal_attempts == 1
+        assert cert.renewal_next_attempt_at is not None
+        assert start + timedelta(hours=1) <= cert.renewal_next_attempt_at <= utcnow() + timedelta(hours=1)
+        first_retry = cert.renewal_next_attempt_at
+        cert.status = CertificateStatus.INITIATED
+        cert.status_reason = "order failed: rate limited"
+
+    assert find_due.fn() == []  # not before the backoff
+    assert find_due.fn(first_retry - timedelta(minutes=1)) == []
+    (retry,) = find_due.fn(first_retry)
+    assert retry.idempotency_key.endswith("-attempt-2")  # a new run, not the failed one found again
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert cert.renewal_attempts == 2
+        assert cert.renewal_next_attempt_at == first_retry + timedelta(hours=2)
+    assert find_due.fn(first_retry + timedelta(hours=1)) == []
+    assert len(find_due.fn(first_retry + timedelta(hours=2))) == 1
+
+    issue_certificate(site.certificate_id)  # a renewal that issues resets the backoff
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        assert (cert.renewal_attempts, cert.renewal_next_attempt_at) == (0, None)

@@ -50,7 +50,8 @@ class ConfigureIn(BaseModel):
     provisioning_bot_id: int | None = None
     key_spec: str = "rsa2048"
     validity_days: int | None = None
-    renew_before_days: int = 30
+    renew_before_days: int | None = None  # None: the CA connector's default, else 30
+    renew_before_fraction: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
     organization: Annotated[str, ORGANIZATION] | None = None
     tags: Annotated[list[str], fields.TagList()] = Field(default_factory=list)
     batch_name: Annotated[str, BATCH_NAME] | None = None
@@ -108,6 +109,9 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "discovery_bot_id": c.discovery_bot_id,
         "validity_days": c.validity_days,
         "renew_before_days": c.renew_before_days,
+        "renew_before_fraction": c.renew_before_fraction,
+        "renewal_attempts": c.renewal_attempts,
+        "renewal_next_attempt_at": iso(c.renewal_next_attempt_at),
         "organization": c.organization,
         "tags": c.tags,
         "batch_name": c.batch_name,
@@ -144,6 +148,7 @@ def _config(body: ConfigureIn) -> svc.CertificateFields:
         key_spec=body.key_spec,
         validity_days=body.validity_days,
         renew_before_days=body.renew_before_days,
+        renew_before_fraction=body.renew_before_fraction,
         organization=body.organization,
         tags=body.tags,
         batch_name=body.batch_name,

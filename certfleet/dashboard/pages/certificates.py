@@ -22,6 +22,7 @@ from certfleet.dashboard.services.runs import start_for_certificate, start_revoc
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server
+from certfleet.renewal.schedule import next_renewal
 
 router = APIRouter()
 add_export_page(router, svc.CERTIFICATES)
@@ -34,11 +35,12 @@ class _ConfigForm:
         provisioning_bot_id: Annotated[str, Form()] = "",
         key_spec: Annotated[str, Form()] = "rsa2048",
         validity_days: Annotated[str, Form()] = "",
-        renew_before_days: Annotated[str, Form()] = "30",
+        renew_before_days: Annotated[str, Form()] = "",
         organization: Annotated[str, Form()] = "",
         tags: Annotated[str, Form()] = "",
         batch_name: Annotated[str, Form()] = "",
         deployment_type: Annotated[str, Form()] = DeploymentType.AUTOMATED.value,
+        renew_before_fraction: Annotated[str, Form()] = "",
     ) -> None:
         self.fields = svc.CertificateFields(
             ca_connector_id,
@@ -50,6 +52,7 @@ class _ConfigForm:
             tags,
             batch_name or None,
             deployment_type,
+            renew_before_fraction,
         )
 
 
@@ -117,6 +120,7 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         "orders": orders,
         "run_url": flow_run_url,
         "configuring": True,
+        "renews_at": next_renewal(cert),
         "problems": [],
         "v": {
             "ca_connector_id": cert.ca_connector_id or "",
@@ -124,6 +128,7 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
             "key_spec": cert.key_spec,
             "validity_days": cert.validity_days or "",
             "renew_before_days": cert.renew_before_days,
+            "renew_before_fraction": "" if cert.renew_before_fraction is None else cert.renew_before_fraction,
             "organization": cert.organization or "",
             "tags": ", ".join(cert.tags or []),
             "batch_name": cert.batch_name or "",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, String, case, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from certfleet import fields
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.dashboard.services import common
@@ -204,11 +205,12 @@ class CertificateFields:
     provisioning_bot_id: str | int | None = None
     key_spec: str = "rsa2048"
     validity_days: str | int | None = None
-    renew_before_days: str | int | None = 30
+    renew_before_days: str | int | None = None  # None: the CA connector's default, else 30
     organization: str | None = None
     tags: str | list[str] | None = None
     batch_name: str | None = None
     deployment_type: str = DeploymentType.AUTOMATED.value
+    renew_before_fraction: str | float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,12 @@ def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
     cert.validity_days = (
         None if f.validity_days in (None, "") else common.integer(f.validity_days, "validity_days", low=1, high=3650)
     )
-    cert.renew_before_days = common.integer(f.renew_before_days, "renew_before_days", low=0, high=365, default=30)
+    connector = session.get(CAConnector, cert.ca_connector_id) if cert.ca_connector_id else None
+    default_days = connector.renew_before_days if connector and connector.renew_before_days else 30
+    cert.renew_before_days = common.integer(
+        f.renew_before_days, "renew_before_days", low=1, high=365, default=default_days
+    )
+    cert.renew_before_fraction = fields.fraction(f.renew_before_fraction, "renew_before_fraction")
     cert.organization = ORGANIZATION.check_optional(f.organization, "organization")
     cert.tags = common.tags(f.tags)
     cert.batch_name = BATCH_NAME.check_optional(f.batch_name, "batch_name")

@@ -132,12 +132,14 @@ def configure_request_from_form(session: Session, certificate_id: int, form: dic
         "provisioning_bot_id": form.get("provisioning_bot_id") or None,
         "key_spec": form.get("key_spec") or "rsa2048",
         "validity_days": form.get("validity_days") or None,
-        "renew_before_days": form.get("renew_before_days") or 30,
+        "renew_before_fraction": form.get("renew_before_fraction") or None,
         "organization": form.get("organization") or None,
         "tags": fields.split_form_tags(form.get("tags") or ""),
         "batch_name": form.get("batch_name") or None,
         "targets": [t.model_dump() for t in current_targets(session, certificate_id)],
     }
+    if form.get("renew_before_days"):  # empty: the CA connector's default (else 30)
+        data["renew_before_days"] = form["renew_before_days"]
     if data["ca_connector_id"] is None:
         raise InputError("choose the CA connector that issues this certificate", field="ca_connector_id")
     if data["provisioning_bot_id"] is None:
