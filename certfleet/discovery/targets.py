@@ -263,6 +263,22 @@ def expand(
     return Expansion(list(endpoints), unresolved)
 
 
+def with_known_names(endpoints: Sequence[Endpoint], known: Iterable[tuple[str, int, str]]) -> list[Endpoint]:
+    """The endpoints, plus each SNI name already recorded at an address and port being scanned.
+
+    A server may answer another certificate for each name it is asked; a scan of the address alone would leave
+    every place recorded under a name Active on the certificate it served before. Asking each known name again
+    updates all of them."""
+    scanned = {(e.ip, e.port) for e in endpoints}
+    out: dict[Endpoint, None] = dict.fromkeys(endpoints)
+    asked = {(e.ip, e.port, e.sni) for e in endpoints}
+    for ip, port, name in known:
+        if (ip, port) in scanned and (ip, port, name) not in asked:
+            out[Endpoint(name, ip, port, name)] = None
+            asked.add((ip, port, name))
+    return list(out)
+
+
 def _resolve_all(names: list[str], resolver: Resolver) -> tuple[dict[str, list[str]], dict[str, str]]:
     resolved: dict[str, list[str]] = {}
     unresolved: dict[str, str] = {}

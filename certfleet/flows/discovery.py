@@ -31,6 +31,7 @@ from certfleet.bots.routing import Route
 from certfleet.deployments.starts import start_flow_run
 from certfleet.discovery.scan_process import prestart
 from certfleet.discovery.scanner import ScanOptions
+from certfleet.discovery.targets import with_known_names
 from certfleet.jobs.discovery import DiscoveryError, current_discovery_store, servers_of
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, BotStatus, Server
@@ -114,11 +115,12 @@ async def discover_endpoints(
     except DiscoveryError as exc:
         await asyncio.to_thread(store.finish, opened.run_id, "Failed", [str(exc)])
         raise
+    endpoints = with_known_names(expansion.endpoints, opened.known_names)
     notes = list(expansion.unresolved.values())
     if targets is None and not opened.targets:
         notes = ["no targets given and no registered server of this bot has a port: nothing was scanned"]
-    batches = plan_batches(expansion.endpoints, workers=PARALLEL_BATCHES, batch_size=batch_size)
-    await asyncio.to_thread(store.set_plan, opened.run_id, len(expansion.endpoints), notes)
+    batches = plan_batches(endpoints, workers=PARALLEL_BATCHES, batch_size=batch_size)
+    await asyncio.to_thread(store.set_plan, opened.run_id, len(endpoints), notes)
     logger = get_run_logger()
     for reason in expansion.unresolved.values():
         logger.warning("skipped: %s", reason)

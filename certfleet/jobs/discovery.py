@@ -51,6 +51,7 @@ class OpenedRun(BaseModel):
     run_id: int
     bot_id: int
     targets: list[str] = []  # endpoint runs: what to expand and scan
+    known_names: list[tuple[str, int, str]] = []  # endpoint runs: (ip, port, SNI) this bot recorded before
     server_ids: list[int] = []  # file runs: the servers to scan
 
 
@@ -125,6 +126,23 @@ class DiscoveryStore(Protocol):
     def add_counts(self, run_id: int, counts: RunCounts) -> None: ...
 
     def finish(self, run_id: int, status: str, errors: Sequence[str] = ()) -> None: ...
+
+
+def _known_names(session: Session, bot_id: int) -> list[tuple[str, int, str]]:
+    """The SNI places this bot found that still count (not Replaced): a scan of their address asks them again."""
+    rows = session.execute(
+        select(CertificateLocation.scan_ip, CertificateLocation.scan_port, CertificateLocation.sni)
+        .where(
+            CertificateLocation.kind == "tls",
+            CertificateLocation.discovery_bot_id == bot_id,
+            CertificateLocation.sni != "",
+            CertificateLocation.scan_ip.is_not(None),
+            CertificateLocation.scan_port.is_not(None),
+            CertificateLocation.last_status != LocationStatus.REPLACED,
+        )
+        .distinct()
+    )
+    return [(ip, port, sni) for ip, port, sni in rows if ip is not None and port is not None]
 
 
 def current_discovery_store() -> DiscoveryStore:
@@ -236,7 +254,7 @@ class DbDiscoveryStore:
             s.flush()
             scope = f"{len(chosen)} target(s)" if targets is not None else "its registered servers"
             repo.audit(s, actor=f"bot:{bot.name}", action="discover-endpoints", obj=run, detail=scope)
-            return OpenedRun(run_id=run.id, bot_id=bot.id, targets=chosen)
+            return OpenedRun(run_id=run.id, bot_id=bot.id, targets=chosen, known_names=_known_names(s, bot.id))
 
     def set_plan(self, run_id: int, endpoints_total: int, notes: list[str]) -> None:
         with session_scope() as s:

@@ -186,6 +186,28 @@ def test_places_that_stop_answering_or_change_are_marked_not_deleted(
     assert (c.last_status, c.last_error) == (LocationStatus.ACTIVE, None)
 
 
+def test_a_scan_of_an_address_asks_again_for_every_name_recorded_there(
+    boot: Bootstrapped, fleet: dict[str, Served], tmp_path: Path
+) -> None:
+    """A place recorded under an SNI name does not stay Active on the certificate it served before (issue 15)."""
+    port, name = free_port(), "www.sni.test"
+    with TlsFarm([fleet["good"].spec(port, sni={name: fleet["expired"]})], tmp_path / "one"):
+        discover(targets=[f"{name}@127.0.0.1:{port}"], bot_id=boot.local_bot_id)
+    (named,) = locations(certificate(fleet["expired"].sha256).id)
+    assert (named.sni, named.last_status) == (name, LocationStatus.ACTIVE)
+
+    # the server now answers that name with another certificate; the scan names only the address
+    with TlsFarm([fleet["good"].spec(port, sni={name: fleet["sha1"]})], tmp_path / "two"):
+        two = discover(targets=[f"127.0.0.1:{port}"], bot_id=boot.local_bot_id)
+    assert (two.endpoints, two.answered) == (2, 2)  # the address, and the name recorded there
+    (named,) = locations(certificate(fleet["expired"].sha256).id)
+    assert named.last_status is LocationStatus.REPLACED
+    (renamed,) = locations(certificate(fleet["sha1"].sha256).id)
+    assert (renamed.sni, renamed.host, renamed.last_status) == (name, name, LocationStatus.ACTIVE)
+    (plain,) = locations(certificate(fleet["good"].sha256).id)
+    assert (plain.sni, plain.last_status) == ("", LocationStatus.ACTIVE)
+
+
 def test_without_targets_the_registered_servers_are_scanned(
     boot: Bootstrapped, farm: Farm, fleet: dict[str, Served]
 ) -> None:
