@@ -10,6 +10,7 @@ import ipaddress
 import os
 import posixpath
 import re
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from pydantic import (
 )
 from sqlalchemy import select
 
-from certfleet.connectors.errors import ConnectorError
+from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers import commands
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
 from certfleet.connectors.servers.ssh import SshTransport, fingerprint, load_private_key
@@ -617,6 +618,14 @@ def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None)
             config = _main_config(spec.server_type, spec.app_path)
             if config is not None:
                 _require_path(transport, config, "the configuration file", checked, directory=False)
+            app_stat = transport.stat(spec.app_path)
+            if app_stat and app_stat.is_dir:
+                _require_writable(transport, spec.app_path, f"the {_path_label(spec.server_type)}", checked)
+            else:  # a configuration file: its folder
+                folder = posixpath.dirname(spec.app_path)
+                _require_writable(transport, folder, f"the folder of the {_path_label(spec.server_type)}", checked)
+            if access.keystore_folder:
+                _require_writable(transport, access.keystore_folder, "the Key Store Folder Path", checked)
             resolved = _resolve_commands(transport, spec, access.ports[0] if access.ports else 443, checked)
     except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
@@ -714,6 +723,17 @@ def _require_path(
     if directory is False and st.is_dir:
         raise _NotReady(f"{label} {path} on {transport.label} is a directory, not a file")
     checked.append(f"{path} exists")
+
+
+def _require_writable(transport: SshTransport, folder: str, label: str, checked: list[str]) -> None:
+    """Deployments write certificates, keys and backups there: try it with a temp file, as a deployment would."""
+    probe = posixpath.join(folder, f".certfleet-write-test-{secrets.token_hex(4)}")
+    try:
+        transport.write_atomic(probe, b"", 0o600)
+    except PermanentConnectorError as exc:
+        raise _NotReady(f"{label} {folder} is not writable: {exc}") from None
+    transport.remove(probe)
+    checked.append(f"{folder} is writable (a test file was written and removed)")
 
 
 def _main_config(server_type: str, app_path: str) -> str | None:

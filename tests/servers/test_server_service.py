@@ -160,6 +160,7 @@ def test_connectivity_check_pins_the_host_key_and_sets_active(database: str, ssh
     assert (result.status, result.reason) == ("Active", None)
     assert result.host_key_fingerprint == fingerprint(sshd.host_key_line)
     assert result.checked[0] == f"login as {PASSWORD_USER}"
+    assert any(line.endswith("is writable (a test file was written and removed)") for line in result.checked)
     view = get_server(server_id)
     assert (view.status, view.ssh_host_key) == ("Active", sshd.host_key_line)
     assert view.last_checked_at is not None
@@ -180,6 +181,8 @@ def test_connectivity_check_with_sudo(database: str, sshd: Sshd) -> None:
         ("missing config", "the configuration file {path}/nginx.conf does not exist"),
         ("unreachable", "connection refused: no SSH server listens there"),
         ("sudo refused", "sudo refused"),
+        ("read-only path", "the Nginx Path {path} is not writable: "),
+        ("read-only path", "give the user write access to {path} or turn sudo on"),
     ],
 )
 def test_connectivity_check_says_why_not(database: str, sshd: Sshd, case: str, expected: str) -> None:
@@ -193,6 +196,8 @@ def test_connectivity_check_says_why_not(database: str, sshd: Sshd, case: str, e
         (Path(path) / "nginx.conf").unlink()
     elif case == "sudo refused":
         overrides["use_sudo"] = True
+    elif case == "read-only path":  # the login may read the configuration but not write certificates there
+        Path(path).chmod(0o555)
     server_id = _ssh_server(sshd, path, **overrides)
     if case == "unreachable":
         with session_scope() as s:
