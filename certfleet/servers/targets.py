@@ -19,18 +19,31 @@ def roots(server: Server) -> list[str]:
     return paths.server_roots(server.app_path, server.keystore_folder, server.allowed_paths)
 
 
-def target_problems(server: Server, values: dict[str, str | None], *, prefix: str = "") -> list[tuple[str | None, str]]:
+def target_problems(
+    server: Server, values: dict[str, str | int | None], *, prefix: str = ""
+) -> list[tuple[str | None, str]]:
     """(field, message) for each path or server name of a target that breaks its rule; empty when fine.
 
-    `values` holds `cert_path`, `key_path`, `chain_path` and `server_name` (None or "" = not given).
+    `values` holds `port`, `cert_path`, `key_path`, `chain_path` and `server_name` (None or "" = not given).
     """
     problems: list[tuple[str | None, str]] = []
+    port = values.get("port")
+    if port is not None and server.ports and int(port) not in server.ports:
+        listed = ", ".join(str(p) for p in server.ports)
+        problems.append(
+            (
+                f"{prefix}port",
+                f"port {port} is not a port of server {server.description} ({listed}): add it to the server's Ports "
+                "first, or choose one of those",
+            )
+        )
     windows = server.connection is ServerConnection.SMB
     allowed = roots(server)
     for name in TARGET_PATH_FIELDS:
         value = values.get(name)
         if not value:
             continue
+        value = str(value)
         label = _LABELS[name]
         try:
             paths.check_path(value, label, windows=windows)
@@ -41,7 +54,7 @@ def target_problems(server: Server, values: dict[str, str | None], *, prefix: st
     sni = values.get("server_name")
     if sni:
         try:
-            check_server_name(sni)
+            check_server_name(str(sni))
         except NameRefused as exc:
             problems.append((f"{prefix}server_name", str(exc)))
     return problems

@@ -70,7 +70,7 @@ def add_server(bot_id: int | None, **fields: object) -> int:
         server = Server(
             description=str(fields.pop("description", "web-1")),
             host="127.0.0.1",
-            ports=[8443],
+            ports=fields.pop("ports", [8443, 443]),
             connection=fields.pop("connection", ServerConnection.LOCAL),
             server_type=str(fields.pop("server_type", "generic")),
             bot_id=bot_id,
@@ -190,6 +190,11 @@ REJECTIONS: list[tuple[str, Callable[[Bootstrapped, int], dict[str, object]], st
         "no files for a plain server",
         lambda b, s: {"targets": [{"server_id": s, "port": 443}]},
         "web-1 (127.0.0.1) is a generic server: give the certificate and key file paths",
+    ),
+    (
+        "port the server does not list",
+        lambda b, s: {"targets": [{"server_id": s, "port": 9443, "cert_path": "/c", "key_path": "/k"}]},
+        "port 9443 is not a port of server web-1 (8443, 443): add it to the server's Ports first",
     ),
     (
         "relative path",

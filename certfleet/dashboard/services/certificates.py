@@ -323,7 +323,13 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     key_path = common.text(f.key_path, "key_path", max_len=500)
     chain_path = common.text(f.chain_path, "chain_path", max_len=500)
     server_name = common.text(f.server_name, "server_name", max_len=255)
-    values = {"cert_path": cert_path, "key_path": key_path, "chain_path": chain_path, "server_name": server_name}
+    values: dict[str, str | int | None] = {
+        "port": port,
+        "cert_path": cert_path,
+        "key_path": key_path,
+        "chain_path": chain_path,
+        "server_name": server_name,
+    }
     problems = target_problems(server, values)
     if problems:
         raise InputError(problems[0][1], field=problems[0][0], problems=problems)
