@@ -548,3 +548,13 @@ class PrivateRoot(Base):
     apply_public_rules: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class CompletedRun(Base):
+    """When a scheduled flow last ran to its end (one row per flow): the dead man's switch and /metrics read it,
+    so a schedule that stopped is seen without asking Prefect (whose worker may be the thing that stopped)."""
+
+    __tablename__ = "completed_runs"
+
+    flow_name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -214,6 +214,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/users/{user_id}"): ADMIN,
     ("GET", "/healthz"): ANONYMOUS,
     ("GET", "/crl/{connector_id}.crl"): ANONYMOUS,  # relying parties fetch the built-in CA's CRL
+    ("GET", "/metrics"): VIEWER,  # Prometheus scrapes with a Viewer's API token
 }
 # Routes that change state without the session's CSRF token: the login form checks its own token; bots
 # authenticate with a bearer token, which a browser never sends on its own.
@@ -255,8 +256,8 @@ def concrete(path: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)
 
 
-def is_api(path: str) -> bool:
-    return path.startswith("/api/") and path != "/api/docs"
+def is_api(path: str) -> bool:  # token-authenticated routes: also called with each role's API token
+    return (path.startswith("/api/") and path != "/api/docs") or path == "/metrics"
 
 
 @dataclass

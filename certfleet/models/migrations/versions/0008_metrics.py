@@ -1,0 +1,28 @@
+"""completed_runs: when a scheduled flow (renew-expiring) last ran to its end, for /metrics and alerts.
+
+Revision ID: 0008_metrics
+Revises: 0007_renewal_policy
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008_metrics"
+down_revision: str | None = "0007_renewal_policy"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "completed_runs",
+        sa.Column("flow_name", sa.String(length=120), nullable=False),
+        sa.Column("completed_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("flow_name"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("completed_runs")
