@@ -46,7 +46,8 @@ def test_the_rules_and_the_dashboard_name_only_exported_series(client: TestClien
     used_in_grafana = {
         name for panel in dashboard["panels"] for target in panel["targets"] for name in SERIES.findall(target["expr"])
     }
-    assert used and used_in_grafana
+    assert used
+    assert used_in_grafana
     assert used - names == set()
     assert used_in_grafana - names == set()
     assert "certfleet_certificate_expiry_timestamp_seconds" in used
