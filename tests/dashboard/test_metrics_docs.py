@@ -36,6 +36,22 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert "SUCCESS: 5 rules found" in result.stdout
 
 
+def test_promtool_accepts_the_example_scrape_configuration(tmp_path: Path) -> None:
+    """The README's Prometheus configuration, with its rules file and a token file beside it, as it says."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run scripts/install-system-packages.sh (Debian package prometheus)"
+    for source in (RULES, DOCS / "prometheus" / "prometheus.yml"):
+        shutil.copy(source, tmp_path / source.name)
+    (tmp_path / "certfleet-token").write_text("cfu_example\n")
+    result = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout
+    config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert (job["metrics_path"], job["authorization"]["type"]) == ("/metrics", "Bearer")
+
+
 def test_the_rules_and_the_dashboard_name_only_exported_series(client: TestClient, accounts: Accounts) -> None:
     names = exported(client, accounts)
     rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
@@ -50,4 +66,8 @@ def test_the_rules_and_the_dashboard_name_only_exported_series(client: TestClien
     assert used_in_grafana
     assert used - names == set()
     assert used_in_grafana - names == set()
+    # Imported, it asks for the Prometheus data source, which every panel uses.
+    (variable,) = dashboard["templating"]["list"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {"${" + variable["name"] + "}"}
     assert "certfleet_certificate_expiry_timestamp_seconds" in used
