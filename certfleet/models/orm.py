@@ -467,6 +467,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(120))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_prefix: Mapped[str] = mapped_column(String(16))
+    # "all": whatever the user's role may do; "metrics": only GET /metrics (a Prometheus scrape token).
+    scope: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

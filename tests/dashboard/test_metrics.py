@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -28,7 +29,7 @@ from certfleet.models.orm import (
 )
 from certfleet.renewal.runs import record_completed
 from certfleet.settings import get_settings
-from tests.dashboard.conftest import Accounts, auth
+from tests.dashboard.conftest import Accounts, auth, login
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -70,6 +71,39 @@ def test_anonymous_and_unknown_tokens_get_401_and_a_viewer_token_scrapes(
     with session_scope() as s:
         users.revoke_api_token(s, issued.id, user_id=viewer.id, is_admin=False, actor="test")
     assert client.get("/metrics", headers=prometheus).status_code == 401
+
+
+def test_a_metrics_only_token_scrapes_and_does_nothing_else(client: TestClient, accounts: Accounts) -> None:
+    made = client.post(
+        "/api/v1/tokens", json={"name": "prometheus", "scope": "metrics"}, headers=auth(accounts, "admin")
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["scope"] == "metrics"
+    scraper = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert client.get("/metrics", headers=scraper).status_code == 200
+    for method, path in (("GET", "/api/v1/me"), ("GET", "/api/v1/certificates"), ("POST", "/api/v1/tokens")):
+        refused = client.request(method, path, headers=scraper, json={"name": "more"})
+        assert refused.status_code == 403, (path, refused.text)
+        assert "may only scrape /metrics" in refused.json()["detail"]
+    listed = {t["name"]: t["scope"] for t in client.get("/api/v1/tokens", headers=auth(accounts, "admin")).json()}
+    assert (listed["prometheus"], listed["tests"]) == ("metrics", "all")
+
+    wrong = client.post("/api/v1/tokens", json={"name": "x", "scope": "Metrics"}, headers=auth(accounts, "admin"))
+    assert wrong.status_code == 422
+    assert wrong.json()["field"] == "scope"
+
+
+def test_the_tokens_page_makes_a_metrics_only_token(client: TestClient, accounts: Accounts) -> None:
+    csrf = login(client, "viewer")
+    page = client.post("/account/tokens", data={"name": "prom", "scope": "metrics", "csrf_token": csrf})
+    assert page.status_code == 200
+    assert "only /metrics" in page.text
+    token = re.search(r'data-testid="new-api-token">([^<]+)<', page.text)
+    assert token
+    client.cookies.clear()
+    headers = {"Authorization": f"Bearer {token[1]}"}
+    assert client.get("/metrics", headers=headers).status_code == 200
+    assert client.get("/api/v1/me", headers=headers).status_code == 403
 
 
 def _fleet(accounts: Accounts) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""completed_runs: when a scheduled flow (renew-expiring) last ran to its end, for /metrics and alerts.
+"""completed_runs: when a scheduled flow (renew-expiring) last ran to its end, for /metrics and alerts;
+api_tokens.scope: "all", or "metrics" for a token that may only scrape /metrics.
 
 Revision ID: 0008_metrics
 Revises: 0007_renewal_policy
@@ -22,7 +23,11 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("flow_name"),
     )
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("scope", sa.String(length=20), server_default="all", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.drop_column("scope")
     op.drop_table("completed_runs")
