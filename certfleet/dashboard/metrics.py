@@ -59,6 +59,7 @@ class FleetCollector(Collector):
             Order.state,
             OrderState,
         )
+        yield self._batches()
         yield self._bots()
         yield self._last_renewal_run()
 
@@ -128,6 +129,23 @@ class FleetCollector(Collector):
         )
         for cert_id, common_name, connector, server, status, expires_on in rows:
             family.add_metric([str(cert_id), common_name, connector, server, str(status)], expires_on.timestamp())
+        return family
+
+    def _batches(self) -> Metric:
+        """Batch progress: one GROUP BY; only the statuses a batch has (a batch is done when all are Deployed)."""
+        family = GaugeMetricFamily(
+            "certfleet_batch_certificates",
+            "Certificates of each named batch (Batch Name), by status",
+            labels=["batch", "status"],
+        )
+        column = Certificate.batch_name
+        for batch, status, n in self.conn.execute(
+            select(column, Certificate.status, func.count())
+            .where(column.is_not(None))
+            .group_by(column, Certificate.status)
+            .order_by(column)
+        ):
+            family.add_metric([str(batch), str(status)], n)
         return family
 
     def _bots(self) -> Metric:

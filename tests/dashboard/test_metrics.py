@@ -114,13 +114,13 @@ def _fleet(accounts: Accounts) -> dict[str, int]:
         connector = s.get(CAConnector, accounts.boot.ca_connector_id)
         assert connector is not None
         server = Server(description="web", host="web1.test", connection=ServerConnection.LOCAL, server_type="nginx")
-        soon = Certificate(common_name="soon.test", status=CertificateStatus.DEPLOYED,
-                           ca_connector_id=connector.id, expires_on=now + timedelta(days=3))  # fmt: skip
+        soon = Certificate(common_name="soon.test", status=CertificateStatus.DEPLOYED, ca_connector_id=connector.id,
+                           expires_on=now + timedelta(days=3), batch_name="wave-1")  # fmt: skip
         later = Certificate(common_name="later.test", status=CertificateStatus.ISSUED, ca_connector_id=connector.id,
-                            expires_on=now + timedelta(days=20))  # fmt: skip
+                            expires_on=now + timedelta(days=20), batch_name="wave-1")  # fmt: skip
         found = Certificate(common_name="found.test", status=CertificateStatus.DISCOVERED, location_host="10.1.1.1",
                             expires_on=now + timedelta(days=200))  # fmt: skip
-        pending = Certificate(common_name="pending.test", status=CertificateStatus.INITIATED)
+        pending = Certificate(common_name="pending.test", status=CertificateStatus.INITIATED, batch_name="wave-2")
         s.add_all([server, soon, later, found, pending])
         s.flush()
         target = DeploymentTarget(certificate_id=soon.id, server_id=server.id, port=443)
@@ -168,6 +168,9 @@ def test_the_series_match_the_fleet(client: TestClient, accounts: Accounts) -> N
     assert deployments == {"Running": 0, "Deployed": 2, "Rolled Back": 0, "Deployment Failed": 1}
     orders = by(after, "certfleet_orders", "status")
     assert orders == {"Created": 0, "Submitted": 0, "Pending": 0, "Issued": 1, "Failed": 1}
+
+    batches = {(labels["batch"], labels["status"]): v for labels, v in after["certfleet_batch_certificates"]}
+    assert batches == {("wave-1", "Deployed"): 1, ("wave-1", "Issued"): 1, ("wave-2", "Initiated"): 1}
 
     ages = by(after, "certfleet_bot_last_heartbeat_age_seconds", "bot")
     assert "never-bot" not in ages
