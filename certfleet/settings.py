@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="The dashboard's address as clients reach it (e.g. http://certfleet.example.org:8080): the "
         "built-in CA names <public_url>/crl/<connector id>.crl as the CRL Distribution Point of what it issues",
     )
+    metrics_max_certificates: int = Field(
+        default=10_000,
+        ge=0,
+        description="/metrics gives the soonest-expiring this many certificates their own expiry series; the rest "
+        "are counted in certfleet_certificates_beyond_cap (and in the days-to-expiry counts)",
+    )
     bot_heartbeat_seconds: float = Field(default=30.0, description="How often a bot agent checks in")
     dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
     admin_password: SecretStr | None = Field(

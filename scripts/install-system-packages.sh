@@ -20,6 +20,7 @@ PACKAGES=(
   fonts-dejavu-core         # PDF export: DejaVu Sans, embedded (Latin, Greek, Cyrillic, symbols, combining accents)
   fonts-wqy-microhei        # PDF export: the fallback font for Chinese, Japanese and Korean (5 MB)
   poppler-utils             # pdftotext: the export tests read the text back out of the PDFs
+  prometheus                # promtool: the tests check docs/prometheus/alerts.yml with `promtool check rules`
 )
 
 SUDO=""

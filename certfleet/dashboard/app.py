@@ -49,6 +49,7 @@ PAGE_MODULES: list[str] = [
     "audit",
     "users",
     "crl",  # the built-in CA's CRL, for anyone
+    "metrics",  # Prometheus scrapes, with an API token
 ]
 
 

@@ -26,6 +26,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _RANK = {UserRole.VIEWER: 0, UserRole.OPERATOR: 1, UserRole.ADMIN: 2}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+METRICS_SCOPE = "metrics"
 
 
 def _db() -> Iterator[Session]:
@@ -43,9 +44,14 @@ class Principal:
     username: str
     role: UserRole
     via: Literal["session", "token"]
+    scope: str = "all"  # a token's scope: "metrics" tokens may only scrape /metrics
 
     def has(self, role: UserRole | str) -> bool:
         return _RANK[self.role] >= _RANK[UserRole(role)]
+
+    @property
+    def metrics_only(self) -> bool:
+        return self.scope == METRICS_SCOPE
 
 
 def session_data(request: Request) -> security.SessionData:
@@ -68,7 +74,7 @@ def _from_token(token: str) -> Principal | None:
         now = utcnow()
         if api_token.last_used_at is None or (now - api_token.last_used_at).total_seconds() > 60:
             api_token.last_used_at = now  # at most once a minute: no write per API call
-        return Principal(user.id, user.username, user.role, "token")
+        return Principal(user.id, user.username, user.role, "token", api_token.scope)
 
 
 def _from_session(user_id: int, generation: int) -> Principal | None:
@@ -120,6 +126,8 @@ def require_role(role: UserRole | str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if principal is None:
             raise LoginRequired("log in first")
+        if principal.metrics_only:
+            raise Forbidden("this API token may only scrape /metrics (its scope is metrics)")
         if not principal.has(needed):
             raise Forbidden(f"this needs the {needed.value} role; you are {principal.role.value}")
         await _check_csrf(request, principal)
@@ -128,6 +136,14 @@ def require_role(role: UserRole | str) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+async def _scraper(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    """GET /metrics: any logged-in user or API token, including a metrics-only token."""
+    if principal is None:
+        raise LoginRequired("send an API token (Authorization: Bearer cfu_...)")
+    return principal
+
+
+Scraper = Annotated[Principal, Depends(_scraper)]
 Viewer = Annotated[Principal, Depends(require_role(UserRole.VIEWER))]
 Operator = Annotated[Principal, Depends(require_role(UserRole.OPERATOR))]
 Admin = Annotated[Principal, Depends(require_role(UserRole.ADMIN))]

@@ -39,6 +39,8 @@ class BodyTooLarge(HTTPException):
 
 def is_api(request: Request) -> bool:
     path = request.url.path
+    if path == "/metrics":  # a scraper, not a browser: 401/403, never a redirect to the login form
+        return True
     return path.startswith("/api/") and path != "/api/docs"  # the docs are a page: log in, then come back
 
 

@@ -113,6 +113,8 @@ async def _uploader_refusal(request: Request) -> Response | None:
         return await login_required_handler(request, exc)
     if principal is None:
         return await login_required_handler(request, LoginRequired("log in before uploading files"))
+    if principal.metrics_only:
+        return await forbidden_handler(request, Forbidden("this API token may only scrape /metrics"))
     if not principal.has(UPLOAD_ROLE):
         message = f"uploading files needs the {UPLOAD_ROLE.value} role; you are {principal.role.value}"
         return await forbidden_handler(request, Forbidden(message))

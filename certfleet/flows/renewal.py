@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from certfleet.renewal.runs import record_completed
 from certfleet.tasks.renewal import Due, find_due, start_run
 
 
@@ -43,6 +44,9 @@ def renew_expiring() -> int:
         sum(d.action == "provision" for d in due),
         sum(d.action == "deploy" for d in due),
     )
+    # Every due certificate was looked at (some may have failed to start, which the red run reports): the
+    # schedule is alive. /metrics exposes this time; an alert fires when it grows old.
+    record_completed()
     if refused:
         raise RenewalNotStarted(
             f"{len(refused)} of {len(due)} due certificate(s) could not start: " + "; ".join(refused)

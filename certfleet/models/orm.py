@@ -467,6 +467,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(120))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_prefix: Mapped[str] = mapped_column(String(16))
+    # "all": whatever the user's role may do; "metrics": only GET /metrics (a Prometheus scrape token).
+    scope: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -548,3 +550,13 @@ class PrivateRoot(Base):
     apply_public_rules: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class CompletedRun(Base):
+    """When a scheduled flow last ran to its end (one row per flow): the dead man's switch and /metrics read it,
+    so a schedule that stopped is seen without asking Prefect (whose worker may be the thing that stopped)."""
+
+    __tablename__ = "completed_runs"
+
+    flow_name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime)

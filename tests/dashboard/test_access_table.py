@@ -35,6 +35,7 @@ from tests.dashboard.conftest import Accounts, auth
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # the decisions, not the SQL
 
 ANONYMOUS, BOT, VIEWER, OPERATOR, ADMIN = "anonymous", "bot", "viewer", "operator", "admin"
+METRICS_TOKEN = "metrics token"
 RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
 # (method, path) -> who may call it. Keep in step with the app: the test fails on any difference.
@@ -214,7 +215,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/users/{user_id}"): ADMIN,
     ("GET", "/healthz"): ANONYMOUS,
     ("GET", "/crl/{connector_id}.crl"): ANONYMOUS,  # relying parties fetch the built-in CA's CRL
+    ("GET", "/metrics"): VIEWER,  # Prometheus scrapes with an API token; a metrics-only token works too
 }
+# The one route a metrics-only API token (scope "metrics") may call; everywhere else it gets 403.
+METRICS_ROUTES = {("GET", "/metrics")}
 # Routes that change state without the session's CSRF token: the login form checks its own token; bots
 # authenticate with a bearer token, which a browser never sends on its own.
 # What a bot's flow runs read and record, with the bot token (certfleet.dashboard.api.agent).
@@ -255,8 +259,8 @@ def concrete(path: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)
 
 
-def is_api(path: str) -> bool:
-    return path.startswith("/api/") and path != "/api/docs"
+def is_api(path: str) -> bool:  # token-authenticated routes: also called with each role's API token
+    return (path.startswith("/api/") and path != "/api/docs") or path == "/metrics"
 
 
 @dataclass
@@ -300,11 +304,13 @@ def refusal(response: Response) -> str | None:
     return None
 
 
-def expected(decision: str, caller: Caller) -> str | None:
+def expected(decision: str, caller: Caller, route: tuple[str, str]) -> str | None:
     if decision == ANONYMOUS:
         return None
     if decision == BOT:
         return None if caller.kind == BOT else "login"
+    if caller.kind == METRICS_TOKEN:
+        return None if route in METRICS_ROUTES else "forbidden"
     if caller.kind in (ANONYMOUS, BOT):
         return "login"
     return None if RANK[caller.kind] >= RANK[decision] else "forbidden"
@@ -343,6 +349,10 @@ def test_every_route_lets_in_exactly_the_callers_its_decision_names(app_client: 
                           headers=auth(accounts, "operator"))  # fmt: skip
     assert bot.status_code == 201, bot.text
     bot_token = bot.json()["token"]
+    scraper = app_client.post("/api/v1/tokens", json={"name": "prometheus", "scope": "metrics"},
+                              headers=auth(accounts, "admin"))  # fmt: skip
+    assert scraper.status_code == 201, scraper.text
+    metrics_token = scraper.json()["token"]
     wrong: list[str] = []
     for (method, path), decision in sorted(ROUTES.items()):
         callers = [
@@ -352,9 +362,12 @@ def test_every_route_lets_in_exactly_the_callers_its_decision_names(app_client: 
         ]
         if is_api(path):
             callers += [Caller(f"{role} API token", role, auth(accounts, role)) for role in RANK]
+            # An admin's metrics-only token: the role would allow everything, the scope only /metrics.
+            callers.append(Caller("admin metrics-only token", METRICS_TOKEN,
+                                  {"authorization": f"Bearer {metrics_token}"}))  # fmt: skip
         for caller in callers:
             response = send(app_client, method, path, caller.headers)
-            got, want = refusal(response), expected(decision, caller)
+            got, want = refusal(response), expected(decision, caller, (method, path))
             if got != want or response.status_code >= 500:
                 wrong.append(f"{method} {path} as {caller.name}: {response.status_code} (expected {want or 'let in'})")
     assert not wrong, "\n".join(wrong)

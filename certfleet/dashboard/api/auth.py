@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from certfleet.dashboard import lists, prefs
 from certfleet.dashboard.api.ids import RowId
@@ -22,6 +22,7 @@ def me(who: Viewer) -> dict[str, Any]:
 
 class TokenIn(BaseModel):
     name: Annotated[str, users.TOKEN_NAME]
+    scope: str = Field(default="all", description='"all" (what your role may do) or "metrics" (only GET /metrics)')
 
 
 @router.get("/tokens", summary="My API tokens (never the tokens themselves)")
@@ -34,6 +35,7 @@ def my_tokens(db: DbSession, who: Viewer) -> list[dict[str, Any]]:
             "created_at": t.created_at.isoformat(),
             "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
             "revoked": t.revoked_at is not None,
+            "scope": t.scope,
         }
         for t in users.tokens_of(db, who.user_id)
     ]
@@ -41,8 +43,8 @@ def my_tokens(db: DbSession, who: Viewer) -> list[dict[str, Any]]:
 
 @router.post("/tokens", status_code=201, summary="Create an API token: the token is in this answer only")
 def create_token(body: TokenIn, db: DbSession, who: Viewer) -> dict[str, Any]:
-    made = users.create_api_token(db, who.user_id, body.name, who.username)
-    return {"id": made.id, "name": made.name, "token": made.token, "prefix": made.prefix}
+    made = users.create_api_token(db, who.user_id, body.name, who.username, body.scope)
+    return {"id": made.id, "name": made.name, "token": made.token, "prefix": made.prefix, "scope": body.scope}
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")

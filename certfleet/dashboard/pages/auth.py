@@ -81,8 +81,14 @@ def tokens_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
-def create_token(request: Request, db: DbSession, who: Viewer, name: Annotated[str, Form()] = "") -> HTMLResponse:
-    made = users.create_api_token(db, who.user_id, name, who.username)
+def create_token(
+    request: Request,
+    db: DbSession,
+    who: Viewer,
+    name: Annotated[str, Form()] = "",
+    scope: Annotated[str, Form()] = "all",
+) -> HTMLResponse:
+    made = users.create_api_token(db, who.user_id, name, who.username, scope)
     db.flush()
     response = render(
         request,

@@ -20,6 +20,8 @@ from certfleet.models.orm import ApiToken, User, UserRole, utcnow
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 TOKEN_NAME = fields.Name(120)
+# What a token may do: everything its user's role allows, or only scrape /metrics (for Prometheus).
+TOKEN_SCOPES = ("all", "metrics")
 FIRST_ADMIN = "admin"
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,120}$")
 
@@ -156,15 +158,19 @@ class IssuedToken:
     prefix: str
 
 
-def create_api_token(session: Session, user_id: int, name: str, actor: str) -> IssuedToken:
+def create_api_token(session: Session, user_id: int, name: str, actor: str, scope: str = "all") -> IssuedToken:
     if not name:
         raise InputError("name: empty; give the token a name, e.g. the script that will use it", field="name")
     TOKEN_NAME.check(name, "name")
+    if scope not in TOKEN_SCOPES:
+        raise InputError(f"scope: {scope!r} is not one of {', '.join(TOKEN_SCOPES)}", field="scope")
     made = security.new_token(security.USER_TOKEN_PREFIX)
-    row = ApiToken(user_id=user_id, name=name, token_hash=made.hash, token_prefix=made.prefix)
+    row = ApiToken(user_id=user_id, name=name, token_hash=made.hash, token_prefix=made.prefix, scope=scope)
     session.add(row)
     session.flush()
-    repo.audit(session, actor=actor, action="create-api-token", obj=row, detail=f"{name} ({made.prefix}…)")
+    repo.audit(
+        session, actor=actor, action="create-api-token", obj=row, detail=f"{name} ({made.prefix}…, scope {scope})"
+    )
     return IssuedToken(row.id, row.name, made.token, made.prefix)
 
 
