@@ -51,6 +51,22 @@ def _child(parent: etree._Element, name: str) -> etree._Element | None:
     return next((e for e in parent if _local(e.tag) == name), None)
 
 
+def alias_of_filter(alias_filter: str, default: str = "server") -> str | None:
+    """The alias an Elytron key-manager's `alias-filter` lets through: its first named alias, or `default` when
+    the filter is ALL with exclusions that spare it; None when it lets nothing through that certfleet can write.
+    ("ALL:-a,-b", "NONE:+a", "a,b" and "a" are the filter's forms.)"""
+    spec = alias_filter.strip()
+    allow_all = spec.upper().startswith("ALL")
+    if allow_all or spec.upper().startswith("NONE"):
+        spec = spec[3 if allow_all else 4 :].lstrip(":")
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    named = [item.lstrip("+") for item in items if not item.startswith("-")]
+    if named:
+        return named[0]
+    excluded = {item[1:].lower() for item in items if item.startswith("-")}
+    return default if allow_all and default not in excluded else None
+
+
 def resolve_expression(value: str) -> str:
     """`${jboss.https.port:8443}` -> its default, as a server without that system property reads it."""
     return _EXPR.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(0), value)
@@ -104,7 +120,7 @@ class JBossHandler(ServerKindHandler):
         bundle_pair(self.where(), bundle)
         site = self.locate()
         password = site.password or keystores.new_password()
-        alias = (site.store_element.get("alias") if site.legacy else None) or "server"
+        alias = self._alias(site)
         writes = [FileWrite(site.path, keystores.build_pkcs12(self.where(), bundle, password, alias), KEY_MODE)]
         editor = site.editor
         if site.legacy:
@@ -137,7 +153,28 @@ class JBossHandler(ServerKindHandler):
     def check_installed(self) -> None:
         site = self.locate()
         data = self.read_required(site.path, "the keystore")
-        keystores.check_keystore(self.where(), site.path, data, site.password or "", site.store_type)
+        found = keystores.check_keystore(self.where(), site.path, data, site.password or "", site.store_type)
+        wanted = self._alias(site)
+        if (found.alias or "").lower() != wanted.lower():  # what the server will look for, not just any key
+            raise self.fail(
+                f"the keystore {site.path} holds its key under alias {found.alias!r}, but the server looks for "
+                f"{wanted!r}: it would find no key"
+            )
+
+    def _alias(self, site: JBossSite) -> str:
+        """The alias the server looks for: the legacy realm's `alias`, the key-manager's `alias-filter`."""
+        if site.legacy:
+            return site.store_element.get("alias") or "server"
+        alias_filter = site.key_manager.get("alias-filter") if site.key_manager is not None else None
+        if not alias_filter:
+            return "server"
+        alias = alias_of_filter(alias_filter)
+        if alias is None:
+            raise self.fail(
+                f"the key-manager's alias-filter {alias_filter!r} lets no alias through that certfleet could "
+                "write: name the certificate's alias in it (for example alias-filter=\"server\")"
+            )
+        return alias
 
     def default_reload(self) -> str:
         cli = shlex.quote(posixpath.join(self._dirs()["jboss.home.dir"], "bin", "jboss-cli.sh"))

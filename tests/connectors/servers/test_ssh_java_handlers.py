@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certfleet.connectors.base import Backup, CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
-from certfleet.connectors.servers.jboss import JBossHandler
+from certfleet.connectors.servers.jboss import JBossHandler, alias_of_filter
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
 from certfleet.connectors.servers.ssh import SshSettings, SshTransport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
@@ -193,6 +193,38 @@ def test_wildfly_second_rotation_only_replaces_the_keystore(transport: SshTransp
     assert [w.path for w in writes] == [str(home / "standalone" / "configuration" / "application.keystore")]
     _apply(_jboss(transport, home, 8543), second)
     assert (home / "standalone" / "configuration" / "standalone.xml").read_bytes() == after_first
+
+
+def test_wildfly_writes_the_alias_its_key_manager_filters_for(
+    transport: SshTransport, bundle: CertificateBundle
+) -> None:
+    """The server looks up the key by the key-manager's alias-filter: a key under another alias is no key."""
+    store = 'key-store="applicationKS"'
+    named = WILDFLY.replace(f"{store} generate", f'{store} alias-filter="certfleet-good" generate')
+    home = _jboss_home(named)
+    config = home / "standalone" / "configuration"
+    _apply(_jboss(transport, home, 8543), bundle)  # the config test (verify) checks the alias too
+    loaded = pkcs12.load_pkcs12((config / "application.keystore").read_bytes(), b"password")
+    assert loaded.cert is not None
+    assert loaded.cert.friendly_name == b"certfleet-good"
+
+    other = home / "standalone" / "configuration" / "standalone.xml"
+    other.write_text(other.read_text().replace('alias-filter="certfleet-good"', 'alias-filter="elsewhere"'))
+    mismatch = "under alias 'certfleet-good', but the server looks for 'elsewhere'"
+    with pytest.raises(PermanentConnectorError, match=mismatch):
+        _jboss(transport, home, 8543).check_installed()
+    other.write_text(other.read_text().replace('alias-filter="elsewhere"', 'alias-filter="NONE"'))
+    with pytest.raises(PermanentConnectorError, match="alias-filter 'NONE' lets no alias through"):
+        _jboss(transport, home, 8543).plan(bundle)
+
+
+@pytest.mark.parametrize(
+    ("alias_filter", "alias"),
+    [("good", "good"), ("a,b", "a"), ("NONE:+a", "a"), ("ALL", "server"), ("ALL:-old", "server"),
+     ("ALL:-server", None), ("NONE", None), ("-x", None)],
+)  # fmt: skip
+def test_the_alias_an_elytron_filter_lets_through(alias_filter: str, alias: str | None) -> None:
+    assert alias_of_filter(alias_filter) == alias
 
 
 def test_eap_security_realm_keystore(transport: SshTransport, bundle: CertificateBundle) -> None:
