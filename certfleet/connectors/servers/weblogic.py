@@ -168,12 +168,20 @@ class WebLogicHandler(ServerKindHandler):
             command = self.encrypt_command.format(
                 domain=shlex.quote(self.domain), password_file=shlex.quote(password_file)
             )
-            output = self.run_checked("encrypting the keystore password with weblogic.security.Encrypt", command)
+            result = self.transport.run(command, self.server.command_timeout)
         finally:
             self.transport.remove(password_file)
-        encrypted = [line.strip() for line in output.splitlines() if line.strip().startswith("{")]
-        if not encrypted:
-            raise self.fail("weblogic.security.Encrypt printed no encrypted value; check the WebLogic Path")
+        encrypted = [line.strip() for line in result.output.splitlines() if line.strip().startswith("{")]
+        if result.exit_code != 0 or not encrypted:
+            # Typically "Could not find or load main class weblogic.security.Encrypt": no WebLogic classes.
+            said = f"exit code {result.exit_code}: {result.tail() or 'no output'}" if result.exit_code else "no value"
+            raise self.fail(
+                f"the pass phrases in {self.config_xml} are encrypted with this domain's own key "
+                "(security/SerializedSystemIni.dat), which only WebLogic's classes can use, and "
+                f"`java weblogic.security.Encrypt` did not encrypt a new one ({said}). certfleet needs "
+                f"{self.domain}/bin/setDomainEnv.sh to put a Java and WebLogic's classes (weblogic.jar) on the "
+                "PATH and CLASSPATH of the login, or a clear-text pass phrase in config.xml (development domains)"
+            )
         return encrypted[-1]
 
     def check_installed(self) -> None:

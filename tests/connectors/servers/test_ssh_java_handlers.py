@@ -383,6 +383,24 @@ def test_weblogic_admin_server_without_identity_settings_gets_them_in_schema_ord
     assert loaded.cert.friendly_name == b"certfleet"
 
 
+def test_weblogic_without_its_classes_says_what_it_needs(transport: SshTransport, bundle: CertificateBundle) -> None:
+    """Encrypted pass phrases and no usable weblogic.security.Encrypt: refused before anything is written, saying
+    why in WebLogic's terms instead of Java's class-not-found line alone."""
+    domain = _domain()
+    java = domain / "fakebin" / "java"
+    missing = "Error: Could not find or load main class weblogic.security.Encrypt"
+    java.write_text(f"#!/bin/sh\necho '{missing}' >&2\nexit 1\n")
+    before = (domain / "config" / "config.xml").read_text()
+    with pytest.raises(PermanentConnectorError) as refused:
+        _weblogic(transport, domain, 7002).plan(bundle)
+    message = str(refused.value)
+    assert "are encrypted with this domain's own key (security/SerializedSystemIni.dat)" in message
+    assert "Could not find or load main class weblogic.security.Encrypt" in message
+    assert f"{domain}/bin/setDomainEnv.sh to put a Java and WebLogic's classes (weblogic.jar)" in message
+    assert (domain / "config" / "config.xml").read_text() == before
+    assert sorted(p.name for p in domain.iterdir()) == ["bin", "config", "fakebin", "security"]  # no password file
+
+
 def test_weblogic_refuses_a_port_without_ssl(transport: SshTransport, bundle: CertificateBundle) -> None:
     domain = _domain()
     with pytest.raises(PermanentConnectorError, match=r"no server .* SSL enabled on port 8001 \(SSL: AdminServer=7002"):
