@@ -2,8 +2,9 @@
 
 A process worker polls its queue and starts each flow run in a process of its own, with the worker's
 environment: that is how a bot's runs get certfleet's URL and the bot token without either ever being
-written to Prefect. Workers poll every `POLL_SECONDS` (Prefect's default, 10 s, is most of a deploy's
-latency from the click).
+written to Prefect. Workers poll every `POLL_SECONDS`: Prefect's default, 10 s, was most of a deploy's latency
+from the click; at 1 s a run waits half a second on average, and a few workers' polls cost the Prefect server
+little (benchmarks/latency.py measures both). PREFECT_WORKER_QUERY_SECONDS in the environment overrides it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-POLL_SECONDS = 2
+POLL_SECONDS = 1
 
 
 class WorkerProcess:
@@ -52,17 +53,22 @@ class WorkerProcess:
             "--limit",
             str(self.limit),
         ]
-        env = {**os.environ, **self.extra_env}
-        # Every flow run is a new Python process that imports Prefect and certfleet: without the bytecode cache
-        # that costs about 7 s of CPU instead of 3 (measured here), so keep the cache even if the host disabled it.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(POLL_SECONDS))
-        env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", "15")
+        env = self.environment(os.environ)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
+
+    def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """The worker's (and so its flow runs') environment; the operator's PREFECT_WORKER_* settings win."""
+        env = {**inherited, **self.extra_env}
+        # Every flow run is a new Python process that imports Prefect and certfleet: without the bytecode cache
+        # that costs about 7 s of CPU instead of 3 (measured here), so keep the cache even if the host disabled it.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(POLL_SECONDS))
+        env.setdefault("PREFECT_WORKER_HEARTBEAT_SECONDS", "15")
+        return env
 
     @property
     def running(self) -> bool:

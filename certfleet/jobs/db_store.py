@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
-from certfleet.connectors.servers.ssh import fingerprint
 from certfleet.inventory.usage import NotServable, assert_servable
 from certfleet.jobs.models import RestoreItem, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import bundle_of
@@ -341,6 +340,8 @@ class DbJobStore:
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         """Record the key a server presented on first contact; a key pinned meanwhile is never replaced."""
+        from certfleet.connectors.servers.ssh import fingerprint  # SSH was used: paramiko is loaded already
+
         with session_scope() as s:
             server = repo.get(s, Server, server_id)
             self._mine(server)

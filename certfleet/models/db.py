@@ -9,14 +9,15 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from certfleet.settings import ensure_private_dir, get_settings
+
+if TYPE_CHECKING:  # alembic is imported by what migrates, not by every flow-run process that opens a session
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -82,6 +83,8 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
 
 
 def alembic_config(url: str | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["url"] = url or get_settings().sqlalchemy_url
@@ -90,6 +93,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def migrate(url: str | None = None) -> None:
     """Bring the schema to the newest revision (idempotent; safe at every start)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 

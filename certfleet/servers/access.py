@@ -7,7 +7,9 @@ check. A host key seen on first contact is written back to the server row here (
 from __future__ import annotations
 
 import atexit
+import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from certfleet.connectors.base import ServerHandler
 from certfleet.connectors.errors import PermanentConnectorError
@@ -16,17 +18,16 @@ from certfleet.connectors.servers.jboss import JBossHandler
 from certfleet.connectors.servers.jetty import JettyHandler
 from certfleet.connectors.servers.nginx import NginxHandler
 from certfleet.connectors.servers.server_kinds import ServerKindHandler, ServerSpec, TargetSpec
-from certfleet.connectors.servers.ssh import (
-    SshSettings,
-    SshTransport,
-    cached_transport,
-    close_cached_transports,
-)
 from certfleet.connectors.servers.tomcat import TomcatHandler
 from certfleet.connectors.servers.transport import Transport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
 from certfleet.jobs.models import ServerAccess, TargetJob
 from certfleet.models.orm import Server
+
+if TYPE_CHECKING:  # imported when an SSH server is reached: paramiko costs every local flow-run process ~0.1-0.7 s
+    from certfleet.connectors.servers.ssh import SshSettings, SshTransport
+
+SSH_MODULE = "certfleet.connectors.servers.ssh"
 
 HANDLERS: dict[str, type[ServerKindHandler]] = {
     h.kind: h for h in (NginxHandler, ApacheHandler, TomcatHandler, JettyHandler, JBossHandler, WebLogicHandler)
@@ -42,6 +43,8 @@ def access_of(server: Server | ServerAccess) -> ServerAccess:
 
 
 def ssh_settings(server: Server | ServerAccess) -> SshSettings:
+    from certfleet.connectors.servers.ssh import SshSettings
+
     if not server.username:
         raise PermanentConnectorError(f"server {server.host}: set the username to log in with")
     return SshSettings(
@@ -67,6 +70,8 @@ def ssh_transport(
     server: Server | ServerAccess, *, cached: bool = True, pin: Callable[[str], None] | None = None
 ) -> SshTransport:
     """`pin` records a host key seen on first contact (default: in the database)."""
+    from certfleet.connectors.servers.ssh import SshTransport, cached_transport
+
     server_id = server.server_id if isinstance(server, ServerAccess) else server.id
     settings = ssh_settings(server)
     record = pin or pin_host_key(server_id)
@@ -107,7 +112,8 @@ def kind_handler(job: TargetJob, transport: Transport) -> ServerHandler | None:
 
 def release_connections() -> int:
     """Close this process's cached SSH connections (a flow run is over); returns how many were open."""
-    return close_cached_transports()
+    ssh = sys.modules.get(SSH_MODULE)  # never imported here: no SSH connection was opened
+    return int(ssh.close_cached_transports()) if ssh is not None else 0
 
 
-atexit.register(close_cached_transports)
+atexit.register(release_connections)

@@ -7,7 +7,6 @@ from functools import partial
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
-from certfleet.ca_admin.runtime import REMOTE_KINDS, StoredConnector, build_remote_ca
 from certfleet.connectors.base import CertificateAuthority, ServerHandler
 from certfleet.connectors.ca.local import CAMaterial, LocalCA, create_ca_material
 from certfleet.connectors.errors import PermanentConnectorError
@@ -20,7 +19,6 @@ from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Server, ServerConnection
 from certfleet.servers.access import access_of, kind_handler, release_connections, ssh_transport
 from certfleet.settings import get_settings
-from certfleet.tasks.ca_runtime import runtime_hooks
 
 
 def local_ca_material(session: Session, connector: CAConnector) -> CAMaterial:
@@ -58,6 +56,10 @@ def build_ca(session: Session, connector: CAConnector) -> CertificateAuthority:
             default_validity_days=connector.default_validity_days,
             crl_url=connector.settings.get("crl_url") or public_crl_url(connector.id),
         )
+    # Imported for a remote CA only: every CA client library (acme, ...) would cost each deploy run's process.
+    from certfleet.ca_admin.runtime import REMOTE_KINDS, StoredConnector, build_remote_ca
+    from certfleet.tasks.ca_runtime import runtime_hooks
+
     if connector.kind in REMOTE_KINDS:
         # Remote CAs: the order journal and the Prefect rate limit come from the task layer.
         return build_remote_ca(StoredConnector.of(connector), runtime_hooks(connector))

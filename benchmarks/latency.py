@@ -1,0 +1,269 @@
+"""Click-to-served latency on the embedded default: from the API call that starts a deploy to Deployed.
+
+Starts a real `certfleet up` (embedded Prefect server on SQLite, the central worker and the local bot's
+worker, the dashboard, the demo fleet of three TLS listeners) in a temporary data directory and waits until it
+has provisioned the demo fleet. Then, through the dashboard API with an API token:
+
+- `--runs` times: POST /api/v1/certificates/{id}/deploy for a working demo host, then poll the certificate's
+  deployments until the new one is Deployed;
+- `--rollback-runs` times, for a host broken on purpose (its reload command reloads nothing, so the new serial
+  is never served): POST deploy, poll until the new deployment is Rolled Back. This includes the verify wait
+  (CERTFLEET_VERIFY_TIMEOUT_S, 5 s here as in `certfleet demo`) and proving the old serial is served again.
+
+Prints one JSON line: deploy_p50_s, deploy_p95_s, rollback_p50_s, runs, rollback_runs, worker_query_seconds, and
+where a deploy's time goes, from the flow run's own state times in Prefect (medians over the deploys):
+pickup_p50_s (Scheduled to Pending: waiting for the worker's next poll), start_p50_s (Pending to Running: the
+flow-run process starting, importing Prefect and certfleet), work_p50_s (Running to the run's end); and what the
+workers' polling costs when nothing runs: idle_server_cpu_pct (the Prefect server process) and
+idle_workers_cpu_pct (both workers), CPU over 20 s idle in percent of one core.
+
+    uv run python benchmarks/latency.py [--runs 20] [--rollback-runs 5]
+
+Extra environment (e.g. PREFECT_WORKER_QUERY_SECONDS=10 for Prefect's default poll) is passed to `certfleet up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CERTFLEET = str(Path(sys.executable).parent / "certfleet")
+POLL_S = 0.05  # how often the benchmark looks: small against what it measures
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[18] if len(samples) >= 2 else samples[0]
+
+
+def start_up(data_dir: Path, prefect_port: int, dashboard_port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "PREFECT_API_"))}
+    env.update(
+        CERTFLEET_DATA_DIR=str(data_dir),
+        CERTFLEET_PREFECT_PORT=str(prefect_port),
+        CERTFLEET_DASHBOARD_PORT=str(dashboard_port),
+        CERTFLEET_VERIFY_TIMEOUT_S="5",
+    )
+    process = subprocess.Popen(
+        [CERTFLEET, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C to stop." in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(600) or process.poll() is not None:
+        process.kill()
+        raise SystemExit("certfleet up did not come up:\n" + "".join(lines))
+    return process, lines
+
+
+def stop_up(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def api_token(data_dir: Path) -> str:
+    """An API token for the first admin, made the way the Account page makes one."""
+    code = (
+        "from sqlalchemy import select\n"
+        "from certfleet.dashboard.services import users\n"
+        "from certfleet.models.db import session_scope\n"
+        "from certfleet.models.orm import User\n"
+        "with session_scope() as s:\n"
+        "    admin = s.scalars(select(User).where(User.username == 'admin')).one()\n"
+        "    print(users.create_api_token(s, admin.id, 'latency benchmark', 'benchmark').token)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "PREFECT_"))}
+    env["CERTFLEET_DATA_DIR"] = str(data_dir)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def break_reload(data_dir: Path, certificate_id: int) -> None:
+    """The host's reload command reloads nothing (as `certfleet demo` breaks its last host)."""
+    code = f"from certfleet.demo.run import _set_reload_command\n_set_reload_command({certificate_id}, 'true')\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "PREFECT_"))}
+    env["CERTFLEET_DATA_DIR"] = str(data_dir)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+class Api:
+    def __init__(self, base: str, token: str) -> None:
+        self.client = httpx.Client(
+            base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30, trust_env=False
+        )
+        self.run_ids: list[str] = []
+
+    def certificate(self, cert_id: int) -> dict[str, Any]:
+        response = self.client.get(f"/certificates/{cert_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def newest_deployment_id(self, cert_id: int) -> int:
+        response = self.client.get(f"/certificates/{cert_id}/deployments")
+        response.raise_for_status()
+        rows = response.json()
+        return int(rows[0]["id"]) if rows else 0
+
+    def start(self, cert_id: int, action: str) -> str:
+        """Starts the action's run; returns its flow run id."""
+        response = self.client.post(f"/certificates/{cert_id}/{action}")
+        if response.status_code != 202:
+            raise SystemExit(f"{action} of certificate {cert_id}: {response.status_code} {response.text}")
+        return str(response.json()["flow_run_id"])
+
+    def wait_for_status(self, cert_id: int, wanted: set[str], timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = str(self.certificate(cert_id)["status"])
+            if status in wanted:
+                return status
+            time.sleep(0.5)
+        raise SystemExit(f"certificate {cert_id} did not reach {wanted} within {timeout:g} s")
+
+    def timed_deploy(self, cert_id: int, expected: str, timeout: float = 300) -> float:
+        """Seconds from the POST to the new deployment's end; it must end `expected`."""
+        before = self.newest_deployment_id(cert_id)
+        started = time.perf_counter()
+        self.run_ids.append(self.start(cert_id, "deploy"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.client.get(f"/certificates/{cert_id}/deployments")
+            response.raise_for_status()
+            rows = [r for r in response.json() if r["id"] > before]
+            if rows and rows[0]["finished_at"] is not None:
+                elapsed = time.perf_counter() - started
+                if rows[0]["status"] != expected:
+                    raise SystemExit(f"deployment {rows[0]['id']} ended {rows[0]['status']}: {rows[0]['reason']}")
+                return elapsed
+            time.sleep(POLL_S)
+        raise SystemExit(f"the deploy of certificate {cert_id} did not end within {timeout:g} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def idle_cpu(up_pid: int, seconds: float = 20.0) -> dict[str, float]:
+    """CPU of the Prefect server and of the workers while nothing runs (their polling), % of one core."""
+    kids = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in _children(up_pid)}
+    server = [pid for pid, argv in kids.items() if b"server" in argv and b"start" in argv]
+    workers = [pid for pid, argv in kids.items() if b"worker" in argv and b"start" in argv]
+    before = {pid: _cpu_seconds(pid) for pid in server + workers}
+    time.sleep(seconds)
+    used = {pid: _cpu_seconds(pid) - cpu for pid, cpu in before.items()}
+    return {
+        "idle_server_cpu_pct": round(sum(used[p] for p in server) / seconds * 100, 1),
+        "idle_workers_cpu_pct": round(sum(used[p] for p in workers) / seconds * 100, 1),
+    }
+
+
+def phases(prefect_api: str, auth_string: str, run_ids: list[str]) -> dict[str, float]:
+    """Medians of the time between a run's states: Scheduled -> Pending -> Running -> its end."""
+    from datetime import datetime
+
+    from certfleet.deployments.api import auth_headers
+
+    gaps: dict[str, list[float]] = {"pickup_p50_s": [], "start_p50_s": [], "work_p50_s": []}
+    with httpx.Client(base_url=prefect_api, headers=auth_headers(auth_string), timeout=30, trust_env=False) as c:
+        for run_id in run_ids:
+            states = c.get("/flow_run_states/", params={"flow_run_id": run_id}).json()
+            at = {}
+            for state in states:
+                at.setdefault(state["type"], datetime.fromisoformat(state["timestamp"]))
+            end = next((at[t] for t in ("COMPLETED", "FAILED", "CRASHED") if t in at), None)
+            if {"SCHEDULED", "PENDING", "RUNNING"} <= set(at) and end is not None:
+                gaps["pickup_p50_s"].append((at["PENDING"] - at["SCHEDULED"]).total_seconds())
+                gaps["start_p50_s"].append((at["RUNNING"] - at["PENDING"]).total_seconds())
+                gaps["work_p50_s"].append((end - at["RUNNING"]).total_seconds())
+    return {k: round(statistics.median(v), 2) for k, v in gaps.items() if v}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20, help="deploys to a working host")
+    parser.add_argument("--rollback-runs", type=int, default=5, help="deploys to the broken host")
+    args = parser.parse_args()
+
+    from certfleet.demo.listener import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="certfleet-bench-latency-"))
+    dashboard_port = free_port()
+    prefect_port = free_port()
+    process, lines = start_up(work / "data", prefect_port, dashboard_port)
+    try:
+        api = Api(f"http://127.0.0.1:{dashboard_port}", api_token(work / "data"))
+        good, broken = 1, 3  # demo certificates web-1 and web-3
+        for cert_id in (1, 2, 3):  # `up` provisions the demo fleet on its first start
+            api.wait_for_status(cert_id, {"Deployed"})
+        api.timed_deploy(good, "Deployed")  # warm-up: first imports after start fill the bytecode cache
+        api.run_ids.clear()
+        deploys = [api.timed_deploy(good, "Deployed") for _ in range(args.runs)]
+        auth = re.search(r"Prefect login: auth string (\S+) \(shown once", "".join(lines))
+        breakdown = phases(f"http://127.0.0.1:{prefect_port}/api", auth.group(1) if auth else "", api.run_ids)
+
+        break_reload(work / "data", broken)
+        serial = api.certificate(broken)["serial_number"]
+        api.start(broken, "issue")  # a new serial, which the broken host will never serve
+        deadline = time.monotonic() + 300
+        while api.certificate(broken)["serial_number"] == serial and time.monotonic() < deadline:
+            time.sleep(0.5)
+        rollbacks = [api.timed_deploy(broken, "Rolled Back") for _ in range(args.rollback_runs)]
+        time.sleep(5)  # the last run's process has ended
+        idle = idle_cpu(process.pid)
+    finally:
+        stop_up(process)
+    console = "".join(lines)
+    if re.search(r"Traceback", console):
+        print(console, file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "deploy_p50_s": round(statistics.median(deploys), 2),
+                "deploy_p95_s": round(p95(deploys), 2),
+                "rollback_p50_s": round(statistics.median(rollbacks), 2) if rollbacks else None,
+                "runs": args.runs,
+                "rollback_runs": args.rollback_runs,
+                "worker_query_seconds": os.environ.get("PREFECT_WORKER_QUERY_SECONDS"),
+                **breakdown,
+                **idle,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
