@@ -172,7 +172,7 @@ class JBossHandler(ServerKindHandler):
         if alias is None:
             raise self.fail(
                 f"the key-manager's alias-filter {alias_filter!r} lets no alias through that certfleet could "
-                "write: name the certificate's alias in it (for example alias-filter=\"server\")"
+                'write: name the certificate\'s alias in it (for example alias-filter="server")'
             )
         return alias
 
