@@ -192,5 +192,7 @@ def test_a_failing_config_test_rolls_back(boot: Bootstrapped, sshd: Sshd, apache
 
 def test_a_key_that_does_not_match_never_reaches_httpd(boot: Bootstrapped, sshd: Sshd, apache: Apache) -> None:
     deployment = deploy_with_a_key_that_does_not_match(_register(boot, sshd, apache), apache)
-    assert deployment.status is DeploymentStatus.ROLLED_BACK
-    assert "reload" not in [st.action for st in deployment.steps]  # httpd was never asked to load it
+    assert deployment.status is DeploymentStatus.FAILED
+    assert "private key to install does not match the certificate" in (deployment.reason or "")
+    assert "nothing on the server was changed" in (deployment.reason or "")
+    assert deployment.steps == []  # refused while planning, as the Java handlers do: no file touched, no reload

@@ -199,11 +199,15 @@ def test_a_failing_config_test_rolls_back_and_the_old_certificate_stays(
     assert deployment.steps[-1].state is StepState.FAILED
 
 
-def test_a_key_that_does_not_match_is_caught_and_rolled_back(boot: Bootstrapped, sshd: Sshd, nginx_site: Nginx) -> None:
+def test_a_key_that_does_not_match_is_refused_before_anything_changes(
+    boot: Bootstrapped, sshd: Sshd, nginx_site: Nginx
+) -> None:
     site = register(boot, sshd, server_type="nginx", app_path=str(nginx_site.root), port=nginx_site.port, sni=SNI)
     deployment = deploy_with_a_key_that_does_not_match(site.certificate_id, nginx_site)
-    assert deployment.status is DeploymentStatus.ROLLED_BACK
-    assert [st.state for st in deployment.steps if st.action == "replace-file"] == [StepState.RESTORED] * 2
+    assert deployment.status is DeploymentStatus.FAILED
+    assert "private key to install does not match the certificate" in (deployment.reason or "")
+    assert "nothing on the server was changed" in (deployment.reason or "")
+    assert deployment.steps == []  # refused while planning, as the Java handlers do: no file touched, no reload
 
 
 def test_explicit_paths_rewrite_only_the_directive(boot: Bootstrapped, sshd: Sshd, nginx_site: Nginx) -> None:
