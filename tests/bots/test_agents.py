@@ -77,8 +77,10 @@ class Fleet:
 
 
 def _launch(listeners: list[ListenerProcess]) -> None:
+    # 100 Python processes started 8 at a time: on a busy 2-core CI one can take longer than the 15 s a single
+    # listener gets by default (a CI run failed here with the machine still busy from its setup).
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda listener: listener.launch(), listeners))
+        list(pool.map(lambda listener: listener.launch(ready_timeout=180), listeners))
 
 
 @pytest.fixture
