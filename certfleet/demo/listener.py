@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import os
+import random
 import re
 import selectors
 import signal
@@ -432,10 +433,29 @@ def send_reload(pidfile: Path) -> int:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a port that was free a moment ago (the usual small race is acceptable in tests)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Return a port that was free a moment ago, below the kernel's ephemeral range when it can.
+
+    A port the kernel hands out for bind(0) comes from the range it also gives outgoing connections: between
+    choosing it and listening on it, a database or HTTP connection may take it ("Address already in use", seen
+    when a test planned 100 listeners, then issued their certificates over many connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randint(10_000, low - 1) if low > 11_000 else 0  # noqa: S311 (not a secret)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free port found on {host}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # unknown: let the kernel choose
 
 
 def _command(*args: str) -> list[str]:
