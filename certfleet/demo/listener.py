@@ -437,7 +437,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     A port the kernel hands out for bind(0) comes from the range it also gives outgoing connections: between
     choosing it and listening on it, a database or HTTP connection may take it ("Address already in use", seen
-    when a test planned 100 listeners, then issued their certificates over many connections)."""
+    when a test planned 100 listeners, then issued their certificates over many connections). A port is never
+    handed out twice by one process: ports planned together are not bound yet, so the bind test alone cannot
+    tell them apart (100 random picks collide about one time in five)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low = _ephemeral_low()
     for _ in range(200):
@@ -447,8 +449,17 @@ def free_port(host: str = "127.0.0.1") -> int:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            found = int(sock.getsockname()[1])
+        with _handed_out_lock:
+            if found in _handed_out:
+                continue
+            _handed_out.add(found)
+        return found
     raise OSError(f"no free port found on {host}")
+
+
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
 
 
 def _ephemeral_low() -> int:
