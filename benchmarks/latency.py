@@ -19,7 +19,8 @@ idle_workers_cpu_pct (both workers), CPU over 20 s idle in percent of one core.
 
     uv run python benchmarks/latency.py [--runs 20] [--rollback-runs 5]
 
-Extra environment (e.g. PREFECT_WORKER_QUERY_SECONDS=10 for Prefect's default poll) is passed to `certfleet up`.
+Prefect settings in the environment other than PREFECT_API_* (e.g. PREFECT_WORKER_QUERY_SECONDS=10 for Prefect's
+default poll) are passed to `certfleet up`, which is started as the CLI tests start it (tests/cli/test_cli.py).
 """
 
 from __future__ import annotations
@@ -27,14 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,67 +41,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CERTFLEET = str(Path(sys.executable).parent / "certfleet")
 POLL_S = 0.05  # how often the benchmark looks: small against what it measures
 
 
 def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[18] if len(samples) >= 2 else samples[0]
-
-
-def start_up(data_dir: Path, prefect_port: int, dashboard_port: int) -> tuple[subprocess.Popen[str], list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "PREFECT_API_"))}
-    env.update(
-        CERTFLEET_DATA_DIR=str(data_dir),
-        CERTFLEET_PREFECT_PORT=str(prefect_port),
-        CERTFLEET_DASHBOARD_PORT=str(dashboard_port),
-        CERTFLEET_VERIFY_TIMEOUT_S="5",
-    )
-    process = subprocess.Popen(
-        [CERTFLEET, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if "Press Ctrl-C to stop." in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(600) or process.poll() is not None:
-        process.kill()
-        raise SystemExit("certfleet up did not come up:\n" + "".join(lines))
-    return process, lines
-
-
-def stop_up(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def api_token(data_dir: Path) -> str:
-    """An API token for the first admin, made the way the Account page makes one."""
-    code = (
-        "from sqlalchemy import select\n"
-        "from certfleet.dashboard.services import users\n"
-        "from certfleet.models.db import session_scope\n"
-        "from certfleet.models.orm import User\n"
-        "with session_scope() as s:\n"
-        "    admin = s.scalars(select(User).where(User.username == 'admin')).one()\n"
-        "    print(users.create_api_token(s, admin.id, 'latency benchmark', 'benchmark').token)"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "PREFECT_"))}
-    env["CERTFLEET_DATA_DIR"] = str(data_dir)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def break_reload(data_dir: Path, certificate_id: int) -> None:
@@ -217,24 +159,22 @@ def main() -> None:
     parser.add_argument("--rollback-runs", type=int, default=5, help="deploys to the broken host")
     args = parser.parse_args()
 
-    from certfleet.demo.listener import free_port
+    from tests.cli.test_cli import admin_api_token, start_up, stop_up
 
     work = Path(tempfile.mkdtemp(prefix="certfleet-bench-latency-"))
-    dashboard_port = free_port()
-    prefect_port = free_port()
-    process, lines = start_up(work / "data", prefect_port, dashboard_port)
+    passed = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_") and not k.startswith("PREFECT_API_")}
+    up = start_up(work / "data", **passed)
     try:
-        api = Api(f"http://127.0.0.1:{dashboard_port}", api_token(work / "data"))
+        api = Api(f"http://127.0.0.1:{up.dashboard_port}", admin_api_token(up.data_dir, "latency benchmark"))
         good, broken = 1, 3  # demo certificates web-1 and web-3
         for cert_id in (1, 2, 3):  # `up` provisions the demo fleet on its first start
             api.wait_for_status(cert_id, {"Deployed"})
         api.timed_deploy(good, "Deployed")  # warm-up: first imports after start fill the bytecode cache
         api.run_ids.clear()
         deploys = [api.timed_deploy(good, "Deployed") for _ in range(args.runs)]
-        auth = re.search(r"Prefect login: auth string (\S+) \(shown once", "".join(lines))
-        breakdown = phases(f"http://127.0.0.1:{prefect_port}/api", auth.group(1) if auth else "", api.run_ids)
+        breakdown = phases(up.api, up.auth_string, api.run_ids)
 
-        break_reload(work / "data", broken)
+        break_reload(up.data_dir, broken)
         serial = api.certificate(broken)["serial_number"]
         api.start(broken, "issue")  # a new serial, which the broken host will never serve
         deadline = time.monotonic() + 300
@@ -242,12 +182,11 @@ def main() -> None:
             time.sleep(0.5)
         rollbacks = [api.timed_deploy(broken, "Rolled Back") for _ in range(args.rollback_runs)]
         time.sleep(5)  # the last run's process has ended
-        idle = idle_cpu(process.pid)
+        idle = idle_cpu(up.process.pid)
     finally:
-        stop_up(process)
-    console = "".join(lines)
-    if re.search(r"Traceback", console):
-        print(console, file=sys.stderr)
+        stop_up(up)
+    if "Traceback" in up.console:
+        print(up.console, file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
     print(
         json.dumps(

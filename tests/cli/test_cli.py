@@ -178,8 +178,8 @@ def _prefect(up: Up, path: str, auth_string: str | None) -> httpx.Response:
     return httpx.post(f"{up.api}/{path}", json={}, headers=auth_headers(auth_string), timeout=10, trust_env=False)
 
 
-def _api_token(data_dir: Path) -> str:
-    """An API token for the first admin, made the way the Account page makes one."""
+def admin_api_token(data_dir: Path, name: str = "cli tests") -> str:
+    """An API token for the first admin, made the way the Account page makes one (also the latency benchmark's)."""
     code = (
         "from sqlalchemy import select\n"
         "from certfleet.dashboard.services import users\n"
@@ -187,7 +187,7 @@ def _api_token(data_dir: Path) -> str:
         "from certfleet.models.orm import User\n"
         "with session_scope() as s:\n"
         "    admin = s.scalars(select(User).where(User.username == 'admin')).one()\n"
-        "    print(users.create_api_token(s, admin.id, 'cli tests', 'tests').token)"
+        f"    print(users.create_api_token(s, admin.id, {name!r}, 'tests').token)"
     )
     out = subprocess.run([sys.executable, "-c", code], env=_env(data_dir), capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
@@ -242,7 +242,7 @@ def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: Up) -> No
 def _demo_fleet_is_healthy_on_the_dashboard(up: Up) -> None:
     """Every server Active, Prefect's run counts readable, "Check connectivity" works on a demo server."""
     dashboard = f"http://127.0.0.1:{up.dashboard_port}/api/v1"
-    bearer = {"Authorization": f"Bearer {_api_token(up.data_dir)}"}
+    bearer = {"Authorization": f"Bearer {admin_api_token(up.data_dir)}"}
     tiles = httpx.get(f"{dashboard}/dashboard", headers=bearer, timeout=10, trust_env=False).json()
     assert tiles["servers"] == {"total": 3, "mapped": 3, "active": 3}
     runs = httpx.get(f"{dashboard}/dashboard/runs", headers=bearer, timeout=10, trust_env=False).json()

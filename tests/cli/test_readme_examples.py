@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from certfleet.deployments.api import auth_headers
-from tests.cli.test_cli import CERTFLEET, Up, _api_token, _env, _statuses, assert_healthy, running_up
+from tests.cli.test_cli import CERTFLEET, Up, _env, _statuses, admin_api_token, assert_healthy, running_up
 
 __all__ = ["running_up"]  # the one `certfleet up` fixture, shared with test_cli.py
 
@@ -126,7 +126,7 @@ def test_readme_examples_work_on_a_fresh_up(running_up: Up, tmp_path: Path) -> N
     while time.monotonic() < deadline and _statuses(up.data_dir / "certfleet.db") != ["Deployed"] * 3:
         time.sleep(1)
     assert _statuses(up.data_dir / "certfleet.db") == ["Deployed"] * 3
-    token = _api_token(up.data_dir)
+    token = admin_api_token(up.data_dir)
     # The command-line examples first: their deployment ids ("rollback 4") are those of a fresh install.
     _check_cli_examples(up)
     _wait_for_runs(up)
