@@ -3,7 +3,6 @@ it with X-Forwarded-Proto/-For, under a certificate from a private CA that clien
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 
 from certfleet.demo.listener import free_port
 from certfleet.jobs.store import api_trust
+from tests.emulators.acme_env import Process, _spawn
 from tests.integration.pki_kit import ca_root_pem, issued_bundle
 from tests.integration.sshd import require
 
@@ -21,7 +21,7 @@ class TlsProxy:
         self.backend_port = backend_port
         self.port = free_port()
         self.ca_bundle = folder / "certfleet-ca.pem"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Process | None = None
 
     @property
     def url(self) -> str:
@@ -69,8 +69,7 @@ http {{
 }}
 """
         )
-        log = (root / "nginx.out").open("ab")
-        self.process = subprocess.Popen([nginx, "-c", str(root / "nginx.conf")], stdout=log, stderr=subprocess.STDOUT)
+        self.process = _spawn([nginx, "-c", str(root / "nginx.conf")], root / "nginx.out")
         deadline = time.monotonic() + 120  # the dashboard behind it answers its first request slowly on a busy CI
         while True:
             try:
@@ -79,17 +78,12 @@ http {{
                     return
             except httpx.HTTPError:
                 pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if self.process.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"nginx (TLS proxy) did not start: {(root / 'error.log').read_text(errors='replace')}"
                 )
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            self.process.stop()
