@@ -23,7 +23,6 @@ from certfleet.models.orm import (
     CAConnector,
     Certificate,
     CertificateStatus,
-    CompletedRun,
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
@@ -32,7 +31,7 @@ from certfleet.models.orm import (
     Server,
     utcnow,
 )
-from certfleet.renewal.runs import RENEW_EXPIRING
+from certfleet.renewal.runs import last_completed
 
 # Cumulative days-to-expiry thresholds of certfleet_certificates_expiring_within_days (0: already expired).
 EXPIRY_DAYS = (0, 1, 7, 14, 30, 90)
@@ -162,9 +161,7 @@ class FleetCollector(Collector):
         return family
 
     def _last_renewal_run(self) -> Metric:
-        at = self.conn.execute(
-            select(CompletedRun.completed_at).where(CompletedRun.flow_name == RENEW_EXPIRING)
-        ).scalar()
+        at = last_completed(self.conn)
         return GaugeMetricFamily(
             "certfleet_last_renewal_run_completed_timestamp_seconds",
             "When a renew-expiring run last ran to its end (Unix time); 0 if none ever did",

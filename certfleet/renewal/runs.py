@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,5 +28,5 @@ def record_completed(flow_name: str = RENEW_EXPIRING, at: datetime | None = None
         record_completed(flow_name, at)
 
 
-def last_completed(session: Session, flow_name: str = RENEW_EXPIRING) -> datetime | None:
+def last_completed(session: Session | Connection, flow_name: str = RENEW_EXPIRING) -> datetime | None:
     return session.execute(select(CompletedRun.completed_at).where(CompletedRun.flow_name == flow_name)).scalar()
