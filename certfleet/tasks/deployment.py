@@ -132,6 +132,7 @@ def restore_target(deployment_id: int, reason: str) -> str:
     if plan.refusal:  # refused before anything is touched: the deployment and its certificate keep their status
         raise PermanentConnectorError(plan.refusal)
     job = plan.job
+    check_note = ""
     try:
         handler = build_handler(job, store)
         for item in plan.items:
@@ -139,7 +140,12 @@ def restore_target(deployment_id: int, reason: str) -> str:
             store.update_step(item.step_id, state=StepState.RESTORED)
         _forget(deployment_id)
         if plan.reloaded:
-            handler.verify()
+            # The files are back byte for byte, so what the server ran before is what it runs again: a check
+            # that disagrees with them (a stricter version, a file changed by hand) is reported, not obeyed.
+            try:
+                handler.verify()
+            except PermanentConnectorError as exc:
+                check_note = f" (the configuration check of the restored files failed: {exc})"
             handler.activate()
         if plan.touched and job.previous_serial is not None:
             wait_for_serial(
@@ -154,7 +160,7 @@ def restore_target(deployment_id: int, reason: str) -> str:
     if not plan.touched:
         return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; nothing on the server was changed")
     served = f"serial {job.previous_serial} is served again" if job.previous_serial else "the previous files are back"
-    stale = store.close(deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}")
+    stale = store.close(deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}{check_note}")
     _remove_backups(store, deployment_id, stale)  # the files are back: their copies are not needed any more
     return DeploymentStatus.ROLLED_BACK.value
 

@@ -205,6 +205,30 @@ def test_rollback_flow_undoes_a_good_deployment_and_can_run_again(site: Site) ->
     assert "rolled back on request" in (deployment.reason or "")
 
 
+def test_a_rollback_restarts_what_was_there_even_when_the_check_disagrees(site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The restored files are byte for byte what the server ran: a check that fails on them (a stricter
+    version, a file changed by hand) is reported, but the reload still happens and the old serial is proven."""
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    files_before = site.files()
+    issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    stray_key = tmp_path / "stray.key"
+    stray_key.write_bytes(private_key_to_pem(generate_private_key(KeySpec(algorithm="ec", size=256))))
+    check = [sys.executable, "-m", "certfleet.demo.listener", "check"]
+    _set_server(
+        site, config_test_command=shlex.join([*check, "--cert", str(site.host.cert_path), "--key", str(stray_key)])
+    )
+
+    assert rollback_deployment(_deployments(site.certificate_id)[-1].id) == "Rolled Back"
+
+    assert site.served_serial() == old
+    assert site.files() == files_before
+    reason = _deployments(site.certificate_id)[-1].reason or ""
+    assert "configuration check of the restored files failed" in reason
+    assert "does not match" in reason
+
+
 def test_journal_undoes_a_deployment_whose_worker_died(site: Site) -> None:
     old = issue_certificate(site.certificate_id)
     deploy_certificate(site.certificate_id)

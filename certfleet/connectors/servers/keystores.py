@@ -7,6 +7,7 @@ password its configuration names and checks the key belongs to the leaf: the Jav
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import re
 import secrets
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
-from certfleet.pki.bundle import key_matches_certificate, to_pkcs12
+from certfleet.pki.bundle import key_matches_certificate, to_java_keystore, to_pkcs12
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import load_private_key, require_supported_key
 from certfleet.pki.parse import load_material
@@ -79,14 +80,34 @@ def _check_jks(where: str, path: str, data: bytes, password: str) -> KeystoreCon
             f"{where}: the keystore {path} does not open with the password in the configuration"
         ) from None
     for alias, entry in store.private_keys.items():
-        material = load_material(b"".join(_pem(c[1]) for c in entry.cert_chain))
-        return KeystoreContents(material.certificates[0].serial_number, alias)
+        if not entry.is_decrypted():
+            # Java (and Tomcat without keyPass) reads the key with the store password: so must this check.
+            raise PermanentConnectorError(
+                f"{where}: in the keystore {path} the key {alias!r} does not open with the store password"
+            )
+        try:
+            material = load_material(b"".join(_pem(c[1]) for c in entry.cert_chain))
+            key = load_private_key(entry.pkey_pkcs8)
+        except CertificateFormatError as exc:
+            raise PermanentConnectorError(f"{where}: the keystore {path} cannot be read: {exc}") from None
+        leaf = material.certificates[0]
+        if not key_matches_certificate(key, leaf):
+            raise PermanentConnectorError(f"{where}: in the keystore {path} the key does not match the certificate")
+        return KeystoreContents(leaf.serial_number, alias)
     raise PermanentConnectorError(f"{where}: the keystore {path} holds no private key entry")
 
 
-def _pem(der: bytes) -> bytes:
-    import base64
+def build_jks(where: str, bundle: CertificateBundle, password: str, alias: str) -> bytes:
+    """A JKS keystore (store and key password one), for a server whose configuration names a JKS store."""
+    try:
+        material = load_material(bundle.leaf_pem + bundle.chain_pem)
+        key = load_private_key(bundle.key_pem, trusted=True)  # certfleet's own stored key
+        return to_java_keystore(key, material.certificates, password, alias=alias)
+    except CertificateFormatError as exc:
+        raise PermanentConnectorError(f"{where}: cannot build the keystore: {exc}") from None
 
+
+def _pem(der: bytes) -> bytes:
     body = base64.encodebytes(der).decode().replace("\n", "")
     lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
     return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n".encode()

@@ -11,6 +11,13 @@ connector's default one; in that the `<Certificate>` of the key's type (RSA/EC),
   random one is made. server.xml is rewritten (only those
   attributes change, comments and layout stay) when the file, password or type must change.
 
+Tomcat 8.5/9 also read the legacy syntax, TLS attributes on the `<Connector>` itself (`keystoreFile`,
+`keystorePass`, `keystoreType`, `keyAlias`, or the OpenSSL `SSLCertificateFile`/`SSLCertificateKeyFile`). Such a
+connector is rotated in place: the same keystore file, type, alias and password (`${catalina.base}` expanded),
+server.xml untouched, so what the server reads stays what it read. Tomcat 10.1 and later refuse that syntax and
+Tomcat before 8.5 does not know `<SSLHostConfig>`: the server's Version says which, and a plan that the
+registered version could not start is refused with the reason.
+
 Config test: the keystore on the server opens with the password server.xml names and its key matches its
 certificate, then `bin/catalina.sh configtest` when that script is under the Tomcat Path.
 Restart: `systemctl restart SERVICE`, else `bin/shutdown.sh` + `bin/startup.sh` under the Tomcat Path.
@@ -19,6 +26,7 @@ Restart: `systemctl restart SERVICE`, else `bin/shutdown.sh` + `bin/startup.sh` 
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 from typing import ClassVar
@@ -38,6 +46,20 @@ from certfleet.connectors.servers.xml_edit import XmlEditor
 
 CONFIG_MODE = 0o640  # server.xml holds the keystore password
 _PEM_ATTRS = ("certificateFile", "certificateKeyFile", "certificateChainFile")
+# The legacy <Connector> attributes (Tomcat 8.5/9; removed in 10.1) and Tomcat's defaults for them.
+_LEGACY_MARKERS = ("keystoreFile", "SSLCertificateFile")
+LEGACY_DEFAULT_PASSWORD = "changeit"  # noqa: S105 - Tomcat's documented default
+LEGACY_DEFAULT_ALIAS = "tomcat"  # what keytool's Tomcat how-to names it; Tomcat itself takes the first key
+_VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
+_PROPERTY = re.compile(r"\$\{([^}]*)\}")
+
+
+def tomcat_version(text: str | None) -> tuple[int, int] | None:
+    """Major and minor from the server's Version field ("Tomcat 9", "9.0.82", "10.1"); None when it has none."""
+    match = _VERSION.search(text or "")
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 @dataclass
@@ -85,6 +107,22 @@ class TomcatHandler(ServerKindHandler):
         key, _ = bundle_pair(self.where(), bundle)
         key_type = "EC" if "EllipticCurve" in type(key).__name__ else "RSA"
         site = self.locate(key_type)
+        version = tomcat_version(self.server.version)
+        if self._legacy(site):
+            if version is not None and version >= (10, 1):
+                raise self.fail(
+                    f"{self.server_xml} configures TLS with the legacy <Connector> attributes (keystoreFile, "
+                    f"SSLCertificateFile), which Tomcat 10.1 and later refuse, but the server is registered as "
+                    f"version {self.server.version}: move them into <SSLHostConfig>/<Certificate> or correct "
+                    "the server's Version"
+                )
+            return self._plan_legacy(site.connector, bundle)
+        if site.host_config is None and version is not None and version < (8, 5):
+            raise self.fail(
+                f'the <Connector port="{self.target.port}"> in {self.server_xml} has no TLS settings and the '
+                f"server is registered as version {self.server.version}: Tomcat before 8.5 does not read "
+                "<SSLHostConfig>; set keystoreFile, keystorePass and keyAlias on the Connector first"
+            )
         if site.get("certificateFile") and site.get("certificateKeyFile"):
             return self._plan_pem(site, bundle)
         path = site.keystore_path or keystores.relative_to(
@@ -139,6 +177,9 @@ class TomcatHandler(ServerKindHandler):
 
     def check_installed(self) -> None:
         site = self.locate()
+        if self._legacy(site):
+            self._check_legacy(site.connector)
+            return
         if site.certificate is None:
             raise self.fail(f"the TLS <Connector> in {self.server_xml} has no <SSLHostConfig> with a <Certificate>")
         if site.get("certificateFile") and site.get("certificateKeyFile"):
@@ -168,6 +209,97 @@ class TomcatHandler(ServerKindHandler):
         return self.service_command("restart") or (
             f"cd {base} && CATALINA_BASE={base} ./bin/shutdown.sh 20 -force; CATALINA_BASE={base} ./bin/startup.sh"
         )
+
+    # -- the legacy <Connector> attributes (Tomcat 8.5/9) ------------------------------------------------
+
+    @staticmethod
+    def _legacy(site: TomcatSite) -> bool:
+        return site.host_config is None and any(site.connector.get(name) for name in _LEGACY_MARKERS)
+
+    def _legacy_path(self, connector: etree._Element, attribute: str) -> str:
+        """A file the Connector names, `${catalina.base}` expanded as Tomcat does; relative to CATALINA_BASE."""
+        raw = connector.get(attribute) or ""
+        expanded = raw.replace("${catalina.base}", self.base)
+        unknown = _PROPERTY.search(expanded)
+        if unknown is not None:
+            raise self.fail(
+                f"the Connector's {attribute}={raw!r} in {self.server_xml} uses the property "
+                f"${{{unknown.group(1)}}}, which certfleet cannot resolve (only ${{catalina.base}}): "
+                "write the path out"
+            )
+        return keystores.relative_to(self.base, expanded)
+
+    def _legacy_password(self, connector: etree._Element, attribute: str, default: str | None) -> str | None:
+        value = connector.get(attribute)
+        if value is not None and _PROPERTY.search(value):
+            raise self.fail(
+                f"the Connector's {attribute} in {self.server_xml} is a ${{...}} property, which certfleet "
+                "cannot resolve: it cannot build a keystore Tomcat opens"
+            )
+        return value if value is not None else default
+
+    def _legacy_store(self, connector: etree._Element) -> tuple[str, str, str, str | None]:
+        """Path, password, type and alias of the keystore the Connector names."""
+        path = self._legacy_path(connector, "keystoreFile")
+        password = self._legacy_password(connector, "keystorePass", LEGACY_DEFAULT_PASSWORD) or ""
+        key_password = self._legacy_password(connector, "keyPass", None)
+        if key_password is not None and key_password != password:
+            raise self.fail(
+                f"the Connector in {self.server_xml} sets a keyPass other than its keystorePass: certfleet "
+                "writes keystores whose key and store passwords are one; remove keyPass or make them equal"
+            )
+        store_type = (connector.get("keystoreType") or "JKS").upper()
+        if store_type not in ("JKS", keystores.PKCS12):
+            raise self.fail(
+                f"the Connector in {self.server_xml} names a {store_type} keystore; certfleet writes JKS and "
+                "PKCS12 keystores"
+            )
+        return path, password, store_type, connector.get("keyAlias")
+
+    def _plan_legacy(self, connector: etree._Element, bundle: CertificateBundle) -> list[FileWrite]:
+        """Replace what the Connector names, in place and in kind; server.xml itself is not changed."""
+        if not connector.get("keystoreFile"):
+            cert_path = self._legacy_path(connector, "SSLCertificateFile")
+            key_attr = "SSLCertificateKeyFile" if connector.get("SSLCertificateKeyFile") else "SSLCertificateFile"
+            has_chain = bool(connector.get("SSLCertificateChainFile"))
+            writes = [FileWrite(cert_path, bundle.leaf_pem if has_chain else bundle.fullchain_pem, CERT_MODE)]
+            key_path = self._legacy_path(connector, key_attr)
+            if key_path == cert_path:  # one file with both, as Tomcat allows
+                writes = [FileWrite(cert_path, bundle.fullchain_pem + bundle.key_pem, KEY_MODE)]
+            else:
+                writes.append(FileWrite(key_path, bundle.key_pem, KEY_MODE))
+            if has_chain:
+                writes.append(
+                    FileWrite(self._legacy_path(connector, "SSLCertificateChainFile"), bundle.chain_pem, CERT_MODE)
+                )
+            return writes
+        path, password, store_type, alias = self._legacy_store(connector)
+        name = alias or LEGACY_DEFAULT_ALIAS
+        build = keystores.build_jks if store_type == "JKS" else keystores.build_pkcs12
+        return [FileWrite(path, build(self.where(), bundle, password, name), KEY_MODE)]
+
+    def _check_legacy(self, connector: etree._Element) -> None:
+        if not connector.get("keystoreFile"):
+            cert_path = self._legacy_path(connector, "SSLCertificateFile")
+            key_attr = "SSLCertificateKeyFile" if connector.get("SSLCertificateKeyFile") else "SSLCertificateFile"
+            key_path = self._legacy_path(connector, key_attr)
+            check_pem_pair(
+                self.where(),
+                self.read_required(cert_path, "the certificate file"),
+                self.read_required(key_path, "the key file"),
+                cert_path=cert_path,
+                key_path=key_path,
+            )
+            return
+        path, password, store_type, alias = self._legacy_store(connector)
+        found = keystores.check_keystore(
+            self.where(), path, self.read_required(path, "the keystore"), password, store_type
+        )
+        if alias is not None and (found.alias or "").lower() != alias.lower():  # Java aliases ignore case
+            raise self.fail(
+                f"the keystore {path} holds its key under alias {found.alias!r}, but the Connector's keyAlias is "
+                f"{alias!r}: Tomcat would find no key"
+            )
 
     # -- finding the connector -----------------------------------------------------------------------
 
