@@ -173,6 +173,15 @@ def existing_certificates(session: Session, prints: Iterable[str]) -> dict[str, 
         for print_, ident in rows:
             if print_ is not None:
                 found.setdefault(print_, ident)  # the oldest row wins if two ever share a thumbprint
+        # A managed certificate renewed but not yet proven on its servers: what they still serve is its own.
+        served = session.execute(
+            select(Certificate.served_sha256_thumbprint, Certificate.id)
+            .where(Certificate.served_sha256_thumbprint.in_(part))
+            .order_by(Certificate.id)
+        ).all()
+        for print_, ident in served:
+            if print_ is not None:
+                found.setdefault(print_, ident)
     return found
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.inventory.served import mark_served
 from certfleet.inventory.usage import NotServable, assert_servable
 from certfleet.jobs.models import RestoreItem, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import bundle_of
@@ -272,8 +273,11 @@ class DbJobStore:
             cert.status = CertificateStatus.DEPLOYED
             cert.status_reason = None
             cert.last_provisioned_on = deployment.finished_at
+            mark_served(s, cert, deployment.serial_number)
             where = f"{deployment.target.server.host}:{deployment.target.port}"
-            repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {cert.serial_number} on {where}")
+            repo.audit(
+                s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {deployment.serial_number} on {where}"
+            )
             stale = s.scalars(
                 select(DeploymentStep)
                 .join(Deployment)
@@ -319,10 +323,13 @@ class DbJobStore:
     def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
         with session_scope() as s:
             deployment = self._deployment(s, deployment_id)
+            was_deployed = deployment.status is DeploymentStatus.DEPLOYED
             deployment.status = status
             deployment.reason = reason
             deployment.finished_at = utcnow()
             cert = deployment.target.certificate
+            if was_deployed and status is DeploymentStatus.ROLLED_BACK:
+                mark_served(s, cert, deployment.previous_serial)  # what it replaced is served again
             cert.status = (
                 CertificateStatus.ROLLED_BACK
                 if status is DeploymentStatus.ROLLED_BACK

@@ -269,6 +269,11 @@ class Certificate(Base):
     order_generation: Mapped[int] = mapped_column(Integer, default=0)
     issued_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_provisioned_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the servers serve until a newer one is proven there: set when a deployment is proven, kept when a
+    # renewal issues a newer one, so the certificate still served stays this row's (discovery matches it here)
+    # instead of coming back as an unmanaged row while the new one waits for its deployment.
+    served_serial_number: Mapped[str | None] = mapped_column(String(80))
+    served_sha256_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
     validation_status: Mapped[str | None] = mapped_column(String(40))
     dcv_status: Mapped[str | None] = mapped_column(String(40))
     # Set by the revoke-certificate flow once the CA has revoked the current serial: the RFC 5280 reason name.

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from certfleet.connectors.base import IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import OrderStillPending, PermanentConnectorError
 from certfleet.inventory.record import trust_store
+from certfleet.inventory.served import keep_served_before_reissue
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import CAType, Certificate, CertificateStatus, Order, OrderState, utcnow
@@ -176,6 +177,7 @@ def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: byt
     chain = load_material(pem_chain.encode()).certificates
     leaf = chain[0]
     info = describe(leaf)
+    keep_served_before_reissue(s, cert)  # the previous one stays the live one until the new one is proven
     cert.pem_chain = pem_chain
     cert.private_key = private_key
     cert.serial_number = info.serial_number

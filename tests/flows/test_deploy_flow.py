@@ -8,16 +8,26 @@ import sys
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from certfleet.bots.routing import NoRoute, rollback_route
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.rollback import rollback_deployment
+from certfleet.inventory.record import Sighting, record
 from certfleet.models import repo
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate, CertificateStatus, Deployment, DeploymentStatus, StepState
+from certfleet.models.orm import (
+    Certificate,
+    CertificateLocation,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    StepState,
+    utcnow,
+)
 from certfleet.pki.bundle import key_matches_certificate
 from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
 from certfleet.pki.parse import load_material
@@ -296,3 +306,51 @@ def test_an_smime_certificate_is_refused_before_anything_changes(site: Site) -> 
         cert = repo.get(s, Certificate, site.certificate_id)
         assert cert.status is CertificateStatus.DEPLOYMENT_FAILED
         assert "this is an S/MIME certificate: it cannot be served by" in (cert.status_reason or "")
+
+
+def _served(site: Site) -> tuple[str | None, str | None, CertificateStatus]:
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        return cert.serial_number, cert.served_serial_number, cert.status
+
+
+def test_a_failed_renewal_keeps_the_served_certificate_on_its_managed_row(site: Site) -> None:
+    """Newest issued serial, served serial and status tell one story (issue 15): the previous certificate
+    stays the live one until the new one is proven, and discovery finds it on the managed row."""
+    old = issue_certificate(site.certificate_id)
+    deploy_certificate(site.certificate_id)
+    assert _served(site) == (old, old, CertificateStatus.DEPLOYED)
+
+    new = issue_certificate(site.certificate_id)
+    assert _served(site) == (new, old, CertificateStatus.ISSUED)  # issued, not served yet
+    with session_scope() as s:
+        reload = repo.get(s, Certificate, site.certificate_id).targets[0].server.reload_command or ""
+    _set_server(site, reload_command="true")
+    with pytest.raises(DeploymentFailed, match="Rolled Back"):
+        deploy_certificate(site.certificate_id)
+    assert _served(site) == (new, old, CertificateStatus.ROLLED_BACK)
+
+    # A scan of the listener sees the old certificate: it is this row's, not a new unmanaged one.
+    chain = fetch_served_chain("127.0.0.1", site.host.port, server_name=site.host.fqdn, timeout=5)
+    with session_scope() as s:
+        rows_before = s.scalar(select(func.count()).select_from(Certificate))
+    sighting = Sighting(
+        chain=tuple(c.public_bytes(serialization.Encoding.DER) for c in chain),
+        kind="tls",
+        locator=f"tls://127.0.0.1:{site.host.port}/{site.host.fqdn}",
+        host="127.0.0.1",
+        port=site.host.port,
+        sni=site.host.fqdn,
+    )
+    record([sighting], now=utcnow(), bot_id=None)
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Certificate)) == rows_before
+        locations = s.scalars(select(CertificateLocation).where(CertificateLocation.locator == sighting.locator))
+        assert [loc.certificate_id for loc in locations] == [site.certificate_id]
+
+    _set_server(site, reload_command=reload)
+    deploy_certificate(site.certificate_id)
+    assert _served(site) == (new, new, CertificateStatus.DEPLOYED)
+    assert rollback_deployment(_deployments(site.certificate_id)[-1].id) == "Rolled Back"
+    assert _served(site) == (new, old, CertificateStatus.ROLLED_BACK)  # on request: the old one is back
+    assert site.served_serial() == old

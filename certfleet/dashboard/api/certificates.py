@@ -119,6 +119,7 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "issuer_ca": c.issuer_ca,
         "ca_type": c.ca_type.value if c.ca_type else None,
         "serial_number": c.serial_number,
+        "served_serial_number": c.served_serial_number,  # until the newest is proven on a server: the previous one
         "signature_algorithm": c.signature_algorithm,
         "expires_on": iso(c.expires_on),
         "issued_on": iso(c.issued_on),
