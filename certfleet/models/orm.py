@@ -395,6 +395,13 @@ class DirectoryProfile(Base):
     ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id"))
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None: the public cloud (login.microsoftonline.com, graph.microsoft.com); a sovereign cloud or a test emulator
+    authority_host: Mapped[str | None] = mapped_column(String(500))
+    graph_base: Mapped[str | None] = mapped_column(String(500))
+    ca_bundle_pem: Mapped[str | None] = mapped_column(Text)  # None: the system trust store
+    last_sync_status: Mapped[str | None] = mapped_column(String(20))  # Running, Succeeded, Failed
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
+    last_sync_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and reported users
 
 
 class SmimeUser(Base):
@@ -404,8 +411,11 @@ class SmimeUser(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     designation: Mapped[str | None] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(40))  # "Azure AD" or "Manual"
+    source: Mapped[str] = mapped_column(String(120))  # the profile's description, or "Manual Import"
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("directory_profiles.id"))
+    directory_key: Mapped[str | None] = mapped_column(String(320))  # userPrincipalName in the profile's tenant
+    # None while the directory lists the user enabled; else "Disabled in directory" or "Not in directory"
+    directory_state: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[SmimeStatus] = mapped_column(_label_enum(SmimeStatus), default=SmimeStatus.AWAITING_ORDER)
     certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", ondelete="SET NULL"))
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
