@@ -70,8 +70,9 @@ HELP: dict[str, str] = {
         "provisioning actions such as installation, renewal, rotation and updates."
     ),
     "smime_total": (
-        "All S/MIME users in certfleet: those imported with Import Manually. Users are not read from Azure Active "
-        "Directory in this version."
+        "All S/MIME users in certfleet: those read from Azure Active Directory profiles by the sync-directory run "
+        "(when a profile is saved, with Sync now, and every 6 hours) and those imported with Import Manually. Users "
+        "disabled in or gone from the directory are flagged, never deleted."
     ),
     "smime_awaiting": (
         "S/MIME users whose certificate has not been ordered from a CA yet (status Awaiting Order). certfleet does not "
@@ -79,8 +80,9 @@ HELP: dict[str, str] = {
     ),
     "smime_provisioned": "S/MIME users whose status is Certificate Issued or Certificate Installed.",
     "smime_connect": (
-        "Store Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet keeps "
-        "them but does not yet read users from Azure with them."
+        "Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet reads each "
+        "profile's users through Microsoft Graph (application permission User.Read.All) when the profile is saved, "
+        "with Sync now, and every 6 hours."
     ),
     "orders_total": (
         "Every order certfleet wrote for a CA, in every state: Created, Submitted, Pending (the CA issues later and "

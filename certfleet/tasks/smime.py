@@ -24,7 +24,8 @@ from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 _BASE_DELAY = get_settings().retry_base_delay_s
 
 
-@task(cache_policy=NO_CACHE, task_run_name="directory-profiles")
+# Retried: a run started when a profile is saved can begin before the web request that saved it has committed.
+@task(cache_policy=NO_CACHE, task_run_name="directory-profiles", retries=3, retry_delay_seconds=[1, 3, 10])
 def profile_ids(profile_id: int | None) -> list[int]:
     with session_scope() as s:
         if profile_id is not None:

@@ -58,11 +58,16 @@ def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
     return response
 
 
+def _profiles_context(db: DbSession, v: dict[str, str], error: InputError | None = None) -> dict[str, object]:
+    connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
+    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors}
+    ctx.update(v=v, error=error)
+    return ctx
+
+
 @router.get("/smime/profiles", response_class=HTMLResponse)
 def profiles_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
-    connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
-    ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": {}}
-    return render(request, "smime/profiles.html", ctx)
+    return render(request, "smime/profiles.html", _profiles_context(db, {}))
 
 
 @router.post("/smime/profiles", response_class=HTMLResponse)
@@ -75,19 +80,34 @@ def create_profile(
     tenant_id: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
     ca_connector_id: Annotated[str, Form()] = "",
+    authority_host: Annotated[str, Form()] = "",
+    graph_base: Annotated[str, Form()] = "",
+    ca_bundle_pem: Annotated[str, Form()] = "",
 ) -> Response:
-    fields = svc.ProfileFields(client_id, client_secret, tenant_id, description, ca_connector_id)
+    fields = svc.ProfileFields(
+        client_id, client_secret, tenant_id, description, ca_connector_id, authority_host, graph_base, ca_bundle_pem
+    )
     try:
         with db.begin_nested():  # a savepoint: rolling back the request's own transaction broke the page (500)
             profile = svc.save_profile(db, fields, who.username)
     except InputError as exc:
-        connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name))]
-        v = {"client_id": client_id, "tenant_id": tenant_id, "description": description}
-        ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": v,
-               "error": exc}  # fmt: skip
-        return render(request, "smime/profiles.html", ctx, 422)
+        v = {"client_id": client_id, "tenant_id": tenant_id, "description": description,
+             "authority_host": authority_host, "graph_base": graph_base, "ca_bundle_pem": ca_bundle_pem}  # fmt: skip
+        return render(request, "smime/profiles.html", _profiles_context(db, v, exc), 422)
+    run, problem = svc.try_start_sync(db, profile.id, who.username)
     response = RedirectResponse("/smime/profiles", status_code=303)
-    flash(response, f"profile {profile.name} saved", "success")
+    if run is not None:
+        flash(response, f"profile {profile.name} saved; started {run.name}: the profile shows the result", "success")
+    else:
+        flash(response, f"profile {profile.name} saved, but its sync did not start: {problem}", "error")
+    return response
+
+
+@router.post("/smime/profiles/{profile_id}/sync")
+def sync_now(profile_id: int, db: DbSession, who: Operator) -> Response:
+    run = svc.start_sync(db, profile_id, who.username)
+    response = RedirectResponse("/smime/profiles", status_code=303)
+    flash(response, f"started {run.name}: the profile shows the result when the run ends", "success")
     return response
 
 

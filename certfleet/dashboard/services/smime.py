@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
-from certfleet.models.orm import SmimeStatus, SmimeUser
+from certfleet.fields import InputError
+from certfleet.models import repo
+from certfleet.models.orm import DirectoryProfile, SmimeStatus, SmimeUser
 from certfleet.smime.service import (
     CLIENT_SECRET,
     DESIGNATION,
@@ -57,3 +61,22 @@ SMIME_USERS = ListSpec(
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
 )
+
+
+SYNC_FLOW = "sync-directory"
+
+
+def start_sync(session: Session, profile_id: int, actor: str) -> FlowRunRef:
+    """A sync-directory run for one profile (never the Graph calls in the web process)."""
+    profile = repo.get(session, DirectoryProfile, profile_id)
+    run = start_flow(SYNC_FLOW, {"profile_id": profile.id})
+    repo.audit(session, actor=actor, action="start-sync-directory", obj=profile, detail=run.name)
+    return run
+
+
+def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowRunRef | None, str | None]:
+    """After a save: the run, or why it could not start (the profile stays saved; Sync now starts it later)."""
+    try:
+        return start_sync(session, profile_id, actor), None
+    except InputError as exc:
+        return None, exc.message
