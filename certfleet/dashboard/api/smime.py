@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from certfleet import fields
@@ -14,6 +15,7 @@ from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import smime as svc
 from certfleet.models.orm import DirectoryProfile, SmimeUser
+from certfleet.smime import bulk_import
 
 router = APIRouter(tags=["S/MIME"])
 add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
@@ -81,6 +83,28 @@ def import_user(body: ImportIn, db: DbSession, who: Operator) -> dict[str, Any]:
     return user_json(
         svc.import_user(db, name=body.name, email=body.email, designation=body.designation, actor=who.username)
     )
+
+
+@router.post(
+    "/smime-users/import",
+    summary="Bulk import from a CSV or Excel file (Name, Email ID, Designation)",
+    responses={
+        201: {"description": "every row stored, or the good rows when accept_good is true"},
+        422: {"description": "nothing stored: the per-row report says why"},
+    },
+)
+def import_users(
+    db: DbSession,
+    who: Operator,
+    file: Annotated[UploadFile, File(description="a .csv (UTF-8) or .xlsx file with a header row")],
+    accept_good: Annotated[bool, Form(description="store the good rows even if some rows fail")] = False,
+) -> JSONResponse:
+    data = file.file.read()
+    with db.begin_nested():
+        report = bulk_import.import_file(
+            db, data, file.filename or "upload", accept_good=accept_good, actor=who.username
+        )
+    return JSONResponse(report.as_json(), status_code=201 if report.stored or not report.bad else 422)
 
 
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
@@ -14,6 +14,7 @@ from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import smime as svc
 from certfleet.dashboard.templating import render
 from certfleet.models.orm import CAConnector
+from certfleet.smime import bulk_import
 
 router = APIRouter()
 add_export_page(router, svc.SMIME_USERS)
@@ -48,6 +49,28 @@ def import_user(
     response = RedirectResponse("/smime", status_code=303)
     flash(response, f"{user.email} added: Awaiting Order", "success")
     return response
+
+
+@router.post("/smime/import/file", response_class=HTMLResponse)
+def import_file(
+    request: Request,
+    db: DbSession,
+    who: Operator,
+    file: Annotated[UploadFile, File()],
+    accept_good: Annotated[str, Form()] = "",
+) -> Response:
+    """A CSV or Excel file: every row checked; stored all, or the good rows when the user accepts them, or nothing."""
+    data = file.file.read()
+    ctx: dict[str, object] = {"title": "Import Manually", "v": {}, "accept_good": bool(accept_good)}
+    try:
+        with db.begin_nested():
+            report = bulk_import.import_file(
+                db, data, file.filename or "upload", accept_good=bool(accept_good), actor=who.username
+            )
+    except InputError as exc:
+        return render(request, "smime/import.html", {**ctx, "bulk_error": exc}, 422)
+    status = 422 if report.bad and not report.stored else 200
+    return render(request, "smime/import.html", {**ctx, "report": report, "filename": file.filename}, status)
 
 
 @router.post("/smime/{user_id}/ignore")
