@@ -24,6 +24,7 @@ CENTRAL_FLOWS = (
     "check-bots",
     "revoke-certificate",
     "sync-directory",
+    "smime-rollout",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -58,6 +59,7 @@ DESCRIPTIONS = {
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
+    "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
     "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
 }
 

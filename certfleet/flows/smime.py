@@ -1,9 +1,12 @@
-"""sync-directory: S/MIME users of Azure AD profiles, read through Microsoft Graph (certfleet.smime)."""
+"""sync-directory (S/MIME users of Azure AD profiles, read through Microsoft Graph) and smime-rollout (their
+certificates from the built-in CA, delivered as PKCS#12 to a per-user folder)."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from certfleet.tasks.smime import (
@@ -13,6 +16,15 @@ from certfleet.tasks.smime import (
     record_sync_failure,
     sync_profile_users,
 )
+from certfleet.tasks.smime_rollout import (
+    default_delivery_dir,
+    deliver,
+    make_csr,
+    open_order,
+    users_to_order,
+)
+from certfleet.tasks.smime_rollout import issue as issue_smime
+from certfleet.tasks.smime_rollout import record_failure as record_rollout_failure
 
 
 @flow(name="sync-directory", flow_run_name="sync-directory-{profile_id}")
@@ -42,3 +54,42 @@ def sync_directory(profile_id: int | None = None) -> dict[str, dict[str, object]
         get_run_logger().error("; ".join(failures))
         raise RuntimeError("; ".join(failures))
     return results
+
+
+@flow(name="smime-rollout", flow_run_name="smime-rollout")
+def smime_rollout(
+    user_ids: list[int] | None = None,
+    ca_connector_id: int | None = None,
+    delivery_dir: str | None = None,
+    key: str = "rsa2048",
+) -> dict[str, str]:
+    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
+    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
+    PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
+
+    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Each step is retried on its
+    own; a user that fails is reported and the others go on. Returns user id -> delivered path or error.
+    """
+    target = delivery_dir or str(default_delivery_dir())
+    users = users_to_order(user_ids)
+    progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
+    assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
+    outcome: dict[str, str] = {}
+    failures = 0
+    for done, user_id in enumerate(users, start=1):
+        try:
+            order_id = open_order(user_id, ca_connector_id)
+            make_csr(order_id, key)
+            issue_smime(order_id)
+            outcome[str(user_id)] = deliver(order_id, target)
+        except Exception as exc:
+            failures += 1
+            message = failure_message(exc)
+            record_rollout_failure(user_id, message)
+            outcome[str(user_id)] = f"failed: {message}"
+        update_progress_artifact(progress, progress=100.0 * done / len(users))
+    if not users:
+        update_progress_artifact(progress, progress=100.0)
+    if failures:
+        raise RuntimeError(f"{failures} of {len(users)} S/MIME users failed; see the run's logs and their audit")
+    return outcome

@@ -570,3 +570,26 @@ class CompletedRun(Base):
 
     flow_name: Mapped[str] = mapped_column(String(120), primary_key=True)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SmimeOrder(Base):
+    """One S/MIME certificate order for a user. Written before the key, the CSR and the CA call, so a retried or
+    re-run smime-rollout never orders twice; its state follows the user's status (CSR Pending -> Certificate
+    Issued -> Certificate Installed) or Failed with the error."""
+
+    __tablename__ = "smime_orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("smime_users.id", ondelete="CASCADE"), index=True)
+    ca_connector_id: Mapped[int] = mapped_column(ForeignKey("ca_connectors.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    state: Mapped[str] = mapped_column(String(40), index=True)  # SmimeStatus values, or "Failed"
+    csr_pem: Mapped[str | None] = mapped_column(Text)
+    private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the PKCS#12 is delivered
+    serial_number: Mapped[str | None] = mapped_column(String(80))
+    pem_chain: Mapped[str | None] = mapped_column(Text)
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_to: Mapped[str | None] = mapped_column(String(1000))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,4 +1,4 @@
-"""S/MIME directory sync: a profile's Azure endpoints and TLS bundle and its last sync's outcome; a user's key
+"""S/MIME: smime_orders (one per certificate ordered for a user); directory sync: a profile's Azure endpoints and TLS bundle and its last sync's outcome; a user's key
 in the directory (userPrincipalName) and whether the directory still lists them enabled; Source wide enough to
 hold a profile's description.
 
@@ -18,6 +18,29 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "smime_orders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("ca_connector_id", sa.Integer(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=120), nullable=False),
+        sa.Column("state", sa.String(length=40), nullable=False),
+        sa.Column("csr_pem", sa.Text(), nullable=True),
+        sa.Column("private_key", sa.Text(), nullable=True),
+        sa.Column("serial_number", sa.String(length=80), nullable=True),
+        sa.Column("pem_chain", sa.Text(), nullable=True),
+        sa.Column("expires_on", sa.DateTime(), nullable=True),
+        sa.Column("delivered_to", sa.String(length=1000), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["ca_connector_id"], ["ca_connectors.id"]),
+        sa.ForeignKeyConstraint(["user_id"], ["smime_users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("idempotency_key"),
+    )
+    op.create_index("ix_smime_orders_user_id", "smime_orders", ["user_id"])
+    op.create_index("ix_smime_orders_state", "smime_orders", ["state"])
     with op.batch_alter_table("directory_profiles", schema=None) as batch_op:
         batch_op.add_column(sa.Column("authority_host", sa.String(length=500), nullable=True))
         batch_op.add_column(sa.Column("graph_base", sa.String(length=500), nullable=True))
@@ -34,6 +57,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_smime_orders_state", table_name="smime_orders")
+    op.drop_index("ix_smime_orders_user_id", table_name="smime_orders")
+    op.drop_table("smime_orders")
     with op.batch_alter_table("smime_users", schema=None) as batch_op:
         batch_op.alter_column(
             "source", existing_type=sa.String(length=120), type_=sa.String(length=40), existing_nullable=False
