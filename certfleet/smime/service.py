@@ -16,7 +16,7 @@ from certfleet import fields
 from certfleet.ca_admin.forms import https_url
 from certfleet.fields import InputError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeStatus, SmimeUser, utcnow
+from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
 
 MANUAL_SOURCE = "Manual Import"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -158,4 +158,19 @@ def counts(session: Session) -> dict[str, int]:
             func.sum(case((SmimeUser.status.in_(PROVISIONED), 1), else_=0)),
         )
     ).one()
-    return {"total": int(total or 0), "awaiting": int(awaiting or 0), "provisioned": int(provisioned or 0)}
+    issued_states = [SmimeStatus.CERTIFICATE_ISSUED.value, SmimeStatus.CERTIFICATE_INSTALLED.value]
+    orders, csr_pending, issued = session.execute(
+        select(
+            func.count(SmimeOrder.id),
+            func.sum(case((SmimeOrder.state == SmimeStatus.CSR_PENDING.value, 1), else_=0)),
+            func.sum(case((SmimeOrder.state.in_(issued_states), 1), else_=0)),
+        )
+    ).one()
+    return {
+        "total": int(total or 0),
+        "awaiting": int(awaiting or 0),
+        "provisioned": int(provisioned or 0),
+        "orders": int(orders or 0),  # S/MIME orders only (TLS orders are on the Orders page)
+        "orders_csr_pending": int(csr_pending or 0),
+        "orders_issued": int(issued or 0),
+    }

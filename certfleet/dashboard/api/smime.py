@@ -107,6 +107,16 @@ def import_users(
     return JSONResponse(report.as_json(), status_code=201 if report.stored or not report.bad else 422)
 
 
+class RolloutIn(BaseModel):
+    user_ids: Annotated[list[int] | None, Field(description="default: every user awaiting an order")] = None
+    ca_connector_id: Annotated[int | None, Field(description="default: the profile's, else the built-in CA")] = None
+
+
+@router.post("/smime-users/rollout", status_code=202, summary="Start smime-rollout: order, issue and deliver")
+def start_rollout(body: RolloutIn, db: DbSession, who: Operator) -> dict[str, str]:
+    return run_json(svc.start_rollout(db, who.username, body.user_ids, body.ca_connector_id))
+
+
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")
 def ignore(user_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return user_json(svc.ignore_email(db, user_id, who.username))

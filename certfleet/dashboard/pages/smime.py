@@ -73,6 +73,16 @@ def import_file(
     return render(request, "smime/import.html", {**ctx, "report": report, "filename": file.filename}, status)
 
 
+@router.post("/smime/rollout")
+def rollout(db: DbSession, who: Operator) -> Response:
+    run = svc.start_rollout(db, who.username)
+    response = RedirectResponse("/smime", status_code=303)
+    flash(
+        response, f"started {run.name}: statuses change as each user's certificate is issued and delivered", "success"
+    )
+    return response
+
+
 @router.post("/smime/{user_id}/ignore")
 def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
     user = svc.ignore_email(db, user_id, who.username)

@@ -9,7 +9,7 @@ from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
 from certfleet.models import repo
-from certfleet.models.orm import DirectoryProfile, SmimeStatus, SmimeUser
+from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeStatus, SmimeUser
 from certfleet.smime.service import (
     CLIENT_SECRET,
     DESIGNATION,
@@ -80,3 +80,26 @@ def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowR
         return start_sync(session, profile_id, actor), None
     except InputError as exc:
         return None, exc.message
+
+
+ROLLOUT_FLOW = "smime-rollout"
+
+
+def start_rollout(
+    session: Session, actor: str, user_ids: list[int] | None = None, ca_connector_id: int | None = None
+) -> FlowRunRef:
+    """An smime-rollout run for the users awaiting an order (or the given ones)."""
+    if ca_connector_id is not None:
+        repo.get(session, CAConnector, ca_connector_id)
+    for user_id in user_ids or []:
+        repo.get(session, SmimeUser, user_id)
+    parameters: dict[str, object] = {}
+    if user_ids is not None:
+        parameters["user_ids"] = user_ids
+    if ca_connector_id is not None:
+        parameters["ca_connector_id"] = ca_connector_id
+    run = start_flow(ROLLOUT_FLOW, parameters)
+    detail = f"{run.name}: {'users ' + ', '.join(map(str, user_ids)) if user_ids is not None else 'all awaiting'}"
+    session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
+                           detail=detail))  # fmt: skip
+    return run
