@@ -116,6 +116,9 @@ def test_profile_page_saves_starts_and_shows_counts_and_errors(
     listing = client.get("/smime").text
     assert "user1@contoso.example" in listing
     assert "Azure AD – Production" in listing
+    rows = client.get("/api/v1/smime-users?columns=email,directory_state", headers=auth(accounts, "viewer")).json()
+    states = {r["email"]: r["directory_state"] for r in rows["items"]}
+    assert states == {"user1@contoso.example": None, "user2@contoso.example": "Disabled in directory"}
 
     azure_ad_emulator.client_secret = "rotated-in-azure"
     sync_directory(profile_id, return_state=True)

@@ -88,6 +88,15 @@ def test_rollout_issues_and_delivers_pkcs12_per_user(boot: Bootstrapped, tmp_pat
     assert all(o.state == "Certificate Installed" and o.private_key is None for o in made)
     assert all(o.ca_connector_id == boot.ca_connector_id for o in made)
 
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as c:
+        (progress,) = c.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["smime-rollout"]))
+        )
+    assert progress.type == "progress"
+    assert float(progress.data) == 100.0  # type: ignore[arg-type]
     assert smime_rollout(delivery_dir=str(delivery)) == {}  # nothing awaits an order: no second order
     assert len(orders()) == 2
 

@@ -47,6 +47,7 @@ def user_json(u: SmimeUser) -> dict[str, Any]:
         "source": u.source,
         "status": u.status.value,
         "expires_on": u.expires_on.isoformat() if u.expires_on else None,
+        "directory_state": u.directory_state,  # None, "Disabled in directory" or "Not in directory"
     }
 
 
