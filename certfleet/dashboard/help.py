@@ -70,17 +70,25 @@ HELP: dict[str, str] = {
         "provisioning actions such as installation, renewal, rotation and updates."
     ),
     "smime_total": (
-        "All S/MIME users in certfleet: those imported with Import Manually. Users are not read from Azure Active "
-        "Directory in this version."
+        "All S/MIME users in certfleet: those read from Azure Active Directory profiles by the sync-directory run "
+        "(when a profile is saved, with Sync now, and every 6 hours) and those imported with Import Manually. Users "
+        "disabled in or gone from the directory are flagged, never deleted."
     ),
     "smime_awaiting": (
-        "S/MIME users whose certificate has not been ordered from a CA yet (status Awaiting Order). certfleet does not "
-        "order S/MIME certificates for users in this version."
+        "S/MIME users whose certificate has not been ordered from a CA yet (status Awaiting Order). Order certificates "
+        "starts an smime-rollout run: the built-in CA issues each user's certificate and a PKCS#12 with its password "
+        "is written to the user's folder under the data directory's smime-delivery folder."
     ),
     "smime_provisioned": "S/MIME users whose status is Certificate Issued or Certificate Installed.",
+    "smime_orders": "Every S/MIME certificate order certfleet wrote (TLS orders are on the Orders page).",
+    "smime_orders_csr_pending": (
+        "S/MIME orders whose key and CSR are made but whose certificate the CA has not issued yet."
+    ),
+    "smime_orders_issued": "S/MIME orders the CA has issued (delivered or not yet).",
     "smime_connect": (
-        "Store Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet keeps "
-        "them but does not yet read users from Azure with them."
+        "Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet reads each "
+        "profile's users through Microsoft Graph (application permission User.Read.All) when the profile is saved, "
+        "with Sync now, and every 6 hours."
     ),
     "orders_total": (
         "Every order certfleet wrote for a CA, in every state: Created, Submitted, Pending (the CA issues later and "

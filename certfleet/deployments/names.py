@@ -23,6 +23,8 @@ CENTRAL_FLOWS = (
     "discover-fleet",
     "check-bots",
     "revoke-certificate",
+    "sync-directory",
+    "smime-rollout",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -41,6 +43,7 @@ SCHEDULES = {
     "renew-expiring": "17 * * * *",
     "discover-fleet": "41 2 * * *",
     "check-bots": "*/5 * * * *",
+    "sync-directory": "23 */6 * * *",
 }
 
 # What each deployment does, as the Prefect UI lists it (prefect.yaml says the same).
@@ -56,6 +59,8 @@ DESCRIPTIONS = {
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
+    "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
+    "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
 }
 
 

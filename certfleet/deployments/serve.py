@@ -37,6 +37,7 @@ from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.servers import check_server
+from certfleet.flows.smime import smime_rollout, sync_directory
 
 FLOWS: tuple[Flow[..., Any], ...] = (
     issue_certificate,
@@ -50,6 +51,8 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     check_server,
     check_bots,
     revoke_certificate,
+    sync_directory,
+    smime_rollout,
 )
 
 

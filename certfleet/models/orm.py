@@ -400,6 +400,13 @@ class DirectoryProfile(Base):
     ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id"))
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None: the public cloud (login.microsoftonline.com, graph.microsoft.com); a sovereign cloud or a test emulator
+    authority_host: Mapped[str | None] = mapped_column(String(500))
+    graph_base: Mapped[str | None] = mapped_column(String(500))
+    ca_bundle_pem: Mapped[str | None] = mapped_column(Text)  # None: the system trust store
+    last_sync_status: Mapped[str | None] = mapped_column(String(20))  # Running, Succeeded, Failed
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
+    last_sync_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and reported users
 
 
 class SmimeUser(Base):
@@ -409,8 +416,11 @@ class SmimeUser(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     designation: Mapped[str | None] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(40))  # "Azure AD" or "Manual"
+    source: Mapped[str] = mapped_column(String(120))  # the profile's description, or "Manual Import"
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("directory_profiles.id"))
+    directory_key: Mapped[str | None] = mapped_column(String(320))  # userPrincipalName in the profile's tenant
+    # None while the directory lists the user enabled; else "Disabled in directory" or "Not in directory"
+    directory_state: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[SmimeStatus] = mapped_column(_label_enum(SmimeStatus), default=SmimeStatus.AWAITING_ORDER)
     certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", ondelete="SET NULL"))
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -565,3 +575,26 @@ class CompletedRun(Base):
 
     flow_name: Mapped[str] = mapped_column(String(120), primary_key=True)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SmimeOrder(Base):
+    """One S/MIME certificate order for a user. Written before the key, the CSR and the CA call, so a retried or
+    re-run smime-rollout never orders twice; its state follows the user's status (CSR Pending -> Certificate
+    Issued -> Certificate Installed) or Failed with the error."""
+
+    __tablename__ = "smime_orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("smime_users.id", ondelete="CASCADE"), index=True)
+    ca_connector_id: Mapped[int] = mapped_column(ForeignKey("ca_connectors.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    state: Mapped[str] = mapped_column(String(40), index=True)  # SmimeStatus values, or "Failed"
+    csr_pem: Mapped[str | None] = mapped_column(Text)
+    private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the PKCS#12 is delivered
+    serial_number: Mapped[str | None] = mapped_column(String(80))
+    pem_chain: Mapped[str | None] = mapped_column(Text)
+    expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_to: Mapped[str | None] = mapped_column(String(1000))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -15,6 +15,7 @@ from certfleet.ca_admin.runtime import StoredConnector
 from certfleet.demo.listener import free_port
 from tests.emulators.acme_env import AcmeFaultProxy, ChallTestSrv, Named, Pebble
 from tests.emulators.adcs import ADCSEmulator
+from tests.emulators.azure_ad import AzureADEmulator
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.emca import EmCAEmulator, make_client_identity
 from tests.emulators.emsign import EmSignEmulator
@@ -65,6 +66,13 @@ def emca_client_file() -> tuple[bytes, object]:
 @pytest.fixture
 def emca_emulator(emulator_tls: TlsIdentity, emca_client_file: tuple[bytes, object]) -> Iterator[EmCAEmulator]:
     emulator = EmCAEmulator(emulator_tls, emca_client_file[1], password=EMCA_PFX_PASSWORD).start()  # type: ignore[arg-type]
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def azure_ad_emulator(emulator_tls: TlsIdentity) -> Iterator[AzureADEmulator]:
+    emulator = AzureADEmulator(emulator_tls).start()
     yield emulator
     emulator.stop()
 

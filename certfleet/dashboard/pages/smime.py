@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
@@ -14,6 +14,7 @@ from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import smime as svc
 from certfleet.dashboard.templating import render
 from certfleet.models.orm import CAConnector
+from certfleet.smime import bulk_import
 
 router = APIRouter()
 add_export_page(router, svc.SMIME_USERS)
@@ -50,6 +51,38 @@ def import_user(
     return response
 
 
+@router.post("/smime/import/file", response_class=HTMLResponse)
+def import_file(
+    request: Request,
+    db: DbSession,
+    who: Operator,
+    file: Annotated[UploadFile, File()],
+    accept_good: Annotated[str, Form()] = "",
+) -> Response:
+    """A CSV or Excel file: every row checked; stored all, or the good rows when the user accepts them, or nothing."""
+    data = file.file.read()
+    ctx: dict[str, object] = {"title": "Import Manually", "v": {}, "accept_good": bool(accept_good)}
+    try:
+        with db.begin_nested():
+            report = bulk_import.import_file(
+                db, data, file.filename or "upload", accept_good=bool(accept_good), actor=who.username
+            )
+    except InputError as exc:
+        return render(request, "smime/import.html", {**ctx, "bulk_error": exc}, 422)
+    status = 422 if report.bad and not report.stored else 200
+    return render(request, "smime/import.html", {**ctx, "report": report, "filename": file.filename}, status)
+
+
+@router.post("/smime/rollout")
+def rollout(db: DbSession, who: Operator) -> Response:
+    run = svc.start_rollout(db, who.username)
+    response = RedirectResponse("/smime", status_code=303)
+    flash(
+        response, f"started {run.name}: statuses change as each user's certificate is issued and delivered", "success"
+    )
+    return response
+
+
 @router.post("/smime/{user_id}/ignore")
 def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
     user = svc.ignore_email(db, user_id, who.username)
@@ -58,11 +91,16 @@ def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
     return response
 
 
+def _profiles_context(db: DbSession, v: dict[str, str], error: InputError | None = None) -> dict[str, object]:
+    connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
+    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors}
+    ctx.update(v=v, error=error)
+    return ctx
+
+
 @router.get("/smime/profiles", response_class=HTMLResponse)
 def profiles_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
-    connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
-    ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": {}}
-    return render(request, "smime/profiles.html", ctx)
+    return render(request, "smime/profiles.html", _profiles_context(db, {}))
 
 
 @router.post("/smime/profiles", response_class=HTMLResponse)
@@ -75,19 +113,34 @@ def create_profile(
     tenant_id: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
     ca_connector_id: Annotated[str, Form()] = "",
+    authority_host: Annotated[str, Form()] = "",
+    graph_base: Annotated[str, Form()] = "",
+    ca_bundle_pem: Annotated[str, Form()] = "",
 ) -> Response:
-    fields = svc.ProfileFields(client_id, client_secret, tenant_id, description, ca_connector_id)
+    fields = svc.ProfileFields(
+        client_id, client_secret, tenant_id, description, ca_connector_id, authority_host, graph_base, ca_bundle_pem
+    )
     try:
         with db.begin_nested():  # a savepoint: rolling back the request's own transaction broke the page (500)
             profile = svc.save_profile(db, fields, who.username)
     except InputError as exc:
-        connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name))]
-        v = {"client_id": client_id, "tenant_id": tenant_id, "description": description}
-        ctx = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors, "v": v,
-               "error": exc}  # fmt: skip
-        return render(request, "smime/profiles.html", ctx, 422)
+        v = {"client_id": client_id, "tenant_id": tenant_id, "description": description,
+             "authority_host": authority_host, "graph_base": graph_base, "ca_bundle_pem": ca_bundle_pem}  # fmt: skip
+        return render(request, "smime/profiles.html", _profiles_context(db, v, exc), 422)
+    run, problem = svc.try_start_sync(db, profile.id, who.username)
     response = RedirectResponse("/smime/profiles", status_code=303)
-    flash(response, f"profile {profile.name} saved", "success")
+    if run is not None:
+        flash(response, f"profile {profile.name} saved; started {run.name}: the profile shows the result", "success")
+    else:
+        flash(response, f"profile {profile.name} saved, but its sync did not start: {problem}", "error")
+    return response
+
+
+@router.post("/smime/profiles/{profile_id}/sync")
+def sync_now(profile_id: int, db: DbSession, who: Operator) -> Response:
+    run = svc.start_sync(db, profile_id, who.username)
+    response = RedirectResponse("/smime/profiles", status_code=303)
+    flash(response, f"started {run.name}: the profile shows the result when the run ends", "success")
     return response
 
 

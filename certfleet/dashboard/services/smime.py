@@ -1,22 +1,48 @@
-"""S/MIME provisioning: users (from Azure AD profiles or imported manually), profiles, Ignore Email."""
+"""The S/MIME users list as the dashboard shows it; the domain rules live in certfleet.smime."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
-from sqlalchemy import case, func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certfleet import fields
-from certfleet.dashboard.errors import InputError
+from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
+from certfleet.fields import InputError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeStatus, SmimeUser, utcnow
+from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeStatus, SmimeUser
+from certfleet.smime.service import (
+    CLIENT_SECRET,
+    DESIGNATION,
+    MANUAL_SOURCE,
+    PROFILE_NAME,
+    PROVISIONED,
+    USER_NAME,
+    ProfileFields,
+    counts,
+    delete_profile,
+    ignore_email,
+    import_user,
+    profiles,
+    save_profile,
+)
 
-MANUAL_SOURCE = "Manual Import"
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-PROVISIONED = (SmimeStatus.CERTIFICATE_ISSUED, SmimeStatus.CERTIFICATE_INSTALLED)
+# The pages and the API call the domain through this module.
+__all__ = [
+    "CLIENT_SECRET",
+    "DESIGNATION",
+    "MANUAL_SOURCE",
+    "PROFILE_NAME",
+    "PROVISIONED",
+    "SMIME_USERS",
+    "USER_NAME",
+    "ProfileFields",
+    "counts",
+    "delete_profile",
+    "ignore_email",
+    "import_user",
+    "profiles",
+    "save_profile",
+]
 
 SMIME_USERS = ListSpec(
     name="smime_users",
@@ -31,107 +57,49 @@ SMIME_USERS = ListSpec(
         Column("designation", "Designation", SmimeUser.designation, default=True),
         Column("source", "Source", SmimeUser.source, default=True),
         Column("expires_on", "Expiry Date", SmimeUser.expires_on, ColType.DATE, default=True),
+        Column("directory_state", "Directory", SmimeUser.directory_state),
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
 )
 
 
-USER_NAME = fields.Name(200)
-DESIGNATION = fields.Name(200)
-PROFILE_NAME = fields.Name(120)  # shown as the profile's "description" (the manual's label)
-CLIENT_SECRET = fields.Secret(1024)
+SYNC_FLOW = "sync-directory"
 
 
-def import_user(session: Session, *, name: str, email: str, designation: str | None, actor: str) -> SmimeUser:
-    """Stored exactly as sent; an address already listed in any letter case is refused."""
-    full_name = USER_NAME.check(name, "name")
-    address = fields.Email().check(email, "email")
-    if session.scalar(select(SmimeUser.id).where(func.lower(SmimeUser.email) == address.lower())) is not None:
-        raise InputError(f"email: {address} is already in the S/MIME list", field="email")
-    user = SmimeUser(
-        name=full_name,
-        email=address,
-        designation=DESIGNATION.check_optional(designation, "designation"),
-        source=MANUAL_SOURCE,
-        status=SmimeStatus.AWAITING_ORDER,
-        created_at=utcnow(),
-    )
-    session.add(user)
-    session.flush()
-    repo.audit(session, actor=actor, action="import-smime-user", obj=user, detail=address)
-    return user
-
-
-def ignore_email(session: Session, user_id: int, actor: str) -> SmimeUser:
-    user = repo.get(session, SmimeUser, user_id)
-    user.status = SmimeStatus.IGNORED
-    repo.audit(session, actor=actor, action="ignore-smime-user", obj=user, detail=user.email)
-    return user
-
-
-@dataclass(frozen=True)
-class ProfileFields:
-    client_id: str
-    client_secret: str  # empty on edit: keep the stored one
-    tenant_id: str
-    description: str
-    ca_connector_id: str | int | None = None
-
-
-def _guid(value: str, field: str) -> str:
-    """A GUID as Azure shows it; stored as written (Azure compares GUIDs without regard to case)."""
-    if not _GUID.fullmatch(value or ""):  # fullmatch: "$" alone would let a final newline through
-        raise InputError(f"{field}: must be a GUID like 00000000-0000-0000-0000-000000000000", field=field)
-    return value
-
-
-def save_profile(
-    session: Session, profile_fields: ProfileFields, actor: str, profile_id: int | None = None
-) -> DirectoryProfile:
-    name = PROFILE_NAME.check(profile_fields.description, "description")
-    clash = session.scalar(
-        select(DirectoryProfile.id).where(DirectoryProfile.name == name, DirectoryProfile.id != (profile_id or -1))
-    )
-    if clash is not None:
-        raise InputError(f"a profile named {name!r} already exists", field="description")
-    profile = repo.get(session, DirectoryProfile, profile_id) if profile_id else DirectoryProfile(created_at=utcnow())
-    profile.name = name
-    profile.client_id = _guid(profile_fields.client_id, "client_id")
-    profile.tenant_id = _guid(profile_fields.tenant_id, "tenant_id")
-    if profile_fields.client_secret:
-        profile.client_secret = CLIENT_SECRET.check(profile_fields.client_secret, "client_secret")
-    elif profile_id is None:
-        raise InputError("client_secret: required", field="client_secret")
-    if profile_fields.ca_connector_id not in (None, "", "none"):
-        try:
-            profile.ca_connector_id = repo.get(session, CAConnector, int(profile_fields.ca_connector_id)).id
-        except (ValueError, repo.NotFound):
-            raise InputError("choose an existing CA connector", field="ca_connector_id") from None
-    if profile_id is None:
-        session.add(profile)
-    session.flush()
-    repo.audit(session, actor=actor, action="save-directory-profile", obj=profile, detail=name)
-    return profile
-
-
-def profiles(session: Session) -> list[DirectoryProfile]:
-    return list(session.scalars(select(DirectoryProfile).order_by(DirectoryProfile.name)))
-
-
-def delete_profile(session: Session, profile_id: int, actor: str) -> str:
+def start_sync(session: Session, profile_id: int, actor: str) -> FlowRunRef:
+    """A sync-directory run for one profile (never the Graph calls in the web process)."""
     profile = repo.get(session, DirectoryProfile, profile_id)
-    session.execute(update(SmimeUser).where(SmimeUser.profile_id == profile.id).values(profile_id=None))
-    repo.audit(session, actor=actor, action="delete-directory-profile", obj=profile, detail=profile.name)
-    session.delete(profile)
-    return profile.name
+    run = start_flow(SYNC_FLOW, {"profile_id": profile.id})
+    repo.audit(session, actor=actor, action="start-sync-directory", obj=profile, detail=run.name)
+    return run
 
 
-def counts(session: Session) -> dict[str, int]:
-    total, awaiting, provisioned = session.execute(
-        select(
-            func.count(SmimeUser.id),
-            func.sum(case((SmimeUser.status == SmimeStatus.AWAITING_ORDER, 1), else_=0)),
-            func.sum(case((SmimeUser.status.in_(PROVISIONED), 1), else_=0)),
-        )
-    ).one()
-    return {"total": int(total or 0), "awaiting": int(awaiting or 0), "provisioned": int(provisioned or 0)}
+def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowRunRef | None, str | None]:
+    """After a save: the run, or why it could not start (the profile stays saved; Sync now starts it later)."""
+    try:
+        return start_sync(session, profile_id, actor), None
+    except InputError as exc:
+        return None, exc.message
+
+
+ROLLOUT_FLOW = "smime-rollout"
+
+
+def start_rollout(
+    session: Session, actor: str, user_ids: list[int] | None = None, ca_connector_id: int | None = None
+) -> FlowRunRef:
+    """An smime-rollout run for the users awaiting an order (or the given ones)."""
+    if ca_connector_id is not None:
+        repo.get(session, CAConnector, ca_connector_id)
+    for user_id in user_ids or []:
+        repo.get(session, SmimeUser, user_id)
+    parameters: dict[str, object] = {}
+    if user_ids is not None:
+        parameters["user_ids"] = user_ids
+    if ca_connector_id is not None:
+        parameters["ca_connector_id"] = ca_connector_id
+    run = start_flow(ROLLOUT_FLOW, parameters)
+    detail = f"{run.name}: {'users ' + ', '.join(map(str, user_ids)) if user_ids is not None else 'all awaiting'}"
+    session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
+                           detail=detail))  # fmt: skip
+    return run

@@ -1,0 +1,95 @@
+"""sync-directory (S/MIME users of Azure AD profiles, read through Microsoft Graph) and smime-rollout (their
+certificates from the built-in CA, delivered as PKCS#12 to a per-user folder)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+
+from certfleet.tasks.smime import (
+    failure_message,
+    mark_sync_started,
+    profile_ids,
+    record_sync_failure,
+    sync_profile_users,
+)
+from certfleet.tasks.smime_rollout import (
+    default_delivery_dir,
+    deliver,
+    make_csr,
+    open_order,
+    users_to_order,
+)
+from certfleet.tasks.smime_rollout import issue as issue_smime
+from certfleet.tasks.smime_rollout import record_failure as record_rollout_failure
+
+
+@flow(name="sync-directory", flow_run_name="sync-directory-{profile_id}")
+def sync_directory(profile_id: int | None = None) -> dict[str, dict[str, object]]:
+    """Sync one profile (`profile_id`), or every profile (the schedule). Users are upserted, disabled or vanished
+    ones flagged, never deleted; the profile records when it synced, the counts and any error.
+
+    Fails when any profile failed (after its retries); the other profiles are still synced.
+    """
+    results: dict[str, dict[str, object]] = {}
+    failures: list[str] = []
+    for pid in profile_ids(profile_id):
+        mark_sync_started(pid)
+        try:
+            results[str(pid)] = sync_profile_users(pid)
+        except Exception as exc:
+            message = failure_message(exc)
+            record_sync_failure(pid, message)
+            failures.append(f"profile {pid}: {message}")
+    lines = ["| profile | read | added | updated | disabled | vanished | reported |", "|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        cells: list[str] = [key, *(str(r[k]) for k in ("seen", "added", "updated", "disabled", "vanished", "reported"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"\n**Failed**: {f}" for f in failures]
+    create_markdown_artifact("\n".join(lines), key="sync-directory", description="S/MIME directory sync")
+    if failures:
+        get_run_logger().error("; ".join(failures))
+        raise RuntimeError("; ".join(failures))
+    return results
+
+
+@flow(name="smime-rollout", flow_run_name="smime-rollout")
+def smime_rollout(
+    user_ids: list[int] | None = None,
+    ca_connector_id: int | None = None,
+    delivery_dir: str | None = None,
+    key: str = "rsa2048",
+) -> dict[str, str]:
+    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
+    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
+    PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
+
+    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Each step is retried on its
+    own; a user that fails is reported and the others go on. Returns user id -> delivered path or error.
+    """
+    target = delivery_dir or str(default_delivery_dir())
+    users = users_to_order(user_ids)
+    progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
+    assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
+    outcome: dict[str, str] = {}
+    failures = 0
+    for done, user_id in enumerate(users, start=1):
+        try:
+            order_id = open_order(user_id, ca_connector_id)
+            make_csr(order_id, key)
+            issue_smime(order_id)
+            outcome[str(user_id)] = deliver(order_id, target)
+        except Exception as exc:
+            failures += 1
+            message = failure_message(exc)
+            record_rollout_failure(user_id, message)
+            outcome[str(user_id)] = f"failed: {message}"
+        update_progress_artifact(progress, progress=100.0 * done / len(users))
+    if not users:
+        update_progress_artifact(progress, progress=100.0)
+    if failures:
+        raise RuntimeError(f"{failures} of {len(users)} S/MIME users failed; see the run's logs and their audit")
+    return outcome

@@ -1,0 +1,61 @@
+"""Order certificates (page and API) starts an smime-rollout run; the S/MIME page's order tiles count S/MIME orders
+only, from their real state."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate, Order, OrderState, SmimeOrder
+from certfleet.smime import service
+from tests.dashboard.conftest import Accounts, auth, login
+from tests.dashboard.test_smime_sync import scheduled_run
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+def tile(html: str, testid: str) -> int:
+    match = re.search(rf'data-testid="{testid}">.*?<span class="tile-count">(\d+)</span>', html, re.S)
+    assert match, testid
+    return int(match.group(1))
+
+
+def test_rollout_starts_from_the_api_and_the_page(client: TestClient, accounts: Accounts, prefect_api: str) -> None:
+    with session_scope() as s:
+        user_id = service.import_user(s, name="Ann", email="ann@example.com", designation=None, actor="t").id
+    started = client.post(
+        "/api/v1/smime-users/rollout", json={"user_ids": [user_id]}, headers=auth(accounts, "operator")
+    )
+    assert started.status_code == 202, started.text
+    assert scheduled_run(started.json()["id"]) == {"user_ids": [user_id]}
+    unknown = client.post("/api/v1/smime-users/rollout", json={"user_ids": [999]}, headers=auth(accounts, "operator"))
+    assert unknown.status_code == 404
+    csrf = login(client, "operator")
+    page = client.post("/smime/rollout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert page.status_code == 303
+    assert "smime-rollout" in client.get("/smime").text
+
+
+def test_order_tiles_count_smime_orders_only(client: TestClient, accounts: Accounts) -> None:
+    ca = accounts.boot.ca_connector_id
+    with session_scope() as s:
+        ids = [
+            service.import_user(s, name=f"U{n}", email=f"u{n}@example.com", designation=None, actor="t").id
+            for n in range(3)
+        ]
+        states = ["CSR Pending", "Certificate Issued", "Certificate Installed"]
+        for n, (user_id, state) in enumerate(zip(ids, states, strict=True)):
+            s.add(SmimeOrder(user_id=user_id, ca_connector_id=ca, idempotency_key=f"smime-{n}", state=state))
+        cert = Certificate(common_name="tls.example.com", sans=["tls.example.com"], ca_connector_id=ca)
+        s.add(cert)
+        s.flush()
+        s.add(Order(certificate_id=cert.id, ca_connector_id=ca, idempotency_key="tls-1", csr_pem="CSR",
+                    state=OrderState.CREATED))  # fmt: skip
+    login(client, "viewer")
+    html = client.get("/smime").text
+    assert tile(html, "smime-tile-orders") == 3
+    assert tile(html, "smime-tile-csr-pending") == 1
+    assert tile(html, "smime-tile-issued") == 2
