@@ -2,7 +2,7 @@
 one is proven there (a failed renewal deployment no longer loses track of it).
 
 Revision ID: 0014_served_serial
-Revises: 0008_metrics
+Revises: 0012_smime
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_served_serial"
-down_revision: str | None = "0008_metrics"
+down_revision: str | None = "0012_smime"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
