@@ -9,12 +9,12 @@ Values are taken exactly as the cells hold them (pandas reads every cell as text
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from certfleet import tabular
 from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import SmimeStatus, SmimeUser, utcnow
@@ -62,55 +62,27 @@ class BulkReport:
         }
 
 
-def _cell(value: object) -> str:
-    return "" if value is None else str(value)
-
-
 def read_table(data: bytes, filename: str) -> list[tuple[int, str, str, str | None]]:
     """(row number, name, email, designation) for each data row; InputError(field="file") when unreadable."""
-    import pandas as pd
+    table = tabular.read_table(data, filename, max_rows=MAX_ROWS)
 
-    lower = filename.lower()
-    try:
-        if lower.endswith((".xlsx", ".xlsm")):
-            frame = pd.read_excel(
-                io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, engine="openpyxl"
-            )
-        elif lower.endswith((".csv", ".txt")):
-            frame = pd.read_csv(
-                io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
-            )
-        else:
-            raise InputError(f"file: {filename!r} is neither a .csv nor an .xlsx file", field="file")
-    except InputError:
-        raise
-    except UnicodeDecodeError:
-        raise InputError("file: the CSV file is not UTF-8 text", field="file") from None
-    except Exception as exc:  # pandas/openpyxl raise many kinds for a file that is not what it claims
-        raise InputError(
-            f"file: {filename!r} could not be read as a table ({type(exc).__name__})", field="file"
-        ) from None
-    columns = [str(c) for c in frame.columns]
+    def optional(names: tuple[str, ...]) -> str | None:
+        return next((name for name in names if name in table.columns), None)
 
-    def pick(names: tuple[str, ...], required: bool) -> str | None:
-        for name in names:
-            if name in columns:
-                return name
-        if required:
+    def required(names: tuple[str, ...]) -> str:
+        found = optional(names)
+        if found is None:
             wanted = " or ".join(repr(n) for n in names)
-            raise InputError(f"file: no column {wanted} in the header row (found: {', '.join(columns)})", field="file")
-        return None
+            header = ", ".join(table.columns)
+            raise InputError(f"file: no column {wanted} in the header row (found: {header})", field="file")
+        return found
 
-    name_col, email_col = pick(NAME_COLUMNS, True), pick(EMAIL_COLUMNS, True)
-    designation_col = pick(DESIGNATION_COLUMNS, False)
-    if len(frame) > MAX_ROWS:
-        raise InputError(f"file: {len(frame)} rows, at most {MAX_ROWS} at a time", field="file")
-    if len(frame) == 0:
-        raise InputError("file: no rows under the header", field="file")
+    name_col, email_col = required(NAME_COLUMNS), required(EMAIL_COLUMNS)
+    designation_col = optional(DESIGNATION_COLUMNS)
     rows = []
-    for index, record in enumerate(frame.to_dict("records")):
-        designation = _cell(record[designation_col]) if designation_col else ""
-        rows.append((index + 2, _cell(record[name_col]), _cell(record[email_col]), designation or None))
+    for number, record in table.rows:
+        designation = record[designation_col] if designation_col else ""
+        rows.append((number, record[name_col], record[email_col], designation or None))
     return rows
 
 
