@@ -17,8 +17,8 @@ from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import Forbidden, InputError
 from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
+from certfleet.dashboard.services import batch_requests, inventory
 from certfleet.dashboard.services import certificates as svc
-from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url
 from certfleet.inventory.schemas import (
@@ -206,6 +206,27 @@ async def import_files(
     )
     body = {"imported": report.imported, "failed": report.failed, **report.model_dump(mode="json")}
     return JSONResponse(body, status_code=report.http_status)
+
+
+@router.post(
+    "/certificate-requests/import",
+    summary="Request certificates from a CSV or Excel file, one per row (Common Name, SANs, Servers, Batch Name...)",
+    description=(batch_requests.__doc__ or "").split("\n\n", 1)[1],
+    responses={
+        201: {"description": "every row stored, or the good rows when accept_good is true"},
+        422: {"description": "nothing stored: the per-row report says why"},
+    },
+)
+def import_requests(
+    db: DbSession,
+    who: Operator,
+    file: Annotated[UploadFile, File(description="a .csv (UTF-8) or .xlsx file with a header row")],
+    accept_good: Annotated[bool, Form(description="store the good rows even if some rows fail")] = False,
+) -> JSONResponse:
+    report = batch_requests.import_requests(
+        db, file.file.read(), file.filename or "upload", accept_good=accept_good, actor=who.username
+    )
+    return JSONResponse(report.as_json(), status_code=201 if report.stored or not report.bad else 422)
 
 
 @router.get("/certificates/{cert_id}", summary="One certificate with its targets")

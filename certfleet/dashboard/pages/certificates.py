@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,8 +16,8 @@ from certfleet.bots import service as bots_svc
 from certfleet.dashboard.deps import DbSession, Operator, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
+from certfleet.dashboard.services import batch_requests, inventory
 from certfleet.dashboard.services import certificates as svc
-from certfleet.dashboard.services import inventory
 from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
@@ -98,6 +98,27 @@ def create_certificate(
     response = RedirectResponse(f"/certificates/{cert.id}", status_code=303)
     flash(response, f"certificate {cert.common_name} created: add a target, then Provision", "success")
     return response
+
+
+@router.post("/certificates/requests/file", response_class=HTMLResponse)
+def import_requests(
+    request: Request,
+    db: DbSession,
+    who: Operator,
+    file: Annotated[UploadFile, File()],
+    accept_good: Annotated[str, Form()] = "",
+) -> Response:
+    """A CSV or Excel file of requests: every row checked; stored all, the good rows when accepted, or nothing."""
+    ctx: dict[str, Any] = {"title": "New certificate", "v": {}, "accept_good": bool(accept_good), **_choices(db)}
+    try:
+        report = batch_requests.import_requests(
+            db, file.file.read(), file.filename or "upload", accept_good=bool(accept_good), actor=who.username
+        )
+    except InputError as exc:
+        return render(request, "certificates/new.html", {**ctx, "bulk_error": exc}, status_code=422)
+    status = 422 if report.bad and not report.stored else 200
+    ctx |= {"report": report, "filename": file.filename, "columns": batch_requests.COLUMNS}
+    return render(request, "certificates/new.html", ctx, status_code=status)
 
 
 def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
