@@ -37,6 +37,9 @@ ACTOR = "flow:deploy-certificate"
 REPLACE_FILE = "replace-file"
 CONFIG_TEST = "config-test"
 RELOAD = "reload"
+# A file another target of the same run had already replaced with this certificate (two ports, one server block):
+# not backed up or written again, the server not reloaded again; its rollback is that deployment's.
+SHARED_FILE = "shared-file"
 
 
 if TYPE_CHECKING:
@@ -81,6 +84,12 @@ def rollback_refusal(session: Session, deployment: Deployment) -> str | None:
     restorable = (st for st in deployment.steps if st.action == REPLACE_FILE and st.state is not StepState.RESTORED)
     if any(st.existed_before and not st.backup_path for st in restorable):
         return f"deployment {deployment.id} cannot be rolled back: its backups on {where} were removed"
+    shared = [st for st in deployment.steps if st.action == SHARED_FILE]
+    if shared and not any(st.action == REPLACE_FILE for st in deployment.steps):
+        return (
+            f"deployment {deployment.id} cannot be rolled back on its own: its files on {where} are shared with "
+            f"another target and were replaced by {shared[0].detail or 'another deployment'}; roll that one back"
+        )
     return None
 
 

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from certfleet.connectors.base import Backup, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.probe import ProbeError, fetch_served_chain, wait_for_serial
-from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
+from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE, SHARED_FILE
 from certfleet.jobs.models import StaleBackup, TargetJob
 from certfleet.jobs.store import JobStore, current_store
 from certfleet.models.orm import DeploymentStatus, StepState
@@ -35,10 +35,16 @@ class _InFlight:
     handler: ServerHandler
     backups: list[Backup] = field(default_factory=list)  # newest last
     reloaded: bool = False
+    shared_key: tuple[str, int, str] | None = None  # (flow run, server, serial) once its files stay in place
 
 
 _in_flight: dict[int, _InFlight] = {}
 _in_flight_lock = threading.Lock()
+# Files a finished deployment of this flow run replaced, per (flow run, server id, serial): path -> deployment id.
+# Targets of one certificate that share files on a server (one server block listening on two ports) are deployed
+# one after the other in one run: the second must not back up (its "backup" would be the first one's new file),
+# write or reload again; it only proves its port serves the certificate.
+_replaced_in_run: dict[tuple[str, int, str], dict[str, int]] = {}
 
 
 def _served_serial(job: TargetJob) -> str | None:
@@ -62,11 +68,23 @@ def start_deployment(certificate_id: int, target_id: int) -> int:
 def install_on_target(deployment_id: int) -> None:
     """No retries here: a half-done install is undone by `restore_target`, never repeated blindly."""
     store = current_store()
-    handler = build_handler(store.deployment_job(deployment_id), store)
+    job = store.deployment_job(deployment_id)
+    handler = build_handler(job, store)
     bundle = store.bundle(deployment_id)
+    run = flow_run.root_flow_run_id if flow_run.id else None  # deploy-certificate's, above its per-target runs
+    shared_key = (str(run), job.server.server_id, job.serial_number or "") if run else None
+    written_before = _replaced_in_run.get(shared_key, {}) if shared_key else {}
     with _in_flight_lock:
-        _in_flight[deployment_id] = _InFlight(handler)
-    for write in handler.plan(bundle):
+        _in_flight[deployment_id] = _InFlight(handler, shared_key=shared_key)
+    writes = handler.plan(bundle)
+    for write in writes:
+        if write.path in written_before:
+            step_id = store.journal(deployment_id, SHARED_FILE, path=write.path)
+            store.update_step(step_id, state=StepState.DONE, detail=f"deployment {written_before[write.path]}")
+    fresh = [w for w in writes if w.path not in written_before]
+    if writes and not fresh:
+        return  # every file is in place and the server was reloaded with it: only the proof is left
+    for write in fresh:
         backup_path = f"{write.path}.certfleet-backup-{deployment_id}"
         step_id = store.journal(deployment_id, REPLACE_FILE, path=write.path, backup_path=backup_path)
         backup = handler.snapshot(write.path, backup_path)
@@ -98,7 +116,12 @@ def verify_served(deployment_id: int) -> None:
 @task(cache_policy=NO_CACHE, task_run_name="finish-deployment-{deployment_id}")
 def finish_deployment(deployment_id: int) -> None:
     store = current_store()
-    _forget(deployment_id)
+    with _in_flight_lock:
+        work = _in_flight.pop(deployment_id, None)
+    if work is not None and work.shared_key is not None:  # proven: what it wrote stays for the run's other targets
+        replaced = _replaced_in_run.setdefault(work.shared_key, {})
+        for backup in work.backups:
+            replaced.setdefault(backup.path, deployment_id)
     _remove_backups(store, deployment_id, store.finish(deployment_id))
 
 

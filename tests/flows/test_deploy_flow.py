@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from certfleet.bots.routing import NoRoute, rollback_route
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.probe import fetch_served_chain
+from certfleet.demo.listener import ListenerProcess, free_port
 from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
 from certfleet.flows.issuance import issue_certificate
 from certfleet.flows.rollback import rollback_deployment
@@ -25,12 +26,13 @@ from certfleet.models.orm import (
     CertificateStatus,
     Deployment,
     DeploymentStatus,
+    DeploymentTarget,
     StepState,
     utcnow,
 )
 from certfleet.pki.bundle import key_matches_certificate
 from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
-from certfleet.pki.parse import load_material
+from certfleet.pki.parse import load_material, serial_hex
 from certfleet.tasks.deployment import install_on_target, start_deployment
 from tests.flows.conftest import Site
 
@@ -354,3 +356,55 @@ def test_a_failed_renewal_keeps_the_served_certificate_on_its_managed_row(site: 
     assert rollback_deployment(_deployments(site.certificate_id)[-1].id) == "Rolled Back"
     assert _served(site) == (new, old, CertificateStatus.ROLLED_BACK)  # on request: the old one is back
     assert site.served_serial() == old
+
+
+def test_two_targets_sharing_files_back_up_write_and_reload_once(site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One server block on two ports (issue 15): the second target's backup used to be the first one's new file,
+    so rolling back "restored" the new certificate, and each target reloaded the server again."""
+    second = ListenerProcess(
+        "127.0.0.1", free_port(), site.host.cert_path, site.host.key_path, workdir=tmp_path / "second"
+    )
+    second.launch()
+    try:
+        with session_scope() as s:
+            cert = repo.get(s, Certificate, site.certificate_id)
+            first = cert.targets[0]
+            server = first.server
+            server.ports = [*server.ports, second.port]
+            reloads = [shlex.split(server.reload_command or ""), second.reload_command()]
+            server.reload_command = shlex.join(["sh", "-c", " && ".join(shlex.join(r) for r in reloads)])
+            cert.targets.append(
+                DeploymentTarget(
+                    server=server,
+                    port=second.port,
+                    server_name=first.server_name,
+                    cert_path=first.cert_path,
+                    key_path=first.key_path,
+                )
+            )
+
+        def both() -> set[str]:
+            chain = fetch_served_chain("127.0.0.1", second.port, server_name=site.host.fqdn, timeout=5)
+            return {site.served_serial(), serial_hex(chain[0].serial_number)}
+
+        old = issue_certificate(site.certificate_id)
+        deploy_certificate(site.certificate_id)
+        assert both() == {old}
+        old_files = site.files()
+        new = issue_certificate(site.certificate_id)
+        deploy_certificate(site.certificate_id)
+        assert both() == {new}
+
+        owner, sharer = _deployments(site.certificate_id)[-2:]
+        assert [st.action for st in owner.steps] == ["replace-file", "replace-file", "config-test", "reload"]
+        assert [st.action for st in sharer.steps] == ["shared-file", "shared-file"]  # no backup, write or reload
+        assert {st.detail for st in sharer.steps} == {f"deployment {owner.id}"}
+        assert sharer.status is DeploymentStatus.DEPLOYED
+
+        with pytest.raises(PermanentConnectorError, match=f"shared with another target.*deployment {owner.id}"):
+            rollback_deployment(sharer.id)
+        assert rollback_deployment(owner.id) == "Rolled Back"
+        assert site.files() == old_files  # the certificate the files held before this run, not the new one
+        assert both() == {old}
+    finally:
+        second.stop()
