@@ -23,6 +23,7 @@ CENTRAL_FLOWS = (
     "discover-fleet",
     "check-bots",
     "revoke-certificate",
+    "rotate-batch",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -56,6 +57,7 @@ DESCRIPTIONS = {
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
+    "rotate-batch": "Re-key, re-issue and deploy a batch (ids, Batch Name or filter): canaries first, failure budget.",
 }
 
 

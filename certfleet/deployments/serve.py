@@ -36,6 +36,7 @@ from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
+from certfleet.flows.rotation import rotate_batch
 from certfleet.flows.servers import check_server
 
 FLOWS: tuple[Flow[..., Any], ...] = (
@@ -50,6 +51,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     check_server,
     check_bots,
     revoke_certificate,
+    rotate_batch,
 )
 
 

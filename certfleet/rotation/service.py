@@ -1,0 +1,151 @@
+"""What a rotation takes: a selection (certificate ids), a Batch Name or a filter, checked with the field rules.
+
+The API, the dashboard and the CLI validate a request here before they start `rotate-batch`; the flow resolves
+the same request into certificates, so every entry point accepts and refuses the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certfleet import fields
+from certfleet.inventory.schemas import BATCH_NAME
+from certfleet.models.bootstrap import LOCAL_BOT_NAME
+from certfleet.models.orm import Certificate, CertificateStatus, RotationItem, utcnow
+
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+# Item states, as the summary and the API show them.
+NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED = (
+    "Not Started",
+    "Issued",
+    "Deployed",
+    "Rolled Back",
+    "Failed",
+    "Skipped",
+)
+
+
+class RotationRequest(BaseModel):
+    """Exactly one way of choosing: `certificate_ids`, `batch_name`, or a filter (any of `ca_connector_id`,
+    `tag`, `status`, `expiring_within_days`, all of which must match). The rest tunes the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    certificate_ids: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=100_000)
+    batch_name: Annotated[str, BATCH_NAME] | None = None
+    ca_connector_id: Annotated[int, Field(ge=1)] | None = None
+    tag: Annotated[str, fields.Tag()] | None = None
+    status: CertificateStatus | None = None
+    expiring_within_days: Annotated[int, Field(ge=0, le=36_500)] | None = None
+    canary_per_server_type: Annotated[int, Field(ge=0, le=1000)] = 1
+    failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    ca_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    server_concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    batch_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RotationRequest:
+        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
+        ways = [self.certificate_ids is not None, self.batch_name is not None, any(f is not None for f in filters)]
+        if sum(ways) != 1:
+            raise ValueError(
+                "choose the certificates one way: certificate_ids, batch_name, or a filter "
+                "(ca_connector_id, tag, status, expiring_within_days)"
+            )
+        if self.batch_key is not None and not KEY.match(self.batch_key):
+            raise ValueError("batch_key: lowercase letters, digits and dashes, at most 100, starting with one")
+        return self
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
+    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+    query = select(Certificate).order_by(Certificate.id)
+    if request.certificate_ids is not None:
+        query = query.where(Certificate.id.in_(request.certificate_ids))
+    elif request.batch_name is not None:
+        query = query.where(Certificate.batch_name == request.batch_name)
+    else:
+        if request.ca_connector_id is not None:
+            query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
+        if request.status is not None:
+            query = query.where(Certificate.status == request.status)
+        if request.expiring_within_days is not None:
+            query = query.where(
+                Certificate.expires_on.is_not(None),
+                Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
+            )
+    certs = list(s.scalars(query))
+    if request.tag is not None:
+        certs = [c for c in certs if request.tag in (c.tags or [])]
+    return certs
+
+
+def missing_ids(s: Session, request: RotationRequest) -> list[int]:
+    if request.certificate_ids is None:
+        return []
+    found = set(s.scalars(select(Certificate.id).where(Certificate.id.in_(request.certificate_ids))))
+    return sorted(set(request.certificate_ids) - found)
+
+
+def skip_reason(cert: Certificate) -> str | None:
+    """Why a certificate cannot be rotated at all (then the batch lists it as Skipped and moves on)."""
+    if cert.status is CertificateStatus.IGNORED:
+        return "the certificate is Ignored"
+    if cert.status is CertificateStatus.REVOKED and cert.serial_number is None:
+        return "the certificate is Revoked"
+    if cert.ca_connector_id is None:
+        return "no CA connector is set: choose one first"
+    if not cert.targets:
+        return "no deployment targets: add one first"
+    for target in cert.targets:
+        bot = target.server.bot
+        if bot is None or bot.name != LOCAL_BOT_NAME:
+            where = f"bot {bot.name}" if bot is not None else "no bot"
+            return (
+                f"server {target.server.description} ({target.server.host}) is mapped to {where}: rotate-batch "
+                f"deploys from the central host ({LOCAL_BOT_NAME}); use deploy-certificate for it"
+            )
+    return None
+
+
+def items_of(s: Session, batch_key: str) -> list[RotationItem]:
+    return list(
+        s.scalars(select(RotationItem).where(RotationItem.batch_key == batch_key).order_by(RotationItem.position))
+    )
+
+
+def summary_of(s: Session, batch_key: str) -> dict[str, Any]:
+    """Per state and per server: what the API and the CLI show about a batch."""
+    items = items_of(s, batch_key)
+    states: dict[str, int] = {}
+    servers: dict[str, dict[str, int]] = {}
+    for item in items:
+        states[item.state] = states.get(item.state, 0) + 1
+        per = servers.setdefault(item.server_label or "(no server)", {})
+        per[item.state] = per.get(item.state, 0) + 1
+    return {
+        "batch_key": batch_key,
+        "certificates": len(items),
+        "states": states,
+        "servers": servers,
+        "items": [
+            {
+                "certificate_id": i.certificate_id,
+                "server": i.server_label,
+                "canary": i.canary,
+                "state": i.state,
+                "serial_number": i.issued_serial,
+                "reason": i.reason,
+            }
+            for i in items
+        ],
+    }
