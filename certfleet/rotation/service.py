@@ -7,6 +7,7 @@ the same request into certificates, so every entry point accepts and refuses the
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -15,11 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certfleet import fields
+from certfleet.fields import InputError
 from certfleet.inventory.schemas import BATCH_NAME
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
-from certfleet.models.orm import Certificate, CertificateStatus, RotationItem, utcnow
+from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, RotationItem, utcnow
 
-KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Item states, as the summary and the API show them.
 NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED = (
     "Not Started",
@@ -59,7 +61,9 @@ class RotationRequest(BaseModel):
                 "(ca_connector_id, tag, status, expiring_within_days)"
             )
         if self.batch_key is not None and not KEY.match(self.batch_key):
-            raise ValueError("batch_key: lowercase letters, digits and dashes, at most 100, starting with one")
+            raise ValueError(
+                "batch_key: lowercase letters, digits and dashes, at most 80, starting with a letter or digit"
+            )
         return self
 
     def flow_parameters(self) -> dict[str, Any]:
@@ -149,3 +153,50 @@ def summary_of(s: Session, batch_key: str) -> dict[str, Any]:
             for i in items
         ],
     }
+
+
+FLOW = "rotate-batch"
+
+
+def prepare(s: Session, request: RotationRequest) -> tuple[RotationRequest, int]:
+    """Before a run is started (API, dashboard, CLI): refuse what the flow would refuse, with the field, and give
+    the batch a key (a new one unless the request continues a batch). Returns the request to start and how many
+    certificates it takes."""
+    if request.batch_key is not None and items_of(s, request.batch_key):
+        return request, len(items_of(s, request.batch_key))  # a re-run continues with the batch's own items
+    missing = missing_ids(s, request)
+    if missing:
+        raise InputError(f"no certificate {', '.join(map(str, missing))}", field="certificate_ids")
+    certs = select_certificates(s, request)
+    if not certs:
+        raise InputError("no certificate matches the selection")
+    if all(skip_reason(c) for c in certs):
+        raise InputError(f"none of the {len(certs)} certificate(s) can be rotated: {skip_reason(certs[0])}")
+    key = request.batch_key or f"rot-{uuid.uuid4().hex[:12]}"
+    return request.model_copy(update={"batch_key": key}), len(certs)
+
+
+def parse_request(data: dict[str, Any]) -> RotationRequest:
+    """A request from a form or the CLI: pydantic's refusal as an InputError naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return RotationRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in e["loc"]) or None, e["msg"]) for e in exc.errors()]
+        field, message = problems[0]
+        raise InputError(f"{field}: {message}" if field else message, field=field, problems=problems) from None
+
+
+def audit_start(s: Session, batch_key: str, count: int, actor: str, run_name: str) -> None:
+    """One audit event for the batch (its items are written by the run): object RotationBatch, id its key."""
+    s.add(
+        AuditEvent(
+            actor=actor,
+            action="start-rotate-batch",
+            object_type="RotationBatch",
+            object_id=batch_key,
+            outcome="success",
+            detail=f"{count} certificate(s), run {run_name}",
+        )
+    )

@@ -79,6 +79,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/certificates/{cert_id}/ignore"): OPERATOR,
     ("POST", "/api/v1/certificates/{cert_id}/unignore"): OPERATOR,
     ("POST", "/api/v1/certificates/{cert_id}/revoke"): OPERATOR,
+    ("POST", "/api/v1/rotations"): OPERATOR,
+    ("GET", "/api/v1/rotations/{batch_key}"): VIEWER,
     ("DELETE", "/api/v1/certificates/{cert_id}"): OPERATOR,
     ("POST", "/api/v1/certificates/{cert_id}/{action}"): OPERATOR,
     ("GET", "/api/v1/certificates/{cert_id}/deployments"): VIEWER,

@@ -1,0 +1,114 @@
+"""Starting rotate-batch from the API, the certificate list's Rotate action and the CLI: each checks the request
+first (one way of choosing, ids that exist, something rotatable), then starts the run in Prefect with a batch key
+(the flow itself: tests/flows/test_rotate_flow.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
+from tests.dashboard.conftest import Accounts, auth
+
+pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+def _fleet(accounts: Accounts, n: int = 3, batch: str | None = "spring") -> list[int]:
+    with session_scope() as s:
+        server = Server(description="web", host="127.0.0.1", ports=[443], connection=ServerConnection.LOCAL,
+                        server_type="nginx", bot_id=accounts.boot.local_bot_id)  # fmt: skip
+        certs = []
+        for i in range(n):
+            cert = Certificate(common_name=f"r{i}.example.com", sans=[f"r{i}.example.com"], batch_name=batch,
+                               ca_connector_id=accounts.boot.ca_connector_id, tags=["web"])  # fmt: skip
+            cert.targets.append(DeploymentTarget(server=server, port=443, cert_path="/c.pem", key_path="/k.pem"))
+            certs.append(cert)
+        s.add_all(certs)
+        s.flush()
+        return [c.id for c in certs]
+
+
+def _run(run_id: str) -> tuple[str, dict[str, Any]]:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        run = c.read_flow_run(run_id)
+        flow = c.read_flow(run.flow_id)
+    return flow.name, dict(run.parameters)
+
+
+def _audited() -> list[tuple[str, str | None, str | None]]:
+    with session_scope() as s:
+        return [(e.actor, e.object_id, e.detail) for e in s.query(AuditEvent).filter_by(action="start-rotate-batch")]
+
+
+def test_api_starts_a_rotate_batch_run_for_a_batch_name(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    _fleet(accounts)
+    response = client.post(
+        "/api/v1/rotations", json={"batch_name": "spring", "failure_budget": 0.1}, headers=auth(accounts, "operator")
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    key = body["batch_key"]
+    assert key.startswith("rot-")
+    assert body["certificates"] == 3
+    assert body["flow_run_name"] == f"rotate-batch-{key}"
+    assert _run(body["flow_run_id"]) == (
+        "rotate-batch",
+        {"batch_name": "spring", "failure_budget": 0.1, "batch_key": key, "canary_per_server_type": 1,
+         "ca_concurrency": 4, "server_concurrency": 1},
+    )  # fmt: skip
+    assert _audited() == [("operator", key, f"3 certificate(s), run rotate-batch-{key}")]
+    # Nothing is planned until the run starts: the batch is unknown to GET until then.
+    assert client.get(f"/api/v1/rotations/{key}", headers=auth(accounts, "viewer")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({}, None, "choose the certificates one way"),
+        ({"batch_name": "spring", "tag": "web"}, None, "choose the certificates one way"),
+        ({"certificate_ids": [999]}, "certificate_ids", "no certificate 999"),
+        ({"batch_name": "autumn"}, None, "no certificate matches the selection"),
+        ({"batch_name": " spring"}, "batch_name", "whitespace"),
+        ({"tag": "web", "failure_budget": 1.5}, "failure_budget", "less than or equal to 1"),
+        ({"tag": "web", "batch_key": "Has Spaces"}, None, "batch_key"),
+        ({"tag": "web", "surprise": 1}, "surprise", "Extra inputs"),
+    ],
+)
+def test_a_request_the_flow_would_refuse_is_422_and_starts_nothing(
+    client: TestClient, accounts: Accounts, body: dict[str, Any], field: str | None, message: str
+) -> None:
+    _fleet(accounts)
+    response = client.post("/api/v1/rotations", json=body, headers=auth(accounts, "operator"))
+    assert response.status_code == 422, response.text
+    assert message in response.text
+    if field is not None:
+        assert field in response.text
+    assert _audited() == []
+
+
+def test_a_viewer_may_read_a_batch_but_not_start_one(client: TestClient, accounts: Accounts) -> None:
+    ids = _fleet(accounts)
+    refused = client.post("/api/v1/rotations", json={"certificate_ids": ids}, headers=auth(accounts, "viewer"))
+    assert refused.status_code == 403
+    with session_scope() as s:
+        s.add_all(
+            RotationItem(
+                batch_key="b1",
+                certificate_id=c,
+                server_label="web (127.0.0.1)",
+                state=state,
+                position=n,
+                deployment_ids=[],
+            )
+            for n, (c, state) in enumerate(zip(ids, ["Deployed", "Rolled Back", "Not Started"], strict=True))
+        )
+    shown = client.get("/api/v1/rotations/b1", headers=auth(accounts, "viewer")).json()
+    assert shown["states"] == {"Deployed": 1, "Rolled Back": 1, "Not Started": 1}
+    assert shown["servers"] == {"web (127.0.0.1)": {"Deployed": 1, "Rolled Back": 1, "Not Started": 1}}
