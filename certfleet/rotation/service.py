@@ -53,18 +53,27 @@ class RotationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_way(self) -> RotationRequest:
-        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
-        ways = [self.certificate_ids is not None, self.batch_name is not None, any(f is not None for f in filters)]
-        if sum(ways) != 1:
-            raise ValueError(
-                "choose the certificates one way: certificate_ids, batch_name, or a filter "
-                "(ca_connector_id, tag, status, expiring_within_days)"
-            )
         if self.batch_key is not None and not KEY.match(self.batch_key):
             raise ValueError(
                 "batch_key: lowercase letters, digits and dashes, at most 80, starting with a letter or digit"
             )
+        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
+        ways = [self.certificate_ids is not None, self.batch_name is not None, any(f is not None for f in filters)]
+        if sum(ways) == 0 and self.batch_key is not None:
+            return self  # continue the batch with that key: its certificates are already chosen
+        if sum(ways) != 1:
+            raise ValueError(
+                "choose the certificates one way: certificate_ids, batch_name, or a filter "
+                "(ca_connector_id, tag, status, expiring_within_days); or give only the batch_key of a batch "
+                "to continue"
+            )
         return self
+
+    @property
+    def chooses(self) -> bool:
+        """False for a request that only names a batch to continue."""
+        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
+        return self.certificate_ids is not None or self.batch_name is not None or any(f is not None for f in filters)
 
     def flow_parameters(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -72,6 +81,8 @@ class RotationRequest(BaseModel):
 
 def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
     """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+    if not request.chooses:
+        return []  # never "everything": a request without a choice only continues a batch
     query = select(Certificate).order_by(Certificate.id)
     if request.certificate_ids is not None:
         query = query.where(Certificate.id.in_(request.certificate_ids))
@@ -164,6 +175,8 @@ def prepare(s: Session, request: RotationRequest) -> tuple[RotationRequest, int]
     certificates it takes."""
     if request.batch_key is not None and items_of(s, request.batch_key):
         return request, len(items_of(s, request.batch_key))  # a re-run continues with the batch's own items
+    if not request.chooses:
+        raise InputError(f"no batch {request.batch_key} to continue", field="batch_key")
     missing = missing_ids(s, request)
     if missing:
         raise InputError(f"no certificate {', '.join(map(str, missing))}", field="certificate_ids")

@@ -54,6 +54,8 @@ def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
     with session_scope() as s:
         items = service.items_of(s, batch_key)
         if not items:
+            if not request.chooses:
+                raise ValueError(f"batch_key: no batch {batch_key} to continue; choose certificates to start one")
             missing = service.missing_ids(s, request)
             if missing:
                 raise ValueError(f"certificate_ids: no certificate {', '.join(map(str, missing))}")

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from certfleet.cli.main import app as cli
+from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
 from tests.dashboard.conftest import Accounts, auth
@@ -112,3 +115,26 @@ def test_a_viewer_may_read_a_batch_but_not_start_one(client: TestClient, account
     shown = client.get("/api/v1/rotations/b1", headers=auth(accounts, "viewer")).json()
     assert shown["states"] == {"Deployed": 1, "Rolled Back": 1, "Not Started": 1}
     assert shown["servers"] == {"web (127.0.0.1)": {"Deployed": 1, "Rolled Back": 1, "Not Started": 1}}
+
+
+def test_cli_rotate_starts_the_run_for_ids_and_prints_the_batch_key(accounts: Accounts, prefect_api: str) -> None:
+    ids = _fleet(accounts)
+    result = CliRunner().invoke(cli, ["rotate", *map(str, ids[:2]), "--failure-budget", "0.5", "--no-wait"])
+    assert result.exit_code == 0, result.output
+    first, last = result.output.splitlines()[0], result.output.splitlines()[-1]
+    key = first.split()[1].rstrip(":")
+    assert first == f"batch {key}: 2 certificate(s); re-run with --batch-key {key} to continue it if it stops"
+    assert last.startswith(f"rotate-batch-{key}: Scheduled")
+    ((actor, object_id, _),) = _audited()
+    assert (actor.startswith("cli:"), object_id) == (True, key)
+
+
+def test_cli_refuses_before_starting_anything(accounts: Accounts) -> None:
+    _fleet(accounts)
+    result = CliRunner().invoke(cli, ["rotate", "--batch-name", "spring", "--tag", "web"])
+    assert isinstance(result.exception, InputError)
+    assert "choose the certificates one way" in str(result.exception)
+    unknown = CliRunner().invoke(cli, ["rotate", "--batch-key", "rot-nothing"])
+    assert isinstance(unknown.exception, InputError)
+    assert (unknown.exception.field, str(unknown.exception)) == ("batch_key", "no batch rot-nothing to continue")
+    assert _audited() == []

@@ -138,8 +138,8 @@ def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list
     assert orders_after_stop[fleet[-1].certificate_id] == 1  # it was issued, then its deployment failed
 
     _fix_reload(fleet[-1], reload)
-    # The same key: the same four certificates (the selection is not read again), each issued at most once.
-    counts = rotate_batch(batch_name="no-such-batch", batch_key="again")
+    # The same key alone: the same four certificates, each issued at most once.
+    counts = rotate_batch(batch_key="again")
     assert counts["done"] == 4
     for site in fleet:
         assert _orders(site) == 1
