@@ -39,6 +39,7 @@ API_MODULES: list[str] = [
 ]
 PAGE_MODULES: list[str] = [
     "auth",
+    "rotations",
     "dashboard",
     "bots",
     "certificates",

@@ -167,6 +167,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/certificates/{cert_id}/ignore"): OPERATOR,
     ("POST", "/certificates/{cert_id}/unignore"): OPERATOR,
     ("POST", "/certificates/{cert_id}/revoke"): OPERATOR,
+    ("POST", "/rotations"): OPERATOR,
     ("POST", "/certificates/{cert_id}/delete"): OPERATOR,
     ("POST", "/certificates/{cert_id}/run/{action}"): OPERATOR,
     ("POST", "/deployments/{deployment_id}/rollback"): OPERATOR,

@@ -14,7 +14,7 @@ from certfleet.cli.main import app as cli
 from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
-from tests.dashboard.conftest import Accounts, auth
+from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -138,3 +138,53 @@ def test_cli_refuses_before_starting_anything(accounts: Accounts) -> None:
     assert isinstance(unknown.exception, InputError)
     assert (unknown.exception.field, str(unknown.exception)) == ("batch_key", "no batch rot-nothing to continue")
     assert _audited() == []
+
+
+def test_the_list_rotate_action_starts_a_run_for_the_selection(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    ids = _fleet(accounts)
+    token = login(client, "operator")
+    page = client.get("/certificates").text
+    assert 'action="/rotations" id="rotate-form"' in page
+    for cert_id in ids:
+        assert f'name="certificate_ids" value="{cert_id}" form="rotate-form"' in page
+    chosen = [str(ids[0]), str(ids[2])]
+    started = client.post(
+        "/rotations",
+        data={"certificate_ids": chosen, "canary_per_server_type": "1", "failure_budget": "0.25", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert started.status_code == 303, started.text
+    ((_, key, _),) = _audited()
+    assert key is not None
+    shown = client.get(started.headers["location"]).text
+    assert f"started rotate-batch-{key} in Prefect for 2 certificate(s), batch {key}" in shown
+    runs = _runs_named(f"rotate-batch-{key}")
+    assert runs == [{"certificate_ids": [ids[0], ids[2]], "failure_budget": 0.25, "batch_key": key,
+                     "canary_per_server_type": 1, "ca_concurrency": 4, "server_concurrency": 1}]  # fmt: skip
+
+    nothing = client.post("/rotations", data={"csrf_token": token}, follow_redirects=False)
+    assert nothing.status_code == 303
+    assert "select the certificates to rotate in the list first" in client.get(nothing.headers["location"]).text
+    bad = client.post("/rotations", data={"certificate_ids": chosen, "failure_budget": "5%", "csrf_token": token},
+                      follow_redirects=False)  # fmt: skip
+    assert "failure_budget" in client.get(bad.headers["location"]).text
+    assert len(_audited()) == 1
+
+
+def test_viewers_get_no_rotate_form(client: TestClient, accounts: Accounts) -> None:
+    _fleet(accounts)
+    login(client, "viewer")
+    page = client.get("/certificates").text
+    assert 'id="rotate-form"' not in page
+    assert 'form="rotate-form"' not in page
+
+
+def _runs_named(name: str) -> list[dict[str, Any]]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    return [dict(r.parameters) for r in runs]
