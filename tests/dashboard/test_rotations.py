@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from certfleet.cli.main import app as cli
 from certfleet.fields import InputError
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
+from certfleet.models.orm import AuditEvent, Bot, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
 from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -188,3 +188,22 @@ def _runs_named(name: str) -> list[dict[str, Any]]:
     with get_client(sync_client=True) as c:
         runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
     return [dict(r.parameters) for r in runs]
+
+
+def test_certificates_on_another_bots_servers_are_refused_with_the_reason(
+    client: TestClient, accounts: Accounts
+) -> None:
+    ids = _fleet(accounts, n=2, batch="far")
+    with session_scope() as s:
+        remote = Bot(name="branch-office", work_queue="bot-99")
+        s.add(remote)
+        s.flush()
+        for cert_id in ids:
+            s.get_one(Certificate, cert_id).targets[0].server.bot_id = remote.id
+    response = client.post("/api/v1/rotations", json={"batch_name": "far"}, headers=auth(accounts, "operator"))
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "none of the 2 certificate(s) can be rotated: server web (127.0.0.1) is mapped to bot branch-office: "
+        "rotate-batch deploys from the central host (local-bot); use deploy-certificate for it"
+    )
+    assert _audited() == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prefect import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import func, select
 
 from certfleet.demo.fleet import plan_fleet, register_fleet
@@ -69,9 +71,26 @@ def test_a_batch_by_batch_name_rekeys_reissues_and_deploys_every_certificate(
     boot: Bootstrapped, fleet: list[Site]
 ) -> None:
     before = {site.certificate_id: site.served_serial() for site in fleet}
+    with session_scope() as s:  # in the batch, but nothing to deploy it to
+        lone = Certificate(common_name="lone.test", batch_name="demo", ca_connector_id=boot.ca_connector_id)
+        s.add(lone)
+        s.flush()
+        lone_id = lone.id
     counts = rotate_batch(batch_name="demo", batch_key="all-good")
     assert counts["done"] == 4
-    assert counts["rolled_back"] == counts["failed"] == counts["not_started"] == 0
+    assert counts["skipped"] == 1
+    assert counts["rolled_back"] == counts["failed"] == counts["not_started"] == counts["issued_not_deployed"] == 0
+    with session_scope() as s:
+        skipped = s.scalars(select(RotationItem).where(RotationItem.certificate_id == lone_id)).one()
+        assert (skipped.state, skipped.reason) == ("Skipped", "no deployment targets: add one first")
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rotation-all-good"]))
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert sorted((r["server"].split(" (")[0], r["done"], r["rolled_back"], r["not_started"]) for r in rows) == sorted(
+        [(f"Demo web server {site.host.name}", 1, 0, 0) for site in fleet] + [("(no server)", 0, 0, 0)]
+    )
     for site in fleet:
         with session_scope() as s:
             cert = repo.get(s, Certificate, site.certificate_id)
@@ -80,7 +99,8 @@ def test_a_batch_by_batch_name_rekeys_reissues_and_deploys_every_certificate(
         assert site.served_serial() == serial != before[site.certificate_id]
         assert _orders(site) == 1
     assert _items("all-good") == {
-        site.certificate_id: ("Deployed", n == 0) for n, site in enumerate(fleet)
+        lone_id: ("Skipped", False),
+        **{site.certificate_id: ("Deployed", n == 0) for n, site in enumerate(fleet)},
     }  # one server type (generic): one canary, the first server's
     with get_client(sync_client=True) as client:  # the limits the batch took its slots from
         assert client.read_global_concurrency_limit_by_name(ca_limit(boot.ca_connector_id)).limit == 4
