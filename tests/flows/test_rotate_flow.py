@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def test_a_batch_by_batch_name_rekeys_reissues_and_deploys_every_certificate(
         s.add(lone)
         s.flush()
         lone_id = lone.id
-    counts = rotate_batch(batch_name="demo", batch_key="all-good")
+    key = f"all-good-{uuid.uuid4().hex[:8]}"  # artifacts stay in the session's Prefect server: one key per run
+    counts = rotate_batch(batch_name="demo", batch_key=key)
     assert counts["done"] == 4
     assert counts["skipped"] == 1
     assert counts["rolled_back"] == counts["failed"] == counts["not_started"] == counts["issued_not_deployed"] == 0
@@ -85,7 +87,7 @@ def test_a_batch_by_batch_name_rekeys_reissues_and_deploys_every_certificate(
         assert (skipped.state, skipped.reason) == ("Skipped", "no deployment targets: add one first")
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rotation-all-good"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"rotation-{key}"]))
         )
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert sorted((r["server"].split(" (")[0], r["done"], r["rolled_back"], r["not_started"]) for r in rows) == sorted(
@@ -98,7 +100,7 @@ def test_a_batch_by_batch_name_rekeys_reissues_and_deploys_every_certificate(
         assert status is CertificateStatus.DEPLOYED
         assert site.served_serial() == serial != before[site.certificate_id]
         assert _orders(site) == 1
-    assert _items("all-good") == {
+    assert _items(key) == {
         lone_id: ("Skipped", False),
         **{site.certificate_id: ("Deployed", n == 0) for n, site in enumerate(fleet)},
     }  # one server type (generic): one canary, the first server's
