@@ -109,6 +109,10 @@ def _rotate_one(item: Planned, batch: _Batch) -> None:
         batch.failed(f"certificate {item.certificate_id}: issue failed: {exc}", stop_at_once=item.canary)
         return
     targets = store.certificate_targets(item.certificate_id)
+    if not targets:  # removed since the batch was planned
+        set_state(item.item_id, FAILED, reason="deploy failed: the certificate has no deployment targets any more")
+        batch.failed(f"certificate {item.certificate_id}: no deployment targets", stop_at_once=item.canary)
+        return
     servers = sorted({store.target_job(item.certificate_id, t).server.server_id for t in targets})
     done: list[int] = []
     failure = None
@@ -156,10 +160,19 @@ def _run_stage(batch_key: str, items: list[Planned]) -> None:
         future.result()  # a crash in a server task fails the run (what it recorded stays)
 
 
+def _restore(deployment_id: int, reason: str) -> str:
+    """One deployment rolled back; a refusal (e.g. a newer deployment replaced it) is an outcome, not a crash,
+    so the batch's other deployments are still rolled back."""
+    try:
+        return restore_target(deployment_id, reason)
+    except Exception as exc:
+        return f"deployment {deployment_id} not rolled back: {exc}"
+
+
 def _roll_back(batch_key: str, reason: str) -> list[str]:
     problems = []
     for item_id, deployment_ids in deployed_items(batch_key):
-        outcomes = [restore_target(d, f"rotate-batch {batch_key} stopped: {reason}") for d in reversed(deployment_ids)]
+        outcomes = [_restore(d, f"rotate-batch {batch_key} stopped: {reason}") for d in reversed(deployment_ids)]
         if all(o == DeploymentStatus.ROLLED_BACK.value for o in outcomes):
             set_state(item_id, ROLLED_BACK, reason=f"batch stopped: {reason}", deployment_ids=[])
         else:
