@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -153,6 +153,48 @@ def revoke(
     from certfleet.cli.runs import start_revocation
 
     lines = start_revocation(certificate_id, reason, serial, actor=f"cli:{getpass.getuser()}", wait=wait)
+    for line in lines:
+        out.print(line, highlight=False)
+    if wait and ": Completed" not in lines[-1]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rotate(
+    certificate_ids: Annotated[
+        list[int] | None, typer.Argument(help="Certificate ids (or choose by an option)")
+    ] = None,
+    batch_name: Annotated[str | None, typer.Option(help="Every certificate with this Batch Name")] = None,
+    ca_connector: Annotated[int | None, typer.Option(help="Filter: certificates of this CA connector id")] = None,
+    tag: Annotated[str | None, typer.Option(help="Filter: certificates with this tag")] = None,
+    status: Annotated[str | None, typer.Option(help="Filter: certificates in this status, e.g. Deployed")] = None,
+    expiring_within: Annotated[int | None, typer.Option(help="Filter: expiring within this many days")] = None,
+    canary: Annotated[int, typer.Option(help="Canaries per server type, deployed before the rest")] = 1,
+    failure_budget: Annotated[float, typer.Option(help="Fraction that may fail before the batch stops")] = 0.05,
+    ca_concurrency: Annotated[int, typer.Option(help="Issues at once per CA connector")] = 4,
+    server_concurrency: Annotated[int, typer.Option(help="Deployments at once per server")] = 1,
+    batch_key: Annotated[str | None, typer.Option(help="Continue the stopped batch with this key")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start a rotate-batch run: re-key, re-issue and deploy the chosen certificates, canaries first."""
+    import getpass
+
+    from certfleet.cli.runs import start_rotation
+
+    request: dict[str, Any] = {
+        "certificate_ids": certificate_ids or None,
+        "batch_name": batch_name,
+        "ca_connector_id": ca_connector,
+        "tag": tag,
+        "status": status,
+        "expiring_within_days": expiring_within,
+        "canary_per_server_type": canary,
+        "failure_budget": failure_budget,
+        "ca_concurrency": ca_concurrency,
+        "server_concurrency": server_concurrency,
+        "batch_key": batch_key,
+    }
+    lines = start_rotation(request, actor=f"cli:{getpass.getuser()}", wait=wait)
     for line in lines:
         out.print(line, highlight=False)
     if wait and ": Completed" not in lines[-1]:

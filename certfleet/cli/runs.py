@@ -72,3 +72,24 @@ def start_revocation(certificate_id: int, reason: str, serial: str | None, *, ac
         where = ", ".join(revocable.served_on)
         lines.append(f"warning: {revocable.common_name} is deployed on {where}; those servers now serve a revoked one")
     return [*lines, describe(wait_for_runs([run])[0] if wait else run)]
+
+
+def start_rotation(request: dict[str, Any], *, actor: str, wait: bool) -> list[str]:
+    """A rotate-batch run after the checks the API makes (certfleet.rotation.service), with an audit event.
+    Returns the lines to print: the batch key, then the run and its state (final when `wait`)."""
+    from certfleet.models.db import session_scope
+    from certfleet.rotation import service
+
+    with session_scope() as s:
+        checked, count = service.prepare(s, service.parse_request(request))
+    key = checked.batch_key
+    assert key is not None  # prepare gives every batch a key
+    _connect()
+    from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
+
+    name = f"{service.FLOW}-{key}"  # as the API names it
+    run = start_flow_run(service.FLOW, checked.flow_parameters(), flow_run_name=name, as_subflow=False)
+    with session_scope() as s:
+        service.audit_start(s, key, count, actor, run.name)
+    lines = [f"batch {key}: {count} certificate(s); re-run with --batch-key {key} to continue it if it stops"]
+    return [*lines, describe(wait_for_runs([run])[0] if wait else run)]

@@ -24,6 +24,7 @@ from certfleet.dashboard.limits import RequestLimits
 # The ONE list of routers. API modules are mounted under /api/v1, page modules at /.
 API_MODULES: list[str] = [
     "auth",
+    "rotations",
     "dashboard",
     "bots",
     "certificates",
@@ -38,6 +39,7 @@ API_MODULES: list[str] = [
 ]
 PAGE_MODULES: list[str] = [
     "auth",
+    "rotations",
     "dashboard",
     "bots",
     "certificates",

@@ -24,7 +24,9 @@ class FlowRunRef:
     url: str  # the run in the Prefect UI
 
 
-def start_flow(flow_name: str, parameters: dict[str, Any], *, queue: str | None = None) -> FlowRunRef:
+def start_flow(
+    flow_name: str, parameters: dict[str, Any], *, queue: str | None = None, flow_run_name: str | None = None
+) -> FlowRunRef:
     """`queue`: the bot queue of a flow that runs on bots (certfleet.bots.routing)."""
     api = configured_api_url()
     if not healthy(api):
@@ -33,7 +35,7 @@ def start_flow(flow_name: str, parameters: dict[str, Any], *, queue: str | None 
     from prefect.exceptions import ObjectNotFound
 
     # The name carries the object id (as the flow's own run name does), so the Prefect UI shows what it is about.
-    name = "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
+    name = flow_run_name or "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
     if queue:
         name += f"-on-{queue}"
     try:

@@ -25,6 +25,7 @@ CENTRAL_FLOWS = (
     "revoke-certificate",
     "sync-directory",
     "smime-rollout",
+    "rotate-batch",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -61,6 +62,7 @@ DESCRIPTIONS = {
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
     "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
     "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
+    "rotate-batch": "Re-key, re-issue and deploy a batch (ids, Batch Name or filter): canaries first, failure budget.",
 }
 
 

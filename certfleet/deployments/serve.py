@@ -36,6 +36,7 @@ from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
+from certfleet.flows.rotation import rotate_batch
 from certfleet.flows.servers import check_server
 from certfleet.flows.smime import smime_rollout, sync_directory
 
@@ -53,6 +54,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     revoke_certificate,
     sync_directory,
     smime_rollout,
+    rotate_batch,
 )
 
 

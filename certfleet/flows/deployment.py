@@ -23,6 +23,11 @@ class DeploymentFailed(RuntimeError):
 @flow(name="deploy-to-target", flow_run_name="deploy-cert-{certificate_id}-target-{target_id}")
 def deploy_to_target(certificate_id: int, target_id: int) -> str:
     """One target, all or nothing: on any failure the journal restores what was changed."""
+    return deploy_steps(certificate_id, target_id)[0]
+
+
+def deploy_steps(certificate_id: int, target_id: int) -> tuple[str, int]:
+    """The steps of one target's deployment (in a flow or a task): returns its final status and its id."""
     deployment_id = start_deployment(certificate_id, target_id)
     try:
         install_on_target(deployment_id)
@@ -32,9 +37,9 @@ def deploy_to_target(certificate_id: int, target_id: int) -> str:
         status = restore_target(deployment_id, str(exc) if isinstance(exc, ConnectorError) else repr(exc))
         if not isinstance(exc, ConnectorError):
             raise
-        return status
+        return status, deployment_id
     finish_deployment(deployment_id)
-    return "Deployed"
+    return "Deployed", deployment_id
 
 
 @flow(name="deploy-certificate", flow_run_name="deploy-certificate-{certificate_id}")

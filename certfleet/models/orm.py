@@ -598,3 +598,30 @@ class SmimeOrder(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RotationItem(Base):
+    """One certificate of a `rotate-batch` run, keyed by the batch's key: what the batch did to it so far.
+
+    A re-run with the same key reads these rows, so it continues where the batch stopped: a certificate the batch
+    already issued (`issued_serial`, or its order, written before the CA was called) is never issued again.
+    States: Not Started, Issued, Deployed, Rolled Back, Failed, Skipped.
+    """
+
+    __tablename__ = "rotation_items"
+    __table_args__ = (UniqueConstraint("batch_key", "certificate_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_key: Mapped[str] = mapped_column(String(120), index=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"))
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id", ondelete="SET NULL"))
+    server_label: Mapped[str] = mapped_column(String(300), default="")
+    server_type: Mapped[str] = mapped_column(String(20), default="")
+    canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(20), default="Not Started")
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    issued_serial: Mapped[str | None] = mapped_column(String(80))
+    deployment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -15,6 +15,7 @@ from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment
 from certfleet.revocation import FLOW as REVOKE_FLOW
 from certfleet.revocation import check_revocable, parse_reason, record_start
+from certfleet.rotation import service as rotation
 
 T = TypeVar("T")
 
@@ -79,3 +80,13 @@ def start_revocation(
     run = start_flow(REVOKE_FLOW, parameters)
     record_start(session, revocable, flags, actor, run.name)
     return run
+
+
+def start_rotation(session: Session, request: rotation.RotationRequest, actor: str) -> tuple[str, int, FlowRunRef]:
+    """A rotate-batch run for the request (checked first); returns its batch key, its size and the run."""
+    request, count = rotation.prepare(session, request)
+    key = request.batch_key
+    assert key is not None  # prepare gives every batch a key
+    run = start_flow(rotation.FLOW, request.flow_parameters(), flow_run_name=f"{rotation.FLOW}-{key}")
+    rotation.audit_start(session, key, count, actor, run.name)
+    return key, count, run

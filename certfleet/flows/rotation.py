@@ -1,0 +1,263 @@
+"""rotate-batch: re-key, re-issue and deploy a batch of certificates, canaries first, within a failure budget.
+
+The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
+where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
+takes its certificates one after another (one connection per server), several servers at once. Each issue holds a
+slot of the CA connector's Prefect global concurrency limit `rotate-ca-<id>`, each deployment a slot of
+`rotate-server-<id>` of every server it touches. The first `canary_per_server_type` certificates of each server
+type go first and must all be deployed before the others start. When a canary fails, or more than
+`failure_budget` of the batch fails, nothing new starts and what the batch deployed is rolled back from the
+journal (the steps of `rollback-deployment`). A table artifact says, per server, what was done.
+
+Deployments run in this flow's process, which must reach the servers: this central flow serves the servers of the
+central host's own bot; a certificate whose targets are mapped to another bot is left Skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from certfleet.flows.deployment import deploy_steps
+from certfleet.jobs.store import current_store
+from certfleet.models.orm import DeploymentStatus
+from certfleet.rotation.service import DEPLOYED, FAILED, ROLLED_BACK, SKIPPED, RotationRequest
+from certfleet.tasks.build import release_connections
+from certfleet.tasks.deployment import restore_target
+from certfleet.tasks.rotation import (
+    Planned,
+    ca_limit,
+    deployed_items,
+    issue_once,
+    plan_rotation,
+    server_limit,
+    set_state,
+    summary_rows,
+)
+
+PARALLEL_SERVERS = 8
+
+
+class RotationStopped(RuntimeError):
+    """A canary failed or the failure budget was spent: the batch stopped and rolled back what it deployed."""
+
+
+@dataclass
+class _Batch:
+    """What the server tasks of one run share: failures so far and whether to start anything more."""
+
+    allowed_failures: int
+    failures: list[str] = field(default_factory=list)
+    stopped: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, note: str, *, stop_at_once: bool) -> None:
+        with self.lock:
+            self.failures.append(note)
+            if stop_at_once or len(self.failures) > self.allowed_failures:
+                self.stopped = True
+
+
+_batches: dict[str, _Batch] = {}
+
+
+def _threads(workers: int) -> TaskRunner[PrefectFuture[Any]]:
+    return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    if params.get("batch_key"):
+        return f"rotate-batch-{params['batch_key']}"
+    if params.get("batch_name"):
+        return f"rotate-batch-{params['batch_name']}"
+    ids = params.get("certificate_ids") or []
+    return "rotate-batch-" + ("-".join(str(i) for i in ids[:5]) if ids else "filter")
+
+
+def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency: int) -> None:
+    """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
+    below turns that into an error instead)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for connector_id in sorted({p.ca_connector_id for p in plan if p.ca_connector_id is not None}):
+            client.upsert_global_concurrency_limit_by_name(ca_limit(connector_id), ca_concurrency)
+        for server_id in sorted({p.server_id for p in plan if p.server_id is not None}):
+            client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
+
+
+def _rotate_one(item: Planned, batch: _Batch) -> None:
+    store = current_store()
+    try:
+        if item.ca_connector_id is None:  # planned as Skipped; here only if the connector was removed since
+            raise ValueError("no CA connector")
+        with concurrency(ca_limit(item.ca_connector_id), strict=True):
+            serial = issue_once(item.item_id)
+    except Exception as exc:  # the CA refused or failed: nothing was deployed
+        set_state(item.item_id, FAILED, reason=f"issue failed: {exc}")
+        batch.failed(f"certificate {item.certificate_id}: issue failed: {exc}", stop_at_once=item.canary)
+        return
+    targets = store.certificate_targets(item.certificate_id)
+    if not targets:  # removed since the batch was planned
+        set_state(item.item_id, FAILED, reason="deploy failed: the certificate has no deployment targets any more")
+        batch.failed(f"certificate {item.certificate_id}: no deployment targets", stop_at_once=item.canary)
+        return
+    servers = sorted({store.target_job(item.certificate_id, t).server.server_id for t in targets})
+    done: list[int] = []
+    failure = None
+    with concurrency([server_limit(s) for s in servers], strict=True):
+        for target_id in targets:
+            try:
+                status, deployment_id = deploy_steps(item.certificate_id, target_id)
+            except Exception as exc:  # could not even start (another deployment running on the target)
+                failure = f"target {target_id}: {exc}"
+                break
+            if status != DeploymentStatus.DEPLOYED.value:
+                failure = f"target {target_id}: {status}"
+                break
+            done.append(deployment_id)
+        if failure is not None:
+            for deployment_id in reversed(done):  # a certificate is served everywhere or nowhere new
+                restore_target(deployment_id, "rotate-batch: another target of the certificate failed")
+    if failure is None:
+        set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=done)
+        return
+    set_state(item.item_id, FAILED, reason=f"deploy failed: {failure}", deployment_ids=[])
+    batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
+def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
+    """One server's certificates, one after another; stops starting new ones once the batch is stopped."""
+    batch = _batches[batch_key]
+    started = 0
+    for item in items:
+        if batch.stopped:
+            break
+        started += 1
+        _rotate_one(item, batch)
+    return started
+
+
+def _run_stage(batch_key: str, items: list[Planned]) -> None:
+    groups: dict[str, list[Planned]] = {}
+    for item in items:
+        groups.setdefault(item.server_label, []).append(item)
+    futures = [rotate_on_server.submit(batch_key, label, group) for label, group in groups.items()]
+    wait(futures)
+    for future in futures:
+        future.result()  # a crash in a server task fails the run (what it recorded stays)
+
+
+def _restore(deployment_id: int, reason: str) -> str:
+    """One deployment rolled back; a refusal (e.g. a newer deployment replaced it) is an outcome, not a crash,
+    so the batch's other deployments are still rolled back."""
+    try:
+        return restore_target(deployment_id, reason)
+    except Exception as exc:
+        return f"deployment {deployment_id} not rolled back: {exc}"
+
+
+def _roll_back(batch_key: str, reason: str) -> list[str]:
+    problems = []
+    for item_id, deployment_ids in deployed_items(batch_key):
+        outcomes = [_restore(d, f"rotate-batch {batch_key} stopped: {reason}") for d in reversed(deployment_ids)]
+        if all(o == DeploymentStatus.ROLLED_BACK.value for o in outcomes):
+            set_state(item_id, ROLLED_BACK, reason=f"batch stopped: {reason}", deployment_ids=[])
+        else:
+            problems.append(f"item {item_id}: {', '.join(outcomes)}")
+            set_state(item_id, FAILED, reason=f"batch stopped, rollback incomplete: {', '.join(outcomes)}")
+    return problems
+
+
+def _artifact(batch_key: str, stopped: str | None) -> None:
+    rows = [asdict(r) for r in summary_rows(batch_key)]
+    create_table_artifact(
+        key=f"rotation-{batch_key}"[:100],
+        table=rows,
+        description=f"rotate-batch {batch_key}: " + (f"stopped ({stopped})" if stopped else "completed"),
+    )
+
+
+@flow(name="rotate-batch", flow_run_name=_run_name, task_runner=_threads(PARALLEL_SERVERS))
+def rotate_batch(
+    certificate_ids: list[int] | None = None,
+    batch_name: str | None = None,
+    ca_connector_id: int | None = None,
+    tag: str | None = None,
+    status: str | None = None,
+    expiring_within_days: int | None = None,
+    canary_per_server_type: int = 1,
+    failure_budget: float = 0.05,
+    ca_concurrency: int = 4,
+    server_concurrency: int = 1,
+    batch_key: str | None = None,
+) -> dict[str, int]:
+    """Choose the certificates one way (ids, Batch Name, or a filter), then re-key, re-issue and deploy each.
+    Re-run with the same `batch_key` to continue a stopped batch (default key: `rotate-<flow run id>`).
+    Returns the count of certificates per state; fails when the batch stopped."""
+    request = RotationRequest.model_validate(
+        {
+            "certificate_ids": certificate_ids,
+            "batch_name": batch_name,
+            "ca_connector_id": ca_connector_id,
+            "tag": tag,
+            "status": status,
+            "expiring_within_days": expiring_within_days,
+            "canary_per_server_type": canary_per_server_type,
+            "failure_budget": failure_budget,
+            "ca_concurrency": ca_concurrency,
+            "server_concurrency": server_concurrency,
+            "batch_key": batch_key,
+        }
+    )
+    key = batch_key or f"rotate-{flow_run.id}"
+    logger = get_run_logger()
+    plan = plan_rotation(key, request)
+    _ensure_limits(plan, ca_concurrency, server_concurrency)
+    todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED)]
+    counted = sum(p.state != SKIPPED for p in plan)
+    batch = _batches[key] = _Batch(allowed_failures=math.floor(failure_budget * counted))
+    stopped: str | None = None
+    try:
+        canaries = [p for p in todo if p.canary]
+        if canaries:
+            _run_stage(key, canaries)
+            if batch.failures:
+                stopped = "canary failed: " + "; ".join(batch.failures)
+        if stopped is None:
+            _run_stage(key, [p for p in todo if not p.canary])
+            if batch.stopped:
+                stopped = (
+                    f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "
+                    f"of {counted} allowed ({failure_budget:.0%}): " + "; ".join(batch.failures[:5])
+                )
+        if stopped is not None:
+            logger.warning("batch %s stopped, rolling back what it deployed: %s", key, stopped)
+            problems = _roll_back(key, stopped)
+            if problems:
+                stopped += "; rollback incomplete: " + "; ".join(problems)
+    finally:
+        _batches.pop(key, None)
+        release_connections()
+    _artifact(key, stopped)
+    counts: dict[str, int] = {}
+    for row in summary_rows(key):
+        for name, value in asdict(row).items():
+            if name != "server":
+                counts[name] = counts.get(name, 0) + value
+    logger.info("batch %s: %s", key, counts)
+    if stopped is not None:
+        raise RotationStopped(f"batch {key} stopped: {stopped}")
+    return counts

@@ -1,0 +1,215 @@
+"""What a rotation takes: a selection (certificate ids), a Batch Name or a filter, checked with the field rules.
+
+The API, the dashboard and the CLI validate a request here before they start `rotate-batch`; the flow resolves
+the same request into certificates, so every entry point accepts and refuses the same values.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certfleet import fields
+from certfleet.fields import InputError
+from certfleet.inventory.schemas import BATCH_NAME
+from certfleet.models.bootstrap import LOCAL_BOT_NAME
+from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, RotationItem, utcnow
+
+KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+# Item states, as the summary and the API show them.
+NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED = (
+    "Not Started",
+    "Issued",
+    "Deployed",
+    "Rolled Back",
+    "Failed",
+    "Skipped",
+)
+
+
+class RotationRequest(BaseModel):
+    """Exactly one way of choosing: `certificate_ids`, `batch_name`, or a filter (any of `ca_connector_id`,
+    `tag`, `status`, `expiring_within_days`, all of which must match). The rest tunes the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    certificate_ids: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=100_000)
+    batch_name: Annotated[str, BATCH_NAME] | None = None
+    ca_connector_id: Annotated[int, Field(ge=1)] | None = None
+    tag: Annotated[str, fields.Tag()] | None = None
+    status: CertificateStatus | None = None
+    expiring_within_days: Annotated[int, Field(ge=0, le=36_500)] | None = None
+    canary_per_server_type: Annotated[int, Field(ge=0, le=1000)] = 1
+    failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    ca_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    server_concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    batch_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RotationRequest:
+        if self.batch_key is not None and not KEY.match(self.batch_key):
+            raise ValueError(
+                "batch_key: lowercase letters, digits and dashes, at most 80, starting with a letter or digit"
+            )
+        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
+        ways = [self.certificate_ids is not None, self.batch_name is not None, any(f is not None for f in filters)]
+        if sum(ways) == 0 and self.batch_key is not None:
+            return self  # continue the batch with that key: its certificates are already chosen
+        if sum(ways) != 1:
+            raise ValueError(
+                "choose the certificates one way: certificate_ids, batch_name, or a filter "
+                "(ca_connector_id, tag, status, expiring_within_days); or give only the batch_key of a batch "
+                "to continue"
+            )
+        return self
+
+    @property
+    def chooses(self) -> bool:
+        """False for a request that only names a batch to continue."""
+        filters = [self.ca_connector_id, self.tag, self.status, self.expiring_within_days]
+        return self.certificate_ids is not None or self.batch_name is not None or any(f is not None for f in filters)
+
+    def flow_parameters(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
+    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+    if not request.chooses:
+        return []  # never "everything": a request without a choice only continues a batch
+    query = select(Certificate).order_by(Certificate.id)
+    if request.certificate_ids is not None:
+        query = query.where(Certificate.id.in_(request.certificate_ids))
+    elif request.batch_name is not None:
+        query = query.where(Certificate.batch_name == request.batch_name)
+    else:
+        if request.ca_connector_id is not None:
+            query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
+        if request.status is not None:
+            query = query.where(Certificate.status == request.status)
+        if request.expiring_within_days is not None:
+            query = query.where(
+                Certificate.expires_on.is_not(None),
+                Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
+            )
+    certs = list(s.scalars(query))
+    if request.tag is not None:
+        certs = [c for c in certs if request.tag in (c.tags or [])]
+    return certs
+
+
+def missing_ids(s: Session, request: RotationRequest) -> list[int]:
+    if request.certificate_ids is None:
+        return []
+    found = set(s.scalars(select(Certificate.id).where(Certificate.id.in_(request.certificate_ids))))
+    return sorted(set(request.certificate_ids) - found)
+
+
+def skip_reason(cert: Certificate) -> str | None:
+    """Why a certificate cannot be rotated at all (then the batch lists it as Skipped and moves on)."""
+    if cert.status is CertificateStatus.IGNORED:
+        return "the certificate is Ignored"
+    if cert.status is CertificateStatus.REVOKED and cert.serial_number is None:
+        return "the certificate is Revoked"
+    if cert.ca_connector_id is None:
+        return "no CA connector is set: choose one first"
+    if not cert.targets:
+        return "no deployment targets: add one first"
+    for target in cert.targets:
+        bot = target.server.bot
+        if bot is None or bot.name != LOCAL_BOT_NAME:
+            where = f"bot {bot.name}" if bot is not None else "no bot"
+            return (
+                f"server {target.server.description} ({target.server.host}) is mapped to {where}: rotate-batch "
+                f"deploys from the central host ({LOCAL_BOT_NAME}); use deploy-certificate for it"
+            )
+    return None
+
+
+def items_of(s: Session, batch_key: str) -> list[RotationItem]:
+    return list(
+        s.scalars(select(RotationItem).where(RotationItem.batch_key == batch_key).order_by(RotationItem.position))
+    )
+
+
+def summary_of(s: Session, batch_key: str) -> dict[str, Any]:
+    """Per state and per server: what the API and the CLI show about a batch."""
+    items = items_of(s, batch_key)
+    states: dict[str, int] = {}
+    servers: dict[str, dict[str, int]] = {}
+    for item in items:
+        states[item.state] = states.get(item.state, 0) + 1
+        per = servers.setdefault(item.server_label or "(no server)", {})
+        per[item.state] = per.get(item.state, 0) + 1
+    return {
+        "batch_key": batch_key,
+        "certificates": len(items),
+        "states": states,
+        "servers": servers,
+        "items": [
+            {
+                "certificate_id": i.certificate_id,
+                "server": i.server_label,
+                "canary": i.canary,
+                "state": i.state,
+                "serial_number": i.issued_serial,
+                "reason": i.reason,
+            }
+            for i in items
+        ],
+    }
+
+
+FLOW = "rotate-batch"
+
+
+def prepare(s: Session, request: RotationRequest) -> tuple[RotationRequest, int]:
+    """Before a run is started (API, dashboard, CLI): refuse what the flow would refuse, with the field, and give
+    the batch a key (a new one unless the request continues a batch). Returns the request to start and how many
+    certificates it takes."""
+    if request.batch_key is not None and items_of(s, request.batch_key):
+        return request, len(items_of(s, request.batch_key))  # a re-run continues with the batch's own items
+    if not request.chooses:
+        raise InputError(f"no batch {request.batch_key} to continue", field="batch_key")
+    missing = missing_ids(s, request)
+    if missing:
+        raise InputError(f"no certificate {', '.join(map(str, missing))}", field="certificate_ids")
+    certs = select_certificates(s, request)
+    if not certs:
+        raise InputError("no certificate matches the selection")
+    if all(skip_reason(c) for c in certs):
+        raise InputError(f"none of the {len(certs)} certificate(s) can be rotated: {skip_reason(certs[0])}")
+    key = request.batch_key or f"rot-{uuid.uuid4().hex[:12]}"
+    return request.model_copy(update={"batch_key": key}), len(certs)
+
+
+def parse_request(data: dict[str, Any]) -> RotationRequest:
+    """A request from a form or the CLI: pydantic's refusal as an InputError naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return RotationRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in e["loc"]) or None, e["msg"]) for e in exc.errors()]
+        field, message = problems[0]
+        raise InputError(f"{field}: {message}" if field else message, field=field, problems=problems) from None
+
+
+def audit_start(s: Session, batch_key: str, count: int, actor: str, run_name: str) -> None:
+    """One audit event for the batch (its items are written by the run): object RotationBatch, id its key."""
+    s.add(
+        AuditEvent(
+            actor=actor,
+            action="start-rotate-batch",
+            object_type="RotationBatch",
+            object_id=batch_key,
+            outcome="success",
+            detail=f"{count} certificate(s), run {run_name}",
+        )
+    )

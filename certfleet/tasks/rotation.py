@@ -1,0 +1,203 @@
+"""rotate-batch's records: the plan (one rotation_items row per certificate), issuing once per batch, outcomes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import Certificate, Order, OrderState, RotationItem, Server
+from certfleet.rotation import service
+from certfleet.rotation.service import DEPLOYED, FAILED, ISSUED, NOT_STARTED, ROLLED_BACK, SKIPPED, RotationRequest
+from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
+
+ACTOR = "flow:rotate-batch"
+
+
+class Planned(BaseModel):
+    item_id: int
+    certificate_id: int
+    server_id: int | None
+    server_label: str
+    server_type: str
+    ca_connector_id: int | None
+    canary: bool
+    state: str
+    issued_serial: str | None
+
+
+def ca_limit(connector_id: int) -> str:
+    """Not `ca-connector-<id>`: that one is the connector's rate limit (slots decay), this one holds slots."""
+    return f"rotate-ca-{connector_id}"
+
+
+def server_limit(server_id: int) -> str:
+    return f"rotate-server-{server_id}"
+
+
+def _label(server: Server) -> str:
+    return f"{server.description} ({server.host})"
+
+
+@task(cache_policy=NO_CACHE, task_run_name="plan-rotation-{batch_key}")
+def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
+    """The batch's items: read back on a re-run (the same certificates, what was done to each), else chosen now.
+
+    Items are ordered by server (targets on one server together), and the first `canary_per_server_type`
+    certificates of each server type are the canaries.
+    """
+    with session_scope() as s:
+        items = service.items_of(s, batch_key)
+        if not items:
+            if not request.chooses:
+                raise ValueError(f"batch_key: no batch {batch_key} to continue; choose certificates to start one")
+            missing = service.missing_ids(s, request)
+            if missing:
+                raise ValueError(f"certificate_ids: no certificate {', '.join(map(str, missing))}")
+            certs = service.select_certificates(s, request)
+            if not certs:
+                raise ValueError("no certificate matches the selection")
+
+            def server_of(cert: Certificate) -> Server | None:
+                return cert.targets[0].server if cert.targets else None
+
+            ordered = sorted(certs, key=lambda c: ((server_of(c).id if server_of(c) else 0), c.id))  # type: ignore[union-attr]
+            canaries: dict[str, int] = {}
+            for position, cert in enumerate(ordered):
+                server = server_of(cert)
+                reason = service.skip_reason(cert)
+                server_type = server.server_type if server else ""
+                canary = False
+                if reason is None and canaries.get(server_type, 0) < request.canary_per_server_type:
+                    canaries[server_type] = canaries.get(server_type, 0) + 1
+                    canary = True
+                item = RotationItem(
+                    batch_key=batch_key,
+                    certificate_id=cert.id,
+                    server_id=server.id if server else None,
+                    server_label=_label(server) if server else "",
+                    server_type=server_type,
+                    canary=canary,
+                    position=position,
+                    state=SKIPPED if reason else NOT_STARTED,
+                    reason=reason,
+                    deployment_ids=[],
+                )
+                s.add(item)
+                items.append(item)
+            s.flush()
+            repo.audit(s, actor=ACTOR, action="plan-rotation", obj=items[0], detail=f"batch {batch_key}: {len(items)}")
+        return [
+            Planned(
+                item_id=i.id,
+                certificate_id=i.certificate_id,
+                server_id=i.server_id,
+                server_label=i.server_label,
+                server_type=i.server_type,
+                ca_connector_id=repo.get(s, Certificate, i.certificate_id).ca_connector_id,
+                canary=i.canary,
+                state=i.state,
+                issued_serial=i.issued_serial,
+            )
+            for i in items
+        ]
+
+
+def issue_once(item_id: int) -> str:
+    """Issue the item's certificate unless this batch already did: the order is remembered on the item before the
+    CA is called, and an order the CA already answered is recorded, never placed again. Returns the serial."""
+    with session_scope() as s:
+        item = repo.get(s, RotationItem, item_id)
+        if item.issued_serial:
+            return item.issued_serial
+        certificate_id, order_id = item.certificate_id, item.order_id
+        if order_id is not None:
+            order = repo.get(s, Order, order_id)
+            if order.state is OrderState.ISSUED and order.serial_number:
+                item.issued_serial = order.serial_number
+                return order.serial_number
+            if order.state is OrderState.FAILED:
+                order_id = None
+    if order_id is None:
+        order_id = create_order(certificate_id)
+        with session_scope() as s:
+            repo.get(s, RotationItem, item_id).order_id = order_id
+    with session_scope() as s:
+        issued = repo.get(s, Order, order_id).state is OrderState.ISSUED
+    if not issued and not submit_order(order_id):
+        poll_order(order_id)
+    serial = record_issued(order_id)
+    set_state(item_id, ISSUED, serial=serial)
+    return serial
+
+
+_lock = threading.Lock()
+
+
+def set_state(
+    item_id: int,
+    state: str,
+    *,
+    reason: str | None = None,
+    serial: str | None = None,
+    deployment_ids: list[int] | None = None,
+) -> None:
+    with _lock, session_scope() as s:
+        item = repo.get(s, RotationItem, item_id)
+        item.state = state
+        item.reason = reason
+        if serial is not None:
+            item.issued_serial = serial
+        if deployment_ids is not None:
+            item.deployment_ids = list(deployment_ids)
+
+
+def deployed_items(batch_key: str) -> list[tuple[int, list[int]]]:
+    """Items this batch deployed (their deployments), newest first: what a stopped batch rolls back."""
+    with session_scope() as s:
+        return [
+            (i.id, list(i.deployment_ids or []))
+            for i in reversed(service.items_of(s, batch_key))
+            if i.state == DEPLOYED
+        ]
+
+
+def item_state(item_id: int) -> str:
+    with session_scope() as s:
+        return repo.get(s, RotationItem, item_id).state
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    server: str
+    done: int
+    rolled_back: int
+    failed: int
+    issued_not_deployed: int
+    not_started: int
+    skipped: int
+
+
+def summary_rows(batch_key: str) -> list[ServerRow]:
+    with session_scope() as s:
+        per: dict[str, dict[str, int]] = {}
+        for i in service.items_of(s, batch_key):
+            counts = per.setdefault(i.server_label or "(no server)", {})
+            counts[i.state] = counts.get(i.state, 0) + 1
+    return [
+        ServerRow(
+            server=server,
+            done=c.get(DEPLOYED, 0),
+            rolled_back=c.get(ROLLED_BACK, 0),
+            failed=c.get(FAILED, 0),
+            issued_not_deployed=c.get(ISSUED, 0),
+            not_started=c.get(NOT_STARTED, 0),
+            skipped=c.get(SKIPPED, 0),
+        )
+        for server, c in per.items()
+    ]
