@@ -23,6 +23,8 @@ db_app = typer.Typer(help="certfleet's own database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 bot_app = typer.Typer(help="The bot agent: runs certfleet's deployments inside a network.", no_args_is_help=True)
 app.add_typer(bot_app, name="bot")
+smime_app = typer.Typer(help="S/MIME: directory sync and certificate rollout.", no_args_is_help=True)
+app.add_typer(smime_app, name="smime")
 # Piped output (CI logs, `| tee`) gets a wide table instead of rich's 80-column fallback.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -201,6 +203,31 @@ def rotate(
         raise typer.Exit(1)
 
 
+@smime_app.command("sync")
+def smime_sync(
+    profile_id: Annotated[int | None, typer.Argument(help="A directory profile's id; default: every profile")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start a sync-directory run: read the profile's users from Azure AD through Microsoft Graph."""
+    if profile_id is not None:
+        from certfleet.models import repo
+        from certfleet.models.db import session_scope
+        from certfleet.models.orm import DirectoryProfile
+
+        with session_scope() as s:
+            repo.get(s, DirectoryProfile, profile_id)
+    _start("sync-directory", {} if profile_id is None else {"profile_id": profile_id}, wait)
+
+
+@smime_app.command("rollout")
+def smime_rollout(
+    user_id: Annotated[list[int] | None, typer.Option(help="Only these users (repeat); default: all awaiting")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start an smime-rollout run: order, issue and deliver S/MIME certificates with the built-in CA."""
+    _start("smime-rollout", {} if not user_id else {"user_ids": list(user_id)}, wait)
+
+
 @bot_app.command("run")
 def bot_run(
     url: Annotated[str, typer.Option(envvar="CERTFLEET_URL", help="certfleet's address, e.g. https://certfleet:8080")],
@@ -233,7 +260,7 @@ def certificates() -> None:
     out.print(certificates_table())
 
 
-def _start(flow_name: str, parameters: dict[str, int], wait: bool) -> None:
+def _start(flow_name: str, parameters: dict[str, Any], wait: bool) -> None:
     from certfleet.cli.runs import start_run
 
     states = start_run(flow_name, parameters, wait=wait)

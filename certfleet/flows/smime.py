@@ -3,11 +3,14 @@ certificates from the built-in CA, delivered as PKCS#12 to a per-user folder).""
 
 from __future__ import annotations
 
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from certfleet.tasks.smime import (
     failure_message,
@@ -19,8 +22,7 @@ from certfleet.tasks.smime import (
 from certfleet.tasks.smime_rollout import (
     default_delivery_dir,
     deliver,
-    make_csr,
-    open_order,
+    order_and_csr,
     users_to_order,
 )
 from certfleet.tasks.smime_rollout import issue as issue_smime
@@ -56,7 +58,12 @@ def sync_directory(profile_id: int | None = None) -> dict[str, dict[str, object]
     return results
 
 
-@flow(name="smime-rollout", flow_run_name="smime-rollout")
+def _threads(workers: int) -> TaskRunner[PrefectFuture[Any]]:
+    # Prefect's TaskRunner generic is invariant, so its own thread pool runner needs a cast to type-check.
+    return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
+
+
+@flow(name="smime-rollout", flow_run_name="smime-rollout", task_runner=_threads(8))
 def smime_rollout(
     user_ids: list[int] | None = None,
     ca_connector_id: int | None = None,
@@ -67,29 +74,47 @@ def smime_rollout(
     order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
     PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
 
-    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Each step is retried on its
-    own; a user that fails is reported and the others go on. Returns user id -> delivered path or error.
+    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
+    step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
+    -> delivered path or error.
     """
     target = delivery_dir or str(default_delivery_dir())
     users = users_to_order(user_ids)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
+    chains = []
+    for user_id in users:
+        ordered = order_and_csr.submit(user_id, ca_connector_id, key)
+        issued = issue_smime.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
+        delivered = deliver.submit(ordered, target, wait_for=[issued])  # type: ignore[call-overload]
+        chains.append((user_id, (ordered, issued, delivered)))
     outcome: dict[str, str] = {}
     failures = 0
-    for done, user_id in enumerate(users, start=1):
-        try:
-            order_id = open_order(user_id, ca_connector_id)
-            make_csr(order_id, key)
-            issue_smime(order_id)
-            outcome[str(user_id)] = deliver(order_id, target)
-        except Exception as exc:
+    for done, (user_id, steps) in enumerate(chains, start=1):
+        steps[-1].wait()
+        if steps[-1].state.is_completed():
+            outcome[str(user_id)] = steps[-1].result()
+        else:
             failures += 1
-            message = failure_message(exc)
+            message = _first_failure(steps)
             record_rollout_failure(user_id, message)
             outcome[str(user_id)] = f"failed: {message}"
-        update_progress_artifact(progress, progress=100.0 * done / len(users))
+        if done % 10 == 0 or done == len(chains):
+            update_progress_artifact(progress, progress=100.0 * done / len(chains))
     if not users:
         update_progress_artifact(progress, progress=100.0)
     if failures:
         raise RuntimeError(f"{failures} of {len(users)} S/MIME users failed; see the run's logs and their audit")
     return outcome
+
+
+def _first_failure(steps: tuple[PrefectFuture[Any], ...]) -> str:
+    """The error of the first step that failed (the later ones only say their upstream failed)."""
+    for step in steps:
+        step.wait()
+        if step.state.is_failed() or step.state.is_crashed():
+            try:
+                step.result()
+            except Exception as exc:
+                return failure_message(exc)
+    return "did not complete"

@@ -27,16 +27,14 @@ def users_to_order(user_ids: list[int] | None) -> list[int]:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="smime-order-user-{user_id}", retries=2, retry_delay_seconds=[1, 5])
-def open_order(user_id: int, ca_connector_id: int | None) -> int:
-    """The order row, committed before any key or CSR exists (a re-run finds it and carries on)."""
+def order_and_csr(user_id: int, ca_connector_id: int | None, key: str) -> int:
+    """The order row, committed before any key exists; then, in a second transaction, the key and the CSR
+    (CSR Pending). A retry or re-run finds the open order and only adds what is missing. Returns the order id."""
     with session_scope() as s:
-        return rollout.open_order(s, user_id, ca_connector_id)
-
-
-@task(cache_policy=NO_CACHE, task_run_name="smime-csr-order-{order_id}", retries=2, retry_delay_seconds=[1, 5])
-def make_csr(order_id: int, key: str) -> None:
+        order_id = rollout.open_order(s, user_id, ca_connector_id)
     with session_scope() as s:
         rollout.make_csr(s, order_id, KeySpec.parse(key))
+    return order_id
 
 
 @task(

@@ -93,7 +93,8 @@ def _seed(accounts: Accounts) -> None:
         s.add(CAConnector(kind="acme", name="Pebble", base_url="https://127.0.0.1:14000/dir", created_by="test"))
         for i in range(3):
             s.add(SmimeUser(name=f"User {i}", email=f"user{i}@example.test", designation="Engineer", source="Manual",
-                            status=SmimeStatus.AWAITING_ORDER, expires_on=now + timedelta(days=30)))  # fmt: skip
+                            status=SmimeStatus.AWAITING_ORDER, expires_on=now + timedelta(days=30),
+                            directory_state=None if i else "Disabled in directory"))  # fmt: skip
             s.add(DiscoveryRun(kind="tls", bot_id=bots[i % 2].id, flow_run_id=f"run-{i}", status="Completed",
                                endpoints_total=10, endpoints_answered=5, certificates_found=3, certificates_new=1,
                                finished_at=now))  # fmt: skip

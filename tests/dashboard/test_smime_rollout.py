@@ -59,3 +59,34 @@ def test_order_tiles_count_smime_orders_only(client: TestClient, accounts: Accou
     assert tile(html, "smime-tile-orders") == 3
     assert tile(html, "smime-tile-csr-pending") == 1
     assert tile(html, "smime-tile-issued") == 2
+
+
+def test_cli_starts_sync_and_rollout_runs(accounts: Accounts, prefect_api: str) -> None:
+    from typer.testing import CliRunner
+
+    from certfleet.cli.main import app as cli
+
+    with session_scope() as s:
+        user_id = service.import_user(s, name="Cli User", email="cli@example.com", designation=None, actor="t").id
+        profile = service.save_profile(
+            s,
+            service.ProfileFields(
+                "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "secret", "11111111-2222-3333-4444-555555555555", "Tenant"
+            ),
+            "t",
+        )
+        profile_id = profile.id
+    synced = CliRunner().invoke(cli, ["smime", "sync", str(profile_id), "--no-wait"])
+    assert synced.exit_code == 0, synced.output
+    assert synced.output.strip().endswith(": Scheduled")
+    rolled = CliRunner().invoke(cli, ["smime", "rollout", "--user-id", str(user_id), "--no-wait"])
+    assert rolled.exit_code == 0, rolled.output
+    assert rolled.output.strip().endswith(": Scheduled")
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        started = {r.name: dict(r.parameters) for r in c.read_flow_runs()}
+    assert started[synced.output.split(":")[0].strip()] == {"profile_id": profile_id}
+    assert started[rolled.output.split(":")[0].strip()] == {"user_ids": [user_id]}
+    missing = CliRunner().invoke(cli, ["smime", "sync", "999", "--no-wait"])
+    assert missing.exit_code != 0

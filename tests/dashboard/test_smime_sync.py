@@ -116,6 +116,7 @@ def test_profile_page_saves_starts_and_shows_counts_and_errors(
     listing = client.get("/smime").text
     assert "user1@contoso.example" in listing
     assert "Azure AD – Production" in listing
+    assert "Disabled in directory" in listing  # the Directory column is shown by default
     rows = client.get("/api/v1/smime-users?columns=email,directory_state", headers=auth(accounts, "viewer")).json()
     states = {r["email"]: r["directory_state"] for r in rows["items"]}
     assert states == {"user1@contoso.example": None, "user2@contoso.example": "Disabled in directory"}
