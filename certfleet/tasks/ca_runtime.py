@@ -44,7 +44,13 @@ class DbOrderJournal:
             if order is None:
                 return PriorOrder()
             submitted = sum(1 for h in order.history or [] if h.get("state") == OrderState.SUBMITTED.value)
-            return PriorOrder(order.ca_order_id, max(0, submitted - 1))
+            return PriorOrder(order.ca_order_id, max(0, submitted - 1), order.ca_request_ref)
+
+    def sending(self, idempotency_key: str, request_ref: str) -> None:
+        with session_scope() as s:  # committed before the CA is called
+            order = s.scalar(select(Order).where(Order.idempotency_key == idempotency_key))
+            if order is not None:
+                order.ca_request_ref = request_ref
 
     def placed(self, idempotency_key: str, ca_order_id: str) -> None:
         with session_scope() as s:
