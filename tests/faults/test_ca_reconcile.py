@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from cryptography import x509
 from pydantic import SecretStr
 
-from certfleet.ca_admin.forms import AdvancedOptions, EmSignForm
+from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions, EmSignForm
 from certfleet.ca_admin.runtime import RuntimeHooks, build_remote_ca
 from certfleet.connectors.base import IssueRequest
+from certfleet.connectors.ca.acme import MemoryAccountStore
 from certfleet.connectors.ca.common import leaf_serial
 from certfleet.connectors.ca.journal import MemoryOrderJournal
 from certfleet.connectors.errors import TransientConnectorError
@@ -23,8 +25,9 @@ from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key
 from tests.emulators.emsign import EmSignEmulator
 from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
-from tests.emulators.fixtures import stored
+from tests.emulators.fixtures import EAB_KID, AcmeStack, stored
 from tests.emulators.pki import TlsIdentity
+from tests.emulators.server import Faults
 
 
 class WorkerDied(Exception):
@@ -123,3 +126,69 @@ def test_emsign_refused_order_is_placed_again_with_a_new_transaction(
     result = _emsign(emsign_emulator, emulator_tls, journal).issue(request)
     assert emsign_emulator.placed == 1
     assert result.issued
+
+
+# -- ACME (Pebble behind the fault proxy) -----------------------------------------------------------------
+
+
+def _acme(stack: AcmeStack, tls: TlsIdentity, journal: MemoryOrderJournal, accounts: MemoryAccountStore):  # type: ignore[no-untyped-def]
+    form = AcmeForm(
+        name="acme",
+        directory_url=stack.proxy.directory_url,
+        eab_key_id=EAB_KID,
+        eab_hmac_key=SecretStr(stack.eab_hmac),
+        http01_listen=f"127.0.0.1:{stack.http_port}",
+        advanced=AdvancedOptions(tls_ca_bundle=tls.ca_pem),
+    )
+    return build_remote_ca(stored(form), RuntimeHooks(journal=journal, acme_accounts=accounts))
+
+
+@pytest.fixture
+def acme_stack(acme_http_stack: AcmeStack) -> AcmeStack:
+    acme_http_stack.reset()
+    return acme_http_stack
+
+
+def test_acme_new_order_answer_lost(acme_stack: AcmeStack, emulator_tls: TlsIdentity) -> None:
+    journal, accounts = MemoryOrderJournal(), MemoryAccountStore()
+    request = _request("lost.example.test")
+    _acme(acme_stack, emulator_tls, journal, accounts).check_credentials()  # the account exists beforehand
+    acme_stack.proxy.lose_order_answers = 1  # Pebble creates the order; certfleet gets a 502
+    with pytest.raises(TransientConnectorError, match="502"):
+        _acme(acme_stack, emulator_tls, journal, accounts).issue(request)
+    assert acme_stack.proxy.orders_placed == 1
+    assert journal.orders == {}
+    result = _acme(acme_stack, emulator_tls, journal, accounts).issue(request)
+    assert acme_stack.proxy.orders_placed == 1  # the account's orders list gave the order back
+    assert result.issued
+    assert result.ca_order_id == journal.orders[request.idempotency_key]
+
+
+def test_acme_worker_dies_after_new_order(acme_stack: AcmeStack, emulator_tls: TlsIdentity) -> None:
+    journal, accounts = DiesBeforeRecording(), MemoryAccountStore()
+    request = _request("died.example.test")
+    other = _request("other.example.test", key="cert-2-gen-1")  # another order of the account, other names
+    assert _acme(acme_stack, emulator_tls, MemoryOrderJournal(), accounts).issue(other).issued
+    with pytest.raises(WorkerDied):
+        _acme(acme_stack, emulator_tls, journal, accounts).issue(request)
+    assert acme_stack.proxy.orders_placed == 2
+    result = _acme(acme_stack, emulator_tls, journal, accounts).issue(request)
+    assert acme_stack.proxy.orders_placed == 2
+    assert result.pem_chain is not None
+    leaf = x509.load_pem_x509_certificate(result.pem_chain.encode())
+    assert leaf.public_key() == x509.load_pem_x509_csr(request.csr_pem.encode()).public_key()
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["died.example.test"]
+
+
+def test_acme_with_nothing_to_reconcile_orders_once(acme_stack: AcmeStack, emulator_tls: TlsIdentity) -> None:
+    """An earlier attempt that failed before the CA took anything (a 503 on newOrder): one new order."""
+    journal, accounts = MemoryOrderJournal(), MemoryAccountStore()
+    request = _request("fresh.example.test")
+    ca = _acme(acme_stack, emulator_tls, journal, accounts)
+    ca.check_credentials()
+    acme_stack.proxy.faults = Faults(queue=["503"], applies_to=lambda r: r.path.startswith("/order-plz"))
+    with pytest.raises(TransientConnectorError):
+        ca.issue(request)
+    assert _acme(acme_stack, emulator_tls, journal, accounts).issue(request).issued
+    assert acme_stack.proxy.orders_placed == 1
