@@ -60,6 +60,15 @@ class DbOrderJournal:
             order.ca_order_id = ca_order_id
             order.certificate.ca_order_id = ca_order_id
 
+    def latest(self) -> str | None:
+        with session_scope() as s:
+            return s.scalar(
+                select(Order.ca_order_id)
+                .where(Order.ca_connector_id == self.connector_id, Order.ca_order_id.is_not(None))
+                .order_by(Order.id.desc())
+                .limit(1)
+            )
+
     def issued(self, serial_number: int) -> IssuedOrder | None:
         with session_scope() as s:
             order = s.scalar(

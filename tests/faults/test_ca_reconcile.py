@@ -9,20 +9,22 @@ order (the journal's `placed` raises once). The retry runs with the same journal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from pydantic import SecretStr
 
-from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions, EmSignForm
+from certfleet.ca_admin.forms import AcmeForm, ADCSForm, AdvancedOptions, EmSignForm
 from certfleet.ca_admin.runtime import RuntimeHooks, build_remote_ca
 from certfleet.connectors.base import IssueRequest
 from certfleet.connectors.ca.acme import MemoryAccountStore
 from certfleet.connectors.ca.common import leaf_serial
 from certfleet.connectors.ca.journal import MemoryOrderJournal
-from certfleet.connectors.errors import TransientConnectorError
+from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import KeySpec, generate_private_key
+from tests.emulators.adcs import ADCSEmulator
 from tests.emulators.emsign import EmSignEmulator
 from tests.emulators.fixtures import *  # noqa: F403 - the emulator fixtures
 from tests.emulators.fixtures import EAB_KID, AcmeStack, stored
@@ -192,3 +194,90 @@ def test_acme_with_nothing_to_reconcile_orders_once(acme_stack: AcmeStack, emula
         ca.issue(request)
     assert _acme(acme_stack, emulator_tls, journal, accounts).issue(request).issued
     assert acme_stack.proxy.orders_placed == 1
+
+
+# -- AD CS -----------------------------------------------------------------------------------------------
+
+
+def _adcs(em: ADCSEmulator, tls: TlsIdentity, journal: MemoryOrderJournal, template: str = "WebServer"):  # type: ignore[no-untyped-def]
+    form = ADCSForm(
+        name="adcs",
+        base_url=em.base_url,
+        username=em.login,
+        password=SecretStr(em.password),
+        ca_setup_type="Enterprise CA" if em.setup == "enterprise" else "Standalone CA",
+        template=template if em.setup == "enterprise" else None,
+        advanced=_adv(tls),
+    )
+    return build_remote_ca(stored(form), RuntimeHooks(journal=journal))
+
+
+def _key_of(pem_chain: str | None) -> object:
+    assert pem_chain is not None
+    return x509.load_pem_x509_certificate(pem_chain.encode()).public_key()
+
+
+def test_adcs_worker_dies_after_the_request_was_issued(adcs_emulator: ADCSEmulator, emulator_tls: TlsIdentity) -> None:
+    journal = DiesBeforeRecording(deaths=0)
+    earlier = _adcs(adcs_emulator, emulator_tls, journal).issue(_request("earlier.example.test", key="cert-9-gen-1"))
+    assert earlier.issued  # certfleet knows request 1
+    journal.deaths = 1
+    request = _request()
+    with pytest.raises(WorkerDied):
+        _adcs(adcs_emulator, emulator_tls, journal).issue(request)
+    assert journal.refs[request.idempotency_key] == f"after:{earlier.ca_order_id}"
+    # Someone else's request lands after ours, before the retry.
+    _adcs(adcs_emulator, emulator_tls, MemoryOrderJournal()).issue(_request("someone.example.test", key="x"))
+    assert adcs_emulator.placed == 3
+    result = _adcs(adcs_emulator, emulator_tls, journal).issue(request)
+    assert adcs_emulator.placed == 3
+    ours = adcs_emulator.requests[int(result.ca_order_id or 0)]
+    assert ours.csr_pem == request.csr_pem
+    assert _key_of(result.pem_chain) == x509.load_pem_x509_csr(request.csr_pem.encode()).public_key()
+    assert journal.orders[request.idempotency_key] == result.ca_order_id
+
+
+def test_adcs_first_submission_answer_lost(adcs_emulator: ADCSEmulator, emulator_tls: TlsIdentity) -> None:
+    """The connector's first order: no request id known yet, the walk starts at request 1."""
+    journal = MemoryOrderJournal()
+    request = _request()
+    adcs_emulator.lose_answers = 1
+    with pytest.raises(TransientConnectorError, match="502"):
+        _adcs(adcs_emulator, emulator_tls, journal).issue(request)
+    assert adcs_emulator.placed == 1
+    result = _adcs(adcs_emulator, emulator_tls, journal).issue(request)
+    assert adcs_emulator.placed == 1
+    assert result.issued
+    assert _key_of(result.pem_chain) == x509.load_pem_x509_csr(request.csr_pem.encode()).public_key()
+
+
+def test_adcs_pending_request_whose_answer_was_lost_is_waited_for(emulator_tls: TlsIdentity, tmp_path: Path) -> None:
+    adcs = ADCSEmulator(emulator_tls, tmp_path / "adcs", setup="standalone").start()
+    try:
+        journal = MemoryOrderJournal()
+        request = _request()
+        adcs.lose_answers = 1
+        with pytest.raises(TransientConnectorError, match="502"):
+            _adcs(adcs, emulator_tls, journal).issue(request)
+        (pending,) = adcs.requests
+        with pytest.raises(TransientConnectorError, match=f"requests {pending} are pending"):
+            _adcs(adcs, emulator_tls, journal).issue(request)
+        assert adcs.placed == 1
+        adcs.approve(pending)
+        result = _adcs(adcs, emulator_tls, journal).issue(request)
+        assert adcs.placed == 1
+        assert result.ca_order_id == str(pending)
+        assert result.issued
+    finally:
+        adcs.stop()
+
+
+def test_adcs_denied_request_is_not_reconciled(adcs_emulator: ADCSEmulator, emulator_tls: TlsIdentity) -> None:
+    """A submission AD CS answered (denied) left nothing to find: the retry submits again, once."""
+    journal = MemoryOrderJournal()
+    request = _request()
+    with pytest.raises(PermanentConnectorError, match="not supported"):
+        _adcs(adcs_emulator, emulator_tls, journal, template="NoSuchTemplate").issue(request)
+    assert journal.refs[request.idempotency_key].startswith("answered:")
+    assert _adcs(adcs_emulator, emulator_tls, journal).issue(request).issued
+    assert adcs_emulator.placed == 2

@@ -49,6 +49,10 @@ class OrderJournal(Protocol):
 
     def issued(self, serial_number: int) -> IssuedOrder | None: ...
 
+    def latest(self) -> str | None:
+        """The CA order id this connector recorded last (AD CS: the newest request id certfleet knows)."""
+        ...
+
 
 @dataclass
 class MemoryOrderJournal:
@@ -72,7 +76,12 @@ class MemoryOrderJournal:
 
     def placed(self, idempotency_key: str, ca_order_id: str) -> None:
         with self._lock:
-            self.orders[idempotency_key] = ca_order_id
+            self.orders.pop(idempotency_key, None)
+            self.orders[idempotency_key] = ca_order_id  # dicts keep insertion order: the last is the latest
+
+    def latest(self) -> str | None:
+        with self._lock:
+            return next(reversed(self.orders.values()), None)
 
     def issued(self, serial_number: int) -> IssuedOrder | None:
         with self._lock:
