@@ -431,6 +431,7 @@ class SshTransport:
             try:
                 _upload(sftp, tmp, data, mode)
                 sftp.posix_rename(tmp, path)
+                _remove_partial_copies(sftp, directory, name)
             except PermissionError:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
@@ -502,6 +503,21 @@ class SshTransport:
 @dataclass(frozen=True)
 class os_stat:
     is_dir: bool
+
+
+def _remove_partial_copies(sftp: paramiko.SFTPClient, directory: str, name: str) -> None:
+    """Temp copies of `name` an earlier write left when its connection dropped mid-upload (part of a key,
+    perhaps): removed once the new file is in place. Best effort: the write itself has succeeded."""
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in sftp.listdir(directory):
+            if (
+                entry.startswith(prefix)
+                and entry.endswith(_TMP_SUFFIX)
+                and len(entry) == len(prefix) + 8 + len(_TMP_SUFFIX)
+            ):
+                with contextlib.suppress(OSError):
+                    sftp.remove(posixpath.join(directory, entry))
 
 
 def _upload(sftp: paramiko.SFTPClient, remote: str, data: bytes, mode: int) -> None:
