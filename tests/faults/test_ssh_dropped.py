@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from certfleet.connectors.errors import ConnectorError
+from certfleet.connectors.errors import TransientConnectorError
 from certfleet.connectors.servers.ssh import SshSettings, SshTransport
 from certfleet.demo.listener import free_port
-from tests.integration.sshd import PASSWORD, PASSWORD_USER, Sshd, running_sshd, scratch_dir
+from tests.integration.sshd import PASSWORD, PASSWORD_USER, SUDO_USER, Sshd, running_sshd, scratch_dir
 
 CUT_AFTER = 1024 * 1024  # bytes from the client, then the connection is dropped
 
@@ -81,11 +82,12 @@ def proxy(sshd: Sshd) -> Iterator[DroppingProxy]:
     p.close()
 
 
-def _settings(sshd: Sshd, port: int) -> SshSettings:
+def _settings(sshd: Sshd, port: int, username: str = PASSWORD_USER) -> SshSettings:
     return SshSettings(
         host="127.0.0.1",
         port=port,
-        username=PASSWORD_USER,
+        username=username,
+        use_sudo=username == SUDO_USER,
         password=PASSWORD,
         host_key=sshd.host_key_line,
         connect_timeout=5.0,
@@ -101,7 +103,10 @@ def test_connection_dropped_mid_upload_leaves_the_old_file(sshd: Sshd, proxy: Dr
     new = os.urandom(4 * 1024 * 1024)
 
     proxy.armed = True
-    with pytest.raises(ConnectorError), SshTransport(_settings(sshd, proxy.port)) as t:
+    with (
+        pytest.raises(TransientConnectorError, match="connection lost"),
+        SshTransport(_settings(sshd, proxy.port)) as t,
+    ):
         t.write_atomic(str(target), new, 0o600)
     assert proxy.dropped == 1
     assert target.read_bytes() == b"old key"  # never a partial file at the real path
@@ -113,6 +118,24 @@ def test_connection_dropped_mid_upload_leaves_the_old_file(sshd: Sshd, proxy: Dr
         t.write_atomic(str(target), new, 0o600)
     assert target.read_bytes() == new
     assert sorted(p.name for p in directory.iterdir()) == ["server.key"]  # the partial copy is gone too
+
+
+def test_connection_dropped_mid_sudo_upload_leaves_no_staging_copy(sshd: Sshd, proxy: DroppingProxy) -> None:
+    """With sudo the file goes to the login user's home first: that copy (a key, often) does not stay behind."""
+    home = Path(pwd.getpwnam(SUDO_USER).pw_dir)
+    before = sorted(p.name for p in home.glob(".certfleet-upload-*"))
+    directory = scratch_dir(SUDO_USER)
+    target = directory / "server.key"
+    target.write_bytes(b"old key")
+    proxy.armed = True
+    with (
+        pytest.raises(TransientConnectorError, match="connection lost"),
+        SshTransport(_settings(sshd, proxy.port, SUDO_USER)) as t,
+    ):
+        t.write_atomic(str(target), os.urandom(4 * 1024 * 1024), 0o600)
+    assert proxy.dropped == 1
+    assert target.read_bytes() == b"old key"
+    assert sorted(p.name for p in home.glob(".certfleet-upload-*")) == before
 
 
 def _owner(path: Path) -> tuple[int, int]:

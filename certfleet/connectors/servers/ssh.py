@@ -448,20 +448,24 @@ class SshTransport:
 
     def _write_with_sudo(self, path: str, directory: str, tmp: str, data: bytes, mode: int) -> None:
         staging = f".certfleet-upload-{secrets.token_hex(6)}"  # relative: the user's home directory
-        with self._session(f"uploading {path}") as conn:
-            sftp = self._sftp_client(conn)
-            try:
-                _upload(sftp, staging, data, 0o600)
-                home = sftp.normalize(".")
-            except BaseException as exc:
-                with contextlib.suppress(Exception):  # a half-written copy of a key must not stay behind
-                    sftp.remove(staging)
-                if isinstance(exc, OSError) and _is_sftp_status(exc):
-                    raise PermanentConnectorError(
-                        f"{self.label}: cannot upload {path} to the home directory of {self.settings.username!r} "
-                        f"(sudo installs it from there): {exc}"
-                    ) from None
-                raise
+        try:
+            with self._session(f"uploading {path}") as conn:
+                sftp = self._sftp_client(conn)
+                try:
+                    _upload(sftp, staging, data, 0o600)
+                    home = sftp.normalize(".")
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):  # a half-written copy of a key must not stay behind
+                        sftp.remove(staging)
+                    if isinstance(exc, OSError) and _is_sftp_status(exc):
+                        raise PermanentConnectorError(
+                            f"{self.label}: cannot upload {path} to the home directory of "
+                            f"{self.settings.username!r} (sudo installs it from there): {exc}"
+                        ) from None
+                    raise
+        except TransientConnectorError:
+            self._remove_staging(staging)  # the connection broke mid-upload: removed through a new one
+            raise
         src = posixpath.join(home, staging)
         q = shlex.quote
         # Keep the owner of the file being replaced (the service user must still read it).
@@ -538,6 +542,8 @@ def _upload(sftp: paramiko.SFTPClient, remote: str, data: bytes, mode: int) -> N
 def _is_sftp_status(exc: OSError) -> bool:
     """paramiko raises the server's SFTP status replies as IOError; a broken connection is not one."""
     if isinstance(exc, ConnectionError | TimeoutError | socket.timeout):
+        return False
+    if exc.args == ("Socket is closed",):  # paramiko's channel after the connection dropped
         return False
     return exc.errno is not None or bool(exc.args and isinstance(exc.args[0], str))
 
