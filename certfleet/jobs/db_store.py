@@ -346,12 +346,15 @@ class DbJobStore:
             )
             cert.status_reason = reason
             repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
-            if status is not DeploymentStatus.ROLLED_BACK:
-                return []
+            # Rolled back: no copy is needed any more. Otherwise only the copies of files that were never
+            # replaced (a worker killed between the backup and the install) are useless; the others may be
+            # what puts the server right by hand.
             return [
                 StaleBackup(step_id=st.id, path=st.backup_path)
                 for st in deployment.steps
-                if st.action == REPLACE_FILE and st.backup_path
+                if st.action == REPLACE_FILE
+                and st.backup_path
+                and (status is DeploymentStatus.ROLLED_BACK or st.existed_before is None)
             ]
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:

@@ -318,6 +318,8 @@ class Order(Base):
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     state: Mapped[OrderState] = mapped_column(_label_enum(OrderState), default=OrderState.CREATED)
     ca_order_id: Mapped[str | None] = mapped_column(String(120))
+    # What the connector wrote just before calling the CA (emSign: "txn:<id>"), for reconciling after a crash.
+    ca_request_ref: Mapped[str | None] = mapped_column(String(120))
     csr_pem: Mapped[str] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the certificate takes it
     serial_number: Mapped[str | None] = mapped_column(String(80))

@@ -44,7 +44,13 @@ class DbOrderJournal:
             if order is None:
                 return PriorOrder()
             submitted = sum(1 for h in order.history or [] if h.get("state") == OrderState.SUBMITTED.value)
-            return PriorOrder(order.ca_order_id, max(0, submitted - 1))
+            return PriorOrder(order.ca_order_id, max(0, submitted - 1), order.ca_request_ref)
+
+    def sending(self, idempotency_key: str, request_ref: str) -> None:
+        with session_scope() as s:  # committed before the CA is called
+            order = s.scalar(select(Order).where(Order.idempotency_key == idempotency_key))
+            if order is not None:
+                order.ca_request_ref = request_ref
 
     def placed(self, idempotency_key: str, ca_order_id: str) -> None:
         with session_scope() as s:
@@ -53,6 +59,15 @@ class DbOrderJournal:
                 return
             order.ca_order_id = ca_order_id
             order.certificate.ca_order_id = ca_order_id
+
+    def latest(self) -> str | None:
+        with session_scope() as s:
+            return s.scalar(
+                select(Order.ca_order_id)
+                .where(Order.ca_connector_id == self.connector_id, Order.ca_order_id.is_not(None))
+                .order_by(Order.id.desc())
+                .limit(1)
+            )
 
     def issued(self, serial_number: int) -> IssuedOrder | None:
         with session_scope() as s:

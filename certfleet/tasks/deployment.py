@@ -129,7 +129,11 @@ def _remove_backups(store: JobStore, deployment_id: int, stale: list[StaleBackup
     """Backup files no rollback needs (private keys among them) do not stay on the server."""
     if not stale:
         return
-    transport = build_transport(store.deployment_job(deployment_id).server, store)
+    try:
+        transport = build_transport(store.deployment_job(deployment_id).server, store)
+    except ConnectorError as exc:
+        get_run_logger().warning("could not reach the server to remove %d backup(s): %s", len(stale), exc)
+        return
     removed = []
     for item in stale:
         try:
@@ -213,7 +217,7 @@ def _restore_unrecorded(store: JobStore, deployment_id: int, reason: str, exc: E
 
 
 def _close(store: JobStore, deployment_id: int, status: DeploymentStatus, reason: str) -> str:
-    store.close(deployment_id, status, reason)
+    _remove_backups(store, deployment_id, store.close(deployment_id, status, reason))
     return status.value
 
 

@@ -254,6 +254,7 @@ class AcmeFaultProxy(Emulator):
         )
         self.hold_processing = False
         self.orders_placed = 0
+        self.lose_order_answers = 0  # Pebble creates the next orders; their answers are lost (a 502)
 
     @property
     def directory_url(self) -> str:
@@ -295,6 +296,9 @@ class AcmeFaultProxy(Emulator):
         body = upstream.content
         if request.path.startswith("/order-plz") and upstream.status_code == 201:
             self.orders_placed += 1
+            if self.lose_order_answers > 0:
+                self.lose_order_answers -= 1
+                return Response.text("<html><body>502 Bad Gateway</body></html>", 502)
         if self.hold_processing and request.path.startswith(("/my-order/", "/finalize-order/")):
             # The CA is "still working": every order it shows is processing until released.
             order = json.loads(body)

@@ -71,12 +71,13 @@ class ADCSEmulator(Emulator):
     auto_approve_after: int | None = None  # a CA manager who approves after this many status checks
     ca: IssuingCA = field(default_factory=lambda: IssuingCA("ADCS Emulator"))
     requests: dict[int, ADCSRequest] = field(default_factory=dict)
+    lose_answers: int = 0  # the next submissions are taken, their answers lost (a 502 from a proxy in between)
 
     name = "adcs"
 
     def __post_init__(self) -> None:
         super().__init__(self.tls)
-        self._ids = itertools.count(101)
+        self._ids = itertools.count(1)  # AD CS numbers requests from 1, without gaps
         self._lock = threading.Lock()
         users = self.workdir / "ntlm-users"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,11 @@ class ADCSEmulator(Emulator):
         if path == "/certsrv/certcarc.asp":
             return Response.text("<Script>var nRenewals=0;</Script>")
         if path == "/certsrv/certfnsh.asp" and request.method == "POST":
-            return self._submit(request.form())
+            answer = self._submit(request.form())
+            if self.lose_answers > 0:
+                self.lose_answers -= 1
+                return Response.text("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
+            return answer
         if path == "/certsrv/certnew.cer":
             return self._certificate(request.arg("ReqID") or "")
         if path == "/certsrv/certnew.p7b":

@@ -3,7 +3,9 @@
 Every call is checked like the real service: account number, `authKey = sha256hex(accessKey + ts + txn)`,
 and a `txn` never seen before. Failures come back as HTTP 200 with `meta.status` "0"; the burst limit
 answers "Inactive Account User". Orders: mode "issue" (fulfilled at once), "pending" (DCV pending until
-`verify(order)` or `auto_verify_after` TrackOrder calls), "reject".
+`verify(order)` or `auto_verify_after` TrackOrder calls), "reject". GetOrderReport lists the orders newest
+first, with the remarks they were placed with. `lose_answers` > 0: the next order calls are taken, and their
+answers lost (a 502 from the gateway), as when the connection drops after emSign accepted the order.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class EmSignEmulator(Emulator):
     orders: dict[str, EmSignOrder] = field(default_factory=dict)
     seen_txns: set[str] = field(default_factory=set)
     auth_failures: int = 0
+    lose_answers: int = 0
+    hide_from_report: bool = False  # the order report lags behind new orders
 
     name = "emsign"
 
@@ -114,6 +118,9 @@ class EmSignEmulator(Emulator):
             order.status, order.remarks = 4, self.reject_reason
         elif self.mode == "issue":
             self._fulfil(order)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            return Response.text("<html><body>502 Bad Gateway</body></html>", 502)
         return _ok(
             meta,
             {
@@ -124,6 +131,29 @@ class EmSignEmulator(Emulator):
                 }
             },
         )
+
+    def _ep_GetOrderReport(self, body: dict[str, Any], meta: dict[str, Any]) -> Response:
+        report = body.get("reportDetails") or {}
+        try:
+            page, size = int(report.get("pageNumber", 1)), int(report.get("pageSize", 50))
+        except (TypeError, ValueError):
+            return _fail("EMS-1501", "pageNumber and pageSize must be numbers")
+        if page < 1 or not 1 <= size <= 100:
+            return _fail("EMS-1502", "pageNumber must be 1 or more and pageSize 1 to 100")
+        newest = (
+            [] if self.hide_from_report else sorted(self.orders.values(), key=lambda o: int(o.number), reverse=True)
+        )
+        rows = [
+            {
+                "orderNumber": o.number,
+                "requestNumber": f"R{o.number}",
+                "productCode": o.details.get("productCode"),
+                "orderStatusId": str(o.status),
+                "remarks": (o.details.get("additionalInformation") or {}).get("remarks", ""),
+            }
+            for o in newest[(page - 1) * size : page * size]
+        ]
+        return _ok(meta, {"orderDetails": rows, "totalRecords": str(len(newest))})
 
     def _fulfil(self, order: EmSignOrder) -> None:
         order.certificate = self.ca.sign(order.details["csr"], 365)

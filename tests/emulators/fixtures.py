@@ -98,6 +98,7 @@ class AcmeStack:
         self.proxy.faults = Faults()
         self.proxy.hold_processing = False
         self.proxy.orders_placed = 0
+        self.proxy.lose_order_answers = 0
 
 
 def _eab_key() -> str:

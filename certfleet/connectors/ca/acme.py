@@ -10,6 +10,11 @@
   (answering what is still pending) instead of placing another. Past its deadlines it raises a
   transient error and the retry resumes (an order whose validation was cut short usually ends invalid
   at the CA; the retry then places a new order, which costs nothing in ACME).
+- The CA may create the order and the answer be lost (or the worker die) before the order URL is
+  recorded. A retry whose earlier outcome is unknown first looks through the account's orders (RFC 8555
+  section 7.1.2.1, the account's `orders` list) for an order still usable for the same identifiers:
+  pending or ready (certfleet's CSR goes in at finalize), or valid with a certificate for the CSR's key.
+  It adopts that order instead of placing another. A CA that lists no orders gets a new order.
 - Transport: the library's requests session with `trust_env=False`, verified against the connector's
   CA bundle (REQUESTS_CA_BUNDLE would otherwise override it), throttled before every request.
 """
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import requests
-from acme import challenges, messages
+from acme import challenges, crypto_util, messages
 from acme import client as acme_client
 from acme import errors as acme_errors
 from cryptography import x509
@@ -56,6 +61,8 @@ CA_NAME = "ACME CA"
 USER_AGENT = "certfleet-acme"
 
 _TRANSIENT_CODES = {"rateLimited", "serverInternal", "badNonce"}
+MAX_ORDER_LIST_PAGES = 10  # pages of the account's orders list read when reconciling
+MAX_ORDERS_LOOKED_AT = 50  # the newest orders of that list fetched one by one
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,11 @@ class AcmeCA:
         with _acme_errors():
             client = self.client()
             orderr = self._resume(client, prior.ca_order_id, request.csr_pem) if prior.ca_order_id else None
+            if orderr is None and prior.unknown:
+                found = self.find_order(client, request.csr_pem)
+                if found is not None:
+                    self.journal.placed(request.idempotency_key, found)
+                    orderr = self._resume(client, found, request.csr_pem)
             if orderr is None:
                 orderr = client.new_order(request.csr_pem.encode())
                 if not orderr.uri:
@@ -275,6 +287,32 @@ class AcmeCA:
         return str(regr.uri)
 
     # -- order steps -------------------------------------------------------------------------------------
+
+    def find_order(self, client: acme_client.ClientV2, csr_pem: str) -> str | None:
+        """An order of this account an attempt whose answer was lost placed for the CSR's names, newest first."""
+        assert client.net.account is not None
+        account = _post_as_get(client, client.net.account.uri).json()
+        url = account.get("orders") if isinstance(account, dict) else None
+        wanted = _identifiers(csr_pem)
+        public_key = x509.load_pem_x509_csr(csr_pem.encode()).public_key()
+        urls: list[str] = []
+        for _ in range(MAX_ORDER_LIST_PAGES):
+            if not url:
+                break
+            response = _post_as_get(client, str(url))
+            urls.extend(str(u) for u in response.json().get("orders") or [])
+            url = response.links.get("next", {}).get("url")
+        for order_url in reversed(urls[-MAX_ORDERS_LOOKED_AT:]):
+            body = messages.Order.from_json(_post_as_get(client, order_url).json())
+            if {(i.typ.name, i.value.lower()) for i in body.identifiers} != wanted:
+                continue
+            if body.status in (messages.STATUS_PENDING, messages.STATUS_READY):
+                return order_url
+            if body.status == messages.STATUS_VALID and body.certificate:
+                leaf = x509.load_pem_x509_certificate(self._download(client, body.certificate).encode())
+                if leaf.public_key() == public_key:
+                    return order_url
+        return None
 
     def _resume(self, client: acme_client.ClientV2, order_url: str, csr_pem: str) -> messages.OrderResource | None:
         """The order an earlier attempt placed, with its authorizations; None if it can no longer issue."""
@@ -389,6 +427,13 @@ class AcmeCA:
 
 def _post_as_get(client: acme_client.ClientV2, url: str) -> requests.Response:
     return client.net.post(url, None, new_nonce_url=client.directory["newNonce"])
+
+
+def _identifiers(csr_pem: str) -> set[tuple[str, str]]:
+    """The ACME identifiers `new_order` sends for this CSR (the library's own reading of it), lower case."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    dns_names, ip_addresses = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+    return {("dns", n.lower()) for n in dns_names} | {("ip", str(ip)) for ip in ip_addresses}
 
 
 def _key_pem(key: JWK) -> str:

@@ -5,6 +5,15 @@ the injected client). An Enterprise CA issues from a certificate template (the `
 attribute); a Standalone CA usually marks requests pending until a CA manager approves them, and certfleet
 polls the request id. A denied request carries the CA's own disposition message.
 Web enrollment offers no revocation: `revoke` says how to revoke on the CA instead.
+
+Crash between "AD CS accepted" and "recorded": certsrv has no search, but request ids are dense and
+increasing. Before the submission the newest request id certfleet knows for this connector is written
+through the journal (`after:<id>`), and replaced by `answered:<id>` when AD CS answers without a request
+id certfleet could record (`after:0` before the connector's first request). A retry that finds
+`after:<id>` walks the request ids above it up to the first unknown one (AD CS numbers requests from 1,
+without gaps): an issued request whose certificate holds the CSR's public key is this order's (the key is
+new for every order) and is recorded; a pending request might be it, so the retry waits (a transient
+error) until a CA manager approves or denies it rather than submit again.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from cryptography import x509
 
 from certfleet.connectors.base import IssueRequest, IssueResult
 from certfleet.connectors.ca.common import csr_names, pem_chain_from
-from certfleet.connectors.ca.http import CAHttp
+from certfleet.connectors.ca.http import CAHttp, RateLimited
 from certfleet.connectors.ca.journal import MemoryOrderJournal, OrderJournal
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.pki.parse import serial_hex
@@ -32,6 +41,7 @@ _PENDING_ID = re.compile(r"Your Request Id is (\d+)\.")
 _DISPOSITION = re.compile(r'The disposition message is "([^"]+)')
 _DISPOSITION_PAGE = re.compile(r"Disposition message:[^\t]*\t\t([^\r\n]+)")
 _ERROR_PAGE = re.compile(r"(?:LastStatus|Error):?[^\t]*\t\t([^\r\n]+)")
+MAX_RECONCILE_REQUESTS = 200  # request ids walked when an earlier submission's answer was lost
 
 
 @dataclass(frozen=True)
@@ -55,10 +65,35 @@ class ADCSCA:
         if prior.ca_order_id is not None:
             return self.status(prior.ca_order_id)
         csr_names(request.csr_pem)  # a broken CSR is our problem, not the CA's: say so before sending it
+        if prior.request_ref and prior.request_ref.startswith("after:"):  # the last submission's outcome is unknown
+            found = self.find_request(request.csr_pem, int(prior.request_ref[len("after:") :]))
+            if found is not None:
+                self.journal.placed(request.idempotency_key, found)
+                return self.status(found)
+        latest = self.journal.latest()
+        floor = int(latest) if latest and latest.isdigit() else 0
+        self.journal.sending(request.idempotency_key, f"after:{floor}")
         attributes = [f"UserAgent:{BROWSER_UA}"]
         if self.settings.setup == "enterprise":
             attributes.insert(0, f"CertificateTemplate:{self.settings.template}")
-        page = self.http.request(
+        try:
+            page = self._submit(request, attributes)
+        except (PermanentConnectorError, RateLimited):  # an HTTP 4xx/429: refused, no request was created
+            self.journal.sending(request.idempotency_key, f"answered:{floor}")
+            raise
+        if issued := _ISSUED.search(page):
+            request_id = issued.group(1)
+            self.journal.placed(request.idempotency_key, request_id)
+            return IssueResult(ca_order_id=request_id, pem_chain=self._download(request_id))
+        if "Certificate Pending" in page and (pending := _PENDING_ID.search(page)):
+            request_id = pending.group(1)
+            self.journal.placed(request.idempotency_key, request_id)
+            return IssueResult(ca_order_id=request_id)
+        self.journal.sending(request.idempotency_key, f"answered:{floor}")
+        raise PermanentConnectorError(f"AD CS denied the request: {_disposition(page)}")
+
+    def _submit(self, request: IssueRequest, attributes: list[str]) -> str:
+        return self.http.request(
             "POST",
             "certfnsh.asp",
             data={
@@ -71,15 +106,42 @@ class ADCSCA:
             },
             headers={"User-Agent": BROWSER_UA},
         ).text
-        if issued := _ISSUED.search(page):
-            request_id = issued.group(1)
-            self.journal.placed(request.idempotency_key, request_id)
-            return IssueResult(ca_order_id=request_id, pem_chain=self._download(request_id))
-        if "Certificate Pending" in page and (pending := _PENDING_ID.search(page)):
-            request_id = pending.group(1)
-            self.journal.placed(request.idempotency_key, request_id)
-            return IssueResult(ca_order_id=request_id)
-        raise PermanentConnectorError(f"AD CS denied the request: {_disposition(page)}")
+
+    def find_request(self, csr_pem: str, floor: int) -> str | None:
+        """The request an earlier submission of this CSR created after request `floor`, if it was issued.
+
+        Raises a transient error while a pending request above `floor` might be it, and a permanent one when
+        more than MAX_RECONCILE_REQUESTS requests were made since (certfleet cannot tell which is its own).
+        """
+        public_key = x509.load_pem_x509_csr(csr_pem.encode()).public_key()
+        pending: list[str] = []
+        for number in range(floor + 1, floor + 1 + MAX_RECONCILE_REQUESTS):
+            request_id = str(number)
+            response = self.http.request(
+                "GET", "certnew.cer", params={"ReqID": request_id, "Enc": "b64"}, headers={"User-Agent": BROWSER_UA}
+            )
+            if response.headers.get("Content-Type", "").split(";")[0].strip() == "application/pkix-cert":
+                leaf = x509.load_pem_x509_certificate(pem_chain_from(response.text, ca=CA_NAME).encode())
+                if leaf.public_key() == public_key:
+                    return request_id
+                continue
+            page = response.text
+            message = _disposition(page).lower()
+            if "not found" in message or "cannot be found" in message:
+                break  # past the newest request (a CA numbers its requests from 1, without gaps)
+            if "Taken Under Submission" in page or "Certificate Pending" in page:
+                pending.append(request_id)
+        else:
+            raise PermanentConnectorError(
+                f"an earlier submission's answer was lost and AD CS holds more than {MAX_RECONCILE_REQUESTS} "
+                f"requests after request {floor}; find this CSR's request at the CA (or deny it) before ordering"
+            )
+        if pending:
+            raise TransientConnectorError(
+                f"an earlier submission's answer was lost; AD CS requests {', '.join(pending)} are pending and one "
+                "may be this order's: waiting for a CA manager to approve or deny them"
+            )
+        return None
 
     def status(self, ca_order_id: str) -> IssueResult:
         if not ca_order_id.isdigit():

@@ -7,6 +7,14 @@ itself never leaves this process. CERTInext answers HTTP 200 even on failure (`m
 "Inactive Account User" error and is treated as a rate limit (transient).
 The order number is recorded through the journal as soon as GenerateOrderSSL answers, and the order's
 remarks carry certfleet's idempotency key.
+
+Crash between "emSign accepted" and "recorded": the transaction id of the GenerateOrderSSL call is written
+through the journal (`txn:<id>`) before the call, and replaced by `answered:<id>` when emSign answers
+without an order. A retry that finds `txn:<id>` does not know whether emSign took the order, so it
+1. looks for the order in GetOrderReport by its remarks (`certfleet-order:<idempotency key>`), and
+2. if it is not listed, sends GenerateOrderSSL again with the same transaction id: emSign refuses a
+   transaction id it has seen, so the order is placed at most once; that refusal means the first call
+   reached emSign, and the retry waits for the order to be listed.
 """
 
 from __future__ import annotations
@@ -24,12 +32,20 @@ from certfleet.connectors.base import RFC5280_REASON_CODES, IssueRequest, IssueR
 from certfleet.connectors.ca.common import csr_names, join_pem
 from certfleet.connectors.ca.http import CAHttp, RateLimited
 from certfleet.connectors.ca.journal import MemoryOrderJournal, OrderJournal
-from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.pki.parse import serial_hex
 
 CA_NAME = "emSign"
 REFERENCE_PREFIX = "certfleet-order:"
 _BURST_LIMIT_MARKERS = ("inactive account user", "too many requests", "rate limit")
+_DUPLICATE_TXN_MARKERS = ("duplicate transaction",)
+REPORT_PAGES = 5  # GetOrderReport pages (newest first) searched for an order whose answer was lost
+REPORT_PAGE_SIZE = 100
+
+
+class DuplicateTransaction(PermanentConnectorError):
+    """emSign refused a transaction id it has already seen."""
+
 
 # TrackOrder orderStatusId: 1 placed, 2 accepted, 3 in progress, 4 rejected, 5 cancelled, 6 fulfilled,
 # 7 on hold, 8/9 pending approval. certificateStatusId 20 generated, 9 downloaded, 22 revoked.
@@ -74,6 +90,14 @@ class EmSignCA:
         if prior.ca_order_id is not None:
             return self.status(prior.ca_order_id)
         names = csr_names(request.csr_pem)
+        txn: str | None = None
+        if prior.request_ref and prior.request_ref.startswith("txn:"):  # the last call's outcome is unknown
+            found = self.find_order(request.idempotency_key)
+            if found is not None:
+                self.journal.placed(request.idempotency_key, found)
+                return self.status(found)
+            txn = prior.request_ref[len("txn:") :]  # the same transaction: emSign takes it at most once
+        txn = txn or str(next(self._txn))
         smime = request.profile is Profile.SMIME
         order = {
             "productCode": self.settings.smime_product_code if smime else self.settings.product_code,
@@ -90,7 +114,16 @@ class EmSignCA:
             },
             "additionalInformation": {"remarks": REFERENCE_PREFIX + request.idempotency_key, "tags": "certfleet"},
         }
-        reply = self._call("GenerateOrderSSL", {"orderDetails": order})
+        self.journal.sending(request.idempotency_key, f"txn:{txn}")
+        try:
+            reply = self._call("GenerateOrderSSL", {"orderDetails": order}, txn=txn)
+        except DuplicateTransaction as exc:
+            raise TransientConnectorError(
+                f"emSign already received this order (transaction {txn}) but does not list it yet; will look again"
+            ) from exc
+        except (PermanentConnectorError, RateLimited):
+            self.journal.sending(request.idempotency_key, f"answered:{txn}")  # emSign answered: no order
+            raise
         details = reply.get("orderDetails") or {}
         order_number = str(details.get("orderNumber") or "")
         if not order_number:
@@ -138,6 +171,21 @@ class EmSignCA:
             },
         )
 
+    def find_order(self, idempotency_key: str) -> str | None:
+        """The order an earlier attempt placed, found in GetOrderReport (newest first) by its remarks."""
+        reference = REFERENCE_PREFIX + idempotency_key
+        for page in range(1, REPORT_PAGES + 1):
+            reply = self._call(
+                "GetOrderReport", {"reportDetails": {"pageNumber": str(page), "pageSize": str(REPORT_PAGE_SIZE)}}
+            )
+            orders = reply.get("orderDetails") or []
+            for entry in orders:
+                if isinstance(entry, dict) and entry.get("remarks") == reference and entry.get("orderNumber"):
+                    return str(entry["orderNumber"])
+            if len(orders) < REPORT_PAGE_SIZE:
+                return None
+        return None
+
     def check_credentials(self) -> str:
         """Authenticate without ordering (ValidateCredentials)."""
         self._call("ValidateCredentials", {})
@@ -145,14 +193,14 @@ class EmSignCA:
 
     # -- CERTInext plumbing ------------------------------------------------------------------------------
 
-    def meta(self, now: datetime | None = None) -> dict[str, str]:
+    def meta(self, now: datetime | None = None, txn: str | None = None) -> dict[str, str]:
         ts = (now or datetime.now().astimezone()).isoformat(timespec="seconds")
-        txn = str(next(self._txn))
+        txn = txn or str(next(self._txn))
         auth_key = hashlib.sha256((self._access_key + ts + txn).encode()).hexdigest()
         return {"ver": "1.0", "ts": ts, "txn": txn, "accountNumber": self.settings.account_number, "authKey": auth_key}
 
-    def _call(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-        reply = self.http.request("POST", endpoint, json={"meta": self.meta(), **payload}).json()
+    def _call(self, endpoint: str, payload: dict[str, Any], txn: str | None = None) -> dict[str, Any]:
+        reply = self.http.request("POST", endpoint, json={"meta": self.meta(txn=txn), **payload}).json()
         meta = reply.get("meta") or {}
         if str(meta.get("status", "")) != "1":
             code = meta.get("errorCode") or "no code"
@@ -160,6 +208,8 @@ class EmSignCA:
             text = f"emSign {endpoint} failed: {code} {message}"
             if any(marker in str(message).lower() for marker in _BURST_LIMIT_MARKERS):
                 raise RateLimited(text + " (emSign's burst limit; will retry)")
+            if any(marker in str(message).lower() for marker in _DUPLICATE_TXN_MARKERS):
+                raise DuplicateTransaction(text)
             raise PermanentConnectorError(text)
         return dict(reply)
 

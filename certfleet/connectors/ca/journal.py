@@ -4,6 +4,11 @@ The task layer writes an Order row (with its idempotency key) before any CA is c
 records the CA's order id through `OrderJournal.placed` the moment the CA answers, in its own committed
 unit of work, so a crash while polling or downloading resumes that CA order instead of placing another.
 On a retry, `prior` tells the connector what an earlier attempt left behind.
+
+The CA may accept an order and the process die before the answer is recorded (the worker killed, the
+connection dropped after the request went out). For that window a connector writes, just before the call,
+whatever will let it find the order again (`sending`: emSign's transaction id), and a retry whose earlier
+outcome is unknown (`PriorOrder.unknown`) reconciles with the CA before it orders again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ class PriorOrder:
 
     ca_order_id: str | None = None
     attempts: int = 0  # earlier submissions of this order; >0 with no id means an earlier outcome is unknown
+    request_ref: str | None = None  # what the last attempt wrote just before calling the CA (`sending`)
+
+    @property
+    def unknown(self) -> bool:
+        """An earlier attempt may have reached the CA, and no CA order id was recorded."""
+        return self.ca_order_id is None and self.attempts > 0
 
 
 @dataclass(frozen=True)
@@ -32,9 +43,15 @@ class IssuedOrder:
 class OrderJournal(Protocol):
     def prior(self, idempotency_key: str) -> PriorOrder: ...
 
+    def sending(self, idempotency_key: str, request_ref: str) -> None: ...
+
     def placed(self, idempotency_key: str, ca_order_id: str) -> None: ...
 
     def issued(self, serial_number: int) -> IssuedOrder | None: ...
+
+    def latest(self) -> str | None:
+        """The CA order id this connector recorded last (AD CS: the newest request id certfleet knows)."""
+        ...
 
 
 @dataclass
@@ -44,17 +61,27 @@ class MemoryOrderJournal:
     orders: dict[str, str] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     by_serial: dict[int, IssuedOrder] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def prior(self, idempotency_key: str) -> PriorOrder:
         with self._lock:
             seen = self.attempts.get(idempotency_key, 0)
             self.attempts[idempotency_key] = seen + 1
-            return PriorOrder(self.orders.get(idempotency_key), seen)
+            return PriorOrder(self.orders.get(idempotency_key), seen, self.refs.get(idempotency_key))
+
+    def sending(self, idempotency_key: str, request_ref: str) -> None:
+        with self._lock:
+            self.refs[idempotency_key] = request_ref
 
     def placed(self, idempotency_key: str, ca_order_id: str) -> None:
         with self._lock:
-            self.orders[idempotency_key] = ca_order_id
+            self.orders.pop(idempotency_key, None)
+            self.orders[idempotency_key] = ca_order_id  # dicts keep insertion order: the last is the latest
+
+    def latest(self) -> str | None:
+        with self._lock:
+            return next(reversed(self.orders.values()), None)
 
     def issued(self, serial_number: int) -> IssuedOrder | None:
         with self._lock:

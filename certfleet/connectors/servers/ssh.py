@@ -431,6 +431,7 @@ class SshTransport:
             try:
                 _upload(sftp, tmp, data, mode)
                 sftp.posix_rename(tmp, path)
+                _remove_partial_copies(sftp, directory, name)
             except PermissionError:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
@@ -447,20 +448,24 @@ class SshTransport:
 
     def _write_with_sudo(self, path: str, directory: str, tmp: str, data: bytes, mode: int) -> None:
         staging = f".certfleet-upload-{secrets.token_hex(6)}"  # relative: the user's home directory
-        with self._session(f"uploading {path}") as conn:
-            sftp = self._sftp_client(conn)
-            try:
-                _upload(sftp, staging, data, 0o600)
-                home = sftp.normalize(".")
-            except BaseException as exc:
-                with contextlib.suppress(Exception):  # a half-written copy of a key must not stay behind
-                    sftp.remove(staging)
-                if isinstance(exc, OSError) and _is_sftp_status(exc):
-                    raise PermanentConnectorError(
-                        f"{self.label}: cannot upload {path} to the home directory of {self.settings.username!r} "
-                        f"(sudo installs it from there): {exc}"
-                    ) from None
-                raise
+        try:
+            with self._session(f"uploading {path}") as conn:
+                sftp = self._sftp_client(conn)
+                try:
+                    _upload(sftp, staging, data, 0o600)
+                    home = sftp.normalize(".")
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):  # a half-written copy of a key must not stay behind
+                        sftp.remove(staging)
+                    if isinstance(exc, OSError) and _is_sftp_status(exc):
+                        raise PermanentConnectorError(
+                            f"{self.label}: cannot upload {path} to the home directory of "
+                            f"{self.settings.username!r} (sudo installs it from there): {exc}"
+                        ) from None
+                    raise
+        except TransientConnectorError:
+            self._remove_staging(staging)  # the connection broke mid-upload: removed through a new one
+            raise
         src = posixpath.join(home, staging)
         q = shlex.quote
         # Keep the owner of the file being replaced (the service user must still read it).
@@ -504,6 +509,21 @@ class os_stat:
     is_dir: bool
 
 
+def _remove_partial_copies(sftp: paramiko.SFTPClient, directory: str, name: str) -> None:
+    """Temp copies of `name` an earlier write left when its connection dropped mid-upload (part of a key,
+    perhaps): removed once the new file is in place. Best effort: the write itself has succeeded."""
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in sftp.listdir(directory):
+            if (
+                entry.startswith(prefix)
+                and entry.endswith(_TMP_SUFFIX)
+                and len(entry) == len(prefix) + 8 + len(_TMP_SUFFIX)
+            ):
+                with contextlib.suppress(OSError):
+                    sftp.remove(posixpath.join(directory, entry))
+
+
 def _upload(sftp: paramiko.SFTPClient, remote: str, data: bytes, mode: int) -> None:
     """Write a new file, with its final mode set before any byte is written (a key is never world-readable).
 
@@ -522,6 +542,8 @@ def _upload(sftp: paramiko.SFTPClient, remote: str, data: bytes, mode: int) -> N
 def _is_sftp_status(exc: OSError) -> bool:
     """paramiko raises the server's SFTP status replies as IOError; a broken connection is not one."""
     if isinstance(exc, ConnectionError | TimeoutError | socket.timeout):
+        return False
+    if exc.args == ("Socket is closed",):  # paramiko's channel after the connection dropped
         return False
     return exc.errno is not None or bool(exc.args and isinstance(exc.args[0], str))
 

@@ -108,7 +108,7 @@ def test_adcs_speaks_whichever_authentication_iis_offers(emulator_tls: TlsIdenti
         ca = build_remote_ca(stored(form))
         result = ca.issue(_request())
         assert result.issued
-        assert result.ca_order_id == "101"
+        assert result.ca_order_id == "1"
         bad = build_remote_ca(stored(form.model_copy(update={"password": SecretStr("wrong")})))
         with pytest.raises(PermanentConnectorError, match="rejected the credentials"):
             bad.issue(_request(key="k2"))
