@@ -2,7 +2,7 @@
 the order call), so a retry after a crash between "CA accepted" and "recorded" reconciles instead of ordering twice.
 
 Revision ID: 0013_faults
-Revises: 0008_metrics
+Revises: 0010_batches
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_faults"
-down_revision: str | None = "0008_metrics"
+down_revision: str | None = "0010_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
