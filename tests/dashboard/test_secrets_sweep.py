@@ -3,7 +3,7 @@ secret certfleet takes (SSH password, CA API key, PKCS#12 password and its priva
 refused calls and exports; then certfleet's database read raw (every text and blob column), the log output,
 the exports and every response body must hold none of them.
 
-Not covered here yet: issue/deploy/roll back with the built-in CA and Prefect's database (see docs/reliability.md).
+The flows and Prefect's database are swept by tests/flows/test_secrets_in_prefect.py.
 """
 
 from __future__ import annotations
