@@ -1,0 +1,212 @@
+"""The event producers: a scan of the tables, safe to run anywhere and any number of times at once.
+
+Each event gets a key that names what happened (the failed order, the finished deployment, the certificate's
+serial and the threshold crossed, the bot's last heartbeat, the last completed renewal run), so scanning again
+finds the same keys and the outbox's unique (event key, channel) writes nothing new. It runs in the
+`check-notifications` flow (scheduled by Prefect) and on a timer inside the dashboard process, so the dead
+man's switch fires even when the Prefect worker that runs renewals is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Bot,
+    BotStatus,
+    Certificate,
+    CertificateStatus,
+    CompletedRun,
+    Deployment,
+    DeploymentStatus,
+    Order,
+    OrderState,
+    utcnow,
+)
+from certfleet.notifications.outbox import Event, deliver_due, enqueue, subject
+from certfleet.renewal.runs import RENEW_EXPIRING, last_completed
+from certfleet.settings import get_settings
+
+EXPIRY_THRESHOLDS_DAYS = (30, 14, 7, 1)
+# Failures older than this when first seen are history, not news (a rule made today does not replay last year).
+LOOKBACK = timedelta(days=2)
+WATCH_STARTED = "notifications-watch-started"  # completed_runs row: when the dead man's switch first looked
+NOT_EXPIRING = (CertificateStatus.IGNORED, CertificateStatus.REVOKED, CertificateStatus.EXPIRED)
+
+
+def _at(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
+
+
+def renewal_failed(s: Session, now: datetime) -> list[Event]:
+    """Orders that failed (after the task's retries gave up): issuance or renewal of a certificate."""
+    rows = s.execute(
+        select(Order, Certificate)
+        .join(Certificate, Certificate.id == Order.certificate_id)
+        .where(Order.state == OrderState.FAILED, Order.updated_at >= now - LOOKBACK)
+        .order_by(Order.id)
+    ).all()
+    return [
+        Event(
+            kind="renewal-failed",
+            key=f"renewal-failed:order-{order.id}",
+            subject=subject("renewal-failed", cert.common_name),
+            text=f"The order for {cert.common_name} failed: {order.error or 'no reason recorded'}",
+            facts=[
+                ("Certificate", cert.common_name),
+                ("Certificate id", str(cert.id)),
+                ("Order id", str(order.id)),
+                ("Reason", order.error or ""),
+                ("Expires on", _at(cert.expires_on)),
+            ],
+            ca_connector_id=order.ca_connector_id,
+            tags=list(cert.tags or []),
+        )
+        for order, cert in rows
+    ]
+
+
+def deployment_failed(s: Session, now: datetime) -> list[Event]:
+    rows = s.execute(
+        select(Deployment, Certificate)
+        .join(Certificate, Certificate.id == Deployment.certificate_id)
+        .where(
+            Deployment.status.in_((DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK)),
+            Deployment.finished_at >= now - LOOKBACK,
+        )
+        .order_by(Deployment.id)
+    ).all()
+    events = []
+    for dep, cert in rows:
+        kind = "deployment-rolled-back" if dep.status is DeploymentStatus.ROLLED_BACK else "deployment-failed"
+        where = f"{dep.target.server.host}:{dep.target.port}"
+        events.append(
+            Event(
+                kind=kind,
+                key=f"{kind}:deployment-{dep.id}",
+                subject=subject(kind, cert.common_name),
+                text=f"Deployment of {cert.common_name} (serial {dep.serial_number}) to {where}: {dep.status.value}. "
+                f"Reason: {dep.reason or 'none recorded'}",
+                facts=[
+                    ("Certificate", cert.common_name),
+                    ("Target", where),
+                    ("Serial", dep.serial_number),
+                    ("Reason", dep.reason or ""),
+                    ("Finished", _at(dep.finished_at)),
+                ],
+                ca_connector_id=cert.ca_connector_id,
+                tags=list(cert.tags or []),
+            )
+        )
+    return events
+
+
+def expiring(s: Session, now: datetime) -> list[Event]:
+    """Once per threshold per certificate serial: a renewal (a new serial) starts the thresholds again; a
+    certificate first seen 5 days before expiry gets the 7-day notice only, not 30 and 14 as well."""
+    certs = s.scalars(
+        select(Certificate)
+        .where(
+            Certificate.expires_on > now,
+            Certificate.expires_on <= now + timedelta(days=max(EXPIRY_THRESHOLDS_DAYS)),
+            Certificate.status.not_in(NOT_EXPIRING),
+        )
+        .order_by(Certificate.expires_on)
+    ).all()
+    events = []
+    for cert in certs:
+        assert cert.expires_on is not None
+        left = cert.expires_on - now
+        days = min(t for t in EXPIRY_THRESHOLDS_DAYS if left <= timedelta(days=t))
+        label = f"{days} DAY" if days == 1 else f"{days} DAYS"
+        events.append(
+            Event(
+                kind="certificate-expiring",
+                key=f"certificate-expiring:cert-{cert.id}:serial-{cert.serial_number or 'none'}:{days}d",
+                subject=subject("certificate-expiring", cert.common_name, label),
+                text=f"{cert.common_name} expires on {_at(cert.expires_on)}, within {days} day(s) "
+                f"({cert.status.value}).",
+                facts=[
+                    ("Certificate", cert.common_name),
+                    ("Certificate id", str(cert.id)),
+                    ("Serial", cert.serial_number or ""),
+                    ("Expires on", _at(cert.expires_on)),
+                    ("Status", cert.status.value),
+                ],
+                ca_connector_id=cert.ca_connector_id,
+                tags=list(cert.tags or []),
+            )
+        )
+    return events
+
+
+def bot_inactive(s: Session, now: datetime) -> list[Event]:
+    """Once per silence: the key holds the last heartbeat, so a bot that comes back and goes again notifies again."""
+    bots = s.scalars(select(Bot).where(Bot.status == BotStatus.INACTIVE).order_by(Bot.id)).all()
+    return [
+        Event(
+            kind="bot-inactive",
+            key=f"bot-inactive:bot-{bot.id}:{bot.last_update.isoformat() if bot.last_update else 'never'}",
+            subject=subject("bot-inactive", bot.name),
+            text=f"Bot {bot.name} sent no heartbeat since {_at(bot.last_update)}; it is Inactive.",
+            facts=[("Bot", bot.name), ("Last heartbeat", _at(bot.last_update)), ("IP", bot.ip_address or "")],
+            tags=list(bot.tags or []),
+        )
+        for bot in bots
+    ]
+
+
+def _watch_started(s: Session, now: datetime) -> datetime:
+    started = last_completed(s, WATCH_STARTED)
+    if started is not None:
+        return started
+    with contextlib.suppress(IntegrityError), session_scope() as other:  # another checker may write it first
+        other.add(CompletedRun(flow_name=WATCH_STARTED, completed_at=now))
+    return last_completed(s, WATCH_STARTED) or now
+
+
+def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
+    """The dead man's switch: renew-expiring has not run to its end for CERTFLEET_RENEWAL_STALE_MINUTES (counted
+    from its last completion, or from when this check first looked if it never completed). Once per silence."""
+    max_age = timedelta(minutes=get_settings().renewal_stale_minutes)
+    last = last_completed(s, RENEW_EXPIRING)
+    since = last or _watch_started(s, now)
+    if now - since <= max_age:
+        return []
+    return [
+        Event(
+            kind="renewal-schedule-stale",
+            key=f"renewal-schedule-stale:last-{last.isoformat() if last else 'never'}",
+            subject=subject("renewal-schedule-stale", RENEW_EXPIRING),
+            text=f"{RENEW_EXPIRING} last ran to its end {_at(last)}; it runs hourly, so renewals have stopped. "
+            "Check the Prefect server and the central worker (`certfleet up`).",
+            facts=[("Last completed run", _at(last)), ("Allowed age", f"{max_age.total_seconds() / 60:g} minutes")],
+        )
+    ]
+
+
+PRODUCERS = (renewal_failed, deployment_failed, expiring, bot_inactive, renewal_schedule_stale)
+
+
+def collect(now: datetime | None = None) -> dict[str, int]:
+    """Scan for events and write their outbox rows; returns how many events were seen and rows were new."""
+    now = now or utcnow()
+    seen = new = 0
+    with session_scope() as s:
+        for produce in PRODUCERS:
+            for event in produce(s, now):
+                seen += 1
+                new += enqueue(s, event, now)
+    return {"events": seen, "queued": new}
+
+
+def run_check(now: datetime | None = None) -> dict[str, int]:
+    """One check: collect events, then send what is due. Any number may run at once."""
+    now = now or utcnow()
+    return {**collect(now), **deliver_due(now)}
