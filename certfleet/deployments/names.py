@@ -23,6 +23,7 @@ CENTRAL_FLOWS = (
     "discover-fleet",
     "check-bots",
     "revoke-certificate",
+    "check-notifications",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -41,6 +42,7 @@ SCHEDULES = {
     "renew-expiring": "17 * * * *",
     "discover-fleet": "41 2 * * *",
     "check-bots": "*/5 * * * *",
+    "check-notifications": "*/5 * * * *",
 }
 
 # What each deployment does, as the Prefect UI lists it (prefect.yaml says the same).
@@ -56,6 +58,8 @@ DESCRIPTIONS = {
     "check-server": "On the server's bot: log in and set the server Active, or Unreachable with the reason.",
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
+    "check-notifications": "Notify of failed renewals and deployments, expiry thresholds, inactive bots and a stale "
+    "renewal schedule; send the outbox.",
 }
 
 

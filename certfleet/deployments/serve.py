@@ -32,6 +32,7 @@ from certfleet.flows.bots import check_bots
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.discovery import discover_endpoints, discover_fleet, discover_server_files
 from certfleet.flows.issuance import issue_certificate
+from certfleet.flows.notifications import check_notifications
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
@@ -50,6 +51,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     check_server,
     check_bots,
     revoke_certificate,
+    check_notifications,
 )
 
 

@@ -162,13 +162,13 @@ def bot_inactive(s: Session, now: datetime) -> list[Event]:
     ]
 
 
-def _watch_started(s: Session, now: datetime) -> datetime:
-    started = last_completed(s, WATCH_STARTED)
-    if started is not None:
-        return started
-    with contextlib.suppress(IntegrityError), session_scope() as other:  # another checker may write it first
-        other.add(CompletedRun(flow_name=WATCH_STARTED, completed_at=now))
-    return last_completed(s, WATCH_STARTED) or now
+def note_watch_started(now: datetime) -> None:
+    """Remember when the dead man's switch first looked (its own transaction, before the scan's)."""
+    with session_scope() as s:
+        if last_completed(s, WATCH_STARTED) is not None:
+            return
+    with contextlib.suppress(IntegrityError), session_scope() as s:  # another checker may write it first
+        s.add(CompletedRun(flow_name=WATCH_STARTED, completed_at=now))
 
 
 def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
@@ -176,7 +176,7 @@ def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
     from its last completion, or from when this check first looked if it never completed). Once per silence."""
     max_age = timedelta(minutes=get_settings().renewal_stale_minutes)
     last = last_completed(s, RENEW_EXPIRING)
-    since = last or _watch_started(s, now)
+    since = last or last_completed(s, WATCH_STARTED) or now
     if now - since <= max_age:
         return []
     return [
@@ -198,6 +198,7 @@ def collect(now: datetime | None = None) -> dict[str, int]:
     """Scan for events and write their outbox rows; returns how many events were seen and rows were new."""
     now = now or utcnow()
     seen = new = 0
+    note_watch_started(now)
     with session_scope() as s:
         for produce in PRODUCERS:
             for event in produce(s, now):

@@ -1,0 +1,289 @@
+"""The event producers under a controlled clock: expiry thresholds (once each per serial, reset by renewal),
+failed renewals and deployments, inactive bots, and the dead man's switch for renew-expiring, which fires
+from the dashboard process's timer with no Prefect worker running; and two checks racing send once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Bot,
+    BotStatus,
+    CAConnector,
+    Certificate,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    DeploymentTarget,
+    Notification,
+    NotificationState,
+    Order,
+    OrderState,
+    Server,
+    ServerConnection,
+)
+from certfleet.notifications.checks import run_check
+from certfleet.notifications.outbox import EVENT_KINDS
+from certfleet.notifications.timer import NotificationTimer
+from certfleet.renewal.runs import record_completed
+from certfleet.settings import get_settings
+from tests.notifications.helpers import add_channel, add_rule, email_body
+from tests.notifications.receivers import SmtpServer, WebhookServer
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _hook(webhook_server: WebhookServer, name: str = "hook") -> int:
+    return add_channel({"name": name, "kind": "webhook", "url": webhook_server.url(f"/{name}"), "signing_key": "k"})
+
+
+def _subjects(webhook_server: WebhookServer) -> list[str]:
+    return [hit.json()["subject"] for hit in webhook_server.hits]
+
+
+def _certificate(expires_on: datetime, serial: str = "01", **extra: object) -> int:
+    with session_scope() as s:
+        cert = Certificate(
+            common_name="www.example.com",
+            status=CertificateStatus.DEPLOYED,
+            serial_number=serial,
+            expires_on=expires_on,
+            tags=["env=prod"],
+            **extra,
+        )
+        s.add(cert)
+        s.flush()
+        return cert.id
+
+
+def test_expiry_notices_once_per_threshold_and_again_after_renewal(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    add_rule("certificate-expiring", [_hook(webhook_server)])
+    cert_id = _certificate(T0 + timedelta(days=40))
+    run_check(T0)
+    assert _subjects(webhook_server) == []
+    for day in (11, 11, 12, 25):  # 29 days left ... 15 days left: the 30-day notice, once
+        run_check(T0 + timedelta(days=day))
+    assert _subjects(webhook_server) == ["[certfleet] EXPIRES IN 30 DAYS www.example.com"]
+    for day in (27, 33, 34, 39.5, 39.9):
+        run_check(T0 + timedelta(days=day))
+    assert _subjects(webhook_server)[1:] == [
+        "[certfleet] EXPIRES IN 14 DAYS www.example.com",
+        "[certfleet] EXPIRES IN 7 DAYS www.example.com",
+        "[certfleet] EXPIRES IN 1 DAY www.example.com",
+    ]
+    with session_scope() as s:  # renewed: a new serial, 90 days more
+        cert = s.get_one(Certificate, cert_id)
+        cert.serial_number, cert.expires_on = "02", T0 + timedelta(days=130)
+    run_check(T0 + timedelta(days=40))
+    assert len(webhook_server.hits) == 4
+    run_check(T0 + timedelta(days=101))
+    assert _subjects(webhook_server)[4:] == ["[certfleet] EXPIRES IN 30 DAYS www.example.com"]
+    keys = [hit.json()["key"] for hit in webhook_server.hits]
+    assert keys[0].endswith(":serial-01:30d")
+    assert keys[4].endswith(":serial-02:30d")
+
+
+def test_a_certificate_first_seen_late_gets_only_the_nearest_threshold(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    add_rule("certificate-expiring", [_hook(webhook_server)])
+    _certificate(T0 + timedelta(days=5))
+    _certificate(T0 + timedelta(days=5), serial="09", status_reason=None)
+    with session_scope() as s:
+        s.add(Certificate(common_name="ignored.example.com", status=CertificateStatus.IGNORED, expires_on=T0))
+    run_check(T0)
+    assert _subjects(webhook_server) == ["[certfleet] EXPIRES IN 7 DAYS www.example.com"] * 2
+
+
+def _fleet(now: datetime) -> dict[str, int]:
+    """A CA connector, a failed order, a failed and a rolled back deployment, an inactive bot."""
+    with session_scope() as s:
+        ca = CAConnector(kind="local", name="internal CA")
+        bot = Bot(
+            name="dc-east",
+            status=BotStatus.INACTIVE,
+            last_update=now - timedelta(hours=1),
+            work_queue="bot-9",
+            tags=["env=prod"],
+        )
+        s.add_all([ca, bot])
+        s.flush()
+        cert = Certificate(
+            common_name="shop.example.com",
+            status=CertificateStatus.ROLLED_BACK,
+            serial_number="0A",
+            expires_on=now + timedelta(days=200),
+            ca_connector_id=ca.id,
+            tags=["env=prod"],
+        )
+        server = Server(
+            description="web 1", host="web1.example.com", connection=ServerConnection.SSH, server_type="nginx"
+        )
+        s.add_all([cert, server])
+        s.flush()
+        target = DeploymentTarget(certificate_id=cert.id, server_id=server.id, port=443)
+        s.add(target)
+        s.flush()
+        s.add_all(
+            [
+                Order(
+                    certificate_id=cert.id,
+                    ca_connector_id=ca.id,
+                    idempotency_key="k1",
+                    csr_pem="-",
+                    state=OrderState.FAILED,
+                    error="CA answered 503 three times",
+                    updated_at=now - timedelta(minutes=5),
+                ),
+                Deployment(
+                    certificate_id=cert.id,
+                    target_id=target.id,
+                    status=DeploymentStatus.FAILED,
+                    serial_number="0A",
+                    reason="nginx -t: unknown directive",
+                    finished_at=now - timedelta(minutes=3),
+                ),
+                Deployment(
+                    certificate_id=cert.id,
+                    target_id=target.id,
+                    status=DeploymentStatus.ROLLED_BACK,
+                    serial_number="0A",
+                    reason="served serial 09, expected 0A",
+                    finished_at=now - timedelta(minutes=2),
+                ),
+            ]
+        )
+        return {"ca": ca.id, "cert": cert.id}
+
+
+def test_failures_and_inactive_bots_carry_their_reason(database: str, webhook_server: WebhookServer) -> None:
+    hook = _hook(webhook_server)
+    ids = _fleet(T0)
+    add_rule("renewal-failed", [hook], ca_connector_id=ids["ca"])
+    add_rule("deployment-failed", [hook], tag="env=prod")
+    add_rule("deployment-rolled-back", [hook])
+    add_rule("bot-inactive", [hook])
+    run_check(T0)
+    run_check(T0 + timedelta(minutes=5))
+    bodies = {hit.json()["subject"]: hit.json() for hit in webhook_server.hits}
+    assert len(webhook_server.hits) == 4
+    assert bodies["[certfleet] RENEWAL FAILED shop.example.com"]["facts"]["Reason"] == "CA answered 503 three times"
+    assert bodies["[certfleet] DEPLOYMENT FAILED shop.example.com"]["facts"]["Reason"] == "nginx -t: unknown directive"
+    rolled = bodies["[certfleet] DEPLOYMENT ROLLED BACK shop.example.com"]
+    assert rolled["facts"]["Target"] == "web1.example.com:443"
+    assert "served serial 09, expected 0A" in rolled["text"]
+    assert "[certfleet] BOT INACTIVE dc-east" in bodies
+    with session_scope() as s:  # the bot comes back, then goes silent again: a new notice
+        bot = s.scalars(select(Bot)).one()
+        bot.last_update = T0 + timedelta(hours=2)
+    run_check(T0 + timedelta(hours=3))
+    assert _subjects(webhook_server).count("[certfleet] BOT INACTIVE dc-east") == 2
+
+
+def test_a_rule_for_another_ca_connector_does_not_match(database: str, webhook_server: WebhookServer) -> None:
+    hook = _hook(webhook_server)
+    _fleet(T0)
+    with session_scope() as s:
+        other = CAConnector(kind="local", name="other CA")
+        s.add(other)
+        s.flush()
+        other_id = other.id
+    add_rule("renewal-failed", [hook], ca_connector_id=other_id)
+    run_check(T0)
+    assert webhook_server.hits == []
+
+
+def test_the_dead_mans_switch_fires_once_per_silence(database: str, smtp_server: SmtpServer) -> None:
+    add_rule("renewal-schedule-stale", [add_channel(email_body(smtp_server))])
+    record_completed(at=T0)
+    stale = timedelta(minutes=get_settings().renewal_stale_minutes)
+    run_check(T0 + timedelta(hours=1))
+    run_check(T0 + stale)
+    assert smtp_server.handler.messages == []
+    run_check(T0 + stale + timedelta(minutes=1))
+    run_check(T0 + stale + timedelta(hours=5))
+    [(_, mail)] = smtp_server.handler.messages
+    assert mail["Subject"] == "[certfleet] RENEWAL SCHEDULE DID NOT RUN renew-expiring"
+    plain = mail.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert "last ran to its end 2030-01-01 12:00 UTC" in plain.get_content()
+    record_completed(at=T0 + timedelta(hours=9))  # the schedule runs again, then stops again
+    run_check(T0 + timedelta(hours=10))
+    assert len(smtp_server.handler.messages) == 1
+    run_check(T0 + timedelta(hours=9) + stale + timedelta(minutes=1))
+    assert len(smtp_server.handler.messages) == 2
+
+
+def test_a_schedule_that_never_completed_counts_from_the_first_check(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    add_rule("renewal-schedule-stale", [_hook(webhook_server)])
+    run_check(T0)  # first look: nothing known yet
+    run_check(T0 + timedelta(hours=1))
+    assert webhook_server.hits == []
+    run_check(T0 + timedelta(hours=4))
+    assert _subjects(webhook_server) == ["[certfleet] RENEWAL SCHEDULE DID NOT RUN renew-expiring"]
+    assert webhook_server.hits[0].json()["facts"]["Last completed run"] == "never"
+
+
+def test_the_dashboard_timer_raises_the_alert_with_no_prefect_worker(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    """No Prefect server or worker runs in this test: only the timer the dashboard process starts."""
+    add_rule("renewal-schedule-stale", [_hook(webhook_server)])
+    from certfleet.models.orm import utcnow
+
+    record_completed(at=utcnow() - timedelta(hours=4))  # the worker stopped four hours ago
+    timer = NotificationTimer(0.05).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not webhook_server.hits and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while timer.checks < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # later ticks see the same event: still one message
+    finally:
+        timer.stop()
+    assert _subjects(webhook_server) == ["[certfleet] RENEWAL SCHEDULE DID NOT RUN renew-expiring"]
+
+
+@pytest.mark.parametrize("racers", [2])
+def test_each_event_kind_once_per_channel_when_two_checks_race(
+    database: str, webhook_server: WebhookServer, smtp_server: SmtpServer, racers: int
+) -> None:
+    hook = _hook(webhook_server)
+    mail = add_channel(email_body(smtp_server))
+    for kind in EVENT_KINDS:
+        add_rule(kind, [hook, mail])
+    _fleet(T0)
+    _certificate(T0 + timedelta(days=6))
+    record_completed(at=T0 - timedelta(days=1))
+    barrier = threading.Barrier(racers)
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            barrier.wait()
+            run_check(T0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    kinds = sorted(hit.json()["event"] for hit in webhook_server.hits)
+    assert kinds == sorted(EVENT_KINDS)
+    assert sorted(m["Subject"] for _, m in smtp_server.handler.messages) == sorted(_subjects(webhook_server))
+    with session_scope() as s:
+        states = set(s.scalars(select(Notification.state)))
+    assert states == {NotificationState.SENT}
