@@ -34,6 +34,7 @@ API_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "notifications",
     "agent",  # what bots' flow runs read and record, with the bot token
 ]
 PAGE_MODULES: list[str] = [
@@ -48,6 +49,7 @@ PAGE_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "notifications",
     "crl",  # the built-in CA's CRL, for anyone
     "metrics",  # Prometheus scrapes, with an API token
 ]

@@ -196,6 +196,10 @@ def delete_channel(session: Session, channel_id: int, actor: str) -> None:
     session.delete(row)
 
 
+def get_channel(session: Session, channel_id: int) -> NotificationChannel:
+    return repo.get(session, NotificationChannel, channel_id)
+
+
 def channel_detail(row: NotificationChannel) -> dict[str, Any]:
     """Never the secret: only whether one is stored."""
     return {
