@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 import threading
 from datetime import timedelta
 
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from certfleet.demo.listener import free_port
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Notification, NotificationChannel, NotificationState, utcnow
 from certfleet.notifications import service
 from certfleet.notifications.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from certfleet.notifications.outbox import FIRST_RETRY, MAX_ATTEMPTS, deliver_due, enqueue
+from certfleet.notifications.outbox import FIRST_RETRY, LEASE, MAX_ATTEMPTS, deliver_due, enqueue, retry_delay
+from tests.emulators.pki import TlsIdentity
 from tests.notifications.helpers import add_channel, add_rule, email_body, failed_renewal_event
-from tests.notifications.receivers import SmtpServer, WebhookServer
+from tests.notifications.receivers import MailHandler, SmtpServer, WebhookServer
 
 
 def _rows() -> list[Notification]:
@@ -223,3 +227,53 @@ def test_secrets_are_sealed_and_never_returned(database: str, smtp_server: SmtpS
     assert shown["secret_set"] is True
     assert raw is not None
     assert "s3cret" not in raw
+
+
+def test_backoff_doubles_up_to_an_hour() -> None:
+    assert [retry_delay(n).total_seconds() for n in range(1, 10)] == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+
+
+def test_a_row_left_sending_by_a_sender_that_died_is_sent_after_its_lease(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    hook = add_channel({"name": "hook", "kind": "webhook", "url": webhook_server.url("/hook"), "signing_key": "k"})
+    add_rule("renewal-failed", [hook])
+    now = utcnow()
+    with session_scope() as s:
+        enqueue(s, failed_renewal_event(), now)
+        row = s.scalars(select(Notification)).one()
+        row.state, row.lease_until, row.attempts = NotificationState.SENDING, now + LEASE, 1  # claimed, then died
+    assert deliver_due(now + LEASE - timedelta(seconds=1)) == {"sent": 0, "failed": 0, "skipped": 0}
+    assert deliver_due(now + LEASE + timedelta(seconds=1))["sent"] == 1
+    [row] = _rows()
+    assert (row.state, row.attempts) == (NotificationState.SENT, 2)
+    assert len(webhook_server.hits) == 1
+
+
+def test_email_over_implicit_tls(database: str, emulator_tls: TlsIdentity) -> None:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(emulator_tls.cert_path, emulator_tls.key_path)
+    handler = MailHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=ctx)
+    controller.start()
+    try:
+        channel = add_channel(
+            {
+                "name": "tls mail",
+                "kind": "email",
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "tls",
+                "sender": "certfleet@example.org",
+                "recipients": "ops@example.org",
+                "ca_file": str(emulator_tls.ca_path),
+            }
+        )
+        with session_scope() as s:
+            ok, answer = service.send_test(s, channel, "admin")
+    finally:
+        controller.stop()
+    assert (ok, answer) == (True, "250 2.0.0 queued as 4711")
+    [(envelope, _)] = handler.messages
+    assert envelope.rcpt_tos == ["ops@example.org"]

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from certfleet.dashboard.server import DashboardThread
+from certfleet.demo.listener import free_port
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Bot,
@@ -27,10 +29,10 @@ from certfleet.models.orm import (
     OrderState,
     Server,
     ServerConnection,
+    utcnow,
 )
-from certfleet.notifications.checks import run_check
+from certfleet.notifications.checks import LOOKBACK, run_check
 from certfleet.notifications.outbox import EVENT_KINDS
-from certfleet.notifications.timer import NotificationTimer
 from certfleet.renewal.runs import record_completed
 from certfleet.settings import get_settings
 from tests.notifications.helpers import add_channel, add_rule, email_body
@@ -234,24 +236,35 @@ def test_a_schedule_that_never_completed_counts_from_the_first_check(
     assert webhook_server.hits[0].json()["facts"]["Last completed run"] == "never"
 
 
-def test_the_dashboard_timer_raises_the_alert_with_no_prefect_worker(
-    database: str, webhook_server: WebhookServer
+def test_the_dashboard_process_raises_the_alert_with_no_prefect_worker(
+    database: str, webhook_server: WebhookServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No Prefect server or worker runs in this test: only the timer the dashboard process starts."""
+    """No Prefect server or worker runs in this test: only the dashboard, as `certfleet up` starts it."""
     add_rule("renewal-schedule-stale", [_hook(webhook_server)])
-    from certfleet.models.orm import utcnow
-
     record_completed(at=utcnow() - timedelta(hours=4))  # the worker stopped four hours ago
-    timer = NotificationTimer(0.05).start()
+    monkeypatch.setenv("CERTFLEET_NOTIFY_CHECK_SECONDS", "0.05")
+    get_settings.cache_clear()
+    dashboard = DashboardThread("127.0.0.1", free_port())
+    dashboard.start()
     try:
         deadline = time.monotonic() + 60
         while not webhook_server.hits and time.monotonic() < deadline:
             time.sleep(0.05)
-        while timer.checks < 3 and time.monotonic() < deadline:
+        while dashboard.notifications.checks < 3 and time.monotonic() < deadline:
             time.sleep(0.05)  # later ticks see the same event: still one message
     finally:
-        timer.stop()
+        dashboard.stop()
+    assert dashboard.notifications.checks >= 3
     assert _subjects(webhook_server) == ["[certfleet] RENEWAL SCHEDULE DID NOT RUN renew-expiring"]
+
+
+def test_failures_first_seen_after_the_lookback_are_history(database: str, webhook_server: WebhookServer) -> None:
+    hook = _hook(webhook_server)
+    for kind in ("renewal-failed", "deployment-failed", "deployment-rolled-back"):
+        add_rule(kind, [hook])
+    _fleet(T0)
+    run_check(T0 + LOOKBACK + timedelta(minutes=10))
+    assert webhook_server.hits == []
 
 
 @pytest.mark.parametrize("racers", [2])
