@@ -33,6 +33,7 @@ from certfleet.models.orm import (
 )
 from certfleet.notifications.checks import LOOKBACK, run_check
 from certfleet.notifications.outbox import EVENT_KINDS
+from certfleet.notifications.timer import NotificationTimer
 from certfleet.renewal.runs import record_completed
 from certfleet.settings import get_settings
 from tests.notifications.helpers import add_channel, add_rule, email_body
@@ -300,3 +301,9 @@ def test_each_event_kind_once_per_channel_when_two_checks_race(
     with session_scope() as s:
         states = set(s.scalars(select(Notification.state)))
     assert states == {NotificationState.SENT}
+
+
+def test_a_zero_interval_starts_no_timer() -> None:
+    timer = NotificationTimer(0).start()
+    assert not timer.thread.is_alive()
+    timer.stop()
