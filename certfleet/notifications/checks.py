@@ -14,17 +14,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Bot,
     BotStatus,
     Certificate,
+    CertificateLocation,
     CertificateStatus,
     CompletedRun,
     Deployment,
     DeploymentStatus,
+    LocationStatus,
     Order,
     OrderState,
     utcnow,
@@ -146,6 +148,56 @@ def expiring(s: Session, now: datetime) -> list[Event]:
     return events
 
 
+def served_serial_mismatch(s: Session, now: datetime) -> list[Event]:
+    """Discovery found a managed certificate's TLS endpoint serving another certificate. Once per replacement:
+    the key holds when the managed one was last seen there, so served again and replaced again is news again."""
+    served = aliased(CertificateLocation)
+    other = aliased(Certificate)
+    rows = s.execute(
+        select(CertificateLocation, Certificate, other.serial_number)
+        .join(Certificate, Certificate.id == CertificateLocation.certificate_id)
+        .outerjoin(
+            served,
+            (served.locator == CertificateLocation.locator)
+            & (served.last_status == LocationStatus.ACTIVE)
+            & (served.certificate_id != CertificateLocation.certificate_id),
+        )
+        .outerjoin(other, other.id == served.certificate_id)
+        .where(
+            CertificateLocation.kind == "tls",
+            CertificateLocation.last_status == LocationStatus.REPLACED,
+            CertificateLocation.last_checked_at >= now - LOOKBACK,
+            Certificate.ca_connector_id.is_not(None),
+            Certificate.status.not_in(NOT_EXPIRING),
+        )
+        .order_by(CertificateLocation.id)
+    ).all()
+    events: dict[str, Event] = {}
+    for loc, cert, served_serial in rows:
+        where = f"{loc.host or loc.scan_ip}:{loc.port or loc.scan_port}"
+        key = f"served-serial-mismatch:location-{loc.id}:{loc.last_seen.isoformat()}"
+        events.setdefault(
+            key,
+            Event(
+                kind="served-serial-mismatch",
+                key=key,
+                subject=subject("served-serial-mismatch", cert.common_name),
+                text=f"{where} serves serial {served_serial or 'unknown'}, not the managed {cert.common_name} "
+                f"(serial {cert.serial_number}); found by discovery at {_at(loc.last_checked_at)}.",
+                facts=[
+                    ("Certificate", cert.common_name),
+                    ("Endpoint", where),
+                    ("Managed serial", cert.serial_number or ""),
+                    ("Served serial", served_serial or "unknown"),
+                    ("Last served", _at(loc.last_seen)),
+                ],
+                ca_connector_id=cert.ca_connector_id,
+                tags=list(cert.tags or []),
+            ),
+        )
+    return list(events.values())
+
+
 def bot_inactive(s: Session, now: datetime) -> list[Event]:
     """Once per silence: the key holds the last heartbeat, so a bot that comes back and goes again notifies again."""
     bots = s.scalars(select(Bot).where(Bot.status == BotStatus.INACTIVE).order_by(Bot.id)).all()
@@ -191,7 +243,7 @@ def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
     ]
 
 
-PRODUCERS = (renewal_failed, deployment_failed, expiring, bot_inactive, renewal_schedule_stale)
+PRODUCERS = (renewal_failed, deployment_failed, expiring, served_serial_mismatch, bot_inactive, renewal_schedule_stale)
 
 
 def collect(now: datetime | None = None) -> dict[str, int]:

@@ -27,6 +27,7 @@ EVENT_KINDS = {
     "deployment-failed": "DEPLOYMENT FAILED",
     "deployment-rolled-back": "DEPLOYMENT ROLLED BACK",
     "certificate-expiring": "EXPIRES IN",
+    "served-serial-mismatch": "SERVED SERIAL DIFFERS",
     "bot-inactive": "BOT INACTIVE",
     "renewal-schedule-stale": "RENEWAL SCHEDULE DID NOT RUN",
 }

@@ -19,10 +19,12 @@ from certfleet.models.orm import (
     BotStatus,
     CAConnector,
     Certificate,
+    CertificateLocation,
     CertificateStatus,
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
+    LocationStatus,
     Notification,
     NotificationState,
     Order,
@@ -164,6 +166,35 @@ def _fleet(now: datetime) -> dict[str, int]:
                 ),
             ]
         )
+        # Discovery: the endpoint of the managed certificate now serves another one (serial 09).
+        stray = Certificate(common_name="shop.example.com", status=CertificateStatus.DISCOVERED, serial_number="09")
+        s.add(stray)
+        s.flush()
+        locator = "tls:10.0.0.5:443:shop.example.com"
+        s.add_all(
+            [
+                CertificateLocation(
+                    certificate_id=cert.id,
+                    kind="tls",
+                    locator=locator,
+                    host="shop.example.com",
+                    port=443,
+                    last_seen=now - timedelta(hours=1),
+                    last_checked_at=now - timedelta(minutes=1),
+                    last_status=LocationStatus.REPLACED,
+                ),
+                CertificateLocation(
+                    certificate_id=stray.id,
+                    kind="tls",
+                    locator=locator,
+                    host="shop.example.com",
+                    port=443,
+                    last_seen=now - timedelta(minutes=1),
+                    last_checked_at=now - timedelta(minutes=1),
+                    last_status=LocationStatus.ACTIVE,
+                ),
+            ]
+        )
         return {"ca": ca.id, "cert": cert.id}
 
 
@@ -174,10 +205,14 @@ def test_failures_and_inactive_bots_carry_their_reason(database: str, webhook_se
     add_rule("deployment-failed", [hook], tag="env=prod")
     add_rule("deployment-rolled-back", [hook])
     add_rule("bot-inactive", [hook])
+    add_rule("served-serial-mismatch", [hook])
     run_check(T0)
     run_check(T0 + timedelta(minutes=5))
     bodies = {hit.json()["subject"]: hit.json() for hit in webhook_server.hits}
-    assert len(webhook_server.hits) == 4
+    assert len(webhook_server.hits) == 5
+    mismatch = bodies["[certfleet] SERVED SERIAL DIFFERS shop.example.com"]["facts"]
+    assert (mismatch["Managed serial"], mismatch["Served serial"]) == ("0A", "09")
+    assert mismatch["Endpoint"] == "shop.example.com:443"
     assert bodies["[certfleet] RENEWAL FAILED shop.example.com"]["facts"]["Reason"] == "CA answered 503 three times"
     assert bodies["[certfleet] DEPLOYMENT FAILED shop.example.com"]["facts"]["Reason"] == "nginx -t: unknown directive"
     rolled = bodies["[certfleet] DEPLOYMENT ROLLED BACK shop.example.com"]
@@ -261,7 +296,7 @@ def test_the_dashboard_process_raises_the_alert_with_no_prefect_worker(
 
 def test_failures_first_seen_after_the_lookback_are_history(database: str, webhook_server: WebhookServer) -> None:
     hook = _hook(webhook_server)
-    for kind in ("renewal-failed", "deployment-failed", "deployment-rolled-back"):
+    for kind in ("renewal-failed", "deployment-failed", "deployment-rolled-back", "served-serial-mismatch"):
         add_rule(kind, [hook])
     _fleet(T0)
     run_check(T0 + LOOKBACK + timedelta(minutes=10))
