@@ -143,6 +143,7 @@ def expiring(s: Session, now: datetime) -> list[Event]:
                 ],
                 ca_connector_id=cert.ca_connector_id,
                 tags=list(cert.tags or []),
+                urgent=days == 1,  # quiet hours do not hold back the last day
             )
         )
     return events

@@ -10,7 +10,7 @@ with the server's answer in last_error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -46,6 +46,7 @@ class Event:
     facts: list[tuple[str, str]] = field(default_factory=list)
     ca_connector_id: int | None = None
     tags: list[str] = field(default_factory=list)
+    urgent: bool = False  # sent during a channel's quiet hours too (expiry within 1 day)
 
     def message(self) -> Message:
         return Message(
@@ -70,20 +71,20 @@ def rule_matches(rule: NotificationRule, event: Event) -> bool:
     return rule.tag is None or rule.tag in event.tags
 
 
-def channels_for(session: Session, event: Event) -> list[int]:
+def channels_for(session: Session, event: Event) -> list[tuple[int, str | None]]:
+    """The matching enabled channels: (id, quiet hours)."""
     rules = session.scalars(
         select(NotificationRule).where(NotificationRule.event_kind == event.kind, NotificationRule.enabled.is_(True))
     ).all()
     wanted = {cid for rule in rules if rule_matches(rule, event) for cid in rule.channel_ids}
     if not wanted:
         return []
-    return list(
-        session.scalars(
-            select(NotificationChannel.id)
-            .where(NotificationChannel.id.in_(wanted), NotificationChannel.enabled.is_(True))
-            .order_by(NotificationChannel.id)
-        )
-    )
+    rows = session.execute(
+        select(NotificationChannel.id, NotificationChannel.settings)
+        .where(NotificationChannel.id.in_(wanted), NotificationChannel.enabled.is_(True))
+        .order_by(NotificationChannel.id)
+    ).all()
+    return [(cid, (settings or {}).get("quiet_hours")) for cid, settings in rows]
 
 
 def enqueue(session: Session, event: Event, now: datetime | None = None) -> int:
@@ -91,7 +92,8 @@ def enqueue(session: Session, event: Event, now: datetime | None = None) -> int:
     now = now or utcnow()
     new = 0
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for channel_id in channels_for(session, event):
+    for channel_id, quiet in channels_for(session, event):
+        held = None if event.urgent else quiet_until(quiet, now)
         values: dict[str, Any] = {
             "event_key": event.key,
             "event_kind": event.kind,
@@ -101,13 +103,42 @@ def enqueue(session: Session, event: Event, now: datetime | None = None) -> int:
             "data": {"facts": [list(f) for f in event.facts], **event.message().data},
             "state": NotificationState.PENDING,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": held or now,  # queued in quiet hours: waits for their end
             "created_at": now,
         }
         stmt = insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["event_key", "channel_id"])
         # RETURNING yields the row only when it was inserted (rowcount is not reliable across drivers).
         new += len(session.execute(stmt.returning(Notification.id)).all())
     return new
+
+
+def parse_quiet_hours(spec: str) -> tuple[time, time]:
+    """'22:00-07:00' (UTC) -> (start, end); ValueError when it is not two different HH:MM times."""
+    start_text, sep, end_text = spec.partition("-")
+    if not sep:
+        raise ValueError("two times HH:MM-HH:MM (UTC), e.g. 22:00-07:00")
+    try:
+        start, end = (datetime.strptime(t, "%H:%M").time() for t in (start_text, end_text))
+    except ValueError:
+        raise ValueError("two times HH:MM-HH:MM (UTC), e.g. 22:00-07:00") from None
+    if start == end:
+        raise ValueError("start and end are the same time")
+    return start, end
+
+
+def quiet_until(spec: str | None, now: datetime) -> datetime | None:
+    """When the quiet hours that `now` falls in end, or None when `now` is not in quiet hours."""
+    if not spec:
+        return None
+    start, end = parse_quiet_hours(spec)
+    now = now.astimezone(UTC)
+    t = now.time()
+    end_today = datetime.combine(now.date(), end, tzinfo=UTC)
+    if start < end:
+        return end_today if start <= t < end else None
+    if t >= start:
+        return end_today + timedelta(days=1)
+    return end_today if t < end else None
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -33,7 +33,7 @@ from certfleet.notifications.channels import (
     Message,
     send,
 )
-from certfleet.notifications.outbox import EVENT_KINDS
+from certfleet.notifications.outbox import EVENT_KINDS, parse_quiet_hours
 
 NAME = Name(120)
 USERNAME = Name(320)
@@ -149,6 +149,13 @@ def channel_input(body: dict[str, Any], existing: NotificationChannel | None = N
             Secret().check(secret, "signing_key")
         elif not (existing and existing.secret):
             raise InputError("signing_key: required (the HMAC-SHA256 key the receiver checks)", field="signing_key")
+    quiet = _text(body, "quiet_hours", required=False)
+    if quiet is not None:
+        try:
+            parse_quiet_hours(quiet)
+        except ValueError as exc:
+            raise InputError(f"quiet_hours: {exc}", field="quiet_hours") from None
+    settings["quiet_hours"] = quiet
     return ChannelInput(name, kind, settings, secret, _enabled(body, existing.enabled if existing else True))
 
 

@@ -69,6 +69,8 @@ def test_api_channel_lifecycle_with_test_send_and_no_secret_returned(
         ({"security": "ssl"}, "security", "security: one of starttls, tls, none"),
         ({"name": " ops"}, "name", "name: "),
         ({"kind": "pager"}, "kind", "kind: one of email, slack, teams, webhook"),
+        ({"quiet_hours": "22-7"}, "quiet_hours", "quiet_hours: two times HH:MM-HH:MM (UTC)"),
+        ({"quiet_hours": "07:00-07:00"}, "quiet_hours", "quiet_hours: start and end are the same time"),
     ],
 )
 def test_api_refuses_a_bad_field_naming_it(

@@ -34,7 +34,7 @@ from certfleet.models.orm import (
     utcnow,
 )
 from certfleet.notifications.checks import LOOKBACK, run_check
-from certfleet.notifications.outbox import EVENT_KINDS
+from certfleet.notifications.outbox import EVENT_KINDS, quiet_until
 from certfleet.notifications.timer import NotificationTimer
 from certfleet.renewal.runs import record_completed
 from certfleet.settings import get_settings
@@ -342,3 +342,45 @@ def test_a_zero_interval_starts_no_timer() -> None:
     timer = NotificationTimer(0).start()
     assert not timer.thread.is_alive()
     timer.stop()
+
+
+def test_quiet_hours_hold_notices_back_except_expiry_within_a_day(database: str, webhook_server: WebhookServer) -> None:
+    quiet = add_channel(
+        {
+            "name": "pager",
+            "kind": "webhook",
+            "url": webhook_server.url("/pager"),
+            "signing_key": "k",
+            "quiet_hours": "22:00-07:00",
+        }
+    )
+    add_rule("certificate-expiring", [quiet])
+    night = datetime(2030, 1, 1, 23, 0, tzinfo=UTC)
+    _certificate(night + timedelta(days=10))  # the 14-day notice: may wait
+    run_check(night)
+    assert webhook_server.hits == []
+    with session_scope() as s:
+        waiting = s.scalars(select(Notification)).one()
+        assert waiting.next_attempt_at == datetime(2030, 1, 2, 7, 0, tzinfo=UTC)
+    _certificate(night + timedelta(hours=20), serial="77")  # within 1 day: goes out at once
+    run_check(night + timedelta(hours=1))
+    assert _subjects(webhook_server) == ["[certfleet] EXPIRES IN 1 DAY www.example.com"]
+    run_check(datetime(2030, 1, 2, 7, 0, tzinfo=UTC))
+    assert _subjects(webhook_server)[1:] == ["[certfleet] EXPIRES IN 14 DAYS www.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "at", "until"),
+    [
+        ("22:00-07:00", "21:59", None),
+        ("22:00-07:00", "22:00", "2030-01-02 07:00"),
+        ("22:00-07:00", "06:59", "2030-01-01 07:00"),
+        ("22:00-07:00", "07:00", None),
+        ("12:00-13:30", "12:45", "2030-01-01 13:30"),
+        ("12:00-13:30", "13:30", None),
+    ],
+)
+def test_quiet_until(spec: str, at: str, until: str | None) -> None:
+    now = datetime.strptime(f"2030-01-01 {at}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    expected = datetime.strptime(until, "%Y-%m-%d %H:%M").replace(tzinfo=UTC) if until else None
+    assert quiet_until(spec, now) == expected

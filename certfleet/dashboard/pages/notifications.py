@@ -34,6 +34,9 @@ class FormField:
     choices: tuple[str, ...] = ()
 
 
+QUIET = FormField(
+    "quiet_hours", "Quiet hours (UTC)", help="e.g. 22:00-07:00: what is queued then waits (not expiry within 1 day)"
+)
 FIELDS: dict[str, list[FormField]] = {
     "email": [
         FormField("host", "SMTP host", required=True, help="e.g. smtp.example.org"),
@@ -44,12 +47,17 @@ FIELDS: dict[str, list[FormField]] = {
         FormField("sender", "From", required=True, help="the sender address"),
         FormField("recipients", "To", required=True, help="addresses, separated by commas"),
         FormField("ca_file", "CA bundle", help="absolute path of a PEM file; empty: the system's trusted CAs"),
+        QUIET,
     ],
-    "slack": [FormField("url", "Incoming webhook URL", "password", required=True, help="kept secret")],
-    "teams": [FormField("url", "Incoming webhook URL (Workflows)", "password", required=True, help="kept secret")],
+    "slack": [FormField("url", "Incoming webhook URL", "password", required=True, help="kept secret"), QUIET],
+    "teams": [
+        FormField("url", "Incoming webhook URL (Workflows)", "password", required=True, help="kept secret"),
+        QUIET,
+    ],
     "webhook": [
         FormField("url", "URL", required=True, help="receives a JSON POST"),
         FormField("signing_key", "Signing key", "password", required=True, help="HMAC-SHA256 key, kept secret"),
+        QUIET,
     ],
 }
 
