@@ -16,14 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from certfleet.ca_admin.runtime import REMOTE_KINDS
+from certfleet.ca_admin.service import check_connection
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Bot,
     BotStatus,
+    CAConnector,
     Certificate,
     CertificateLocation,
     CertificateStatus,
     CompletedRun,
+    ConnectorStatus,
     Deployment,
     DeploymentStatus,
     LocationStatus,
@@ -32,7 +36,7 @@ from certfleet.models.orm import (
     utcnow,
 )
 from certfleet.notifications.outbox import Event, deliver_due, enqueue, subject
-from certfleet.renewal.runs import RENEW_EXPIRING, last_completed
+from certfleet.renewal.runs import RENEW_EXPIRING, last_completed, record_completed
 from certfleet.settings import get_settings
 
 EXPIRY_THRESHOLDS_DAYS = (30, 14, 7, 1)
@@ -244,6 +248,56 @@ def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
     ]
 
 
+CA_TEST_EVERY = timedelta(hours=1)
+
+
+def _ca_state(kind: str, connector_id: int) -> str:
+    # completed_runs rows (name -> time) keep when each connector was last tested and last passed.
+    return f"ca-connector-{kind}:{connector_id}"
+
+
+def ca_connector_failing(now: datetime) -> list[Event]:
+    """Test each Active remote CA connector's connection (authenticate, order nothing), at most once an hour;
+    a failing one is an event once per failure streak (the key holds when it last passed). Runs before the
+    scan's transaction: the CA calls hold no database lock."""
+    with session_scope() as s:
+        rows = s.execute(
+            select(CAConnector.id, CAConnector.name, CAConnector.kind)
+            .where(CAConnector.status == ConnectorStatus.ACTIVE, CAConnector.kind.in_(REMOTE_KINDS))
+            .order_by(CAConnector.id)
+        ).all()
+        tested = {cid: last_completed(s, _ca_state("tested", cid)) for cid, _, _ in rows}
+    events = []
+    for cid, name, kind in rows:
+        last = tested[cid]
+        if last is not None and now - last < CA_TEST_EVERY:
+            continue
+        with session_scope() as s:
+            result = check_connection(s, cid)
+        record_completed(_ca_state("tested", cid), now)  # an upsert another checker may race: portable
+        if result.ok:
+            record_completed(_ca_state("ok", cid), now)
+            continue
+        with session_scope() as s:
+            last_ok = last_completed(s, _ca_state("ok", cid))
+        events.append(
+            Event(
+                kind="ca-connector-failing",
+                key=f"ca-connector-failing:connector-{cid}:last-ok-{last_ok.isoformat() if last_ok else 'never'}",
+                subject=subject("ca-connector-failing", name),
+                text=f"The {kind} connector {name} failed its connection test: {result.message}",
+                facts=[
+                    ("CA connector", name),
+                    ("Kind", kind),
+                    ("Reason", result.message),
+                    ("Last passed", _at(last_ok)),
+                ],
+                ca_connector_id=cid,
+            )
+        )
+    return events
+
+
 PRODUCERS = (renewal_failed, deployment_failed, expiring, served_serial_mismatch, bot_inactive, renewal_schedule_stale)
 
 
@@ -252,11 +306,11 @@ def collect(now: datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     seen = new = 0
     note_watch_started(now)
+    tested = ca_connector_failing(now)
     with session_scope() as s:
-        for produce in PRODUCERS:
-            for event in produce(s, now):
-                seen += 1
-                new += enqueue(s, event, now)
+        for event in [*tested, *(e for produce in PRODUCERS for e in produce(s, now))]:
+            seen += 1
+            new += enqueue(s, event, now)
     return {"events": seen, "queued": new}
 
 

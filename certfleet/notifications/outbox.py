@@ -29,6 +29,7 @@ EVENT_KINDS = {
     "certificate-expiring": "EXPIRES IN",
     "served-serial-mismatch": "SERVED SERIAL DIFFERS",
     "bot-inactive": "BOT INACTIVE",
+    "ca-connector-failing": "CA CONNECTOR FAILING",
     "renewal-schedule-stale": "RENEWAL SCHEDULE DID NOT RUN",
 }
 MAX_ATTEMPTS = 6

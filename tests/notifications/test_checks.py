@@ -9,8 +9,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from certfleet.ca_admin import service as ca_service
+from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
 from certfleet.dashboard.server import DashboardThread
 from certfleet.demo.listener import free_port
 from certfleet.models.db import session_scope
@@ -38,6 +41,8 @@ from certfleet.notifications.outbox import EVENT_KINDS, quiet_until
 from certfleet.notifications.timer import NotificationTimer
 from certfleet.renewal.runs import record_completed
 from certfleet.settings import get_settings
+from tests.emulators.digicert import DigiCertEmulator
+from tests.emulators.pki import TlsIdentity
 from tests.notifications.helpers import add_channel, add_rule, email_body
 from tests.notifications.receivers import SmtpServer, WebhookServer
 
@@ -305,8 +310,15 @@ def test_failures_first_seen_after_the_lookback_are_history(database: str, webho
 
 @pytest.mark.parametrize("racers", [2])
 def test_each_event_kind_once_per_channel_when_two_checks_race(
-    database: str, webhook_server: WebhookServer, smtp_server: SmtpServer, racers: int
+    database: str,
+    webhook_server: WebhookServer,
+    smtp_server: SmtpServer,
+    racers: int,
+    digicert_emulator: DigiCertEmulator,
+    emulator_tls: TlsIdentity,
 ) -> None:
+    _digicert(digicert_emulator, emulator_tls)
+    digicert_emulator.api_key = "rotated-at-digicert"
     hook = _hook(webhook_server)
     mail = add_channel(email_body(smtp_server))
     for kind in EVENT_KINDS:
@@ -384,3 +396,38 @@ def test_quiet_until(spec: str, at: str, until: str | None) -> None:
     now = datetime.strptime(f"2030-01-01 {at}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     expected = datetime.strptime(until, "%Y-%m-%d %H:%M").replace(tzinfo=UTC) if until else None
     assert quiet_until(spec, now) == expected
+
+
+def _digicert(emulator: DigiCertEmulator, tls: TlsIdentity) -> int:
+    form = DigiCertForm(
+        name="DigiCert prod",
+        api_base_url=emulator.base_url,
+        api_key=SecretStr(emulator.api_key),
+        organization_id=emulator.organization_id,
+        advanced=AdvancedOptions(tls_ca_bundle=tls.ca_pem, timeout_s=5),
+    )
+    with session_scope() as s:
+        return ca_service.create_connector(s, form, actor="admin")
+
+
+def test_a_failing_ca_connector_is_news_once_per_failure_streak(
+    database: str, webhook_server: WebhookServer, digicert_emulator: DigiCertEmulator, emulator_tls: TlsIdentity
+) -> None:
+    connector = _digicert(digicert_emulator, emulator_tls)
+    add_rule("ca-connector-failing", [_hook(webhook_server)], ca_connector_id=connector)
+    good_key = digicert_emulator.api_key
+    run_check(T0)  # passes
+    digicert_emulator.api_key = "rotated-at-digicert"  # the stored key no longer works
+    run_check(T0 + timedelta(minutes=30))  # tested within the hour: not again
+    assert webhook_server.hits == []
+    run_check(T0 + timedelta(hours=1))
+    run_check(T0 + timedelta(hours=2))  # still failing: the same streak
+    [hit] = webhook_server.hits
+    assert hit.json()["subject"] == "[certfleet] CA CONNECTOR FAILING DigiCert prod"
+    assert "not valid" in hit.json()["facts"]["Reason"]
+    assert hit.json()["facts"]["Last passed"] == "2030-01-01 12:00 UTC"
+    digicert_emulator.api_key = good_key
+    run_check(T0 + timedelta(hours=3))  # passes again
+    digicert_emulator.api_key = "rotated-again"
+    run_check(T0 + timedelta(hours=4))
+    assert _subjects(webhook_server) == ["[certfleet] CA CONNECTOR FAILING DigiCert prod"] * 2
