@@ -185,7 +185,9 @@ def _post(
     try:
         response = httpx.post(url, content=raw, headers=sent, timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}"[:ANSWER_MAX]) from None
+        # A Slack or Teams webhook URL is a secret: never let it into the stored error.
+        said = f"{type(exc).__name__}: {exc}".replace(url, "<webhook URL>")
+        raise DeliveryError(said[:ANSWER_MAX]) from None
     answer = f"HTTP {response.status_code} {response.text}"[:ANSWER_MAX]
     if not response.is_success:
         raise DeliveryError(answer)

@@ -277,3 +277,13 @@ def test_email_over_implicit_tls(database: str, emulator_tls: TlsIdentity) -> No
     assert (ok, answer) == (True, "250 2.0.0 queued as 4711")
     [(envelope, _)] = handler.messages
     assert envelope.rcpt_tos == ["ops@example.org"]
+
+
+def test_an_unreachable_slack_webhook_fails_without_its_secret_url_in_the_error(database: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}/services/T0/B0/very-secret-token"
+    channel = add_channel({"name": "slack", "kind": "slack", "url": url})
+    with session_scope() as s:
+        ok, answer = service.send_test(s, channel, "admin")
+    assert not ok
+    assert answer.startswith("ConnectError: ")
+    assert "very-secret-token" not in answer
