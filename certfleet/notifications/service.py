@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from certfleet.fields import Email, Host, InputError, Name, Secret, Tag, unicode_problem
@@ -352,10 +352,3 @@ def last_notifications(session: Session, limit: int = 100) -> list[dict[str, Any
         .limit(limit)
     ).all()
     return [notification_detail(n, name) for n, name in rows]
-
-
-def counts_by_state(session: Session) -> dict[str, int]:
-    return {
-        str(state.value if hasattr(state, "value") else state): int(n)
-        for state, n in session.execute(select(Notification.state, func.count()).group_by(Notification.state))
-    }
