@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="The dead man's switch: notify 'renewal schedule did not run' when renew-expiring has not run to "
         "its end for this long (it is scheduled hourly)",
     )
+    discovery_stale_hours: float = Field(
+        default=50.0,
+        gt=0,
+        description="Notify 'discovery did not run' when no discovery run has completed for this long (discover-fleet "
+        "runs daily); only once one has completed",
+    )
     notify_check_seconds: float = Field(
         default=60.0,
         ge=0,

@@ -10,9 +10,9 @@ man's switch fires even when the Prefect worker that runs renewals is down.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -30,6 +30,7 @@ from certfleet.models.orm import (
     ConnectorStatus,
     Deployment,
     DeploymentStatus,
+    DiscoveryRun,
     LocationStatus,
     Order,
     OrderState,
@@ -248,6 +249,31 @@ def renewal_schedule_stale(s: Session, now: datetime) -> list[Event]:
     ]
 
 
+def discovery_schedule_stale(s: Session, now: datetime) -> list[Event]:
+    """No discovery run has completed for CERTFLEET_DISCOVERY_STALE_HOURS (discover-fleet runs daily); nothing
+    before the first completed run (a fleet without discovery is not an outage). Once per silence."""
+    max_age = timedelta(hours=get_settings().discovery_stale_hours)
+    last = s.scalar(select(func.max(DiscoveryRun.finished_at)).where(DiscoveryRun.status == "Completed"))
+    if last is None:
+        return []
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)  # max() bypasses the column type on SQLite
+    if now - last <= max_age:
+        return []
+    return [
+        Event(
+            kind="discovery-schedule-stale",
+            key=f"discovery-schedule-stale:last-{last.isoformat()}",
+            subject=subject("discovery-schedule-stale", "discover-fleet"),
+            text=f"No discovery run has completed since {_at(last)}: served certificates are not being checked. "
+            "Check the Prefect server and the bots' workers.",
+            facts=[
+                ("Last completed discovery", _at(last)),
+                ("Allowed age", f"{max_age.total_seconds() / 3600:g} hours"),
+            ],
+        )
+    ]
+
+
 CA_TEST_EVERY = timedelta(hours=1)
 
 
@@ -298,7 +324,15 @@ def ca_connector_failing(now: datetime) -> list[Event]:
     return events
 
 
-PRODUCERS = (renewal_failed, deployment_failed, expiring, served_serial_mismatch, bot_inactive, renewal_schedule_stale)
+PRODUCERS = (
+    renewal_failed,
+    deployment_failed,
+    expiring,
+    served_serial_mismatch,
+    bot_inactive,
+    renewal_schedule_stale,
+    discovery_schedule_stale,
+)
 
 
 def collect(now: datetime | None = None) -> dict[str, int]:

@@ -31,6 +31,7 @@ EVENT_KINDS = {
     "bot-inactive": "BOT INACTIVE",
     "ca-connector-failing": "CA CONNECTOR FAILING",
     "renewal-schedule-stale": "RENEWAL SCHEDULE DID NOT RUN",
+    "discovery-schedule-stale": "DISCOVERY DID NOT RUN",
 }
 MAX_ATTEMPTS = 6
 FIRST_RETRY = timedelta(seconds=30)

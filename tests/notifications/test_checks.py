@@ -27,6 +27,7 @@ from certfleet.models.orm import (
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
+    DiscoveryRun,
     LocationStatus,
     Notification,
     NotificationState,
@@ -170,6 +171,11 @@ def _fleet(now: datetime) -> dict[str, int]:
                     finished_at=now - timedelta(minutes=2),
                 ),
             ]
+        )
+        s.add(
+            DiscoveryRun(
+                kind="tls", status="Completed", started_at=now - timedelta(days=3), finished_at=now - timedelta(days=3)
+            )
         )
         # Discovery: the endpoint of the managed certificate now serves another one (serial 09).
         stray = Certificate(common_name="shop.example.com", status=CertificateStatus.DISCOVERED, serial_number="09")
@@ -431,3 +437,20 @@ def test_a_failing_ca_connector_is_news_once_per_failure_streak(
     digicert_emulator.api_key = "rotated-again"
     run_check(T0 + timedelta(hours=4))
     assert _subjects(webhook_server) == ["[certfleet] CA CONNECTOR FAILING DigiCert prod"] * 2
+
+
+def test_discovery_that_stopped_is_news_once_and_none_before_the_first(
+    database: str, webhook_server: WebhookServer
+) -> None:
+    add_rule("discovery-schedule-stale", [_hook(webhook_server)])
+    run_check(T0 + timedelta(days=30))  # never ran: no fleet discovery set up, no alert
+    with session_scope() as s:
+        s.add(DiscoveryRun(kind="tls", status="Failed", started_at=T0, finished_at=T0 + timedelta(hours=1)))
+        s.add(DiscoveryRun(kind="tls", status="Completed", started_at=T0, finished_at=T0))
+    stale = timedelta(hours=get_settings().discovery_stale_hours)
+    run_check(T0 + stale)
+    assert webhook_server.hits == []
+    run_check(T0 + stale + timedelta(minutes=1))
+    run_check(T0 + stale + timedelta(hours=6))
+    assert _subjects(webhook_server) == ["[certfleet] DISCOVERY DID NOT RUN discover-fleet"]
+    assert webhook_server.hits[0].json()["facts"]["Last completed discovery"] == "2030-01-01 12:00 UTC"
