@@ -10,6 +10,7 @@ man's switch fires even when the Prefect worker that runs renewals is down.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -36,7 +37,7 @@ from certfleet.models.orm import (
     OrderState,
     utcnow,
 )
-from certfleet.notifications.outbox import Event, deliver_due, enqueue, subject
+from certfleet.notifications.outbox import Event, Routing, deliver_due, enqueue_all, subject
 from certfleet.renewal.runs import RENEW_EXPIRING, last_completed, record_completed
 from certfleet.settings import get_settings
 
@@ -324,27 +325,34 @@ def ca_connector_failing(now: datetime) -> list[Event]:
     return events
 
 
-PRODUCERS = (
-    renewal_failed,
-    deployment_failed,
-    expiring,
-    served_serial_mismatch,
-    bot_inactive,
-    renewal_schedule_stale,
-    discovery_schedule_stale,
+# (the kind a rule must want, the producer); deployment_failed makes both deployment kinds.
+PRODUCERS: tuple[tuple[str, Callable[[Session, datetime], list[Event]]], ...] = (
+    ("renewal-failed", renewal_failed),
+    ("deployment-failed", deployment_failed),
+    ("deployment-rolled-back", deployment_failed),
+    ("certificate-expiring", expiring),
+    ("served-serial-mismatch", served_serial_mismatch),
+    ("bot-inactive", bot_inactive),
+    ("renewal-schedule-stale", renewal_schedule_stale),
+    ("discovery-schedule-stale", discovery_schedule_stale),
 )
 
 
 def collect(now: datetime | None = None) -> dict[str, int]:
     """Scan for events and write their outbox rows; returns how many events were seen and rows were new."""
     now = now or utcnow()
-    seen = new = 0
     note_watch_started(now)
-    tested = ca_connector_failing(now)
     with session_scope() as s:
-        for event in [*tested, *(e for produce in PRODUCERS for e in produce(s, now))]:
-            seen += 1
-            new += enqueue(s, event, now)
+        wanted = Routing.load(s).wants
+    # A producer whose kind no rule wants is not run: no scan of 100,000 certificates, no CA called, for nobody.
+    tested = ca_connector_failing(now) if wanted("ca-connector-failing") else []
+    with session_scope() as s:
+        events = {e.key: e for e in tested}
+        for kind, produce in PRODUCERS:
+            if wanted(kind):
+                events.update((e.key, e) for e in produce(s, now))
+        new = enqueue_all(s, list(events.values()), now)
+    seen = len(events)
     return {"events": seen, "queued": new}
 
 

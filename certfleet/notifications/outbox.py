@@ -73,45 +73,96 @@ def rule_matches(rule: NotificationRule, event: Event) -> bool:
     return rule.tag is None or rule.tag in event.tags
 
 
+@dataclass
+class Routing:
+    """The enabled rules and channels, read once per check (not once per event)."""
+
+    rules: dict[str, list[NotificationRule]]
+    quiet: dict[int, str | None]  # enabled channel id -> its quiet hours
+
+    @classmethod
+    def load(cls, session: Session) -> Routing:
+        rules: dict[str, list[NotificationRule]] = {}
+        for rule in session.scalars(
+            select(NotificationRule).where(NotificationRule.enabled.is_(True)).order_by(NotificationRule.id)
+        ):
+            rules.setdefault(rule.event_kind, []).append(rule)
+        quiet = {
+            cid: (settings or {}).get("quiet_hours")
+            for cid, settings in session.execute(
+                select(NotificationChannel.id, NotificationChannel.settings).where(
+                    NotificationChannel.enabled.is_(True)
+                )
+            )
+        }
+        return cls(rules, quiet)
+
+    def wants(self, kind: str) -> bool:
+        return bool(self.rules.get(kind))
+
+    def channels_for(self, event: Event) -> list[tuple[int, str | None]]:
+        """The matching enabled channels: (id, quiet hours)."""
+        wanted = {
+            cid for rule in self.rules.get(event.kind, []) if rule_matches(rule, event) for cid in rule.channel_ids
+        }
+        return [(cid, self.quiet[cid]) for cid in sorted(wanted) if cid in self.quiet]
+
+
 def channels_for(session: Session, event: Event) -> list[tuple[int, str | None]]:
-    """The matching enabled channels: (id, quiet hours)."""
-    rules = session.scalars(
-        select(NotificationRule).where(NotificationRule.event_kind == event.kind, NotificationRule.enabled.is_(True))
-    ).all()
-    wanted = {cid for rule in rules if rule_matches(rule, event) for cid in rule.channel_ids}
-    if not wanted:
-        return []
-    rows = session.execute(
-        select(NotificationChannel.id, NotificationChannel.settings)
-        .where(NotificationChannel.id.in_(wanted), NotificationChannel.enabled.is_(True))
-        .order_by(NotificationChannel.id)
-    ).all()
-    return [(cid, (settings or {}).get("quiet_hours")) for cid, settings in rows]
+    return Routing.load(session).channels_for(event)
+
+
+_KEYS_CHUNK = 500
+
+
+def enqueue_all(session: Session, events: list[Event], now: datetime | None = None) -> int:
+    """Write the outbox rows of many events (one per matching channel); returns how many were new.
+
+    Rows that exist already are looked up in chunks first, so a scan that sees the same 100,000 expiring
+    certificates every few minutes inserts nothing and asks the database little; the insert itself still
+    does nothing on a conflict, for a checker racing this one."""
+    now = now or utcnow()
+    routing = Routing.load(session)
+    planned = [(event, cid, quiet) for event in events for cid, quiet in routing.channels_for(event)]
+    existing: set[tuple[str, int]] = set()
+    keys = sorted({event.key for event, _, _ in planned})
+    for i in range(0, len(keys), _KEYS_CHUNK):
+        rows = session.execute(
+            select(Notification.event_key, Notification.channel_id).where(
+                Notification.event_key.in_(keys[i : i + _KEYS_CHUNK])
+            )
+        )
+        existing.update((key, cid) for key, cid in rows)
+    new = 0
+    for event, cid, quiet in planned:
+        if (event.key, cid) not in existing:
+            new += _insert(session, event, cid, quiet, now)
+    return new
 
 
 def enqueue(session: Session, event: Event, now: datetime | None = None) -> int:
     """Write the event's outbox rows (one per matching channel); returns how many were new."""
-    now = now or utcnow()
-    new = 0
+    return enqueue_all(session, [event], now)
+
+
+def _insert(session: Session, event: Event, channel_id: int, quiet: str | None, now: datetime) -> int:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for channel_id, quiet in channels_for(session, event):
-        held = None if event.urgent else quiet_until(quiet, now)
-        values: dict[str, Any] = {
-            "event_key": event.key,
-            "event_kind": event.kind,
-            "channel_id": channel_id,
-            "subject": event.subject,
-            "body": event.text,
-            "data": {"facts": [list(f) for f in event.facts], **event.message().data},
-            "state": NotificationState.PENDING,
-            "attempts": 0,
-            "next_attempt_at": held or now,  # queued in quiet hours: waits for their end
-            "created_at": now,
-        }
-        stmt = insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["event_key", "channel_id"])
-        # RETURNING yields the row only when it was inserted (rowcount is not reliable across drivers).
-        new += len(session.execute(stmt.returning(Notification.id)).all())
-    return new
+    held = None if event.urgent else quiet_until(quiet, now)
+    values: dict[str, Any] = {
+        "event_key": event.key,
+        "event_kind": event.kind,
+        "channel_id": channel_id,
+        "subject": event.subject,
+        "body": event.text,
+        "data": {"facts": [list(f) for f in event.facts], **event.message().data},
+        "state": NotificationState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": held or now,  # queued in quiet hours: waits for their end
+        "created_at": now,
+    }
+    stmt = insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["event_key", "channel_id"])
+    # RETURNING yields the row only when it was inserted (rowcount is not reliable across drivers).
+    return len(session.execute(stmt.returning(Notification.id)).all())
 
 
 def parse_quiet_hours(spec: str) -> tuple[time, time]:
