@@ -251,10 +251,15 @@ def send_test(session: Session, channel_id: int, actor: str) -> tuple[bool, str]
     return ok, answer
 
 
+def _is_row_id(value: Any) -> bool:
+    """An int a database id column can hold (a larger one fails in the database, not here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
 def _channel_ids(session: Session, value: Any) -> list[int]:
     if isinstance(value, str):
         value = [int(v) for v in value.split(",") if v.strip().isdigit()] if value.strip() else []
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if not isinstance(value, list) or not all(_is_row_id(v) for v in value):
         raise InputError("channel_ids: a list of channel ids", field="channel_ids")
     if not value:
         raise InputError("channel_ids: at least one channel", field="channel_ids")
@@ -277,7 +282,7 @@ def rule_input(session: Session, body: dict[str, Any]) -> dict[str, Any]:
     else:
         if isinstance(ca, str) and ca.isdigit():
             ca = int(ca)
-        if not isinstance(ca, int) or isinstance(ca, bool) or session.get(CAConnector, ca) is None:
+        if not _is_row_id(ca) or session.get(CAConnector, ca) is None:
             raise InputError(f"ca_connector_id: no CA connector {ca!r}", field="ca_connector_id")
     tag = _text(body, "tag", required=False)
     return {

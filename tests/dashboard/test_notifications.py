@@ -157,3 +157,13 @@ def test_a_viewer_sees_the_page_without_admin_buttons(client: TestClient, accoun
     assert "Last notifications" in page.text
     assert 'data-testid="add-email"' not in page.text
     assert client.get("/notifications/channels/new").status_code == 403
+
+
+def test_api_rule_refuses_ids_no_database_can_hold(client: TestClient, accounts: Accounts) -> None:
+    admin = auth(accounts, "admin")
+    for body in (
+        {"event_kind": "bot-inactive", "channel_ids": [2**70]},
+        {"event_kind": "bot-inactive", "channel_ids": [1], "ca_connector_id": 2**70},
+    ):
+        response = client.post("/api/v1/notifications/rules", json=body, headers=admin)
+        assert response.status_code == 422, response.text
