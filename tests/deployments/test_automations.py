@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 
-from certfleet.deployments.automations import AUTOMATION_NAME
+from certfleet.deployments.automations import AUTOMATION_NAME, WATCHED_FLOWS
 from certfleet.deployments.names import bot_queue
 from certfleet.deployments.serve import register, runner_deployments
 from certfleet.models.bootstrap import initialize
@@ -19,11 +19,6 @@ from certfleet.models.bootstrap import initialize
 @flow(name="provision-certificate")
 def failing_provision() -> None:
     raise RuntimeError("the CA said no")
-
-
-@flow(name="check-server")
-def failing_check_server() -> None:
-    raise RuntimeError("not a certificate run")
 
 
 def _check_runs(deployment_id: object) -> list[FlowRun]:
@@ -38,16 +33,22 @@ def test_a_failed_certificate_run_starts_check_notifications(database: str) -> N
     register(deployments)
     register(deployments)  # registering again (each `certfleet up`) leaves one automation
     with get_client(sync_client=True) as client:
-        assert len(client.read_automations_by_name(AUTOMATION_NAME)) == 1
+        [automation] = client.read_automations_by_name(AUTOMATION_NAME)
         check = client.read_deployment_by_name("check-notifications/central")
-    with pytest.raises(RuntimeError):
-        failing_check_server()  # not watched: nothing starts
+    # Only certificate runs are watched (check-server, discovery... are not).
+    assert automation.trigger.match_related.root == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": WATCHED_FLOWS,
+    }
+    assert [a.deployment_id for a in automation.actions] == [check.id]
+    # The harness is shared by the session: runs that earlier tests' failures started are not this one's.
     time.sleep(3)
-    assert _check_runs(check.id) == []
+    before = {run.id for run in _check_runs(check.id)}
     with pytest.raises(RuntimeError):
         failing_provision()
     deadline = time.monotonic() + 60
-    while not _check_runs(check.id) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and not ({run.id for run in _check_runs(check.id)} - before):
         time.sleep(0.5)
-    [run] = _check_runs(check.id)  # one run, waiting for the central worker (none runs here)
-    assert run.state_name == "Scheduled"
+    started = [run for run in _check_runs(check.id) if run.id not in before]
+    assert len(started) >= 1
+    assert started[0].state_name == "Scheduled"  # waiting for the central worker (none runs here)
