@@ -47,6 +47,24 @@ class Settings(BaseSettings):
         description="/metrics gives the soonest-expiring this many certificates their own expiry series; the rest "
         "are counted in certfleet_certificates_beyond_cap (and in the days-to-expiry counts)",
     )
+    renewal_stale_minutes: float = Field(
+        default=180.0,
+        gt=0,
+        description="The dead man's switch: notify 'renewal schedule did not run' when renew-expiring has not run to "
+        "its end for this long (it is scheduled hourly)",
+    )
+    discovery_stale_hours: float = Field(
+        default=50.0,
+        gt=0,
+        description="Notify 'discovery did not run' when no discovery run has completed for this long (discover-fleet "
+        "runs daily); only once one has completed",
+    )
+    notify_check_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the dashboard process itself looks for notification events and sends the outbox "
+        "(besides the check-notifications flow), so alerts go out with the Prefect worker down; 0: never",
+    )
     bot_heartbeat_seconds: float = Field(default=30.0, description="How often a bot agent checks in")
     dashboard_port: int = Field(default=8080, description="Port of the web dashboard and the /api/v1 JSON API")
     admin_password: SecretStr | None = Field(

@@ -35,6 +35,7 @@ API_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "notifications",
     "agent",  # what bots' flow runs read and record, with the bot token
 ]
 PAGE_MODULES: list[str] = [
@@ -50,6 +51,7 @@ PAGE_MODULES: list[str] = [
     "orders",
     "audit",
     "users",
+    "notifications",
     "crl",  # the built-in CA's CRL, for anyone
     "metrics",  # Prometheus scrapes, with an API token
 ]

@@ -10,6 +10,7 @@ import uvicorn
 
 from certfleet.dashboard.services.users import FirstAdmin, ensure_first_admin
 from certfleet.models.db import session_scope
+from certfleet.notifications.timer import NotificationTimer
 from certfleet.settings import get_settings
 
 
@@ -42,6 +43,8 @@ class DashboardThread:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="certfleet-dashboard", daemon=True)
+        # The dashboard process checks for notification events itself, so they go out with Prefect down.
+        self.notifications = NotificationTimer(get_settings().notify_check_seconds)
 
     def start(self, timeout: float = 30.0) -> None:
         self.thread.start()
@@ -55,8 +58,10 @@ class DashboardThread:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the dashboard did not start within {timeout:.0f} s")
             time.sleep(0.05)
+        self.notifications.start()
 
     def stop(self) -> None:
+        self.notifications.stop()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
@@ -64,4 +69,8 @@ class DashboardThread:
 def serve_forever(host: str, port: int) -> None:
     from certfleet.dashboard.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", **proxy_options())
+    timer = NotificationTimer(get_settings().notify_check_seconds).start()
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", **proxy_options())
+    finally:
+        timer.stop()

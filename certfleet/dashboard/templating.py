@@ -43,6 +43,7 @@ NAV: list[NavItem] = [
     NavItem("Certificates → Provisioning", "S/MIME Provisioning", "/smime"),
     NavItem("Certificates → Provisioning", "Orders", "/orders"),
     NavItem("Settings", "CA Connectors", "/ca-connectors"),
+    NavItem("Settings", "Notifications", "/notifications"),
     NavItem("Settings", "Audit Log", "/audit", UserRole.OPERATOR),
     NavItem("Settings", "Users", "/users", UserRole.ADMIN),
     NavItem("Settings", "API Tokens", "/account/tokens"),

@@ -26,6 +26,7 @@ CENTRAL_FLOWS = (
     "sync-directory",
     "smime-rollout",
     "rotate-batch",
+    "check-notifications",
 )
 BOT_FLOWS = (
     "deploy-certificate",
@@ -45,6 +46,7 @@ SCHEDULES = {
     "discover-fleet": "41 2 * * *",
     "check-bots": "*/5 * * * *",
     "sync-directory": "23 */6 * * *",
+    "check-notifications": "*/5 * * * *",
 }
 
 # What each deployment does, as the Prefect UI lists it (prefect.yaml says the same).
@@ -63,6 +65,8 @@ DESCRIPTIONS = {
     "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
     "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
     "rotate-batch": "Re-key, re-issue and deploy a batch (ids, Batch Name or filter): canaries first, failure budget.",
+    "check-notifications": "Notify of failed renewals and deployments, expiry thresholds, inactive bots and a stale "
+    "renewal schedule; send the outbox.",
 }
 
 

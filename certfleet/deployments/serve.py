@@ -17,6 +17,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.types.entrypoint import EntrypointType
 
+from certfleet.deployments.automations import ensure_failure_automation
 from certfleet.deployments.names import (
     BOT_POOL,
     CENTRAL,
@@ -32,6 +33,7 @@ from certfleet.flows.bots import check_bots
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.discovery import discover_endpoints, discover_fleet, discover_server_files
 from certfleet.flows.issuance import issue_certificate
+from certfleet.flows.notifications import check_notifications
 from certfleet.flows.provisioning import provision_certificate
 from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
@@ -55,6 +57,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     sync_directory,
     smime_rollout,
     rotate_batch,
+    check_notifications,
 )
 
 
@@ -90,6 +93,7 @@ def ensure_pools() -> None:
 def register(deployments: list[RunnerDeployment]) -> None:
     """Create or update the deployments in the Prefect API, so runs can be started before any worker polls."""
     ensure_pools()
+    ids: dict[str, UUID] = {}
     with get_client(sync_client=True) as client:
         for deployment in deployments:
             deployment_id = deployment.apply()
@@ -97,3 +101,6 @@ def register(deployments: list[RunnerDeployment]) -> None:
             # Without a pull step a worker copies the registering process's working directory into every
             # flow run's workspace (a whole checkout, .venv included). The code is the installed package.
             client.update_deployment(deployment_id, DeploymentUpdate(pull_steps=PULL_STEPS))
+            ids[str(deployment.flow_name)] = deployment_id
+    if "check-notifications" in ids:  # a failed certificate run is notified at once (see deployments.automations)
+        ensure_failure_automation(ids["check-notifications"])

@@ -627,3 +627,72 @@ class RotationItem(Base):
     deployment_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class NotificationChannel(Base):
+    """Where notifications go: an SMTP mailbox, a Slack or Teams incoming webhook, or a signed JSON webhook.
+
+    `settings` holds what may be shown (SMTP host, port, security, sender, recipients; the generic webhook's
+    URL); `secret` holds what may not (the SMTP password, the Slack/Teams webhook URL, the HMAC key), sealed.
+    """
+
+    __tablename__ = "notification_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # email, slack, teams, webhook
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class NotificationRule(Base):
+    """Which events (one kind, optionally only a CA connector's or a tag's) go to which channels."""
+
+    __tablename__ = "notification_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_kind: Mapped[str] = mapped_column(String(40), index=True)
+    ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id", ondelete="CASCADE"))
+    tag: Mapped[str | None] = mapped_column(String(100))
+    channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENDING = "sending"  # claimed by one sender until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # gave up after its attempts; last_error says why
+
+
+class Notification(Base):
+    """The outbox: one row per (event, channel). The unique key is what makes a notification go out once,
+    however many checks (flow runs, dashboard timers) see the same event."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("event_key", "channel_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(300))
+    event_kind: Mapped[str] = mapped_column(String(40))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[NotificationState] = mapped_column(
+        _label_enum(NotificationState), default=NotificationState.PENDING, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)  # the server's answer to the last attempt
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    channel: Mapped[NotificationChannel] = relationship()

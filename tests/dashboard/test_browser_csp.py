@@ -20,7 +20,8 @@ pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 PAGES = ["/", "/bots", "/bots/new", "/certificates", "/certificates/new", "/servers", "/servers/new", "/smime",
          "/smime/import", "/smime/profiles", "/orders", "/ca-connectors", "/ca-connectors/new?kind=emca",
          "/audit", "/users", "/account/tokens", "/discovery", "/discovery-runs", "/discovery/import",
-         "/private-roots"]  # fmt: skip
+         "/private-roots", "/notifications", "/notifications/channels/new?kind=email",
+         "/notifications/channels/new?kind=webhook"]  # fmt: skip
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from tests.dashboard.conftest import PASSWORD, Accounts, csrf_of, login
 PAGES = ["/", "/bots", "/bots/new", "/certificates", "/certificates/new", "/servers", "/servers/new", "/smime",
          "/smime/import", "/smime/profiles", "/orders", "/ca-connectors", "/ca-connectors/new?kind=emca",
          "/audit", "/users", "/account/tokens", "/discovery", "/discovery-runs", "/discovery/import",
-         "/private-roots"]  # fmt: skip
+         "/private-roots", "/notifications", "/notifications/channels/new?kind=email",
+         "/notifications/channels/new?kind=webhook"]  # fmt: skip
 
 
 def test_pages_need_login(client: TestClient) -> None:
