@@ -750,6 +750,8 @@ def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None)
         found = [(access.app_path, "the installation path"), (access.keystore_folder, "the Key Store Folder Path")]
         checked, reason = _check_local_paths([(path, label) for path, label in found if path])
         return CheckOutcome(checked=checked, reason=reason)
+    if access.connection == ServerConnection.SMB.value:
+        return _probe_windows(access)
     if access.connection != ServerConnection.SSH.value:
         raise ServerNotValid(f"server {access.server_id} is not reached over SSH")
     transport = ssh_transport(access, cached=False, pin=pin)
@@ -783,6 +785,47 @@ def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None)
     except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
     return CheckOutcome(checked=checked, reason=reason, resolved=resolved)
+
+
+def _probe_windows(access: ServerAccess) -> CheckOutcome:
+    """Log in (NTLM), open the share, the configured folders and the service manager: says which step failed."""
+    from certfleet.connectors.servers.scmr import ServiceControl
+    from certfleet.servers.access import smb_transport
+
+    checked: list[str] = []
+    step = "login"
+    try:
+        transport = smb_transport(access, cached=False)
+        with transport:
+            session = transport.session()
+            encrypted = " (SMB 3 encrypted)" if session.encrypt_data else ""
+            checked.append(f"login as {transport.settings.username}{encrypted}")
+            step = f"opening the share {transport.settings.share}"
+            if (
+                transport.list_dir(transport.settings.root()) == []
+                and transport.stat(transport.settings.root()) is None
+            ):
+                raise _NotReady(f"the share {transport.settings.share} cannot be opened")
+            checked.append(f"share {transport.settings.share}")
+            for path, label in ((access.app_path, f"the {_path_label(access.server_type)}"),
+                                (access.keystore_folder, "the Key Store Folder Path")):  # fmt: skip
+                if not path:
+                    continue
+                step = f"looking at {label}"
+                found = transport.stat(path)
+                if found is None:
+                    raise _NotReady(f"{label} {path} does not exist on the server")
+                checked.append(f"{path} exists")
+            step = "opening the service manager"
+            ServiceControl(transport).check()
+            checked.append("service manager (svcctl)")
+            if access.service_name:
+                step = f"looking up the service {access.service_name}"
+                ServiceControl(transport).state(access.service_name)
+                checked.append(f"service {access.service_name}")
+    except (ConnectorError, _NotReady, paths.PathRefused) as exc:
+        return CheckOutcome(checked=checked, reason=f"{step}: {exc}")
+    return CheckOutcome(checked=checked, reason=None)
 
 
 def _check_local_paths(paths: list[tuple[str, str]]) -> tuple[list[str], str | None]:
