@@ -27,6 +27,7 @@ from tests.integration.sshd import require
 
 SMB_USER = "certfleet-smb"
 SMB_PASSWORD = "Smb-Pa$$w0rd;`'\" x"  # a throwaway loopback account; quotes and $ on purpose
+OTHER_USER = "cfleet-viewer"  # may log in and read, is no administrator: the service manager refuses it
 SMB_HINT = "run `bash scripts/install-system-packages.sh` (Debian package samba)"
 
 
@@ -37,6 +38,7 @@ class Smbd:
     share: Path  # what `C$` and `enc$` expose (stands for C:\)
     config: Path
     process: Process
+    scm: Process | None = None  # the service manager emulator behind the svcctl pipe
 
     def log(self) -> str:
         logs = sorted(p for p in self.directory.glob("log/*") if p.is_file())
@@ -45,6 +47,8 @@ class Smbd:
     def stop(self) -> None:
         self.process.stop()
         _stop_helpers(self.config)
+        if self.scm is not None:
+            self.scm.stop()
 
 
 def _stop_helpers(config: Path) -> None:
@@ -81,11 +85,11 @@ def make_folder(path: Path) -> Path:
     return path
 
 
-def _ensure_user() -> None:
+def _ensure_user(name: str) -> None:
     try:
-        pwd.getpwnam(SMB_USER)
+        pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", SMB_USER], check=True)
+        subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", name], check=True)
 
 
 def _config(directory: Path, share: Path, port: int, extra_global: str = "") -> str:
@@ -117,7 +121,7 @@ def _config(directory: Path, share: Path, port: int, extra_global: str = "") -> 
         "[C$]",
         f"path = {share}",
         "read only = no",
-        f"valid users = {SMB_USER}",
+        f"valid users = {SMB_USER} {OTHER_USER}",
         f"force user = {SMB_USER}",
         "",
         "[enc$]",
@@ -133,11 +137,19 @@ def _config(directory: Path, share: Path, port: int, extra_global: str = "") -> 
     return "\n".join(lines)
 
 
+SCM_EMULATOR = Path(__file__).resolve().parent.parent / "emulators" / "scm.py"
+
+
 @contextlib.contextmanager
-def running_smbd(extra_global: str = "") -> Iterator[Smbd]:
+def running_smbd(
+    extra_global: str = "", services: dict[str, Path] | None = None, admins: tuple[str, ...] = (SMB_USER,)
+) -> Iterator[Smbd]:
+    """`services`: Windows services (name -> init-style script) served on the svcctl pipe by the service
+    manager emulator (tests/emulators/scm.py) that smbd forwards the pipe to; `admins` may start/stop them."""
     smbd = require("smbd", SMB_HINT)
     smbpasswd = require("smbpasswd", SMB_HINT)
-    _ensure_user()
+    for name in (SMB_USER, OTHER_USER):
+        _ensure_user(name)
     directory = Path(tempfile.mkdtemp(prefix="certfleet-smbd-"))
     directory.chmod(0o755)  # the share's user must reach the share folder inside
     share = directory / "C"
@@ -145,20 +157,36 @@ def running_smbd(extra_global: str = "") -> Iterator[Smbd]:
     shutil.chown(share, SMB_USER)
     port = free_port()
     config = directory / "smb.conf"
-    config.write_text(_config(directory, share, port, extra_global))
     (directory / "log").mkdir()
-    subprocess.run(
-        [smbpasswd, "-c", str(config), "-s", "-a", SMB_USER],
-        input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    scm: Process | None = None
+    if services is not None:
+        sockets = directory / "pipes"
+        extra_global += f"\nexternal_rpc_pipe:socket_dir = {sockets}"
+        argv = ["/usr/bin/python3", str(SCM_EMULATOR), str(sockets), "--log", str(directory / "log" / "scm.log")]
+        argv += [f"--service={name}={script}" for name, script in services.items()]
+        argv += [f"--admin={name}" for name in admins]
+        scm = _spawn(argv, directory / "scm.out")
+        for _ in range(200):
+            if (sockets / "np" / "svcctl").exists() or scm.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not (sockets / "np" / "svcctl").exists():
+            scm.stop()
+            pytest.fail(f"the service manager emulator did not start: {(directory / 'scm.out').read_text()}")
+    config.write_text(_config(directory, share, port, extra_global))
+    for name in (SMB_USER, OTHER_USER):
+        subprocess.run(
+            [smbpasswd, "-c", str(config), "-s", "-a", name],
+            input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
     process = _spawn(
         [smbd, "-F", "-s", str(config), "-l", str(directory / "log")],
         directory / "smbd.out",
     )
-    server = Smbd(port, directory, share, config, process)
+    server = Smbd(port, directory, share, config, process, scm)
     try:
         for _ in range(400):
             if process.process.poll() is not None:
