@@ -22,7 +22,7 @@ from certfleet.connectors.servers.tomcat import TomcatHandler
 from certfleet.connectors.servers.transport import Transport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
 from certfleet.jobs.models import ServerAccess, TargetJob
-from certfleet.models.orm import Server
+from certfleet.models.orm import Server, ServerConnection
 
 if TYPE_CHECKING:  # imported when an SSH server is reached: paramiko costs every local flow-run process ~0.1-0.7 s
     from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
@@ -133,6 +133,13 @@ def target_spec(job: TargetJob) -> TargetSpec:
 
 def kind_handler(job: TargetJob, transport: Transport) -> ServerHandler | None:
     """The handler of the server's type, or None for types without one (plain PEM files)."""
+    if job.server.connection == ServerConnection.SMB.value:  # Apache / Tomcat on Windows, restarted over SCMR
+        from certfleet.connectors.servers.smb import SmbTransport
+        from certfleet.connectors.servers.windows import windows_handler
+
+        if not isinstance(transport, SmbTransport):
+            raise PermanentConnectorError(f"server {job.server.host}: a Windows server is reached over SMB")
+        return windows_handler(transport, server_spec(job.server), target_spec(job))
     cls = HANDLERS.get(job.server.server_type)
     if cls is None:
         return None

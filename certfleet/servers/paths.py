@@ -176,6 +176,18 @@ def _check_windows(value: str, label: str, directory: bool = False) -> str:
     return value
 
 
+_DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def posix_view(path: str) -> str:
+    """A Windows drive path as the server handlers see it: `C:\\Apache24` or `C:/Apache24` -> `/C:/Apache24`
+    (POSIX-absolute, so configuration logic joins and resolves it like a Linux path). Others unchanged."""
+    if not _DRIVE_PATH.match(path):
+        return path
+    view = "/" + path.replace("\\", "/")
+    return view if len(view) <= 4 else view.rstrip("/")
+
+
 def denied_by(path: str) -> str | None:
     """The denied location `path` is (or lies inside), or None; `/` itself counts as the whole system."""
     plain = path.rstrip("/") or "/"

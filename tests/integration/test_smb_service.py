@@ -62,6 +62,8 @@ class Windows:
     port: int  # where the Apache2.4 service listens
     ssl: Path  # C:\Apache24\conf\ssl on the share
     state: Path  # the services' pid files and logs
+    tomcat_port: int  # where the Tomcat9 service listens
+    tomcat_ssl: Path  # C:\Tomcat9\conf\ssl on the share
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +71,27 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Windows]:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed by this test (Debian package openssl)")
     state = tmp_path_factory.mktemp("services")
-    port = free_port()
+    port, tomcat_port = free_port(), free_port()
     services = {
         "Apache2.4": (LISTEN, KILL),
+        "Tomcat9": (LISTEN, KILL),
         "Crashes": ("sh -c 'exit 3' & echo $! > \"$PID\"", KILL),  # starts, then its process dies at once
         "Stuck": ('sleep 600 & echo $! > "$PID"', "true"),  # ignores STOP
     }
     scripts = {name: state / f"{name}.sh" for name in services}
     with running_smbd(services=scripts) as smbd:
         ssl = make_folder(smbd.share / "Apache24" / "conf" / "ssl")
+        tomcat_ssl = make_folder(smbd.share / "Tomcat9" / "conf" / "ssl")
         for name, (start, stop) in services.items():
-            start = start.format(port=port, ssl=ssl, state=state, name=name)
+            where = (tomcat_port, tomcat_ssl) if name == "Tomcat9" else (port, ssl)
+            start = start.format(port=where[0], ssl=where[1], state=state, name=name)
             scripts[name].write_text(SERVICE.format(state=state, name=name, start=start, stop=stop))
             scripts[name].chmod(0o755)
         try:
-            yield Windows(smbd, port, ssl, state)
+            yield Windows(smbd, port, ssl, state, tomcat_port, tomcat_ssl)
         finally:
-            subprocess.run([str(scripts["Apache2.4"]), "stop"], check=False, timeout=30)
+            for name in ("Apache2.4", "Tomcat9"):
+                subprocess.run([str(scripts[name]), "stop"], check=False, timeout=30)
             for name in ("Crashes", "Stuck"):
                 pid = state / f"{name}.pid"
                 if pid.exists():
@@ -145,9 +151,9 @@ def test_unknown_service_access_denied_and_services_that_fail(windows: Windows) 
         label = transport.label
         with pytest.raises(
             PermanentConnectorError,
-            match=re.escape(f"{label}: service 'Tomcat9': opening the service refused: no such service"),
+            match=re.escape(f"{label}: service 'NoSuchSvc': opening the service refused: no such service"),
         ):
-            control.restart("Tomcat9")
+            control.restart("NoSuchSvc")
         with pytest.raises(PermanentConnectorError, match="service 'Crashes' did not come back"):
             control.restart("Crashes", start_timeout=10)
         assert control.state("Crashes") == STOPPED
@@ -161,3 +167,120 @@ def test_unknown_service_access_denied_and_services_that_fail(windows: Windows) 
         assert control.state("Apache2.4") in (RUNNING, STOPPED)  # anyone may query
         with pytest.raises(PermanentConnectorError, match="opening the service refused: access denied"):
             control.restart("Apache2.4")
+
+
+HTTPD_CONF = '# Apache on Windows\r\nServerRoot "C:/Apache24"\r\nListen {port}\r\nInclude conf/extra/httpd-ssl.conf\r\n'
+SSL_CONF = (
+    "<VirtualHost _default_:{port}>\r\n"
+    "  ServerName win.example.test\r\n"
+    "  SSLEngine on\r\n"
+    '  SSLCertificateFile "C:/Apache24/conf/ssl/site.crt"\r\n'
+    '  SSLCertificateKeyFile "C:/Apache24/conf/ssl/site.key"\r\n'
+    "</VirtualHost>\r\n"
+)
+SERVER_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\r\n<Server port="-1" shutdown="SHUTDOWN">\r\n'
+    '  <Service name="Catalina">\r\n'
+    '    <Connector port="{port}" protocol="org.apache.coyote.http11.Http11NioProtocol" SSLEnabled="true">\r\n'
+    "      <SSLHostConfig>\r\n"
+    '        <Certificate certificateFile="C:/Tomcat9/conf/ssl/site.crt" certificateKeyFile="conf/ssl/site.key"'
+    ' type="EC"/>\r\n'
+    "      </SSLHostConfig>\r\n    </Connector>\r\n  </Service>\r\n</Server>\r\n"
+)
+
+
+def _job(windows: Windows, kind: str, port: int, service: str) -> Any:
+    from certfleet.jobs.models import ServerAccess, TargetJob
+
+    app_path = "C:\\Apache24" if kind == "apache" else "C:\\Tomcat9"
+    server = ServerAccess(
+        server_id=1, description="win", host="127.0.0.1", connection="smb", username=SMB_USER,
+        password=SMB_PASSWORD, server_type=kind, app_path=app_path, service_name=service, ports=[port],
+        smb_port=windows.smbd.port, smb_share="C$",
+    )  # fmt: skip
+    return TargetJob(
+        certificate_id=1, target_id=1, common_name="win.example.test", port=port,
+        server_name="win.example.test", server=server,
+    )  # fmt: skip
+
+
+def _deploy(handler: Any, bundle: Any, deployment_id: int) -> list[Any]:
+    """The steps of tasks/deployment.py's install_on_target: plan, back up each file, install, test, reload."""
+    backups = []
+    for write in handler.plan(bundle):
+        backups.append(handler.snapshot(write.path, f"{write.path}.certfleet-backup-{deployment_id}"))
+        handler.install(write)
+    handler.verify()
+    handler.activate()
+    return backups
+
+
+@pytest.mark.parametrize("kind", ["apache", "tomcat"])
+def test_apache_and_tomcat_on_windows_deploy_restart_prove_and_roll_back(windows: Windows, kind: str) -> None:
+    from certfleet.connectors.servers.smb import close_cached_transports
+    from certfleet.tasks.build import build_handler
+
+    old, new = issued_bundle(f"old-{kind}.example.test"), issued_bundle(f"new-{kind}.example.test")
+    if kind == "apache":
+        port, ssl, service = windows.port, windows.ssl, "Apache2.4"
+        conf = windows.smbd.share / "Apache24" / "conf"
+        make_folder(conf / "extra")
+        put_file(conf / "httpd.conf", HTTPD_CONF.format(port=port).encode())
+        put_file(conf / "extra" / "httpd-ssl.conf", SSL_CONF.format(port=port).encode())
+        configs = [conf / "httpd.conf", conf / "extra" / "httpd-ssl.conf"]
+    else:
+        port, ssl, service = windows.tomcat_port, windows.tomcat_ssl, "Tomcat9"
+        conf = windows.smbd.share / "Tomcat9" / "conf"
+        put_file(conf / "server.xml", SERVER_XML.format(port=port).encode())
+        configs = [conf / "server.xml"]
+    before = {path: path.read_bytes() for path in configs}
+    put_file(ssl / "site.crt", old.fullchain_pem)
+    put_file(ssl / "site.key", old.key_pem)
+    job = _job(windows, kind, port, service)
+    try:
+        handler = build_handler(job)
+        assert type(handler).__name__ == ("WindowsApacheHandler" if kind == "apache" else "WindowsTomcatHandler")
+        handler.activate()  # running on the old certificate
+        wait_for_serial("127.0.0.1", port, server_name=None, expected_serial=_serial(old.leaf_pem))
+        backups = _deploy(handler, new, 7)
+        assert sorted(b.path for b in backups) == sorted(
+            [f"/C:/{'Apache24' if kind == 'apache' else 'Tomcat9'}/conf/ssl/site.crt",
+             f"/C:/{'Apache24' if kind == 'apache' else 'Tomcat9'}/conf/ssl/site.key"]
+        )  # fmt: skip
+        wait_for_serial("127.0.0.1", port, server_name=None, expected_serial=_serial(new.leaf_pem))
+        assert (ssl / "site.crt.certfleet-backup-7").read_bytes() == old.fullchain_pem  # backup beside the file
+        assert {path: path.read_bytes() for path in configs} == before  # configuration (CRLF) untouched
+        # roll back as rollback-deployment does: restore every file, test, restart, the old serial again
+        for backup in backups:
+            handler.restore(backup)
+        handler.verify()
+        handler.activate()
+        wait_for_serial("127.0.0.1", port, server_name=None, expected_serial=_serial(old.leaf_pem))
+        assert (ssl / "site.crt").read_bytes() == old.fullchain_pem
+        # a key that is not the certificate's is refused before any file is touched
+        mismatched = type(new)(new.leaf_pem, new.chain_pem, old.key_pem)
+        with pytest.raises(PermanentConnectorError, match="does not match the certificate"):
+            handler.plan(mismatched)
+        assert (ssl / "site.crt").read_bytes() == old.fullchain_pem
+    finally:
+        close_cached_transports()
+
+
+def test_windows_paths_in_the_configuration_are_checked(windows: Windows) -> None:
+    from certfleet.connectors.servers.smb import close_cached_transports
+    from certfleet.tasks.build import build_handler
+
+    conf = windows.smbd.share / "Apache24" / "conf"
+    make_folder(conf / "extra")
+    put_file(conf / "httpd.conf", HTTPD_CONF.format(port=windows.port).encode())
+    bad = SSL_CONF.format(port=windows.port).replace("C:/Apache24/conf/ssl/site.crt", "C:/Windows/System32/x.crt")
+    put_file(conf / "extra" / "httpd-ssl.conf", bad.encode())
+    try:
+        handler = build_handler(_job(windows, "apache", windows.port, "Apache2.4"))
+        with pytest.raises(
+            PermanentConnectorError, match=re.escape("C:\\Windows\\System32\\x.crt is inside C:\\Windows")
+        ):
+            _deploy(handler, issued_bundle("x.example.test"), 8)  # refused before the backup is made
+        assert not (windows.smbd.share / "Windows").exists()
+    finally:
+        close_cached_transports()
