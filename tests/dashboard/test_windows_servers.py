@@ -3,6 +3,8 @@ with a 422 naming the field; the Servers filter "Windows (SMB)" finds them."""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import pytest
@@ -87,6 +89,16 @@ def test_a_windows_tomcat_is_stored_exactly_as_sent(client: TestClient, accounts
     assert page.status_code == 200
     assert "win-1 Tomcat" in page.text
     assert "linux-web" not in page.text
+    # the Windows (SMB) tile counts them and links to that filter
+    listing = client.get("/servers", headers=auth(accounts, "viewer")).text
+    tile = re.search(
+        r'<a class="tile" href="([^"]+)" data-testid="servers-tile-windows">.*?tile-count">(\d+)<', listing, re.S
+    )
+    assert tile is not None
+    assert tile.group(2) == "2"
+    linked = client.get(html.unescape(tile.group(1)), headers=auth(accounts, "viewer")).text
+    assert "win-1 Tomcat" in linked
+    assert "linux-web" not in linked
 
 
 @pytest.mark.parametrize(

@@ -204,11 +204,17 @@ def delete_server(session: Session, server_id: int, actor: str) -> str:
 
 
 def counts(session: Session) -> dict[str, int]:
-    total, mapped, active = session.execute(
+    total, mapped, active, windows = session.execute(
         select(
             func.count(Server.id),
             func.sum(case((Server.bot_id.is_not(None), 1), else_=0)),
             func.sum(case((Server.status == ServerStatus.ACTIVE, 1), else_=0)),
+            func.sum(case((Server.connection == ServerConnection.SMB, 1), else_=0)),
         )
     ).one()
-    return {"total": int(total or 0), "mapped": int(mapped or 0), "active": int(active or 0)}
+    return {
+        "total": int(total or 0),
+        "mapped": int(mapped or 0),
+        "active": int(active or 0),
+        "windows": int(windows or 0),
+    }
