@@ -337,7 +337,11 @@ class ServerInput(_Common):
             lowered = aliases.get(lowered, lowered)
             if lowered not in {t.value for t in ServerType}:
                 known = ", ".join(t.value for t in ServerType)
-                hint = " (IIS is reached over SMB, not SSH)" if lowered == "iis" else ""
+                hint = (
+                    " (IIS on Windows is not supported by this version: Apache HTTP and Tomcat are)"
+                    if lowered == "iis"
+                    else ""
+                )
                 raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
             return lowered
         return value
