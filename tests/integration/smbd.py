@@ -9,6 +9,7 @@ A missing smbd fails the test (it is installed by scripts/install-system-package
 from __future__ import annotations
 
 import contextlib
+import os
 import pwd
 import shutil
 import socket
@@ -44,6 +45,23 @@ class Smbd:
         logs = sorted(p for p in self.directory.glob("log/*") if p.is_file())
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in logs)
 
+    def serving(self, client_port: int) -> int:
+        """The smbd process holding the TCP connection from 127.0.0.1:`client_port` (smbd passes a client's
+        connections to the process already serving its client GUID, so it is found by its socket)."""
+        wanted = f"0100007F:{self.port:04X} 0100007F:{client_port:04X}"
+        inode = next(
+            line.split()[9]
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+            if " ".join(line.split()[1:3]) == wanted
+        )
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    for fd in (entry / "fd").iterdir():
+                        if os.readlink(fd) == f"socket:[{inode}]":
+                            return int(entry.name)
+        raise LookupError(f"no process holds the connection from port {client_port}")
+
     def stop(self) -> None:
         self.process.stop()
         _stop_helpers(self.config)
@@ -54,7 +72,6 @@ class Smbd:
 def _stop_helpers(config: Path) -> None:
     """smbd starts samba-dcerpcd (and its rpcd_* workers, one process group) on demand for named pipes; it
     outlives smbd. Stop the group of the helper started with this test's own smb.conf, and nothing else."""
-    import os
     import signal
 
     marker = f"--configfile={config}".encode()

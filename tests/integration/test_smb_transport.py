@@ -137,3 +137,44 @@ def test_connectivity_check_logs_in_opens_share_and_service_manager(database: st
     assert unknown.reason is not None
     assert unknown.reason.startswith("looking up the service NoSuchSvc: ")
     assert "no such service" in unknown.reason
+
+
+def test_a_connection_dropped_mid_write_leaves_the_old_file_whole(smbd: Smbd) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    from certfleet.connectors.errors import TransientConnectorError
+
+    folder = _folder(smbd, "dropped")
+    put_file(folder / "site.pem", b"old\r\n")
+    transport = _transport(smbd)
+    session = transport.connect()
+    client = smbd.serving(session.connection.transport._sock.getsockname()[1])
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            transport.write_atomic("C:\\dropped\\site.pem", b"N" * (64 << 20), 0o644)
+        except BaseException as exc:
+            failure.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the temporary file is being written: drop the connection now
+        temps = [p for p in folder.iterdir() if p.name.endswith(".certfleet-tmp") and p.stat().st_size > 0]
+        if temps:
+            break
+        time.sleep(0.005)
+    assert temps, "the write never started"
+    os.kill(client, signal.SIGKILL)  # the smbd process serving this connection: the connection drops
+    writer.join(60)
+    assert not writer.is_alive()
+    assert len(failure) == 1
+    assert isinstance(failure[0], TransientConnectorError), failure
+    assert "C:\\dropped\\site.pem" in str(failure[0])
+    assert (folder / "site.pem").read_bytes() == b"old\r\n"  # the real path was never touched
+    with _transport(smbd) as again:  # a new session sees the old file
+        assert again.read("C:\\dropped\\site.pem") == b"old\r\n"
