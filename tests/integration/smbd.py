@@ -97,8 +97,11 @@ def put_file(path: Path, data: bytes) -> None:
 
 
 def make_folder(path: Path) -> Path:
+    """A folder on the share (and the missing folders above it), owned by the share's user."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
-    shutil.chown(path, SMB_USER, SMB_USER)
+    for folder in missing:
+        shutil.chown(folder, SMB_USER, SMB_USER)
     return path
 
 
