@@ -72,8 +72,13 @@ def windows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Windows]:
         pytest.fail("openssl is needed by this test (Debian package openssl)")
     state = tmp_path_factory.mktemp("services")
     port, tomcat_port = free_port(), free_port()
+    # `fail-once` in the state folder: the next start fails (the process dies at once) and clears the flag
+    fail_once = (
+        f'if [ -f {state}/fail-once ]; then rm -f {state}/fail-once; sh -c "exit 3" & echo $! > "$PID"; '
+        f"else {LISTEN}; fi"
+    )
     services = {
-        "Apache2.4": (LISTEN, KILL),
+        "Apache2.4": (fail_once, KILL),
         "Tomcat9": (LISTEN, KILL),
         "Crashes": ("sh -c 'exit 3' & echo $! > \"$PID\"", KILL),  # starts, then its process dies at once
         "Stuck": ('sleep 600 & echo $! > "$PID"', "true"),  # ignores STOP
@@ -284,3 +289,57 @@ def test_windows_paths_in_the_configuration_are_checked(windows: Windows) -> Non
         assert not (windows.smbd.share / "Windows").exists()
     finally:
         close_cached_transports()
+
+
+def test_the_deployment_flow_deploys_to_windows_and_rolls_back_a_service_that_does_not_come_back(
+    windows: Windows, boot: Any
+) -> None:
+    """deploy-certificate end to end: journal, backups, install over SMB, SCMR restart, the handshake proof;
+    then a restart that fails: the files are restored, the service restarted, the old serial proven."""
+    from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
+    from certfleet.flows.issuance import issue_certificate
+    from certfleet.models.orm import DeploymentStatus, StepState
+    from certfleet.servers.service import ServerInput, create_server
+    from tests.integration.conftest import deployments, served_serial
+
+    conf = windows.smbd.share / "Apache24" / "conf"
+    make_folder(conf / "extra")
+    put_file(conf / "httpd.conf", HTTPD_CONF.format(port=windows.port).encode())
+    put_file(conf / "extra" / "httpd-ssl.conf", SSL_CONF.format(port=windows.port).encode())
+    placeholder = issued_bundle("placeholder.example.test")
+    put_file(windows.ssl / "site.crt", placeholder.fullchain_pem)
+    put_file(windows.ssl / "site.key", placeholder.key_pem)
+    server = create_server(
+        ServerInput(
+            connection="smb", description="Apache on Windows", ip_address="127.0.0.1", username=SMB_USER,
+            password=SMB_PASSWORD, server_type="apache", apache_path="C:\\Apache24", ports=[windows.port],
+            service_name="Apache2.4", smb_port=windows.smbd.port, smb_share="C$", bot_id=boot.local_bot_id,
+        ),
+        actor="test",
+    )  # fmt: skip
+    from certfleet.models.db import session_scope
+    from certfleet.models.orm import Certificate, DeploymentTarget
+
+    with session_scope() as s:
+        cert = Certificate(
+            common_name="win.example.test", sans=["win.example.test"], ca_connector_id=boot.ca_connector_id,
+            provisioning_bot_id=boot.local_bot_id, key_spec="ec-p256", validity_days=30,
+        )  # fmt: skip
+        cert.targets.append(DeploymentTarget(server_id=server.id, port=windows.port, server_name="win.example.test"))
+        s.add(cert)
+        s.flush()
+        certificate_id = cert.id
+    first = issue_certificate(certificate_id)
+    deploy_certificate(certificate_id)
+    assert served_serial(windows.port, "win.example.test") == first
+    second = issue_certificate(certificate_id)
+    (windows.state / "fail-once").write_text("")
+    files_before = {p.name: p.read_bytes() for p in windows.ssl.iterdir() if "backup" not in p.name}
+    with pytest.raises(DeploymentFailed, match="Rolled Back"):
+        deploy_certificate(certificate_id)
+    assert served_serial(windows.port, "win.example.test") == first != second
+    assert {p.name: p.read_bytes() for p in windows.ssl.iterdir() if "backup" not in p.name} == files_before
+    last = deployments(certificate_id)[-1]
+    assert last.status is DeploymentStatus.ROLLED_BACK
+    assert "did not come back" in (last.reason or "")
+    assert [st.state for st in last.steps if st.action == "replace-file"] == [StepState.RESTORED] * 2
