@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
@@ -178,3 +180,38 @@ def test_a_connection_dropped_mid_write_leaves_the_old_file_whole(smbd: Smbd) ->
     assert (folder / "site.pem").read_bytes() == b"old\r\n"  # the real path was never touched
     with _transport(smbd) as again:  # a new session sees the old file
         assert again.read("C:\\dropped\\site.pem") == b"old\r\n"
+
+
+def test_file_discovery_lists_and_reads_certificate_files_over_smb(smbd: Smbd) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+    from certfleet.inventory.files import scan_folders
+    from certfleet.pki.keys import load_private_key
+    from tests.integration.pki_kit import issued_bundle
+
+    pem, der, p12 = (issued_bundle(f"{n}.example.test") for n in ("pem", "der", "p12"))
+    leaf = x509.load_pem_x509_certificate(der.leaf_pem)
+    folder = _folder(smbd, "certs")
+    sub = make_folder(folder / "sub")
+    put_file(folder / "site.PEM", pem.fullchain_pem.replace(b"\n", b"\r\n"))
+    put_file(sub / "other.der", leaf.public_bytes(Encoding.DER))
+    store = pkcs12.serialize_key_and_certificates(
+        b"p12", load_private_key(p12.key_pem), x509.load_pem_x509_certificate(p12.leaf_pem), None,
+        BestAvailableEncryption(b"changeit"),
+    )  # fmt: skip
+    put_file(folder / "store.pfx", store)
+    put_file(folder / "notes.txt", pem.leaf_pem)  # not a certificate file's name
+    put_file(folder / "huge.pem", pem.leaf_pem + b"#" * (2 << 20))  # larger than discovery reads
+    with _transport(smbd) as transport:
+        assert transport.list_files("C:\\certs", ("*.pem", "*.der", "*.pfx"), 6, 1 << 20) == [
+            "C:\\certs\\site.PEM", "C:\\certs\\store.pfx", "C:\\certs\\sub\\other.der",
+        ]  # fmt: skip
+        scan = scan_folders(transport, ["C:\\certs", "C:\\missing"])
+    assert sorted((c.path, c.chain[0].subject.rfc4514_string()) for c in scan.chains) == [
+        ("C:\\certs\\site.PEM", "CN=pem.example.test"),
+        ("C:\\certs\\store.pfx", "CN=p12.example.test"),
+        ("C:\\certs\\sub\\other.der", "CN=der.example.test"),
+    ]
+    assert scan.listed == ["C:\\certs"]
+    assert len(scan.errors) == 1
+    assert "C:\\missing" in scan.errors[0]

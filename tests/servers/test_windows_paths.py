@@ -66,3 +66,13 @@ def test_a_trailing_backslash_is_a_folder_only() -> None:
         "contains an empty part (`\\\\` inside, or a trailing `\\` on a file)",
         "normal",
     )
+
+
+def test_discovery_tells_files_under_a_windows_folder() -> None:
+    from certfleet.tasks.discovery import _inside
+
+    assert _inside("C:\\certs\\site.pem", "C:\\certs")
+    assert _inside("C:\\certs\\sub\\site.pem", "C:\\certs\\")
+    assert not _inside("C:\\certs2\\site.pem", "C:\\certs")
+    assert _inside("/etc/ssl/site.pem", "/etc/ssl/")
+    assert not _inside("/etc/ssl2/site.pem", "/etc/ssl")

@@ -17,11 +17,12 @@ as its share folder (`D:\\web`), and a UNC path `\\\\host\\share\\...` names its
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import ntpath
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +236,32 @@ class SmbTransport:
                     return []
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def list_files(self, root: str, patterns: Sequence[str], max_depth: int, max_bytes: int) -> list[str]:
+        """Files under `root` whose name matches a pattern (case-blind, as Windows names are), at most
+        `max_depth` folders down and `max_bytes` long: file discovery's listing (Windows has no `find`).
+        Raises a ConnectorError when `root` itself cannot be listed; unreadable subfolders are skipped."""
+        found: list[str] = []
+        lowered = [p.lower() for p in patterns]
+
+        def walk(folder: str, depth: int) -> None:
+            for entry in smbclient.scandir(self.unc(folder), **self._kwargs()):
+                path = ntpath.join(folder, entry.name)
+                if entry.is_dir():
+                    if depth < max_depth:
+                        try:
+                            walk(path, depth + 1)
+                        except SMBOSError:
+                            continue
+                elif (
+                    any(fnmatch.fnmatchcase(entry.name.lower(), p) for p in lowered)
+                    and entry.smb_info.end_of_file <= max_bytes
+                ):
+                    found.append(path)
+
+        with self._op("list", root):
+            walk(root, 1)
+        return sorted(found)
 
     def write_atomic(self, path: str, data: bytes, mode: int) -> None:
         """Temp name beside the file, replace over the old file, read back and compare (`mode`: Windows
