@@ -22,6 +22,8 @@ PACKAGES=(
   poppler-utils             # pdftotext: the export tests read the text back out of the PDFs
   prometheus                # promtool: the tests check docs/prometheus/alerts.yml with `promtool check rules`
   samba                     # smbd: the Windows (SMB) deployment tests start their own smbd on 127.0.0.1
+                            # (with python3-samba: the service manager emulator behind its svcctl pipe)
+  openssl                   # openssl s_server: the TLS listener of the emulated Windows services
 )
 
 SUDO=""
