@@ -402,6 +402,11 @@ class ServerInput(_Common):
             raise ValueError(problem)
         if self.password is None:
             raise ValueError("give the password of the Windows account (SMB logs in with NTLM)")
+        if self.service_name is None:
+            raise ValueError(
+                "give the Service Name (e.g. Apache2.4, Tomcat9): a Windows server is restarted by its service "
+                "after each deployment"
+            )
         ssh_only = {
             "ssh_private_key": self.ssh_private_key is not None,
             "ssh_key_passphrase": self.ssh_key_passphrase is not None,

@@ -113,6 +113,7 @@ def test_a_windows_tomcat_is_stored_exactly_as_sent(client: TestClient, accounts
         ({"username": "TOO-LONG-DOMAIN-NAME\\deploy"}, "username", "not a Windows domain name"),
         ({"username": "deploy@"}, "username", "not a DNS domain"),
         ({"password": None}, "password", "Windows account"),
+        ({"service_name": None}, "service_name", "restarted by its service"),
         ({"server_type": "nginx", "tomcat_path": None, "nginx_path": "C:\\nginx"}, "server_type", "Nginx on Windows"),
         ({"smb_share": None}, "smb_share", "C$"),
         ({"smb_share": "bad/share"}, "smb_share", "not a share name"),

@@ -106,7 +106,7 @@ def _windows_server(smbd: Smbd, **overrides: Any) -> int:
     form: dict[str, Any] = {
         "connection": "smb", "description": "win", "ip_address": "127.0.0.1", "username": SMB_USER,
         "password": SMB_PASSWORD, "server_type": "apache", "apache_path": "C:\\Apache24", "ports": [443],
-        "smb_port": smbd.port, "smb_share": "C$",
+        "smb_port": smbd.port, "smb_share": "C$", "service_name": "Spooler",
     }  # fmt: skip
     form.update(overrides)
     return create_server(ServerInput(**form), actor="ops").id

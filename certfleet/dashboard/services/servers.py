@@ -64,6 +64,7 @@ SERVERS = ListSpec(
 _MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
     ("username:", "username"),
     ("Windows account", "password"),
+    ("give the Service Name", "service_name"),
     ("does not deploy to", "server_type"),
     ("do not apply to a Windows", "connection"),
     ("apply to Windows (SMB) servers only", "connection"),
