@@ -21,6 +21,9 @@ PACKAGES=(
   fonts-wqy-microhei        # PDF export: the fallback font for Chinese, Japanese and Korean (5 MB)
   poppler-utils             # pdftotext: the export tests read the text back out of the PDFs
   prometheus                # promtool: the tests check docs/prometheus/alerts.yml with `promtool check rules`
+  samba                     # smbd: the Windows (SMB) deployment tests start their own smbd on 127.0.0.1
+                            # (with python3-samba: the service manager emulator behind its svcctl pipe)
+  openssl                   # openssl s_server: the TLS listener of the emulated Windows services
 )
 
 SUDO=""
@@ -32,5 +35,17 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Keep apt from starting the system daemons it installs (smbd, nmbd, samba-ad-dc...): the tests start
+  # their own on 127.0.0.1; a policy-rc.d that exits 101 forbids every invoke-rc.d start during the install.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    created_policy=1
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+  [ -z "$created_policy" ] || $SUDO rm -f "$policy"
+  exit "$status"
 fi

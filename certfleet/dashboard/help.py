@@ -65,6 +65,10 @@ HELP: dict[str, str] = {
         "Servers that have been successfully associated with a provisioning bot. Mapping ensures that the selected bot "
         "is responsible for handling certificate deployment to those specific systems."
     ),
+    "servers_windows": (
+        "Windows servers reached over SMB: certfleet writes the certificate files through the share (C$ or a named "
+        "share) and restarts the Service Name through the Windows Service Control Manager."
+    ),
     "servers_active": (
         "Servers that are reachable and ready for certificate deployment. These systems are available for "
         "provisioning actions such as installation, renewal, rotation and updates."

@@ -115,6 +115,10 @@ def server_access(server: Server) -> ServerAccess:
         version=server.version,
         config_test_command=server.config_test_command,
         reload_command=server.reload_command,
+        smb_port=server.smb_port if server.smb_port is not None else 445,
+        smb_share=server.smb_share,
+        smb_share_folder=server.smb_share_folder,
+        smb_encrypt=bool(server.smb_encrypt),
     )
 
 

@@ -38,6 +38,10 @@ class ServerAccess(BaseModel):
     version: str | None = None
     config_test_command: str | None = None
     reload_command: str | None = None
+    smb_port: int = 445
+    smb_share: str | None = None
+    smb_share_folder: str | None = None
+    smb_encrypt: bool = False
 
 
 class TargetJob(BaseModel):

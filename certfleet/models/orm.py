@@ -6,7 +6,20 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -198,6 +211,12 @@ class Server(Base):
     # Folders deployment targets may use besides the type's path and key store folder (certfleet.servers.paths).
     allowed_paths: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     bot_id: Mapped[int | None] = mapped_column(ForeignKey("bots.id"))
+    # Windows servers (connection SMB): the port, the share certfleet opens (`C$` or a named share), the
+    # Windows folder a named share exposes (`C$` is `C:\`), and whether SMB 3 encryption is asked for.
+    smb_port: Mapped[int] = mapped_column(Integer, default=445, server_default="445")
+    smb_share: Mapped[str | None] = mapped_column(String(80))
+    smb_share_folder: Mapped[str | None] = mapped_column(String(500))
+    smb_encrypt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,12 +22,14 @@ from certfleet.connectors.servers.tomcat import TomcatHandler
 from certfleet.connectors.servers.transport import Transport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
 from certfleet.jobs.models import ServerAccess, TargetJob
-from certfleet.models.orm import Server
+from certfleet.models.orm import Server, ServerConnection
 
 if TYPE_CHECKING:  # imported when an SSH server is reached: paramiko costs every local flow-run process ~0.1-0.7 s
+    from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
     from certfleet.connectors.servers.ssh import SshSettings, SshTransport
 
 SSH_MODULE = "certfleet.connectors.servers.ssh"
+SMB_MODULE = "certfleet.connectors.servers.smb"
 
 HANDLERS: dict[str, type[ServerKindHandler]] = {
     h.kind: h for h in (NginxHandler, ApacheHandler, TomcatHandler, JettyHandler, JBossHandler, WebLogicHandler)
@@ -80,6 +82,33 @@ def ssh_transport(
     return SshTransport(settings, on_new_host_key=record)
 
 
+def smb_settings(server: Server | ServerAccess) -> SmbSettings:
+    from certfleet.connectors.servers.smb import SmbSettings
+
+    if not server.username or not server.password:
+        raise PermanentConnectorError(f"server {server.host}: set the Windows user and password to log in with")
+    if not server.smb_share:
+        raise PermanentConnectorError(f"server {server.host}: set the SMB share (C$ or a named share)")
+    return SmbSettings(
+        host=server.host,
+        username=server.username,
+        password=server.password,
+        port=server.smb_port or 445,
+        share=server.smb_share,
+        share_folder=server.smb_share_folder,
+        encrypt=bool(server.smb_encrypt),
+    )
+
+
+def smb_transport(server: Server | ServerAccess, *, cached: bool = True) -> SmbTransport:
+    """One SMB session per server per process (a flow run); `cached=False`: a transport of its own."""
+    from certfleet.connectors.servers.smb import SmbTransport, cached_transport
+
+    server_id = server.server_id if isinstance(server, ServerAccess) else server.id
+    settings = smb_settings(server)
+    return cached_transport(server_id, settings) if cached else SmbTransport(settings)
+
+
 def server_spec(server: Server | ServerAccess) -> ServerSpec:
     return ServerSpec(
         server_type=server.server_type,
@@ -104,6 +133,13 @@ def target_spec(job: TargetJob) -> TargetSpec:
 
 def kind_handler(job: TargetJob, transport: Transport) -> ServerHandler | None:
     """The handler of the server's type, or None for types without one (plain PEM files)."""
+    if job.server.connection == ServerConnection.SMB.value:  # Apache / Tomcat on Windows, restarted over SCMR
+        from certfleet.connectors.servers.smb import SmbTransport
+        from certfleet.connectors.servers.windows import windows_handler
+
+        if not isinstance(transport, SmbTransport):
+            raise PermanentConnectorError(f"server {job.server.host}: a Windows server is reached over SMB")
+        return windows_handler(transport, server_spec(job.server), target_spec(job))
     cls = HANDLERS.get(job.server.server_type)
     if cls is None:
         return None
@@ -111,9 +147,12 @@ def kind_handler(job: TargetJob, transport: Transport) -> ServerHandler | None:
 
 
 def release_connections() -> int:
-    """Close this process's cached SSH connections (a flow run is over); returns how many were open."""
-    ssh = sys.modules.get(SSH_MODULE)  # never imported here: no SSH connection was opened
-    return int(ssh.close_cached_transports()) if ssh is not None else 0
+    """Close this process's cached SSH and SMB connections (a flow run is over); returns how many were open."""
+    opened = 0
+    for name in (SSH_MODULE, SMB_MODULE):
+        module = sys.modules.get(name)  # never imported here: no connection of that kind was opened
+        opened += int(module.close_cached_transports()) if module is not None else 0
+    return opened
 
 
 atexit.register(release_connections)

@@ -75,15 +75,15 @@ def _control(value: str) -> bool:
 def check_path(value: str, label: str, *, directory: bool = False, windows: bool = False) -> str:
     """`value` unchanged when it follows the rule, else PathRefused naming the rule broken.
 
-    `directory`: a folder, which may end with one `/`. `windows`: `C:\\...` paths are accepted too (a
-    server reached over SMB).
+    `directory`: a folder, which may end with one `/`. `windows`: a server reached over SMB, whose paths
+    follow `windows_path_problem` (drive or UNC paths only).
     """
     if not value:
         raise PathRefused(f"{label} is empty: give an absolute path", "absolute")
     if "\0" in value or _control(value):
         raise PathRefused(f"{label} {value!r} contains a control character (NUL, newline, tab...)", "control")
-    if windows and _WINDOWS_ABSOLUTE.match(value):
-        return _check_windows(value, label)
+    if windows:  # a server reached over SMB: Windows paths only
+        return _check_windows(value, label, directory)
     if not value.startswith("/"):
         example = "/etc/nginx" if directory else "/etc/nginx/certs/site.pem"
         raise PathRefused(f"{label} {value!r} must be an absolute path on the server, such as {example}", "absolute")
@@ -107,15 +107,85 @@ def check_path(value: str, label: str, *, directory: bool = False, windows: bool
     return value
 
 
-def _check_windows(value: str, label: str) -> str:
-    parts = value[3:].split("\\")
-    if any(p in (".", "..") for p in parts) or "/" in value:
-        raise PathRefused(f"{label} {value!r} contains `.`/`..` parts or `/`; write the plain path", "dot-segment")
+# Names Windows keeps for devices in every folder, with or without an extension ("NUL.txt" is NUL too).
+WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{n}" for n in range(1, 10)] + [f"LPT{n}" for n in range(1, 10)]
+)
+_WINDOWS_FORBIDDEN = '<>:"|?*'
+_UNC_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_SHARE = re.compile(r"^[^\\/<>:\"|?*\[\];=+,]{1,80}$")
+
+
+def is_windows_path(value: str) -> bool:
+    """`C:\\...` (a drive) or `\\\\host\\share\\...` (UNC)."""
+    return bool(_WINDOWS_ABSOLUTE.match(value)) or value.startswith("\\\\")
+
+
+def windows_path_problem(value: str, *, directory: bool = False) -> tuple[str, str] | None:
+    """(message, rule) when `value` is not a plain absolute Windows path, else None.
+
+    A drive path `C:\\Apache24\\conf` or a UNC path `\\\\host\\share\\folder`; backslashes only; no `.` or `..`
+    part, no empty part (one trailing backslash on a folder is fine), none of <>:"|?*, no part ending in a
+    space or a dot (Windows drops them, so the path would name another file), no reserved device name
+    (CON, PRN, AUX, NUL, COM1-9, LPT1-9, with or without an extension), nothing inside C:\\Windows.
+    """
+    if not value:
+        return "is empty: give an absolute Windows path such as C:\\Apache24", "absolute"
+    if "\0" in value or _control(value):
+        return "contains a control character (NUL, newline, tab...)", "control"
+    if not is_windows_path(value):
+        return "must be an absolute Windows path, such as C:\\Apache24 or \\\\fileserver\\certs", "absolute"
+    if "/" in value:
+        return "contains `/`: write a Windows path with backslashes, such as C:\\Apache24\\conf", "windows-separator"
+    if _WINDOWS_ABSOLUTE.match(value):
+        body = value[3:]
+    else:
+        host, _, rest = value[2:].partition("\\")
+        share, _, body = rest.partition("\\")
+        if not _UNC_HOST.match(host):
+            return f"names the host {host!r}, which is not a host name or IPv4 address (\\\\host\\share\\...)", "unc"
+        if not _SHARE.match(share):
+            return "has no valid share name after the host (\\\\host\\share\\...)", "unc"
+    if directory and body.endswith("\\"):
+        body = body[:-1]
+    parts = body.split("\\") if body else []
+    for part in parts:
+        if part in (".", ".."):
+            return "contains a `.` or `..` part; write the path without them", "dot-segment"
+        if part == "":
+            return "contains an empty part (`\\\\` inside, or a trailing `\\` on a file)", "normal"
+        bad = next((ch for ch in part if ch in _WINDOWS_FORBIDDEN), None)
+        if bad is not None:
+            return f"contains {bad!r}, which Windows does not allow in a file name", "windows-character"
+        if part.endswith((" ", ".")):
+            return f"has a part ending in a space or a dot ({part!r}); Windows drops them", "windows-name"
+        if part.split(".")[0].rstrip(" ").upper() in WINDOWS_RESERVED:
+            return f"names the reserved device {part.split('.')[0]!r}, not a file", "windows-reserved"
     lowered = value.lower().rstrip("\\")
     for denied in _WINDOWS_DENIED:
         if lowered == denied or lowered.startswith(denied + "\\"):
-            raise PathRefused(f"{label} {value!r} is inside C:\\Windows, a system location", "system-location")
+            return "is inside C:\\Windows, a system location certfleet never reads or writes", "system-location"
+    return None
+
+
+def _check_windows(value: str, label: str, directory: bool = False) -> str:
+    found = windows_path_problem(value, directory=directory)
+    if found is not None:
+        message, rule = found
+        raise PathRefused(f"{label} {value!r} {message}", rule)
     return value
+
+
+_DRIVE_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def posix_view(path: str) -> str:
+    """A Windows drive path as the server handlers see it: `C:\\Apache24` or `C:/Apache24` -> `/C:/Apache24`
+    (POSIX-absolute, so configuration logic joins and resolves it like a Linux path). Others unchanged."""
+    if not _DRIVE_PATH.match(path):
+        return path
+    view = "/" + path.replace("\\", "/")
+    return view if len(view) <= 4 else view.rstrip("/")
 
 
 def denied_by(path: str) -> str | None:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -110,6 +111,23 @@ SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
     ),
 }
 _PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
+# Server types certfleet deploys to on Windows (over SMB), with their Windows path examples.
+WINDOWS_TYPES: dict[ServerType, str] = {
+    ServerType.APACHE: "C:\\Apache24",
+    ServerType.TOMCAT: "C:\\Program Files\\Apache Software Foundation\\Tomcat 9.0",
+}
+CONNECTION_ALIASES = {
+    "ssh": "ssh",
+    "linux": "ssh",
+    "linux (ssh)": "ssh",
+    "smb": "smb",
+    "windows": "smb",
+    "windows (smb)": "smb",
+}
+_ADMIN_SHARE = re.compile(r"^([A-Za-z])\$$")
+_SHARE_NAME = re.compile(r"^[^\\/<>:\"|?*\[\];=+,]{1,80}$")
+_NETBIOS_DOMAIN = re.compile(r"^[^\\/:*?\"<>|@\s]{1,15}$")
+_WINDOWS_USER = re.compile(r"^[^\\/\[\]:;|=,+*?<>\"@]{1,104}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
 _SERVICE = commands.SERVICE_NAME
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|rsa-sha2-(256|512))\s+[A-Za-z0-9+/=]+$")
@@ -164,6 +182,39 @@ def _allowed_paths(value: Any) -> Any:
     return value
 
 
+def windows_user_problem(value: str) -> str | None:
+    """Why `value` is not a Windows logon name: `user`, `DOMAIN\\user` or `user@domain.example`."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "username: contains a control character"
+    if "\\" in value:
+        domain, _, user = value.partition("\\")
+        if not _NETBIOS_DOMAIN.match(domain):
+            return (
+                f"username: the domain {domain!r} before '\\' is not a Windows domain name (1-15 characters, no spaces)"
+            )
+    elif "@" in value:
+        user, _, domain = value.rpartition("@")
+        if not domain or not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", domain):
+            return f"username: the domain {domain!r} after '@' is not a DNS domain (user@corp.example.com)"
+    else:
+        user = value
+    if not _WINDOWS_USER.match(user):
+        return (
+            f"username: {user!r} is not a Windows user name (1-104 characters, none of \\ / [ ] : ; | = , + * ? "
+            '< > " @); write DOMAIN\\user or user@domain'
+        )
+    return None
+
+
+def _connection(value: Any) -> Any:
+    if isinstance(value, str):
+        found = CONNECTION_ALIASES.get(value.strip().lower())
+        if found is None:
+            raise ValueError(f"connection must be ssh (Linux) or smb (Windows), not {value!r}")
+        return found
+    return value
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -212,11 +263,12 @@ class _Common(BaseModel):
 
     @field_validator("allowed_paths", check_fields=False)
     @classmethod
-    def _allowed(cls, value: list[str] | None) -> list[str] | None:
+    def _allowed(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
         if value is None:
             return None
+        windows = info.data.get("connection") == "smb"
         for number, path in enumerate(value):
-            paths.check_path(path, f"allowed path {number + 1}", directory=True)
+            paths.check_path(path, f"allowed path {number + 1}", directory=True, windows=windows)
         if len(value) > 50:
             raise ValueError("at most 50 allowed paths")
         return value
@@ -229,6 +281,9 @@ class ServerInput(_Common):
     `apache_path`, `tomcat_path`, `jetty_path`, `jboss_path`, `weblogic_path`) matching `server_type`.
     """
 
+    connection: Annotated[str, BeforeValidator(_connection)] = Field(
+        default="ssh", description="ssh: a Linux server over SSH; smb: a Windows server over SMB"
+    )
     description: str = Field(min_length=1, max_length=200)
     ip_address: str = Field(description="IP address (or host name) the bot connects to")
     username: str = Field(min_length=1, max_length=120)
@@ -260,6 +315,12 @@ class ServerInput(_Common):
         default_factory=list,
         description="more folders deployment targets may write to, besides the type's path and key store folder",
     )
+    smb_port: Port = 445
+    smb_share: Optional = Field(default=None, description="Windows: the share, C$ (administrative) or a named one")
+    smb_share_folder: Optional = Field(
+        default=None, description="Windows, a named share: the folder it exposes, e.g. D:\\web (C$ is C:\\)"
+    )
+    smb_encrypt: bool = Field(default=False, description="Windows: ask for SMB 3 encryption even if not required")
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -276,7 +337,11 @@ class ServerInput(_Common):
             lowered = aliases.get(lowered, lowered)
             if lowered not in {t.value for t in ServerType}:
                 known = ", ".join(t.value for t in ServerType)
-                hint = " (IIS is reached over SMB, not SSH)" if lowered == "iis" else ""
+                hint = (
+                    " (IIS on Windows is not supported by this version: Apache HTTP and Tomcat are)"
+                    if lowered == "iis"
+                    else ""
+                )
                 raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
             return lowered
         return value
@@ -289,17 +354,29 @@ class ServerInput(_Common):
     @model_validator(mode="after")
     def _paths_and_auth(self) -> ServerInput:
         info = SERVER_TYPES[self.server_type]
+        windows = self.connection == "smb"
         given = {f: getattr(self, f) for f in _PATH_FIELDS if getattr(self, f) is not None}
         wrong = [f for f in given if f != info.path_field]
         if wrong:
             raise ValueError(f"{', '.join(wrong)} does not apply to a {info.label} server; give {info.path_field}")
         path = self.app_path or given.get(info.path_field)
+        example = WINDOWS_TYPES.get(self.server_type, info.path_example) if windows else info.path_example
         if path is None:
-            raise ValueError(f"give the {info.path_label} (for example {info.path_example})")
-        self.app_path = _absolute(path, info.path_label)
+            raise ValueError(f"give the {info.path_label} (for example {example})")
+        if windows:
+            self._check_windows()
+        self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
         for f in given:
             setattr(self, f, self.app_path)
-        self.keystore_folder = _absolute(self.keystore_folder, "Key Store Folder Path")
+        if self.keystore_folder is not None:
+            paths.check_path(self.keystore_folder, "Key Store Folder Path", directory=True, windows=windows)
+        if windows:
+            return self
+        for name in ("smb_share", "smb_share_folder"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name} applies to Windows (SMB) servers only; this server is reached over SSH")
+        if self.smb_port != 445 or self.smb_encrypt:
+            raise ValueError("smb_port and smb_encrypt apply to Windows (SMB) servers only")
         if self.password is None and self.ssh_private_key is None:
             raise ValueError("give a password or an SSH private key to log in with")
         if self.ssh_private_key is not None:
@@ -311,6 +388,61 @@ class ServerInput(_Common):
             except ConnectorError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    def _check_windows(self) -> None:
+        """A Windows server: Apache or Tomcat, a password, a Windows logon name, a share; no SSH settings."""
+        if self.server_type not in WINDOWS_TYPES:
+            choices = " or ".join(SERVER_TYPES[t].label for t in WINDOWS_TYPES)
+            raise ValueError(
+                f"certfleet does not deploy to {SERVER_TYPES[self.server_type].label} on Windows (SMB); "
+                f"choose {choices}"
+            )
+        problem = windows_user_problem(self.username)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.password is None:
+            raise ValueError("give the password of the Windows account (SMB logs in with NTLM)")
+        if self.service_name is None:
+            raise ValueError(
+                "give the Service Name (e.g. Apache2.4, Tomcat9): a Windows server is restarted by its service "
+                "after each deployment"
+            )
+        ssh_only = {
+            "ssh_private_key": self.ssh_private_key is not None,
+            "ssh_key_passphrase": self.ssh_key_passphrase is not None,
+            "ssh_host_key": self.ssh_host_key is not None,
+            "use_sudo": self.use_sudo,
+            "ssh_port": self.ssh_port != 22,
+            "config_test_command": self.config_test_command is not None,
+            "reload_command": self.reload_command is not None,
+        }
+        wrong = [name for name, set_ in ssh_only.items() if set_]
+        if wrong:
+            raise ValueError(
+                f"{', '.join(wrong)} do not apply to a Windows (SMB) server: it is restarted by its Service Name"
+            )
+        if self.smb_share is None:
+            raise ValueError("give the SMB share: C$ (the administrative share of drive C:) or a named share")
+        if not _SHARE_NAME.match(self.smb_share):
+            raise ValueError(f"smb_share {self.smb_share!r} is not a share name (1-80 characters, no \\ / : * ? etc.)")
+        admin = _ADMIN_SHARE.match(self.smb_share)
+        if self.smb_share_folder is None:
+            if admin is None:
+                raise ValueError(
+                    f"give the folder the share {self.smb_share} exposes (smb_share_folder, e.g. D:\\web): "
+                    "certfleet maps the server's paths into it"
+                )
+        else:
+            found = paths.windows_path_problem(self.smb_share_folder, directory=True)
+            if found is not None or self.smb_share_folder.startswith("\\\\"):
+                raise ValueError(
+                    f"smb_share_folder {self.smb_share_folder!r} must be a drive folder such as D:\\web"
+                    + (f": it {found[0]}" if found else "")
+                )
+            if admin is not None and self.smb_share_folder.lower().rstrip("\\") != f"{admin.group(1).lower()}:":
+                raise ValueError(
+                    f"the share {self.smb_share} is the drive {admin.group(1)}:\\; leave smb_share_folder empty"
+                )
 
 
 class ServerUpdate(_Common):
@@ -338,6 +470,10 @@ class ServerUpdate(_Common):
     config_test_command: Optional = Field(default=None, description='given as "" or null: back to the type\'s own')
     reload_command: Optional = Field(default=None, description='given as "" or null: back to the type\'s own')
     allowed_paths: Annotated[list[str] | None, BeforeValidator(_allowed_paths)] = None
+    smb_port: Port | None = None
+    smb_share: Optional = None
+    smb_share_folder: Optional = None
+    smb_encrypt: bool | None = None
     bot_id: int | None = None
 
 
@@ -345,6 +481,7 @@ class ServerView(BaseModel):
     """A server as the dashboard and API show it: never a secret, only whether one is set."""
 
     id: int
+    connection: str
     description: str
     ip_address: str
     username: str | None
@@ -363,6 +500,10 @@ class ServerView(BaseModel):
     config_test_command: str | None
     reload_command: str | None
     allowed_paths: list[str]
+    smb_port: int
+    smb_share: str | None
+    smb_share_folder: str | None
+    smb_encrypt: bool
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -372,6 +513,7 @@ class ServerView(BaseModel):
     def of(cls, server: Server) -> ServerView:
         return cls(
             id=server.id,
+            connection=server.connection.value,
             description=server.description,
             ip_address=server.host,
             username=server.username,
@@ -390,6 +532,10 @@ class ServerView(BaseModel):
             config_test_command=server.config_test_command,
             reload_command=server.reload_command,
             allowed_paths=list(server.allowed_paths or []),
+            smb_port=server.smb_port if server.smb_port is not None else 445,
+            smb_share=server.smb_share,
+            smb_share_folder=server.smb_share_folder,
+            smb_encrypt=bool(server.smb_encrypt),
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -441,15 +587,22 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
         _check_command(data.server_type.value, name, None, getattr(data, name), custom_commands)
     with session_scope() as s:
         _check_bot(s, data.bot_id)
+        connection = ServerConnection(data.connection)
+        windows = connection is ServerConnection.SMB
         same_place = s.scalars(
             select(Server).where(
                 Server.host == data.ip_address,
-                Server.ssh_port == data.ssh_port,
+                Server.connection == connection,
+                (Server.smb_port == data.smb_port) if windows else (Server.ssh_port == data.ssh_port),
                 Server.server_type == data.server_type.value,
             )
         )
-        wanted = (data.app_path or "").rstrip("/")  # "/etc/nginx/" and "/etc/nginx" are one folder
-        duplicate = next((x for x in same_place if (x.app_path or "").rstrip("/") == wanted), None)
+
+        def folder(path: str | None) -> str:  # "/etc/nginx/" and "/etc/nginx" are one folder; C:\ is case-blind
+            return (path or "").rstrip("\\").lower() if windows else (path or "").rstrip("/")
+
+        wanted = folder(data.app_path)
+        duplicate = next((x for x in same_place if folder(x.app_path) == wanted), None)
         if duplicate is not None:
             raise ServerNotValid(
                 f"server {duplicate.id} ({duplicate.description!r}) already registers this {data.server_type.value} "
@@ -459,7 +612,7 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             description=data.description,
             host=data.ip_address,
             ports=data.ports,
-            connection=ServerConnection.SSH,
+            connection=connection,
             username=data.username,
             password=_secret(data.password),
             ssh_private_key=_secret(data.ssh_private_key),
@@ -475,6 +628,10 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             config_test_command=data.config_test_command,
             reload_command=data.reload_command,
             allowed_paths=list(data.allowed_paths),
+            smb_port=data.smb_port,
+            smb_share=data.smb_share,
+            smb_share_folder=data.smb_share_folder,
+            smb_encrypt=data.smb_encrypt,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -531,6 +688,10 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "allowed_paths": merged.allowed_paths,
             "bot_id": merged.bot_id,
             "ssh_host_key": merged.ssh_host_key,
+            "smb_port": merged.smb_port,
+            "smb_share": merged.smb_share,
+            "smb_share_folder": merged.smb_share_folder,
+            "smb_encrypt": merged.smb_encrypt,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
@@ -550,6 +711,7 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
                 setattr(server, name, None if clear else _secret(value))
                 changed.append(name)
         reach = {"host", "username", "ssh_port", "ssh_host_key", "use_sudo", "password", "ssh_private_key", "app_path"}
+        reach |= {"smb_port", "smb_share", "smb_share_folder", "smb_encrypt"}
         if reach & set(changed):
             server.status = ServerStatus.PENDING
             server.status_reason = "changed: run the connectivity check"
@@ -597,6 +759,8 @@ def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None)
         found = [(access.app_path, "the installation path"), (access.keystore_folder, "the Key Store Folder Path")]
         checked, reason = _check_local_paths([(path, label) for path, label in found if path])
         return CheckOutcome(checked=checked, reason=reason)
+    if access.connection == ServerConnection.SMB.value:
+        return _probe_windows(access)
     if access.connection != ServerConnection.SSH.value:
         raise ServerNotValid(f"server {access.server_id} is not reached over SSH")
     transport = ssh_transport(access, cached=False, pin=pin)
@@ -630,6 +794,47 @@ def probe_server(access: ServerAccess, pin: Callable[[str], None] | None = None)
     except (ConnectorError, _NotReady, paths.PathRefused) as exc:
         reason = str(exc)
     return CheckOutcome(checked=checked, reason=reason, resolved=resolved)
+
+
+def _probe_windows(access: ServerAccess) -> CheckOutcome:
+    """Log in (NTLM), open the share, the configured folders and the service manager: says which step failed."""
+    from certfleet.connectors.servers.scmr import ServiceControl
+    from certfleet.servers.access import smb_transport
+
+    checked: list[str] = []
+    step = "login"
+    try:
+        transport = smb_transport(access, cached=False)
+        with transport:
+            session = transport.session()
+            encrypted = " (SMB 3 encrypted)" if session.encrypt_data else ""
+            checked.append(f"login as {transport.settings.username}{encrypted}")
+            step = f"opening the share {transport.settings.share}"
+            if (
+                transport.list_dir(transport.settings.root()) == []
+                and transport.stat(transport.settings.root()) is None
+            ):
+                raise _NotReady(f"the share {transport.settings.share} cannot be opened")
+            checked.append(f"share {transport.settings.share}")
+            for path, label in ((access.app_path, f"the {_path_label(access.server_type)}"),
+                                (access.keystore_folder, "the Key Store Folder Path")):  # fmt: skip
+                if not path:
+                    continue
+                step = f"looking at {label}"
+                found = transport.stat(path)
+                if found is None:
+                    raise _NotReady(f"{label} {path} does not exist on the server")
+                checked.append(f"{path} exists")
+            step = "opening the service manager"
+            ServiceControl(transport).check()
+            checked.append("service manager (svcctl)")
+            if access.service_name:
+                step = f"looking up the service {access.service_name}"
+                ServiceControl(transport).state(access.service_name)
+                checked.append(f"service {access.service_name}")
+    except (ConnectorError, _NotReady, paths.PathRefused) as exc:
+        return CheckOutcome(checked=checked, reason=f"{step}: {exc}")
+    return CheckOutcome(checked=checked, reason=None)
 
 
 def _check_local_paths(paths: list[tuple[str, str]]) -> tuple[list[str], str | None]:
@@ -783,6 +988,7 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         SecretStr(server.ssh_key_passphrase) if server.ssh_key_passphrase and not data.clear_private_key else None
     )
     return ServerInput(
+        connection=server.connection.value,
         description=pick("description", server.description),
         ip_address=pick("ip_address", server.host),
         username=pick("username", server.username or ""),
@@ -801,6 +1007,10 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         config_test_command=command("config_test_command", server.config_test_command),
         reload_command=command("reload_command", server.reload_command),
         allowed_paths=pick("allowed_paths", list(server.allowed_paths or [])),
+        smb_port=pick("smb_port", server.smb_port if server.smb_port is not None else 445),
+        smb_share=pick("smb_share", server.smb_share),
+        smb_share_folder=pick("smb_share_folder", server.smb_share_folder),
+        smb_encrypt=pick("smb_encrypt", bool(server.smb_encrypt)),
         bot_id=pick("bot_id", server.bot_id),
     )
 
@@ -812,6 +1022,8 @@ def _require_credentials_again(server: Server, data: ServerUpdate, merged: Serve
         reasons.append("the address changed")
     if merged.ssh_port != server.ssh_port:
         reasons.append("the SSH port changed")
+    if merged.smb_port != server.smb_port:
+        reasons.append("the SMB port changed")
     if data.clear_host_key and server.ssh_host_key:
         reasons.append("the pinned host key was cleared")
     elif merged.ssh_host_key and server.ssh_host_key and merged.ssh_host_key != server.ssh_host_key:

@@ -17,7 +17,7 @@ from certfleet.jobs.models import ServerAccess, TargetJob
 from certfleet.jobs.store import JobStore
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Server, ServerConnection
-from certfleet.servers.access import access_of, kind_handler, release_connections, ssh_transport
+from certfleet.servers.access import access_of, kind_handler, release_connections, smb_transport, ssh_transport
 from certfleet.settings import get_settings
 
 
@@ -74,6 +74,8 @@ def build_transport(server: Server | ServerAccess, store: JobStore | None = None
     if access.connection == ServerConnection.SSH.value:
         pin = None if store is None else partial(store.pin_host_key, access.server_id)
         return ssh_transport(access, pin=pin)  # one pinned connection per server, reused within the process
+    if access.connection == ServerConnection.SMB.value:
+        return smb_transport(access)  # one SMB session per server, reused within the process
     raise PermanentConnectorError(
         f"server {access.host}: {access.connection} connections are not supported by this version"
     )

@@ -194,6 +194,12 @@ def scan_batch(run_id: int, number: int, batch: EndpointBatch, options: ScanOpti
     )
 
 
+def _inside(path: str, folder: str) -> bool:
+    """`path` lies under `folder` (a Windows folder of a server reached over SMB separates with a backslash)."""
+    sep = "\\" if "\\" in folder or folder[1:3] == ":\\" else "/"
+    return path.startswith(folder.rstrip(sep) + sep)
+
+
 @task(
     cache_policy=NO_CACHE,
     task_run_name="scan-files-server-{server_id}-run-{run_id}",
@@ -227,7 +233,7 @@ def scan_server_files(run_id: int, server_id: int, extra_paths: list[str]) -> Fi
     gone = [  # files recorded before under these folders and no longer found
         Miss(loc, "the file is gone or no longer holds this certificate", LocationStatus.MISSING)
         for loc in job.known_files
-        if loc not in seen and any(loc.split(":", 2)[2].startswith(f.rstrip("/") + "/") for f in scan.listed)
+        if loc not in seen and any(_inside(loc.split(":", 2)[2], f) for f in scan.listed)
     ]
     recorded = store.record(run_id, sightings, gone)
     store.add_counts(

@@ -244,7 +244,7 @@ def _demo_fleet_is_healthy_on_the_dashboard(up: Up) -> None:
     dashboard = f"http://127.0.0.1:{up.dashboard_port}/api/v1"
     bearer = {"Authorization": f"Bearer {admin_api_token(up.data_dir)}"}
     tiles = httpx.get(f"{dashboard}/dashboard", headers=bearer, timeout=10, trust_env=False).json()
-    assert tiles["servers"] == {"total": 3, "mapped": 3, "active": 3}
+    assert tiles["servers"] == {"total": 3, "mapped": 3, "active": 3, "windows": 0}
     runs = httpx.get(f"{dashboard}/dashboard/runs", headers=bearer, timeout=10, trust_env=False).json()
     assert runs["error"] is None  # the dashboard reads Prefect with the auth string
     assert set(runs["counts"]) == {"pending", "failed"}

@@ -60,7 +60,7 @@ def test_bad_fields_answer_422_with_each_message_beside_its_field(client: TestCl
     ]
     iis = client.post("/api/v1/servers", json=_good(server_type="iis"), headers=auth(accounts, "operator"))
     assert iis.json()["field"] == "server_type"
-    assert "IIS is reached over SMB, not SSH" in iis.json()["detail"]
+    assert "IIS on Windows is not supported by this version" in iis.json()["detail"]
     with session_scope() as s:
         assert s.query(Server).count() == 0
 

@@ -85,7 +85,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ports": "443, https"}, "ports", "'https' is not a port number"),
         ({"ports": ""}, "ports", "at least 1 item"),
         ({"server_type": "lighttpd"}, "server_type", "unknown server type 'lighttpd'; choose one of: nginx, apache"),
-        ({"server_type": "IIS"}, "server_type", "IIS is reached over SMB"),
+        ({"server_type": "IIS"}, "server_type", "IIS on Windows is not supported"),
         ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path 'etc/nginx' must be an absolute path"),
         ({"nginx_path": None}, "__all__", "give the Nginx Path (for example /etc/nginx/)"),
         ({"tomcat_path": "/opt/tomcat"}, "__all__", "tomcat_path does not apply to a Nginx server"),

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from certfleet.servers.paths import posix_view
+
 MAX_INCLUDE_DEPTH = 16
 _VAR = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -174,7 +176,7 @@ def load_tree(main: str, server_root: str, read: Reader, list_dir: Lister, is_di
         out: list[Directive] = []
         for d in directives:
             if d.key == "serverroot" and d.args:
-                tree.server_root = tree.expand(d.args[0].value)
+                tree.server_root = posix_view(tree.expand(d.args[0].value))
             elif d.key == "define" and d.args:
                 tree.defines[d.args[0].value] = tree.expand(d.args[1].value) if len(d.args) > 1 else ""
             if d.key in ("include", "includeoptional") and d.block is None and d.args:
@@ -188,6 +190,7 @@ def load_tree(main: str, server_root: str, read: Reader, list_dir: Lister, is_di
         return out
 
     def expand(pattern: str, where: Directive, optional: bool) -> list[str]:
+        pattern = posix_view(pattern)  # `Include C:/Apache24/conf/extra/*.conf` on Windows
         full = posixpath.normpath(pattern if posixpath.isabs(pattern) else posixpath.join(tree.server_root, pattern))
         if not any(c in full for c in "*?["):
             if is_dir(full):

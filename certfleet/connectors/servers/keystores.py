@@ -22,6 +22,7 @@ from certfleet.pki.bundle import key_matches_certificate, to_java_keystore, to_p
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import load_private_key, require_supported_key
 from certfleet.pki.parse import load_material
+from certfleet.servers import paths
 
 PKCS12 = "PKCS12"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -114,4 +115,5 @@ def _pem(der: bytes) -> bytes:
 
 
 def relative_to(base: str, path: str) -> str:
+    path = paths.posix_view(path)  # `C:/...` in a Windows server's server.xml is absolute too
     return posixpath.normpath(path if posixpath.isabs(path) else posixpath.join(base, path))

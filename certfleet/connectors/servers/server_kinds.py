@@ -244,4 +244,5 @@ def bundle_pair(where: str, bundle: CertificateBundle) -> tuple[PrivateKey, list
 
 
 def resolve(base: str, path: str) -> str:
+    path = paths.posix_view(path)  # `C:/Apache24/...` in a Windows server's configuration is absolute too
     return posixpath.normpath(path if posixpath.isabs(path) else posixpath.join(base, path))

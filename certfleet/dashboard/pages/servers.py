@@ -18,7 +18,7 @@ from certfleet.dashboard.services import servers as svc
 from certfleet.dashboard.templating import render
 from certfleet.models import repo
 from certfleet.models.orm import Server
-from certfleet.servers.service import SERVER_TYPES, ServerView
+from certfleet.servers.service import CONNECTION_ALIASES, SERVER_TYPES, ServerView
 
 router = APIRouter()
 add_export_page(router, svc.SERVERS)
@@ -55,8 +55,14 @@ class ServerForm:
         config_test_command: Annotated[str, Form()] = "",
         reload_command: Annotated[str, Form()] = "",
         allowed_paths: Annotated[str, Form()] = "",
+        connection: Annotated[str, Form()] = "",
+        smb_port: Annotated[str, Form()] = "445",
+        smb_share: Annotated[str, Form()] = "",
+        smb_share_folder: Annotated[str, Form()] = "",
+        smb_encrypt: Annotated[str, Form()] = "",
     ) -> None:
         self.values: dict[str, Any] = {
+            "connection": connection,
             "description": description,
             "ip_address": ip_address,
             "server_type": server_type,
@@ -81,7 +87,15 @@ class ServerForm:
             "config_test_command": config_test_command,
             "reload_command": reload_command,
             "allowed_paths": allowed_paths,
+            "smb_port": smb_port,
+            "smb_share": smb_share,
+            "smb_share_folder": smb_share_folder,
+            "smb_encrypt": bool(smb_encrypt),
         }
+        # the Windows fields are shown for Windows only; a Linux server keeps their defaults
+        if CONNECTION_ALIASES.get(connection.strip().lower()) == "ssh":
+            for name in ("smb_share", "smb_share_folder"):
+                self.values.pop(name)
         # only the selected type's path field is sent by the browser; keep the others out of validation
         kind = server_type.strip().lower()
         for info_kind, info in SERVER_TYPES.items():
@@ -96,8 +110,13 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
             v[secret] = ""  # never sent back to the browser
         return v
     if view is None:
-        return {"server_type": "nginx", "ssh_port": 22}
+        return {"server_type": "nginx", "ssh_port": 22, "connection": "ssh", "smb_port": 445, "smb_share": "C$"}
     v = {
+        "connection": view.connection,
+        "smb_port": view.smb_port,
+        "smb_share": view.smb_share or "",
+        "smb_share_folder": view.smb_share_folder or "",
+        "smb_encrypt": view.smb_encrypt,
         "description": view.description,
         "ip_address": view.ip_address,
         "server_type": view.server_type,
@@ -140,6 +159,7 @@ def _form_context(
         },
         "custom_commands": commands.custom_commands_allowed(),
         "type_options": [(kind.value, info.label) for kind, info in SERVER_TYPES.items()],
+        "connections": svc.CONNECTIONS,
         "bots": bots_svc.choices(db),
         "error": error,
         "errors": errors,

@@ -62,6 +62,16 @@ SERVERS = ListSpec(
 
 # Model-level messages of ServerInput name no field: put them beside the field they are about.
 _MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("username:", "username"),
+    ("Windows account", "password"),
+    ("give the Service Name", "service_name"),
+    ("does not deploy to", "server_type"),
+    ("do not apply to a Windows", "connection"),
+    ("apply to Windows (SMB) servers only", "connection"),
+    ("smb_share_folder", "smb_share_folder"),
+    ("the folder the share", "smb_share_folder"),
+    ("SMB share", "smb_share"),
+    ("smb_share", "smb_share"),
     ("give a password or an SSH private key", "password"),
     ("private key", "ssh_private_key"),
     ("Key Store Folder Path", "keystore_folder"),
@@ -74,6 +84,10 @@ LABELS = {
     "username": "Username",
     "server_type": "Server Type",
     "ports": "Ports",
+    "connection": "OS / Connection",
+    "smb_port": "SMB port",
+    "smb_share": "SMB share",
+    "smb_share_folder": "Share folder",
     **{info.path_field: info.path_label for info in SERVER_TYPES.values()},
 }
 
@@ -169,8 +183,6 @@ def get_server(server_id: int) -> ServerView:
 def start_check(session: Session, server_id: int, actor: str) -> FlowRunRef:
     """Check connectivity: a `check-server` run on the server's bot (never the SSH login in the web process)."""
     server = repo.get(session, Server, server_id)
-    if server.connection is ServerConnection.SMB:
-        raise InputError(f"{server.description} is reached over SMB: there is no connectivity check for it yet")
     try:
         route = route_of_server(server)
     except NoRoute as exc:
@@ -193,11 +205,17 @@ def delete_server(session: Session, server_id: int, actor: str) -> str:
 
 
 def counts(session: Session) -> dict[str, int]:
-    total, mapped, active = session.execute(
+    total, mapped, active, windows = session.execute(
         select(
             func.count(Server.id),
             func.sum(case((Server.bot_id.is_not(None), 1), else_=0)),
             func.sum(case((Server.status == ServerStatus.ACTIVE, 1), else_=0)),
+            func.sum(case((Server.connection == ServerConnection.SMB, 1), else_=0)),
         )
     ).one()
-    return {"total": int(total or 0), "mapped": int(mapped or 0), "active": int(active or 0)}
+    return {
+        "total": int(total or 0),
+        "mapped": int(mapped or 0),
+        "active": int(active or 0),
+        "windows": int(windows or 0),
+    }

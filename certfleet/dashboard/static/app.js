@@ -77,11 +77,17 @@
   }
 
   // Add Server / CA connector forms: show only the fields of the chosen type.
+  // A switch marked data-switch-own drives only the elements whose data-show-by names it (the Add Server
+  // form's OS / Connection); the others drive the elements without data-show-by.
   function setupSwitch(select) {
     var scope = select.closest("form");
+    var name = select.getAttribute("data-switch");
+    var own = select.hasAttribute("data-switch-own");
     function apply() {
       var value = select.value;
       scope.querySelectorAll("[data-show-for]").forEach(function (el) {
+        var by = el.getAttribute("data-show-by");
+        if (own ? by !== name : by) return;
         var show = el.getAttribute("data-show-for").split(" ").indexOf(value) >= 0;
         el.hidden = !show;
         el.querySelectorAll("input,select,textarea").forEach(function (i) { i.disabled = !show; });
