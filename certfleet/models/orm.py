@@ -676,6 +676,8 @@ class NotificationRule(Base):
     event_kind: Mapped[str] = mapped_column(String(40), index=True)
     ca_connector_id: Mapped[int | None] = mapped_column(ForeignKey("ca_connectors.id", ondelete="CASCADE"))
     tag: Mapped[str | None] = mapped_column(String(100))
+    # Only events about servers whose bot is in this group (the bot's Group), or about a bot of this group.
+    server_group: Mapped[str | None] = mapped_column(String(120))
     channel_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

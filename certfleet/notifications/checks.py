@@ -31,10 +31,12 @@ from certfleet.models.orm import (
     ConnectorStatus,
     Deployment,
     DeploymentStatus,
+    DeploymentTarget,
     DiscoveryRun,
     LocationStatus,
     Order,
     OrderState,
+    Server,
     utcnow,
 )
 from certfleet.notifications.outbox import Event, Routing, deliver_due, enqueue_all, subject
@@ -52,6 +54,22 @@ def _at(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
 
 
+def server_groups(s: Session, certificate_ids: list[int]) -> dict[int, list[str]]:
+    """Certificate id -> the groups of the bots its target servers are mapped to (one query per 500 ids)."""
+    found: dict[int, set[str]] = {}
+    for start in range(0, len(certificate_ids), 500):
+        part = certificate_ids[start : start + 500]
+        for cert_id, group in s.execute(
+            select(DeploymentTarget.certificate_id, Bot.group_name)
+            .join(Server, Server.id == DeploymentTarget.server_id)
+            .join(Bot, Bot.id == Server.bot_id)
+            .where(DeploymentTarget.certificate_id.in_(part), Bot.group_name.is_not(None))
+        ):
+            if group is not None:
+                found.setdefault(cert_id, set()).add(group)
+    return {cert_id: sorted(groups) for cert_id, groups in found.items()}
+
+
 def renewal_failed(s: Session, now: datetime) -> list[Event]:
     """Orders that failed (after the task's retries gave up): issuance or renewal of a certificate."""
     rows = s.execute(
@@ -60,6 +78,7 @@ def renewal_failed(s: Session, now: datetime) -> list[Event]:
         .where(Order.state == OrderState.FAILED, Order.updated_at >= now - LOOKBACK)
         .order_by(Order.id)
     ).all()
+    groups = server_groups(s, [cert.id for _, cert in rows])
     return [
         Event(
             kind="renewal-failed",
@@ -75,6 +94,7 @@ def renewal_failed(s: Session, now: datetime) -> list[Event]:
             ],
             ca_connector_id=order.ca_connector_id,
             tags=list(cert.tags or []),
+            server_groups=groups.get(cert.id, []),
         )
         for order, cert in rows
     ]
@@ -110,9 +130,14 @@ def deployment_failed(s: Session, now: datetime) -> list[Event]:
                 ],
                 ca_connector_id=cert.ca_connector_id,
                 tags=list(cert.tags or []),
+                server_groups=[g] if (g := _bot_group(dep.target.server.bot)) else [],
             )
         )
     return events
+
+
+def _bot_group(bot: Bot | None) -> str | None:
+    return bot.group_name if bot is not None else None
 
 
 def expiring(s: Session, now: datetime) -> list[Event]:
@@ -127,6 +152,7 @@ def expiring(s: Session, now: datetime) -> list[Event]:
         )
         .order_by(Certificate.expires_on)
     ).all()
+    groups = server_groups(s, [cert.id for cert in certs])
     events = []
     for cert in certs:
         assert cert.expires_on is not None
@@ -149,6 +175,7 @@ def expiring(s: Session, now: datetime) -> list[Event]:
                 ],
                 ca_connector_id=cert.ca_connector_id,
                 tags=list(cert.tags or []),
+                server_groups=groups.get(cert.id, []),
                 urgent=days == 1,  # quiet hours do not hold back the last day
             )
         )
@@ -179,6 +206,7 @@ def served_serial_mismatch(s: Session, now: datetime) -> list[Event]:
         )
         .order_by(CertificateLocation.id)
     ).all()
+    groups = server_groups(s, sorted({cert.id for _, cert, _ in rows}))
     events: dict[str, Event] = {}
     for loc, cert, served_serial in rows:
         where = f"{loc.host or loc.scan_ip}:{loc.port or loc.scan_port}"
@@ -200,6 +228,7 @@ def served_serial_mismatch(s: Session, now: datetime) -> list[Event]:
                 ],
                 ca_connector_id=cert.ca_connector_id,
                 tags=list(cert.tags or []),
+                server_groups=groups.get(cert.id, []),
             ),
         )
     return list(events.values())
@@ -216,6 +245,7 @@ def bot_inactive(s: Session, now: datetime) -> list[Event]:
             text=f"Bot {bot.name} sent no heartbeat since {_at(bot.last_update)}; it is Inactive.",
             facts=[("Bot", bot.name), ("Last heartbeat", _at(bot.last_update)), ("IP", bot.ip_address or "")],
             tags=list(bot.tags or []),
+            server_groups=[bot.group_name] if bot.group_name else [],
         )
         for bot in bots
     ]

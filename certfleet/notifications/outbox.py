@@ -48,6 +48,8 @@ class Event:
     facts: list[tuple[str, str]] = field(default_factory=list)
     ca_connector_id: int | None = None
     tags: list[str] = field(default_factory=list)
+    # Server groups: the groups of the bots the servers concerned are mapped to (a bot's own, for a bot event).
+    server_groups: list[str] = field(default_factory=list)
     urgent: bool = False  # sent during a channel's quiet hours too (expiry within 1 day)
 
     def message(self) -> Message:
@@ -57,7 +59,7 @@ class Event:
             subject=self.subject,
             text=self.text,
             facts=self.facts,
-            data={"ca_connector_id": self.ca_connector_id, "tags": self.tags},
+            data={"ca_connector_id": self.ca_connector_id, "tags": self.tags, "server_groups": self.server_groups},
         )
 
 
@@ -69,6 +71,8 @@ def subject(kind: str, what: str, detail: str = "") -> str:
 
 def rule_matches(rule: NotificationRule, event: Event) -> bool:
     if rule.ca_connector_id is not None and rule.ca_connector_id != event.ca_connector_id:
+        return False
+    if rule.server_group is not None and rule.server_group not in event.server_groups:
         return False
     return rule.tag is None or rule.tag in event.tags
 

@@ -35,6 +35,8 @@ from certfleet.notifications.channels import (
 )
 from certfleet.notifications.outbox import EVENT_KINDS, parse_quiet_hours
 
+SERVER_GROUP = Name(120)  # the rule the bots' Group field obeys
+
 NAME = Name(120)
 USERNAME = Name(320)
 URL_MAX = 2000
@@ -285,10 +287,12 @@ def rule_input(session: Session, body: dict[str, Any]) -> dict[str, Any]:
         if not _is_row_id(ca) or session.get(CAConnector, ca) is None:
             raise InputError(f"ca_connector_id: no CA connector {ca!r}", field="ca_connector_id")
     tag = _text(body, "tag", required=False)
+    group = _text(body, "server_group", required=False)
     return {
         "event_kind": kind,
         "ca_connector_id": ca,
         "tag": Tag().check(tag, "tag") if tag is not None else None,
+        "server_group": SERVER_GROUP.check(group, "server_group") if group is not None else None,
         "channel_ids": _channel_ids(session, body.get("channel_ids")),
         "enabled": _enabled(body, True),
     }
@@ -322,6 +326,7 @@ def rule_detail(row: NotificationRule) -> dict[str, Any]:
         "event_kind": row.event_kind,
         "ca_connector_id": row.ca_connector_id,
         "tag": row.tag,
+        "server_group": row.server_group,
         "channel_ids": list(row.channel_ids),
         "enabled": row.enabled,
     }

@@ -16,6 +16,7 @@ from certfleet.ca_admin import service as ca_service
 from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
 from certfleet.dashboard.server import DashboardThread
 from certfleet.demo.listener import free_port
+from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Bot,
@@ -454,3 +455,25 @@ def test_discovery_that_stopped_is_news_once_and_none_before_the_first(
     run_check(T0 + stale + timedelta(hours=6))
     assert _subjects(webhook_server) == ["[certfleet] DISCOVERY DID NOT RUN discover-fleet"]
     assert webhook_server.hits[0].json()["facts"]["Last completed discovery"] == "2030-01-01 12:00 UTC"
+
+
+def test_rules_filter_by_server_group(database: str, webhook_server: WebhookServer) -> None:
+    """A rule's server group is a bot's Group: events about the servers mapped to its bots, or about its bots."""
+    hook = _hook(webhook_server)
+    _fleet(T0)
+    with session_scope() as s:
+        bot = s.scalars(select(Bot)).one()
+        bot.group_name = "Datacenter East"
+        for server in s.scalars(select(Server)):
+            server.bot_id = bot.id
+    for kind in ("renewal-failed", "deployment-failed", "bot-inactive"):
+        add_rule(kind, [hook], server_group="Datacenter East")
+    add_rule("deployment-rolled-back", [hook], server_group="Datacenter West")
+    run_check(T0)
+    assert sorted(_subjects(webhook_server)) == [
+        "[certfleet] BOT INACTIVE dc-east",
+        "[certfleet] DEPLOYMENT FAILED shop.example.com",
+        "[certfleet] RENEWAL FAILED shop.example.com",
+    ]
+    with pytest.raises(InputError, match="server_group"):
+        add_rule("renewal-failed", [hook], server_group=" Datacenter East")  # stored as written or refused

@@ -25,7 +25,8 @@ _CHANNEL = Body(
     examples=[{"name": "ops chat", "kind": "slack", "url": "https://hooks.slack.com/services/T0/B0/xyz"}],
 )
 _RULE = Body(
-    description="event_kind, channel_ids, and optionally ca_connector_id and tag to match only those events",
+    description="event_kind, channel_ids, and optionally ca_connector_id, tag and server_group (a bot's Group: "
+    "events about the servers mapped to its bots, or about such a bot) to match only those events",
     examples=[{"event_kind": "renewal-failed", "channel_ids": [1], "tag": "env=prod"}],
 )
 

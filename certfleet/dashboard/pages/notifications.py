@@ -183,6 +183,7 @@ async def create_rule(request: Request, who: Admin) -> Response:
         "event_kind": form.get("event_kind"),
         "ca_connector_id": form.get("ca_connector_id") or None,
         "tag": form.get("tag") or None,
+        "server_group": form.get("server_group") or None,
         "channel_ids": [int(v) for v in form.getlist("channel_ids") if isinstance(v, str) and v.isdigit()],
     }
 
