@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from certfleet import fields, tokens
@@ -44,7 +44,9 @@ class CreatedBot:
 
 def _apply(session: Session, bot: Bot, f: BotFields) -> None:
     name = fields.Name(120).check(f.name, "name")
-    clash = session.scalar(select(Bot.id).where(func.lower(Bot.name) == name.lower(), Bot.id != (bot.id or -1)))
+    clash = session.scalar(
+        select(Bot.id).where(or_(Bot.name == name, func.lower(Bot.name) == name.lower()), Bot.id != (bot.id or -1))
+    )
     if clash is not None:
         raise InputError(f"a bot named {name!r} already exists; choose another name", field="name")
     bot.name = name

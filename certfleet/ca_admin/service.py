@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from certfleet.ca_admin.forms import (
@@ -233,7 +233,9 @@ def _form_class(kind: str) -> type[ConnectorFormBase]:
 
 
 def _check_name(session: Session, name: str, connector_id: int | None = None) -> None:
-    clash = session.scalar(select(CAConnector.id).where(func.lower(CAConnector.name) == name.lower()))
+    clash = session.scalar(
+        select(CAConnector.id).where(or_(CAConnector.name == name, func.lower(CAConnector.name) == name.lower()))
+    )
     if clash is not None and clash != connector_id:
         raise ConnectorFormError(f"a CA connector named {name!r} already exists; choose another name", field="name")
 

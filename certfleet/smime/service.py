@@ -9,7 +9,7 @@ import re
 import ssl
 from dataclasses import dataclass
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from certfleet import fields
@@ -30,7 +30,12 @@ EMAIL = fields.Email()
 
 
 def email_taken(session: Session, address: str) -> bool:
-    return session.scalar(select(SmimeUser.id).where(func.lower(SmimeUser.email) == address.lower())) is not None
+    return (
+        session.scalar(
+            select(SmimeUser.id).where(or_(SmimeUser.email == address, func.lower(SmimeUser.email) == address.lower()))
+        )
+        is not None
+    )
 
 
 def import_user(session: Session, *, name: str, email: str, designation: str | None, actor: str) -> SmimeUser:

@@ -50,3 +50,17 @@ def test_an_export_sorted_by_an_unknown_column_is_refused_before_the_download(
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "sort"
     assert "unknown column '0'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_non_ascii_name_given_twice_is_refused_not_a_server_error(
+    database: str, accounts: Accounts, client: TestClient
+) -> None:
+    """Found by the API fuzzer: SQLite's lower() folds ASCII only, so the case-blind duplicate check missed the
+    exact same non-ASCII name and the insert hit the unique constraint (500)."""
+    name = "H\u00e4\u00d2\u00b8\u00fc\u00da\u00fd"
+    first = client.post("/api/v1/bots", json={"name": name}, headers=auth(accounts, "admin"))
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/bots", json={"name": name}, headers=auth(accounts, "admin"))
+    assert again.status_code == 422
+    assert again.json()["field"] == "name"
