@@ -31,7 +31,7 @@ from smbprotocol.exceptions import LogonFailure, SMBAuthenticationError, SMBExce
 from smbprotocol.session import Session
 
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError, TransientConnectorError
-from certfleet.connectors.servers.transport import CommandResult
+from certfleet.connectors.servers.transport import CommandResult, ConnectionCache
 
 _TMP_SUFFIX = ".certfleet-tmp"
 _ADMIN_SHARE = re.compile(r"^([A-Za-z])\$$")
@@ -331,28 +331,12 @@ def _words(exc: BaseException) -> str:
 
 # -- one session per server per process (a flow run), like the SSH transports -----------------------
 
-_cache_lock = threading.Lock()
-_cache: dict[int, tuple[SmbSettings, SmbTransport]] = {}
+_cache: ConnectionCache[SmbSettings, SmbTransport] = ConnectionCache()
 
 
 def cached_transport(server_id: int, settings: SmbSettings) -> SmbTransport:
-    with _cache_lock:
-        entry = _cache.get(server_id)
-        if entry is not None and entry[0] == settings:
-            return entry[1]
-        if entry is not None:
-            entry[1].close()
-        transport = SmbTransport(settings)
-        _cache[server_id] = (settings, transport)
-        return transport
+    return _cache.get(server_id, settings, lambda: SmbTransport(settings), lambda cached, _: cached == settings)
 
 
 def close_cached_transports() -> int:
-    with _cache_lock:
-        entries = list(_cache.values())
-        _cache.clear()
-    opened = 0
-    for _, transport in entries:
-        opened += transport.is_open
-        transport.close()
-    return opened
+    return _cache.close_all()

@@ -41,7 +41,7 @@ import paramiko
 from fabric import Config, Connection
 
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError, TransientConnectorError
-from certfleet.connectors.servers.transport import CommandResult
+from certfleet.connectors.servers.transport import CommandResult, ConnectionCache
 
 # Admin binaries (nginx, apache2, sshd, ...) live in sbin, which a non-login SSH session lacks on Debian.
 _PATH_PREFIX = 'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH; '
@@ -566,33 +566,22 @@ def _sudo_refused(stderr: str) -> bool:
 
 # -- a per-process cache: one connection per server, reused by every certificate of a flow run ---------
 
-_cache_lock = threading.Lock()
-_cache: dict[int, tuple[SshSettings, SshTransport]] = {}
+_cache: ConnectionCache[SshSettings, SshTransport] = ConnectionCache()
 
 
 def cached_transport(
     server_id: int, settings: SshSettings, on_new_host_key: Callable[[str], None] | None = None
 ) -> SshTransport:
     """The open transport for this server, or a new one; a changed setting (password, key, pin) reconnects."""
-    with _cache_lock:
-        entry = _cache.get(server_id)
+    return _cache.get(
+        server_id,
+        settings,
+        lambda: SshTransport(settings, on_new_host_key=on_new_host_key),
         # A key pinned on first contact is in the database by the next lookup: still the same server.
-        if entry is not None and settings in (entry[0], replace(entry[0], host_key=entry[1].host_key)):
-            return entry[1]
-        if entry is not None:
-            entry[1].close()
-        transport = SshTransport(settings, on_new_host_key=on_new_host_key)
-        _cache[server_id] = (settings, transport)
-        return transport
+        lambda cached, transport: settings in (cached, replace(cached, host_key=transport.host_key)),
+    )
 
 
 def close_cached_transports() -> int:
     """Close every cached connection (at the end of a flow run); returns how many were open."""
-    with _cache_lock:
-        entries = list(_cache.values())
-        _cache.clear()
-    opened = 0
-    for _, transport in entries:
-        opened += transport.is_open
-        transport.close()
-    return opened
+    return _cache.close_all()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from certfleet.connectors.base import Backup
 
@@ -46,3 +48,45 @@ def restore_file(transport: Transport, backup: Backup) -> None:
         transport.copy(backup.backup_path, backup.path)
     else:
         transport.remove(backup.path)
+
+
+class _Closable(Protocol):
+    @property
+    def is_open(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S")
+T = TypeVar("T", bound=_Closable)
+
+
+class ConnectionCache(Generic[S, T]):
+    """One open connection per server in this process, reused by every certificate of a flow run; a changed
+    setting (a new password, key or pin) closes the old connection and opens a new one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[S, T]] = {}
+
+    def get(self, server_id: int, settings: S, connect: Callable[[], T], same: Callable[[S, T], bool]) -> T:
+        with self._lock:
+            entry = self._entries.get(server_id)
+            if entry is not None and same(entry[0], entry[1]):
+                return entry[1]
+            if entry is not None:
+                entry[1].close()
+            transport = connect()
+            self._entries[server_id] = (settings, transport)
+            return transport
+
+    def close_all(self) -> int:
+        """Close every cached connection (at the end of a flow run); returns how many were open."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        opened = 0
+        for _, transport in entries:
+            opened += transport.is_open
+            transport.close()
+        return opened
