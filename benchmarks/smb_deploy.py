@@ -14,25 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def median_ms(fn: Callable[[], object], n: int = 20) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(samples), 1)
+from benchmarks.ssh_deploy import median_ms  # noqa: E402 - after the path is set
 
 
 def main() -> None:
