@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,11 @@ from certfleet.connectors.base import Backup, CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.jboss import JBossHandler, alias_of_filter
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
-from certfleet.connectors.servers.ssh import SshSettings, SshTransport
+from certfleet.connectors.servers.ssh import SshTransport
 from certfleet.connectors.servers.weblogic import WebLogicHandler
 from certfleet.pki.parse import serial_hex
 from tests.integration.pki_kit import issued_bundle
-from tests.integration.sshd import PASSWORD, PASSWORD_USER, Sshd, chown_tree, running_sshd, scratch_dir
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def transport(sshd: Sshd) -> Iterator[SshTransport]:
-    settings = SshSettings(
-        host="127.0.0.1", port=sshd.port, username=PASSWORD_USER, password=PASSWORD, host_key=sshd.host_key_line
-    )
-    with SshTransport(settings) as t:
-        yield t
+from tests.integration.sshd import PASSWORD_USER, chown_tree, scratch_dir
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import jks
@@ -20,13 +19,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from certfleet.connectors.base import Backup, CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
-from certfleet.connectors.servers.ssh import SshSettings, SshTransport
+from certfleet.connectors.servers.ssh import SshTransport
 from certfleet.connectors.servers.tomcat import TomcatHandler, tomcat_version
 from certfleet.pki.bundle import to_java_keystore, to_pkcs12
 from certfleet.pki.keys import load_private_key
 from certfleet.pki.parse import load_material, serial_hex
 from tests.integration.pki_kit import issued_bundle
-from tests.integration.sshd import PASSWORD, PASSWORD_USER, Sshd, chown_tree, running_sshd, scratch_dir
+from tests.integration.sshd import PASSWORD_USER, chown_tree, scratch_dir
 
 PORT = 8443
 
@@ -42,21 +41,6 @@ LEGACY_XML = """<?xml version="1.0" encoding="UTF-8"?>
   </Service>
 </Server>
 """
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[Sshd]:
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def transport(sshd: Sshd) -> Iterator[SshTransport]:
-    settings = SshSettings(
-        host="127.0.0.1", port=sshd.port, username=PASSWORD_USER, password=PASSWORD, host_key=sshd.host_key_line
-    )
-    with SshTransport(settings) as t:
-        yield t
 
 
 @pytest.fixture
