@@ -46,6 +46,9 @@ class IssueResult(BaseModel):
 
     ca_order_id: str | None = None
     pem_chain: str | None = None
+    # The CA's own words for where the order stands (Validation Status) and for domain control validation
+    # (DCV Status); None where the CA does not report them.
+    validation_status: str | None = None
     dcv_status: str | None = None
 
     @property

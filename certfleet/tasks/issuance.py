@@ -131,6 +131,7 @@ def _record_result(order_id: int, result: IssueResult) -> bool:
         cert = order.certificate
         cert.ca_order_id = order.ca_order_id
         cert.dcv_status = result.dcv_status or cert.dcv_status
+        cert.validation_status = result.validation_status or cert.validation_status
         if result.pem_chain is None:
             repo.note_order(order, OrderState.PENDING, f"CA order {order.ca_order_id}")
             cert.status = CertificateStatus.ORDER_PENDING

@@ -191,17 +191,22 @@ class AcmeCA:
             validation_deadline = time.monotonic() + self.settings.validation_deadline_s
             orderr = self._authorize(client, orderr, request.idempotency_key, validation_deadline)
             pem = self._finalize(client, orderr, time.monotonic() + self.settings.order_deadline_s)
-        return IssueResult(ca_order_id=orderr.uri, pem_chain=pem)
+        return IssueResult(ca_order_id=orderr.uri, pem_chain=pem, validation_status="Order valid", dcv_status="Valid")
 
     def status(self, ca_order_id: str) -> IssueResult:
         with _acme_errors():
             client = self.client()
             body = messages.Order.from_json(_post_as_get(client, ca_order_id).json())
             if body.status == messages.STATUS_VALID and body.certificate:
-                return IssueResult(ca_order_id=ca_order_id, pem_chain=self._download(client, body.certificate))
+                pem = self._download(client, body.certificate)
+                return IssueResult(ca_order_id=ca_order_id, pem_chain=pem, validation_status="Order valid",
+                                   dcv_status="Valid")  # fmt: skip
             if body.status == messages.STATUS_INVALID:
                 raise PermanentConnectorError(f"ACME order {ca_order_id} is invalid: {_problem(body.error)}")
-        return IssueResult(ca_order_id=ca_order_id)
+            # pending: authorizations not all valid yet; ready/processing: they are, finalization is under way
+            pending = body.status == messages.STATUS_PENDING
+            return IssueResult(ca_order_id=ca_order_id, validation_status=f"Order {body.status}",
+                               dcv_status="Pending" if pending else "Valid")  # fmt: skip
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
         known = self.journal.issued(serial_number)

@@ -53,6 +53,15 @@ _ORDER_FAILED = {4: "rejected", 5: "cancelled"}
 _ORDER_FULFILLED = 6
 _CERT_AVAILABLE = {9, 20}
 _DCV = {0: "Pending", 1: "Verified", 2: "Failed"}
+# TrackOrder's orderStatusId for orders still open (4 and 5 fail the order, 6 delivers it)
+_ORDER_STATE = {
+    1: "Placed",
+    2: "Accepted",
+    3: "In progress",
+    7: "On hold",
+    8: "Pending approval",
+    9: "Pending approval",
+}
 
 # RevokeOrder accepts revokeReasonId 1, 3, 4, 5, 9 (RFC 5280 codes).
 _REVOKE_REASON = {r: code for r, code in RFC5280_REASON_CODES.items() if code in {1, 3, 4, 5, 9}}
@@ -150,8 +159,11 @@ class EmSignCA:
             chain = join_pem(cert.get("endEntityCertificate"), cert.get("caCertificate"), cert.get("rootCertificate"))
             if not chain:
                 raise PermanentConnectorError(f"emSign order {ca_order_id} is fulfilled but sent no certificate")
-            return IssueResult(ca_order_id=ca_order_id, pem_chain=chain, dcv_status=dcv or "Verified")
-        return IssueResult(ca_order_id=ca_order_id, dcv_status=dcv)
+            return IssueResult(
+                ca_order_id=ca_order_id, pem_chain=chain, dcv_status=dcv or "Verified", validation_status="Fulfilled"
+            )
+        state = _ORDER_STATE.get(order_status or 0, f"Order status {order_status}")
+        return IssueResult(ca_order_id=ca_order_id, dcv_status=dcv, validation_status=state)
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
         known = self.journal.issued(serial_number)
