@@ -27,7 +27,7 @@ from certfleet.fields import Host, InputError, Name, Secret
 from certfleet.models import repo
 from certfleet.models.orm import SmimeDelivery
 from certfleet.notifications.service import smtp_settings
-from certfleet.servers.paths import PathRefused, check_path, windows_path_problem
+from certfleet.servers.paths import PathRefused, check_path, is_share_name, windows_path_problem
 from certfleet.settings import get_settings
 
 METHODS = ("folder", "smb", "email")
@@ -103,13 +103,13 @@ def _smb_settings(body: dict[str, Any], password: str | None, password_stored: b
     settings: dict[str, Any] = {"host": Host().check(_text(body, "host") or "", "host"), "port": _smb_port(body)}
     share = _text(body, "share") or ""
     settings["share"] = share
-    probe = windows_path_problem(f"\\\\{settings['host']}\\{share}", directory=True)
-    if probe is not None and probe[1] == "unc":
+    if not is_share_name(share):
         raise InputError("share: a share name such as Certificates or D$ (no \\ / < > : \" | ? * [ ] ; = + ,)",
                          field="share")  # fmt: skip
     folder = _text(body, "folder", required=False)
     if folder is not None:
-        found = windows_path_problem(f"\\\\{settings['host']}\\{share}\\{folder}", directory=True)
+        # The same rules for each part as a drive path (Z:, since C:\\Windows is refused as a system folder).
+        found = windows_path_problem(f"Z:\\{folder}", directory=True)
         if found is not None or folder.startswith("\\") or folder.endswith("\\"):
             why = found[0] if found else "must not start or end with \\"
             raise InputError(f"folder: a folder inside the share such as S-MIME\\Users; {why}", field="folder")

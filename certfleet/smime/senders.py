@@ -69,7 +69,7 @@ def to_folder(root: Path, parcel: Parcel) -> str:
 def to_share(target: Target, parcel: Parcel) -> str:
     s = target.settings
     folder = f"{share_unc(s)}\\{parcel.email}"
-    problem = windows_path_problem(folder, directory=True)
+    problem = windows_path_problem(f"C:\\{parcel.email}")  # the address as a Windows folder name
     if problem is not None:
         raise PermanentConnectorError(f"{parcel.email!r} cannot name a folder on a Windows share: {problem[0]}")
     smb = SmbSettings(
