@@ -108,7 +108,7 @@ def _smb_settings(body: dict[str, Any], password: str | None, password_stored: b
                          field="share")  # fmt: skip
     folder = _text(body, "folder", required=False)
     if folder is not None:
-        # The same rules for each part as a drive path (Z:, since C:\\Windows is refused as a system folder).
+        # The same rules for each part as a drive path (Z:, since C:\Windows is refused as a system folder).
         found = windows_path_problem(f"Z:\\{folder}", directory=True)
         if found is not None or folder.startswith("\\") or folder.endswith("\\"):
             why = found[0] if found else "must not start or end with \\"

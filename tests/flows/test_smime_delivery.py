@@ -229,3 +229,16 @@ def test_smb_delivery_to_a_per_user_folder_and_a_wrong_password_is_retried_later
     assert (order.delivered_to, order.pkcs12, order.pkcs12_password, order.error) == (unc, None, None, None)
     with session_scope() as s:
         assert len(list(s.scalars(select(SmimeOrder)))) == 1
+
+
+def test_an_unreachable_mail_server_is_worth_a_retry(database: str) -> None:
+    """(A refusal is not: the refusing-server test sees one attempt.)"""
+    from certfleet.connectors.errors import TransientConnectorError
+    from certfleet.demo.listener import free_port
+    from certfleet.smime.delivery import Target
+    from certfleet.smime.senders import Parcel, by_email
+
+    parcel = Parcel(ADDRESS, "Alice", b"p12", "pw")
+    closed = Target("email", {"host": "127.0.0.1", "port": free_port(), "security": "none", "sender": "pki@x.org"})
+    with pytest.raises(TransientConnectorError, match=f"the PKCS#12 mail to {ADDRESS}: SMTP 127.0.0.1"):
+        by_email(closed, parcel, lambda: None)
