@@ -5,8 +5,10 @@ Certificate Issued with the reason; a later run delivers the same PKCS#12 withou
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,3 +244,17 @@ def test_an_unreachable_mail_server_is_worth_a_retry(database: str) -> None:
     closed = Target("email", {"host": "127.0.0.1", "port": free_port(), "security": "none", "sender": "pki@x.org"})
     with pytest.raises(TransientConnectorError, match=f"the PKCS#12 mail to {ADDRESS}: SMTP 127.0.0.1"):
         by_email(closed, parcel, lambda: None)
+
+
+def test_folder_delivery_follows_the_saved_setting(boot: Bootstrapped, tmp_path: Path) -> None:
+    user_id = add_user()
+    root = tmp_path / "nfs" / "smime"
+    configure({"method": "folder", "path": str(root)})
+
+    assert smime_rollout() == {str(user_id): str(root / ADDRESS / f"{ADDRESS}.p12")}
+
+    folder = root / ADDRESS
+    assert sorted(p.name for p in folder.iterdir()) == [f"{ADDRESS}.p12", "password.txt"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o600}
+    check_bundle((folder / f"{ADDRESS}.p12").read_bytes(), (folder / "password.txt").read_text().strip())
+    assert status(user_id) is SmimeStatus.CERTIFICATE_INSTALLED
