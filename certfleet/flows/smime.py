@@ -1,5 +1,5 @@
 """sync-directory (S/MIME users of Azure AD profiles, read through Microsoft Graph) and smime-rollout (their
-certificates from the built-in CA, delivered as PKCS#12 to a per-user folder)."""
+certificates from the built-in CA, delivered as PKCS#12 to a folder, an SMB share or by e-mail)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from certfleet.tasks.smime import (
     sync_profile_users,
 )
 from certfleet.tasks.smime_rollout import (
-    default_delivery_dir,
     deliver,
     order_and_csr,
     users_to_order,
@@ -72,13 +71,14 @@ def smime_rollout(
 ) -> dict[str, str]:
     """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
     order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
-    PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
+    PKCS#12 with a generated password delivered to the S/MIME delivery setting's target: a folder, an SMB share or
+    two e-mails (Certificate Installed). `delivery_dir` (a folder) overrides the setting for this run.
 
     `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
-    step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
-    -> delivered path or error.
+    step is its own task, retried on its own; a user that fails is reported and the others go on (a failed delivery
+    leaves the user at Certificate Issued, with the reason on the order; a re-run delivers without ordering again).
+    Returns user id -> where the PKCS#12 went, or the error.
     """
-    target = delivery_dir or str(default_delivery_dir())
     users = users_to_order(user_ids)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
@@ -86,7 +86,7 @@ def smime_rollout(
     for user_id in users:
         ordered = order_and_csr.submit(user_id, ca_connector_id, key)
         issued = issue_smime.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
-        delivered = deliver.submit(ordered, target, wait_for=[issued])  # type: ignore[call-overload]
+        delivered = deliver.submit(ordered, delivery_dir, wait_for=[issued])  # type: ignore[call-overload]
         chains.append((user_id, (ordered, issued, delivered)))
     outcome: dict[str, str] = {}
     failures = 0

@@ -617,8 +617,28 @@ class SmimeOrder(Base):
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_to: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
+    # The PKCS#12 (leaf, chain, key) and its generated password, built once and sealed, so a retried delivery
+    # sends the same file and password; both are dropped once delivered (with the key, which the file replaces).
+    pkcs12: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    pkcs12_password: Mapped[str | None] = mapped_column(EncryptedText)
+    pkcs12_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e-mail: the first of the two mails went
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SmimeDelivery(Base):
+    """Where smime-rollout delivers each user's PKCS#12 (one row; none: the data directory's smime-delivery
+    folder). `method`: folder (a local or NFS path), smb (a share, a per-user folder under it) or email (two mails
+    to the user). `settings` holds what may be shown; `secret` the SMB or SMTP password, sealed."""
+
+    __tablename__ = "smime_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    method: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(120))
 
 
 class RotationItem(Base):

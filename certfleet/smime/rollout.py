@@ -3,18 +3,18 @@
 1. `open_order`: the order row is written first (idempotency key), then the key and the CSR (the address as
    rfc822Name SAN; the CA adds emailProtection and digitalSignature + keyEncipherment for RSA keys): CSR Pending.
 2. `issue`: the CA connector issues with its S/MIME profile: Certificate Issued, Expiry Date filled.
-3. `deliver`: a PKCS#12 (leaf, chain, key) under a generated password is written to a per-user folder of the
-   delivery directory (`<dir>/<address>/<address>.p12`, the password beside it in `password.txt`, both mode
-   0600, written to a temporary name and renamed): Certificate Installed; the stored key is dropped.
+3. `package`: a PKCS#12 (leaf, chain, key) under a generated password, sealed on the order (the key column is
+   emptied), so a retried delivery sends the same file and password.
+4. delivery (certfleet.smime.senders) to the configured target (a folder, an SMB share or two e-mails), then
+   `delivered`: Certificate Installed; the sealed PKCS#12 and password are dropped. A failed delivery leaves the
+   user at Certificate Issued with the reason on the order; a re-run delivers without ordering again.
 A re-run finds the user's open order and carries on from its state; it never orders twice.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import UTC
-from pathlib import Path
 
 from cryptography import x509
 from sqlalchemy import func, select
@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 from certfleet.connectors.base import IssueRequest, Profile
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
 from certfleet.pki.bundle import to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import DEFAULT_KEY_SPEC, KeySpec, generate_private_key, load_private_key, private_key_to_pem
 from certfleet.pki.parse import load_material, serial_hex
+from certfleet.smime.senders import Parcel
 
 FAILED = "Failed"
 OPEN_STATES = (SmimeStatus.CSR_PENDING.value, SmimeStatus.CERTIFICATE_ISSUED.value)
@@ -122,47 +123,48 @@ def issue(session: Session, order_id: int) -> None:
     user.expires_on = order.expires_on
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def user_folder(delivery_dir: Path, email: str) -> Path:
-    if "/" in email or "\\" in email or email.startswith("."):
-        raise PermanentConnectorError(f"{email!r} cannot name a folder")
-    return delivery_dir / email
-
-
-def deliver(session: Session, order_id: int, delivery_dir: Path) -> str:
-    """Write the PKCS#12 and its password to the user's folder; returns the PKCS#12's path."""
+def package(session: Session, order_id: int) -> Parcel | None:
+    """The order's PKCS#12 (leaf, chain, key) under a generated password, built on the first delivery attempt and
+    kept sealed on the order (the key column is emptied: the sealed file replaces it), so every retry delivers the
+    same file and password. None when the order is delivered already."""
     order = repo.get(session, SmimeOrder, order_id)
     user = repo.get(session, SmimeUser, order.user_id)
     if order.state == SmimeStatus.CERTIFICATE_INSTALLED.value and order.delivered_to:
-        return order.delivered_to
-    if not order.pem_chain or order.private_key is None:
-        raise PermanentConnectorError(f"S/MIME order {order_id} has no certificate and key to deliver")
-    certs: list[x509.Certificate] = load_material(order.pem_chain.encode()).certificates
-    key = load_private_key(order.private_key, trusted=True)
-    password = secrets.token_urlsafe(18)
-    bundle = to_pkcs12(key, certs, password.encode(), friendly_name=user.email)
-    folder = user_folder(delivery_dir, user.email)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    p12 = folder / f"{user.email}.p12"
-    _write_private(folder / "password.txt", password.encode() + b"\n")
-    _write_private(p12, bundle)
-    order.delivered_to = str(p12)
-    order.private_key = None  # delivered: certfleet keeps no copy of the user's key
+        return None
+    if order.pkcs12 is None or order.pkcs12_password is None:
+        if not order.pem_chain or order.private_key is None:
+            raise PermanentConnectorError(f"S/MIME order {order_id} has no certificate and key to deliver")
+        certs: list[x509.Certificate] = load_material(order.pem_chain.encode()).certificates
+        key = load_private_key(order.private_key, trusted=True)
+        password = secrets.token_urlsafe(18)
+        order.pkcs12 = to_pkcs12(key, certs, password.encode(), friendly_name=user.email)
+        order.pkcs12_password = password
+        order.private_key = None
+    mailed = order.pkcs12_mailed_at is not None
+    return Parcel(user.email, user.name, order.pkcs12, order.pkcs12_password, mailed=mailed)
+
+
+def mark_mailed(session: Session, order_id: int) -> None:
+    """The PKCS#12 mail went out: a retry sends only the password mail."""
+    repo.get(session, SmimeOrder, order_id).pkcs12_mailed_at = utcnow()
+
+
+def delivered_to(session: Session, order_id: int) -> str:
+    return repo.get(session, SmimeOrder, order_id).delivered_to or ""
+
+
+def delivered(session: Session, order_id: int, where: str) -> None:
+    """Certificate Installed; the sealed PKCS#12 and its password are dropped: certfleet keeps no copy of the key."""
+    order = repo.get(session, SmimeOrder, order_id)
+    user = repo.get(session, SmimeUser, order.user_id)
+    order.delivered_to = where
+    order.pkcs12 = None
+    order.pkcs12_password = None
+    order.error = None
     order.state = SmimeStatus.CERTIFICATE_INSTALLED.value
     user.status = SmimeStatus.CERTIFICATE_INSTALLED
     user.expires_on = order.expires_on
-    repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=str(p12))
-    return str(p12)
+    repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=where)
 
 
 def fail(session: Session, user_id: int, message: str) -> None:

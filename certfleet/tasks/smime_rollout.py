@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from certfleet.models.db import session_scope
 from certfleet.pki.keys import KeySpec
 from certfleet.settings import get_settings
-from certfleet.smime import rollout
+from certfleet.smime import delivery, rollout, senders
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
 _BASE_DELAY = get_settings().retry_base_delay_s
-
-
-def default_delivery_dir() -> Path:
-    return get_settings().home / "smime-delivery"
 
 
 @task(cache_policy=NO_CACHE, task_run_name="smime-users-to-order")
@@ -49,10 +43,31 @@ def issue(order_id: int) -> None:
         rollout.issue(s, order_id)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="smime-deliver-order-{order_id}", retries=2, retry_delay_seconds=[1, 5])
-def deliver(order_id: int, delivery_dir: str) -> str:
+@task(
+    cache_policy=NO_CACHE,
+    task_run_name="smime-deliver-order-{order_id}",
+    retries=2,
+    retry_delay_seconds=backoff_with_jitter(_BASE_DELAY, 2),
+    retry_condition_fn=retry_if_transient,
+)
+def deliver(order_id: int, delivery_dir: str | None) -> str:
+    """Package (committed before anything leaves, so a retry sends the same file and password), deliver to the
+    configured target (or the folder `delivery_dir`), then mark the order delivered. No session is held while the
+    share or the mail server is talked to. Returns where it went; never the password."""
     with session_scope() as s:
-        return rollout.deliver(s, order_id, Path(delivery_dir))
+        parcel = rollout.package(s, order_id)
+        target = delivery.folder_target(delivery_dir) if delivery_dir else delivery.current_target(s)
+        if parcel is None:
+            return rollout.delivered_to(s, order_id)
+
+    def mailed() -> None:
+        with session_scope() as s:
+            rollout.mark_mailed(s, order_id)
+
+    where = senders.deliver(target, parcel, mailed)
+    with session_scope() as s:
+        rollout.delivered(s, order_id, where)
+    return where
 
 
 @task(cache_policy=NO_CACHE, task_run_name="smime-failed-user-{user_id}")

@@ -263,6 +263,12 @@ class SmbTransport:
             walk(root, 1)
         return sorted(found)
 
+    def make_dirs(self, path: str) -> None:
+        """The folder and any missing folder above it inside the share (an existing one is fine)."""
+        unc = self.unc(path)
+        with self._op("create the folder", path):
+            smbclient.makedirs(unc, exist_ok=True, **self._kwargs())
+
     def write_atomic(self, path: str, data: bytes, mode: int) -> None:
         """Temp name beside the file, replace over the old file, read back and compare (`mode`: Windows
         files take their folder's permissions)."""

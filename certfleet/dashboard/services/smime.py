@@ -9,7 +9,8 @@ from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
 from certfleet.models import repo
-from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeStatus, SmimeUser
+from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.smime.rollout import OPEN_STATES
 from certfleet.smime.service import (
     CLIENT_SECRET,
     DESIGNATION,
@@ -44,6 +45,16 @@ __all__ = [
     "save_profile",
 ]
 
+# Why the user's open order is stuck (e.g. a delivery the share or the mail server refused); None when it is not.
+OPEN_ORDER_ERROR = (
+    select(SmimeOrder.error)
+    .where(SmimeOrder.user_id == SmimeUser.id, SmimeOrder.state.in_(OPEN_STATES))
+    .order_by(SmimeOrder.id.desc())
+    .limit(1)
+    .correlate(SmimeUser)
+    .scalar_subquery()
+)
+
 SMIME_USERS = ListSpec(
     name="smime_users",
     title="S/MIME Provisioning",
@@ -58,6 +69,7 @@ SMIME_USERS = ListSpec(
         Column("source", "Source", SmimeUser.source, default=True),
         Column("expires_on", "Expiry Date", SmimeUser.expires_on, ColType.DATE, default=True),
         Column("directory_state", "Directory", SmimeUser.directory_state, default=True),
+        Column("last_error", "Last Error", OPEN_ORDER_ERROR, default=True, width=40),
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
 )
