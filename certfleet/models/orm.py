@@ -396,12 +396,15 @@ class DeploymentStep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(40))  # replace-file, run-command
+    action: Mapped[str] = mapped_column(String(40))  # replace-file, config-test, reload, iis-binding, ...
     path: Mapped[str | None] = mapped_column(String(500))
     backup_path: Mapped[str | None] = mapped_column(String(500))
     existed_before: Mapped[bool | None] = mapped_column(Boolean)
     state: Mapped[StepState] = mapped_column(_label_enum(StepState), default=StepState.PLANNED)
     detail: Mapped[str | None] = mapped_column(Text)
+    # A step that is no file replacement (an IIS certificate-store import and binding) carries its own undo
+    # data, measured and journalled before the change runs: what rollback puts back (previous thumbprints).
+    undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

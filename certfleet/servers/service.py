@@ -47,6 +47,7 @@ class ServerType(enum.StrEnum):
     JETTY = "jetty"
     JBOSS = "jboss"
     WEBLOGIC = "weblogic"
+    IIS = "iis"  # Windows (SMB) only
 
 
 class ServerTypeInfo(BaseModel):
@@ -109,13 +110,23 @@ SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
         default_ports=[7002],
         version_example="WebLogic 14.1",
     ),
+    ServerType.IIS: ServerTypeInfo(
+        label="IIS",
+        path_field="iis_site",
+        path_label="IIS Site Name",
+        path_example="Default Web Site",
+        default_ports=[443],
+        version_example="IIS 10",
+    ),
 }
 _PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
 # Server types certfleet deploys to on Windows (over SMB), with their Windows path examples.
 WINDOWS_TYPES: dict[ServerType, str] = {
     ServerType.APACHE: "C:\\Apache24",
     ServerType.TOMCAT: "C:\\Program Files\\Apache Software Foundation\\Tomcat 9.0",
+    ServerType.IIS: "Default Web Site",
 }
+_IIS_SITE_MAX = 259
 CONNECTION_ALIASES = {
     "ssh": "ssh",
     "linux": "ssh",
@@ -179,6 +190,16 @@ def _allowed_paths(value: Any) -> Any:
     """The form sends one folder per line; the API a list."""
     if isinstance(value, str):
         return [line for line in value.splitlines() if line.strip()]
+    return value
+
+
+def _iis_site(value: str) -> str:
+    """An IIS site name exactly as given (quotes, `$`, `;`, backticks are data to certfleet's script; IIS itself
+    says whether such a site exists)."""
+    if not value or len(value) > _IIS_SITE_MAX:
+        raise ValueError(f"the IIS Site Name must be 1-{_IIS_SITE_MAX} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("the IIS Site Name contains a control character (newline, tab...)")
     return value
 
 
@@ -296,6 +317,7 @@ class ServerInput(_Common):
     jetty_path: Optional = None
     jboss_path: Optional = None
     weblogic_path: Optional = None
+    iis_site: Optional = Field(default=None, description="IIS: the site whose https bindings get the certificate")
     keystore_folder: Optional = Field(default=None, description="Key Store Folder Path")
     version: Optional = Field(default=None, max_length=40)
     ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(min_length=1, description="TLS ports, e.g. [443]")
@@ -337,12 +359,7 @@ class ServerInput(_Common):
             lowered = aliases.get(lowered, lowered)
             if lowered not in {t.value for t in ServerType}:
                 known = ", ".join(t.value for t in ServerType)
-                hint = (
-                    " (IIS on Windows is not supported by this version: Apache HTTP and Tomcat are)"
-                    if lowered == "iis"
-                    else ""
-                )
-                raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
+                raise ValueError(f"unknown server type {value!r}; choose one of: {known}")
             return lowered
         return value
 
@@ -355,6 +372,8 @@ class ServerInput(_Common):
     def _paths_and_auth(self) -> ServerInput:
         info = SERVER_TYPES[self.server_type]
         windows = self.connection == "smb"
+        if self.server_type is ServerType.IIS and not windows:
+            raise ValueError('IIS is reached over SMB: choose the connection Windows (SMB) ("connection": "smb")')
         given = {f: getattr(self, f) for f in _PATH_FIELDS if getattr(self, f) is not None}
         wrong = [f for f in given if f != info.path_field]
         if wrong:
@@ -365,7 +384,10 @@ class ServerInput(_Common):
             raise ValueError(f"give the {info.path_label} (for example {example})")
         if windows:
             self._check_windows()
-        self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
+        if self.server_type is ServerType.IIS:
+            self.app_path = _iis_site(path)
+        else:
+            self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
         for f in given:
             setattr(self, f, self.app_path)
         if self.keystore_folder is not None:
@@ -402,7 +424,13 @@ class ServerInput(_Common):
             raise ValueError(problem)
         if self.password is None:
             raise ValueError("give the password of the Windows account (SMB logs in with NTLM)")
-        if self.service_name is None:
+        if self.server_type is ServerType.IIS:
+            if self.keystore_folder is None:
+                raise ValueError(
+                    "give the Key Store Folder Path (e.g. C:\\certs): the PKCS#12 is written there, then imported "
+                    "into Cert:\\LocalMachine\\My"
+                )
+        elif self.service_name is None:
             raise ValueError(
                 "give the Service Name (e.g. Apache2.4, Tomcat9): a Windows server is restarted by its service "
                 "after each deployment"
@@ -816,7 +844,8 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
             ):
                 raise _NotReady(f"the share {transport.settings.share} cannot be opened")
             checked.append(f"share {transport.settings.share}")
-            for path, label in ((access.app_path, f"the {_path_label(access.server_type)}"),
+            iis = access.server_type == ServerType.IIS.value
+            for path, label in ((None if iis else access.app_path, f"the {_path_label(access.server_type)}"),
                                 (access.keystore_folder, "the Key Store Folder Path")):  # fmt: skip
                 if not path:
                     continue
@@ -825,9 +854,22 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
                 if found is None:
                     raise _NotReady(f"{label} {path} does not exist on the server")
                 checked.append(f"{path} exists")
+            if iis and access.keystore_folder:  # the PKCS#12 and its backup are written there
+                step = "writing to the Key Store Folder Path"
+                probe = f"{access.keystore_folder.rstrip(chr(92))}\\.certfleet-write-test-{secrets.token_hex(4)}"
+                transport.write_atomic(probe, b"", 0o600)
+                transport.remove(probe)
+                checked.append(f"{access.keystore_folder} is writable (a test file was written and removed)")
             step = "opening the service manager"
             ServiceControl(transport).check()
             checked.append("service manager (svcctl)")
+            if iis:  # the import and rebinding run through a PsExec-style service: ADMIN$ and service creation
+                step = "opening the share ADMIN$ (a PsExec-style run copies its service program there)"
+                transport.open_share("ADMIN$")
+                checked.append("share ADMIN$")
+                step = "asking the service manager for the right to create a service (PsExec-style run)"
+                ServiceControl(transport).check(create_services=True)
+                checked.append("may create services (PsExec-style PowerShell run)")
             if access.service_name:
                 step = f"looking up the service {access.service_name}"
                 ServiceControl(transport).state(access.service_name)
@@ -1059,4 +1101,4 @@ def _check_command(kind: str, field: str, old: str | None, new: str | None, cust
         )
 
 
-assert set(HANDLERS) == {t.value for t in ServerType}, "every server type has a handler"
+assert set(HANDLERS) | {ServerType.IIS.value} == {t.value for t in ServerType}, "every server type has a handler"

@@ -183,6 +183,12 @@ class SmbTransport:
     def share_unc(self) -> str:
         return f"\\\\{self.settings.host}\\{self.settings.share}"
 
+    def open_share(self, share: str) -> None:
+        """Open another share of this server (ADMIN$, which a PsExec-style run writes to): raises if refused."""
+        unc = f"\\\\{self.settings.host}\\{share}"
+        with self._op("open the share", unc):
+            smbclient.stat(unc, **self._kwargs())
+
     @contextlib.contextmanager
     def _op(self, what: str, path: str) -> Iterator[None]:
         """Turn SMB errors into one-line messages naming the server, the step and the path."""

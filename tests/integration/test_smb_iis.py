@@ -1,0 +1,280 @@
+"""IIS on Windows: the PKCS#12 written over real SMB, the store import and rebinding journalled with its own undo.
+
+The file part is real: a Samba smbd (NTLM, the share, the atomic write, the backup) holds the Key Store Folder
+Path, and the PKCS#12 the handler wrote there is what gets imported. The PowerShell run on the host is not:
+no Windows host runs here, so `iis.remote_exec` is the emulator of its remote-exec result
+(tests/emulators/iis_host.py) that reads that PKCS#12 with the password sent on standard input, keeps an
+emulated certificate store and IIS bindings, and serves them over TLS for the handshake proofs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from certfleet.connectors.servers import iis
+from certfleet.connectors.servers.smb import close_cached_transports
+from certfleet.demo.listener import free_port
+from tests.emulators.iis_host import Binding, IisHostEmulator
+from tests.integration.pki_kit import issued_bundle
+from tests.integration.smbd import OTHER_USER, SMB_PASSWORD, SMB_USER, Smbd, make_folder, running_smbd
+
+SITE = 'Shop\'s "$site"; `x`'  # a site name that would break out of naive quoting
+SNI = "shop.example.test"
+
+
+@pytest.fixture(scope="module")
+def smbd() -> Iterator[Smbd]:
+    with running_smbd(services={}) as server:
+        make_folder(server.share / "certs")
+        yield server
+
+
+@pytest.fixture
+def host(smbd: Smbd, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IisHostEmulator, int]]:
+    """The emulated Windows host behind the real share: one site with an SNI binding and a plain binding on
+    one port, both on an old certificate already in the store."""
+    port = free_port()
+    old = issued_bundle("old.example.test")
+    old_thumb = iis.thumbprint(old.leaf_pem)
+    emulator = IisHostEmulator(
+        smbd.share,
+        sites={
+            SITE: [
+                Binding(f"*:{port}:{SNI}", old_thumb, sni=True),
+                Binding(f"*:{port}:", old_thumb),
+                Binding("*:8443:", old_thumb),  # another port: never touched
+            ],
+            "Other": [Binding(f"*:{port}:other.example.test", old_thumb, sni=True)],
+        },
+        store={old_thumb: (old.leaf_pem, old.key_pem)},
+    )
+    monkeypatch.setattr(iis, "remote_exec", lambda transport: emulator)
+    with emulator.serve(port):
+        yield emulator, port
+    close_cached_transports()
+
+
+def _server(boot: Any, smbd: Smbd, port: int, **overrides: Any) -> int:
+    from certfleet.servers.service import ServerInput, create_server
+
+    values: dict[str, Any] = {
+        "connection": "smb", "description": "IIS", "ip_address": "127.0.0.1", "username": SMB_USER,
+        "password": SMB_PASSWORD, "server_type": "iis", "iis_site": SITE, "keystore_folder": "C:\\certs",
+        "ports": [port], "smb_port": smbd.port, "smb_share": "C$", "bot_id": boot.local_bot_id,
+    }  # fmt: skip
+    values.update(overrides)
+    return create_server(ServerInput(**values), actor="test").id
+
+
+def _certificate(boot: Any, server_id: int, port: int) -> int:
+    from certfleet.models.db import session_scope
+    from certfleet.models.orm import Certificate, DeploymentTarget
+
+    with session_scope() as s:
+        cert = Certificate(
+            common_name=SNI, sans=[SNI], ca_connector_id=boot.ca_connector_id,
+            provisioning_bot_id=boot.local_bot_id, key_spec="ec-p256", validity_days=30,
+        )  # fmt: skip
+        cert.targets.append(DeploymentTarget(server_id=server_id, port=port, server_name=SNI))
+        s.add(cert)
+        s.flush()
+        return cert.id
+
+
+def _thumbs(emulator: IisHostEmulator) -> dict[str, str]:
+    return {f"{site}|{b.info}": b.thumbprint for site, bindings in emulator.sites.items() for b in bindings}
+
+
+def test_iis_deploys_a_pkcs12_over_smb_rebinds_sni_and_plain_bindings_and_rolls_back(
+    boot: Any, smbd: Smbd, host: tuple[IisHostEmulator, int]
+) -> None:
+    """deploy-certificate end to end: the PKCS#12 in the Key Store Folder Path over SMB, the binding step journalled
+    with the previous thumbprints before it ran, the handshake proof on the SNI and the plain binding; then an
+    apply whose process dies after rebinding: the rollback replays the journalled undo, removes the certificate
+    it imported, restores the file, and the old serial is proven again."""
+    from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
+    from certfleet.flows.issuance import issue_certificate
+    from certfleet.models.orm import DeploymentStatus, StepState
+    from tests.integration.conftest import deployments, served_serial
+
+    emulator, port = host
+    before = _thumbs(emulator)
+    old_serial = served_serial(port, SNI)
+    certificate_id = _certificate(boot, _server(boot, smbd, port), port)
+    first = issue_certificate(certificate_id)
+    deploy_certificate(certificate_id)
+    assert served_serial(port, SNI) == first
+    pfx = smbd.share / "certs" / f"certfleet-{port}-{SNI}.pfx"
+    assert pfx.exists()
+    deployed = deployments(certificate_id)[-1]
+    step = next(st for st in deployed.steps if st.action == "iis-binding")
+    assert step.state is StepState.DONE
+    assert step.undo is not None
+    assert {b["info"]: b["thumbprint"] for b in step.undo["bindings"]} == {
+        f"*:{port}:{SNI}": before[f"{SITE}|*:{port}:{SNI}"],
+        f"*:{port}:": before[f"{SITE}|*:{port}:"],
+    }
+    assert step.undo["imported"] is True
+    assert [st.action for st in deployed.steps] == ["replace-file", "iis-binding", "config-test", "reload"]
+    first_thumb = step.undo["thumbprint"]
+    after_first = _thumbs(emulator)
+    assert after_first[f"{SITE}|*:8443:"] == before[f"{SITE}|*:8443:"]  # other port untouched
+    assert (
+        after_first["Other|*:" + str(port) + ":other.example.test"]
+        == before["Other|*:" + str(port) + ":other.example.test"]
+    )
+    # the secret went on standard input, never on the command line
+    applied = next(c for c in emulator.calls if c.op == "apply")
+    assert applied.stdin
+    assert applied.stdin.strip().decode() not in applied.arguments
+
+    second = issue_certificate(certificate_id)
+    pfx_before = pfx.read_bytes()
+    emulator.die_after.add("apply")  # rebinds, then the process dies without a result
+    with pytest.raises(DeploymentFailed, match="Rolled Back"):
+        deploy_certificate(certificate_id)
+    assert served_serial(port, SNI) == first != second
+    assert _thumbs(emulator) == after_first
+    assert pfx.read_bytes() == pfx_before  # the file restored byte for byte
+    last = deployments(certificate_id)[-1]
+    assert last.status is DeploymentStatus.ROLLED_BACK
+    assert [st.state for st in last.steps if st.action in ("replace-file", "iis-binding")] == [StepState.RESTORED] * 2
+    assert first_thumb in emulator.store
+    assert sum(1 for t in emulator.store if t != first_thumb) == 1  # the second certificate was removed again
+    assert old_serial != first
+
+
+def test_a_binding_journalled_before_a_worker_died_is_undone_by_a_later_rollback(
+    boot: Any, smbd: Smbd, host: tuple[IisHostEmulator, int]
+) -> None:
+    """The worker dies inside the apply (after the import and rebinding, before it could mark the step done):
+    the step stays Planned with its undo data; rollback-deployment, from a process that has nothing in memory,
+    rebinds the previous thumbprint, removes the imported certificate and restores the PKCS#12 file."""
+    from certfleet.flows.issuance import issue_certificate
+    from certfleet.models.orm import DeploymentStatus, StepState
+    from certfleet.tasks import deployment
+    from tests.integration.conftest import deployments, served_serial
+
+    emulator, port = host
+    before, store_before = _thumbs(emulator), set(emulator.store)
+    old_serial = served_serial(port, SNI)
+    certificate_id = _certificate(boot, _server(boot, smbd, port), port)
+    issue_certificate(certificate_id)
+    from certfleet.jobs.db_store import DbJobStore
+
+    target = DbJobStore().certificate_targets(certificate_id)[0]
+    deployment_id = deployment.start_deployment.fn(certificate_id, target)
+
+    class WorkerDied(BaseException):
+        pass
+
+    real_apply = iis.IisHandler.apply
+
+    def apply_then_die(self: iis.IisHandler, undo: dict[str, Any]) -> None:
+        real_apply(self, undo)
+        raise WorkerDied
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(iis.IisHandler, "apply", apply_then_die)
+        with pytest.raises(WorkerDied):
+            deployment.install_on_target.fn(deployment_id)
+    assert _thumbs(emulator) != before  # the bindings were changed
+    deployment._in_flight.clear()  # a new process: only the journal knows
+    close_cached_transports()
+    step = next(st for st in deployments(certificate_id)[-1].steps if st.action == "iis-binding")
+    assert step.state is StepState.PLANNED
+    assert deployment.restore_target.fn(deployment_id, "the worker died") == DeploymentStatus.ROLLED_BACK.value
+    assert _thumbs(emulator) == before
+    assert set(emulator.store) == store_before
+    assert served_serial(port, SNI) == old_serial
+    assert not (smbd.share / "certs" / f"certfleet-{port}-{SNI}.pfx").exists()  # there was none before
+    # a second rollback finds nothing left to undo and changes nothing
+    calls = len(emulator.calls)
+    deployment.restore_target.fn(deployment_id, "again")
+    assert _thumbs(emulator) == before
+    assert len(emulator.calls) == calls
+
+
+def test_a_site_without_an_https_binding_on_the_port_or_an_unknown_site_changes_nothing(
+    boot: Any, smbd: Smbd, host: tuple[IisHostEmulator, int]
+) -> None:
+    from certfleet.flows.deployment import DeploymentFailed, deploy_certificate
+    from certfleet.flows.issuance import issue_certificate
+    from tests.integration.conftest import deployments
+
+    emulator, port = host
+    before, store_before = _thumbs(emulator), set(emulator.store)
+    for site, reason in (("No such site", "IIS has no site named 'No such site'"),):
+        certificate_id = _certificate(boot, _server(boot, smbd, port, iis_site=site, description=site), port)
+        issue_certificate(certificate_id)
+        with pytest.raises(DeploymentFailed):
+            deploy_certificate(certificate_id)
+        last = deployments(certificate_id)[-1]
+        assert reason in (last.reason or "")
+        assert not [st for st in last.steps if st.action == "iis-binding"]  # refused while reading: never journalled
+    other_port = free_port()
+    certificate_id = _certificate(boot, _server(boot, smbd, other_port, description="no binding"), other_port)
+    issue_certificate(certificate_id)
+    with pytest.raises(DeploymentFailed):
+        deploy_certificate(certificate_id)
+    assert f"no https binding on port {other_port}" in (deployments(certificate_id)[-1].reason or "")
+    assert _thumbs(emulator) == before
+    assert set(emulator.store) == store_before
+    assert not list((smbd.share / "certs").glob(f"certfleet-{other_port}-*.pfx"))
+
+
+def test_the_connectivity_check_of_an_iis_server_names_the_step_that_failed(
+    boot: Any, smbd: Smbd, host: tuple[IisHostEmulator, int]
+) -> None:
+    """Login, the share, the Key Store Folder Path (written), the service manager, ADMIN$ and the right to create
+    a service (a PsExec-style run): an administrator passes; a user who is none is stopped at ADMIN$, and the
+    service manager refuses it the right to create services."""
+    from certfleet.connectors.errors import PermanentConnectorError
+    from certfleet.connectors.servers.scmr import ServiceControl
+    from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
+    from certfleet.servers.service import check_connectivity
+
+    _emulator, port = host
+    ok = check_connectivity(_server(boot, smbd, port))
+    assert ok.status == "Active", ok.reason
+    assert "share ADMIN$" in ok.checked
+    assert "may create services (PsExec-style PowerShell run)" in ok.checked
+    assert "C:\\certs is writable (a test file was written and removed)" in ok.checked
+
+    viewer = check_connectivity(_server(boot, smbd, port, username=OTHER_USER, iis_site="Viewer"))
+    assert viewer.status == "Unreachable"
+    assert (viewer.reason or "").startswith("opening the share ADMIN$")
+    missing = check_connectivity(_server(boot, smbd, port, keystore_folder="C:\\nowhere", iis_site="Missing"))
+    assert (missing.reason or "").startswith(
+        "looking at the Key Store Folder Path: the Key Store Folder Path C:\\nowhere"
+    )
+
+    settings = SmbSettings(host="127.0.0.1", username=OTHER_USER, password=SMB_PASSWORD, port=smbd.port)
+    with SmbTransport(settings) as transport:
+        ServiceControl(transport).check()  # may connect
+        with pytest.raises(PermanentConnectorError, match="right to create services refused: access denied"):
+            ServiceControl(transport).check(create_services=True)
+
+
+def test_iis_is_registered_over_smb_only_with_its_key_store_folder(boot: Any, smbd: Smbd) -> None:
+    from pydantic import ValidationError
+
+    from certfleet.servers.service import ServerInput
+
+    base: dict[str, Any] = {
+        "connection": "smb", "description": "IIS", "ip_address": "10.0.0.5", "username": "CORP\\deployer",
+        "password": "x", "server_type": "iis", "iis_site": SITE, "keystore_folder": "C:\\certs", "ports": [443],
+        "smb_share": "C$",
+    }  # fmt: skip
+    assert ServerInput(**base).app_path == SITE  # stored exactly as given
+    for change, message in (
+        ({"keystore_folder": None}, "give the Key Store Folder Path"),
+        ({"connection": "ssh", "smb_share": None}, "IIS is reached over SMB"),
+        ({"iis_site": "two\nlines"}, "control character"),
+        ({"keystore_folder": "C:\\certs\\..\\Windows"}, "`.` or `..`"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            ServerInput(**{**base, **change})
