@@ -127,6 +127,9 @@ def server_access(server: Server) -> ServerAccess:
         smb_share=server.smb_share,
         smb_share_folder=server.smb_share_folder,
         smb_encrypt=bool(server.smb_encrypt),
+        smb_connect_timeout=server.smb_connect_timeout or 15,
+        smb_io_timeout=server.smb_io_timeout or 60,
+        smb_rpc_timeout=server.smb_rpc_timeout or 60,
     )
 
 

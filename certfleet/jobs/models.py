@@ -44,6 +44,9 @@ class ServerAccess(BaseModel):
     smb_share: str | None = None
     smb_share_folder: str | None = None
     smb_encrypt: bool = False
+    smb_connect_timeout: int = 15
+    smb_io_timeout: int = 60
+    smb_rpc_timeout: int = 60
 
 
 class TargetJob(BaseModel):

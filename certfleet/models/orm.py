@@ -217,6 +217,10 @@ class Server(Base):
     smb_share: Mapped[str | None] = mapped_column(String(80))
     smb_share_folder: Mapped[str | None] = mapped_column(String(500))
     smb_encrypt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # SMB timeouts in seconds: logging in, each file operation (read, write, list), each service-manager call
+    smb_connect_timeout: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    smb_io_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    smb_rpc_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

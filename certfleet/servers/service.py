@@ -160,6 +160,8 @@ def _blank_to_none(value: Any) -> Any:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+SmbTimeout = Annotated[int, Field(ge=1, le=3600)]
+_SMB_TIMEOUTS = {"smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60}
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 
@@ -343,6 +345,9 @@ class ServerInput(_Common):
         default=None, description="Windows, a named share: the folder it exposes, e.g. D:\\web (C$ is C:\\)"
     )
     smb_encrypt: bool = Field(default=False, description="Windows: ask for SMB 3 encryption even if not required")
+    smb_connect_timeout: SmbTimeout = Field(default=15, description="Windows: seconds to connect and log in")
+    smb_io_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each file read, write or listing")
+    smb_rpc_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each service-manager call")
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -399,6 +404,9 @@ class ServerInput(_Common):
                 raise ValueError(f"{name} applies to Windows (SMB) servers only; this server is reached over SSH")
         if self.smb_port != 445 or self.smb_encrypt:
             raise ValueError("smb_port and smb_encrypt apply to Windows (SMB) servers only")
+        changed = [name for name, default in _SMB_TIMEOUTS.items() if getattr(self, name) != default]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to Windows (SMB) servers only")
         if self.password is None and self.ssh_private_key is None:
             raise ValueError("give a password or an SSH private key to log in with")
         if self.ssh_private_key is not None:
@@ -502,6 +510,9 @@ class ServerUpdate(_Common):
     smb_share: Optional = None
     smb_share_folder: Optional = None
     smb_encrypt: bool | None = None
+    smb_connect_timeout: SmbTimeout | None = None
+    smb_io_timeout: SmbTimeout | None = None
+    smb_rpc_timeout: SmbTimeout | None = None
     bot_id: int | None = None
 
 
@@ -532,6 +543,9 @@ class ServerView(BaseModel):
     smb_share: str | None
     smb_share_folder: str | None
     smb_encrypt: bool
+    smb_connect_timeout: int
+    smb_io_timeout: int
+    smb_rpc_timeout: int
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -564,6 +578,9 @@ class ServerView(BaseModel):
             smb_share=server.smb_share,
             smb_share_folder=server.smb_share_folder,
             smb_encrypt=bool(server.smb_encrypt),
+            smb_connect_timeout=server.smb_connect_timeout or 15,
+            smb_io_timeout=server.smb_io_timeout or 60,
+            smb_rpc_timeout=server.smb_rpc_timeout or 60,
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -660,6 +677,9 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             smb_share=data.smb_share,
             smb_share_folder=data.smb_share_folder,
             smb_encrypt=data.smb_encrypt,
+            smb_connect_timeout=data.smb_connect_timeout,
+            smb_io_timeout=data.smb_io_timeout,
+            smb_rpc_timeout=data.smb_rpc_timeout,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -720,6 +740,9 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "smb_share": merged.smb_share,
             "smb_share_folder": merged.smb_share_folder,
             "smb_encrypt": merged.smb_encrypt,
+            "smb_connect_timeout": merged.smb_connect_timeout,
+            "smb_io_timeout": merged.smb_io_timeout,
+            "smb_rpc_timeout": merged.smb_rpc_timeout,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
@@ -1053,6 +1076,9 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         smb_share=pick("smb_share", server.smb_share),
         smb_share_folder=pick("smb_share_folder", server.smb_share_folder),
         smb_encrypt=pick("smb_encrypt", bool(server.smb_encrypt)),
+        smb_connect_timeout=pick("smb_connect_timeout", server.smb_connect_timeout or 15),
+        smb_io_timeout=pick("smb_io_timeout", server.smb_io_timeout or 60),
+        smb_rpc_timeout=pick("smb_rpc_timeout", server.smb_rpc_timeout or 60),
         bot_id=pick("bot_id", server.bot_id),
     )
 

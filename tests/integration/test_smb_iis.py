@@ -9,6 +9,7 @@ emulated certificate store and IIS bindings, and serves them over TLS for the ha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -278,3 +279,78 @@ def test_iis_is_registered_over_smb_only_with_its_key_store_folder(boot: Any, sm
     ):
         with pytest.raises(ValidationError, match=message):
             ServerInput(**{**base, **change})
+
+
+def test_a_server_that_stops_answering_times_out_per_operation_and_nothing_half_written_stays(smbd: Smbd) -> None:
+    """The smbd process serving the session is frozen (SIGSTOP): a write, and a service-manager call, wait no
+    longer than the server's I/O and RPC timeouts; the real path keeps its old bytes; a new session works."""
+    import os
+    import signal
+    import time
+
+    from certfleet.connectors.errors import TransientConnectorError
+    from certfleet.connectors.servers.scmr import ServiceControl
+    from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
+    from tests.integration.smbd import put_file
+
+    folder = make_folder(smbd.share / "frozen")
+    put_file(folder / "site.pfx", b"old")
+    settings = SmbSettings(
+        host="127.0.0.1", username=SMB_USER, password=SMB_PASSWORD, port=smbd.port, io_timeout=2, rpc_timeout=2
+    )
+    for what, operation in (
+        (
+            "write C:\\frozen\\site.pfx: no answer within 2 s",
+            lambda t: t.write_atomic("C:\\frozen\\site.pfx", b"new", 0o600),
+        ),
+        ("the service manager call open: no answer within 2 s", lambda t: ServiceControl(t).check()),
+    ):
+        transport = SmbTransport(settings)
+        session = transport.connect()
+        serving = smbd.serving(session.connection.transport._sock.getsockname()[1])
+        os.kill(serving, signal.SIGSTOP)
+        began = time.monotonic()
+        try:
+            with pytest.raises(TransientConnectorError, match=re.escape(what)):
+                operation(transport)
+        finally:
+            os.kill(serving, signal.SIGCONT)
+        assert time.monotonic() - began < 10
+        assert (folder / "site.pfx").read_bytes() == b"old"
+        transport.close()
+    with SmbTransport(settings) as again:  # the server answers again: a new session works
+        assert again.read("C:\\frozen\\site.pfx") == b"old"
+
+
+def test_smb_timeouts_are_server_settings_with_defaults_and_bounds(boot: Any) -> None:
+    from pydantic import ValidationError
+
+    from certfleet.servers.access import smb_settings
+    from certfleet.servers.service import ServerInput, create_server, get_server
+
+    base: dict[str, Any] = {
+        "connection": "smb", "description": "IIS", "ip_address": "10.0.0.5", "username": "CORP\\deployer",
+        "password": "x", "server_type": "iis", "iis_site": "Default Web Site", "keystore_folder": "C:\\certs",
+        "ports": [443], "smb_share": "C$",
+    }  # fmt: skip
+    view = create_server(ServerInput(**base), actor="test")
+    assert (view.smb_connect_timeout, view.smb_io_timeout, view.smb_rpc_timeout) == (15, 60, 60)
+    tuned = create_server(
+        ServerInput(**{**base, "iis_site": "B", "smb_connect_timeout": 5, "smb_io_timeout": 30, "smb_rpc_timeout": 90}),
+        actor="test",
+    )
+    from certfleet.jobs.db_store import DbJobStore
+
+    settings = smb_settings(DbJobStore().server_access(tuned.id))
+    assert (settings.connect_timeout, settings.io_timeout, settings.rpc_timeout) == (5, 30, 90)
+    assert get_server(tuned.id).smb_io_timeout == 30
+    for change, message in (
+        ({"smb_io_timeout": 0}, "greater than or equal to 1"),
+        ({"smb_rpc_timeout": 3601}, "less than or equal to 3600"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            ServerInput(**{**base, **change})
+    linux = {"description": "web", "ip_address": "10.0.0.6", "username": "u", "password": "p", "server_type": "nginx",
+             "nginx_path": "/etc/nginx", "ports": [443]}  # fmt: skip
+    with pytest.raises(ValidationError, match="smb_io_timeout apply to Windows"):
+        ServerInput(**{**linux, "smb_io_timeout": 5})

@@ -141,15 +141,17 @@ class PsExecRunner:
             client.session = session
             client._service = Service(client.service_name, session)
             step = "opening the service manager"
+            limit = timeout + settings.rpc_timeout  # PAExec ends the program at `timeout`; then its answer is due
             try:
                 client._service.open()
                 step = "creating the PsExec service (ADMIN$ and the service manager)"
                 client.create_service()
                 try:
                     step = f"running {executable}"
-                    stdout, stderr, rc = client.run_executable(
-                        executable, arguments=arguments, stdin=stdin, timeout_seconds=max(1, int(timeout))
-                    )
+                    with self.smb.deadline(limit, f"running {executable}"):
+                        stdout, stderr, rc = client.run_executable(
+                            executable, arguments=arguments, stdin=stdin, timeout_seconds=max(1, int(timeout))
+                        )
                 finally:
                     step = "removing the PsExec service"
                     client.remove_service()

@@ -62,12 +62,12 @@ class ServiceControl:
 
     def _api(self) -> SCMRApi:
         session = self.transport.session()
-        api = SCMRApi(session)
+        api: Any = _Timed(SCMRApi(session), self.transport)  # each call waits at most the server's RPC timeout
         try:
             api.open()
         except Exception as exc:
             raise self._fail("opening the service manager (svcctl pipe)", exc) from None
-        return api
+        return api  # type: ignore[no-any-return]
 
     def check(self, *, create_services: bool = False) -> None:
         """Open the service manager (the connectivity check's last step). `create_services`: with the right to
@@ -164,6 +164,24 @@ class ServiceControl:
                     f"(still {STATE_NAMES.get(state, state)})"
                 )
             time.sleep(self.poll_interval)
+
+
+class _Timed:
+    """SCMRApi whose every call runs under the transport's deadline (smbprotocol itself waits without limit)."""
+
+    def __init__(self, api: SCMRApi, transport: SmbTransport) -> None:
+        self._api = api
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        seconds = self._transport.settings.rpc_timeout
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._transport.deadline(seconds, f"the service manager call {name}"):
+                return method(*args, **kwargs)
+
+        return call
 
 
 def _close_handles(api: SCMRApi, *handles: Any) -> None:

@@ -88,6 +88,9 @@ LABELS = {
     "smb_port": "SMB port",
     "smb_share": "SMB share",
     "smb_share_folder": "Share folder",
+    "smb_connect_timeout": "Connect timeout",
+    "smb_io_timeout": "File operation timeout",
+    "smb_rpc_timeout": "Service manager timeout",
     **{info.path_field: info.path_label for info in SERVER_TYPES.values()},
 }
 
