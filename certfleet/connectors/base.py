@@ -119,7 +119,8 @@ class ServerHandler(Protocol):
     def plan(self, bundle: CertificateBundle) -> list[FileWrite]: ...
 
     def changes(self, bundle: CertificateBundle) -> list[UndoableChange]:
-        """The changes besides files, made after the files are installed (most kinds: none)."""
+        """The changes besides files (most kinds: none): measured before any file is written, journalled and
+        applied after the files are installed."""
         ...
 
     def undo(self, action: str, data: dict[str, Any]) -> None:

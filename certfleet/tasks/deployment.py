@@ -80,6 +80,9 @@ def install_on_target(deployment_id: int) -> None:
     with _in_flight_lock:
         _in_flight[deployment_id] = _InFlight(handler, shared_key=shared_key)
     writes = handler.plan(bundle)
+    # A change that is no file reads what it will replace first: a refusal there (an unknown IIS site, no binding
+    # on the port) comes before anything on the server changes.
+    changes = [(change, change.measure()) for change in handler.changes(bundle)]
     for write in writes:
         if write.path in written_before:
             step_id = store.journal(deployment_id, SHARED_FILE, path=write.path)
@@ -95,8 +98,7 @@ def install_on_target(deployment_id: int) -> None:
         store.update_step(step_id, existed_before=backup.existed)
         handler.install(write)
         store.update_step(step_id, state=StepState.DONE)
-    for change in handler.changes(bundle):
-        undo = change.measure()  # what it replaces, read before anything changes
+    for change, undo in changes:
         step_id = store.journal(deployment_id, change.action, path=change.subject, undo=undo)
         _in_flight[deployment_id].undos.append((change.action, undo))
         change.apply(undo)
