@@ -355,3 +355,43 @@ def test_smb_timeouts_are_server_settings_with_defaults_and_bounds(boot: Any) ->
              "nginx_path": "/etc/nginx", "ports": [443]}  # fmt: skip
     with pytest.raises(ValidationError, match="smb_io_timeout apply to Windows"):
         ServerInput(**{**linux, "smb_io_timeout": 5})
+
+
+def test_a_key_that_is_not_the_certificates_or_a_pkcs12_password_that_does_not_open_it_changes_no_binding(
+    smbd: Smbd, host: tuple[IisHostEmulator, int]
+) -> None:
+    """A key that does not match is refused before anything is written; a PKCS#12 the host cannot open with the
+    password it was sent fails the import with the host's words, naming the site and step, bindings unchanged."""
+    from dataclasses import replace
+
+    from certfleet.connectors.base import FileWrite
+    from certfleet.connectors.errors import PermanentConnectorError
+    from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
+    from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
+
+    emulator, port = host
+    before, store_before = _thumbs(emulator), set(emulator.store)
+    settings = SmbSettings(host="127.0.0.1", username=SMB_USER, password=SMB_PASSWORD, port=smbd.port)
+    spec = ServerSpec(server_type="iis", app_path=SITE, keystore_folder="C:\\certs")
+    bundle = issued_bundle(SNI)
+    with SmbTransport(settings) as transport:
+        handler = iis.IisHandler(transport, spec, TargetSpec(port=port, server_name=SNI))
+        other = issued_bundle("other.example.test")
+        with pytest.raises(PermanentConnectorError, match="the private key to install does not match the certificate"):
+            handler.plan(replace(bundle, key_pem=other.key_pem))
+        assert not (smbd.share / "certs" / f"certfleet-{port}-{SNI}.pfx").exists()
+
+        (write,) = handler.plan(bundle)
+        [change] = handler.changes(bundle)
+        undo = change.measure()
+        handler.install(FileWrite(write.path, write.data, write.mode))
+        handler._password = "not-the-password"  # what a PKCS#12 whose password does not match meets on the host
+        with pytest.raises(
+            PermanentConnectorError,
+            match=re.escape(f"IIS site {SITE!r} on Windows 127.0.0.1:{smbd.port}, port {port}: importing the "
+                            "certificate and rebinding failed: The specified network password is not correct."),
+        ):  # fmt: skip
+            change.apply(undo)
+        transport.remove(write.path)
+    assert _thumbs(emulator) == before
+    assert set(emulator.store) == store_before
