@@ -62,6 +62,7 @@ SERVERS = ListSpec(
 
 # Model-level messages of ServerInput name no field: put them beside the field they are about.
 _MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("IIS is reached over SMB", "connection"),
     ("username:", "username"),
     ("Windows account", "password"),
     ("give the Service Name", "service_name"),
