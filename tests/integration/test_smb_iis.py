@@ -395,3 +395,24 @@ def test_a_key_that_is_not_the_certificates_or_a_pkcs12_password_that_does_not_o
         transport.remove(write.path)
     assert _thumbs(emulator) == before
     assert set(emulator.store) == store_before
+
+
+def test_the_psexec_runner_works_on_the_servers_session_and_leaves_nothing_in_admin_share(smbd: Smbd) -> None:
+    """The real pypsexec glue against the real Samba: on certfleet's own session it copies PAExec to ADMIN$ and
+    asks the service manager to create its service. The emulated service manager does not create services (no
+    Windows program could run here), so the run fails naming that step, and the PAExec copy is removed again; a
+    user who is no administrator is refused when the service manager is opened with the right to create one."""
+    from certfleet.connectors.errors import ConnectorError
+    from certfleet.connectors.servers.powershell import PsExecRunner
+    from certfleet.connectors.servers.smb import SmbSettings, SmbTransport
+
+    admin_share = smbd.directory / "admin"
+    for user, step in ((SMB_USER, "creating the PsExec service"), (OTHER_USER, "opening the service manager")):
+        settings = SmbSettings(host="127.0.0.1", username=user, password=SMB_PASSWORD, port=smbd.port, rpc_timeout=10)
+        with SmbTransport(settings) as transport:
+            with pytest.raises(ConnectorError, match=re.escape(f"127.0.0.1:{smbd.port}: {step}")):
+                PsExecRunner(transport).run_executable("powershell.exe", "-NoProfile", None, 10)
+            found = transport.stat("C:\\certs")  # the session still serves files
+            assert found is not None
+            assert found.is_dir
+        assert list(admin_share.iterdir()) == []

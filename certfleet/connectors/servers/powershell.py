@@ -141,20 +141,28 @@ class PsExecRunner:
             client.session = session
             client._service = Service(client.service_name, session)
             step = "opening the service manager"
-            limit = timeout + settings.rpc_timeout  # PAExec ends the program at `timeout`; then its answer is due
+            # PAExec ends the program at `timeout`; the service's set-up and removal get the RPC timeout each
+            limit = timeout + 4 * settings.rpc_timeout
             try:
-                client._service.open()
-                step = "creating the PsExec service (ADMIN$ and the service manager)"
-                client.create_service()
-                try:
-                    step = f"running {executable}"
-                    with self.smb.deadline(limit, f"running {executable}"):
+                with self.smb.deadline(limit, f"running {executable} through a PsExec-style service"):
+                    client._service.open()
+                    step = "creating the PsExec service (ADMIN$ and the service manager)"
+                    created = False
+                    try:
+                        client.create_service()
+                        created = True
+                        step = f"running {executable}"
                         stdout, stderr, rc = client.run_executable(
                             executable, arguments=arguments, stdin=stdin, timeout_seconds=max(1, int(timeout))
                         )
-                finally:
-                    step = "removing the PsExec service"
-                    client.remove_service()
+                    finally:  # also after a failed creation: PAExec may already have been copied to ADMIN$
+                        failed_step, step = step, "removing the PsExec service"
+                        try:
+                            client.remove_service()
+                        except Exception:
+                            if created:
+                                raise
+                        step = failed_step
             except PypsexecException as exc:
                 raise PermanentConnectorError(f"{self.smb.label}: {step}: {exc}") from None
             except SMBException as exc:
