@@ -416,3 +416,37 @@ def test_the_psexec_runner_works_on_the_servers_session_and_leaves_nothing_in_ad
             assert found is not None
             assert found.is_dir
         assert list(admin_share.iterdir()) == []
+
+
+def test_when_the_journal_cannot_be_read_the_run_undoes_its_binding_from_memory(
+    boot: Any, smbd: Smbd, host: tuple[IisHostEmulator, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store stops answering (a revoked bot token) after the rebinding failed: the run still puts the
+    bindings and the file back from what it holds in memory, then fails naming the journal's refusal."""
+    from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
+    from certfleet.flows.issuance import issue_certificate
+    from certfleet.jobs.db_store import DbJobStore
+    from certfleet.tasks import deployment
+
+    emulator, port = host
+    before, store_before = _thumbs(emulator), set(emulator.store)
+    certificate_id = _certificate(boot, _server(boot, smbd, port), port)
+    issue_certificate(certificate_id)
+    deployment_id = deployment.start_deployment.fn(certificate_id, DbJobStore().certificate_targets(certificate_id)[0])
+    emulator.die_after.add("apply")
+    with pytest.raises(ConnectorError, match="without a result"):
+        deployment.install_on_target.fn(deployment_id)
+    assert _thumbs(emulator) != before
+
+    def refused(self: DbJobStore, deployment_id: int) -> None:
+        raise PermissionError("the bot token was revoked")
+
+    monkeypatch.setattr(DbJobStore, "restore_plan", refused)
+    with pytest.raises(
+        PermanentConnectorError,
+        match=r"the 1 file\(s\) this run replaced were put back and its 1 other change\(s\) undone",
+    ):
+        deployment.restore_target.fn(deployment_id, "the new certificate is not served")
+    assert _thumbs(emulator) == before
+    assert set(emulator.store) == store_before
+    assert not (smbd.share / "certs" / f"certfleet-{port}-{SNI}.pfx").exists()
