@@ -217,6 +217,10 @@ class Server(Base):
     smb_share: Mapped[str | None] = mapped_column(String(80))
     smb_share_folder: Mapped[str | None] = mapped_column(String(500))
     smb_encrypt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # SMB timeouts in seconds: logging in, each file operation (read, write, list), each service-manager call
+    smb_connect_timeout: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    smb_io_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    smb_rpc_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -396,12 +400,15 @@ class DeploymentStep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(40))  # replace-file, run-command
+    action: Mapped[str] = mapped_column(String(40))  # replace-file, config-test, reload, iis-binding, ...
     path: Mapped[str | None] = mapped_column(String(500))
     backup_path: Mapped[str | None] = mapped_column(String(500))
     existed_before: Mapped[bool | None] = mapped_column(Boolean)
     state: Mapped[StepState] = mapped_column(_label_enum(StepState), default=StepState.PLANNED)
     detail: Mapped[str | None] = mapped_column(Text)
+    # A step that is no file replacement (an IIS certificate-store import and binding) carries its own undo
+    # data, measured and journalled before the change runs: what rollback puts back (previous thumbprints).
+    undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -47,6 +47,7 @@ class ServerType(enum.StrEnum):
     JETTY = "jetty"
     JBOSS = "jboss"
     WEBLOGIC = "weblogic"
+    IIS = "iis"  # Windows (SMB) only
 
 
 class ServerTypeInfo(BaseModel):
@@ -109,13 +110,23 @@ SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
         default_ports=[7002],
         version_example="WebLogic 14.1",
     ),
+    ServerType.IIS: ServerTypeInfo(
+        label="IIS",
+        path_field="iis_site",
+        path_label="IIS Site Name",
+        path_example="Default Web Site",
+        default_ports=[443],
+        version_example="IIS 10",
+    ),
 }
 _PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
 # Server types certfleet deploys to on Windows (over SMB), with their Windows path examples.
 WINDOWS_TYPES: dict[ServerType, str] = {
     ServerType.APACHE: "C:\\Apache24",
     ServerType.TOMCAT: "C:\\Program Files\\Apache Software Foundation\\Tomcat 9.0",
+    ServerType.IIS: "Default Web Site",
 }
+_IIS_SITE_MAX = 259
 CONNECTION_ALIASES = {
     "ssh": "ssh",
     "linux": "ssh",
@@ -149,6 +160,8 @@ def _blank_to_none(value: Any) -> Any:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+SmbTimeout = Annotated[int, Field(ge=1, le=3600)]
+_SMB_TIMEOUTS = {"smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60}
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 
@@ -179,6 +192,16 @@ def _allowed_paths(value: Any) -> Any:
     """The form sends one folder per line; the API a list."""
     if isinstance(value, str):
         return [line for line in value.splitlines() if line.strip()]
+    return value
+
+
+def _iis_site(value: str) -> str:
+    """An IIS site name exactly as given (quotes, `$`, `;`, backticks are data to certfleet's script; IIS itself
+    says whether such a site exists)."""
+    if not value or len(value) > _IIS_SITE_MAX:
+        raise ValueError(f"the IIS Site Name must be 1-{_IIS_SITE_MAX} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("the IIS Site Name contains a control character (newline, tab...)")
     return value
 
 
@@ -296,6 +319,7 @@ class ServerInput(_Common):
     jetty_path: Optional = None
     jboss_path: Optional = None
     weblogic_path: Optional = None
+    iis_site: Optional = Field(default=None, description="IIS: the site whose https bindings get the certificate")
     keystore_folder: Optional = Field(default=None, description="Key Store Folder Path")
     version: Optional = Field(default=None, max_length=40)
     ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(min_length=1, description="TLS ports, e.g. [443]")
@@ -321,6 +345,9 @@ class ServerInput(_Common):
         default=None, description="Windows, a named share: the folder it exposes, e.g. D:\\web (C$ is C:\\)"
     )
     smb_encrypt: bool = Field(default=False, description="Windows: ask for SMB 3 encryption even if not required")
+    smb_connect_timeout: SmbTimeout = Field(default=15, description="Windows: seconds to connect and log in")
+    smb_io_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each file read, write or listing")
+    smb_rpc_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each service-manager call")
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -337,12 +364,7 @@ class ServerInput(_Common):
             lowered = aliases.get(lowered, lowered)
             if lowered not in {t.value for t in ServerType}:
                 known = ", ".join(t.value for t in ServerType)
-                hint = (
-                    " (IIS on Windows is not supported by this version: Apache HTTP and Tomcat are)"
-                    if lowered == "iis"
-                    else ""
-                )
-                raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
+                raise ValueError(f"unknown server type {value!r}; choose one of: {known}")
             return lowered
         return value
 
@@ -355,6 +377,8 @@ class ServerInput(_Common):
     def _paths_and_auth(self) -> ServerInput:
         info = SERVER_TYPES[self.server_type]
         windows = self.connection == "smb"
+        if self.server_type is ServerType.IIS and not windows:
+            raise ValueError('IIS is reached over SMB: choose the connection Windows (SMB) ("connection": "smb")')
         given = {f: getattr(self, f) for f in _PATH_FIELDS if getattr(self, f) is not None}
         wrong = [f for f in given if f != info.path_field]
         if wrong:
@@ -365,7 +389,10 @@ class ServerInput(_Common):
             raise ValueError(f"give the {info.path_label} (for example {example})")
         if windows:
             self._check_windows()
-        self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
+        if self.server_type is ServerType.IIS:
+            self.app_path = _iis_site(path)
+        else:
+            self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
         for f in given:
             setattr(self, f, self.app_path)
         if self.keystore_folder is not None:
@@ -377,6 +404,9 @@ class ServerInput(_Common):
                 raise ValueError(f"{name} applies to Windows (SMB) servers only; this server is reached over SSH")
         if self.smb_port != 445 or self.smb_encrypt:
             raise ValueError("smb_port and smb_encrypt apply to Windows (SMB) servers only")
+        changed = [name for name, default in _SMB_TIMEOUTS.items() if getattr(self, name) != default]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to Windows (SMB) servers only")
         if self.password is None and self.ssh_private_key is None:
             raise ValueError("give a password or an SSH private key to log in with")
         if self.ssh_private_key is not None:
@@ -402,7 +432,13 @@ class ServerInput(_Common):
             raise ValueError(problem)
         if self.password is None:
             raise ValueError("give the password of the Windows account (SMB logs in with NTLM)")
-        if self.service_name is None:
+        if self.server_type is ServerType.IIS:
+            if self.keystore_folder is None:
+                raise ValueError(
+                    "give the Key Store Folder Path (e.g. C:\\certs): the PKCS#12 is written there, then imported "
+                    "into Cert:\\LocalMachine\\My"
+                )
+        elif self.service_name is None:
             raise ValueError(
                 "give the Service Name (e.g. Apache2.4, Tomcat9): a Windows server is restarted by its service "
                 "after each deployment"
@@ -474,6 +510,9 @@ class ServerUpdate(_Common):
     smb_share: Optional = None
     smb_share_folder: Optional = None
     smb_encrypt: bool | None = None
+    smb_connect_timeout: SmbTimeout | None = None
+    smb_io_timeout: SmbTimeout | None = None
+    smb_rpc_timeout: SmbTimeout | None = None
     bot_id: int | None = None
 
 
@@ -504,6 +543,9 @@ class ServerView(BaseModel):
     smb_share: str | None
     smb_share_folder: str | None
     smb_encrypt: bool
+    smb_connect_timeout: int
+    smb_io_timeout: int
+    smb_rpc_timeout: int
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -536,6 +578,9 @@ class ServerView(BaseModel):
             smb_share=server.smb_share,
             smb_share_folder=server.smb_share_folder,
             smb_encrypt=bool(server.smb_encrypt),
+            smb_connect_timeout=server.smb_connect_timeout or 15,
+            smb_io_timeout=server.smb_io_timeout or 60,
+            smb_rpc_timeout=server.smb_rpc_timeout or 60,
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -632,6 +677,9 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             smb_share=data.smb_share,
             smb_share_folder=data.smb_share_folder,
             smb_encrypt=data.smb_encrypt,
+            smb_connect_timeout=data.smb_connect_timeout,
+            smb_io_timeout=data.smb_io_timeout,
+            smb_rpc_timeout=data.smb_rpc_timeout,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -692,6 +740,9 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "smb_share": merged.smb_share,
             "smb_share_folder": merged.smb_share_folder,
             "smb_encrypt": merged.smb_encrypt,
+            "smb_connect_timeout": merged.smb_connect_timeout,
+            "smb_io_timeout": merged.smb_io_timeout,
+            "smb_rpc_timeout": merged.smb_rpc_timeout,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
@@ -816,7 +867,8 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
             ):
                 raise _NotReady(f"the share {transport.settings.share} cannot be opened")
             checked.append(f"share {transport.settings.share}")
-            for path, label in ((access.app_path, f"the {_path_label(access.server_type)}"),
+            iis = access.server_type == ServerType.IIS.value
+            for path, label in ((None if iis else access.app_path, f"the {_path_label(access.server_type)}"),
                                 (access.keystore_folder, "the Key Store Folder Path")):  # fmt: skip
                 if not path:
                     continue
@@ -825,9 +877,22 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
                 if found is None:
                     raise _NotReady(f"{label} {path} does not exist on the server")
                 checked.append(f"{path} exists")
+            if iis and access.keystore_folder:  # the PKCS#12 and its backup are written there
+                step = "writing to the Key Store Folder Path"
+                probe = f"{access.keystore_folder.rstrip(chr(92))}\\.certfleet-write-test-{secrets.token_hex(4)}"
+                transport.write_atomic(probe, b"", 0o600)
+                transport.remove(probe)
+                checked.append(f"{access.keystore_folder} is writable (a test file was written and removed)")
             step = "opening the service manager"
             ServiceControl(transport).check()
             checked.append("service manager (svcctl)")
+            if iis:  # the import and rebinding run through a PsExec-style service: ADMIN$ and service creation
+                step = "opening the share ADMIN$ (a PsExec-style run copies its service program there)"
+                transport.open_share("ADMIN$")
+                checked.append("share ADMIN$")
+                step = "asking the service manager for the right to create a service (PsExec-style run)"
+                ServiceControl(transport).check(create_services=True)
+                checked.append("may create services (PsExec-style PowerShell run)")
             if access.service_name:
                 step = f"looking up the service {access.service_name}"
                 ServiceControl(transport).state(access.service_name)
@@ -1011,6 +1076,9 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         smb_share=pick("smb_share", server.smb_share),
         smb_share_folder=pick("smb_share_folder", server.smb_share_folder),
         smb_encrypt=pick("smb_encrypt", bool(server.smb_encrypt)),
+        smb_connect_timeout=pick("smb_connect_timeout", server.smb_connect_timeout or 15),
+        smb_io_timeout=pick("smb_io_timeout", server.smb_io_timeout or 60),
+        smb_rpc_timeout=pick("smb_rpc_timeout", server.smb_rpc_timeout or 60),
         bot_id=pick("bot_id", server.bot_id),
     )
 
@@ -1059,4 +1127,4 @@ def _check_command(kind: str, field: str, old: str | None, new: str | None, cust
         )
 
 
-assert set(HANDLERS) == {t.value for t in ServerType}, "every server type has a handler"
+assert set(HANDLERS) | {ServerType.IIS.value} == {t.value for t in ServerType}, "every server type has a handler"
