@@ -1,8 +1,8 @@
 """deployment_steps.undo: a journal step that is no file replacement carries its own undo data (IIS bindings);
 servers.smb_*_timeout: per-operation SMB timeouts of a Windows server.
 
-Revision ID: 0016_iis_step_undo
-Revises: 0015_rule_server_group
+Revision ID: 0017_iis_step_undo
+Revises: 0016_smime_delivery_settings
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_iis_step_undo"
-down_revision: str | None = "0015_rule_server_group"
+revision: str = "0017_iis_step_undo"
+down_revision: str | None = "0016_smime_delivery_settings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
