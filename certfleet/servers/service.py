@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +37,7 @@ from certfleet.jobs.models import ServerAccess
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
-from certfleet.servers import paths
+from certfleet.servers import maintenance, paths
 from certfleet.servers.access import HANDLERS, server_spec, ssh_transport
 
 
@@ -149,6 +150,26 @@ def _blank_to_none(value: Any) -> Any:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _refuse(problem: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        message = problem(value)
+        if message:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+# A maintenance window (certfleet.servers.maintenance): "" or null clears the cron expression and the duration.
+MaintenanceCron = Annotated[
+    str | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.cron_problem))
+]
+MaintenanceMinutes = Annotated[
+    int | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.duration_problem))
+]
+TimeZone = Annotated[str, AfterValidator(_refuse(maintenance.timezone_problem))]
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 
@@ -321,6 +342,17 @@ class ServerInput(_Common):
         default=None, description="Windows, a named share: the folder it exposes, e.g. D:\\web (C$ is C:\\)"
     )
     smb_encrypt: bool = Field(default=False, description="Windows: ask for SMB 3 encryption even if not required")
+    maintenance_cron: MaintenanceCron = Field(
+        default=None,
+        description="maintenance window: when it opens, a cron expression of five fields in the server's time zone "
+        "(e.g. '0 2 * * SAT'); deployments wait for it. Empty: deploy at any time",
+    )
+    maintenance_duration_minutes: MaintenanceMinutes = Field(
+        default=None, description="how long the maintenance window stays open, 1 to 10080 minutes (e.g. 240)"
+    )
+    maintenance_timezone: TimeZone = Field(
+        default=maintenance.DEFAULT_TIMEZONE, description="IANA time zone the cron expression is read in"
+    )
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -474,6 +506,9 @@ class ServerUpdate(_Common):
     smb_share: Optional = None
     smb_share_folder: Optional = None
     smb_encrypt: bool | None = None
+    maintenance_cron: MaintenanceCron = Field(default=None, description='given as "" or null: no window')
+    maintenance_duration_minutes: MaintenanceMinutes = None
+    maintenance_timezone: TimeZone | None = None
     bot_id: int | None = None
 
 
@@ -504,6 +539,9 @@ class ServerView(BaseModel):
     smb_share: str | None
     smb_share_folder: str | None
     smb_encrypt: bool
+    maintenance_cron: str | None
+    maintenance_duration_minutes: int | None
+    maintenance_timezone: str
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -536,6 +574,9 @@ class ServerView(BaseModel):
             smb_share=server.smb_share,
             smb_share_folder=server.smb_share_folder,
             smb_encrypt=bool(server.smb_encrypt),
+            maintenance_cron=server.maintenance_cron,
+            maintenance_duration_minutes=server.maintenance_duration_minutes,
+            maintenance_timezone=server.maintenance_timezone or maintenance.DEFAULT_TIMEZONE,
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -585,6 +626,7 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
     """
     for name in ("config_test_command", "reload_command"):
         _check_command(data.server_type.value, name, None, getattr(data, name), custom_commands)
+    _check_window(data)
     with session_scope() as s:
         _check_bot(s, data.bot_id)
         connection = ServerConnection(data.connection)
@@ -632,6 +674,9 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             smb_share=data.smb_share,
             smb_share_folder=data.smb_share_folder,
             smb_encrypt=data.smb_encrypt,
+            maintenance_cron=data.maintenance_cron,
+            maintenance_duration_minutes=data.maintenance_duration_minutes,
+            maintenance_timezone=data.maintenance_timezone,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -667,6 +712,7 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
         _check_bot(s, data.bot_id)
         merged = _merged_input(server, data)  # the whole server must still validate
         _require_credentials_again(server, data, merged)
+        _check_window(merged)
         for name in ("config_test_command", "reload_command"):
             _check_command(
                 merged.server_type.value, name, getattr(server, name), getattr(merged, name), custom_commands
@@ -692,12 +738,15 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "smb_share": merged.smb_share,
             "smb_share_folder": merged.smb_share_folder,
             "smb_encrypt": merged.smb_encrypt,
+            "maintenance_cron": merged.maintenance_cron,
+            "maintenance_duration_minutes": merged.maintenance_duration_minutes,
+            "maintenance_timezone": merged.maintenance_timezone,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
         shown: dict[str, str] = {
             name: f"{name}: {getattr(server, name)!r} -> {changes[name]!r}"
-            for name in ("config_test_command", "reload_command")
+            for name in ("config_test_command", "reload_command", *_WINDOW_FIELDS)
             if name in changed
         }
         for name in changed:
@@ -963,6 +1012,17 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+_WINDOW_FIELDS = ("maintenance_cron", "maintenance_duration_minutes", "maintenance_timezone")
+
+
+def _check_window(data: ServerInput) -> None:
+    """Each field was checked on its own; a window needs its cron expression and its duration together."""
+    try:
+        maintenance.check(data.maintenance_cron, data.maintenance_duration_minutes, data.maintenance_timezone)
+    except maintenance.WindowError as exc:
+        raise ServerNotValid(str(exc), field=exc.field) from None
+
+
 def _check_bot(session: Any, bot_id: int | None) -> None:
     if bot_id is not None and session.get(Bot, bot_id) is None:
         raise ServerNotValid(f"bot {bot_id} does not exist; choose a registered bot")
@@ -973,7 +1033,7 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         value = getattr(data, name)
         return current if value is None else value
 
-    def command(name: str, current: str | None) -> str | None:
+    def command(name: str, current: Any) -> Any:
         # given as "" or null: back to the type's own; omitted: kept
         return getattr(data, name) if name in data.model_fields_set else current
 
@@ -1011,6 +1071,9 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         smb_share=pick("smb_share", server.smb_share),
         smb_share_folder=pick("smb_share_folder", server.smb_share_folder),
         smb_encrypt=pick("smb_encrypt", bool(server.smb_encrypt)),
+        maintenance_cron=command("maintenance_cron", server.maintenance_cron),
+        maintenance_duration_minutes=command("maintenance_duration_minutes", server.maintenance_duration_minutes),
+        maintenance_timezone=pick("maintenance_timezone", server.maintenance_timezone or "UTC"),
         bot_id=pick("bot_id", server.bot_id),
     )
 

@@ -60,6 +60,9 @@ class ServerForm:
         smb_share: Annotated[str, Form()] = "",
         smb_share_folder: Annotated[str, Form()] = "",
         smb_encrypt: Annotated[str, Form()] = "",
+        maintenance_cron: Annotated[str, Form()] = "",
+        maintenance_duration_minutes: Annotated[str, Form()] = "",
+        maintenance_timezone: Annotated[str, Form()] = "UTC",
     ) -> None:
         self.values: dict[str, Any] = {
             "connection": connection,
@@ -91,6 +94,9 @@ class ServerForm:
             "smb_share": smb_share,
             "smb_share_folder": smb_share_folder,
             "smb_encrypt": bool(smb_encrypt),
+            "maintenance_cron": maintenance_cron,
+            "maintenance_duration_minutes": maintenance_duration_minutes,
+            "maintenance_timezone": maintenance_timezone,
         }
         # the Windows fields are shown for Windows only; a Linux server keeps their defaults
         if CONNECTION_ALIASES.get(connection.strip().lower()) == "ssh":
@@ -110,7 +116,14 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
             v[secret] = ""  # never sent back to the browser
         return v
     if view is None:
-        return {"server_type": "nginx", "ssh_port": 22, "connection": "ssh", "smb_port": 445, "smb_share": "C$"}
+        return {
+            "server_type": "nginx",
+            "ssh_port": 22,
+            "connection": "ssh",
+            "smb_port": 445,
+            "smb_share": "C$",
+            "maintenance_timezone": "UTC",
+        }
     v = {
         "connection": view.connection,
         "smb_port": view.smb_port,
@@ -132,6 +145,9 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
         "config_test_command": view.config_test_command or "",
         "reload_command": view.reload_command or "",
         "allowed_paths": "\n".join(view.allowed_paths),
+        "maintenance_cron": view.maintenance_cron or "",
+        "maintenance_duration_minutes": view.maintenance_duration_minutes or "",
+        "maintenance_timezone": view.maintenance_timezone,
     }
     for kind, info in SERVER_TYPES.items():
         if kind.value == view.server_type:
