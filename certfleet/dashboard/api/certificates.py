@@ -37,6 +37,7 @@ from certfleet.inventory.schemas import (
 )
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment, DeploymentType
+from certfleet.renewal.schedule import ari_renews_at, next_renewal
 from certfleet.revocation import REASONS
 
 router = APIRouter(tags=["Certificates"])
@@ -120,9 +121,11 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "renew_before_fraction": c.renew_before_fraction,
         "renewal_attempts": c.renewal_attempts,
         "renewal_next_attempt_at": iso(c.renewal_next_attempt_at),
-        # ACME Renewal Information (RFC 9773): the renewal time chosen inside the CA's suggested window
-        "ari_renew_at": iso(c.ari_renew_at) if c.ari_serial_number == c.serial_number else None,
-        "ari_explanation_url": c.ari_explanation_url if c.ari_serial_number == c.serial_number else None,
+        # When renew-expiring renews it (None: it does not look after it); with ACME Renewal Information
+        # (RFC 9773) the time chosen inside the CA's suggested window, with the CA's explanation if any.
+        "renewal_due_at": iso(next_renewal(c)),
+        "ari_renew_at": iso(ari_renews_at(c)),
+        "ari_explanation_url": c.ari_explanation_url if ari_renews_at(c) else None,
         "ari_next_poll_at": iso(c.ari_next_poll_at),
         "ari_error": c.ari_error,
         "organization": c.organization,

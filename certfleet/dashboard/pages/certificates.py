@@ -22,7 +22,7 @@ from certfleet.dashboard.services.runs import start_for_certificate, start_revoc
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server, utcnow
-from certfleet.renewal.schedule import next_renewal
+from certfleet.renewal.schedule import ari_renews_at, next_renewal
 
 router = APIRouter()
 add_export_page(router, svc.CERTIFICATES)
@@ -142,6 +142,7 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         "run_url": flow_run_url,
         "configuring": True,
         "renews_at": next_renewal(cert),
+        "ari_renews_at": ari_renews_at(cert),
         "now": utcnow(),
         "problems": [],
         "v": {
