@@ -115,8 +115,27 @@ def issue(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for
 
 
 @app.command()
-def deploy(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
-    """Start deploy-certificate runs (all targets: one run per bot that reaches them) on the running certfleet."""
+def deploy(
+    certificate_id: int,
+    wait: Annotated[bool, typer.Option(help="Wait for the runs that start now to end")] = True,
+    ignore_window: Annotated[
+        bool, typer.Option(help="Deploy now, outside the servers' maintenance windows (audited)")
+    ] = False,
+) -> None:
+    """Start deploy-certificate runs (all targets: one run per bot that reaches them) on the running certfleet.
+
+    A server outside its maintenance window gets a run scheduled for the window's start; it is not waited for."""
+    if ignore_window:
+        import getpass
+
+        from certfleet.cli.runs import start_deploy
+
+        states = start_deploy(certificate_id, actor=f"cli:{getpass.getuser()}", ignore_window=True, wait=wait)
+        for state in states:
+            out.print(state)
+        if wait and not all(": Completed" in state or "waits for" in state for state in states):
+            raise typer.Exit(1)
+        return
     _start("deploy-certificate", {"certificate_id": certificate_id}, wait)
 
 
@@ -266,7 +285,7 @@ def _start(flow_name: str, parameters: dict[str, Any], wait: bool) -> None:
     states = start_run(flow_name, parameters, wait=wait)
     for state in states:
         out.print(state)
-    if wait and not all(": Completed" in state for state in states):
+    if wait and not all(": Completed" in state or "waits for" in state for state in states):
         raise typer.Exit(1)
 
 

@@ -31,21 +31,46 @@ def _connect() -> None:
 def start_run(flow_name: str, parameters: dict[str, Any], *, wait: bool) -> list[str]:
     """Starts the run(s); returns one line per run: its name and state (final when `wait`)."""
     _connect()
-    from certfleet.bots.routing import rollback_route, start_deploy_runs
+    from certfleet.bots.routing import rollback_route
     from certfleet.deployments.starts import describe, start_flow_run, wait_for_runs
     from certfleet.models.db import session_scope
 
     if flow_name == "deploy-certificate":
-        runs = start_deploy_runs(parameters["certificate_id"], as_subflow=False)
-    else:
-        queue = None
-        if flow_name == "rollback-deployment":
-            with session_scope() as s:
-                queue = rollback_route(s, parameters["deployment_id"]).queue
-        runs = [start_flow_run(flow_name, parameters, queue=queue, as_subflow=False)]
+        return start_deploy(parameters["certificate_id"], actor=None, ignore_window=False, wait=wait)
+    queue = None
+    if flow_name == "rollback-deployment":
+        with session_scope() as s:
+            queue = rollback_route(s, parameters["deployment_id"]).queue
+    runs = [start_flow_run(flow_name, parameters, queue=queue, as_subflow=False)]
     if wait:
         runs = wait_for_runs(runs)
     return [describe(run) for run in runs]
+
+
+def start_deploy(certificate_id: int, *, actor: str | None, ignore_window: bool, wait: bool) -> list[str]:
+    """deploy-certificate runs; one scheduled for a server's maintenance window is listed, not waited for.
+    `ignore_window` (with the `actor` for the audit log): now, whatever the windows say."""
+    _connect()
+    from certfleet.bots.routing import start_deploy_runs, waits_for_window
+    from certfleet.deployments.starts import describe, wait_for_runs
+    from certfleet.models import repo
+    from certfleet.models.db import session_scope
+    from certfleet.models.orm import Certificate
+
+    runs = start_deploy_runs(certificate_id, as_subflow=False, ignore_window=ignore_window)
+    if ignore_window:
+        with session_scope() as s:
+            repo.audit(
+                s,
+                actor=actor or "cli",
+                action="deploy-ignoring-maintenance-window",
+                obj=repo.get(s, Certificate, certificate_id),
+                detail=", ".join(run.name for run in runs),
+            )
+    later = [run for run in runs if waits_for_window(run)]
+    now = [run for run in runs if run not in later]
+    lines = [f"{describe(run)} (waits for its server's maintenance window)" for run in later]
+    return [describe(run) for run in (wait_for_runs(now) if wait else now)] + lines
 
 
 def start_revocation(certificate_id: int, reason: str, serial: str | None, *, actor: str, wait: bool) -> list[str]:

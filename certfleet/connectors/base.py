@@ -38,6 +38,9 @@ class IssueRequest(BaseModel):
     profile: Profile = Profile.TLS_SERVER
     validity_days: int | None = None
     idempotency_key: str
+    # ARI CertID (RFC 9773) of the certificate this order renews; an ACME CA with renewalInfo gets it as the
+    # order's `replaces`. Other CAs ignore it.
+    replaces: str | None = None
 
 
 class IssueResult(BaseModel):

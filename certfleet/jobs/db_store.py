@@ -239,6 +239,7 @@ class DbJobStore:
                     f"deployment {busy} to this target is still running or was interrupted: "
                     f"wait for it, or run rollback-deployment {busy} first"
                 )
+            target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
             deployment = Deployment(
                 certificate_id=certificate_id,
                 target_id=target_id,

@@ -221,6 +221,10 @@ class Server(Base):
     smb_connect_timeout: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
     smb_io_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     smb_rpc_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # Optional maintenance window (certfleet.servers.maintenance): deployments wait for the next opening.
+    maintenance_cron: Mapped[str | None] = mapped_column(String(120))
+    maintenance_duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    maintenance_timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -299,6 +303,13 @@ class Certificate(Base):
     served_sha256_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
     validation_status: Mapped[str | None] = mapped_column(String(40))
     dcv_status: Mapped[str | None] = mapped_column(String(40))
+    # ACME Renewal Information (RFC 9773) for the current serial: the chosen renewal time inside the CA's
+    # suggested window, the CA's explanation, and when to ask again (Retry-After). None: no ARI (window rule).
+    ari_renew_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_serial_number: Mapped[str | None] = mapped_column(String(80))
+    ari_explanation_url: Mapped[str | None] = mapped_column(Text)
+    ari_next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_error: Mapped[str | None] = mapped_column(Text)
     # Set by the revoke-certificate flow once the CA has revoked the current serial: the RFC 5280 reason name.
     revocation_reason: Mapped[str | None] = mapped_column(String(40))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -325,6 +336,8 @@ class DeploymentTarget(Base):
     cert_path: Mapped[str | None] = mapped_column(String(500))
     key_path: Mapped[str | None] = mapped_column(String(500))
     chain_path: Mapped[str | None] = mapped_column(String(500))
+    # A deploy-certificate run is scheduled for the server's next maintenance window at this time.
+    deploy_waits_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     certificate: Mapped[Certificate] = relationship(back_populates="targets")
     server: Mapped[Server] = relationship()

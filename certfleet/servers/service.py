@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +37,7 @@ from certfleet.jobs.models import ServerAccess
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
-from certfleet.servers import paths
+from certfleet.servers import maintenance, paths
 from certfleet.servers.access import HANDLERS, server_spec, ssh_transport
 
 
@@ -162,6 +163,26 @@ def _blank_to_none(value: Any) -> Any:
 Port = Annotated[int, Field(ge=1, le=65535)]
 SmbTimeout = Annotated[int, Field(ge=1, le=3600)]
 _SMB_TIMEOUTS = {"smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60}
+
+
+def _refuse(problem: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        message = problem(value)
+        if message:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+# A maintenance window (certfleet.servers.maintenance): "" or null clears the cron expression and the duration.
+MaintenanceCron = Annotated[
+    str | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.cron_problem))
+]
+MaintenanceMinutes = Annotated[
+    int | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.duration_problem))
+]
+TimeZone = Annotated[str, AfterValidator(_refuse(maintenance.timezone_problem))]
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 
@@ -348,6 +369,17 @@ class ServerInput(_Common):
     smb_connect_timeout: SmbTimeout = Field(default=15, description="Windows: seconds to connect and log in")
     smb_io_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each file read, write or listing")
     smb_rpc_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each service-manager call")
+    maintenance_cron: MaintenanceCron = Field(
+        default=None,
+        description="maintenance window: when it opens, a cron expression of five fields in the server's time zone "
+        "(e.g. '0 2 * * SAT'); deployments wait for it. Empty: deploy at any time",
+    )
+    maintenance_duration_minutes: MaintenanceMinutes = Field(
+        default=None, description="how long the maintenance window stays open, 1 to 10080 minutes (e.g. 240)"
+    )
+    maintenance_timezone: TimeZone = Field(
+        default=maintenance.DEFAULT_TIMEZONE, description="IANA time zone the cron expression is read in"
+    )
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -513,6 +545,9 @@ class ServerUpdate(_Common):
     smb_connect_timeout: SmbTimeout | None = None
     smb_io_timeout: SmbTimeout | None = None
     smb_rpc_timeout: SmbTimeout | None = None
+    maintenance_cron: MaintenanceCron = Field(default=None, description='given as "" or null: no window')
+    maintenance_duration_minutes: MaintenanceMinutes = None
+    maintenance_timezone: TimeZone | None = None
     bot_id: int | None = None
 
 
@@ -546,6 +581,9 @@ class ServerView(BaseModel):
     smb_connect_timeout: int
     smb_io_timeout: int
     smb_rpc_timeout: int
+    maintenance_cron: str | None
+    maintenance_duration_minutes: int | None
+    maintenance_timezone: str
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -581,6 +619,9 @@ class ServerView(BaseModel):
             smb_connect_timeout=server.smb_connect_timeout or 15,
             smb_io_timeout=server.smb_io_timeout or 60,
             smb_rpc_timeout=server.smb_rpc_timeout or 60,
+            maintenance_cron=server.maintenance_cron,
+            maintenance_duration_minutes=server.maintenance_duration_minutes,
+            maintenance_timezone=server.maintenance_timezone or maintenance.DEFAULT_TIMEZONE,
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -630,6 +671,7 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
     """
     for name in ("config_test_command", "reload_command"):
         _check_command(data.server_type.value, name, None, getattr(data, name), custom_commands)
+    _check_window(data)
     with session_scope() as s:
         _check_bot(s, data.bot_id)
         connection = ServerConnection(data.connection)
@@ -680,6 +722,9 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             smb_connect_timeout=data.smb_connect_timeout,
             smb_io_timeout=data.smb_io_timeout,
             smb_rpc_timeout=data.smb_rpc_timeout,
+            maintenance_cron=data.maintenance_cron,
+            maintenance_duration_minutes=data.maintenance_duration_minutes,
+            maintenance_timezone=data.maintenance_timezone,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -715,6 +760,7 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
         _check_bot(s, data.bot_id)
         merged = _merged_input(server, data)  # the whole server must still validate
         _require_credentials_again(server, data, merged)
+        _check_window(merged)
         for name in ("config_test_command", "reload_command"):
             _check_command(
                 merged.server_type.value, name, getattr(server, name), getattr(merged, name), custom_commands
@@ -743,12 +789,15 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "smb_connect_timeout": merged.smb_connect_timeout,
             "smb_io_timeout": merged.smb_io_timeout,
             "smb_rpc_timeout": merged.smb_rpc_timeout,
+            "maintenance_cron": merged.maintenance_cron,
+            "maintenance_duration_minutes": merged.maintenance_duration_minutes,
+            "maintenance_timezone": merged.maintenance_timezone,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
         shown: dict[str, str] = {
             name: f"{name}: {getattr(server, name)!r} -> {changes[name]!r}"
-            for name in ("config_test_command", "reload_command")
+            for name in ("config_test_command", "reload_command", *_WINDOW_FIELDS)
             if name in changed
         }
         for name in changed:
@@ -1028,6 +1077,17 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+_WINDOW_FIELDS = ("maintenance_cron", "maintenance_duration_minutes", "maintenance_timezone")
+
+
+def _check_window(data: ServerInput) -> None:
+    """Each field was checked on its own; a window needs its cron expression and its duration together."""
+    try:
+        maintenance.check(data.maintenance_cron, data.maintenance_duration_minutes, data.maintenance_timezone)
+    except maintenance.WindowError as exc:
+        raise ServerNotValid(str(exc), field=exc.field) from None
+
+
 def _check_bot(session: Any, bot_id: int | None) -> None:
     if bot_id is not None and session.get(Bot, bot_id) is None:
         raise ServerNotValid(f"bot {bot_id} does not exist; choose a registered bot")
@@ -1038,7 +1098,7 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         value = getattr(data, name)
         return current if value is None else value
 
-    def command(name: str, current: str | None) -> str | None:
+    def command(name: str, current: Any) -> Any:
         # given as "" or null: back to the type's own; omitted: kept
         return getattr(data, name) if name in data.model_fields_set else current
 
@@ -1079,6 +1139,9 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         smb_connect_timeout=pick("smb_connect_timeout", server.smb_connect_timeout or 15),
         smb_io_timeout=pick("smb_io_timeout", server.smb_io_timeout or 60),
         smb_rpc_timeout=pick("smb_rpc_timeout", server.smb_rpc_timeout or 60),
+        maintenance_cron=command("maintenance_cron", server.maintenance_cron),
+        maintenance_duration_minutes=command("maintenance_duration_minutes", server.maintenance_duration_minutes),
+        maintenance_timezone=pick("maintenance_timezone", server.maintenance_timezone or "UTC"),
         bot_id=pick("bot_id", server.bot_id),
     )
 

@@ -64,6 +64,9 @@ class ServerForm:
         smb_connect_timeout: Annotated[str, Form()] = "15",
         smb_io_timeout: Annotated[str, Form()] = "60",
         smb_rpc_timeout: Annotated[str, Form()] = "60",
+        maintenance_cron: Annotated[str, Form()] = "",
+        maintenance_duration_minutes: Annotated[str, Form()] = "",
+        maintenance_timezone: Annotated[str, Form()] = "UTC",
     ) -> None:
         self.values: dict[str, Any] = {
             "connection": connection,
@@ -99,6 +102,9 @@ class ServerForm:
             "smb_connect_timeout": smb_connect_timeout,
             "smb_io_timeout": smb_io_timeout,
             "smb_rpc_timeout": smb_rpc_timeout,
+            "maintenance_cron": maintenance_cron,
+            "maintenance_duration_minutes": maintenance_duration_minutes,
+            "maintenance_timezone": maintenance_timezone,
         }
         # the Windows fields are shown for Windows only; a Linux server keeps their defaults
         if CONNECTION_ALIASES.get(connection.strip().lower()) == "ssh":
@@ -120,7 +126,7 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
     if view is None:
         return {
             "server_type": "nginx", "ssh_port": 22, "connection": "ssh", "smb_port": 445, "smb_share": "C$",
-            "smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60,
+            "smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60, "maintenance_timezone": "UTC",
         }  # fmt: skip
     v = {
         "connection": view.connection,
@@ -146,6 +152,9 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
         "config_test_command": view.config_test_command or "",
         "reload_command": view.reload_command or "",
         "allowed_paths": "\n".join(view.allowed_paths),
+        "maintenance_cron": view.maintenance_cron or "",
+        "maintenance_duration_minutes": view.maintenance_duration_minutes or "",
+        "maintenance_timezone": view.maintenance_timezone,
     }
     for kind, info in SERVER_TYPES.items():
         if kind.value == view.server_type:

@@ -134,7 +134,13 @@ def _validate(model: Callable[..., M], values: Mapping[str, Any]) -> M:
 
 
 # Given empty, these go back to the type's own default (no extra allowed paths); omitted, they are kept.
-_CLEARABLE = ("config_test_command", "reload_command", "allowed_paths")
+_CLEARABLE = (
+    "config_test_command",
+    "reload_command",
+    "allowed_paths",
+    "maintenance_cron",
+    "maintenance_duration_minutes",
+)
 
 
 def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:
