@@ -7,9 +7,10 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate, Order, OrderState, SmimeOrder
+from certfleet.models.orm import AuditEvent, Certificate, Order, OrderState, SmimeOrder
 from certfleet.smime import service
 from tests.dashboard.conftest import Accounts, auth, login
 from tests.dashboard.test_smime_sync import scheduled_run
@@ -88,5 +89,10 @@ def test_cli_starts_sync_and_rollout_runs(accounts: Accounts, prefect_api: str) 
         started = {r.name: dict(r.parameters) for r in c.read_flow_runs()}
     assert started[synced.output.split(":")[0].strip()] == {"profile_id": profile_id}
     assert started[rolled.output.split(":")[0].strip()] == {"user_ids": [user_id]}
+    with session_scope() as s:  # the same checks and audit events as the dashboard's (certfleet.smime.starts)
+        audit = {(a.action, a.object_id) for a in s.scalars(select(AuditEvent)) if a.actor.startswith("cli:")}
+    assert audit == {("start-sync-directory", str(profile_id)), ("start-smime-rollout", None)}
     missing = CliRunner().invoke(cli, ["smime", "sync", "999", "--no-wait"])
     assert missing.exit_code != 0
+    unknown_user = CliRunner().invoke(cli, ["smime", "rollout", "--user-id", "999", "--no-wait"])
+    assert unknown_user.exit_code != 0
