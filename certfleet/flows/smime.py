@@ -1,5 +1,5 @@
 """sync-directory (S/MIME users of Azure AD profiles, read through Microsoft Graph) and smime-rollout (their
-certificates from the built-in CA, delivered as PKCS#12 to a per-user folder)."""
+certificates from the built-in CA, DigiCert or emSign, delivered as PKCS#12 to a per-user folder)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from certfleet.tasks.smime_rollout import (
     default_delivery_dir,
     deliver,
     order_and_csr,
+    poll,
+    submit,
     users_to_order,
 )
-from certfleet.tasks.smime_rollout import issue as issue_smime
 from certfleet.tasks.smime_rollout import record_failure as record_rollout_failure
 
 
@@ -71,10 +72,12 @@ def smime_rollout(
     key: str = "rsa2048",
 ) -> dict[str, str]:
     """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
-    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
+    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date; an order
+    the CA holds pending is polled by its CA order id, as TLS orders are) ->
     PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
 
-    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
+    `ca_connector_id`: the built-in CA, a DigiCert or an emSign connector; default the user's profile's connector,
+    else the built-in CA. Users run side by side; each
     step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
     -> delivered path or error.
     """
@@ -85,9 +88,10 @@ def smime_rollout(
     chains = []
     for user_id in users:
         ordered = order_and_csr.submit(user_id, ca_connector_id, key)
-        issued = issue_smime.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
+        placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
+        issued = poll.submit(ordered, wait_for=[placed])  # type: ignore[call-overload]
         delivered = deliver.submit(ordered, target, wait_for=[issued])  # type: ignore[call-overload]
-        chains.append((user_id, (ordered, issued, delivered)))
+        chains.append((user_id, (ordered, placed, issued, delivered)))
     outcome: dict[str, str] = {}
     failures = 0
     for done, (user_id, steps) in enumerate(chains, start=1):

@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeUser
+from certfleet.smime.rollout import smime_problem
 
 SYNC_FLOW = "sync-directory"
 ROLLOUT_FLOW = "smime-rollout"
@@ -36,9 +38,9 @@ def record_sync_start(session: Session, profile_id: int | None, actor: str, run_
 def rollout_parameters(
     session: Session, user_ids: list[int] | None = None, ca_connector_id: int | None = None
 ) -> dict[str, Any]:
-    """The run's parameters once every named user and the connector exist."""
+    """The run's parameters once every named user exists and the connector issues S/MIME certificates."""
     if ca_connector_id is not None:
-        repo.get(session, CAConnector, ca_connector_id)
+        check_smime_connector(repo.get(session, CAConnector, ca_connector_id))
     for user_id in user_ids or []:
         repo.get(session, SmimeUser, user_id)
     parameters: dict[str, Any] = {}
@@ -47,6 +49,13 @@ def rollout_parameters(
     if ca_connector_id is not None:
         parameters["ca_connector_id"] = ca_connector_id
     return parameters
+
+
+def check_smime_connector(connector: CAConnector, field: str = "ca_connector_id") -> None:
+    """Refuse, before any run starts, a connector that cannot issue S/MIME certificates (ACME, AD CS, emCA)."""
+    problem = smime_problem(connector)
+    if problem:
+        raise InputError(f"{field}: {problem}", field=field)
 
 
 def record_rollout_start(session: Session, actor: str, run_name: str, user_ids: list[int] | None = None) -> None:
