@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, cast, func, insert, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.connectors.directory.azure_ad import (
     DEFAULT_AUTHORITY_HOST,
@@ -167,6 +167,16 @@ def _checked(entry: DirectoryUser, report: SyncReport) -> _Listed | None:
     return _Listed(key, address, name, designation, None if entry.account_enabled else DISABLED)
 
 
+def _one_of(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], values: list[str], dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (...)`; on PostgreSQL `= ANY(array)`: one bound array instead of a page's 999 parameters, which
+    psycopg would otherwise parse out of a new statement text every page."""
+    if dialect == "postgresql":
+        return column == any_(cast(bindparam("values", values, type_=ARRAY(String)), ARRAY(String)))
+    return column.in_(values)
+
+
 def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser], report: SyncReport) -> None:
     """Upsert one page of directory users into the profile's S/MIME users: two SELECTs of plain rows, then one
     bulk UPDATE and one bulk INSERT (executemany), in the caller's transaction."""
@@ -181,11 +191,14 @@ def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser]
     by_email: dict[str, dict[str, Any]] = {}
     keys = list({u.key for u in listed})
     addresses = list({u.address.lower() for u in listed})
+    dialect = session.get_bind().dialect.name
     for row in session.execute(
-        select(*_ROW).where(SmimeUser.profile_id == profile_id, SmimeUser.directory_key.in_(keys))
+        select(*_ROW).where(SmimeUser.profile_id == profile_id, _one_of(SmimeUser.directory_key, keys, dialect))
     ).mappings():
         mine[row["directory_key"]] = rows.setdefault(row["id"], dict(row))
-    for row in session.execute(select(*_ROW).where(func.lower(SmimeUser.email).in_(addresses))).mappings():
+    for row in session.execute(
+        select(*_ROW).where(_one_of(func.lower(SmimeUser.email), addresses, dialect))
+    ).mappings():
         by_email[row["email"].lower()] = rows.setdefault(row["id"], dict(row))
     inserts: list[dict[str, Any]] = []
     changed: dict[int, dict[str, Any]] = {}
