@@ -108,7 +108,8 @@ def test_a_connector_without_smime_is_refused_naming_the_field(client: TestClien
     refused = client.post(
         "/api/v1/smime-users/rollout", json={"ca_connector_id": acme_id}, headers=auth(accounts, "operator")
     )
-    assert refused.status_code in (400, 422), refused.text
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "ca_connector_id"
     assert "ca_connector_id" in refused.text
     assert "does not issue S/MIME certificates" in refused.text
     profile = {
@@ -119,6 +120,7 @@ def test_a_connector_without_smime_is_refused_naming_the_field(client: TestClien
         "ca_connector_id": adcs_id,
     }
     saved = client.post("/api/v1/directory-profiles", json=profile, headers=auth(accounts, "admin"))
-    assert saved.status_code in (400, 422), saved.text
+    assert saved.status_code == 422, saved.text
+    assert saved.json()["field"] == "ca_connector_id"
     assert "ca_connector_id" in saved.text
     assert "no S/MIME template" in saved.text
