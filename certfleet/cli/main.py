@@ -228,23 +228,35 @@ def smime_sync(
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start a sync-directory run: read the profile's users from Azure AD through Microsoft Graph."""
-    if profile_id is not None:
-        from certfleet.models import repo
-        from certfleet.models.db import session_scope
-        from certfleet.models.orm import DirectoryProfile
+    import getpass
 
-        with session_scope() as s:
-            repo.get(s, DirectoryProfile, profile_id)
-    _start("sync-directory", {} if profile_id is None else {"profile_id": profile_id}, wait)
+    from certfleet.cli.runs import start_smime_sync
+
+    _print_run(start_smime_sync(profile_id, actor=f"cli:{getpass.getuser()}", wait=wait), wait)
 
 
 @smime_app.command("rollout")
 def smime_rollout(
     user_id: Annotated[list[int] | None, typer.Option(help="Only these users (repeat); default: all awaiting")] = None,
+    ca_connector: Annotated[
+        int | None, typer.Option(help="A CA connector's id; default: the user's profile's, else the built-in CA")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
-    """Start an smime-rollout run: order, issue and deliver S/MIME certificates with the built-in CA."""
-    _start("smime-rollout", {} if not user_id else {"user_ids": list(user_id)}, wait)
+    """Start an smime-rollout run: order, issue and deliver S/MIME certificates."""
+    import getpass
+
+    from certfleet.cli.runs import start_smime_rollout
+
+    users = list(user_id) if user_id else None
+    actor = f"cli:{getpass.getuser()}"
+    _print_run(start_smime_rollout(users, actor=actor, wait=wait, ca_connector_id=ca_connector), wait)
+
+
+def _print_run(line: str, wait: bool) -> None:
+    out.print(line, highlight=False)
+    if wait and ": Completed" not in line:
+        raise typer.Exit(1)
 
 
 @bot_app.command("run")

@@ -5,10 +5,13 @@ Deploy and rollback runs go to the queue of the bot that reaches the server (`ce
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certfleet.deployments.api import configured_api_url, prefect_auth_string, use_api
 from certfleet.deployments.embedded import Access, api_access, healthy
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 
 class NotRunning(RuntimeError):
@@ -118,3 +121,44 @@ def start_rotation(request: dict[str, Any], *, actor: str, wait: bool) -> list[s
         service.audit_start(s, key, count, actor, run.name)
     lines = [f"batch {key}: {count} certificate(s); re-run with --batch-key {key} to continue it if it stops"]
     return [*lines, describe(wait_for_runs([run])[0] if wait else run)]
+
+
+def start_smime_sync(profile_id: int | None, *, actor: str, wait: bool) -> str:
+    """A sync-directory run after the checks the dashboard makes (certfleet.smime.starts), with an audit event."""
+    from certfleet.models.db import session_scope
+    from certfleet.smime import starts
+
+    with session_scope() as s:
+        parameters = starts.sync_parameters(s, profile_id)
+    run = _start_one(starts.SYNC_FLOW, parameters)
+    with session_scope() as s:
+        starts.record_sync_start(s, profile_id, actor, run.name)
+    return _describe(run, wait)
+
+
+def start_smime_rollout(
+    user_ids: list[int] | None, *, actor: str, wait: bool, ca_connector_id: int | None = None
+) -> str:
+    """An smime-rollout run after the checks the dashboard makes (certfleet.smime.starts), with an audit event."""
+    from certfleet.models.db import session_scope
+    from certfleet.smime import starts
+
+    with session_scope() as s:
+        parameters = starts.rollout_parameters(s, user_ids, ca_connector_id)
+    run = _start_one(starts.ROLLOUT_FLOW, parameters)
+    with session_scope() as s:
+        starts.record_rollout_start(s, actor, run.name, user_ids)
+    return _describe(run, wait)
+
+
+def _start_one(flow_name: str, parameters: dict[str, Any]) -> FlowRun:
+    _connect()
+    from certfleet.deployments.starts import start_flow_run
+
+    return start_flow_run(flow_name, parameters, as_subflow=False)
+
+
+def _describe(run: FlowRun, wait: bool) -> str:
+    from certfleet.deployments.starts import describe, wait_for_runs
+
+    return describe(wait_for_runs([run])[0] if wait else run)

@@ -632,6 +632,11 @@ class SmimeOrder(Base):
     state: Mapped[str] = mapped_column(String(40), index=True)  # SmimeStatus values, or "Failed"
     csr_pem: Mapped[str | None] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the PKCS#12 is delivered
+    # A remote CA's order id, recorded the moment the CA answers; what was written just before the call; and how
+    # many times the order was sent (more than one with no id: an earlier outcome is unknown, look before ordering).
+    ca_order_id: Mapped[str | None] = mapped_column(String(120))
+    ca_request_ref: Mapped[str | None] = mapped_column(String(200))
+    ca_submits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     serial_number: Mapped[str | None] = mapped_column(String(80))
     pem_chain: Mapped[str | None] = mapped_column(Text)
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)

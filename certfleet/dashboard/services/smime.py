@@ -1,4 +1,7 @@
-"""The S/MIME users list as the dashboard shows it; the domain rules live in certfleet.smime."""
+"""The S/MIME users list as the dashboard shows it, and starting the S/MIME runs from the web process.
+
+The domain rules (users, profiles, counts, the checks and audit of a run's start) live in certfleet.smime.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +11,9 @@ from sqlalchemy.orm import Session
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
-from certfleet.models import repo
-from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.models.orm import SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.smime import starts
 from certfleet.smime.rollout import OPEN_STATES
-from certfleet.smime.service import (
-    CLIENT_SECRET,
-    DESIGNATION,
-    MANUAL_SOURCE,
-    PROFILE_NAME,
-    PROVISIONED,
-    USER_NAME,
-    ProfileFields,
-    counts,
-    delete_profile,
-    ignore_email,
-    import_user,
-    profiles,
-    save_profile,
-)
-
-# The pages and the API call the domain through this module.
-__all__ = [
-    "CLIENT_SECRET",
-    "DESIGNATION",
-    "MANUAL_SOURCE",
-    "PROFILE_NAME",
-    "PROVISIONED",
-    "SMIME_USERS",
-    "USER_NAME",
-    "ProfileFields",
-    "counts",
-    "delete_profile",
-    "ignore_email",
-    "import_user",
-    "profiles",
-    "save_profile",
-]
 
 # Why the user's open order is stuck (e.g. a delivery the share or the mail server refused); None when it is not.
 OPEN_ORDER_ERROR = (
@@ -75,14 +45,10 @@ SMIME_USERS = ListSpec(
 )
 
 
-SYNC_FLOW = "sync-directory"
-
-
 def start_sync(session: Session, profile_id: int, actor: str) -> FlowRunRef:
     """A sync-directory run for one profile (never the Graph calls in the web process)."""
-    profile = repo.get(session, DirectoryProfile, profile_id)
-    run = start_flow(SYNC_FLOW, {"profile_id": profile.id})
-    repo.audit(session, actor=actor, action="start-sync-directory", obj=profile, detail=run.name)
+    run = start_flow(starts.SYNC_FLOW, starts.sync_parameters(session, profile_id))
+    starts.record_sync_start(session, profile_id, actor, run.name)
     return run
 
 
@@ -94,24 +60,10 @@ def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowR
         return None, exc.message
 
 
-ROLLOUT_FLOW = "smime-rollout"
-
-
 def start_rollout(
     session: Session, actor: str, user_ids: list[int] | None = None, ca_connector_id: int | None = None
 ) -> FlowRunRef:
     """An smime-rollout run for the users awaiting an order (or the given ones)."""
-    if ca_connector_id is not None:
-        repo.get(session, CAConnector, ca_connector_id)
-    for user_id in user_ids or []:
-        repo.get(session, SmimeUser, user_id)
-    parameters: dict[str, object] = {}
-    if user_ids is not None:
-        parameters["user_ids"] = user_ids
-    if ca_connector_id is not None:
-        parameters["ca_connector_id"] = ca_connector_id
-    run = start_flow(ROLLOUT_FLOW, parameters)
-    detail = f"{run.name}: {'users ' + ', '.join(map(str, user_ids)) if user_ids is not None else 'all awaiting'}"
-    session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
-                           detail=detail))  # fmt: skip
+    run = start_flow(starts.ROLLOUT_FLOW, starts.rollout_parameters(session, user_ids, ca_connector_id))
+    starts.record_rollout_start(session, actor, run.name, user_ids)
     return run
