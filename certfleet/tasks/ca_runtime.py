@@ -28,6 +28,7 @@ from certfleet.models.orm import CAConnector, Order, OrderState
 from certfleet.pki.parse import serial_hex
 
 MAX_WAIT_S = 600.0  # longest a request waits for a slot before its task gives up (and retries)
+MIN_WINDOW_S, MAX_WINDOW_S = 0.25, 2.0  # seconds of a limit's rate taken from Prefect in one call
 
 
 def limit_name(connector_id: int) -> str:
@@ -130,36 +131,50 @@ class _SlotLease:
 
     Measured on Prefect 3.9: `rate_limit(name)` one slot at a time delivers 9 of 20 slots/s, and under
     load far less, because a refused attempt restarts the server's decay clock and the server's
-    Retry-After grows with every refusal. So slots are taken in chunks of about a quarter second's worth,
-    and after a refusal this waits exactly one chunk's decay time before asking again. A chunk is good
-    only briefly: slots left over are dropped, never saved up into a burst the limit did not grant.
+    Retry-After grows with every refusal. So slots are taken in chunks, and after a refusal this waits
+    exactly one chunk's decay time before asking again. A chunk is good only for its own decay time
+    (chunk / rate): slots left over are dropped, never saved up into a burst the limit did not grant.
+
+    A chunk covers a window of the limit's rate: a quarter second, or twice as long as the last call to
+    Prefect took (up to MAX_WINDOW_S, and never more than the burst). On a busy Prefect server a call took
+    0.5-0.7 s (rotate-batch on a loaded 2-core machine): with quarter-second chunks the threads then waited
+    on Prefect three times as long as they used what it granted.
     """
 
     def __init__(self, name: str, per_second: float, burst: int) -> None:
         self.name = name
         self.per_second = per_second
-        self.chunk = max(1, min(burst, math.ceil(per_second / 4)))
-        self.ttl = max(0.25, self.chunk / per_second)
+        self.burst = burst
+        self.window = MIN_WINDOW_S
         self.left = 0
         self.expires = 0.0
         self.lock = threading.Lock()
 
+    def size(self) -> tuple[int, float]:
+        """Slots to ask for now, and how long they are good for."""
+        chunk = max(1, min(self.burst, math.ceil(self.per_second * self.window)))
+        return chunk, max(MIN_WINDOW_S, chunk / self.per_second)
+
     def take(self) -> None:
         with self.lock:
             if self.left <= 0 or time.monotonic() > self.expires:
-                self._acquire()
-                self.left, self.expires = self.chunk, time.monotonic() + self.ttl
+                chunk, ttl = self.size()
+                latency = self._acquire(chunk)
+                self.left, self.expires = chunk, time.monotonic() + ttl
+                self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 2 * latency))
             self.left -= 1
 
-    def _acquire(self) -> None:
+    def _acquire(self, chunk: int) -> float:
+        """Take `chunk` slots, waiting while none are free; returns how long the granting call took."""
         import httpx
         from prefect.client.orchestration import get_client
 
         deadline = time.monotonic() + MAX_WAIT_S
         with get_client(sync_client=True) as client:
             while True:
+                started = time.monotonic()
                 try:
-                    granted = client.increment_concurrency_slots([self.name], self.chunk, "rate_limit").json()
+                    granted = client.increment_concurrency_slots([self.name], chunk, "rate_limit").json()
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != 423:  # 423 Locked: no slot free yet
                         raise
@@ -167,11 +182,11 @@ class _SlotLease:
                         raise TransientConnectorError(
                             f"no slot of rate limit {self.name} came free in {MAX_WAIT_S:g} s; will retry"
                         ) from exc
-                    time.sleep(self.chunk / self.per_second * 1.05)
+                    time.sleep(chunk / self.per_second * 1.05)
                     continue
                 if not granted:
                     raise PermanentConnectorError(f"the Prefect rate limit {self.name} does not exist")
-                return
+                return time.monotonic() - started
 
 
 _leases: dict[tuple[str, float, int], _SlotLease] = {}
