@@ -193,8 +193,16 @@ _leases: dict[tuple[str, float, int], _SlotLease] = {}
 _leases_lock = threading.Lock()
 
 
+_throttles: dict[tuple[int, float, int], Callable[[], None]] = {}
+
+
 def prefect_throttle(connector_id: int, per_second: float, burst: int) -> Callable[[], None]:
-    """Take one slot of the connector's rate limit before each CA request (outside flows: no limit)."""
+    """Take one slot of the connector's rate limit before each CA request (outside flows: no limit). One function
+    per connector and setting in a process, so connectors built for each order can share a session (ACME)."""
+    with _leases_lock:
+        known = _throttles.get((connector_id, per_second, burst))
+    if known is not None:
+        return known
     name = limit_name(connector_id)
 
     def throttle() -> None:
@@ -205,7 +213,8 @@ def prefect_throttle(connector_id: int, per_second: float, burst: int) -> Callab
             lease = _leases.setdefault((name, per_second, burst), _SlotLease(name, per_second, burst))
         lease.take()
 
-    return throttle
+    with _leases_lock:
+        return _throttles.setdefault((connector_id, per_second, burst), throttle)
 
 
 def runtime_hooks(connector: CAConnector) -> RuntimeHooks:

@@ -151,7 +151,7 @@ class _Session:
     expires: float
 
 
-_sessions: dict[tuple[str, ...], _Session] = {}
+_sessions: dict[tuple[object, ...], _Session] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -202,10 +202,10 @@ class AcmeCA:
         self.accounts = accounts
         self.journal: OrderJournal = journal or MemoryOrderJournal()
         self.verify: bool | str = _bundle_path(ca_bundle_pem) if ca_bundle_pem and ca_bundle_pem.strip() else True
-        self.throttle = throttle or (lambda: None)
+        self.throttle = throttle or _unthrottled
         self._lock_name = lock_name or settings.directory_url
         self._client: acme_client.ClientV2 | None = None
-        self._session_key: tuple[str, ...] | None = None
+        self._session_key: tuple[object, ...] | None = None
 
     # -- the protocol ------------------------------------------------------------------------------------
 
@@ -265,10 +265,11 @@ class AcmeCA:
 
     # -- account -----------------------------------------------------------------------------------------
 
-    def _key_of(self, account: AcmeAccount) -> tuple[str, ...]:
-        """What a shared session is for: this connector, its directory and TLS trust, and this account."""
+    def _key_of(self, account: AcmeAccount) -> tuple[object, ...]:
+        """What a shared session is for: this connector, its directory and TLS trust, this account, and this
+        throttle (the network layer calls it, so connectors with another limit get their own session)."""
         key_digest = hashlib.sha256(account.key_pem.encode()).hexdigest()
-        return (self._lock_name, self.settings.directory_url, str(self.verify), account.uri, key_digest)
+        return (self._lock_name, self.settings.directory_url, str(self.verify), account.uri, key_digest, self.throttle)
 
     def _shared(self, account: AcmeAccount | None) -> acme_client.ClientV2 | None:
         if account is None:
@@ -279,9 +280,6 @@ class AcmeCA:
             if session is None or time.monotonic() > session.expires:
                 _sessions.pop(key, None)
                 return None
-        net = session.client.net
-        assert isinstance(net, _ThrottledNetwork)
-        net._throttle = self.throttle  # the same connector's limit; its newest settings
         self._client, self._session_key = session.client, key
         return session.client
 
@@ -514,6 +512,10 @@ class AcmeCA:
 
     def _download(self, client: acme_client.ClientV2, url: str) -> str:
         return pem_chain_from(_post_as_get(client, url).text, ca=CA_NAME)
+
+
+def _unthrottled() -> None:
+    """No rate limit (outside flows, tests); one function, so unthrottled connectors can share a session."""
 
 
 def _post_as_get(client: acme_client.ClientV2, url: str) -> requests.Response:

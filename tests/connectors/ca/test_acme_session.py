@@ -107,3 +107,18 @@ def test_a_failed_call_makes_the_next_order_fetch_the_directory_again(
     again = build_remote_ca(stored(form), RuntimeHooks(acme_accounts=store))
     assert again.issue(_request("f.example.test", "f2")).issued
     assert _sent(acme_http_stack)["GET dir"] == 1
+
+
+def test_a_rate_limited_connector_never_sends_through_an_unlimited_session(
+    acme_http_stack: AcmeStack, emulator_tls: TlsIdentity
+) -> None:
+    acme_http_stack.reset()
+    store = MemoryAccountStore()
+    form = _form(acme_http_stack, emulator_tls)
+    unlimited = build_remote_ca(stored(form), RuntimeHooks(acme_accounts=store))
+    assert unlimited.issue(_request("u.example.test", "u")).issued
+    slots: list[int] = []
+    limited = build_remote_ca(stored(form), RuntimeHooks(acme_accounts=store, throttle=lambda: slots.append(1)))
+    acme_http_stack.proxy.log.clear()
+    assert limited.issue(_request("l.example.test", "l")).issued
+    assert len(slots) == len(acme_http_stack.proxy.log) > 0  # every request it sent took a slot first
