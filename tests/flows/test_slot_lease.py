@@ -1,11 +1,13 @@
-"""How the connector rate limit's local lease sizes its chunks: never more than the limit grants.
+"""How the connector rate limit's local lease sizes and renews its chunks: never more than the limit grants.
 
 The Prefect call is replaced by a recorder (the live limit is tested in test_ca_rate_limit.py): what is checked
-here is the arithmetic that keeps a slow Prefect server from stalling the threads while the chunk stays within
-the burst and is dropped after its decay time.
+here is the arithmetic that keeps a slow Prefect server from stalling the threads while each chunk stays within
+half the burst and is used only within its own decay time.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -24,29 +26,65 @@ def _lease(monkeypatch: pytest.MonkeyPatch, rate: float, burst: int, latency: fl
     return lease, asked
 
 
-def test_a_slow_prefect_call_makes_the_next_chunk_cover_twice_its_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+def _settled(lease: _SlotLease) -> None:
+    deadline = time.monotonic() + 5
+    while lease.fetching and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not lease.fetching
+
+
+def test_a_slow_prefect_call_makes_chunks_cover_twice_its_latency(monkeypatch: pytest.MonkeyPatch) -> None:
     lease, asked = _lease(monkeypatch, rate=200.0, burst=1000, latency=0.6)
     lease.take()
-    assert asked == [50]  # a quarter second of 200/s to start with
-    assert lease.size() == (240, pytest.approx(1.2))  # then 2 x 0.6 s worth, good for its decay time
-    lease.left = 0
-    lease.take()
+    _settled(lease)
+    # A quarter second of 200/s first; the call took 0.6 s, so the next chunk (asked for at once, in the
+    # background, as the first lives less than a window) is 1.2 s worth, good for 1.2 s from its grant.
     assert asked == [50, 240]
+    assert lease.next is not None
+    assert lease.next[0] == 240
+    assert lease.next[1] - time.monotonic() == pytest.approx(1.2, abs=0.1)
 
 
-def test_a_chunk_never_exceeds_the_burst_or_the_longest_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    lease, _ = _lease(monkeypatch, rate=20.0, burst=40, latency=5.0)
+def test_the_next_chunk_is_used_without_waiting_for_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
+    lease, asked = _lease(monkeypatch, rate=40.0, burst=100, latency=0.0)
     lease.take()
+    _settled(lease)
+    assert asked == [10, 10]
+    for _ in range(9):  # the rest of the first chunk, then the prefetched one takes over
+        lease.take()
+    _settled(lease)
+    lease.take()
+    assert lease.left == 9  # the second chunk, already granted, took over
+    _settled(lease)
+    assert asked == [10, 10, 10]  # and the third was asked for in the background
+
+
+def test_an_expired_chunk_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    lease, asked = _lease(monkeypatch, rate=40.0, burst=100, latency=0.0)
+    lease.take()
+    _settled(lease)
+    lease.next = (10, time.monotonic() - 0.01)  # granted, but the server has already counted it as decayed
+    lease.expires = time.monotonic() - 0.01
+    lease.take()
+    assert asked[-1] == 10
+    assert lease.left == 9  # a fresh chunk, asked for in the foreground
+
+
+def test_a_chunk_never_exceeds_half_the_burst_or_the_longest_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    lease, _ = _lease(monkeypatch, rate=20.0, burst=400, latency=5.0)
+    lease.take()
+    _settled(lease)
     assert lease.window == MAX_WINDOW_S
-    assert lease.size() == (40, pytest.approx(2.0))  # 2 s of 20/s = 40 = the burst
+    assert lease.size() == (40, pytest.approx(2.0))  # 2 s of 20/s
     lease, _ = _lease(monkeypatch, rate=15.0, burst=5, latency=5.0)
     lease.take()
-    assert lease.size() == (5, pytest.approx(5 / 15))  # the burst caps it; good only until it decays
+    _settled(lease)
+    assert lease.size() == (2, pytest.approx(2 / 15))  # half the burst, good only until it decays
 
 
 def test_a_fast_prefect_call_keeps_quarter_second_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     lease, asked = _lease(monkeypatch, rate=20.0, burst=40, latency=0.01)
-    for _ in range(6):
-        lease.take()
+    lease.take()
+    _settled(lease)
     assert lease.window == MIN_WINDOW_S
-    assert asked == [5, 5]  # ceil(20 / 4) slots per call, as before
+    assert asked == [5, 5]  # ceil(20 / 4) slots per call
