@@ -7,7 +7,7 @@ every certificate is validated), then issues EC P-256 certificates, one name eac
 - certfleet: one real `rotate-batch` run over `--certs` demo TLS listeners whose certificates use an ACME
   connector on this Pebble (http-01 answered by the bot's responder). rotate-batch has no issue-only mode, so
   this is the whole rotation: new key, order written, ACME order, install, config test, reload, TLS proof.
-  The connector's rate limit is set with `--rate-limit` (requests/s; burst the same).
+  The connector's rate limit is set with `--rate-limit` (requests/s) and `--burst`.
 - certbot: a pinned certbot installed into its own venv under `--cache` (python -m venv + pip), account
   registered first, then one `certbot certonly --standalone` process per certificate, one after another, as
   cron or a renewal script runs it (Pebble's CA given through REQUESTS_CA_BUNDLE in its environment only).
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="threads of the bare loop")
     parser.add_argument("--ca-concurrency", type=int, default=8, help="rotate-batch's ca_concurrency")
     parser.add_argument("--rate-limit", type=float, default=200.0, help="the ACME connector's requests/s")
+    parser.add_argument("--burst", type=int, default=1000, help="the ACME connector's rate limit burst")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "certfleet-bench")
     parser.add_argument("--skip", choices=("certbot", "limit", "certfleet"), action="append", default=[])
     args = parser.parse_args()
@@ -199,7 +200,7 @@ def run_certbot(stack: Stack, root: Path, certs: int, cache: Path) -> float:
 # -- certfleet -----------------------------------------------------------------------------------------------
 
 
-def run_certfleet(stack: Stack, root: Path, certs: int, ca_concurrency: int, rate: float) -> float:
+def run_certfleet(stack: Stack, root: Path, certs: int, ca_concurrency: int, rate: float, burst: int) -> float:
     from certfleet.ca_admin import service
     from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
     from certfleet.demo.fleet import plan_fleet, register_fleet
@@ -210,9 +211,7 @@ def run_certfleet(stack: Stack, root: Path, certs: int, ca_concurrency: int, rat
         name="Pebble",
         directory_url=stack.pebble.directory_url,
         http01_listen=f"127.0.0.1:{stack.http_port}",
-        advanced=AdvancedOptions(
-            tls_ca_bundle=stack.tls.ca_pem, rate_limit_per_second=rate, rate_limit_burst=max(1, int(rate))
-        ),
+        advanced=AdvancedOptions(tls_ca_bundle=stack.tls.ca_pem, rate_limit_per_second=rate, rate_limit_burst=burst),
     )
     with session_scope() as s:
         connector_id = service.create_connector(s, form, actor="benchmark")
@@ -234,7 +233,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             run_certbot(stack, root / "certbot", certbot_certs, args.cache) if "certbot" not in args.skip else None
         )
         certfleet_s = (
-            run_certfleet(stack, root, args.certs, args.ca_concurrency, args.rate_limit)
+            run_certfleet(stack, root, args.certs, args.ca_concurrency, args.rate_limit, args.burst)
             if "certfleet" not in args.skip
             else None
         )
@@ -249,6 +248,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "ca_concurrency": args.ca_concurrency,
         "rate_limit": args.rate_limit,
+        "burst": args.burst,
         "certfleet_s": _round(certfleet_s),
         "certbot_s": _round(certbot_s),
         "limit_s": _round(limit_s),

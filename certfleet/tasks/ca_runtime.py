@@ -136,12 +136,12 @@ class _SlotLease:
     exactly one chunk's decay time before asking again. A chunk is good only for its own decay time
     (chunk / rate): slots left over are dropped, never saved up into a burst the limit did not grant.
 
-    A chunk covers a window of the limit's rate: a quarter second, or twice as long as the last call to
+    A chunk covers a window of the limit's rate: a quarter second, or four times as long as the last call to
     Prefect took (up to MAX_WINDOW_S, and never more than half the burst, so the next chunk can be granted
-    while this one is in use). On a busy Prefect server a call took 0.5-0.7 s (rotate-batch on a loaded
+    while this one is in use). On a busy Prefect server a call took 0.5-0.8 s (rotate-batch on a loaded
     2-core machine): the threads then waited on Prefect for most of each window. So the next chunk is asked
-    for in the background once the current one has less than a window to live; each chunk is still used only
-    within its own decay time from when it was granted.
+    for in the background once the current one has less than half a window to live; each chunk is still used
+    only within its own decay time from when it was granted.
     """
 
     def __init__(self, name: str, per_second: float, burst: int) -> None:
@@ -170,10 +170,10 @@ class _SlotLease:
                     chunk, ttl = self.size()
                     latency = self._acquire(chunk)
                     self.left, self.expires = chunk, time.monotonic() + ttl
-                    self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 2 * latency))
+                    self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
                 self.next = None
             self.left -= 1
-            if self.next is None and not self.fetching and self.expires - time.monotonic() < self.window:
+            if self.next is None and not self.fetching and self.expires - time.monotonic() < self.window / 2:
                 self.fetching = True
                 # The thread must see this run's Prefect settings (the API URL is a context variable).
                 context = contextvars.copy_context()
@@ -186,7 +186,7 @@ class _SlotLease:
             latency = self._acquire(chunk)
             with self.lock:
                 self.next = (chunk, time.monotonic() + ttl)
-                self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 2 * latency))
+                self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
         except Exception:  # noqa: S110 - the next take() asks in the foreground and reports what fails
             pass
         finally:

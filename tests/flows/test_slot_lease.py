@@ -33,30 +33,30 @@ def _settled(lease: _SlotLease) -> None:
     assert not lease.fetching
 
 
-def test_a_slow_prefect_call_makes_chunks_cover_twice_its_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    lease, asked = _lease(monkeypatch, rate=200.0, burst=1000, latency=0.6)
+def test_a_slow_prefect_call_makes_chunks_cover_four_times_its_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    lease, asked = _lease(monkeypatch, rate=200.0, burst=1000, latency=0.45)
     lease.take()
     _settled(lease)
-    # A quarter second of 200/s first; the call took 0.6 s, so the next chunk (asked for at once, in the
-    # background, as the first lives less than a window) is 1.2 s worth, good for 1.2 s from its grant.
-    assert asked == [50, 240]
+    # A quarter second of 200/s first; the call took 0.45 s, so the next chunk (asked for at once, in the
+    # background, as the first lives less than half a window) is 1.8 s worth, good for 1.8 s from its grant.
+    assert asked == [50, 360]
     assert lease.next is not None
-    assert lease.next[0] == 240
-    assert lease.next[1] - time.monotonic() == pytest.approx(1.2, abs=0.1)
+    assert lease.next[0] == 360
+    assert lease.next[1] - time.monotonic() == pytest.approx(1.8, abs=0.1)
 
 
 def test_the_next_chunk_is_used_without_waiting_for_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
-    lease, asked = _lease(monkeypatch, rate=40.0, burst=100, latency=0.0)
+    lease, asked = _lease(monkeypatch, rate=40.0, burst=1000, latency=0.6)
     lease.take()
     _settled(lease)
-    assert asked == [10, 10]
-    for _ in range(9):  # the rest of the first chunk, then the prefetched one takes over
+    assert asked == [10, 80]  # the first chunk, and the next one in the background
+    for _ in range(9):  # the rest of the first chunk
         lease.take()
-    _settled(lease)
+    assert asked == [10, 80]
     lease.take()
-    assert lease.left == 9  # the second chunk, already granted, took over
+    assert lease.left == 79  # the prefetched chunk took over without a call
     _settled(lease)
-    assert asked == [10, 10, 10]  # and the third was asked for in the background
+    assert asked == [10, 80]  # the third is asked for only once this one has less than half a window left
 
 
 def test_an_expired_chunk_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,4 +87,5 @@ def test_a_fast_prefect_call_keeps_quarter_second_chunks(monkeypatch: pytest.Mon
     lease.take()
     _settled(lease)
     assert lease.window == MIN_WINDOW_S
-    assert asked == [5, 5]  # ceil(20 / 4) slots per call
+    assert asked == [5]  # ceil(20 / 4) slots per call
+    assert lease.size() == (5, pytest.approx(0.25))
