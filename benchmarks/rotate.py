@@ -18,6 +18,7 @@ ratio (bare time / certfleet time: 1.0 means no overhead), peak_mb (max RSS of t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -25,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 if TYPE_CHECKING:
     from certfleet.demo.fleet import DemoHost
     from certfleet.demo.listener import ListenerProcess
+    from certfleet.models.bootstrap import Bootstrapped
 
 
 def main() -> None:
@@ -45,11 +48,58 @@ def main() -> None:
     parser.add_argument("--ca-concurrency", type=int, default=4, help="rotate-batch's ca_concurrency (its default: 4)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="certfleet-bench-rotate-") as tmp:
-        os.environ["CERTFLEET_DATA_DIR"] = str(Path(tmp) / "data")
-        os.environ.pop("CERTFLEET_DATABASE_URL", None)
-        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        isolate(Path(tmp))
         print(json.dumps(run(Path(tmp), args.certs, args.ca_concurrency)))
+
+
+def isolate(root: Path) -> None:
+    """This process's certfleet data (SQLite) under `root`, Prefect quiet; call before importing certfleet."""
+    os.environ["CERTFLEET_DATA_DIR"] = str(root / "data")
+    os.environ.pop("CERTFLEET_DATABASE_URL", None)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+
+
+def bootstrap() -> Bootstrapped:
+    """The database and its built-in CA and local bot, with Prefect's clients set for a plain-HTTP test server."""
+    from prefect.events.clients import NullEventsClient
+    from prefect.events.worker import EventsWorker
+
+    from certfleet.deployments.api import skip_unused_trust_file
+    from certfleet.models.bootstrap import initialize
+
+    skip_unused_trust_file()  # Prefect's test server is plain HTTP
+    EventsWorker.set_client_override(NullEventsClient)  # nothing reads events; a stopped server's queue would hang exit
+    return initialize()
+
+
+@contextlib.contextmanager
+def serving(hosts: list[DemoHost]) -> Iterator[list[ListenerProcess]]:
+    """The hosts' TLS listeners, running until the block ends."""
+    listeners = [h.listener() for h in hosts]
+    try:
+        for listener in listeners:
+            listener.launch()
+        yield listeners
+    finally:
+        for listener in listeners:
+            listener.stop()
+
+
+def timed_rotate_batch(certs: int, **params: Any) -> float:
+    """One real rotate-batch over the Batch Name `demo` against Prefect's test server; its seconds. Exits unless
+    all `certs` certificates were rotated."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from certfleet.flows.rotation import rotate_batch
+
+    with prefect_test_harness(server_startup_timeout=120):
+        t0 = time.perf_counter()
+        counts = rotate_batch(batch_name="demo", batch_key="bench", failure_budget=0.0, **params)
+        seconds = time.perf_counter() - t0
+    if counts["done"] != certs:
+        raise SystemExit(f"only {counts['done']} of {certs} certificates were rotated: {counts}")
+    return seconds
 
 
 def bare_rotate(connector_id: int, host: DemoHost, listener: ListenerProcess) -> None:
@@ -84,39 +134,18 @@ def bare_rotate(connector_id: int, host: DemoHost, listener: ListenerProcess) ->
 
 
 def run(root: Path, certs: int, ca_concurrency: int) -> dict[str, float | int]:
-    from prefect.events.clients import NullEventsClient
-    from prefect.events.worker import EventsWorker
-    from prefect.testing.utilities import prefect_test_harness
-
     from certfleet.demo.fleet import plan_fleet, register_fleet
-    from certfleet.deployments.api import skip_unused_trust_file
-    from certfleet.flows.rotation import PARALLEL_SERVERS, rotate_batch
-    from certfleet.models.bootstrap import initialize
+    from certfleet.flows.rotation import PARALLEL_SERVERS
 
-    skip_unused_trust_file()  # Prefect's test server is plain HTTP
-    EventsWorker.set_client_override(NullEventsClient)  # nothing reads events; a stopped server's queue would hang exit
-    boot = initialize()
+    boot = bootstrap()
     hosts = plan_fleet(root / "fleet", certs)
     register_fleet(hosts, ca_connector_id=boot.ca_connector_id, bot_id=boot.local_bot_id)
-    listeners = [h.listener() for h in hosts]
-    try:
-        for listener in listeners:
-            listener.launch()
-        with prefect_test_harness(server_startup_timeout=120):
-            t0 = time.perf_counter()
-            counts = rotate_batch(
-                batch_name="demo", batch_key="bench", failure_budget=0.0, ca_concurrency=ca_concurrency
-            )
-            seconds = time.perf_counter() - t0
+    with serving(hosts) as listeners:
+        seconds = timed_rotate_batch(certs, ca_concurrency=ca_concurrency)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=PARALLEL_SERVERS) as pool:  # as many at once as rotate-batch runs
             list(pool.map(lambda pair: bare_rotate(boot.ca_connector_id, *pair), zip(hosts, listeners, strict=True)))
         bare_seconds = time.perf_counter() - t0
-    finally:
-        for listener in listeners:
-            listener.stop()
-    if counts["done"] != certs:
-        raise SystemExit(f"only {counts['done']} of {certs} certificates were rotated: {counts}")
     return {
         "certs": certs,
         "servers": certs,

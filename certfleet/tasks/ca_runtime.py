@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -28,6 +29,7 @@ from certfleet.models.orm import CAConnector, Order, OrderState
 from certfleet.pki.parse import serial_hex
 
 MAX_WAIT_S = 600.0  # longest a request waits for a slot before its task gives up (and retries)
+MIN_WINDOW_S, MAX_WINDOW_S = 0.25, 2.0  # seconds of a limit's rate taken from Prefect in one call
 
 
 def limit_name(connector_id: int) -> str:
@@ -130,36 +132,78 @@ class _SlotLease:
 
     Measured on Prefect 3.9: `rate_limit(name)` one slot at a time delivers 9 of 20 slots/s, and under
     load far less, because a refused attempt restarts the server's decay clock and the server's
-    Retry-After grows with every refusal. So slots are taken in chunks of about a quarter second's worth,
-    and after a refusal this waits exactly one chunk's decay time before asking again. A chunk is good
-    only briefly: slots left over are dropped, never saved up into a burst the limit did not grant.
+    Retry-After grows with every refusal. So slots are taken in chunks, and after a refusal this waits
+    exactly one chunk's decay time before asking again. A chunk is good only for its own decay time
+    (chunk / rate): slots left over are dropped, never saved up into a burst the limit did not grant.
+
+    A chunk covers a window of the limit's rate: a quarter second, or four times as long as the last call to
+    Prefect took (up to MAX_WINDOW_S, and never more than half the burst, so the next chunk can be granted
+    while this one is in use). On a busy Prefect server a call took 0.5-0.8 s (rotate-batch on a loaded
+    2-core machine): the threads then waited on Prefect for most of each window. So the next chunk is asked
+    for in the background once the current one has less than half a window to live; each chunk is still used
+    only within its own decay time from when it was granted.
     """
 
     def __init__(self, name: str, per_second: float, burst: int) -> None:
         self.name = name
         self.per_second = per_second
-        self.chunk = max(1, min(burst, math.ceil(per_second / 4)))
-        self.ttl = max(0.25, self.chunk / per_second)
+        self.burst = burst
+        self.window = MIN_WINDOW_S
         self.left = 0
         self.expires = 0.0
         self.lock = threading.Lock()
+        self.next: tuple[int, float] | None = None  # a chunk granted in the background: (slots, good until)
+        self.fetching = False
+
+    def size(self) -> tuple[int, float]:
+        """Slots to ask for now, and how long they are good for."""
+        chunk = max(1, min(max(1, self.burst // 2), math.ceil(self.per_second * self.window)))
+        return chunk, chunk / self.per_second  # used only while the server still counts them
 
     def take(self) -> None:
         with self.lock:
-            if self.left <= 0 or time.monotonic() > self.expires:
-                self._acquire()
-                self.left, self.expires = self.chunk, time.monotonic() + self.ttl
+            now = time.monotonic()
+            if self.left <= 0 or now > self.expires:
+                if self.next is not None and now <= self.next[1]:
+                    self.left, self.expires = self.next
+                else:
+                    chunk, ttl = self.size()
+                    latency = self._acquire(chunk)
+                    self.left, self.expires = chunk, time.monotonic() + ttl
+                    self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
+                self.next = None
             self.left -= 1
+            if self.next is None and not self.fetching and self.expires - time.monotonic() < self.window / 2:
+                self.fetching = True
+                # The thread must see this run's Prefect settings (the API URL is a context variable).
+                context = contextvars.copy_context()
+                fetcher = threading.Thread(target=context.run, args=(self._prefetch,), name=self.name, daemon=True)
+                fetcher.start()
 
-    def _acquire(self) -> None:
+    def _prefetch(self) -> None:
+        try:
+            chunk, ttl = self.size()
+            latency = self._acquire(chunk)
+            with self.lock:
+                self.next = (chunk, time.monotonic() + ttl)
+                self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
+        except Exception:  # noqa: S110 - the next take() asks in the foreground and reports what fails
+            pass
+        finally:
+            with self.lock:
+                self.fetching = False
+
+    def _acquire(self, chunk: int) -> float:
+        """Take `chunk` slots, waiting while none are free; returns how long the granting call took."""
         import httpx
         from prefect.client.orchestration import get_client
 
         deadline = time.monotonic() + MAX_WAIT_S
         with get_client(sync_client=True) as client:
             while True:
+                started = time.monotonic()
                 try:
-                    granted = client.increment_concurrency_slots([self.name], self.chunk, "rate_limit").json()
+                    granted = client.increment_concurrency_slots([self.name], chunk, "rate_limit").json()
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != 423:  # 423 Locked: no slot free yet
                         raise
@@ -167,19 +211,27 @@ class _SlotLease:
                         raise TransientConnectorError(
                             f"no slot of rate limit {self.name} came free in {MAX_WAIT_S:g} s; will retry"
                         ) from exc
-                    time.sleep(self.chunk / self.per_second * 1.05)
+                    time.sleep(chunk / self.per_second * 1.05)
                     continue
                 if not granted:
                     raise PermanentConnectorError(f"the Prefect rate limit {self.name} does not exist")
-                return
+                return time.monotonic() - started
 
 
 _leases: dict[tuple[str, float, int], _SlotLease] = {}
 _leases_lock = threading.Lock()
 
 
+_throttles: dict[tuple[int, float, int], Callable[[], None]] = {}
+
+
 def prefect_throttle(connector_id: int, per_second: float, burst: int) -> Callable[[], None]:
-    """Take one slot of the connector's rate limit before each CA request (outside flows: no limit)."""
+    """Take one slot of the connector's rate limit before each CA request (outside flows: no limit). One function
+    per connector and setting in a process, so connectors built for each order can share a session (ACME)."""
+    with _leases_lock:
+        known = _throttles.get((connector_id, per_second, burst))
+    if known is not None:
+        return known
     name = limit_name(connector_id)
 
     def throttle() -> None:
@@ -190,7 +242,8 @@ def prefect_throttle(connector_id: int, per_second: float, burst: int) -> Callab
             lease = _leases.setdefault((name, per_second, burst), _SlotLease(name, per_second, burst))
         lease.take()
 
-    return throttle
+    with _leases_lock:
+        return _throttles.setdefault((connector_id, per_second, burst), throttle)
 
 
 def runtime_hooks(connector: CAConnector, journal: OrderJournal | None = None) -> RuntimeHooks:

@@ -20,6 +20,10 @@
   in `replaces`; a CA that refuses the replacement (`alreadyReplaced`) gets the order without it.
 - Transport: the library's requests session with `trust_env=False`, verified against the connector's
   CA bundle (REQUESTS_CA_BUNDLE would otherwise override it), throttled before every request.
+- One session per connector and account in a process, shared by its threads for SESSION_TTL_S: the
+  directory is fetched and the account loaded once, not per certificate, HTTPS connections are kept
+  alive, and each answer's Replay-Nonce signs the next request (a nonce is fetched only when none is
+  held). A failed call drops the session, so the next order starts from a fresh directory.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from josepy.errors import DeserializationError
 from josepy.json_util import field as jose_field
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
+from requests.adapters import HTTPAdapter
 
 from certfleet.connectors.base import RFC5280_REASON_CODES, IssueRequest, IssueResult
 from certfleet.connectors.ca.acme_challenges import ChallengeSolver
@@ -69,6 +74,8 @@ USER_AGENT = "certfleet-acme"
 _TRANSIENT_CODES = {"rateLimited", "serverInternal", "badNonce"}
 MAX_ORDER_LIST_PAGES = 10  # pages of the account's orders list read when reconciling
 MAX_ORDERS_LOOKED_AT = 50  # the newest orders of that list fetched one by one
+SESSION_TTL_S = 600.0  # how long orders of one process reuse a directory, account and connections
+POOL_SIZE = 32  # kept-alive HTTPS connections per session: more than the threads that order at once
 
 
 @dataclass(frozen=True)
@@ -113,16 +120,45 @@ class AcmeSettings:
 
 
 class _ThrottledNetwork(acme_client.ClientNetwork):
-    """The library's network layer, calling our throttle before each request."""
+    """The library's network layer, calling our throttle before each request, safe to share between threads."""
 
     def __init__(self, key: JWK, throttle: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(key, **kwargs)
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override our verify=
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self._throttle = throttle
+        self._nonce_lock = threading.Lock()
+        self.nonces_fetched = 0
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         self._throttle()
         return super()._send_request(method, url, *args, **kwargs)
+
+    def _get_nonce(self, url: str, new_nonce_url: str) -> str:
+        """A nonce a previous answer brought, else a fresh one (the library's check-then-pop races in threads)."""
+        with self._nonce_lock:
+            if self._nonces:
+                return self._nonces.pop()
+        self.nonces_fetched += 1
+        if new_nonce_url is None:
+            response = self.head(url)
+        else:
+            response = self._check_response(self.head(new_nonce_url), content_type=None)
+        with self._nonce_lock:
+            self._add_nonce(response)
+            return self._nonces.pop()
+
+
+@dataclass
+class _Session:
+    client: acme_client.ClientV2
+    expires: float
+
+
+_sessions: dict[tuple[object, ...], _Session] = {}
+_sessions_lock = threading.Lock()
 
 
 _bundle_lock = threading.Lock()
@@ -172,16 +208,17 @@ class AcmeCA:
         self.accounts = accounts
         self.journal: OrderJournal = journal or MemoryOrderJournal()
         self.verify: bool | str = _bundle_path(ca_bundle_pem) if ca_bundle_pem and ca_bundle_pem.strip() else True
-        self.throttle = throttle or (lambda: None)
+        self.throttle = throttle or _unthrottled
         self._lock_name = lock_name or settings.directory_url
         self._client: acme_client.ClientV2 | None = None
+        self._session_key: tuple[object, ...] | None = None
 
     # -- the protocol ------------------------------------------------------------------------------------
 
     def issue(self, request: IssueRequest) -> IssueResult:
         csr_names(request.csr_pem)  # a broken CSR is reported as ours before the CA sees it
         prior = self.journal.prior(request.idempotency_key)
-        with _acme_errors():
+        with self._forget_on_error(), _acme_errors():
             client = self.client()
             orderr = self._resume(client, prior.ca_order_id, request.csr_pem) if prior.ca_order_id else None
             if orderr is None and prior.unknown:
@@ -200,7 +237,7 @@ class AcmeCA:
         return IssueResult(ca_order_id=orderr.uri, pem_chain=pem, validation_status="Order valid", dcv_status="Valid")
 
     def status(self, ca_order_id: str) -> IssueResult:
-        with _acme_errors():
+        with self._forget_on_error(), _acme_errors():
             client = self.client()
             body = messages.Order.from_json(_post_as_get(client, ca_order_id).json())
             if body.status == messages.STATUS_VALID and body.certificate:
@@ -221,7 +258,7 @@ class AcmeCA:
                 f"certfleet holds no certificate with serial {serial_hex(serial_number)} from this ACME CA"
             )
         leaf = x509.load_pem_x509_certificate(known.pem_chain.encode())
-        with _acme_errors():
+        with self._forget_on_error(), _acme_errors():
             try:
                 self.client().revoke(leaf, RFC5280_REASON_CODES.get(reason, 0))  # takes every RFC 5280 code
             except messages.Error as exc:
@@ -254,19 +291,59 @@ class AcmeCA:
 
     def check_credentials(self) -> str:
         """Fetch the directory and log in with the account (registering it on first use); orders nothing."""
-        with _acme_errors():
-            client = self.client()
+        with self._forget_on_error(), _acme_errors():
+            client = self.client(fresh=True)
             assert client.net.account is not None
             client.query_registration(client.net.account)
             return f"authenticated to the ACME CA as account {client.net.account.uri}"
 
     # -- account -----------------------------------------------------------------------------------------
 
-    def client(self) -> acme_client.ClientV2:
-        if self._client is not None:
+    def _key_of(self, account: AcmeAccount) -> tuple[object, ...]:
+        """What a shared session is for: this connector, its directory and TLS trust, this account, and this
+        throttle (the network layer calls it, so connectors with another limit get their own session)."""
+        key_digest = hashlib.sha256(account.key_pem.encode()).hexdigest()
+        return (self._lock_name, self.settings.directory_url, str(self.verify), account.uri, key_digest, self.throttle)
+
+    def _shared(self, account: AcmeAccount | None) -> acme_client.ClientV2 | None:
+        if account is None:
+            return None
+        key = self._key_of(account)
+        with _sessions_lock:
+            session = _sessions.get(key)
+            if session is None or time.monotonic() > session.expires:
+                _sessions.pop(key, None)
+                return None
+        self._client, self._session_key = session.client, key
+        return session.client
+
+    @contextlib.contextmanager
+    def _forget_on_error(self) -> Iterator[None]:
+        """A failed call may have met a changed directory, a closed connection or a deactivated account: the next
+        call of this process starts a new session (costs one directory fetch)."""
+        try:
+            yield
+        except Exception:
+            with _sessions_lock:
+                session = _sessions.get(self._session_key) if self._session_key else None
+                if session is not None and session.client is self._client:  # not one another thread made since
+                    _sessions.pop(self._session_key or ())
+            self._client = self._session_key = None
+            raise
+
+    def client(self, *, fresh: bool = False) -> acme_client.ClientV2:
+        """The connector's session: shared with the other orders of this process unless `fresh` (test connection
+        fetches the directory again)."""
+        if self._client is not None and not fresh:
+            return self._client
+        if not fresh and self._shared(self.accounts.load()) is not None:
+            assert self._client is not None
             return self._client
         with _account_lock(self._lock_name):
             account = self.accounts.load()
+            if not fresh and self._shared(account) is not None:  # another thread made it while this one waited
+                assert self._client is not None
+                return self._client
             key = (
                 JWKEC(key=serialization.load_pem_private_key(account.key_pem.encode(), None))
                 if account
@@ -282,14 +359,15 @@ class AcmeCA:
             )
             directory = acme_client.ClientV2.get_directory(self.settings.directory_url, net)
             client = acme_client.ClientV2(directory, net)
-            if account is not None:
-                uri = account.uri
-            else:
-                uri = self._register(client, key)
-                self.accounts.save(AcmeAccount(_key_pem(key), uri))
+            if account is None:
+                account = AcmeAccount(_key_pem(key), self._register(client, key))
+                self.accounts.save(account)
             # Only the account URL is needed to sign (kid); the registration body is not kept, as
             # re-sending one with an external account binding in it fails in the library.
-            net.account = messages.RegistrationResource(body=messages.Registration(), uri=uri)
+            net.account = messages.RegistrationResource(body=messages.Registration(), uri=account.uri)
+            self._session_key = self._key_of(account)
+            with _sessions_lock:
+                _sessions[self._session_key] = _Session(client, time.monotonic() + SESSION_TTL_S)
         self._client = client
         return client
 
@@ -433,6 +511,11 @@ class AcmeCA:
 
     def _finalize(self, client: acme_client.ClientV2, orderr: messages.OrderResource, deadline: float) -> str:
         body = orderr.body
+        # Every authorization is valid, so the order is ready (RFC 8555 section 7.1.6) even though the copy in
+        # hand, from before validation, says pending: finalize now rather than poll for "ready" first.
+        ready = body.status == messages.STATUS_PENDING and all(
+            a.body.status == messages.STATUS_VALID for a in orderr.authorizations
+        )
         finalized = False
         delay = self.settings.poll_interval_s
         while True:
@@ -440,10 +523,16 @@ class AcmeCA:
                 return self._download(client, body.certificate)
             if body.status == messages.STATUS_INVALID:
                 raise PermanentConnectorError(f"the ACME CA refused order {orderr.uri}: {_problem(body.error)}")
-            if body.status == messages.STATUS_READY and not finalized:
-                body = client.begin_finalization(orderr).body
-                finalized = True
-                continue
+            if (body.status == messages.STATUS_READY or ready) and not finalized:
+                ready = False
+                try:
+                    body = client.begin_finalization(orderr).body
+                except messages.Error as exc:
+                    if exc.code != "orderNotReady":  # the CA had not caught up: poll for ready as before
+                        raise
+                else:
+                    finalized = True
+                    continue
             if time.monotonic() > deadline:
                 raise TransientConnectorError(
                     f"the ACME CA has not issued order {orderr.uri} yet; the order is kept and resumed"
@@ -501,6 +590,10 @@ def _renewal_info_url(client: acme_client.ClientV2) -> str | None:
     except KeyError:
         return None
     return url if isinstance(url, str) and url else None
+
+
+def _unthrottled() -> None:
+    """No rate limit (outside flows, tests); one function, so unthrottled connectors can share a session."""
 
 
 def _post_as_get(client: acme_client.ClientV2, url: str) -> requests.Response:
