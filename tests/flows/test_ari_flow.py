@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from certfleet.ca_admin import service
 from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
+from certfleet.connectors.ca import acme
 from certfleet.dashboard.api.certificates import certificate_json
 from certfleet.flows.issuance import issue_certificate
 from certfleet.models import repo
@@ -138,6 +139,7 @@ def test_ari_window_retry_after_replaces_and_the_fallbacks(
 
     # A CA without renewalInfo: no ARI, no error, asked again a day later, and no `replaces` in its orders.
     proxy.reset_ari()
+    acme._sessions.clear()  # a process keeps its directory for SESSION_TTL_S: the next session sees the new one
     refresh_renewal_info.fn(later + timedelta(hours=7))
     cert = _cert(site.certificate_id)
     assert (cert.ari_renew_at, cert.ari_error) == (None, None)
