@@ -222,10 +222,49 @@ def smime_sync(
 @smime_app.command("rollout")
 def smime_rollout(
     user_id: Annotated[list[int] | None, typer.Option(help="Only these users (repeat); default: all awaiting")] = None,
+    source: Annotated[str | None, typer.Option(help="Only users with this Source (exactly as listed)")] = None,
+    profile: Annotated[int | None, typer.Option(help="Only users read from this directory profile (its id)")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only users in this status (repeat): Awaiting Order, CSR Pending, ...")
+    ] = None,
+    match: Annotated[str | None, typer.Option(help="Only users whose name or e-mail contains this (any case)")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start an smime-rollout run: order, issue and deliver S/MIME certificates with the built-in CA."""
-    _start("smime-rollout", {} if not user_id else {"user_ids": list(user_id)}, wait)
+    parameters: dict[str, Any] = {} if not user_id else {"user_ids": list(user_id)}
+    if source or profile is not None or status or match:
+        from pydantic import ValidationError
+
+        from certfleet.models.db import session_scope
+        from certfleet.smime import selection
+
+        try:
+            wanted = selection.UserFilter.model_validate(
+                {"source": source, "profile_id": profile, "status": status, "text": match}
+            )
+        except ValidationError as exc:
+            raise typer.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--status") from None
+        with session_scope() as s:
+            selection.check(s, wanted)
+            out.print(f"{len(selection.matching(s, parameters.get('user_ids'), wanted))} user(s) match now")
+        parameters["user_filter"] = wanted.model_dump(mode="json", exclude_none=True)
+    _start("smime-rollout", parameters, wait)
+
+
+@smime_app.command("revoke")
+def smime_revoke(
+    user_id: Annotated[int, typer.Argument(help="The S/MIME user's id")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason name, e.g. cessationOfOperation for a leaver")],
+    serial: Annotated[str | None, typer.Option(help="Only this serial (hex); default: every valid one")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start a revoke-smime-user run: the issuing CA revokes the user's certificates; the user becomes Revoked."""
+    from certfleet.models.db import session_scope
+    from certfleet.smime import revocation
+
+    with session_scope() as s:
+        parameters = revocation.flow_parameters(s, user_id, reason, serial)
+    _start(revocation.FLOW, parameters, wait)
 
 
 @bot_app.command("run")

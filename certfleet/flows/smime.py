@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from certfleet.smime.selection import UserFilter
 from certfleet.tasks.smime import (
     failure_message,
     mark_sync_started,
@@ -69,17 +70,25 @@ def smime_rollout(
     ca_connector_id: int | None = None,
     delivery_dir: str | None = None,
     key: str = "rsa2048",
+    user_filter: UserFilter | None = None,
+    renewal: bool = False,
 ) -> dict[str, str]:
-    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
-    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date) ->
-    PKCS#12 with a generated password in the user's folder under `delivery_dir` (Certificate Installed).
+    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`, or
+    those `user_filter` matches): order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate
+    Issued, Expiry Date) -> PKCS#12 with a generated password in the user's folder under `delivery_dir`
+    (Certificate Installed).
+
+    `renewal` (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key and
+    certificate through the same steps; ignored, revoked and disabled or vanished users are still left alone.
 
     `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
     step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
     -> delivered path or error.
     """
+    if renewal and user_ids is None:
+        raise ValueError("a renewal names its users (user_ids): it never re-keys every installed certificate")
     target = delivery_dir or str(default_delivery_dir())
-    users = users_to_order(user_ids)
+    users = users_to_order(user_ids, user_filter, renewal)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
     chains = []

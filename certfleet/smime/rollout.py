@@ -28,21 +28,19 @@ from certfleet.pki.bundle import to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import DEFAULT_KEY_SPEC, KeySpec, generate_private_key, load_private_key, private_key_to_pem
 from certfleet.pki.parse import load_material, serial_hex
+from certfleet.smime.selection import UserFilter, users_query
 
 FAILED = "Failed"
 OPEN_STATES = (SmimeStatus.CSR_PENDING.value, SmimeStatus.CERTIFICATE_ISSUED.value)
 CN_MAX = 64  # X.509 upper bound for a common name
 
 
-def users_to_order(session: Session, user_ids: list[int] | None) -> list[int]:
-    """Users awaiting an order (or with an order left open by an earlier run), not ignored, still in the directory."""
-    query = select(SmimeUser.id).where(
-        SmimeUser.status.in_([SmimeStatus.AWAITING_ORDER, SmimeStatus.CSR_PENDING, SmimeStatus.CERTIFICATE_ISSUED]),
-        SmimeUser.directory_state.is_(None),
-    )
-    if user_ids is not None:
-        query = query.where(SmimeUser.id.in_(user_ids))
-    return list(session.scalars(query.order_by(SmimeUser.id)))
+def users_to_order(
+    session: Session, user_ids: list[int] | None, user_filter: UserFilter | None = None, *, renewal: bool = False
+) -> list[int]:
+    """Users awaiting an order (or with an order left open by an earlier run), not ignored, still in the directory;
+    narrowed to `user_ids` and the filter. A renewal also takes the named users whose certificate is installed."""
+    return list(session.scalars(users_query(user_ids, user_filter, renewal=renewal)))
 
 
 def connector_for(session: Session, user: SmimeUser, ca_connector_id: int | None) -> CAConnector:
@@ -106,6 +104,8 @@ def issue(session: Session, order_id: int) -> None:
     order = repo.get(session, SmimeOrder, order_id)
     if order.pem_chain:
         return
+    if order.state not in OPEN_STATES:  # cancelled: the user was revoked while this run waited
+        raise PermanentConnectorError(f"S/MIME order {order_id} is {order.state}: nothing to issue")
     if not order.csr_pem:
         raise PermanentConnectorError(f"S/MIME order {order_id} has no CSR")
     ca = build_ca(session, repo.get(session, CAConnector, order.ca_connector_id))
@@ -116,6 +116,7 @@ def issue(session: Session, order_id: int) -> None:
     order.pem_chain = result.pem_chain
     order.serial_number = serial_hex(leaf.serial_number)
     order.expires_on = leaf.not_valid_after_utc.astimezone(UTC)
+    order.not_before = leaf.not_valid_before_utc.astimezone(UTC)
     order.state = SmimeStatus.CERTIFICATE_ISSUED.value
     user = repo.get(session, SmimeUser, order.user_id)
     user.status = SmimeStatus.CERTIFICATE_ISSUED
@@ -161,6 +162,7 @@ def deliver(session: Session, order_id: int, delivery_dir: Path) -> str:
     order.state = SmimeStatus.CERTIFICATE_INSTALLED.value
     user.status = SmimeStatus.CERTIFICATE_INSTALLED
     user.expires_on = order.expires_on
+    user.renewal_attempts, user.renewal_next_attempt_at = 0, None  # renewed (or first delivered): no retry pending
     repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=str(p12))
     return str(p12)
 

@@ -11,6 +11,7 @@ from certfleet.models.db import session_scope
 from certfleet.pki.keys import KeySpec
 from certfleet.settings import get_settings
 from certfleet.smime import rollout
+from certfleet.smime.selection import UserFilter
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
 _BASE_DELAY = get_settings().retry_base_delay_s
@@ -21,9 +22,11 @@ def default_delivery_dir() -> Path:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="smime-users-to-order")
-def users_to_order(user_ids: list[int] | None) -> list[int]:
+def users_to_order(
+    user_ids: list[int] | None, user_filter: UserFilter | None = None, renewal: bool = False
+) -> list[int]:
     with session_scope() as s:
-        return rollout.users_to_order(s, user_ids)
+        return rollout.users_to_order(s, user_ids, user_filter, renewal=renewal)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="smime-order-user-{user_id}", retries=2, retry_delay_seconds=[1, 5])

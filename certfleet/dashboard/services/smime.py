@@ -10,6 +10,8 @@ from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeStatus, SmimeUser
+from certfleet.smime import revocation, selection
+from certfleet.smime.selection import UserFilter
 from certfleet.smime.service import (
     CLIENT_SECRET,
     DESIGNATION,
@@ -86,9 +88,13 @@ ROLLOUT_FLOW = "smime-rollout"
 
 
 def start_rollout(
-    session: Session, actor: str, user_ids: list[int] | None = None, ca_connector_id: int | None = None
+    session: Session,
+    actor: str,
+    user_ids: list[int] | None = None,
+    ca_connector_id: int | None = None,
+    user_filter: UserFilter | None = None,
 ) -> FlowRunRef:
-    """An smime-rollout run for the users awaiting an order (or the given ones)."""
+    """An smime-rollout run for the users awaiting an order (or the given ones, or those the filter matches)."""
     if ca_connector_id is not None:
         repo.get(session, CAConnector, ca_connector_id)
     for user_id in user_ids or []:
@@ -98,8 +104,27 @@ def start_rollout(
         parameters["user_ids"] = user_ids
     if ca_connector_id is not None:
         parameters["ca_connector_id"] = ca_connector_id
+    if user_filter is not None and not user_filter.is_empty():
+        parameters["user_filter"] = selection.check(session, user_filter).model_dump(mode="json", exclude_none=True)
     run = start_flow(ROLLOUT_FLOW, parameters)
-    detail = f"{run.name}: {'users ' + ', '.join(map(str, user_ids)) if user_ids is not None else 'all awaiting'}"
+    who = "users " + ", ".join(map(str, user_ids)) if user_ids is not None else "all awaiting"
+    if "user_filter" in parameters and user_filter is not None:
+        who += f" matching {user_filter.describe()}"
     session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
-                           detail=detail))  # fmt: skip
+                           detail=f"{run.name}: {who}"))  # fmt: skip
+    return run
+
+
+def rollout_matches(session: Session, user_ids: list[int] | None, user_filter: UserFilter | None) -> int:
+    """How many users the rollout would order for now (the run looks again when it starts)."""
+    return len(selection.matching(session, user_ids, user_filter))
+
+
+def start_revocation(
+    session: Session, user_id: int, reason: str, actor: str, serial_number: str | None = None
+) -> FlowRunRef:
+    """A revoke-smime-user run, after the checks that refuse with the reason (certfleet.smime.revocation)."""
+    parameters = revocation.flow_parameters(session, user_id, reason, serial_number)
+    run = start_flow(revocation.FLOW, parameters)
+    revocation.record_start(session, user_id, str(parameters["reason"]), actor, run.name)
     return run
