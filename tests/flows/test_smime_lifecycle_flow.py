@@ -15,6 +15,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from sqlalchemy import select
 
+from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.deployments.names import bot_queue
 from certfleet.deployments.serve import register, runner_deployments
 from certfleet.fields import InputError
@@ -25,7 +26,7 @@ from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import CAConnector, SmimeOrder, SmimeStatus, SmimeUser, utcnow
-from certfleet.smime import revocation, selection, service
+from certfleet.smime import revocation, rollout, selection, service
 from certfleet.smime.directory_sync import DISABLED, VANISHED
 from certfleet.tasks.build import built_in_crl
 from certfleet.tasks.smime_renewal import find_due_smime_users
@@ -226,9 +227,17 @@ def test_revoke_on_request_of_one_serial_and_refusals(boot: Bootstrapped, tmp_pa
             "reason": "keyCompromise",
             "serial_number": order.serial_number,
         }
+    with session_scope() as s:  # a renewal under way: its key and CSR are made, the CA has not issued yet
+        waiting = rollout.open_order(s, kim, None)
+    with session_scope() as s:
+        rollout.make_csr(s, waiting)
     assert revoke_smime_user(kim, "keyCompromise", order.serial_number) == [order.serial_number]
     u = user(kim)
     assert (u.status, u.revocation_reason) == (SmimeStatus.REVOKED, "keyCompromise")
+    cancelled = orders(kim)[-1]
+    assert (cancelled.id, cancelled.state, cancelled.private_key) == (waiting, "Cancelled", None)
+    with session_scope() as s, pytest.raises(PermanentConnectorError, match="Cancelled: nothing to issue"):
+        rollout.issue(s, waiting)  # a rollout that was waiting on it issues nothing
     assert crl_serials(boot.ca_connector_id)[int(order.serial_number or "", 16)] is x509.ReasonFlags.key_compromise
 
 

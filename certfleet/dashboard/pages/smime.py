@@ -104,41 +104,6 @@ def rollout(
     return response
 
 
-@router.get("/smime/{user_id:int}", response_class=HTMLResponse)
-def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
-    u = repo.get(db, SmimeUser, user_id)
-    orders = list(db.scalars(select(SmimeOrder).where(SmimeOrder.user_id == u.id).order_by(SmimeOrder.id.desc())))
-    try:
-        revocable = revocation.check_revocable(db, u.id)
-        serials, refused = revocable.serials, None
-    except InputError as exc:
-        serials, refused = [], exc.message
-    leaver = u.directory_state in revocation.LEAVER_STATES
-    revoke = {
-        "reasons": REASONS,
-        "serials": serials,
-        "refused": refused,
-        "leaver": leaver,
-        "default_reason": revocation.LEAVER_REASON if leaver else "unspecified",
-    }
-    ctx = {"title": u.email, "u": u, "orders": orders, "revoke": revoke}
-    return render(request, "smime/detail.html", ctx)
-
-
-@router.post("/smime/{user_id:int}/revoke")
-def revoke(
-    user_id: int,
-    db: DbSession,
-    who: Operator,
-    reason: Annotated[str, Form()] = "",
-    serial_number: Annotated[str, Form()] = "",
-) -> Response:
-    run = svc.start_revocation(db, user_id, reason, who.username, serial_number or None)
-    response = RedirectResponse(f"/smime/{user_id}", status_code=303)
-    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
-    return response
-
-
 @router.post("/smime/{user_id}/ignore")
 def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
     user = svc.ignore_email(db, user_id, who.username)
@@ -205,4 +170,40 @@ def delete_profile(profile_id: int, db: DbSession, who: Admin) -> Response:
     name = svc.delete_profile(db, profile_id, who.username)
     response = RedirectResponse("/smime/profiles", status_code=303)
     flash(response, f"profile {name} deleted", "success")
+    return response
+
+
+# Last: /smime/profiles and /smime/import must match before the user's page does.
+@router.get("/smime/{user_id}", response_class=HTMLResponse)
+def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    u = repo.get(db, SmimeUser, user_id)
+    orders = list(db.scalars(select(SmimeOrder).where(SmimeOrder.user_id == u.id).order_by(SmimeOrder.id.desc())))
+    try:
+        revocable = revocation.check_revocable(db, u.id)
+        serials, refused = revocable.serials, None
+    except InputError as exc:
+        serials, refused = [], exc.message
+    leaver = u.directory_state in revocation.LEAVER_STATES
+    revoke = {
+        "reasons": REASONS,
+        "serials": serials,
+        "refused": refused,
+        "leaver": leaver,
+        "default_reason": revocation.LEAVER_REASON if leaver else "unspecified",
+    }
+    ctx = {"title": u.email, "u": u, "orders": orders, "revoke": revoke}
+    return render(request, "smime/detail.html", ctx)
+
+
+@router.post("/smime/{user_id}/revoke")
+def revoke(
+    user_id: int,
+    db: DbSession,
+    who: Operator,
+    reason: Annotated[str, Form()] = "",
+    serial_number: Annotated[str, Form()] = "",
+) -> Response:
+    run = svc.start_revocation(db, user_id, reason, who.username, serial_number or None)
+    response = RedirectResponse(f"/smime/{user_id}", status_code=303)
+    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
     return response
