@@ -78,8 +78,9 @@ def smime_rollout(
     Issued, Expiry Date) -> PKCS#12 with a generated password in the user's folder under `delivery_dir`
     (Certificate Installed).
 
-    `renewal` (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key and
-    certificate through the same steps; ignored, revoked and disabled or vanished users are still left alone.
+    `renewal` (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key (of the
+    replaced certificate's type, else `key`) and certificate through the same steps; ignored, revoked and disabled
+    or vanished users are still left alone.
 
     `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
     step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
@@ -93,7 +94,7 @@ def smime_rollout(
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
     chains = []
     for user_id in users:
-        ordered = order_and_csr.submit(user_id, ca_connector_id, key)
+        ordered = order_and_csr.submit(user_id, ca_connector_id, key, renewal)
         issued = issue_smime.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
         delivered = deliver.submit(ordered, target, wait_for=[issued])  # type: ignore[call-overload]
         chains.append((user_id, (ordered, issued, delivered)))

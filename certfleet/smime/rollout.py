@@ -26,7 +26,14 @@ from certfleet.models import repo
 from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
 from certfleet.pki.bundle import to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
-from certfleet.pki.keys import DEFAULT_KEY_SPEC, KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import (
+    DEFAULT_KEY_SPEC,
+    KeySpec,
+    generate_private_key,
+    key_spec_of,
+    load_private_key,
+    private_key_to_pem,
+)
 from certfleet.pki.parse import load_material, serial_hex
 from certfleet.smime.selection import UserFilter, users_query
 
@@ -85,11 +92,25 @@ def open_order(session: Session, user_id: int, ca_connector_id: int | None) -> i
     return order.id
 
 
-def make_csr(session: Session, order_id: int, key_spec: KeySpec | None = None) -> None:
-    """Key and CSR for an order that has none yet: the address as rfc822Name SAN (and CN when it fits)."""
+def previous_key_spec(session: Session, order: SmimeOrder) -> KeySpec | None:
+    """The key type of the user's newest certificate before this order (what a renewal keeps)."""
+    pem = session.scalar(
+        select(SmimeOrder.pem_chain)
+        .where(SmimeOrder.user_id == order.user_id, SmimeOrder.id < order.id, SmimeOrder.pem_chain.is_not(None))
+        .order_by(SmimeOrder.id.desc())
+        .limit(1)
+    )
+    return key_spec_of(load_material(pem.encode()).certificates[0].public_key()) if pem else None
+
+
+def make_csr(session: Session, order_id: int, key_spec: KeySpec | None = None, *, renewal: bool = False) -> None:
+    """Key and CSR for an order that has none yet: the address as rfc822Name SAN (and CN when it fits). A renewal
+    keeps the key type of the certificate it replaces."""
     order = repo.get(session, SmimeOrder, order_id)
     user = repo.get(session, SmimeUser, order.user_id)
     if not order.csr_pem:
+        if renewal:
+            key_spec = previous_key_spec(session, order) or key_spec
         key = generate_private_key(key_spec or DEFAULT_KEY_SPEC)
         common_name = user.email if len(user.email) <= CN_MAX else ""
         order.csr_pem = csr_to_pem(build_csr(key, common_name, [user.email]))

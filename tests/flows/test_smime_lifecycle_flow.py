@@ -26,6 +26,7 @@ from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import CAConnector, SmimeOrder, SmimeStatus, SmimeUser, utcnow
+from certfleet.pki.keys import KeySpec, key_spec_of
 from certfleet.smime import revocation, rollout, selection, service
 from certfleet.smime.directory_sync import DISABLED, VANISHED
 from certfleet.tasks.build import built_in_crl
@@ -82,7 +83,7 @@ def test_an_smime_certificate_inside_its_window_is_renewed_and_ignored_or_disabl
     ivy = add("Ivy Ignored", "ivy@example.com")
     dan = add("Dan Disabled", "dan@example.com")
     gus = add("Gus Gone", "gus@example.com")
-    outcome = smime_rollout(delivery_dir=str(tmp_path))
+    outcome = smime_rollout(delivery_dir=str(tmp_path), key="ec-p256")
     assert set(outcome) == {str(alice), str(ivy), str(dan), str(gus)}
     with session_scope() as s:
         service.ignore_email(s, ivy, "test")
@@ -121,6 +122,7 @@ def test_an_smime_certificate_inside_its_window_is_renewed_and_ignored_or_disabl
     leaf = leaf_of(renewed[str(alice)])
     assert format(leaf.serial_number, "X") == (new.serial_number or "").lstrip("0")
     assert leaf.public_key() != leaf_of(outcome[str(alice)]).public_key()  # re-keyed
+    assert key_spec_of(leaf.public_key()) == KeySpec(algorithm="ec", size=256)  # the replaced key's type, not RSA
     for untouched in (ivy, dan, gus):
         assert len(orders(untouched)) == 1
     assert user(ivy).status is SmimeStatus.IGNORED
