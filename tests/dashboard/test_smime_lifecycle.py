@@ -94,6 +94,10 @@ def test_revoke_a_leaver_from_the_api_and_the_page_and_the_tiles(
     html = client.get("/smime").text
     assert tile(html, "smime-tile-leavers") == 1  # Olga's certificate has expired: nothing to revoke
     assert tile(html, "smime-tile-revoked") == 0
+    flagged = "directory_state:eq:Disabled in directory|Not in directory"  # the tile's link
+    leavers = client.get("/api/v1/smime-users", params={"filter": flagged}, headers=auth(accounts, "viewer"))
+    assert leavers.status_code == 200, leavers.text
+    assert sorted(row["email"] for row in leavers.json()["items"]) == ["lea@example.com", "olga@example.com"]
     detail = client.get(f"/smime/{lea}").text
     assert 'data-testid="smime-leaver"' not in detail  # a viewer sees no Revoke panel
     csrf = login(client, "operator")

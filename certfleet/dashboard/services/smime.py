@@ -59,7 +59,14 @@ SMIME_USERS = ListSpec(
         Column("designation", "Designation", SmimeUser.designation, default=True),
         Column("source", "Source", SmimeUser.source, default=True),
         Column("expires_on", "Expiry Date", SmimeUser.expires_on, ColType.DATE, default=True),
-        Column("directory_state", "Directory", SmimeUser.directory_state, default=True),
+        Column(
+            "directory_state",
+            "Directory",
+            SmimeUser.directory_state,
+            ColType.ENUM,
+            default=True,
+            choices=revocation.LEAVER_STATES,
+        ),
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
 )
