@@ -55,9 +55,20 @@ def _is_noncharacter(code: int) -> bool:
     return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
+# Any character unicode_problem refuses: control characters (category Cc is exactly these two ranges), lone
+# surrogates, and the noncharacters (U+FDD0..U+FDEF, the last two code points of every plane). One regex search
+# clears clean text at C speed (a directory sync checks 30,000 values); the loop below names the problem.
+_NONCHARACTERS = "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17))
+_REFUSED = "\ud800-\udfff\ufdd0-\ufdef" + _NONCHARACTERS
+_ANY_REFUSED = re.compile(f"[\x00-\x1f\x7f-\x9f{_REFUSED}]")
+_ANY_REFUSED_BUT_LINE_BREAKS = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_REFUSED}]")
+
+
 def unicode_problem(value: str, *, allow_line_breaks: bool = False) -> str | None:
     """Why `value` cannot be stored as text, or None: lone surrogates (not Unicode at all), control
     characters (invisible, break exports and terminals; tab/CR/LF only in multi-line text) and noncharacters."""
+    if (_ANY_REFUSED_BUT_LINE_BREAKS if allow_line_breaks else _ANY_REFUSED).search(value) is None:
+        return None
     for position, char in enumerate(value):
         code = ord(char)
         if 0xD800 <= code <= 0xDFFF:

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     behind_tls: bool = Field(
         default=False, description="Browsers reach certfleet over HTTPS (a TLS proxy): Secure cookies, HSTS"
     )
+    maintenance_deadline_days: float = Field(
+        default=7,
+        ge=0,
+        description="A deployment to a server with a maintenance window goes at once, window or not, when the "
+        "certificate the server serves expires within this many days",
+    )
     trusted_proxies: str = Field(
         default="127.0.0.1",
         description="Comma-separated proxy addresses whose X-Forwarded-Proto/-For are believed ('' = none)",

@@ -171,3 +171,23 @@ def test_the_rules_work_in_pydantic_models_with_the_same_messages() -> None:
 def test_safe_text_makes_a_message_encodable() -> None:
     assert fields.safe_text("abc\ud800def") == "abc\ufffddef"
     assert fields.safe_text("abc\ud800def").encode("utf-8")
+
+
+def test_unicode_problem_fast_path_refuses_exactly_what_the_rule_names() -> None:
+    """The one-regex clearance agrees with the per-character rule for every code point of the BMP and the last
+    two code points of every plane (noncharacters), with and without line breaks allowed."""
+    import unicodedata
+
+    from certfleet.fields import unicode_problem
+
+    def refused(char: str, allow_line_breaks: bool) -> bool:
+        code = ord(char)
+        control = unicodedata.category(char) == "Cc" and not (allow_line_breaks and char in "\t\r\n")
+        nonchar = 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
+        return 0xD800 <= code <= 0xDFFF or control or nonchar
+
+    planes = [p << 16 | low for p in range(1, 17) for low in (0xFFFD, 0xFFFE, 0xFFFF)]
+    for code in [*range(0x10000), *planes]:
+        for allow in (False, True):
+            got = unicode_problem(f"ok{chr(code)}ok", allow_line_breaks=allow) is not None
+            assert got == refused(chr(code), allow), (hex(code), allow)

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from certfleet.deployments.names import bot_queue
+from certfleet.inventory.served import served_expires_on
 from certfleet.jobs.db_store import rollback_refusal
 from certfleet.models import repo
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Bot, BotStatus, Certificate, Deployment, DeploymentTarget, Server
+from certfleet.models.orm import Bot, BotStatus, Certificate, Deployment, DeploymentTarget, Server, utcnow
+from certfleet.servers.maintenance import Window, deploy_at
+from certfleet.settings import get_settings
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -105,6 +109,71 @@ def rollback_route(session: Session, deployment_id: int) -> Route:
     return route_of_server(deployment.target.server)
 
 
+@dataclass(frozen=True)
+class PlannedDeploy:
+    """One deploy-certificate run: the bot's queue, its targets, and when it runs (None: now; else the start of
+    the servers' next maintenance window, or the deadline before the served certificate expires)."""
+
+    route: Route
+    target_ids: list[int]
+    at: datetime | None
+    waiting: list[str]  # "deployment to web1 waiting for maintenance window at ...", for the certificate
+
+
+def plan_deploys(
+    session: Session,
+    certificate_id: int,
+    target_ids: Iterable[int] | None = None,
+    *,
+    ignore_window: bool = False,
+    now: datetime | None = None,
+) -> list[PlannedDeploy]:
+    """deploy_routes split further by when each server may be deployed to (its maintenance window)."""
+    now = now or utcnow()
+    cert = repo.get(session, Certificate, certificate_id)
+    expires_on = served_expires_on(session, cert)
+    deadline = timedelta(days=get_settings().maintenance_deadline_days)
+    plans: dict[tuple[str, datetime | None], PlannedDeploy] = {}
+    for route, ids in deploy_routes(session, certificate_id, target_ids):
+        for target_id in ids:
+            server = repo.get(session, DeploymentTarget, target_id).server
+            window = None if ignore_window else _window(server)
+            at = deploy_at(window, now=now, expires_on=expires_on, deadline=deadline)
+            plan = plans.setdefault((route.queue, at), PlannedDeploy(route, [], at, []))
+            plan.target_ids.append(target_id)
+            note = _waiting_note(server, window, at, now)
+            if note and note not in plan.waiting:
+                plan.waiting.append(note)
+    return list(plans.values())
+
+
+def _waiting_note(server: Server, window: Window | None, at: datetime | None, now: datetime) -> str | None:
+    if at is None or window is None:
+        return None
+    if window.opening(now) == at:
+        return f"deployment to {server.description} waiting for maintenance window at {window.describe(at)}"
+    return (
+        f"deployment to {server.description} waiting until {window.describe(at)}: its next maintenance window "
+        "opens after the deadline before the certificate it serves expires"
+    )
+
+
+def _window(server: Server) -> Window | None:
+    return Window.of(server.maintenance_cron, server.maintenance_duration_minutes, server.maintenance_timezone)
+
+
+def record_plans(session: Session, certificate_id: int, plans: Iterable[PlannedDeploy]) -> None:
+    """Each target remembers when its deployment waits until; the certificate says so in its status reason."""
+    cert = repo.get(session, Certificate, certificate_id)
+    notes = []
+    for plan in plans:
+        for target_id in plan.target_ids:
+            repo.get(session, DeploymentTarget, target_id).deploy_waits_until = plan.at
+        notes.extend(plan.waiting)
+    if notes:
+        cert.status_reason = "; ".join(notes)
+
+
 def start_deploy_runs(
     certificate_id: int,
     target_ids: Iterable[int] | None = None,
@@ -112,21 +181,38 @@ def start_deploy_runs(
     idempotency_key: str | None = None,
     tags: Iterable[str] | None = None,
     as_subflow: bool = True,
+    ignore_window: bool = False,
+    now: datetime | None = None,
 ) -> list[FlowRun]:
-    """One deploy-certificate run per bot that reaches the certificate's (chosen) targets, on its queue."""
+    """One deploy-certificate run per bot that reaches the certificate's (chosen) targets, on its queue; a
+    server outside its maintenance window gets its own run, scheduled in Prefect for the window's start."""
     from certfleet.deployments.starts import start_flow_run
 
     with session_scope() as s:
-        routes = deploy_routes(s, certificate_id, target_ids)
-    return [
-        start_flow_run(
-            "deploy-certificate",
-            {"certificate_id": certificate_id, "target_ids": ids},
-            queue=route.queue,
-            flow_run_name=f"deploy-certificate-{certificate_id}-on-{route.queue}",
-            idempotency_key=f"{idempotency_key}-{route.queue}" if idempotency_key else None,
-            tags=tags,
-            as_subflow=as_subflow,
+        plans = plan_deploys(s, certificate_id, target_ids, ignore_window=ignore_window, now=now)
+    runs = []
+    for plan in plans:
+        queue = plan.route.queue
+        when = f"-at-{plan.at:%Y%m%d%H%M}" if plan.at else ""
+        runs.append(
+            start_flow_run(
+                "deploy-certificate",
+                {"certificate_id": certificate_id, "target_ids": plan.target_ids},
+                queue=queue,
+                flow_run_name=f"deploy-certificate-{certificate_id}-on-{queue}{when}",
+                idempotency_key=f"{idempotency_key}-{queue}{when}" if idempotency_key else None,
+                tags=tags,
+                as_subflow=as_subflow,
+                scheduled_time=plan.at,
+            )
         )
-        for route, ids in routes
-    ]
+    with session_scope() as s:
+        record_plans(s, certificate_id, plans)
+    return runs
+
+
+def waits_for_window(run: FlowRun, now: datetime | None = None) -> bool:
+    """The run is scheduled for later (a maintenance window), not to run now."""
+    state = run.state
+    at = state.state_details.scheduled_time if state is not None and state.is_scheduled() else None
+    return at is not None and at > (now or utcnow()) + timedelta(seconds=5)

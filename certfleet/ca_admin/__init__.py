@@ -5,12 +5,13 @@ Kinds and forms (`certfleet.ca_admin.forms`) — exactly the manual's fields; ti
 =========  ===========================================================================================
 kind       form fields (secrets marked *)
 =========  ===========================================================================================
-emsign     name, api_base_url, account_number, access_key*, full_name, email  (+ product_code)
+emsign     name, api_base_url, account_number, access_key*, full_name, email  (+ product_code, smime_product_code)
 emca       version, name, base_url, username, issuing_ca, subscriber_id, password*, uploaded_file*
            (+ uploaded_file_name). Supported versions: emCA 4.3.1 and 5.x; others are refused.
 adcs       name, base_url, ca_setup_type ("Standalone CA" | "Enterprise CA"), username, password*, template
 digicert   name, api_base_url, api_key*, server_platform_id, organization_id, container_id,
-           certificate_validity (days), payment_type ("Balance" | "Profile")  (+ product_name_id)
+           certificate_validity (days), payment_type ("Balance" | "Profile")  (+ product_name_id,
+           smime_product_name_id)
 acme       name, directory_url, contact_email, eab_key_id, eab_hmac_key*, challenge_type ("http-01" |
            "dns-01"); http-01: http01_mode ("bot" | "webroot"), http01_listen, http01_webroot;
            dns-01: dns_server, dns_port, dns_zone, tsig_key_name, tsig_algorithm, tsig_secret*

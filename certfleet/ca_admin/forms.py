@@ -166,6 +166,9 @@ class EmSignForm(ConnectorFormBase):
     full_name: str = Field(min_length=1, max_length=200, title="Full Name")
     email: str = Field(title="Email")
     product_code: str = Field(default="838", title="Product code", description="CERTInext product (advanced)")
+    smime_product_code: str = Field(
+        default="894", title="S/MIME product code", description="CERTInext product for S/MIME rollouts (advanced)"
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -268,6 +271,11 @@ class DigiCertForm(ConnectorFormBase):
     )
     payment_type: Literal["Balance", "Profile"] = Field(default="Balance", title="Payment Type")
     product_name_id: str = Field(default="ssl_basic", title="Product", description="CertCentral product (advanced)")
+    smime_product_name_id: Literal["secure_email_mailbox", "secure_email_sponsor", "secure_email_organization"] = Field(
+        default="secure_email_mailbox",
+        title="S/MIME product",
+        description="CertCentral Secure Email product for S/MIME rollouts (advanced)",
+    )
 
     @field_validator("api_base_url")
     @classmethod

@@ -153,6 +153,7 @@ def _digicert(stored: StoredConnector, hooks: RuntimeHooks) -> RemoteCA:
         server_platform_id=s.get("server_platform_id"),
         container_id=s.get("container_id"),
         product_name_id=str(s.get("product_name_id") or "ssl_basic"),
+        smime_product_name_id=str(s.get("smime_product_name_id") or "secure_email_mailbox"),
     )
     return DigiCertCA(http, settings, hooks.journal)
 
@@ -174,6 +175,7 @@ def _emsign(stored: StoredConnector, hooks: RuntimeHooks) -> RemoteCA:
         full_name=str(s["full_name"]),
         email=str(s["email"]),
         product_code=str(s.get("product_code") or "838"),
+        smime_product_code=str(s.get("smime_product_code") or "894"),
     )
     return EmSignCA(_http(stored, hooks, "emSign"), settings, stored.secret("access_key"), hooks.journal)
 

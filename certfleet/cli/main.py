@@ -115,8 +115,27 @@ def issue(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for
 
 
 @app.command()
-def deploy(certificate_id: int, wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True) -> None:
-    """Start deploy-certificate runs (all targets: one run per bot that reaches them) on the running certfleet."""
+def deploy(
+    certificate_id: int,
+    wait: Annotated[bool, typer.Option(help="Wait for the runs that start now to end")] = True,
+    ignore_window: Annotated[
+        bool, typer.Option(help="Deploy now, outside the servers' maintenance windows (audited)")
+    ] = False,
+) -> None:
+    """Start deploy-certificate runs (all targets: one run per bot that reaches them) on the running certfleet.
+
+    A server outside its maintenance window gets a run scheduled for the window's start; it is not waited for."""
+    if ignore_window:
+        import getpass
+
+        from certfleet.cli.runs import start_deploy
+
+        states = start_deploy(certificate_id, actor=f"cli:{getpass.getuser()}", ignore_window=True, wait=wait)
+        for state in states:
+            out.print(state)
+        if wait and not all(": Completed" in state or "waits for" in state for state in states):
+            raise typer.Exit(1)
+        return
     _start("deploy-certificate", {"certificate_id": certificate_id}, wait)
 
 
@@ -209,19 +228,19 @@ def smime_sync(
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start a sync-directory run: read the profile's users from Azure AD through Microsoft Graph."""
-    if profile_id is not None:
-        from certfleet.models import repo
-        from certfleet.models.db import session_scope
-        from certfleet.models.orm import DirectoryProfile
+    import getpass
 
-        with session_scope() as s:
-            repo.get(s, DirectoryProfile, profile_id)
-    _start("sync-directory", {} if profile_id is None else {"profile_id": profile_id}, wait)
+    from certfleet.cli.runs import start_smime_sync
+
+    _print_run(start_smime_sync(profile_id, actor=f"cli:{getpass.getuser()}", wait=wait), wait)
 
 
 @smime_app.command("rollout")
 def smime_rollout(
     user_id: Annotated[list[int] | None, typer.Option(help="Only these users (repeat); default: all awaiting")] = None,
+    ca_connector: Annotated[
+        int | None, typer.Option(help="A CA connector's id; default: the user's profile's, else the built-in CA")
+    ] = None,
     source: Annotated[str | None, typer.Option(help="Only users with this Source (exactly as listed)")] = None,
     profile: Annotated[int | None, typer.Option(help="Only users read from this directory profile (its id)")] = None,
     status: Annotated[
@@ -230,8 +249,13 @@ def smime_rollout(
     match: Annotated[str | None, typer.Option(help="Only users whose name or e-mail contains this (any case)")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
-    """Start an smime-rollout run: order, issue and deliver S/MIME certificates with the built-in CA."""
-    parameters: dict[str, Any] = {} if not user_id else {"user_ids": list(user_id)}
+    """Start an smime-rollout run: order, issue and deliver S/MIME certificates (all awaiting, some, a filter)."""
+    import getpass
+
+    from certfleet.cli.runs import start_smime_rollout
+
+    users = list(user_id) if user_id else None
+    wanted = None
     if source or profile is not None or status or match:
         from pydantic import ValidationError
 
@@ -246,9 +270,10 @@ def smime_rollout(
             raise typer.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--status") from None
         with session_scope() as s:
             selection.check(s, wanted)
-            out.print(f"{len(selection.matching(s, parameters.get('user_ids'), wanted))} user(s) match now")
-        parameters["user_filter"] = wanted.model_dump(mode="json", exclude_none=True)
-    _start("smime-rollout", parameters, wait)
+            out.print(f"{len(selection.matching(s, users, wanted))} user(s) match now")
+    actor = f"cli:{getpass.getuser()}"
+    line = start_smime_rollout(users, actor=actor, wait=wait, ca_connector_id=ca_connector, user_filter=wanted)
+    _print_run(line, wait)
 
 
 @smime_app.command("revoke")
@@ -259,12 +284,17 @@ def smime_revoke(
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start a revoke-smime-user run: the issuing CA revokes the user's certificates; the user becomes Revoked."""
-    from certfleet.models.db import session_scope
-    from certfleet.smime import revocation
+    import getpass
 
-    with session_scope() as s:
-        parameters = revocation.flow_parameters(s, user_id, reason, serial)
-    _start(revocation.FLOW, parameters, wait)
+    from certfleet.cli.runs import start_smime_revocation
+
+    _print_run(start_smime_revocation(user_id, reason, serial, actor=f"cli:{getpass.getuser()}", wait=wait), wait)
+
+
+def _print_run(line: str, wait: bool) -> None:
+    out.print(line, highlight=False)
+    if wait and ": Completed" not in line:
+        raise typer.Exit(1)
 
 
 @bot_app.command("run")
@@ -305,7 +335,7 @@ def _start(flow_name: str, parameters: dict[str, Any], wait: bool) -> None:
     states = start_run(flow_name, parameters, wait=wait)
     for state in states:
         out.print(state)
-    if wait and not all(": Completed" in state for state in states):
+    if wait and not all(": Completed" in state or "waits for" in state for state in states):
         raise typer.Exit(1)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +38,9 @@ class IssueRequest(BaseModel):
     profile: Profile = Profile.TLS_SERVER
     validity_days: int | None = None
     idempotency_key: str
+    # ARI CertID (RFC 9773) of the certificate this order renews; an ACME CA with renewalInfo gets it as the
+    # order's `replaces`. Other CAs ignore it.
+    replaces: str | None = None
 
 
 class IssueResult(BaseModel):
@@ -46,6 +50,9 @@ class IssueResult(BaseModel):
 
     ca_order_id: str | None = None
     pem_chain: str | None = None
+    # The CA's own words for where the order stands (Validation Status) and for domain control validation
+    # (DCV Status); None where the CA does not report them.
+    validation_status: str | None = None
     dcv_status: str | None = None
 
     @property
@@ -92,16 +99,39 @@ class Backup:
     existed: bool
 
 
+@dataclass(frozen=True)
+class UndoableChange:
+    """A change on a server that is no file replacement (IIS: a certificate-store import and the rebinding of
+    the site's HTTPS bindings). `measure()` reads what the change will replace and returns the undo data (plain
+    JSON); the journal records it before `apply(undo)` runs, and the handler's `undo(action, data)` puts it back
+    from any process, also after the worker that applied it died. Both must be safe to repeat."""
+
+    action: str  # the journal step's action, e.g. "iis-binding"
+    subject: str  # what it changes, in words (the journal's path column)
+    measure: Callable[[], dict[str, Any]] = field(repr=False)
+    apply: Callable[[dict[str, Any]], None] = field(repr=False)
+
+
 class ServerHandler(Protocol):
     """A server-side home of a certificate, in certbot Installer verbs.
 
-    Every change is a file replacement, so the journal, the backup and the restore are the same for every
-    server kind; a handler only decides which files to write and how to test and reload.
+    Most changes are file replacements, so the journal, the backup and the restore are the same for every
+    server kind; a handler decides which files to write and how to test and reload. A change that is no file
+    (an IIS binding) is an `UndoableChange`: journalled with its own undo data, undone by `undo`.
     """
 
     kind: ClassVar[str]
 
     def plan(self, bundle: CertificateBundle) -> list[FileWrite]: ...
+
+    def changes(self, bundle: CertificateBundle) -> list[UndoableChange]:
+        """The changes besides files (most kinds: none): measured before any file is written, journalled and
+        applied after the files are installed."""
+        ...
+
+    def undo(self, action: str, data: dict[str, Any]) -> None:
+        """Put back one journalled `UndoableChange` from its undo data."""
+        ...
 
     def snapshot(self, path: str, backup_path: str) -> Backup: ...
 

@@ -7,6 +7,7 @@ worker); the dashboard only links to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from certfleet.dashboard.errors import InputError
@@ -25,9 +26,15 @@ class FlowRunRef:
 
 
 def start_flow(
-    flow_name: str, parameters: dict[str, Any], *, queue: str | None = None, flow_run_name: str | None = None
+    flow_name: str,
+    parameters: dict[str, Any],
+    *,
+    queue: str | None = None,
+    flow_run_name: str | None = None,
+    scheduled_time: datetime | None = None,
 ) -> FlowRunRef:
-    """`queue`: the bot queue of a flow that runs on bots (certfleet.bots.routing)."""
+    """`queue`: the bot queue of a flow that runs on bots (certfleet.bots.routing); `scheduled_time`: the run
+    waits in Prefect until then (a server's maintenance window)."""
     api = configured_api_url()
     if not healthy(api):
         raise InputError(f"Prefect does not answer at {api}: start certfleet with `certfleet up`, then try again")
@@ -38,8 +45,12 @@ def start_flow(
     name = flow_run_name or "-".join([flow_name, *(str(v) for v in parameters.values() if isinstance(v, int | str))])
     if queue:
         name += f"-on-{queue}"
+    if scheduled_time:
+        name += f"-at-{scheduled_time:%Y%m%d%H%M}"
     try:
-        run = start_flow_run(flow_name, parameters, queue=queue, flow_run_name=name, as_subflow=False)
+        run = start_flow_run(
+            flow_name, parameters, queue=queue, flow_run_name=name, as_subflow=False, scheduled_time=scheduled_time
+        )
     except ObjectNotFound:
         raise InputError(
             f"the deployment {deployment_name(flow_name)} is not registered in Prefect: is `certfleet up` running?"

@@ -81,7 +81,14 @@ HELP: dict[str, str] = {
     "smime_awaiting": (
         "S/MIME users whose certificate has not been ordered from a CA yet (status Awaiting Order). Order certificates "
         "starts an smime-rollout run: the built-in CA issues each user's certificate and a PKCS#12 with its password "
-        "is written to the user's folder under the data directory's smime-delivery folder."
+        "is delivered as the S/MIME delivery setting says: to the user's folder in a local folder or on an SMB share, "
+        "or by e-mail (the file and the password in two separate messages)."
+    ),
+    "smime_delivery": (
+        "Where Order certificates delivers each user's PKCS#12 and its password: a local or NFS folder (the default: "
+        "the data directory's smime-delivery folder), a per-user folder on an SMB share, or two e-mails to the user "
+        "(the PKCS#12 in one, its password in the other). A failed delivery leaves the user at Certificate Issued "
+        "with the reason in Last Error; Order certificates again retries it without a new order."
     ),
     "smime_provisioned": "S/MIME users whose status is Certificate Issued or Certificate Installed.",
     "smime_orders": "Every S/MIME certificate order certfleet wrote (TLS orders are on the Orders page).",

@@ -8,6 +8,7 @@ only when a run is started, after the caller pointed the process at its Prefect 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from certfleet.deployments.names import deployment_name
@@ -26,8 +27,10 @@ def start_flow_run(
     idempotency_key: str | None = None,
     tags: Iterable[str] | None = None,
     as_subflow: bool = True,
+    scheduled_time: datetime | None = None,
 ) -> FlowRun:
-    """`queue` is a bot's queue for the flows that run on bots (None: the deployment's default queue)."""
+    """`queue` is a bot's queue for the flows that run on bots (None: the deployment's default queue);
+    `scheduled_time` makes the run wait in Prefect (state Scheduled) until then (None: now)."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
@@ -41,6 +44,7 @@ def start_flow_run(
         tags=tags,
         work_queue_name=queue,
         as_subflow=as_subflow,
+        scheduled_time=scheduled_time,
     )
     assert isinstance(run, FlowRun)  # sync call: not a coroutine
     return run

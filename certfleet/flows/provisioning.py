@@ -1,11 +1,12 @@
 """provision-certificate: issue a certificate (here, on the central host), then deploy it on the bots that
-reach its servers, and wait for them."""
+reach its servers, and wait for them. A deployment scheduled for a server's maintenance window is not waited for
+(its run sits Scheduled in Prefect until then); the flow logs when it will run."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from certfleet.bots.routing import start_deploy_runs
+from certfleet.bots.routing import start_deploy_runs, waits_for_window
 from certfleet.deployments.starts import describe, wait_for_runs
 from certfleet.flows.deployment import DeploymentFailed
 from certfleet.flows.issuance import issue_certificate
@@ -15,7 +16,10 @@ from certfleet.flows.issuance import issue_certificate
 def provision_certificate(certificate_id: int) -> list[str]:
     """Issue a certificate on the central host, then deploy it on the bots that reach its servers."""
     issue_certificate(certificate_id)
-    runs = wait_for_runs(start_deploy_runs(certificate_id))
+    started = start_deploy_runs(certificate_id)
+    waiting = {run.id for run in started if waits_for_window(run)}
+    later = [f"{describe(run)} (waits for its server's maintenance window)" for run in started if run.id in waiting]
+    runs = wait_for_runs([run for run in started if run.id not in waiting])
     outcome = [describe(run) for run in runs]
     for line in outcome:
         get_run_logger().info("%s", line)
@@ -24,4 +28,6 @@ def provision_certificate(certificate_id: int) -> list[str]:
     ]
     if failed:
         raise DeploymentFailed("; ".join(failed))
-    return outcome
+    for line in later:
+        get_run_logger().info("%s", line)
+    return outcome + later

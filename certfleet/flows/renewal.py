@@ -7,16 +7,21 @@ from prefect.artifacts import create_table_artifact
 
 from certfleet.renewal.runs import record_completed
 from certfleet.tasks.renewal import Due, find_due, start_run
+from certfleet.tasks.renewal_info import refresh_renewal_info
 from certfleet.tasks.smime_renewal import find_due_smime_users, start_smime_renewal
 
 
 @flow(name="renew-expiring", flow_run_name="renew-expiring")
 def renew_expiring() -> int:
-    """Renew every certificate inside its renewal window; re-deploy issued ones that are not served yet; renew the
-    S/MIME certificates inside theirs (one smime-rollout run for those users: new key, CA, delivery again).
+    """Renew every certificate inside its renewal window (or past the time its ACME CA's renewal information
+    suggests); re-deploy issued ones that are not served yet; renew the S/MIME certificates inside theirs (one
+    smime-rollout run for those users: new key, CA, delivery again).
 
     Returns how many runs it started (or found running); fails, after starting the others, if any could not start.
     """
+    # ACME CAs with renewalInfo (RFC 9773) say when to renew; a CA that fails leaves its certificates to the
+    # window rule, and must not stop the renewals.
+    refresh_renewal_info(return_state=True)
     due = find_due()
     started: list[tuple[Due, str]] = []
     refused: list[str] = []

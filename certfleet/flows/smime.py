@@ -1,5 +1,5 @@
 """sync-directory (S/MIME users of Azure AD profiles, read through Microsoft Graph) and smime-rollout (their
-certificates from the built-in CA, delivered as PKCS#12 to a per-user folder)."""
+certificates from the built-in CA, DigiCert or emSign, delivered as PKCS#12 to a folder, an SMB share or by e-mail)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from certfleet.tasks.smime import (
     sync_profile_users,
 )
 from certfleet.tasks.smime_rollout import (
-    default_delivery_dir,
     deliver,
     order_and_csr,
+    poll,
+    submit,
     users_to_order,
 )
-from certfleet.tasks.smime_rollout import issue as issue_smime
 from certfleet.tasks.smime_rollout import record_failure as record_rollout_failure
 
 
@@ -73,31 +73,34 @@ def smime_rollout(
     user_filter: UserFilter | None = None,
     renewal: bool = False,
 ) -> dict[str, str]:
-    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`, or
-    those `user_filter` matches): order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate
-    Issued, Expiry Date) -> PKCS#12 with a generated password in the user's folder under `delivery_dir`
-    (Certificate Installed).
+    """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
+    order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date; an order
+    the CA holds pending is polled by its CA order id, as TLS orders are) -> PKCS#12 with a generated password
+    delivered to the S/MIME delivery setting's target: a folder, an SMB share or two e-mails (Certificate
+    Installed). `delivery_dir` (a folder) overrides the setting for this run.
 
-    `renewal` (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key (of the
-    replaced certificate's type, else `key`) and certificate through the same steps; ignored, revoked and disabled
-    or vanished users are still left alone.
+    `user_filter`: only the users awaiting an order that match it (certfleet.smime.selection). `renewal`
+    (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key (of the replaced
+    certificate's type, else `key`) and certificate through the same steps; ignored, revoked and disabled or
+    vanished users are still left alone.
 
-    `ca_connector_id`: default the user's profile's connector, else the built-in CA. Users run side by side; each
-    step is its own task, retried on its own; a user that fails is reported and the others go on. Returns user id
-    -> delivered path or error.
+    `ca_connector_id`: the built-in CA, a DigiCert or an emSign connector; default the user's profile's connector,
+    else the built-in CA. Users run side by side; each step is its own task, retried on its own; a user that fails
+    is reported and the others go on (a failed delivery leaves the user at Certificate Issued, with the reason on
+    the order; a re-run delivers without ordering again). Returns user id -> where the PKCS#12 went, or the error.
     """
     if renewal and user_ids is None:
         raise ValueError("a renewal names its users (user_ids): it never re-keys every installed certificate")
-    target = delivery_dir or str(default_delivery_dir())
     users = users_to_order(user_ids, user_filter, renewal)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
     chains = []
     for user_id in users:
         ordered = order_and_csr.submit(user_id, ca_connector_id, key, renewal)
-        issued = issue_smime.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
-        delivered = deliver.submit(ordered, target, wait_for=[issued])  # type: ignore[call-overload]
-        chains.append((user_id, (ordered, issued, delivered)))
+        placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
+        issued = poll.submit(ordered, wait_for=[placed])  # type: ignore[call-overload]
+        delivered = deliver.submit(ordered, delivery_dir, wait_for=[issued])  # type: ignore[call-overload]
+        chains.append((user_id, (ordered, placed, issued, delivered)))
     outcome: dict[str, str] = {}
     failures = 0
     for done, (user_id, steps) in enumerate(chains, start=1):

@@ -8,6 +8,9 @@ it again as an unmanaged certificate.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -40,8 +43,23 @@ def mark_served(s: Session, cert: Certificate, serial: str | None) -> None:
     )
 
 
+def served_expires_on(s: Session, cert: Certificate) -> datetime | None:
+    """When the certificate the servers serve runs out: an earlier serial's (from its order) while a newer one
+    waits for its deployment, else the row's own expiry."""
+    if cert.served_serial_number is None or cert.served_serial_number == cert.serial_number:
+        return cert.expires_on
+    leaf = _leaf_of(s, cert.id, cert.served_serial_number)
+    return leaf.not_valid_after_utc if leaf is not None else cert.expires_on
+
+
 def _thumbprint_of(s: Session, certificate_id: int, serial: str) -> str | None:
     """The thumbprint of an earlier certificate of the row, from the order that issued it."""
+    leaf = _leaf_of(s, certificate_id, serial)
+    return thumbprint(leaf.public_bytes(Encoding.DER)) if leaf is not None else None
+
+
+def _leaf_of(s: Session, certificate_id: int, serial: str) -> x509.Certificate | None:
+    """An earlier certificate of the row, from the order that issued it."""
     pem = s.scalar(
         select(Order.pem_chain)
         .where(Order.certificate_id == certificate_id, Order.serial_number == serial, Order.pem_chain.is_not(None))
@@ -51,7 +69,6 @@ def _thumbprint_of(s: Session, certificate_id: int, serial: str) -> str | None:
     if pem is None:
         return None
     try:
-        leaf = load_material(pem.encode()).certificates[0]
+        return load_material(pem.encode()).certificates[0]
     except (CertificateFormatError, IndexError):
         return None
-    return thumbprint(leaf.public_bytes(Encoding.DER))

@@ -100,8 +100,15 @@ class ApiJobStore:
         out = BundleOut.model_validate(self._call("GET", f"/deployments/{deployment_id}/bundle"))
         return bundle_of(out.leaf_pem, out.chain_pem, out.key_pem)
 
-    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
-        body = {"action": action, "path": path, "backup_path": backup_path}
+    def journal(
+        self,
+        deployment_id: int,
+        action: str,
+        path: str | None = None,
+        backup_path: str | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> int:
+        body = {"action": action, "path": path, "backup_path": backup_path, "undo": undo}
         return int(self._call("POST", f"/deployments/{deployment_id}/steps", body)["id"])
 
     def update_step(

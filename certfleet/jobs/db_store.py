@@ -6,7 +6,7 @@ so a bot can read and journal only its own servers' deployments (`NotYourServer`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,6 +44,14 @@ SHARED_FILE = "shared-file"
 
 if TYPE_CHECKING:
     from certfleet.servers.service import CheckOutcome, ConnectivityResult
+
+
+def _undoable(step: DeploymentStep) -> bool:
+    """A file whose backup was taken, or a change journalled with its own undo data (an IIS binding): journalled
+    before it ran, so it may have happened, and its undo (idempotent) is replayed by every rollback."""
+    if step.action == REPLACE_FILE:
+        return step.existed_before is not None
+    return step.undo is not None
 
 
 class NotYourServer(PermissionError):
@@ -119,6 +127,9 @@ def server_access(server: Server) -> ServerAccess:
         smb_share=server.smb_share,
         smb_share_folder=server.smb_share_folder,
         smb_encrypt=bool(server.smb_encrypt),
+        smb_connect_timeout=server.smb_connect_timeout or 15,
+        smb_io_timeout=server.smb_io_timeout or 60,
+        smb_rpc_timeout=server.smb_rpc_timeout or 60,
     )
 
 
@@ -228,6 +239,7 @@ class DbJobStore:
                     f"deployment {busy} to this target is still running or was interrupted: "
                     f"wait for it, or run rollback-deployment {busy} first"
                 )
+            target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
             deployment = Deployment(
                 certificate_id=certificate_id,
                 target_id=target_id,
@@ -248,14 +260,21 @@ class DbJobStore:
         with session_scope() as s:
             return certificate_bundle(self._deployment(s, deployment_id).certificate)
 
-    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
+    def journal(
+        self,
+        deployment_id: int,
+        action: str,
+        path: str | None = None,
+        backup_path: str | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> int:
         with session_scope() as s:
             deployment = self._deployment(s, deployment_id)
             if deployment.status is not DeploymentStatus.RUNNING:
                 raise PermanentConnectorError(
                     f"deployment {deployment_id} is {deployment.status.value}: no further change is journalled"
                 )
-            step = repo.journal(s, deployment, action=action, path=path, backup_path=backup_path)
+            step = repo.journal(s, deployment, action=action, path=path, backup_path=backup_path, undo=undo)
             s.flush()
             return step.id
 
@@ -319,15 +338,20 @@ class DbJobStore:
             steps = deployment.steps
             items = [
                 RestoreItem(
-                    step_id=st.id, path=st.path or "", backup_path=st.backup_path or "", existed=bool(st.existed_before)
+                    step_id=st.id,
+                    action=st.action,
+                    path=st.path or "",
+                    backup_path=st.backup_path or "",
+                    existed=bool(st.existed_before),
+                    undo=st.undo,
                 )
                 for st in reversed(steps)
-                if st.action == REPLACE_FILE and st.state is not StepState.RESTORED and st.existed_before is not None
+                if st.state is not StepState.RESTORED and _undoable(st)
             ]
             return RestorePlan(
                 job=target_job(deployment.target, deployment),
                 items=items,
-                touched=any(st.action == REPLACE_FILE and st.existed_before is not None for st in steps),
+                touched=any(_undoable(st) for st in steps),
                 # A server that was never told to reload still runs the old files: restoring them is enough.
                 reloaded=any(st.action == RELOAD for st in steps),
                 refusal=rollback_refusal(s, deployment),

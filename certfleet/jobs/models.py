@@ -8,6 +8,8 @@ never go into Prefect parameters, results or logs (tasks pass ids only).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from certfleet.connectors.base import Backup
@@ -42,6 +44,9 @@ class ServerAccess(BaseModel):
     smb_share: str | None = None
     smb_share_folder: str | None = None
     smb_encrypt: bool = False
+    smb_connect_timeout: int = 15
+    smb_io_timeout: int = 60
+    smb_rpc_timeout: int = 60
 
 
 class TargetJob(BaseModel):
@@ -73,10 +78,14 @@ class BundleOut(BaseModel):
 
 
 class RestoreItem(BaseModel):
+    """A replaced file (`replace-file`: put its backup back), or a step with its own undo data (`undo`)."""
+
     step_id: int
+    action: str = "replace-file"
     path: str
     backup_path: str
     existed: bool
+    undo: dict[str, Any] | None = None
 
     def backup(self) -> Backup:
         return Backup(self.path, self.backup_path, self.existed)

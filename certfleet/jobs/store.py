@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.jobs.models import RestorePlan, ServerAccess, StaleBackup, TargetJob
@@ -55,8 +55,16 @@ class JobStore(Protocol):
 
     def bundle(self, deployment_id: int) -> CertificateBundle: ...
 
-    def journal(self, deployment_id: int, action: str, path: str | None = None, backup_path: str | None = None) -> int:
-        """Records a change before it is made; returns the step id."""
+    def journal(
+        self,
+        deployment_id: int,
+        action: str,
+        path: str | None = None,
+        backup_path: str | None = None,
+        undo: dict[str, Any] | None = None,
+    ) -> int:
+        """Records a change before it is made; returns the step id. `undo`: a change that is no file replacement
+        (an IIS binding) records what puts it back, measured before it runs."""
         ...
 
     def update_step(

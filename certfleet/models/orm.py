@@ -218,6 +218,14 @@ class Server(Base):
     smb_share: Mapped[str | None] = mapped_column(String(80))
     smb_share_folder: Mapped[str | None] = mapped_column(String(500))
     smb_encrypt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # SMB timeouts in seconds: logging in, each file operation (read, write, list), each service-manager call
+    smb_connect_timeout: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
+    smb_io_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    smb_rpc_timeout: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # Optional maintenance window (certfleet.servers.maintenance): deployments wait for the next opening.
+    maintenance_cron: Mapped[str | None] = mapped_column(String(120))
+    maintenance_duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    maintenance_timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     status: Mapped[ServerStatus] = mapped_column(_label_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -296,6 +304,13 @@ class Certificate(Base):
     served_sha256_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
     validation_status: Mapped[str | None] = mapped_column(String(40))
     dcv_status: Mapped[str | None] = mapped_column(String(40))
+    # ACME Renewal Information (RFC 9773) for the current serial: the chosen renewal time inside the CA's
+    # suggested window, the CA's explanation, and when to ask again (Retry-After). None: no ARI (window rule).
+    ari_renew_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_serial_number: Mapped[str | None] = mapped_column(String(80))
+    ari_explanation_url: Mapped[str | None] = mapped_column(Text)
+    ari_next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ari_error: Mapped[str | None] = mapped_column(Text)
     # Set by the revoke-certificate flow once the CA has revoked the current serial: the RFC 5280 reason name.
     revocation_reason: Mapped[str | None] = mapped_column(String(40))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -322,6 +337,8 @@ class DeploymentTarget(Base):
     cert_path: Mapped[str | None] = mapped_column(String(500))
     key_path: Mapped[str | None] = mapped_column(String(500))
     chain_path: Mapped[str | None] = mapped_column(String(500))
+    # A deploy-certificate run is scheduled for the server's next maintenance window at this time.
+    deploy_waits_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     certificate: Mapped[Certificate] = relationship(back_populates="targets")
     server: Mapped[Server] = relationship()
@@ -397,12 +414,15 @@ class DeploymentStep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(40))  # replace-file, run-command
+    action: Mapped[str] = mapped_column(String(40))  # replace-file, config-test, reload, iis-binding, ...
     path: Mapped[str | None] = mapped_column(String(500))
     backup_path: Mapped[str | None] = mapped_column(String(500))
     existed_before: Mapped[bool | None] = mapped_column(Boolean)
     state: Mapped[StepState] = mapped_column(_label_enum(StepState), default=StepState.PLANNED)
     detail: Mapped[str | None] = mapped_column(Text)
+    # A step that is no file replacement (an IIS certificate-store import and binding) carries its own undo
+    # data, measured and journalled before the change runs: what rollback puts back (previous thumbprints).
+    undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -620,6 +640,11 @@ class SmimeOrder(Base):
     state: Mapped[str] = mapped_column(String(40), index=True)  # SmimeStatus values, or "Failed"
     csr_pem: Mapped[str | None] = mapped_column(Text)
     private_key: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # until the PKCS#12 is delivered
+    # A remote CA's order id, recorded the moment the CA answers; what was written just before the call; and how
+    # many times the order was sent (more than one with no id: an earlier outcome is unknown, look before ordering).
+    ca_order_id: Mapped[str | None] = mapped_column(String(120))
+    ca_request_ref: Mapped[str | None] = mapped_column(String(200))
+    ca_submits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     serial_number: Mapped[str | None] = mapped_column(String(80))
     pem_chain: Mapped[str | None] = mapped_column(Text)
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -628,8 +653,28 @@ class SmimeOrder(Base):
     revocation_reason: Mapped[str | None] = mapped_column(String(40))
     delivered_to: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
+    # The PKCS#12 (leaf, chain, key) and its generated password, built once and sealed, so a retried delivery
+    # sends the same file and password; both are dropped once delivered (with the key, which the file replaces).
+    pkcs12: Mapped[bytes | None] = mapped_column(EncryptedBytes)
+    pkcs12_password: Mapped[str | None] = mapped_column(EncryptedText)
+    pkcs12_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # e-mail: the first of the two mails went
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SmimeDelivery(Base):
+    """Where smime-rollout delivers each user's PKCS#12 (one row; none: the data directory's smime-delivery
+    folder). `method`: folder (a local or NFS path), smb (a share, a per-user folder under it) or email (two mails
+    to the user). `settings` holds what may be shown; `secret` the SMB or SMTP password, sealed."""
+
+    __tablename__ = "smime_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    method: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(120))
 
 
 class RotationItem(Base):

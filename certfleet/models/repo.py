@@ -108,6 +108,7 @@ def journal(
     path: str | None = None,
     backup_path: str | None = None,
     detail: str | None = None,
+    undo: dict[str, Any] | None = None,
 ) -> DeploymentStep:
     step = DeploymentStep(
         deployment=deployment,
@@ -116,6 +117,7 @@ def journal(
         path=path,
         backup_path=backup_path,
         detail=detail,
+        undo=undo,
         state=StepState.PLANNED,
     )
     session.add(step)

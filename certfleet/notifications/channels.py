@@ -28,7 +28,12 @@ ANSWER_MAX = 500
 
 
 class DeliveryError(Exception):
-    """The message did not go out; the text is what the server (or the network) said."""
+    """The message did not go out; the text is what the server (or the network) said, `code` the SMTP reply
+    code when the server refused (5xx: permanent, 4xx: try later), None for a network failure."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,15 @@ def _tls_context(settings: dict[str, Any]) -> ssl.SSLContext:
 
 
 def send_email(config: ChannelConfig, msg: Message) -> str:
-    s = config.settings
+    return smtp_send(config.settings, config.secret, email_message(config.settings, msg), config.settings["recipients"])
+
+
+def smtp_send(settings: dict[str, Any], password: str | None, mail: EmailMessage, recipients: list[str]) -> str:
+    """Send one message over SMTP (`security`: starttls, tls or none; login when `username` is set) to
+    `recipients`, from `settings["sender"]`. Shared by the e-mail channel and S/MIME delivery. The server's
+    answer, or `DeliveryError` with what the server (or the network) said."""
+    s = settings
     host, port, security = s["host"], int(s["port"]), s.get("security", "starttls")
-    mail = email_message(s, msg)
     try:
         smtp: smtplib.SMTP
         if security == "tls":
@@ -94,24 +105,24 @@ def send_email(config: ChannelConfig, msg: Message) -> str:
                 smtp.starttls(context=_tls_context(s))
                 smtp.ehlo()
             if s.get("username"):
-                smtp.login(s["username"], config.secret or "")
+                smtp.login(s["username"], password or "")
             code, answer = smtp.mail(s["sender"])
             if code != 250:
-                raise DeliveryError(f"MAIL FROM refused: {code} {answer.decode(errors='replace')}")
-            for rcpt in s["recipients"]:
+                raise DeliveryError(f"MAIL FROM refused: {code} {answer.decode(errors='replace')}", code)
+            for rcpt in recipients:
                 code, answer = smtp.rcpt(rcpt)
                 if code not in (250, 251):
-                    raise DeliveryError(f"RCPT TO {rcpt} refused: {code} {answer.decode(errors='replace')}")
+                    raise DeliveryError(f"RCPT TO {rcpt} refused: {code} {answer.decode(errors='replace')}", code)
             # SMTP lines end in CRLF; smtplib sends bytes as they are.
             code, answer = smtp.data(mail.as_bytes(policy=mail.policy.clone(linesep="\r\n")))
             said = f"{code} {answer.decode(errors='replace')}"[:ANSWER_MAX]
             if code != 250:
-                raise DeliveryError(f"SMTP {said}")
+                raise DeliveryError(f"SMTP {said}", code)
             return said
     except DeliveryError:
         raise
     except smtplib.SMTPResponseException as exc:
-        raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}"[:ANSWER_MAX]) from None
+        raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}"[:ANSWER_MAX], exc.smtp_code) from None
     except (smtplib.SMTPException, OSError) as exc:
         raise DeliveryError(f"SMTP {host}:{port}: {type(exc).__name__}: {exc}"[:ANSWER_MAX]) from None
 

@@ -100,6 +100,31 @@ def _enabled(body: dict[str, Any], default: bool) -> bool:
     return value
 
 
+def smtp_settings(body: dict[str, Any], password: str | None, password_stored: bool) -> dict[str, Any]:
+    """An SMTP server's shown settings (host, port, security, sender, username, ca_file) from a flat body, each
+    checked (an `InputError` naming the field); `password` is the sent one (None: keep the stored one, if
+    `password_stored`). Shared by the e-mail channel and S/MIME delivery."""
+    settings: dict[str, Any] = {"host": Host().check(_text(body, "host") or "", "host"), "port": _port(body)}
+    security = _text(body, "security", required=False) or "starttls"
+    if security not in SMTP_SECURITY:
+        raise InputError(f"security: one of {', '.join(SMTP_SECURITY)}", field="security")
+    settings["security"] = security
+    settings["sender"] = Email().check(_text(body, "sender") or "", "sender")
+    username = _text(body, "username", required=False)
+    settings["username"] = USERNAME.check(username, "username") if username is not None else None
+    ca_file = _text(body, "ca_file", required=False)
+    if ca_file is not None:
+        problem = unicode_problem(ca_file)
+        if problem or not ca_file.startswith("/"):
+            raise InputError(f"ca_file: {problem or 'an absolute path to a PEM bundle'}", field="ca_file")
+    settings["ca_file"] = ca_file
+    if password is not None:
+        Secret().check(password, "password")
+    if settings["username"] and password is None and not password_stored:
+        raise InputError("password: required with a username", field="password")
+    return settings
+
+
 @dataclass
 class ChannelInput:
     name: str
@@ -120,26 +145,8 @@ def channel_input(body: dict[str, Any], existing: NotificationChannel | None = N
     secret_key = SECRET_FIELD[kind]
     secret = _text(body, secret_key, required=False)
     if kind == "email":
-        settings["host"] = Host().check(_text(body, "host") or "", "host")
-        settings["port"] = _port(body)
-        security = _text(body, "security", required=False) or "starttls"
-        if security not in SMTP_SECURITY:
-            raise InputError(f"security: one of {', '.join(SMTP_SECURITY)}", field="security")
-        settings["security"] = security
-        settings["sender"] = Email().check(_text(body, "sender") or "", "sender")
+        settings.update(smtp_settings(body, secret, existing is not None and existing.secret is not None))
         settings["recipients"] = _recipients(body.get("recipients"))
-        username = _text(body, "username", required=False)
-        settings["username"] = USERNAME.check(username, "username") if username is not None else None
-        ca_file = _text(body, "ca_file", required=False)
-        if ca_file is not None:
-            problem = unicode_problem(ca_file)
-            if problem or not ca_file.startswith("/"):
-                raise InputError(f"ca_file: {problem or 'an absolute path to a PEM bundle'}", field="ca_file")
-        settings["ca_file"] = ca_file
-        if secret is not None:
-            Secret().check(secret, "password")
-        if settings["username"] and secret is None and not (existing and existing.secret):
-            raise InputError("password: required with a username", field="password")
     elif kind in ("slack", "teams"):
         if secret is not None:
             _url(secret, "url")

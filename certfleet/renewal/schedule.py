@@ -20,9 +20,15 @@ RENEWING = (CertificateStatus.INITIATED, CertificateStatus.ORDER_PENDING)
 
 
 def renews_at(cert: Certificate) -> datetime | None:
-    """When the certificate becomes due for renewal; None while it has no expiry (not issued yet)."""
+    """When the certificate becomes due for renewal; None while it has no expiry (not issued yet).
+
+    The time chosen in its ACME CA's suggested window (RFC 9773) when the CA gave one for the current serial;
+    otherwise the window rule of the policy."""
     if cert.expires_on is None:
         return None
+    ari_time = ari_renews_at(cert)
+    if ari_time is not None:
+        return ari_time
     connector = cert.ca_connector
     chosen = policy.resolve(
         cert.renew_before_days, cert.renew_before_fraction, connector.renew_before_fraction if connector else None
@@ -33,6 +39,13 @@ def renews_at(cert: Certificate) -> datetime | None:
         not_before=cert.not_before or cert.issued_on,
         seed=policy.seed_for(cert.id, cert.serial_number),
     )
+
+
+def ari_renews_at(cert: Certificate) -> datetime | None:
+    """The ARI renewal time, if it is about the current certificate (not one it replaced)."""
+    if cert.ari_renew_at is None or cert.ari_serial_number != cert.serial_number:
+        return None
+    return cert.ari_renew_at
 
 
 def next_renewal(cert: Certificate) -> datetime | None:

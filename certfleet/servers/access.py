@@ -97,6 +97,9 @@ def smb_settings(server: Server | ServerAccess) -> SmbSettings:
         share=server.smb_share,
         share_folder=server.smb_share_folder,
         encrypt=bool(server.smb_encrypt),
+        connect_timeout=float(server.smb_connect_timeout or 15),
+        io_timeout=float(server.smb_io_timeout or 60),
+        rpc_timeout=float(server.smb_rpc_timeout or 60),
     )
 
 

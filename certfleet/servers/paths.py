@@ -116,6 +116,11 @@ _UNC_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _SHARE = re.compile(r"^[^\\/<>:\"|?*\[\];=+,]{1,80}$")
 
 
+def is_share_name(value: str) -> bool:
+    """An SMB share name (`Certificates`, `D$`): 1-80 characters, none of \\ / < > : " | ? * [ ] ; = + ,"""
+    return bool(_SHARE.match(value))
+
+
 def is_windows_path(value: str) -> bool:
     """`C:\\...` (a drive) or `\\\\host\\share\\...` (UNC)."""
     return bool(_WINDOWS_ABSOLUTE.match(value)) or value.startswith("\\\\")

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,7 +37,7 @@ from certfleet.jobs.models import ServerAccess
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Server, ServerConnection, ServerStatus, utcnow
-from certfleet.servers import paths
+from certfleet.servers import maintenance, paths
 from certfleet.servers.access import HANDLERS, server_spec, ssh_transport
 
 
@@ -47,6 +48,7 @@ class ServerType(enum.StrEnum):
     JETTY = "jetty"
     JBOSS = "jboss"
     WEBLOGIC = "weblogic"
+    IIS = "iis"  # Windows (SMB) only
 
 
 class ServerTypeInfo(BaseModel):
@@ -109,13 +111,23 @@ SERVER_TYPES: dict[ServerType, ServerTypeInfo] = {
         default_ports=[7002],
         version_example="WebLogic 14.1",
     ),
+    ServerType.IIS: ServerTypeInfo(
+        label="IIS",
+        path_field="iis_site",
+        path_label="IIS Site Name",
+        path_example="Default Web Site",
+        default_ports=[443],
+        version_example="IIS 10",
+    ),
 }
 _PATH_FIELDS = {info.path_field: kind for kind, info in SERVER_TYPES.items()}
 # Server types certfleet deploys to on Windows (over SMB), with their Windows path examples.
 WINDOWS_TYPES: dict[ServerType, str] = {
     ServerType.APACHE: "C:\\Apache24",
     ServerType.TOMCAT: "C:\\Program Files\\Apache Software Foundation\\Tomcat 9.0",
+    ServerType.IIS: "Default Web Site",
 }
+_IIS_SITE_MAX = 259
 CONNECTION_ALIASES = {
     "ssh": "ssh",
     "linux": "ssh",
@@ -149,6 +161,28 @@ def _blank_to_none(value: Any) -> Any:
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+SmbTimeout = Annotated[int, Field(ge=1, le=3600)]
+_SMB_TIMEOUTS = {"smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60}
+
+
+def _refuse(problem: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        message = problem(value)
+        if message:
+            raise ValueError(message)
+        return value
+
+    return check
+
+
+# A maintenance window (certfleet.servers.maintenance): "" or null clears the cron expression and the duration.
+MaintenanceCron = Annotated[
+    str | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.cron_problem))
+]
+MaintenanceMinutes = Annotated[
+    int | None, BeforeValidator(_blank_to_none), AfterValidator(_refuse(maintenance.duration_problem))
+]
+TimeZone = Annotated[str, AfterValidator(_refuse(maintenance.timezone_problem))]
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 
@@ -179,6 +213,16 @@ def _allowed_paths(value: Any) -> Any:
     """The form sends one folder per line; the API a list."""
     if isinstance(value, str):
         return [line for line in value.splitlines() if line.strip()]
+    return value
+
+
+def _iis_site(value: str) -> str:
+    """An IIS site name exactly as given (quotes, `$`, `;`, backticks are data to certfleet's script; IIS itself
+    says whether such a site exists)."""
+    if not value or len(value) > _IIS_SITE_MAX:
+        raise ValueError(f"the IIS Site Name must be 1-{_IIS_SITE_MAX} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("the IIS Site Name contains a control character (newline, tab...)")
     return value
 
 
@@ -296,6 +340,7 @@ class ServerInput(_Common):
     jetty_path: Optional = None
     jboss_path: Optional = None
     weblogic_path: Optional = None
+    iis_site: Optional = Field(default=None, description="IIS: the site whose https bindings get the certificate")
     keystore_folder: Optional = Field(default=None, description="Key Store Folder Path")
     version: Optional = Field(default=None, max_length=40)
     ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(min_length=1, description="TLS ports, e.g. [443]")
@@ -321,6 +366,20 @@ class ServerInput(_Common):
         default=None, description="Windows, a named share: the folder it exposes, e.g. D:\\web (C$ is C:\\)"
     )
     smb_encrypt: bool = Field(default=False, description="Windows: ask for SMB 3 encryption even if not required")
+    smb_connect_timeout: SmbTimeout = Field(default=15, description="Windows: seconds to connect and log in")
+    smb_io_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each file read, write or listing")
+    smb_rpc_timeout: SmbTimeout = Field(default=60, description="Windows: seconds for each service-manager call")
+    maintenance_cron: MaintenanceCron = Field(
+        default=None,
+        description="maintenance window: when it opens, a cron expression of five fields in the server's time zone "
+        "(e.g. '0 2 * * SAT'); deployments wait for it. Empty: deploy at any time",
+    )
+    maintenance_duration_minutes: MaintenanceMinutes = Field(
+        default=None, description="how long the maintenance window stays open, 1 to 10080 minutes (e.g. 240)"
+    )
+    maintenance_timezone: TimeZone = Field(
+        default=maintenance.DEFAULT_TIMEZONE, description="IANA time zone the cron expression is read in"
+    )
     bot_id: int | None = None
 
     @field_validator("ip_address")
@@ -337,12 +396,7 @@ class ServerInput(_Common):
             lowered = aliases.get(lowered, lowered)
             if lowered not in {t.value for t in ServerType}:
                 known = ", ".join(t.value for t in ServerType)
-                hint = (
-                    " (IIS on Windows is not supported by this version: Apache HTTP and Tomcat are)"
-                    if lowered == "iis"
-                    else ""
-                )
-                raise ValueError(f"unknown server type {value!r}{hint}; choose one of: {known}")
+                raise ValueError(f"unknown server type {value!r}; choose one of: {known}")
             return lowered
         return value
 
@@ -355,6 +409,8 @@ class ServerInput(_Common):
     def _paths_and_auth(self) -> ServerInput:
         info = SERVER_TYPES[self.server_type]
         windows = self.connection == "smb"
+        if self.server_type is ServerType.IIS and not windows:
+            raise ValueError('IIS is reached over SMB: choose the connection Windows (SMB) ("connection": "smb")')
         given = {f: getattr(self, f) for f in _PATH_FIELDS if getattr(self, f) is not None}
         wrong = [f for f in given if f != info.path_field]
         if wrong:
@@ -365,7 +421,10 @@ class ServerInput(_Common):
             raise ValueError(f"give the {info.path_label} (for example {example})")
         if windows:
             self._check_windows()
-        self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
+        if self.server_type is ServerType.IIS:
+            self.app_path = _iis_site(path)
+        else:
+            self.app_path = paths.check_path(path, info.path_label, directory=True, windows=windows)
         for f in given:
             setattr(self, f, self.app_path)
         if self.keystore_folder is not None:
@@ -377,6 +436,9 @@ class ServerInput(_Common):
                 raise ValueError(f"{name} applies to Windows (SMB) servers only; this server is reached over SSH")
         if self.smb_port != 445 or self.smb_encrypt:
             raise ValueError("smb_port and smb_encrypt apply to Windows (SMB) servers only")
+        changed = [name for name, default in _SMB_TIMEOUTS.items() if getattr(self, name) != default]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to Windows (SMB) servers only")
         if self.password is None and self.ssh_private_key is None:
             raise ValueError("give a password or an SSH private key to log in with")
         if self.ssh_private_key is not None:
@@ -402,7 +464,13 @@ class ServerInput(_Common):
             raise ValueError(problem)
         if self.password is None:
             raise ValueError("give the password of the Windows account (SMB logs in with NTLM)")
-        if self.service_name is None:
+        if self.server_type is ServerType.IIS:
+            if self.keystore_folder is None:
+                raise ValueError(
+                    "give the Key Store Folder Path (e.g. C:\\certs): the PKCS#12 is written there, then imported "
+                    "into Cert:\\LocalMachine\\My"
+                )
+        elif self.service_name is None:
             raise ValueError(
                 "give the Service Name (e.g. Apache2.4, Tomcat9): a Windows server is restarted by its service "
                 "after each deployment"
@@ -474,6 +542,12 @@ class ServerUpdate(_Common):
     smb_share: Optional = None
     smb_share_folder: Optional = None
     smb_encrypt: bool | None = None
+    smb_connect_timeout: SmbTimeout | None = None
+    smb_io_timeout: SmbTimeout | None = None
+    smb_rpc_timeout: SmbTimeout | None = None
+    maintenance_cron: MaintenanceCron = Field(default=None, description='given as "" or null: no window')
+    maintenance_duration_minutes: MaintenanceMinutes = None
+    maintenance_timezone: TimeZone | None = None
     bot_id: int | None = None
 
 
@@ -504,6 +578,12 @@ class ServerView(BaseModel):
     smb_share: str | None
     smb_share_folder: str | None
     smb_encrypt: bool
+    smb_connect_timeout: int
+    smb_io_timeout: int
+    smb_rpc_timeout: int
+    maintenance_cron: str | None
+    maintenance_duration_minutes: int | None
+    maintenance_timezone: str
     bot_id: int | None
     status: str
     status_reason: str | None
@@ -536,6 +616,12 @@ class ServerView(BaseModel):
             smb_share=server.smb_share,
             smb_share_folder=server.smb_share_folder,
             smb_encrypt=bool(server.smb_encrypt),
+            smb_connect_timeout=server.smb_connect_timeout or 15,
+            smb_io_timeout=server.smb_io_timeout or 60,
+            smb_rpc_timeout=server.smb_rpc_timeout or 60,
+            maintenance_cron=server.maintenance_cron,
+            maintenance_duration_minutes=server.maintenance_duration_minutes,
+            maintenance_timezone=server.maintenance_timezone or maintenance.DEFAULT_TIMEZONE,
             bot_id=server.bot_id,
             status=server.status.value,
             status_reason=server.status_reason,
@@ -585,6 +671,7 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
     """
     for name in ("config_test_command", "reload_command"):
         _check_command(data.server_type.value, name, None, getattr(data, name), custom_commands)
+    _check_window(data)
     with session_scope() as s:
         _check_bot(s, data.bot_id)
         connection = ServerConnection(data.connection)
@@ -632,6 +719,12 @@ def create_server(data: ServerInput, *, actor: str, custom_commands: bool = Fals
             smb_share=data.smb_share,
             smb_share_folder=data.smb_share_folder,
             smb_encrypt=data.smb_encrypt,
+            smb_connect_timeout=data.smb_connect_timeout,
+            smb_io_timeout=data.smb_io_timeout,
+            smb_rpc_timeout=data.smb_rpc_timeout,
+            maintenance_cron=data.maintenance_cron,
+            maintenance_duration_minutes=data.maintenance_duration_minutes,
+            maintenance_timezone=data.maintenance_timezone,
             bot_id=data.bot_id,
             status=ServerStatus.PENDING,
             created_by=actor,
@@ -667,6 +760,7 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
         _check_bot(s, data.bot_id)
         merged = _merged_input(server, data)  # the whole server must still validate
         _require_credentials_again(server, data, merged)
+        _check_window(merged)
         for name in ("config_test_command", "reload_command"):
             _check_command(
                 merged.server_type.value, name, getattr(server, name), getattr(merged, name), custom_commands
@@ -692,12 +786,18 @@ def update_server(server_id: int, data: ServerUpdate, *, actor: str, custom_comm
             "smb_share": merged.smb_share,
             "smb_share_folder": merged.smb_share_folder,
             "smb_encrypt": merged.smb_encrypt,
+            "smb_connect_timeout": merged.smb_connect_timeout,
+            "smb_io_timeout": merged.smb_io_timeout,
+            "smb_rpc_timeout": merged.smb_rpc_timeout,
+            "maintenance_cron": merged.maintenance_cron,
+            "maintenance_duration_minutes": merged.maintenance_duration_minutes,
+            "maintenance_timezone": merged.maintenance_timezone,
         }
         changed = [name for name, value in changes.items() if getattr(server, name) != value]
         # Commands run on every deploy: the audit keeps exactly what they were and became.
         shown: dict[str, str] = {
             name: f"{name}: {getattr(server, name)!r} -> {changes[name]!r}"
-            for name in ("config_test_command", "reload_command")
+            for name in ("config_test_command", "reload_command", *_WINDOW_FIELDS)
             if name in changed
         }
         for name in changed:
@@ -816,7 +916,8 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
             ):
                 raise _NotReady(f"the share {transport.settings.share} cannot be opened")
             checked.append(f"share {transport.settings.share}")
-            for path, label in ((access.app_path, f"the {_path_label(access.server_type)}"),
+            iis = access.server_type == ServerType.IIS.value
+            for path, label in ((None if iis else access.app_path, f"the {_path_label(access.server_type)}"),
                                 (access.keystore_folder, "the Key Store Folder Path")):  # fmt: skip
                 if not path:
                     continue
@@ -825,9 +926,22 @@ def _probe_windows(access: ServerAccess) -> CheckOutcome:
                 if found is None:
                     raise _NotReady(f"{label} {path} does not exist on the server")
                 checked.append(f"{path} exists")
+            if iis and access.keystore_folder:  # the PKCS#12 and its backup are written there
+                step = "writing to the Key Store Folder Path"
+                probe = f"{access.keystore_folder.rstrip(chr(92))}\\.certfleet-write-test-{secrets.token_hex(4)}"
+                transport.write_atomic(probe, b"", 0o600)
+                transport.remove(probe)
+                checked.append(f"{access.keystore_folder} is writable (a test file was written and removed)")
             step = "opening the service manager"
             ServiceControl(transport).check()
             checked.append("service manager (svcctl)")
+            if iis:  # the import and rebinding run through a PsExec-style service: ADMIN$ and service creation
+                step = "opening the share ADMIN$ (a PsExec-style run copies its service program there)"
+                transport.open_share("ADMIN$")
+                checked.append("share ADMIN$")
+                step = "asking the service manager for the right to create a service (PsExec-style run)"
+                ServiceControl(transport).check(create_services=True)
+                checked.append("may create services (PsExec-style PowerShell run)")
             if access.service_name:
                 step = f"looking up the service {access.service_name}"
                 ServiceControl(transport).state(access.service_name)
@@ -963,6 +1077,17 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+_WINDOW_FIELDS = ("maintenance_cron", "maintenance_duration_minutes", "maintenance_timezone")
+
+
+def _check_window(data: ServerInput) -> None:
+    """Each field was checked on its own; a window needs its cron expression and its duration together."""
+    try:
+        maintenance.check(data.maintenance_cron, data.maintenance_duration_minutes, data.maintenance_timezone)
+    except maintenance.WindowError as exc:
+        raise ServerNotValid(str(exc), field=exc.field) from None
+
+
 def _check_bot(session: Any, bot_id: int | None) -> None:
     if bot_id is not None and session.get(Bot, bot_id) is None:
         raise ServerNotValid(f"bot {bot_id} does not exist; choose a registered bot")
@@ -973,7 +1098,7 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         value = getattr(data, name)
         return current if value is None else value
 
-    def command(name: str, current: str | None) -> str | None:
+    def command(name: str, current: Any) -> Any:
         # given as "" or null: back to the type's own; omitted: kept
         return getattr(data, name) if name in data.model_fields_set else current
 
@@ -1011,6 +1136,12 @@ def _merged_input(server: Server, data: ServerUpdate) -> ServerInput:
         smb_share=pick("smb_share", server.smb_share),
         smb_share_folder=pick("smb_share_folder", server.smb_share_folder),
         smb_encrypt=pick("smb_encrypt", bool(server.smb_encrypt)),
+        smb_connect_timeout=pick("smb_connect_timeout", server.smb_connect_timeout or 15),
+        smb_io_timeout=pick("smb_io_timeout", server.smb_io_timeout or 60),
+        smb_rpc_timeout=pick("smb_rpc_timeout", server.smb_rpc_timeout or 60),
+        maintenance_cron=command("maintenance_cron", server.maintenance_cron),
+        maintenance_duration_minutes=command("maintenance_duration_minutes", server.maintenance_duration_minutes),
+        maintenance_timezone=pick("maintenance_timezone", server.maintenance_timezone or "UTC"),
         bot_id=pick("bot_id", server.bot_id),
     )
 
@@ -1059,4 +1190,4 @@ def _check_command(kind: str, field: str, old: str | None, new: str | None, cust
         )
 
 
-assert set(HANDLERS) == {t.value for t in ServerType}, "every server type has a handler"
+assert set(HANDLERS) | {ServerType.IIS.value} == {t.value for t in ServerType}, "every server type has a handler"

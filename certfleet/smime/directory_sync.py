@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, cast, func, insert, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.connectors.directory.azure_ad import (
     DEFAULT_AUTHORITY_HOST,
@@ -118,101 +119,148 @@ def _address(user: DirectoryUser) -> tuple[str | None, str | None]:
     )
 
 
+# The columns a sync compares and writes: read as plain rows, never as ORM objects (10,000 users a sync).
+_ROW = (
+    SmimeUser.id,
+    SmimeUser.name,
+    SmimeUser.email,
+    SmimeUser.designation,
+    SmimeUser.source,
+    SmimeUser.profile_id,
+    SmimeUser.directory_key,
+    SmimeUser.directory_state,
+)
+_SYNCED = ("name", "email", "designation", "source", "profile_id", "directory_key", "directory_state")
+CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's bound-parameter limits
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One directory user that passed the field rules."""
+
+    key: str
+    address: str
+    name: str
+    designation: str | None
+    state: str | None
+
+
+def _checked(entry: DirectoryUser, report: SyncReport) -> _Listed | None:
+    """The user's values, or None once the problem is reported."""
+    key = entry.user_principal_name
+    if not key:
+        report.report(f"{entry.id or '(no id)'}: Graph gave no userPrincipalName")
+        return None
+    address, problem = _address(entry)
+    if address is None:
+        report.report(problem or key)
+        return None
+    name = entry.display_name if entry.display_name is not None else ""
+    name_problem = USER_NAME.problem(name)
+    if name_problem:
+        report.report(f"{key}: name {name!r}: {name_problem}")
+        return None
+    designation = entry.job_title
+    if designation is not None and (designation_problem := DESIGNATION.problem(designation)):
+        report.report(f"{key}: designation {designation!r}: {designation_problem}")
+        return None
+    return _Listed(key, address, name, designation, None if entry.account_enabled else DISABLED)
+
+
+def _one_of(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], values: list[str], dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (...)`; on PostgreSQL `= ANY(array)`: one bound array instead of a page's 999 parameters, which
+    psycopg would otherwise parse out of a new statement text every page."""
+    if dialect == "postgresql":
+        return column == any_(cast(bindparam("values", values, type_=ARRAY(String)), ARRAY(String)))
+    return column.in_(values)
+
+
 def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser], report: SyncReport) -> None:
-    """Upsert one page of directory users into the profile's S/MIME users."""
-    profile = repo.get(session, DirectoryProfile, profile_id)
-    page = list(users)
-    keys = [u.user_principal_name for u in page if u.user_principal_name]
-    mine = {
-        u.directory_key: u
-        for u in session.scalars(
-            select(SmimeUser).where(SmimeUser.profile_id == profile_id, SmimeUser.directory_key.in_(keys))
-        )
-    }
-    addresses = [a.lower() for a in (_address(u)[0] for u in page) if a]
-    by_email = {
-        u.email.lower(): u for u in session.scalars(select(SmimeUser).where(func.lower(SmimeUser.email).in_(addresses)))
-    }
-    for entry in page:
+    """Upsert one page of directory users into the profile's S/MIME users: two SELECTs of plain rows, then one
+    bulk UPDATE and one bulk INSERT (executemany), in the caller's transaction."""
+    source = repo.get(session, DirectoryProfile, profile_id).name
+    listed: list[_Listed] = []
+    for entry in users:
         report.seen += 1
-        key = entry.user_principal_name
-        if not key:
-            report.report(f"{entry.id or '(no id)'}: Graph gave no userPrincipalName")
-            continue
-        address, problem = _address(entry)
-        if address is None:
-            report.report(problem or key)
-            continue
-        name = entry.display_name if entry.display_name is not None else ""
-        name_problem = USER_NAME.problem(name)
-        if name_problem:
-            report.report(f"{key}: name {name!r}: {name_problem}")
-            continue
-        designation = entry.job_title
-        if designation is not None and (designation_problem := DESIGNATION.problem(designation)):
-            report.report(f"{key}: designation {designation!r}: {designation_problem}")
-            continue
-        state = None if entry.account_enabled else DISABLED
-        user = mine.get(key)
-        holder = by_email.get(address.lower())
+        if (checked := _checked(entry, report)) is not None:
+            listed.append(checked)
+    rows: dict[int, dict[str, Any]] = {}  # id -> the stored row, shared by both lookups
+    mine: dict[str, dict[str, Any]] = {}
+    by_email: dict[str, dict[str, Any]] = {}
+    keys = list({u.key for u in listed})
+    addresses = list({u.address.lower() for u in listed})
+    dialect = session.get_bind().dialect.name
+    for row in session.execute(
+        select(*_ROW).where(SmimeUser.profile_id == profile_id, _one_of(SmimeUser.directory_key, keys, dialect))
+    ).mappings():
+        mine[row["directory_key"]] = rows.setdefault(row["id"], dict(row))
+    for row in session.execute(
+        select(*_ROW).where(_one_of(func.lower(SmimeUser.email), addresses, dialect))
+    ).mappings():
+        by_email[row["email"].lower()] = rows.setdefault(row["id"], dict(row))
+    inserts: list[dict[str, Any]] = []
+    changed: dict[int, dict[str, Any]] = {}
+    for u in listed:
+        user = mine.get(u.key)
+        holder = by_email.get(u.address.lower())
         if holder is not None and holder is not user:
-            if holder.profile_id is not None and holder.profile_id != profile_id:
-                report.report(f"{key}: {address} is already listed from another profile")
+            if holder["profile_id"] is not None and holder["profile_id"] != profile_id:
+                report.report(f"{u.key}: {u.address} is already listed from another profile")
                 continue
-            if holder.profile_id == profile_id and holder.directory_key not in (None, key):
-                report.report(f"{key}: {address} is already the address of {holder.directory_key}")
+            if holder["profile_id"] == profile_id and holder["directory_key"] not in (None, u.key):
+                report.report(f"{u.key}: {u.address} is already the address of {holder['directory_key']}")
                 continue
             if user is None:
                 user = holder  # a manually imported user (or one without a key): the profile takes it over
-        if state == DISABLED:
+        if u.state == DISABLED:
             report.disabled += 1
+        new = {
+            "name": u.name,
+            "email": u.address,
+            "designation": u.designation,
+            "source": source,
+            "profile_id": profile_id,
+            "directory_key": u.key,
+            "directory_state": u.state,
+        }
         if user is None:
-            user = SmimeUser(
-                name=name,
-                email=address,
-                designation=designation,
-                source=profile.name,
-                profile_id=profile_id,
-                directory_key=key,
-                directory_state=state,
-                status=SmimeStatus.AWAITING_ORDER,
-                created_at=utcnow(),
-            )
-            session.add(user)
-            by_email[address.lower()] = user
-            mine[key] = user
+            user = {"id": None, **new, "status": SmimeStatus.AWAITING_ORDER, "created_at": utcnow()}
+            inserts.append(user)
+            by_email[u.address.lower()] = mine[u.key] = user
             report.added += 1
             continue
-        new = {
-            "name": name,
-            "email": address,
-            "designation": designation,
-            "source": profile.name,
-            "profile_id": profile_id,
-            "directory_key": key,
-            "directory_state": state,
-        }
-        if all(getattr(user, k) == v for k, v in new.items()):
+        if all(user[k] == v for k, v in new.items()):
             report.unchanged += 1
             continue
-        if user.email.lower() != address.lower():
-            by_email.pop(user.email.lower(), None)
-            by_email[address.lower()] = user
-        for k, v in new.items():
-            setattr(user, k, v)
+        if user["email"].lower() != u.address.lower():
+            by_email.pop(user["email"].lower(), None)
+            by_email[u.address.lower()] = user
+        user.update(new)
+        if user["id"] is not None:
+            changed[user["id"]] = user
         report.updated += 1
-    session.flush()
+    # Updates first, as the ORM's flush orders them: an address a user gives up may be taken by a new user.
+    if changed:
+        session.execute(update(SmimeUser), [{"id": i, **{k: r[k] for k in _SYNCED}} for i, r in changed.items()])
+    if inserts:
+        session.execute(insert(SmimeUser), [{k: v for k, v in r.items() if k != "id"} for r in inserts])
 
 
 def finish(session: Session, profile_id: int, seen_keys: set[str], report: SyncReport) -> None:
     """After every page was read: flag the profile's users Graph no longer lists; record the outcome."""
     profile = repo.get(session, DirectoryProfile, profile_id)
-    for user in session.scalars(
-        select(SmimeUser).where(SmimeUser.profile_id == profile_id, SmimeUser.directory_key.is_not(None))
-    ):
-        if user.directory_key not in seen_keys and user.directory_state != VANISHED:
-            user.directory_state = VANISHED
-            report.vanished += 1
+    listed = session.execute(
+        select(SmimeUser.id, SmimeUser.directory_key, SmimeUser.directory_state).where(
+            SmimeUser.profile_id == profile_id, SmimeUser.directory_key.is_not(None)
+        )
+    )
+    gone = [i for i, key, state in listed if key not in seen_keys and state != VANISHED]
+    for start in range(0, len(gone), CHUNK):
+        chunk = gone[start : start + CHUNK]
+        session.execute(update(SmimeUser).where(SmimeUser.id.in_(chunk)).values(directory_state=VANISHED))
+    report.vanished += len(gone)
     profile.last_sync_status = SUCCEEDED
     profile.last_sync_error = None
     profile.last_sync_at = utcnow()

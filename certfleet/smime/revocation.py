@@ -135,7 +135,8 @@ def record_order_revoked(session: Session, order_id: int, reason: str) -> None:
     if order.state == REVOKED:
         return  # recorded by an earlier run: keep its time
     order.state, order.revocation_reason, order.revoked_at = REVOKED, reason, utcnow()
-    order.private_key = None  # issued but not delivered yet: the key of a revoked certificate is of no use
+    # Issued but not delivered yet: the key (and the sealed PKCS#12) of a revoked certificate are of no use.
+    order.private_key, order.pkcs12, order.pkcs12_password = None, None, None
     session.add(AuditEvent(actor=ACTOR, action="revoke-smime", object_type="SmimeUser", object_id=str(order.user_id),
                            outcome="success", detail=f"serial {order.serial_number}; {reason}"))  # fmt: skip
 

@@ -2,29 +2,34 @@
 
 1. `open_order`: the order row is written first (idempotency key), then the key and the CSR (the address as
    rfc822Name SAN; the CA adds emailProtection and digitalSignature + keyEncipherment for RSA keys): CSR Pending.
-2. `issue`: the CA connector issues with its S/MIME profile: Certificate Issued, Expiry Date filled.
-3. `deliver`: a PKCS#12 (leaf, chain, key) under a generated password is written to a per-user folder of the
-   delivery directory (`<dir>/<address>/<address>.p12`, the password beside it in `password.txt`, both mode
-   0600, written to a temporary name and renamed): Certificate Installed; the stored key is dropped.
+2. `next_ca_call` / `call_ca` / `record_result`: the CA connector issues with its S/MIME profile (the built-in
+   CA's, DigiCert's Secure Email product, emSign's S/MIME product): Certificate Issued, Expiry Date filled. A remote
+   CA's order id is recorded on the order the moment the CA answers (`SmimeOrderJournal`); an order the CA holds
+   pending (approval, validation) stays CSR Pending and is polled by that id, never placed again.
+3. `package`: a PKCS#12 (leaf, chain, key) under a generated password, sealed on the order (the key column is
+   emptied), so a retried delivery sends the same file and password.
+4. delivery (certfleet.smime.senders) to the configured target (a folder, an SMB share or two e-mails), then
+   `delivered`: Certificate Installed; the sealed PKCS#12 and password are dropped. A failed delivery leaves the
+   user at Certificate Issued with the reason on the order; a re-run delivers without ordering again.
 A re-run finds the user's open order and carries on from its state; it never orders twice.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from certfleet.connectors.base import IssueRequest, Profile
+from certfleet.connectors.base import IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
-from certfleet.pki.bundle import to_pkcs12
+from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
+from certfleet.pki.bundle import key_matches_certificate, to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import (
     DEFAULT_KEY_SPEC,
@@ -35,7 +40,9 @@ from certfleet.pki.keys import (
     private_key_to_pem,
 )
 from certfleet.pki.parse import load_material, serial_hex
+from certfleet.smime.order_journal import SmimeOrderJournal
 from certfleet.smime.selection import UserFilter, users_query
+from certfleet.smime.senders import Parcel
 
 FAILED = "Failed"
 OPEN_STATES = (SmimeStatus.CSR_PENDING.value, SmimeStatus.CERTIFICATE_ISSUED.value)
@@ -48,6 +55,27 @@ def users_to_order(
     """Users awaiting an order (or with an order left open by an earlier run), not ignored, still in the directory;
     narrowed to `user_ids` and the filter. A renewal also takes the named users whose certificate is installed."""
     return list(session.scalars(users_query(user_ids, user_filter, renewal=renewal)))
+
+
+# The connector kinds that issue S/MIME certificates, and what each orders (shown when another kind is refused).
+SMIME_KINDS = {
+    "local": "the built-in CA's S/MIME profile",
+    "digicert": "DigiCert's Secure Email product",
+    "emsign": "emSign's S/MIME product",
+}
+
+
+def smime_problem(connector: CAConnector) -> str | None:
+    """Why this connector cannot issue S/MIME certificates, or None when it can."""
+    if connector.kind in SMIME_KINDS:
+        return None
+    kinds = ", ".join(SMIME_KINDS.values())
+    if connector.kind == "adcs":
+        return (
+            f"CA connector {connector.name} (AD CS) has one certificate template, for its TLS orders, and no S/MIME "
+            f"template; choose a connector that issues S/MIME: {kinds}"
+        )
+    return f"CA connector {connector.name} ({connector.kind}) does not issue S/MIME certificates; choose {kinds}"
 
 
 def connector_for(session: Session, user: SmimeUser, ca_connector_id: int | None) -> CAConnector:
@@ -63,11 +91,9 @@ def connector_for(session: Session, user: SmimeUser, ca_connector_id: int | None
         if found is None:
             raise PermanentConnectorError("no CA connector is chosen and there is no built-in CA")
         connector = found
-    if connector.kind != "local":
-        raise PermanentConnectorError(
-            f"CA connector {connector.name} ({connector.kind}): this version orders S/MIME certificates only from "
-            "the built-in CA"
-        )
+    problem = smime_problem(connector)
+    if problem:
+        raise PermanentConnectorError(problem)
     return connector
 
 
@@ -119,73 +145,134 @@ def make_csr(session: Session, order_id: int, key_spec: KeySpec | None = None, *
         user.status = SmimeStatus.CSR_PENDING
 
 
-def issue(session: Session, order_id: int) -> None:
-    from certfleet.tasks.build import build_ca  # the connector factory (the built-in CA reads its key from the DB)
+@dataclass(frozen=True)
+class CaCall:
+    """What to ask the CA for an order: place it (`request`), or poll the order the CA holds (`ca_order_id`)."""
 
+    connector_id: int
+    request: IssueRequest
+    ca_order_id: str | None
+
+
+def next_ca_call(session: Session, order_id: int) -> CaCall | None:
+    """The CA call an order needs, or None when it holds its certificate. A placement is counted on the order
+    (committed by the caller before the CA is called), so a retry knows an earlier outcome may be unknown."""
     order = repo.get(session, SmimeOrder, order_id)
     if order.pem_chain:
-        return
+        return None
+    if order.state == FAILED:
+        raise PermanentConnectorError(f"S/MIME order {order_id} failed: {order.error}")
     if order.state not in OPEN_STATES:  # cancelled: the user was revoked while this run waited
         raise PermanentConnectorError(f"S/MIME order {order_id} is {order.state}: nothing to issue")
     if not order.csr_pem:
         raise PermanentConnectorError(f"S/MIME order {order_id} has no CSR")
-    ca = build_ca(session, repo.get(session, CAConnector, order.ca_connector_id))
-    result = ca.issue(IssueRequest(csr_pem=order.csr_pem, profile=Profile.SMIME, idempotency_key=order.idempotency_key))
+    if order.ca_order_id is None:
+        order.ca_submits += 1
+    request = IssueRequest(csr_pem=order.csr_pem, profile=Profile.SMIME, idempotency_key=order.idempotency_key)
+    return CaCall(order.ca_connector_id, request, order.ca_order_id)
+
+
+def call_ca(session: Session, call: CaCall) -> IssueResult:
+    """Place or poll the order; a remote CA records its order id on `smime_orders` as soon as it answers."""
+    from certfleet.tasks.build import build_ca  # the connector factory (the built-in CA reads its key from the DB)
+
+    connector = repo.get(session, CAConnector, call.connector_id)
+    ca = build_ca(session, connector, SmimeOrderJournal(connector.id))
+    return ca.status(call.ca_order_id) if call.ca_order_id else ca.issue(call.request)
+
+
+def record_result(session: Session, order_id: int, result: IssueResult) -> bool:
+    """True when the certificate arrived (checked: the CSR's key, the user's address, emailProtection): Certificate
+    Issued and Expiry Date filled. False while the CA holds the order pending (the order stays CSR Pending)."""
+    order = repo.get(session, SmimeOrder, order_id)
+    order.ca_order_id = result.ca_order_id or order.ca_order_id
     if result.pem_chain is None:
-        raise PermanentConnectorError(f"the CA did not issue S/MIME order {order_id} at once")
+        return False
+    user = repo.get(session, SmimeUser, order.user_id)
     leaf = load_material(result.pem_chain.encode()).certificates[0]
+    problem = _not_smime_for(leaf, user.email, order.private_key)
+    if problem:
+        raise PermanentConnectorError(f"the CA sent a certificate certfleet cannot deliver for {user.email}: {problem}")
     order.pem_chain = result.pem_chain
     order.serial_number = serial_hex(leaf.serial_number)
     order.expires_on = leaf.not_valid_after_utc.astimezone(UTC)
     order.not_before = leaf.not_valid_before_utc.astimezone(UTC)
     order.state = SmimeStatus.CERTIFICATE_ISSUED.value
-    user = repo.get(session, SmimeUser, order.user_id)
+    order.error = None
     user.status = SmimeStatus.CERTIFICATE_ISSUED
     user.expires_on = order.expires_on
+    return True
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _not_smime_for(leaf: x509.Certificate, email: str, private_key: bytes | None) -> str | None:
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        mailboxes = sans.get_values_for_type(x509.RFC822Name)
+    except x509.ExtensionNotFound:
+        mailboxes = []
+    if email not in mailboxes:
+        return f"its subject alternative names hold no rfc822Name {email} ({', '.join(mailboxes) or 'none'})"
+    try:
+        usages = list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = []
+    if ExtendedKeyUsageOID.EMAIL_PROTECTION not in usages:
+        return "it has no emailProtection extended key usage"
+    if private_key is not None and not key_matches_certificate(load_private_key(private_key, trusted=True), leaf):
+        return "it is for another key than the CSR's"
+    return None
 
 
-def user_folder(delivery_dir: Path, email: str) -> Path:
-    if "/" in email or "\\" in email or email.startswith("."):
-        raise PermanentConnectorError(f"{email!r} cannot name a folder")
-    return delivery_dir / email
+def fail_order(session: Session, order_id: int, message: str) -> None:
+    """The CA refused or ended the order: Failed, so a later rollout opens a new order (new key) for the user."""
+    order = repo.get(session, SmimeOrder, order_id)
+    order.state = FAILED
+    order.error = message
 
 
-def deliver(session: Session, order_id: int, delivery_dir: Path) -> str:
-    """Write the PKCS#12 and its password to the user's folder; returns the PKCS#12's path."""
+def package(session: Session, order_id: int) -> Parcel | None:
+    """The order's PKCS#12 (leaf, chain, key) under a generated password, built on the first delivery attempt and
+    kept sealed on the order (the key column is emptied: the sealed file replaces it), so every retry delivers the
+    same file and password. None when the order is delivered already."""
     order = repo.get(session, SmimeOrder, order_id)
     user = repo.get(session, SmimeUser, order.user_id)
     if order.state == SmimeStatus.CERTIFICATE_INSTALLED.value and order.delivered_to:
-        return order.delivered_to
-    if not order.pem_chain or order.private_key is None:
-        raise PermanentConnectorError(f"S/MIME order {order_id} has no certificate and key to deliver")
-    certs: list[x509.Certificate] = load_material(order.pem_chain.encode()).certificates
-    key = load_private_key(order.private_key, trusted=True)
-    password = secrets.token_urlsafe(18)
-    bundle = to_pkcs12(key, certs, password.encode(), friendly_name=user.email)
-    folder = user_folder(delivery_dir, user.email)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    p12 = folder / f"{user.email}.p12"
-    _write_private(folder / "password.txt", password.encode() + b"\n")
-    _write_private(p12, bundle)
-    order.delivered_to = str(p12)
-    order.private_key = None  # delivered: certfleet keeps no copy of the user's key
+        return None
+    if order.pkcs12 is None or order.pkcs12_password is None:
+        if not order.pem_chain or order.private_key is None:
+            raise PermanentConnectorError(f"S/MIME order {order_id} has no certificate and key to deliver")
+        certs: list[x509.Certificate] = load_material(order.pem_chain.encode()).certificates
+        key = load_private_key(order.private_key, trusted=True)
+        password = secrets.token_urlsafe(18)
+        order.pkcs12 = to_pkcs12(key, certs, password.encode(), friendly_name=user.email)
+        order.pkcs12_password = password
+        order.private_key = None
+    mailed = order.pkcs12_mailed_at is not None
+    return Parcel(user.email, user.name, order.pkcs12, order.pkcs12_password, mailed=mailed)
+
+
+def mark_mailed(session: Session, order_id: int) -> None:
+    """The PKCS#12 mail went out: a retry sends only the password mail."""
+    repo.get(session, SmimeOrder, order_id).pkcs12_mailed_at = utcnow()
+
+
+def delivered_to(session: Session, order_id: int) -> str:
+    return repo.get(session, SmimeOrder, order_id).delivered_to or ""
+
+
+def delivered(session: Session, order_id: int, where: str) -> None:
+    """Certificate Installed; the sealed PKCS#12 and its password are dropped: certfleet keeps no copy of the key."""
+    order = repo.get(session, SmimeOrder, order_id)
+    user = repo.get(session, SmimeUser, order.user_id)
+    order.delivered_to = where
+    order.pkcs12 = None
+    order.pkcs12_password = None
+    order.error = None
     order.state = SmimeStatus.CERTIFICATE_INSTALLED.value
     user.status = SmimeStatus.CERTIFICATE_INSTALLED
     user.expires_on = order.expires_on
     user.renewal_attempts, user.renewal_next_attempt_at = 0, None  # renewed (or first delivered): no retry pending
-    repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=str(p12))
-    return str(p12)
+    repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=where)
 
 
 def fail(session: Session, user_id: int, message: str) -> None:

@@ -17,6 +17,7 @@ from certfleet.ca_admin.forms import https_url
 from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
+from certfleet.smime.rollout import smime_problem
 
 MANUAL_SOURCE = "Manual Import"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -128,9 +129,13 @@ def save_profile(
         raise InputError("client_secret: required", field="client_secret")
     if profile_fields.ca_connector_id not in (None, "", "none"):
         try:
-            profile.ca_connector_id = repo.get(session, CAConnector, int(profile_fields.ca_connector_id)).id
+            connector = repo.get(session, CAConnector, int(profile_fields.ca_connector_id))
         except (ValueError, repo.NotFound):
             raise InputError("choose an existing CA connector", field="ca_connector_id") from None
+        problem = smime_problem(connector)  # the profile's users are ordered from it
+        if problem:
+            raise InputError(f"ca_connector_id: {problem}", field="ca_connector_id")
+        profile.ca_connector_id = connector.id
     profile.authority_host = _endpoint(profile_fields.authority_host, "authority_host")
     profile.graph_base = _endpoint(profile_fields.graph_base, "graph_base")
     profile.ca_bundle_pem = _bundle(profile_fields.ca_bundle_pem)

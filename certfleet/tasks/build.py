@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateAuthority, ServerHandler
+from certfleet.connectors.ca.journal import OrderJournal
 from certfleet.connectors.ca.local import CAMaterial, LocalCA, create_ca_material
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.local import LocalTransport
@@ -48,7 +49,8 @@ def built_in_crl(session: Session, connector: CAConnector) -> bytes:
     return crl.public_bytes(serialization.Encoding.DER)
 
 
-def build_ca(session: Session, connector: CAConnector) -> CertificateAuthority:
+def build_ca(session: Session, connector: CAConnector, journal: OrderJournal | None = None) -> CertificateAuthority:
+    """`journal`: where a remote CA's order ids are recorded (default: the TLS orders table)."""
     if connector.kind == LocalCA.kind:
         return LocalCA(
             local_ca_material(session, connector),
@@ -62,7 +64,7 @@ def build_ca(session: Session, connector: CAConnector) -> CertificateAuthority:
 
     if connector.kind in REMOTE_KINDS:
         # Remote CAs: the order journal and the Prefect rate limit come from the task layer.
-        return build_remote_ca(StoredConnector.of(connector), runtime_hooks(connector))
+        return build_remote_ca(StoredConnector.of(connector), runtime_hooks(connector, journal))
     raise PermanentConnectorError(f"CA connector kind {connector.kind!r} is not supported by this version")
 
 

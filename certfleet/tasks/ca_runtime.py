@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from certfleet.ca_admin.runtime import RuntimeHooks
 from certfleet.ca_admin.service import rate_limit_of
-from certfleet.connectors.ca.journal import IssuedOrder, PriorOrder
+from certfleet.connectors.ca.journal import IssuedOrder, OrderJournal, PriorOrder
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.connectors.servers.transport import Transport
 from certfleet.models.db import session_scope
@@ -193,10 +193,10 @@ def prefect_throttle(connector_id: int, per_second: float, burst: int) -> Callab
     return throttle
 
 
-def runtime_hooks(connector: CAConnector) -> RuntimeHooks:
+def runtime_hooks(connector: CAConnector, journal: OrderJournal | None = None) -> RuntimeHooks:
     rate, burst = rate_limit_of(connector)
     return RuntimeHooks(
-        journal=DbOrderJournal(connector.id),
+        journal=journal or DbOrderJournal(connector.id),
         throttle=prefect_throttle(connector.id, rate, burst),
         transports_for=transports_for_order,
     )

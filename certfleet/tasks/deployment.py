@@ -1,7 +1,8 @@
 """Deploying to one target: journal, back up, install atomically, config test, reload, prove, or restore.
 
 Every change on a server is journalled (committed) before it happens, so `rollback-deployment` can undo
-it from any process, even after the worker that made it died. The tasks read their job and write the
+it from any process, even after the worker that made it died: a replaced file with its backup path, a change
+that is no file (an IIS binding) with its own undo data, measured before it runs. The tasks read their job and write the
 journal through a `JobStore`: the database on the central host, certfleet's API on a bot. What a run has
 already changed is also kept in memory, so a run whose store stops answering (a revoked bot token, a lost
 API) still puts the server back as it was before it fails.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -34,6 +36,7 @@ class _InFlight:
 
     handler: ServerHandler
     backups: list[Backup] = field(default_factory=list)  # newest last
+    undos: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (action, undo data), newest last
     reloaded: bool = False
     shared_key: tuple[str, int, str] | None = None  # (flow run, server, serial) once its files stay in place
 
@@ -77,6 +80,9 @@ def install_on_target(deployment_id: int) -> None:
     with _in_flight_lock:
         _in_flight[deployment_id] = _InFlight(handler, shared_key=shared_key)
     writes = handler.plan(bundle)
+    # A change that is no file reads what it will replace first: a refusal there (an unknown IIS site, no binding
+    # on the port) comes before anything on the server changes.
+    changes = [(change, change.measure()) for change in handler.changes(bundle)]
     for write in writes:
         if write.path in written_before:
             step_id = store.journal(deployment_id, SHARED_FILE, path=write.path)
@@ -91,6 +97,11 @@ def install_on_target(deployment_id: int) -> None:
         _in_flight[deployment_id].backups.append(backup)
         store.update_step(step_id, existed_before=backup.existed)
         handler.install(write)
+        store.update_step(step_id, state=StepState.DONE)
+    for change, undo in changes:
+        step_id = store.journal(deployment_id, change.action, path=change.subject, undo=undo)
+        _in_flight[deployment_id].undos.append((change.action, undo))
+        change.apply(undo)
         store.update_step(step_id, state=StepState.DONE)
     _run_step(store, deployment_id, handler, CONFIG_TEST)
     _run_step(store, deployment_id, handler, RELOAD)
@@ -162,8 +173,11 @@ def restore_target(deployment_id: int, reason: str) -> str:
     check_note = ""
     try:
         handler = build_handler(job, store)
-        for item in plan.items:
-            handler.restore(item.backup())
+        for item in plan.items:  # newest first: an IIS binding is put back before the PFX file under it
+            if item.undo is not None:
+                handler.undo(item.action, item.undo)
+            else:
+                handler.restore(item.backup())
             store.update_step(item.step_id, state=StepState.RESTORED)
         _forget(deployment_id)
         if plan.reloaded:
@@ -201,14 +215,18 @@ def _restore_unrecorded(store: JobStore, deployment_id: int, reason: str, exc: E
     with _in_flight_lock:
         work = _in_flight.pop(deployment_id, None)
     undone = "nothing had been changed"
-    if work is not None and work.backups:
+    if work is not None and (work.backups or work.undos):
         try:
+            for action, data in reversed(work.undos):  # made after the files: undone before them
+                work.handler.undo(action, data)
             for backup in reversed(work.backups):
                 work.handler.restore(backup)
             if work.reloaded:
                 work.handler.verify()
                 work.handler.activate()
             undone = f"the {len(work.backups)} file(s) this run replaced were put back"
+            if work.undos:
+                undone += f" and its {len(work.undos)} other change(s) undone"
         except ConnectorError as undo_exc:
             undone = f"putting the files back failed too: {undo_exc}"
     raise PermanentConnectorError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import IssueRequest, IssueResult, Profile
@@ -20,6 +21,7 @@ from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
 from certfleet.pki.parse import describe, load_material
 from certfleet.pki.policy import vulnerability_reasons
+from certfleet.renewal import ari
 from certfleet.settings import get_settings
 from certfleet.tasks.build import build_ca
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
@@ -86,6 +88,7 @@ def submit_order(order_id: int) -> bool:
             profile=Profile(cert.profile),
             validity_days=cert.validity_days,
             idempotency_key=order.idempotency_key,
+            replaces=replaced_cert_id(s, order),
         )
         repo.note_order(order, OrderState.SUBMITTED, "sent to the CA")
     try:
@@ -131,6 +134,7 @@ def _record_result(order_id: int, result: IssueResult) -> bool:
         cert = order.certificate
         cert.ca_order_id = order.ca_order_id
         cert.dcv_status = result.dcv_status or cert.dcv_status
+        cert.validation_status = result.validation_status or cert.validation_status
         if result.pem_chain is None:
             repo.note_order(order, OrderState.PENDING, f"CA order {order.ca_order_id}")
             cert.status = CertificateStatus.ORDER_PENDING
@@ -169,6 +173,28 @@ def record_issued(order_id: int) -> str:
         order.private_key = None  # one encrypted copy is enough
         order.serial_number = serial
         return serial
+
+
+def replaced_cert_id(s: Session, order: Order) -> str | None:
+    """The ARI CertID (RFC 9773) of the certificate this order renews: the row's current one, if this same CA
+    connector issued it through certfleet (a CA refuses to replace another CA's certificate)."""
+    cert = order.certificate
+    if not cert.pem_chain or not cert.serial_number:
+        return None
+    ours = s.scalar(
+        select(Order.id).where(
+            Order.certificate_id == cert.id,
+            Order.ca_connector_id == order.ca_connector_id,
+            Order.serial_number == cert.serial_number,
+            Order.id != order.id,
+        )
+    )
+    if ours is None:
+        return None
+    try:
+        return ari.cert_id(load_material(cert.pem_chain.encode()).certificates[0])
+    except (ari.AriError, CertificateFormatError, IndexError):
+        return None
 
 
 def make_current(s: Session, cert: Certificate, pem_chain: str, private_key: bytes) -> str:

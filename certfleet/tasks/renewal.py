@@ -90,7 +90,7 @@ def find_due(now: datetime | None = None) -> list[Due]:
                         idempotency_key=key,
                     )
                 )
-            elif cert.status in NOT_SERVED_YET:
+            elif cert.status in NOT_SERVED_YET and not _waits_for_window(cert, now):
                 since = deployment.finished_at if deployment and deployment.finished_at else cert.issued_on
                 if since is None or since + REDEPLOY_AFTER <= now:
                     after = f"{deployment.id}-{deployment.finished_at or 'running'}" if deployment else "none"
@@ -105,6 +105,11 @@ def find_due(now: datetime | None = None) -> list[Due]:
                         )
                     )
     return due
+
+
+def _waits_for_window(cert: Certificate, now: datetime) -> bool:
+    """A deploy run is already scheduled for a target's maintenance window: starting another would deploy twice."""
+    return any(t.deploy_waits_until is not None and t.deploy_waits_until > now for t in cert.targets)
 
 
 def _renewal_due(cert: Certificate, now: datetime) -> bool:

@@ -235,8 +235,46 @@ def test_up_serves_the_flows_and_provisions_the_demo_fleet(running_up: Up) -> No
     listing = _run(data_dir, "certificates")
     assert "web-1.demo.certfleet.test" in listing.stdout
     assert previous is not None
+    _deploy_waits_for_a_maintenance_window(up)
     _demo_fleet_is_healthy_on_the_dashboard(up)
     assert_healthy(up.console)
+
+
+def _deploy_waits_for_a_maintenance_window(up: Up) -> None:
+    """`certfleet deploy` to a server outside its window schedules the run for the window and returns; with
+    --ignore-window it deploys now (through the served flows) and the audit log records who said so."""
+    from datetime import UTC, datetime, timedelta
+
+    opening = (datetime.now(UTC) + timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
+    db_path = up.data_dir / "certfleet.db"
+    with sqlite3.connect(db_path) as db:
+        (server_id,) = db.execute("SELECT server_id FROM deployment_targets WHERE certificate_id = 2").fetchone()
+        db.execute(
+            "UPDATE servers SET maintenance_cron = ?, maintenance_duration_minutes = 60 WHERE id = ?",
+            (f"0 {opening.hour} * * *", server_id),
+        )
+    port = str(up.port)
+    later = _run(up.data_dir, "deploy", "2", CERTFLEET_PREFECT_PORT=port, timeout=180)
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert f"at-{opening:%Y%m%d%H%M}: Scheduled" in later.stdout
+    assert "waits for its server's maintenance window" in later.stdout
+    with sqlite3.connect(db_path) as db:
+        (waits,) = db.execute("SELECT deploy_waits_until FROM deployment_targets WHERE certificate_id = 2").fetchone()
+    assert waits.startswith(f"{opening:%Y-%m-%d %H:%M}")
+    now = _run(up.data_dir, "deploy", "2", "--ignore-window", CERTFLEET_PREFECT_PORT=port, timeout=180)
+    assert now.returncode == 0, now.stdout + now.stderr
+    assert ": Completed" in now.stdout
+    with sqlite3.connect(db_path) as db:
+        actors = [
+            r[0]
+            for r in db.execute(
+                "SELECT actor FROM audit_events WHERE action = ?", ("deploy-ignoring-maintenance-window",)
+            )
+        ]
+        (status,) = db.execute("SELECT status FROM certificates WHERE id = 2").fetchone()
+        db.execute("UPDATE servers SET maintenance_cron = NULL, maintenance_duration_minutes = NULL")
+    assert [a.startswith("cli:") for a in actors] == [True]
+    assert status == "Deployed"
 
 
 def _demo_fleet_is_healthy_on_the_dashboard(up: Up) -> None:

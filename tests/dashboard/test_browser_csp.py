@@ -18,7 +18,8 @@ from tests.dashboard.test_browser import browser, shot, site  # noqa: F401 - fix
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 PAGES = ["/", "/bots", "/bots/new", "/certificates", "/certificates/new", "/servers", "/servers/new", "/smime",
-         "/smime/import", "/smime/profiles", "/orders", "/ca-connectors", "/ca-connectors/new?kind=emca",
+         "/smime/import", "/smime/profiles", "/smime/delivery?method=smb", "/smime/delivery?method=email",
+         "/orders", "/ca-connectors", "/ca-connectors/new?kind=emca",
          "/audit", "/users", "/account/tokens", "/discovery", "/discovery-runs", "/discovery/import",
          "/private-roots", "/notifications", "/notifications/channels/new?kind=email",
          "/notifications/channels/new?kind=webhook"]  # fmt: skip

@@ -10,7 +10,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from certfleet.models.db import session_scope
-from certfleet.models.orm import ApiToken, Bot
+from certfleet.models.orm import ApiToken, Bot, Server, ServerConnection
 from tests.dashboard.conftest import Accounts, auth, login
 
 SURROGATE = "abc\ud800def"
@@ -301,3 +301,27 @@ def test_certificate_names_take_wildcards_only_as_the_whole_leftmost_label(
         refused(client.post("/api/v1/certificates", json=bad_san, headers=operator), "sans", words)
     twice = {"common_name": "a.example.test", "sans": ["a.example.test", "A.example.test"]}
     refused(client.post("/api/v1/certificates", json=twice, headers=operator), "sans", "A.example.test is given twice")
+
+
+def test_edge_whitespace_in_a_common_name_path_or_sni_name_is_refused_not_trimmed(
+    client: TestClient, accounts: Accounts
+) -> None:
+    operator = auth(accounts, "operator")
+    padded = client.post("/api/v1/certificates", json={"common_name": " padded.example.test"}, headers=operator)
+    refused(padded, "common_name", "starts with whitespace (U+0020)")
+    cert_id = _certificate(client, accounts)
+    with session_scope() as s:
+        server = Server(description="edge-1", host="127.0.0.1", ports=[443], connection=ServerConnection.LOCAL,
+                        server_type="nginx", bot_id=accounts.boot.local_bot_id)  # fmt: skip
+        s.add(server)
+        s.flush()
+        server_id = server.id
+    target = {"server_id": server_id, "port": 443, "cert_path": "/srv/tls/a.pem", "key_path": "/srv/tls/a.key"}
+    url = f"/api/v1/certificates/{cert_id}/targets"
+    refused(client.post(url, json={**target, "cert_path": "/srv/tls/a.pem "}, headers=operator), "cert_path",
+            "ends with whitespace (U+0020)")  # fmt: skip
+    refused(client.post(url, json={**target, "server_name": " www.example.test"}, headers=operator), "server_name",
+            "starts with whitespace")  # fmt: skip
+    made = client.post(url, json=target, headers=operator)
+    assert made.status_code == 201, made.text
+    assert made.json()["targets"][0]["cert_path"] == "/srv/tls/a.pem", made.json()

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, DeploymentTarget, Server, ServerConnection
-from tests.dashboard.conftest import Accounts, auth
+from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -98,3 +98,56 @@ def test_deploy_to_a_server_without_a_bot_is_refused_with_the_reason(
     response = client.post(f"/api/v1/certificates/{cert_id}/deploy", headers=auth(accounts, "operator"))
     assert response.status_code == 422
     assert response.json()["detail"].startswith("no bot is assigned to server local (127.0.0.1)")
+
+
+def test_deploy_waits_for_the_servers_maintenance_window_unless_told_to_ignore_it(
+    client: TestClient, accounts: Accounts, prefect_api: str
+) -> None:
+    from datetime import timedelta
+
+    from prefect import get_client
+
+    from certfleet.models.orm import utcnow
+
+    cert_id = _configured_certificate(accounts, with_target=True)
+    _issued(cert_id)
+    opening = (utcnow() + timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
+    with session_scope() as s:
+        server = s.query(Server).one()
+        server.maintenance_cron, server.maintenance_duration_minutes = f"0 {opening.hour} * * *", 60
+    operator = auth(accounts, "operator")
+
+    response = client.post(f"/api/v1/certificates/{cert_id}/deploy", headers=operator)
+    assert response.status_code == 202, response.text
+    (waiting,) = response.json()["runs"]
+    with get_client(sync_client=True) as c:
+        run = c.read_flow_run(waiting["flow_run_id"])
+    assert run.state is not None
+    assert run.state.state_details.scheduled_time == opening
+    shown = client.get(f"/api/v1/certificates/{cert_id}", headers=operator).json()
+    assert shown["targets"][0]["deploy_waits_until"] == opening.isoformat()
+    assert f"waiting for maintenance window at {opening:%Y-%m-%d %H:%M} UTC" in shown["status_reason"]
+
+    with session_scope() as s:  # the page reads the chain: none rather than this test's stand-in
+        s.get(Certificate, cert_id).pem_chain = None  # type: ignore[union-attr]
+    login(client, "operator")
+    page = client.get(f"/certificates/{cert_id}").text
+    assert f"waiting for maintenance window at {opening:%Y-%m-%d %H:%M} UTC" in page
+    assert 'data-testid="deploy-ignore-window"' in page
+    _issued(cert_id)
+
+    refused = client.post(f"/api/v1/certificates/{cert_id}/provision", json={"ignore_window": True}, headers=operator)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "ignore_window"
+
+    now = client.post(f"/api/v1/certificates/{cert_id}/deploy", json={"ignore_window": True}, headers=operator)
+    assert now.status_code == 202, now.text
+    with get_client(sync_client=True) as c:
+        run = c.read_flow_run(now.json()["runs"][0]["flow_run_id"])
+    assert run.state is not None
+    assert run.state.state_details.scheduled_time is not None
+    assert run.state.state_details.scheduled_time < utcnow() + timedelta(minutes=1)
+    with session_scope() as s:
+        event = s.query(AuditEvent).filter_by(action="deploy-ignoring-maintenance-window").one()
+        assert event.actor == "operator"
+        assert s.query(DeploymentTarget).one().deploy_waits_until is None

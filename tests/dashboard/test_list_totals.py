@@ -35,6 +35,7 @@ from certfleet.models.orm import (
     Server,
     ServerConnection,
     ServerStatus,
+    SmimeOrder,
     SmimeStatus,
     SmimeUser,
     User,
@@ -92,9 +93,16 @@ def _seed(accounts: Accounts) -> None:
                             error="none", flow_run_id="00000000-0000-0000-0000-000000000000"))  # fmt: skip
         s.add(CAConnector(kind="acme", name="Pebble", base_url="https://127.0.0.1:14000/dir", created_by="test"))
         for i in range(3):
-            s.add(SmimeUser(name=f"User {i}", email=f"user{i}@example.test", designation="Engineer", source="Manual",
-                            status=SmimeStatus.AWAITING_ORDER, expires_on=now + timedelta(days=30),
-                            directory_state=None if i else "Disabled in directory"))  # fmt: skip
+            smime_user = SmimeUser(name=f"User {i}", email=f"user{i}@example.test", designation="Engineer",
+                                   source="Manual", status=SmimeStatus.AWAITING_ORDER,
+                                   expires_on=now + timedelta(days=30),
+                                   directory_state=None if i else "Disabled in directory")  # fmt: skip
+            s.add(smime_user)
+            if i == 1:  # an order stuck on a refused delivery (Last Error)
+                s.flush()
+                s.add(SmimeOrder(user_id=smime_user.id, ca_connector_id=accounts.boot.ca_connector_id,
+                                 idempotency_key="smime-stuck", state="Certificate Issued",
+                                 error="SMTP 550 refused"))  # fmt: skip
             s.add(DiscoveryRun(kind="tls", bot_id=bots[i % 2].id, flow_run_id=f"run-{i}", status="Completed",
                                endpoints_total=10, endpoints_answered=5, certificates_found=3, certificates_new=1,
                                finished_at=now))  # fmt: skip

@@ -79,7 +79,7 @@ def test_add_server_form_validates_and_saves_type_path(client: TestClient, accou
                                         "username": "u", "password": "p", "ports": "443",
                                         "csrf_token": token})  # fmt: skip
     assert bad.status_code == 422
-    assert "IIS on Windows is not supported by this version" in bad.text
+    assert "IIS is reached over SMB: choose the connection Windows (SMB)" in bad.text
     ok = client.post(
         "/servers",
         data={

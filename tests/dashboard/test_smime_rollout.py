@@ -7,9 +7,10 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate, Order, OrderState, SmimeOrder
+from certfleet.models.orm import AuditEvent, CAConnector, Certificate, Order, OrderState, SmimeOrder
 from certfleet.smime import service
 from tests.dashboard.conftest import Accounts, auth, login
 from tests.dashboard.test_smime_sync import scheduled_run
@@ -88,5 +89,38 @@ def test_cli_starts_sync_and_rollout_runs(accounts: Accounts, prefect_api: str) 
         started = {r.name: dict(r.parameters) for r in c.read_flow_runs()}
     assert started[synced.output.split(":")[0].strip()] == {"profile_id": profile_id}
     assert started[rolled.output.split(":")[0].strip()] == {"user_ids": [user_id]}
+    with session_scope() as s:  # the same checks and audit events as the dashboard's (certfleet.smime.starts)
+        audit = {(a.action, a.object_id) for a in s.scalars(select(AuditEvent)) if a.actor.startswith("cli:")}
+    assert audit == {("start-sync-directory", str(profile_id)), ("start-smime-rollout", None)}
     missing = CliRunner().invoke(cli, ["smime", "sync", "999", "--no-wait"])
     assert missing.exit_code != 0
+    unknown_user = CliRunner().invoke(cli, ["smime", "rollout", "--user-id", "999", "--no-wait"])
+    assert unknown_user.exit_code != 0
+
+
+def test_a_connector_without_smime_is_refused_naming_the_field(client: TestClient, accounts: Accounts) -> None:
+    with session_scope() as s:
+        acme = CAConnector(kind="acme", name="Let's Encrypt", settings={})
+        adcs = CAConnector(kind="adcs", name="Corp AD CS", settings={"template": "WebServer"})
+        s.add_all([acme, adcs])
+        s.flush()
+        acme_id, adcs_id = acme.id, adcs.id
+    refused = client.post(
+        "/api/v1/smime-users/rollout", json={"ca_connector_id": acme_id}, headers=auth(accounts, "operator")
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "ca_connector_id"
+    assert "ca_connector_id" in refused.text
+    assert "does not issue S/MIME certificates" in refused.text
+    profile = {
+        "client_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "client_secret": "secret",
+        "tenant_id": "11111111-2222-3333-4444-555555555555",
+        "description": "Tenant",
+        "ca_connector_id": adcs_id,
+    }
+    saved = client.post("/api/v1/directory-profiles", json=profile, headers=auth(accounts, "admin"))
+    assert saved.status_code == 422, saved.text
+    assert saved.json()["field"] == "ca_connector_id"
+    assert "ca_connector_id" in saved.text
+    assert "no S/MIME template" in saved.text

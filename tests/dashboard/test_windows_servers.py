@@ -190,3 +190,48 @@ def test_the_add_server_form_saves_a_windows_apache(client: TestClient, accounts
     assert changed.status_code == 303, changed.text
     with session_scope() as s:
         assert s.get(Server, server_id).smb_port == 1445
+
+
+def test_an_iis_site_is_stored_exactly_as_sent_with_its_timeouts_or_refused_naming_the_field(
+    client: TestClient, accounts: Accounts
+) -> None:
+    site = 'Shop\'s "$site"; `x`'
+    iis = _windows(server_type="iis", tomcat_path=None, iis_site=site, service_name=None, ports=[443],
+                   smb_io_timeout=30)  # fmt: skip
+    created = client.post("/api/v1/servers", json=iis, headers=auth(accounts, "operator"))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["server_type"], body["app_path"], body["keystore_folder"]) == ("iis", site, "C:\\certs")
+    assert (body["smb_connect_timeout"], body["smb_io_timeout"], body["smb_rpc_timeout"]) == (15, 30, 60)
+    for overrides, field, words in (
+        ({"keystore_folder": None, "description": "b"}, "keystore_folder", "give the Key Store Folder Path"),
+        ({"connection": "ssh", "smb_share": None, "description": "c"}, "connection", "IIS is reached over SMB"),
+        ({"smb_rpc_timeout": 0, "description": "d"}, "smb_rpc_timeout", "greater than or equal to 1"),
+    ):
+        response = client.post("/api/v1/servers", json={**iis, **overrides}, headers=auth(accounts, "operator"))
+        problems = _problems(response)
+        assert words in problems.get(field, ""), problems
+
+
+def test_the_add_server_form_saves_an_iis_site(client: TestClient, accounts: Accounts) -> None:
+    token = login(client, "operator")
+    page = client.get("/servers/new")
+    assert 'name="iis_site"' in page.text
+    assert 'name="smb_io_timeout"' in page.text
+    form = {
+        "csrf_token": token, "connection": "smb", "description": "win-iis", "ip_address": "10.0.0.22",
+        "username": "CORP\\deploy", "password": "pw", "server_type": "iis", "iis_site": "Default Web Site",
+        "keystore_folder": "C:\\certs", "ports": "443", "service_name": "", "ssh_port": "22",
+        "smb_port": "445", "smb_share": "C$", "smb_share_folder": "", "smb_connect_timeout": "10",
+        "smb_io_timeout": "60", "smb_rpc_timeout": "120",
+    }  # fmt: skip
+    saved = client.post("/servers", data=form, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    with session_scope() as s:
+        server = s.query(Server).one()
+        assert (server.server_type, server.app_path, server.smb_connect_timeout, server.smb_rpc_timeout) == (
+            "iis",
+            "Default Web Site",
+            10,
+            120,
+        )

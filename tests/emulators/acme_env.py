@@ -255,6 +255,17 @@ class AcmeFaultProxy(Emulator):
         self.hold_processing = False
         self.orders_placed = 0
         self.lose_order_answers = 0  # Pebble creates the next orders; their answers are lost (a 502)
+        self.reset_ari()
+
+    def reset_ari(self) -> None:
+        """The ACME Renewal Information responder (RFC 9773) the installed Pebble 2.4 lacks: off until a test sets
+        `ari_answers` ({CertID: renewalInfo JSON}; an unknown CertID gets 404). When on, the directory names
+        `<proxy>/renewal-info`; every other endpoint is still Pebble's."""
+        self.ari_answers: dict[str, dict[str, Any]] | None = None
+        self.ari_retry_after: str | None = None
+        self.ari_status = 200  # what a known CertID is answered with (a test sets 500 for a failing CA)
+        self.ari_asked: list[str] = []
+        self.order_payloads: list[dict[str, Any]] = []  # the newOrder JWS payloads, as sent
 
     @property
     def directory_url(self) -> str:
@@ -279,7 +290,25 @@ class AcmeFaultProxy(Emulator):
     def _nonce(self) -> str:
         return self.upstream.head(f"https://127.0.0.1:{self.pebble.port}/nonce-plz").headers.get("Replay-Nonce", "")
 
+    def _renewal_info(self, cert_id: str) -> Response:
+        self.ari_asked.append(cert_id)
+        answers = self.ari_answers or {}
+        if cert_id not in answers:
+            problem = {"type": "urn:ietf:params:acme:error:malformed", "detail": "unknown certificate", "status": 404}
+            return Response(404, json.dumps(problem).encode(), {"Content-Type": "application/problem+json"})
+        if self.ari_status != 200:
+            return Response.text("renewal information unavailable", self.ari_status)
+        headers = {"Content-Type": "application/json"}
+        if self.ari_retry_after is not None:
+            headers["Retry-After"] = self.ari_retry_after
+        return Response(200, json.dumps(answers[cert_id]).encode(), headers)
+
     def handle(self, request: Request) -> Response:
+        if self.ari_answers is not None and request.path.startswith("/renewal-info/"):
+            return self._renewal_info(request.path.removeprefix("/renewal-info/"))
+        if request.path.startswith("/order-plz") and request.body:
+            payload = json.loads(request.body).get("payload", "")
+            self.order_payloads.append(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "connection")}
         upstream = self.upstream.request(
             request.method,
@@ -294,6 +323,10 @@ class AcmeFaultProxy(Emulator):
             if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
         }
         body = upstream.content
+        if self.ari_answers is not None and request.path == "/dir" and upstream.status_code == 200:
+            directory = json.loads(body)
+            directory["renewalInfo"] = f"{self.base}/renewal-info"
+            body = json.dumps(directory).encode()
         if request.path.startswith("/order-plz") and upstream.status_code == 201:
             self.orders_placed += 1
             if self.lose_order_answers > 0:

@@ -1,7 +1,10 @@
 """DigiCert CertCentral Services API v2 emulator (reference/ca-apis.md §1), enough for certfleet's connector.
 
 Modes for new orders: "issue" (skip_approval: 201 with `certificate_chain`), "pending" (201 with a
-pending request; `approve(id)` or `auto_approve_after` polls issue it), "reject" (the order ends rejected).
+pending request; `approve(id)` or `auto_approve_after` polls issue it), "needs_approval" (the same, with the order
+waiting for an administrator's approval), "reject" (the order ends rejected). Products are checked against
+CertCentral's ids (an unknown one: 404 `not_found|product`); the Secure Email products issue S/MIME certificates
+(each address of `certificate.emails` as rfc822Name, emailProtection) and need those addresses in the CSR.
 Counts every order placed and every duplicate of an idempotency reference, which is what the batch test
 checks on the CA side.
 """
@@ -21,6 +24,14 @@ from tests.emulators.pki import IssuingCA, TlsIdentity
 from tests.emulators.server import Emulator, Request, Response
 
 PREFIX = "/services/v2/"
+TLS_PRODUCTS = frozenset(
+    {
+        "ssl_basic", "ssl_plus", "ssl_multi_domain", "ssl_wildcard", "ssl_ev_plus", "ssl_ev_multi_domain",
+        "ssl_securesite_pro", "ssl_ev_securesite_pro", "ssl_securesite_flex", "ssl_ev_securesite_flex",
+        "ssl_dv_geotrust", "ssl_dv_rapidssl", "wildcard_dv_geotrust", "wildcard_dv_rapidssl", "private_ssl_plus",
+    }
+)  # fmt: skip
+SMIME_PRODUCTS = frozenset({"secure_email_mailbox", "secure_email_sponsor", "secure_email_organization"})
 
 
 @dataclass
@@ -103,8 +114,11 @@ class DigiCertEmulator(Emulator):
         return _error(404, "not_found", "unknown resource")
 
     def _place(self, product: str, body: dict[str, Any]) -> Response:
+        if product not in TLS_PRODUCTS | SMIME_PRODUCTS:
+            return _error(404, "not_found|product", f"Product {product} was not found")
         cert = body.get("certificate") or {}
-        problems = [k for k in ("common_name", "csr", "signature_hash") if not cert.get(k)]
+        names = "emails" if product in SMIME_PRODUCTS else "common_name"
+        problems = [k for k in (names, "csr", "signature_hash") if not cert.get(k)]
         if problems:
             return _error(400, "missing_field", f"missing certificate fields: {', '.join(problems)}")
         if (body.get("organization") or {}).get("id") != self.organization_id:
@@ -112,9 +126,18 @@ class DigiCertEmulator(Emulator):
         if body.get("payment_method") not in ("balance", "profile", "card", "wire_transfer"):
             return _error(400, "invalid_payment_method", "payment_method is invalid")
         try:
-            x509.load_pem_x509_csr(cert["csr"].encode())
+            csr = x509.load_pem_x509_csr(cert["csr"].encode())
         except ValueError:
             return _error(400, "invalid_csr", "The CSR could not be parsed")
+        if product in SMIME_PRODUCTS:
+            try:
+                in_csr = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                mailboxes = in_csr.get_values_for_type(x509.RFC822Name)
+            except x509.ExtensionNotFound:
+                mailboxes = []
+            missing = [e for e in cert["emails"] if e not in mailboxes]
+            if missing:
+                return _error(400, "invalid_csr", f"The CSR does not contain the email addresses {', '.join(missing)}")
         with self._lock:
             order = DigiCertOrder(next(self._ids), product, body)
             reference = str(body.get("comments") or "")
@@ -146,11 +169,13 @@ class DigiCertEmulator(Emulator):
                 },
                 201,
             )
+        if self.mode == "needs_approval":
+            order.status = "needs_approval"
         return Response.json({"id": order.id, "requests": [{"id": order.id + 1, "status": "pending"}]}, 201)
 
     def _issue(self, order: DigiCertOrder) -> None:
         days = int((order.body.get("order_validity") or {}).get("days") or 365)
-        order.certificate = self.ca.sign(order.body["certificate"]["csr"], days)
+        order.certificate = self.ca.sign(order.body["certificate"]["csr"], days, email=order.product in SMIME_PRODUCTS)
         order.certificate_id = next(self._cert_ids)
         order.status = "issued"
 
@@ -172,11 +197,13 @@ class DigiCertEmulator(Emulator):
         if order is None:
             return _error(404, "not_found", f"Order {ident} was not found")
         order.polls += 1
-        if order.status == "pending" and self.auto_approve_after is not None and order.polls > self.auto_approve_after:
+        waiting = order.status in ("pending", "needs_approval")
+        if waiting and self.auto_approve_after is not None and order.polls > self.auto_approve_after:
             self._issue(order)
         certificate: dict[str, Any] = {
             "common_name": order.body["certificate"]["common_name"],
             "dns_names": order.body["certificate"].get("dns_names", []),
+            "emails": order.body["certificate"].get("emails", []),
         }
         if order.certificate is not None:
             certificate.update(id=order.certificate_id, serial_number=f"{order.certificate.serial_number:x}")

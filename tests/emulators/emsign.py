@@ -3,7 +3,10 @@
 Every call is checked like the real service: account number, `authKey = sha256hex(accessKey + ts + txn)`,
 and a `txn` never seen before. Failures come back as HTTP 200 with `meta.status` "0"; the burst limit
 answers "Inactive Account User". Orders: mode "issue" (fulfilled at once), "pending" (DCV pending until
-`verify(order)` or `auto_verify_after` TrackOrder calls), "reject". GetOrderReport lists the orders newest
+`verify(order)` or `auto_verify_after` TrackOrder calls), "pending_approval" (orderStatusId 8 until the same),
+"reject". SSL products go through GenerateOrderSSL, S/MIME products (894) through GenerateOrderSMIME, each refusing
+the other's product codes; an S/MIME order's CSR must hold its `emailAddress` as rfc822Name, and the certificate
+is an S/MIME one (emailProtection). GetOrderReport lists the orders newest
 first, with the remarks they were placed with. `lose_answers` > 0: the next order calls are taken, and their
 answers lost (a 502 from the gateway), as when the connection drops after emSign accepted the order.
 """
@@ -23,6 +26,7 @@ from tests.emulators.pki import IssuingCA, TlsIdentity
 from tests.emulators.server import Emulator, Request, Response
 
 PREFIX = "/emSignHub-API/"
+SMIME_PRODUCTS = frozenset({"894"})
 
 
 @dataclass
@@ -34,6 +38,7 @@ class EmSignOrder:
     certificate: x509.Certificate | None = None
     tracks: int = 0
     remarks: str = ""
+    smime: bool = False
 
 
 @dataclass
@@ -105,19 +110,43 @@ class EmSignEmulator(Emulator):
     def _ep_GenerateOrderSSL(self, body: dict[str, Any], meta: dict[str, Any]) -> Response:
         details = body.get("orderDetails") or {}
         info = details.get("certificateInformation") or {}
+        if str(details.get("productCode")) in SMIME_PRODUCTS:
+            return _fail("EMS-1103", f"Product {details.get('productCode')} is not an SSL product")
         if not details.get("csr") or not info.get("domainName"):
             return _fail("EMS-1101", "csr and certificateInformation.domainName are mandatory")
         try:
             x509.load_pem_x509_csr(details["csr"].encode())
         except ValueError:
             return _fail("EMS-1102", "Invalid CSR")
+        return self._place(details, meta, smime=False)
+
+    def _ep_GenerateOrderSMIME(self, body: dict[str, Any], meta: dict[str, Any]) -> Response:
+        details = body.get("orderDetails") or {}
+        info = details.get("certificateInformation") or {}
+        if str(details.get("productCode")) not in SMIME_PRODUCTS:
+            return _fail("EMS-1103", f"Product {details.get('productCode')} is not an S/MIME product")
+        mailbox = info.get("emailAddress")
+        if not details.get("csr") or not mailbox:
+            return _fail("EMS-1101", "csr and certificateInformation.emailAddress are mandatory")
+        try:
+            csr = x509.load_pem_x509_csr(details["csr"].encode())
+            in_csr = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (ValueError, x509.ExtensionNotFound):
+            return _fail("EMS-1102", "Invalid CSR: an S/MIME CSR names its mailbox as a subject alternative name")
+        if mailbox not in in_csr.get_values_for_type(x509.RFC822Name):
+            return _fail("EMS-1104", f"The CSR does not contain the email address {mailbox}")
+        return self._place(details, meta, smime=True)
+
+    def _place(self, details: dict[str, Any], meta: dict[str, Any], *, smime: bool) -> Response:
         with self._lock:
-            order = EmSignOrder(str(next(self._numbers)), details)
+            order = EmSignOrder(str(next(self._numbers)), details, smime=smime)
             self.orders[order.number] = order
         if self.mode == "reject":
             order.status, order.remarks = 4, self.reject_reason
         elif self.mode == "issue":
             self._fulfil(order)
+        elif self.mode == "pending_approval":
+            order.status = 8
         if self.lose_answers > 0:
             self.lose_answers -= 1
             return Response.text("<html><body>502 Bad Gateway</body></html>", 502)
@@ -156,7 +185,7 @@ class EmSignEmulator(Emulator):
         return _ok(meta, {"orderDetails": rows, "totalRecords": str(len(newest))})
 
     def _fulfil(self, order: EmSignOrder) -> None:
-        order.certificate = self.ca.sign(order.details["csr"], 365)
+        order.certificate = self.ca.sign(order.details["csr"], 365, email=order.smime)
         order.status, order.dcv = 6, 1
 
     def verify(self, order_number: str) -> None:
@@ -167,10 +196,10 @@ class EmSignEmulator(Emulator):
         if order is None:
             return _fail("EMS-1201", "Order not found")
         order.tracks += 1
-        if order.status == 3 and self.auto_verify_after is not None and order.tracks > self.auto_verify_after:
+        if order.status in (3, 8) and self.auto_verify_after is not None and order.tracks > self.auto_verify_after:
             self._fulfil(order)
         info = order.details.get("certificateInformation") or {}
-        domains = [info.get("domainName"), *info.get("additionalDomains", [])]
+        domains = [] if order.smime else [info.get("domainName"), *info.get("additionalDomains", [])]
         cert_status = (
             22 if order.status == 6 and order.certificate and self._revoked(order) else (20 if order.status == 6 else 1)
         )

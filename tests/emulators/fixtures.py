@@ -99,6 +99,7 @@ class AcmeStack:
         self.proxy.hold_processing = False
         self.proxy.orders_placed = 0
         self.proxy.lose_order_answers = 0
+        self.proxy.reset_ari()
 
 
 def _eab_key() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -64,6 +64,7 @@ class IssuingCA:
         return [c.public_bytes(serialization.Encoding.PEM).decode() for c in (self.intermediate, self.root)]
 
     def sign(self, csr_pem: str | bytes, days: int = 90, *, email: bool = False) -> x509.Certificate:
+        """`email`: an S/MIME certificate (emailProtection, digitalSignature and keyEncipherment for RSA keys)."""
         data = csr_pem.encode() if isinstance(csr_pem, str) else csr_pem
         csr = x509.load_pem_x509_csr(data) if b"BEGIN" in data else x509.load_der_x509_csr(data)
         if not csr.is_signature_valid:
@@ -92,6 +93,10 @@ class IssuingCA:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if email:  # S/MIME: signing, and key transport where the key can do it (RSA)
+            rsa_key = isinstance(csr.public_key(), rsa.RSAPublicKey)
+            usage = x509.KeyUsage(True, False, rsa_key, False, False, False, False, False, False)
+            builder = builder.add_extension(usage, critical=True)
         cert = builder.sign(self.key, hashes.SHA256())
         with self._lock:
             self.issued[cert.serial_number] = cert

@@ -17,7 +17,8 @@ client sees is the script's status, so a service whose process dies after starti
 the account names given with --admin may open services for start/stop; any other caller gets
 ERROR_ACCESS_DENIED (5) on OpenServiceW with start/stop rights, as a non-administrator does on Windows. The
 caller's account is read from the session info smbd sends (its NDR UTF-8 string, delimited exactly).
-Errors as Windows answers them: unknown service 1060, second STOP 1062, second START 1056.
+Errors as Windows answers them: unknown service 1060, second STOP 1062, second START 1056; OpenSCManagerW
+with SC_MANAGER_CREATE_SERVICE by a non-administrator 5 (what a PsExec-style run needs).
 
 Usage: scm.py SOCKET_DIR --service NAME=SCRIPT ... --admin ACCOUNT ... [--log FILE]
 """
@@ -49,6 +50,7 @@ ERROR_SERVICE_NOT_ACTIVE = 1062
 ERROR_SERVICE_REQUEST_TIMEOUT = 1053
 SERVICE_CONTROL_STOP = 1
 SERVICE_START, SERVICE_STOP = 0x0010, 0x0020
+SC_MANAGER_CREATE_SERVICE = 0x0002
 NCA_OP_RNG_ERROR = 0x1C010002
 
 PTYPE_REQUEST, PTYPE_RESPONSE, PTYPE_FAULT, PTYPE_BIND, PTYPE_BIND_ACK = 0, 2, 3, 11, 12
@@ -208,7 +210,10 @@ class Connection:
 
     def dispatch(self, opnum: int, fn: object) -> int:
         m = self.manager
-        if opnum == 15:  # OpenSCManagerW: everyone may connect
+        if opnum == 15:  # OpenSCManagerW: everyone may connect; only administrators may create services
+            if fn.in_access_mask & SC_MANAGER_CREATE_SERVICE and not self.admin:  # type: ignore[attr-defined]
+                fn.out_handle = misc.policy_handle()  # type: ignore[attr-defined]
+                return ERROR_ACCESS_DENIED
             fn.out_handle = self.new_handle("scm", None, fn.in_access_mask)  # type: ignore[attr-defined]
             return ERROR_SUCCESS
         if opnum == 0:  # CloseServiceHandle

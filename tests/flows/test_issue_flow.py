@@ -128,9 +128,10 @@ class ScriptedCA:
             raise PermanentConnectorError("request denied by CA policy")
         if answer == "pending":
             self.pending = request
-            return IssueResult(ca_order_id="ORDER-77", dcv_status="Pending")
+            return IssueResult(ca_order_id="ORDER-77", dcv_status="Pending", validation_status="Needs approval")
         issued = self.real.issue(request)
-        return IssueResult(ca_order_id="ORDER-77", pem_chain=issued.pem_chain, dcv_status="Valid")
+        return IssueResult(ca_order_id="ORDER-77", pem_chain=issued.pem_chain, dcv_status="Valid",
+                           validation_status="Issued")  # fmt: skip
 
     def issue(self, request: IssueRequest) -> IssueResult:
         self.requests.append(request)
@@ -182,7 +183,7 @@ def test_pending_order_is_polled_until_issued(site: Site, monkeypatch: pytest.Mo
             serial,
             "ORDER-77",
         )
-        assert cert.dcv_status == "Valid"
+        assert (cert.dcv_status, cert.validation_status) == ("Valid", "Issued")
 
 
 def test_transient_errors_are_retried_without_a_second_order(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -239,7 +239,7 @@ def test_revoke_on_request_of_one_serial_and_refusals(boot: Bootstrapped, tmp_pa
     cancelled = orders(kim)[-1]
     assert (cancelled.id, cancelled.state, cancelled.private_key) == (waiting, "Cancelled", None)
     with session_scope() as s, pytest.raises(PermanentConnectorError, match="Cancelled: nothing to issue"):
-        rollout.issue(s, waiting)  # a rollout that was waiting on it issues nothing
+        rollout.next_ca_call(s, waiting)  # a rollout that was waiting on it asks the CA for nothing
     assert crl_serials(boot.ca_connector_id)[int(order.serial_number or "", 16)] is x509.ReasonFlags.key_compromise
 
 

@@ -105,7 +105,7 @@ def test_a_user_whose_step_fails_is_reported_and_the_others_go_on(boot: Bootstra
     ok = add("Olga Ok", "olga@example.com")
     bad = add("Ben Bad", "ben@example.com")
     with session_scope() as s:
-        remote = CAConnector(kind="digicert", name="DigiCert", settings={})
+        remote = CAConnector(kind="acme", name="ACME", settings={})
         s.add(remote)
         s.flush()
         remote_id = remote.id

@@ -1,7 +1,8 @@
 """A real Samba smbd on 127.0.0.1 at a free port: its own smb.conf, state under a temp dir, a test user.
 
-Shares: `C$` (as Windows' administrative share of drive C:, here a scratch folder) and `enc$` with
-`smb encrypt = required` over the same folder (SMB 3 encryption). Tests run as root; the Unix user
+Shares: `C$` (as Windows' administrative share of drive C:, here a scratch folder), `enc$` with
+`smb encrypt = required` over the same folder (SMB 3 encryption), and `ADMIN$` (for the administrator only, as
+on Windows; a folder of its own). Tests run as root; the Unix user
 `certfleet-smb` is created once (no login shell, no home) and given a Samba password with `smbpasswd`.
 A missing smbd fails the test (it is installed by scripts/install-system-packages.sh), it never skips.
 """
@@ -151,6 +152,12 @@ def _config(directory: Path, share: Path, port: int, extra_global: str = "") -> 
         f"force user = {SMB_USER}",
         "smb encrypt = required",
         "",
+        "[ADMIN$]",  # C:\Windows, where a PsExec-style run copies its service program: administrators only
+        f"path = {directory / 'admin'}",  # not inside C$: tests check nothing is written to C:\\Windows
+        "read only = no",
+        f"valid users = {SMB_USER}",
+        f"force user = {SMB_USER}",
+        "",
     ]
     for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "binddns"):
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -175,6 +182,8 @@ def running_smbd(
     share = directory / "C"
     share.mkdir()
     shutil.chown(share, SMB_USER)
+    (directory / "admin").mkdir()
+    shutil.chown(directory / "admin", SMB_USER)
     port = free_port()
     config = directory / "smb.conf"
     (directory / "log").mkdir()

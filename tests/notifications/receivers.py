@@ -27,21 +27,23 @@ SMTP_PASSWORD = "s3cret pass"
 
 @dataclass
 class MailHandler:
-    """Keeps every accepted message; answers DATA with `refuse` (e.g. '451 4.3.0 try later') while it is set."""
+    """Keeps every accepted message; answers DATA with `refuse` (e.g. '451 4.3.0 try later') while it is set, for
+    every message or, with `refuse_subject`, only for those whose Subject starts with it."""
 
     messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
     refuse: str | None = None
+    refuse_subject: str | None = None
     refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         with self.lock:
-            if self.refuse:
-                self.refused += 1
-                return self.refuse
             raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
             parsed = email.message_from_bytes(raw, policy=default)
             assert isinstance(parsed, EmailMessage)
+            if self.refuse and (self.refuse_subject is None or str(parsed["Subject"]).startswith(self.refuse_subject)):
+                self.refused += 1
+                return self.refuse
             self.messages.append((envelope, parsed))
         return "250 2.0.0 queued as 4711"
 

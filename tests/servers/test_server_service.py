@@ -70,6 +70,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         "Jetty Path",
         "JBoss Path",
         "WebLogic Path",
+        "IIS Site Name",  # IIS (Windows over SMB only) names its site, not a path
     }
     assert ServerInput(**_form(server_type="Apache HTTP", nginx_path=None, apache_path="/etc/httpd")).app_path == (
         "/etc/httpd"
@@ -85,7 +86,7 @@ def test_the_form_as_the_manual_describes_it_is_accepted() -> None:
         ({"ports": "443, https"}, "ports", "'https' is not a port number"),
         ({"ports": ""}, "ports", "at least 1 item"),
         ({"server_type": "lighttpd"}, "server_type", "unknown server type 'lighttpd'; choose one of: nginx, apache"),
-        ({"server_type": "IIS"}, "server_type", "IIS on Windows is not supported"),
+        ({"server_type": "IIS"}, "__all__", "IIS is reached over SMB: choose the connection Windows (SMB)"),
         ({"nginx_path": "etc/nginx"}, "__all__", "Nginx Path 'etc/nginx' must be an absolute path"),
         ({"nginx_path": None}, "__all__", "give the Nginx Path (for example /etc/nginx/)"),
         ({"tomcat_path": "/opt/tomcat"}, "__all__", "tomcat_path does not apply to a Nginx server"),

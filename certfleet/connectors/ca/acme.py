@@ -15,6 +15,9 @@
   section 7.1.2.1, the account's `orders` list) for an order still usable for the same identifiers:
   pending or ready (certfleet's CSR goes in at finalize), or valid with a certificate for the CSR's key.
   It adopts that order instead of placing another. A CA that lists no orders gets a new order.
+- ACME Renewal Information (RFC 9773): where the directory has `renewalInfo`, `renewal_info` fetches the
+  suggested window of a certificate (certfleet.renewal.ari), and a new order that renews a certificate names it
+  in `replaces`; a CA that refuses the replacement (`alreadyReplaced`) gets the order without it.
 - Transport: the library's requests session with `trust_env=False`, verified against the connector's
   CA bundle (REQUESTS_CA_BUNDLE would otherwise override it), throttled before every request.
 """
@@ -30,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -41,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.errors import DeserializationError
+from josepy.json_util import field as jose_field
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
@@ -56,6 +61,7 @@ from certfleet.connectors.errors import (
     TransientConnectorError,
 )
 from certfleet.pki.parse import serial_hex
+from certfleet.renewal import ari
 
 CA_NAME = "ACME CA"
 USER_AGENT = "certfleet-acme"
@@ -184,24 +190,29 @@ class AcmeCA:
                     self.journal.placed(request.idempotency_key, found)
                     orderr = self._resume(client, found, request.csr_pem)
             if orderr is None:
-                orderr = client.new_order(request.csr_pem.encode())
+                orderr = self._new_order(client, request.csr_pem, request.replaces)
                 if not orderr.uri:
                     raise PermanentConnectorError("the ACME CA created an order without telling its URL")
                 self.journal.placed(request.idempotency_key, orderr.uri)
             validation_deadline = time.monotonic() + self.settings.validation_deadline_s
             orderr = self._authorize(client, orderr, request.idempotency_key, validation_deadline)
             pem = self._finalize(client, orderr, time.monotonic() + self.settings.order_deadline_s)
-        return IssueResult(ca_order_id=orderr.uri, pem_chain=pem)
+        return IssueResult(ca_order_id=orderr.uri, pem_chain=pem, validation_status="Order valid", dcv_status="Valid")
 
     def status(self, ca_order_id: str) -> IssueResult:
         with _acme_errors():
             client = self.client()
             body = messages.Order.from_json(_post_as_get(client, ca_order_id).json())
             if body.status == messages.STATUS_VALID and body.certificate:
-                return IssueResult(ca_order_id=ca_order_id, pem_chain=self._download(client, body.certificate))
+                pem = self._download(client, body.certificate)
+                return IssueResult(ca_order_id=ca_order_id, pem_chain=pem, validation_status="Order valid",
+                                   dcv_status="Valid")  # fmt: skip
             if body.status == messages.STATUS_INVALID:
                 raise PermanentConnectorError(f"ACME order {ca_order_id} is invalid: {_problem(body.error)}")
-        return IssueResult(ca_order_id=ca_order_id)
+            # pending: authorizations not all valid yet; ready/processing: they are, finalization is under way
+            pending = body.status == messages.STATUS_PENDING
+            return IssueResult(ca_order_id=ca_order_id, validation_status=f"Order {body.status}",
+                               dcv_status="Pending" if pending else "Valid")  # fmt: skip
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
         known = self.journal.issued(serial_number)
@@ -217,6 +228,29 @@ class AcmeCA:
                 if exc.code == "alreadyRevoked":  # RFC 8555 section 7.6: a retry after the CA revoked it
                     raise AlreadyRevoked(f"{CA_NAME}: {_problem(exc)}") from exc
                 raise
+
+    def renewal_info(self, pem_chain: str, now: datetime) -> ari.RenewalInfo | None:
+        """The CA's suggested renewal window for the chain's leaf; None when the directory has no renewalInfo.
+        AriError, or a connector error, when the CA answers something unusable."""
+        leaf = x509.load_pem_x509_certificate(pem_chain.encode())
+        certificate_id = ari.cert_id(leaf)
+        with _acme_errors():
+            client = self.client()
+            base = _renewal_info_url(client)
+            if base is None:
+                return None
+            self.throttle()
+            # An unauthenticated GET (RFC 9773 section 4.3); the library's session verifies against our bundle.
+            response = client.net.session.get(
+                f"{base.rstrip('/')}/{certificate_id}", verify=self.verify, timeout=self.settings.timeout_s
+            )
+            if response.status_code != 200:
+                raise ari.AriError(f"{CA_NAME} answered HTTP {response.status_code} for renewalInfo {certificate_id}")
+            try:
+                body = response.json()
+            except ValueError:
+                raise ari.AriError(f"{CA_NAME} sent renewalInfo that is not JSON") from None
+            return ari.parse(body, response.headers.get("Retry-After"), now)
 
     def check_credentials(self) -> str:
         """Fetch the directory and log in with the account (registering it on first use); orders nothing."""
@@ -421,8 +455,52 @@ class AcmeCA:
             # Honour Retry-After while processing, but never sleep past a second: the deadline is ours.
             delay = min(hint, 1.0) if hint is not None else self.settings.poll_interval_s
 
+    def _new_order(self, client: acme_client.ClientV2, csr_pem: str, replaces: str | None) -> messages.OrderResource:
+        """newOrder; with `replaces` (RFC 9773 section 5) only where the CA offers renewalInfo."""
+        if replaces is None or _renewal_info_url(client) is None:
+            return client.new_order(csr_pem.encode())
+        try:
+            return _new_order_replacing(client, csr_pem, replaces)
+        except messages.Error as exc:
+            if exc.code != "alreadyReplaced":
+                raise
+            return client.new_order(csr_pem.encode())  # another order replaced it already: order plainly
+
     def _download(self, client: acme_client.ClientV2, url: str) -> str:
         return pem_chain_from(_post_as_get(client, url).text, ca=CA_NAME)
+
+
+class _NewOrderReplacing(messages.NewOrder):
+    """newOrder with RFC 9773's `replaces`: the CertID of the certificate this order renews."""
+
+    replaces: str = jose_field("replaces", omitempty=True)
+
+
+def _new_order_replacing(client: acme_client.ClientV2, csr_pem: str, replaces: str) -> messages.OrderResource:
+    """The library's `new_order` (same identifiers from the CSR, same resource back) with `replaces` in it."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    dns_names, ip_addresses = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+    identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names] + [
+        messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ip_addresses
+    ]
+    order = _NewOrderReplacing(identifiers=identifiers, replaces=replaces)
+    response = client.net.post(client.directory["newOrder"], order, new_nonce_url=client.directory["newNonce"])
+    body = messages.Order.from_json(response.json())
+    authorizations = [
+        messages.AuthorizationResource(body=messages.Authorization.from_json(_post_as_get(client, url).json()), uri=url)
+        for url in body.authorizations
+    ]
+    return messages.OrderResource(
+        body=body, uri=response.headers.get("Location"), authorizations=authorizations, csr_pem=csr_pem.encode()
+    )
+
+
+def _renewal_info_url(client: acme_client.ClientV2) -> str | None:
+    try:
+        url = client.directory["renewalInfo"]
+    except KeyError:
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def _post_as_get(client: acme_client.ClientV2, url: str) -> requests.Response:

@@ -38,6 +38,8 @@ BROWSER_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) certfleet"
 
 _ISSUED = re.compile(r"certnew\.cer\?ReqID=(\d+)&")
 _PENDING_ID = re.compile(r"Your Request Id is (\d+)\.")
+ISSUED = "Issued"
+AWAITING_APPROVAL = "Pending CA manager approval"  # "Taken Under Submission": a CA manager must approve it
 _DISPOSITION = re.compile(r'The disposition message is "([^"]+)')
 _DISPOSITION_PAGE = re.compile(r"Disposition message:[^\t]*\t\t([^\r\n]+)")
 _ERROR_PAGE = re.compile(r"(?:LastStatus|Error):?[^\t]*\t\t([^\r\n]+)")
@@ -84,11 +86,11 @@ class ADCSCA:
         if issued := _ISSUED.search(page):
             request_id = issued.group(1)
             self.journal.placed(request.idempotency_key, request_id)
-            return IssueResult(ca_order_id=request_id, pem_chain=self._download(request_id))
+            return IssueResult(ca_order_id=request_id, pem_chain=self._download(request_id), validation_status=ISSUED)
         if "Certificate Pending" in page and (pending := _PENDING_ID.search(page)):
             request_id = pending.group(1)
             self.journal.placed(request.idempotency_key, request_id)
-            return IssueResult(ca_order_id=request_id)
+            return IssueResult(ca_order_id=request_id, validation_status=AWAITING_APPROVAL)
         self.journal.sending(request.idempotency_key, f"answered:{floor}")
         raise PermanentConnectorError(f"AD CS denied the request: {_disposition(page)}")
 
@@ -150,10 +152,11 @@ class ADCSCA:
             "GET", "certnew.cer", params={"ReqID": ca_order_id, "Enc": "b64"}, headers={"User-Agent": BROWSER_UA}
         )
         if response.headers.get("Content-Type", "").split(";")[0].strip() == "application/pkix-cert":
-            return IssueResult(ca_order_id=ca_order_id, pem_chain=self._chain(ca_order_id, response.text))
+            chain = self._chain(ca_order_id, response.text)
+            return IssueResult(ca_order_id=ca_order_id, pem_chain=chain, validation_status=ISSUED)
         page = response.text
         if "Taken Under Submission" in page or "Certificate Pending" in page:
-            return IssueResult(ca_order_id=ca_order_id)
+            return IssueResult(ca_order_id=ca_order_id, validation_status=AWAITING_APPROVAL)
         message = _disposition(page)
         if "Denied" in page or "denied" in message:
             raise PermanentConnectorError(f"AD CS denied request {ca_order_id}: {message}")

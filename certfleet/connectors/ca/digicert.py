@@ -29,6 +29,12 @@ REFERENCE_PREFIX = "certfleet-order:"
 _PENDING = {"pending", "needs_approval", "approved", "processing", "waiting_pickup", "reissue_pending"}
 _FAILED = {"rejected", "canceled", "cancelled", "denied", "revoked", "expired"}
 
+
+def _label(state: str) -> str:
+    """CertCentral's order status as a column value: `needs_approval` -> "Needs approval"."""
+    return state.replace("_", " ").capitalize()
+
+
 # RFC 5280 reasons as CertCentral names them on revoke requests.
 _REASONS = {
     x509.ReasonFlags.key_compromise: "key_compromise",
@@ -84,7 +90,8 @@ class DigiCertCA:
         self.journal.placed(request.idempotency_key, order_id)
         chain = body.get("certificate_chain")
         if chain:  # issued at once (skip_approval with validated organization and domains)
-            return IssueResult(ca_order_id=order_id, pem_chain=join_pem(*(c.get("pem") for c in chain)))
+            chain_pem = join_pem(*(c.get("pem") for c in chain))
+            return IssueResult(ca_order_id=order_id, pem_chain=chain_pem, validation_status=_label("issued"))
         return self.status(order_id)
 
     def status(self, ca_order_id: str) -> IssueResult:
@@ -93,12 +100,14 @@ class DigiCertCA:
         certificate = order.get("certificate") or {}
         if state == "issued" and certificate.get("id"):
             pem = self.http.request("GET", f"certificate/{certificate['id']}/download/format/pem_all").text
-            return IssueResult(ca_order_id=ca_order_id, pem_chain=pem_chain_from(pem, ca=CA_NAME))
+            return IssueResult(
+                ca_order_id=ca_order_id, pem_chain=pem_chain_from(pem, ca=CA_NAME), validation_status=_label(state)
+            )
         if state in _FAILED:
             note = _latest_comment(order)
             raise PermanentConnectorError(f"DigiCert order {ca_order_id} is {state}" + (f": {note}" if note else ""))
         if state in _PENDING or state == "issued":  # issued but no certificate id yet: DigiCert is catching up
-            return IssueResult(ca_order_id=ca_order_id)
+            return IssueResult(ca_order_id=ca_order_id, validation_status=_label(state))
         raise TransientConnectorError(f"DigiCert order {ca_order_id} has an unknown status {state!r}")
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:

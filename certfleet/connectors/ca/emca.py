@@ -198,11 +198,11 @@ class EmCACA:
             raise PermanentConnectorError(f"emCA rejected request {request_id}: {reason}")
         certificate = reply.get("certificate")
         if not certificate:
-            return IssueResult(ca_order_id=request_id)  # waiting for manual authorisation
+            return IssueResult(ca_order_id=request_id, validation_status="Awaiting authorisation")
         leaf = pem_chain_from(_certificate_bytes(certificate), ca=CA_NAME)
         chain = self._call("getCertificateChain", {"issuingCA": self.settings.issuing_ca}).get("chain") or []
         parts = [pem_chain_from(_certificate_bytes(c), ca=CA_NAME) for c in chain]
-        return IssueResult(ca_order_id=request_id, pem_chain=join_pem(leaf, *parts))
+        return IssueResult(ca_order_id=request_id, pem_chain=join_pem(leaf, *parts), validation_status="Authorised")
 
     def _auth_headers(self) -> dict[str, str]:
         token = self._current_token()

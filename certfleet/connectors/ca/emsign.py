@@ -1,4 +1,5 @@
-"""eMudhra emSign through the CERTInext REST API: GenerateOrderSSL, TrackOrder, GetCertificate, RevokeOrder.
+"""eMudhra emSign through the CERTInext REST API: GenerateOrderSSL / GenerateOrderSMIME, TrackOrder, GetCertificate,
+RevokeOrder.
 
 Protocol: reference/ca-apis.md §3.1. Every call is a POST whose `meta` block carries the account number,
 a timestamp, a unique transaction id and `authKey = sha256hex(accessKey + ts + txn)`; the access key
@@ -6,7 +7,10 @@ itself never leaves this process. CERTInext answers HTTP 200 even on failure (`m
 `errorCode`/`errorMessage`): those replies become errors here. Its burst limit shows up as an
 "Inactive Account User" error and is treated as a rate limit (transient).
 The order number is recorded through the journal as soon as GenerateOrderSSL answers, and the order's
-remarks carry certfleet's idempotency key.
+remarks carry certfleet's idempotency key. S/MIME orders (the S/MIME product, 894 in production) go to
+GenerateOrderSMIME, CERTInext's S/MIME order endpoint, with the same order details except that
+`certificateInformation` names the mailbox (`emailAddress`; the field name is not in the public documentation
+certfleet could read, see reference/ca-apis.md §3.1) instead of domains; they are tracked and fetched as SSL orders.
 
 Crash between "emSign accepted" and "recorded": the transaction id of the GenerateOrderSSL call is written
 through the journal (`txn:<id>`) before the call, and replaced by `answered:<id>` when emSign answers
@@ -53,6 +57,15 @@ _ORDER_FAILED = {4: "rejected", 5: "cancelled"}
 _ORDER_FULFILLED = 6
 _CERT_AVAILABLE = {9, 20}
 _DCV = {0: "Pending", 1: "Verified", 2: "Failed"}
+# TrackOrder's orderStatusId for orders still open (4 and 5 fail the order, 6 delivers it)
+_ORDER_STATE = {
+    1: "Placed",
+    2: "Accepted",
+    3: "In progress",
+    7: "On hold",
+    8: "Pending approval",
+    9: "Pending approval",
+}
 
 # RevokeOrder accepts revokeReasonId 1, 3, 4, 5, 9 (RFC 5280 codes).
 _REVOKE_REASON = {r: code for r, code in RFC5280_REASON_CODES.items() if code in {1, 3, 4, 5, 9}}
@@ -99,6 +112,8 @@ class EmSignCA:
             txn = prior.request_ref[len("txn:") :]  # the same transaction: emSign takes it at most once
         txn = txn or str(next(self._txn))
         smime = request.profile is Profile.SMIME
+        if smime and not names.emails:
+            raise PermanentConnectorError("an S/MIME CSR names its mailbox as an rfc822Name subject alternative name")
         order = {
             "productCode": self.settings.smime_product_code if smime else self.settings.product_code,
             "accountingModel": "2",
@@ -107,16 +122,21 @@ class EmSignCA:
             "csr": request.csr_pem,
             "requestorInformation": {"requestorName": self.settings.full_name, "requestorEmail": self.settings.email},
             "subscriptionDetails": {"validity": str(self.settings.validity_years), "autoRenew": "0"},
-            "certificateInformation": {
-                "domainName": names.common_name,
-                "additionalDomains": [n for n in names.sans if n != names.common_name],
-                "autoSecureWWW": "0",
-            },
+            "certificateInformation": (
+                {"emailAddress": names.emails[0]}
+                if smime
+                else {
+                    "domainName": names.common_name,
+                    "additionalDomains": [n for n in names.sans if n != names.common_name],
+                    "autoSecureWWW": "0",
+                }
+            ),
             "additionalInformation": {"remarks": REFERENCE_PREFIX + request.idempotency_key, "tags": "certfleet"},
         }
+        endpoint = "GenerateOrderSMIME" if smime else "GenerateOrderSSL"
         self.journal.sending(request.idempotency_key, f"txn:{txn}")
         try:
-            reply = self._call("GenerateOrderSSL", {"orderDetails": order}, txn=txn)
+            reply = self._call(endpoint, {"orderDetails": order}, txn=txn)
         except DuplicateTransaction as exc:
             raise TransientConnectorError(
                 f"emSign already received this order (transaction {txn}) but does not list it yet; will look again"
@@ -150,8 +170,11 @@ class EmSignCA:
             chain = join_pem(cert.get("endEntityCertificate"), cert.get("caCertificate"), cert.get("rootCertificate"))
             if not chain:
                 raise PermanentConnectorError(f"emSign order {ca_order_id} is fulfilled but sent no certificate")
-            return IssueResult(ca_order_id=ca_order_id, pem_chain=chain, dcv_status=dcv or "Verified")
-        return IssueResult(ca_order_id=ca_order_id, dcv_status=dcv)
+            return IssueResult(
+                ca_order_id=ca_order_id, pem_chain=chain, dcv_status=dcv or "Verified", validation_status="Fulfilled"
+            )
+        state = _ORDER_STATE.get(order_status or 0, f"Order status {order_status}")
+        return IssueResult(ca_order_id=ca_order_id, dcv_status=dcv, validation_status=state)
 
     def revoke(self, serial_number: int, reason: x509.ReasonFlags) -> None:
         known = self.journal.issued(serial_number)

@@ -7,9 +7,9 @@ handlers of issue 4 find the paths in the configuration, this one is told them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
+from certfleet.connectors.base import Backup, CertificateBundle, FileWrite, UndoableChange
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.transport import Transport, restore_file, snapshot_file
 from certfleet.servers import paths
@@ -65,6 +65,12 @@ class PemFilesTarget:
 
     def restore(self, backup: Backup) -> None:
         restore_file(self.transport, backup)
+
+    def changes(self, bundle: CertificateBundle) -> list[UndoableChange]:
+        return []  # every change of this kind is a file replacement
+
+    def undo(self, action: str, data: dict[str, Any]) -> None:
+        raise PermanentConnectorError(f"a {self.kind} server journals no {action!r} step: nothing to undo with it")
 
     def _run(self, what: str, command: str) -> None:
         result = self.transport.run(command, self.command_timeout)

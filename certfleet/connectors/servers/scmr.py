@@ -25,6 +25,7 @@ STOPPED, START_PENDING, STOP_PENDING, RUNNING = 1, 2, 3, 4
 STATE_NAMES = {1: "STOPPED", 2: "START_PENDING", 3: "STOP_PENDING", 4: "RUNNING", 5: "CONTINUE_PENDING",
                6: "PAUSE_PENDING", 7: "PAUSED"}  # fmt: skip
 _SC_MANAGER_CONNECT = 0x0001
+_SC_MANAGER_CREATE_SERVICE = 0x0002
 _SERVICE_RIGHTS = DesiredAccess.SERVICE_QUERY_STATUS | DesiredAccess.SERVICE_START | DesiredAccess.SERVICE_STOP
 _WORDS = {
     ScmrReturnValues.ERROR_ACCESS_DENIED: "access denied: the user may not control services (make it an "
@@ -61,21 +62,24 @@ class ServiceControl:
 
     def _api(self) -> SCMRApi:
         session = self.transport.session()
-        api = SCMRApi(session)
+        api: Any = _Timed(SCMRApi(session), self.transport)  # each call waits at most the server's RPC timeout
         try:
             api.open()
         except Exception as exc:
             raise self._fail("opening the service manager (svcctl pipe)", exc) from None
-        return api
+        return api  # type: ignore[no-any-return]
 
-    def check(self) -> None:
-        """Open the service manager (the connectivity check's last step)."""
+    def check(self, *, create_services: bool = False) -> None:
+        """Open the service manager (the connectivity check's last step). `create_services`: with the right to
+        create a service, as a PsExec-style run needs (Windows grants it to administrators only)."""
         api = self._api()
+        access = _SC_MANAGER_CONNECT | (_SC_MANAGER_CREATE_SERVICE if create_services else 0)
+        step = "opening the service manager" + (" with the right to create services" if create_services else "")
         try:
-            handle = api.open_sc_manager_w(self.transport.settings.host, None, _SC_MANAGER_CONNECT)
+            handle = api.open_sc_manager_w(self.transport.settings.host, None, access)
             api.close_service_handle_w(handle)
         except Exception as exc:
-            raise self._fail("opening the service manager", exc) from None
+            raise self._fail(step, exc) from None
         finally:
             _close(api)
 
@@ -160,6 +164,24 @@ class ServiceControl:
                     f"(still {STATE_NAMES.get(state, state)})"
                 )
             time.sleep(self.poll_interval)
+
+
+class _Timed:
+    """SCMRApi whose every call runs under the transport's deadline (smbprotocol itself waits without limit)."""
+
+    def __init__(self, api: SCMRApi, transport: SmbTransport) -> None:
+        self._api = api
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        seconds = self._transport.settings.rpc_timeout
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._transport.deadline(seconds, f"the service manager call {name}"):
+                return method(*args, **kwargs)
+
+        return call
 
 
 def _close_handles(api: SCMRApi, *handles: Any) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import posixpath
 import shlex
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cryptography import x509
 
-from certfleet.connectors.base import Backup, CertificateBundle, FileWrite
+from certfleet.connectors.base import Backup, CertificateBundle, FileWrite, UndoableChange
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers import commands
 from certfleet.connectors.servers.commands import Verb
@@ -94,6 +94,12 @@ class ServerKindHandler:
 
     def restore(self, backup: Backup) -> None:
         restore_file(self.transport, backup)
+
+    def changes(self, bundle: CertificateBundle) -> list[UndoableChange]:
+        return []  # every change of this kind is a file replacement
+
+    def undo(self, action: str, data: dict[str, Any]) -> None:
+        raise PermanentConnectorError(f"a {self.kind} server journals no {action!r} step: nothing to undo with it")
 
     # -- commands: a known verb of the type (built here, every value quoted) or an allowed custom one ---
 

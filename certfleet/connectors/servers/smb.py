@@ -10,6 +10,9 @@ as its share folder (`D:\\web`), and a UNC path `\\\\host\\share\\...` names its
 - `write_atomic`: write a temporary name beside the file, replace the old file with it in one SMB rename
   (replace-if-exists), read it back and compare the bytes. A dropped connection leaves at most the temporary
   file, never a partial file at the real path.
+- Timeouts: smbprotocol waits for each answer without limit once logged in, so every file operation and
+  service-manager call runs under a watchdog (`deadline`) that closes the TCP connection when its time is up;
+  the wait ends with an error reported as "no answer within N s", and the next step logs in again.
 - Commands do not run here: a Windows service is restarted through the Service Control Manager
   (`certfleet.connectors.servers.scmr`) on the same session.
 """
@@ -57,7 +60,9 @@ class SmbSettings:
     share: str = "C$"
     share_folder: str | None = None  # the Windows folder a named share exposes; None for `X$`
     encrypt: bool = False
-    connect_timeout: float = 15.0
+    connect_timeout: float = 15.0  # TCP connect, negotiate and login
+    io_timeout: float = 60.0  # each file operation (open, read, write, rename, list)
+    rpc_timeout: float = 60.0  # each service-manager (MS-SCMR) call
 
     @property
     def label(self) -> str:
@@ -183,10 +188,52 @@ class SmbTransport:
     def share_unc(self) -> str:
         return f"\\\\{self.settings.host}\\{self.settings.share}"
 
+    def open_share(self, share: str) -> None:
+        """Open another share of this server (ADMIN$, which a PsExec-style run writes to): raises if refused."""
+        unc = f"\\\\{self.settings.host}\\{share}"
+        with self._op("open the share", unc):
+            smbclient.stat(unc, **self._kwargs())
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float, what: str) -> Iterator[None]:
+        """At most `seconds` for what runs inside: then the connection is closed under it (which ends any wait
+        for an answer) and the failure is reported as a timeout naming `what`."""
+        expired = threading.Event()
+        session = self._session
+
+        def expire() -> None:
+            expired.set()
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    session.connection.transport.close()
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception:
+            if not expired.is_set():
+                raise
+            self.close()
+            raise TransientConnectorError(
+                f"{self.label}: {what}: no answer within {seconds:g} s; the connection was closed"
+            ) from None
+        finally:
+            timer.cancel()
+        if expired.is_set():  # finished just as the time ran out: the connection is gone, log in again next time
+            self.close()
+
     @contextlib.contextmanager
     def _op(self, what: str, path: str) -> Iterator[None]:
-        """Turn SMB errors into one-line messages naming the server, the step and the path."""
+        """Turn SMB errors into one-line messages naming the server, the step and the path; each operation
+        waits at most the I/O timeout."""
         self.connect()
+        with self.deadline(self.settings.io_timeout, f"{what} {path}"), self._converted(what, path):
+            yield
+
+    @contextlib.contextmanager
+    def _converted(self, what: str, path: str) -> Iterator[None]:
         try:
             yield
         except ConnectorError:
@@ -262,6 +309,12 @@ class SmbTransport:
         with self._op("list", root):
             walk(root, 1)
         return sorted(found)
+
+    def make_dirs(self, path: str) -> None:
+        """The folder and any missing folder above it inside the share (an existing one is fine)."""
+        unc = self.unc(path)
+        with self._op("create the folder", path):
+            smbclient.makedirs(unc, exist_ok=True, **self._kwargs())
 
     def write_atomic(self, path: str, data: bytes, mode: int) -> None:
         """Temp name beside the file, replace over the old file, read back and compare (`mode`: Windows

@@ -22,6 +22,7 @@ from certfleet.connectors.base import CertificateBundle, FileWrite
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.connectors.servers.apache import ApacheHandler
 from certfleet.connectors.servers.commands import Verb
+from certfleet.connectors.servers.iis import IisHandler
 from certfleet.connectors.servers.scmr import ServiceControl
 from certfleet.connectors.servers.server_kinds import ServerKindHandler, ServerSpec, TargetSpec
 from certfleet.connectors.servers.smb import SmbStat, SmbTransport
@@ -139,6 +140,8 @@ WINDOWS_HANDLERS: dict[str, type[ServerKindHandler]] = {
 
 
 def windows_handler(smb: SmbTransport, server: ServerSpec, target: TargetSpec) -> ServerKindHandler:
+    if server.server_type == IisHandler.kind:  # a site name and Windows paths: no view, no configuration files
+        return IisHandler(smb, server, target)
     cls = WINDOWS_HANDLERS.get(server.server_type)
     if cls is None:
         raise PermanentConnectorError(f"{smb.label}: certfleet does not deploy to {server.server_type} on Windows")

@@ -109,11 +109,12 @@ class StepIn(BaseModel):
     action: str
     path: str | None = None
     backup_path: str | None = None
+    undo: dict[str, Any] | None = None  # a change that is no file replacement: what puts it back
 
 
 @router.post("/deployments/{deployment_id}/steps", status_code=201, summary="Journal a change before making it")
 def journal(deployment_id: RowId, body: StepIn, store: Store) -> dict[str, int]:
-    return {"id": _guard(store.journal, deployment_id, body.action, body.path, body.backup_path)}
+    return {"id": _guard(store.journal, deployment_id, body.action, body.path, body.backup_path, body.undo)}
 
 
 class StepUpdate(BaseModel):

@@ -37,6 +37,7 @@ from certfleet.inventory.schemas import (
 )
 from certfleet.models import repo
 from certfleet.models.orm import Certificate, Deployment, DeploymentType
+from certfleet.renewal.schedule import ari_renews_at, next_renewal
 from certfleet.revocation import REASONS
 
 router = APIRouter(tags=["Certificates"])
@@ -89,6 +90,14 @@ class TargetIn(BaseModel):
     chain_path: str | None = None
 
 
+class StartIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    ignore_window: bool = Field(
+        default=False, description="deploy only: now, whatever the servers' maintenance windows say (audited)"
+    )
+
+
 def certificate_json(c: Certificate) -> dict[str, Any]:
     def iso(v: Any) -> Any:
         return v.isoformat() if v is not None else None
@@ -112,6 +121,13 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
         "renew_before_fraction": c.renew_before_fraction,
         "renewal_attempts": c.renewal_attempts,
         "renewal_next_attempt_at": iso(c.renewal_next_attempt_at),
+        # When renew-expiring renews it (None: it does not look after it); with ACME Renewal Information
+        # (RFC 9773) the time chosen inside the CA's suggested window, with the CA's explanation if any.
+        "renewal_due_at": iso(next_renewal(c)),
+        "ari_renew_at": iso(ari_renews_at(c)),
+        "ari_explanation_url": c.ari_explanation_url if ari_renews_at(c) else None,
+        "ari_next_poll_at": iso(c.ari_next_poll_at),
+        "ari_error": c.ari_error,
         "organization": c.organization,
         "tags": c.tags,
         "batch_name": c.batch_name,
@@ -136,6 +152,8 @@ def certificate_json(c: Certificate) -> dict[str, Any]:
                 "cert_path": t.cert_path,
                 "key_path": t.key_path,
                 "chain_path": t.chain_path,
+                # a deploy-certificate run waits in Prefect for the server's maintenance window until then
+                "deploy_waits_until": iso(t.deploy_waits_until),
             }
             for t in c.targets
         ],
@@ -356,10 +374,15 @@ def revoke(cert_id: RowId, body: RevokeBody, db: DbSession, who: Operator) -> di
     status_code=202,
     summary="Start a run in Prefect: action is provision, issue or deploy",
     description="A deploy starts one run per bot that reaches the certificate's servers: `runs` lists them all, "
-    "the top-level fields name the first.",
+    "the top-level fields name the first. A server outside its maintenance window gets its own run, scheduled in "
+    "Prefect for the window's start (`targets[].deploy_waits_until` on the certificate); "
+    '`{"ignore_window": true}` deploys now regardless (audited).',
 )
-def start(cert_id: RowId, action: str, db: DbSession, who: Operator) -> dict[str, Any]:
-    runs = start_for_certificate(db, cert_id, action, who.username)
+def start(
+    cert_id: RowId, action: str, db: DbSession, who: Operator, body: Annotated[StartIn | None, Body()] = None
+) -> dict[str, Any]:
+    ignore_window = body.ignore_window if body is not None else False
+    runs = start_for_certificate(db, cert_id, action, who.username, ignore_window=ignore_window)
     return {**run_json(runs[0]), "runs": [run_json(r) for r in runs]}
 
 

@@ -19,6 +19,7 @@ from certfleet.models import repo
 from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
 from certfleet.revocation import REASONS
 from certfleet.smime import bulk_import
+from certfleet.smime import service as smime
 from certfleet.smime.selection import UserFilter
 
 router = APIRouter(tags=["S/MIME"])
@@ -26,16 +27,16 @@ add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
 
 
 class ImportIn(BaseModel):
-    name: Annotated[str, svc.USER_NAME]
+    name: Annotated[str, smime.USER_NAME]
     email: Annotated[str, fields.Email()]
-    designation: Annotated[str, svc.DESIGNATION] | None = None
+    designation: Annotated[str, smime.DESIGNATION] | None = None
 
 
 class ProfileIn(BaseModel):
     client_id: str
     client_secret: Annotated[str, Field(description="empty on update: keep the stored secret")] = ""
     tenant_id: str
-    description: Annotated[str, svc.PROFILE_NAME]
+    description: Annotated[str, smime.PROFILE_NAME]
     ca_connector_id: int | None = None
     authority_host: Annotated[str | None, Field(description="empty: https://login.microsoftonline.com")] = None
     graph_base: Annotated[str | None, Field(description="empty: https://graph.microsoft.com")] = None
@@ -104,7 +105,7 @@ def saved_json(db: DbSession, p: DirectoryProfile, actor: str) -> dict[str, Any]
 @router.post("/smime-users", status_code=201, summary="Import Manually: add a user for S/MIME provisioning")
 def import_user(body: ImportIn, db: DbSession, who: Operator) -> dict[str, Any]:
     return user_json(
-        svc.import_user(db, name=body.name, email=body.email, designation=body.designation, actor=who.username)
+        smime.import_user(db, name=body.name, email=body.email, designation=body.designation, actor=who.username)
     )
 
 
@@ -176,26 +177,26 @@ def revoke(user_id: RowId, body: RevokeIn, db: DbSession, who: Operator) -> dict
 
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")
 def ignore(user_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
-    return user_json(svc.ignore_email(db, user_id, who.username))
+    return user_json(smime.ignore_email(db, user_id, who.username))
 
 
 @router.get("/directory-profiles", summary="Azure AD profiles (never their secrets)")
 def profiles(db: DbSession, who: Viewer) -> list[dict[str, Any]]:
-    return [profile_json(p) for p in svc.profiles(db)]
+    return [profile_json(p) for p in smime.profiles(db)]
 
 
 @router.post("/directory-profiles", status_code=201, summary="Create a new profile (Azure AD app credentials)")
 def create_profile(body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
     """Starts a sync-directory run for the new profile (`sync_run`; `sync_error` says why when it could not)."""
-    return saved_json(db, svc.save_profile(db, svc.ProfileFields(**body.model_dump()), who.username), who.username)
+    return saved_json(db, smime.save_profile(db, smime.ProfileFields(**body.model_dump()), who.username), who.username)
 
 
 @router.put(
     "/directory-profiles/{profile_id}", summary="Change a profile (an empty client_secret keeps the stored one)"
 )
 def update_profile(profile_id: RowId, body: ProfileIn, db: DbSession, who: Admin) -> dict[str, Any]:
-    fields_in = svc.ProfileFields(**body.model_dump())
-    return saved_json(db, svc.save_profile(db, fields_in, who.username, profile_id=profile_id), who.username)
+    fields_in = smime.ProfileFields(**body.model_dump())
+    return saved_json(db, smime.save_profile(db, fields_in, who.username, profile_id=profile_id), who.username)
 
 
 @router.post("/directory-profiles/{profile_id}/sync", summary="Sync now: start a sync-directory run for the profile")
@@ -205,4 +206,4 @@ def sync_profile(profile_id: RowId, db: DbSession, who: Operator) -> dict[str, A
 
 @router.delete("/directory-profiles/{profile_id}", summary="Delete a profile (its users stay, unlinked)")
 def delete_profile(profile_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
-    return {"deleted": profile_id, "description": svc.delete_profile(db, profile_id, who.username)}
+    return {"deleted": profile_id, "description": smime.delete_profile(db, profile_id, who.username)}

@@ -21,8 +21,8 @@ from certfleet.dashboard.services import certificates as svc
 from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url, render
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server
-from certfleet.renewal.schedule import next_renewal
+from certfleet.models.orm import CAConnector, Certificate, Deployment, DeploymentType, Order, Server, utcnow
+from certfleet.renewal.schedule import ari_renews_at, next_renewal
 
 router = APIRouter()
 add_export_page(router, svc.CERTIFICATES)
@@ -142,6 +142,8 @@ def _detail_context(db: Session, cert: Certificate) -> dict[str, Any]:
         "run_url": flow_run_url,
         "configuring": True,
         "renews_at": next_renewal(cert),
+        "ari_renews_at": ari_renews_at(cert),
+        "now": utcnow(),
         "problems": [],
         "v": {
             "ca_connector_id": cert.ca_connector_id or "",
@@ -272,8 +274,10 @@ def delete(cert_id: int, db: DbSession, who: Operator) -> Response:
 
 
 @router.post("/certificates/{cert_id}/run/{action}")
-def start(cert_id: int, action: str, db: DbSession, who: Operator) -> Response:
-    runs = start_for_certificate(db, cert_id, action, who.username)
+def start(
+    cert_id: int, action: str, db: DbSession, who: Operator, ignore_window: Annotated[str, Form()] = ""
+) -> Response:
+    runs = start_for_certificate(db, cert_id, action, who.username, ignore_window=bool(ignore_window))
     response = RedirectResponse(f"/certificates/{cert_id}", status_code=303)
     flash(response, "; ".join(f"started {run.name} in Prefect: {run.url}" for run in runs), "success")
     return response

@@ -42,6 +42,7 @@ class ServerForm:
         jetty_path: Annotated[str, Form()] = "",
         jboss_path: Annotated[str, Form()] = "",
         weblogic_path: Annotated[str, Form()] = "",
+        iis_site: Annotated[str, Form()] = "",
         keystore_folder: Annotated[str, Form()] = "",
         version: Annotated[str, Form()] = "",
         ports: Annotated[str, Form()] = "",
@@ -60,6 +61,12 @@ class ServerForm:
         smb_share: Annotated[str, Form()] = "",
         smb_share_folder: Annotated[str, Form()] = "",
         smb_encrypt: Annotated[str, Form()] = "",
+        smb_connect_timeout: Annotated[str, Form()] = "15",
+        smb_io_timeout: Annotated[str, Form()] = "60",
+        smb_rpc_timeout: Annotated[str, Form()] = "60",
+        maintenance_cron: Annotated[str, Form()] = "",
+        maintenance_duration_minutes: Annotated[str, Form()] = "",
+        maintenance_timezone: Annotated[str, Form()] = "UTC",
     ) -> None:
         self.values: dict[str, Any] = {
             "connection": connection,
@@ -74,6 +81,7 @@ class ServerForm:
             "jetty_path": jetty_path,
             "jboss_path": jboss_path,
             "weblogic_path": weblogic_path,
+            "iis_site": iis_site,
             "keystore_folder": keystore_folder,
             "version": version,
             "ports": ports,
@@ -91,10 +99,16 @@ class ServerForm:
             "smb_share": smb_share,
             "smb_share_folder": smb_share_folder,
             "smb_encrypt": bool(smb_encrypt),
+            "smb_connect_timeout": smb_connect_timeout,
+            "smb_io_timeout": smb_io_timeout,
+            "smb_rpc_timeout": smb_rpc_timeout,
+            "maintenance_cron": maintenance_cron,
+            "maintenance_duration_minutes": maintenance_duration_minutes,
+            "maintenance_timezone": maintenance_timezone,
         }
         # the Windows fields are shown for Windows only; a Linux server keeps their defaults
         if CONNECTION_ALIASES.get(connection.strip().lower()) == "ssh":
-            for name in ("smb_share", "smb_share_folder"):
+            for name in ("smb_share", "smb_share_folder", "smb_connect_timeout", "smb_io_timeout", "smb_rpc_timeout"):
                 self.values.pop(name)
         # only the selected type's path field is sent by the browser; keep the others out of validation
         kind = server_type.strip().lower()
@@ -110,13 +124,19 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
             v[secret] = ""  # never sent back to the browser
         return v
     if view is None:
-        return {"server_type": "nginx", "ssh_port": 22, "connection": "ssh", "smb_port": 445, "smb_share": "C$"}
+        return {
+            "server_type": "nginx", "ssh_port": 22, "connection": "ssh", "smb_port": 445, "smb_share": "C$",
+            "smb_connect_timeout": 15, "smb_io_timeout": 60, "smb_rpc_timeout": 60, "maintenance_timezone": "UTC",
+        }  # fmt: skip
     v = {
         "connection": view.connection,
         "smb_port": view.smb_port,
         "smb_share": view.smb_share or "",
         "smb_share_folder": view.smb_share_folder or "",
         "smb_encrypt": view.smb_encrypt,
+        "smb_connect_timeout": view.smb_connect_timeout,
+        "smb_io_timeout": view.smb_io_timeout,
+        "smb_rpc_timeout": view.smb_rpc_timeout,
         "description": view.description,
         "ip_address": view.ip_address,
         "server_type": view.server_type,
@@ -132,6 +152,9 @@ def _values(view: ServerView | None, form: ServerForm | None = None) -> dict[str
         "config_test_command": view.config_test_command or "",
         "reload_command": view.reload_command or "",
         "allowed_paths": "\n".join(view.allowed_paths),
+        "maintenance_cron": view.maintenance_cron or "",
+        "maintenance_duration_minutes": view.maintenance_duration_minutes or "",
+        "maintenance_timezone": view.maintenance_timezone,
     }
     for kind, info in SERVER_TYPES.items():
         if kind.value == view.server_type:

@@ -17,6 +17,7 @@ from certfleet.models import repo
 from certfleet.models.orm import CAConnector, SmimeOrder, SmimeStatus, SmimeUser
 from certfleet.revocation import REASONS
 from certfleet.smime import bulk_import, revocation, selection
+from certfleet.smime import service as smime
 from certfleet.smime.selection import UserFilter
 
 router = APIRouter()
@@ -27,7 +28,7 @@ add_export_page(router, svc.SMIME_USERS)
 def smime_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
     sources = list(db.scalars(select(SmimeUser.source).distinct().order_by(SmimeUser.source)))
     orderable = [s.value for s in selection.ORDERABLE]
-    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=svc.counts(db), profiles=svc.profiles(db),
+    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=smime.counts(db), profiles=smime.profiles(db),
                        sources=sources, orderable=orderable)  # fmt: skip
     return render(request, "smime/list.html", ctx)
 
@@ -48,7 +49,7 @@ def import_user(
 ) -> Response:
     try:
         # An empty designation input means none (a form cannot send null).
-        user = svc.import_user(db, name=name, email=email, designation=designation or None, actor=who.username)
+        user = smime.import_user(db, name=name, email=email, designation=designation or None, actor=who.username)
     except InputError as exc:
         v = {"name": name, "email": email, "designation": designation}
         return render(request, "smime/import.html", {"title": "Import Manually", "v": v, "error": exc}, 422)
@@ -106,7 +107,7 @@ def rollout(
 
 @router.post("/smime/{user_id}/ignore")
 def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
-    user = svc.ignore_email(db, user_id, who.username)
+    user = smime.ignore_email(db, user_id, who.username)
     response = RedirectResponse("/smime", status_code=303)
     flash(response, f"{user.email} is ignored", "success")
     return response
@@ -114,7 +115,7 @@ def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
 
 def _profiles_context(db: DbSession, v: dict[str, str], error: InputError | None = None) -> dict[str, object]:
     connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
-    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": svc.profiles(db), "connectors": connectors}
+    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": smime.profiles(db), "connectors": connectors}
     ctx.update(v=v, error=error)
     return ctx
 
@@ -138,12 +139,12 @@ def create_profile(
     graph_base: Annotated[str, Form()] = "",
     ca_bundle_pem: Annotated[str, Form()] = "",
 ) -> Response:
-    fields = svc.ProfileFields(
+    fields = smime.ProfileFields(
         client_id, client_secret, tenant_id, description, ca_connector_id, authority_host, graph_base, ca_bundle_pem
     )
     try:
         with db.begin_nested():  # a savepoint: rolling back the request's own transaction broke the page (500)
-            profile = svc.save_profile(db, fields, who.username)
+            profile = smime.save_profile(db, fields, who.username)
     except InputError as exc:
         v = {"client_id": client_id, "tenant_id": tenant_id, "description": description,
              "authority_host": authority_host, "graph_base": graph_base, "ca_bundle_pem": ca_bundle_pem}  # fmt: skip
@@ -167,7 +168,7 @@ def sync_now(profile_id: int, db: DbSession, who: Operator) -> Response:
 
 @router.post("/smime/profiles/{profile_id}/delete")
 def delete_profile(profile_id: int, db: DbSession, who: Admin) -> Response:
-    name = svc.delete_profile(db, profile_id, who.username)
+    name = smime.delete_profile(db, profile_id, who.username)
     response = RedirectResponse("/smime/profiles", status_code=303)
     flash(response, f"profile {name} deleted", "success")
     return response

@@ -313,7 +313,7 @@ def add_target(session: Session, cert_id: int, f: TargetFields, actor: str) -> D
     # nginx, Apache, Tomcat, ... find the files in their configuration; a plain PEM-files server must be told.
     files_needed = server.server_type not in HANDLERS
     for name, value in (("cert_path", f.cert_path), ("key_path", f.key_path)):
-        if files_needed and not (value or "").strip():
+        if files_needed and not value:
             raise InputError(
                 f"give the {name.replace('_', ' ')}: a {server.server_type} server has no configuration that "
                 "certfleet reads to find it",

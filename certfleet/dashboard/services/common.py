@@ -18,14 +18,13 @@ label = fields.choice
 
 
 def text(value: str | None, field: str, *, required: bool = False, max_len: int = 200) -> str | None:
-    value = (value or "").strip()
+    """An optional one-line value (a path, an SNI name, a common name) stored exactly as sent: None or ""
+    is no value; anything else must pass `fields.Name` (no edge whitespace, no control characters)."""
     if not value:
         if required:
             raise InputError(f"{field.replace('_', ' ')} is required", field=field)
         return None
-    if len(value) > max_len:
-        raise InputError(f"{field.replace('_', ' ')} is longer than {max_len} characters", field=field)
-    return value
+    return fields.Name(max_len).check(value, field)
 
 
 def host(value: str | None, field: str = "ip_address", *, required: bool = True, max_len: int = 255) -> str | None:

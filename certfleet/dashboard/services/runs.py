@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from certfleet.bots.routing import NoRoute, deploy_routes, rollback_route
+from certfleet.bots.routing import NoRoute, plan_deploys, record_plans, rollback_route
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.services.certificates import needs_configuration
@@ -26,8 +26,11 @@ CERTIFICATE_FLOWS = {
 }
 
 
-def start_for_certificate(session: Session, cert_id: int, action: str, actor: str) -> list[FlowRunRef]:
-    """One run, or for a deploy one run per bot that reaches the certificate's servers."""
+def start_for_certificate(
+    session: Session, cert_id: int, action: str, actor: str, *, ignore_window: bool = False
+) -> list[FlowRunRef]:
+    """One run, or for a deploy one run per bot that reaches the certificate's servers (and per maintenance
+    window a server waits for). `ignore_window`: deploy now, whatever the servers' windows say (audited)."""
     if action not in CERTIFICATE_FLOWS:
         raise InputError(f"action must be one of {', '.join(CERTIFICATE_FLOWS)}", field="action")
     cert = repo.get(session, Certificate, cert_id)
@@ -40,12 +43,24 @@ def start_for_certificate(session: Session, cert_id: int, action: str, actor: st
             missing.append("an issued certificate (issue it first)")
     if missing:
         raise InputError(f"configure {cert.common_name} first: it needs {', '.join(missing)}")
+    if ignore_window and action != "deploy":
+        raise InputError("ignore_window applies to a deploy only", field="ignore_window")
     flow_name = CERTIFICATE_FLOWS[action]
     runs = []
     if action == "deploy":
-        for route, target_ids in _routes(lambda: deploy_routes(session, cert.id)):
-            parameters = {"certificate_id": cert.id, "target_ids": target_ids}
-            runs.append(start_flow(flow_name, parameters, queue=route.queue))
+        plans = _routes(lambda: plan_deploys(session, cert.id, ignore_window=ignore_window))
+        for plan in plans:
+            parameters = {"certificate_id": cert.id, "target_ids": plan.target_ids}
+            runs.append(start_flow(flow_name, parameters, queue=plan.route.queue, scheduled_time=plan.at))
+        record_plans(session, cert.id, plans)
+        if ignore_window:
+            repo.audit(
+                session,
+                actor=actor,
+                action="deploy-ignoring-maintenance-window",
+                obj=cert,
+                detail="deploy now, whatever the servers' maintenance windows say",
+            )
     else:
         runs.append(start_flow(flow_name, {"certificate_id": cert.id}))
     for run in runs:

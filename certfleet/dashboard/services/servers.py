@@ -62,6 +62,7 @@ SERVERS = ListSpec(
 
 # Model-level messages of ServerInput name no field: put them beside the field they are about.
 _MODEL_MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("IIS is reached over SMB", "connection"),
     ("username:", "username"),
     ("Windows account", "password"),
     ("give the Service Name", "service_name"),
@@ -88,6 +89,9 @@ LABELS = {
     "smb_port": "SMB port",
     "smb_share": "SMB share",
     "smb_share_folder": "Share folder",
+    "smb_connect_timeout": "Connect timeout",
+    "smb_io_timeout": "File operation timeout",
+    "smb_rpc_timeout": "Service manager timeout",
     **{info.path_field: info.path_label for info in SERVER_TYPES.values()},
 }
 
@@ -130,7 +134,13 @@ def _validate(model: Callable[..., M], values: Mapping[str, Any]) -> M:
 
 
 # Given empty, these go back to the type's own default (no extra allowed paths); omitted, they are kept.
-_CLEARABLE = ("config_test_command", "reload_command", "allowed_paths")
+_CLEARABLE = (
+    "config_test_command",
+    "reload_command",
+    "allowed_paths",
+    "maintenance_cron",
+    "maintenance_duration_minutes",
+)
 
 
 def _cleaned(values: Mapping[str, Any]) -> dict[str, Any]:

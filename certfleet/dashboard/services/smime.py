@@ -1,4 +1,7 @@
-"""The S/MIME users list as the dashboard shows it; the domain rules live in certfleet.smime."""
+"""The S/MIME users list as the dashboard shows it, and starting the S/MIME runs from the web process.
+
+The domain rules (users, profiles, counts, the checks and audit of a run's start) live in certfleet.smime.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +11,20 @@ from sqlalchemy.orm import Session
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
-from certfleet.models import repo
-from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeStatus, SmimeUser
-from certfleet.smime import revocation, selection
+from certfleet.models.orm import SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.smime import revocation, selection, starts
+from certfleet.smime.rollout import OPEN_STATES
 from certfleet.smime.selection import UserFilter
-from certfleet.smime.service import (
-    CLIENT_SECRET,
-    DESIGNATION,
-    MANUAL_SOURCE,
-    PROFILE_NAME,
-    PROVISIONED,
-    USER_NAME,
-    ProfileFields,
-    counts,
-    delete_profile,
-    ignore_email,
-    import_user,
-    profiles,
-    save_profile,
-)
 
-# The pages and the API call the domain through this module.
-__all__ = [
-    "CLIENT_SECRET",
-    "DESIGNATION",
-    "MANUAL_SOURCE",
-    "PROFILE_NAME",
-    "PROVISIONED",
-    "SMIME_USERS",
-    "USER_NAME",
-    "ProfileFields",
-    "counts",
-    "delete_profile",
-    "ignore_email",
-    "import_user",
-    "profiles",
-    "save_profile",
-]
+# Why the user's open order is stuck (e.g. a delivery the share or the mail server refused); None when it is not.
+OPEN_ORDER_ERROR = (
+    select(SmimeOrder.error)
+    .where(SmimeOrder.user_id == SmimeUser.id, SmimeOrder.state.in_(OPEN_STATES))
+    .order_by(SmimeOrder.id.desc())
+    .limit(1)
+    .correlate(SmimeUser)
+    .scalar_subquery()
+)
 
 SMIME_USERS = ListSpec(
     name="smime_users",
@@ -67,19 +47,16 @@ SMIME_USERS = ListSpec(
             default=True,
             choices=revocation.LEAVER_STATES,
         ),
+        Column("last_error", "Last Error", OPEN_ORDER_ERROR, default=True, width=40),
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
 )
 
 
-SYNC_FLOW = "sync-directory"
-
-
 def start_sync(session: Session, profile_id: int, actor: str) -> FlowRunRef:
     """A sync-directory run for one profile (never the Graph calls in the web process)."""
-    profile = repo.get(session, DirectoryProfile, profile_id)
-    run = start_flow(SYNC_FLOW, {"profile_id": profile.id})
-    repo.audit(session, actor=actor, action="start-sync-directory", obj=profile, detail=run.name)
+    run = start_flow(starts.SYNC_FLOW, starts.sync_parameters(session, profile_id))
+    starts.record_sync_start(session, profile_id, actor, run.name)
     return run
 
 
@@ -91,9 +68,6 @@ def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowR
         return None, exc.message
 
 
-ROLLOUT_FLOW = "smime-rollout"
-
-
 def start_rollout(
     session: Session,
     actor: str,
@@ -102,23 +76,9 @@ def start_rollout(
     user_filter: UserFilter | None = None,
 ) -> FlowRunRef:
     """An smime-rollout run for the users awaiting an order (or the given ones, or those the filter matches)."""
-    if ca_connector_id is not None:
-        repo.get(session, CAConnector, ca_connector_id)
-    for user_id in user_ids or []:
-        repo.get(session, SmimeUser, user_id)
-    parameters: dict[str, object] = {}
-    if user_ids is not None:
-        parameters["user_ids"] = user_ids
-    if ca_connector_id is not None:
-        parameters["ca_connector_id"] = ca_connector_id
-    if user_filter is not None and not user_filter.is_empty():
-        parameters["user_filter"] = selection.check(session, user_filter).model_dump(mode="json", exclude_none=True)
-    run = start_flow(ROLLOUT_FLOW, parameters)
-    who = "users " + ", ".join(map(str, user_ids)) if user_ids is not None else "all awaiting"
-    if "user_filter" in parameters and user_filter is not None:
-        who += f" matching {user_filter.describe()}"
-    session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
-                           detail=f"{run.name}: {who}"))  # fmt: skip
+    parameters = starts.rollout_parameters(session, user_ids, ca_connector_id, user_filter)
+    run = start_flow(starts.ROLLOUT_FLOW, parameters)
+    starts.record_rollout_start(session, actor, run.name, user_ids, user_filter)
     return run
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from certfleet.bots import service as bots
-from certfleet.dashboard.services import certificates, orders, servers, smime
+from certfleet.dashboard.services import certificates, orders, servers
+from certfleet.smime import service as smime
 
 
 def tiles(session: Session) -> dict[str, dict[str, int]]:

@@ -132,5 +132,6 @@ def test_an_order_the_ca_no_longer_knows_is_replaced(acme_http_stack: AcmeStack,
     journal.placed("k-gone", gone)  # an earlier attempt's order, long expired at the CA
     result = ca.issue(_request("again.example.test", key="k-gone"))
     assert result.issued
+    assert (result.validation_status, result.dcv_status) == ("Order valid", "Valid")
     assert result.ca_order_id != gone
     assert journal.orders["k-gone"] == result.ca_order_id

@@ -61,6 +61,7 @@ def test_digicert_order_carries_the_connectors_settings(
     result = ca.issue(_request("shop.example.test", "www.shop.example.test", key="order-7"))
     assert result.pem_chain is not None
     assert "\r" not in result.pem_chain
+    assert result.validation_status == "Issued"
     (order,) = digicert_emulator.orders.values()
     assert order.product == "ssl_basic"
     body = order.body
@@ -72,6 +73,19 @@ def test_digicert_order_carries_the_connectors_settings(
     assert body["order_validity"] == {"days": 120}  # the connector's Certificate Validity
     assert body["payment_method"] == "profile"
     assert body["comments"] == "certfleet-order:order-7"  # the idempotency key, for finding a lost order
+
+
+def test_digicert_reports_the_orders_status_as_validation_status(
+    digicert_emulator: DigiCertEmulator, emulator_tls: TlsIdentity
+) -> None:
+    digicert_emulator.mode = "pending"
+    ca = _digicert(digicert_emulator, emulator_tls)
+    pending = ca.issue(_request(key="approval-1"))
+    assert (pending.issued, pending.validation_status) == (False, "Pending")
+    assert pending.ca_order_id is not None
+    digicert_emulator.approve(int(pending.ca_order_id))
+    done = ca.status(pending.ca_order_id)
+    assert (done.issued, done.validation_status) == (True, "Issued")
 
 
 def test_digicert_refuses_validity_over_397_days_before_ordering(
@@ -109,6 +123,7 @@ def test_adcs_speaks_whichever_authentication_iis_offers(emulator_tls: TlsIdenti
         result = ca.issue(_request())
         assert result.issued
         assert result.ca_order_id == "1"
+        assert result.validation_status == "Issued"
         bad = build_remote_ca(stored(form.model_copy(update={"password": SecretStr("wrong")})))
         with pytest.raises(PermanentConnectorError, match="rejected the credentials"):
             bad.issue(_request(key="k2"))
@@ -134,6 +149,7 @@ def test_adcs_standalone_request_stays_pending_until_a_manager_approves(
         pending = ca.issue(_request())
         assert pending.ca_order_id
         assert not pending.issued
+        assert pending.validation_status == "Pending CA manager approval"
         assert "CertificateTemplate" not in str(adcs.requests)  # a standalone CA gets no template
         assert not ca.status(pending.ca_order_id).issued
         adcs.deny(int(pending.ca_order_id), "the CA manager: host name not registered")
@@ -166,6 +182,7 @@ def test_emsign_tracks_dcv_until_the_order_is_fulfilled(
     ca = _emsign(emsign_emulator, emulator_tls)
     pending = ca.issue(_request("shop.example.test", "api.example.test"))
     assert (pending.issued, pending.dcv_status) == (False, "Pending")
+    assert pending.validation_status in ("Placed", "Accepted", "In progress")
     (order,) = emsign_emulator.orders.values()
     assert order.details["certificateInformation"] == {
         "domainName": "shop.example.test",
@@ -178,7 +195,7 @@ def test_emsign_tracks_dcv_until_the_order_is_fulfilled(
     }
     emsign_emulator.verify(order.number)
     done = ca.status(order.number)
-    assert (done.issued, done.dcv_status) == (True, "Verified")
+    assert (done.issued, done.dcv_status, done.validation_status) == (True, "Verified", "Fulfilled")
     # Every call was signed with a fresh transaction id (the emulator refuses a reused one).
     assert emsign_emulator.auth_failures == 0
     assert len(emsign_emulator.seen_txns) == 4
@@ -215,7 +232,8 @@ def test_emca_logs_in_again_when_the_token_expires(
             advanced=_adv(emulator_tls),
         )
         ca = build_remote_ca(stored(form))
-        assert ca.issue(_request(key="a")).issued
+        first = ca.issue(_request(key="a"))
+        assert (first.issued, first.validation_status) == (True, "Authorised")
         assert emca.tokens_issued == 1  # one login serves many calls
         emca.expire_tokens()
         time.sleep(1.1)

@@ -1,7 +1,7 @@
 """S/MIME lifecycle: a user's renewal retry state and revocation; an order's not-before and revocation.
 
-Revision ID: 0016_smime_lifecycle
-Revises: 0015_rule_server_group
+Revision ID: 0020_smime_lifecycle
+Revises: 0019_smime_cas_order_ids
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_smime_lifecycle"
-down_revision: str | None = "0015_rule_server_group"
+revision: str = "0020_smime_lifecycle"
+down_revision: str | None = "0019_smime_cas_order_ids"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
