@@ -218,8 +218,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/smime/import/file"): OPERATOR,
     ("POST", "/smime/rollout"): OPERATOR,
     ("POST", "/smime/{user_id}/ignore"): OPERATOR,
-    ("GET", "/smime/{user_id}"): VIEWER,
-    ("POST", "/smime/{user_id}/revoke"): OPERATOR,
+    ("GET", "/smime/{user_id:int}"): VIEWER,
+    ("POST", "/smime/{user_id:int}/revoke"): OPERATOR,
     ("GET", "/smime/profiles"): VIEWER,
     ("POST", "/smime/profiles"): ADMIN,
     ("POST", "/smime/profiles/{profile_id}/delete"): ADMIN,
@@ -296,7 +296,7 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)  # {id} or {id:int}
 
 
 def is_api(path: str) -> bool:  # token-authenticated routes: also called with each role's API token

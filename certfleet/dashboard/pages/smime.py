@@ -174,8 +174,8 @@ def delete_profile(profile_id: int, db: DbSession, who: Admin) -> Response:
     return response
 
 
-# Last: /smime/profiles and /smime/import must match before the user's page does.
-@router.get("/smime/{user_id}", response_class=HTMLResponse)
+# `:int` so /smime/profiles, /smime/import and /smime/delivery (another router) never reach the user's page.
+@router.get("/smime/{user_id:int}", response_class=HTMLResponse)
 def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
     u = repo.get(db, SmimeUser, user_id)
     orders = list(db.scalars(select(SmimeOrder).where(SmimeOrder.user_id == u.id).order_by(SmimeOrder.id.desc())))
@@ -196,7 +196,7 @@ def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> H
     return render(request, "smime/detail.html", ctx)
 
 
-@router.post("/smime/{user_id}/revoke")
+@router.post("/smime/{user_id:int}/revoke")
 def revoke(
     user_id: int,
     db: DbSession,
