@@ -241,16 +241,54 @@ def smime_rollout(
     ca_connector: Annotated[
         int | None, typer.Option(help="A CA connector's id; default: the user's profile's, else the built-in CA")
     ] = None,
+    source: Annotated[str | None, typer.Option(help="Only users with this Source (exactly as listed)")] = None,
+    profile: Annotated[int | None, typer.Option(help="Only users read from this directory profile (its id)")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only users in this status (repeat): Awaiting Order, CSR Pending, ...")
+    ] = None,
+    match: Annotated[str | None, typer.Option(help="Only users whose name or e-mail contains this (any case)")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
-    """Start an smime-rollout run: order, issue and deliver S/MIME certificates."""
+    """Start an smime-rollout run: order, issue and deliver S/MIME certificates (all awaiting, some, a filter)."""
     import getpass
 
     from certfleet.cli.runs import start_smime_rollout
 
     users = list(user_id) if user_id else None
+    wanted = None
+    if source or profile is not None or status or match:
+        from pydantic import ValidationError
+
+        from certfleet.models.db import session_scope
+        from certfleet.smime import selection
+
+        try:
+            wanted = selection.UserFilter.model_validate(
+                {"source": source, "profile_id": profile, "status": status, "text": match}
+            )
+        except ValidationError as exc:
+            raise typer.BadParameter(str(exc.errors()[0]["msg"]), param_hint="--status") from None
+        with session_scope() as s:
+            selection.check(s, wanted)
+            out.print(f"{len(selection.matching(s, users, wanted))} user(s) match now")
     actor = f"cli:{getpass.getuser()}"
-    _print_run(start_smime_rollout(users, actor=actor, wait=wait, ca_connector_id=ca_connector), wait)
+    line = start_smime_rollout(users, actor=actor, wait=wait, ca_connector_id=ca_connector, user_filter=wanted)
+    _print_run(line, wait)
+
+
+@smime_app.command("revoke")
+def smime_revoke(
+    user_id: Annotated[int, typer.Argument(help="The S/MIME user's id")],
+    reason: Annotated[str, typer.Option(help="RFC 5280 reason name, e.g. cessationOfOperation for a leaver")],
+    serial: Annotated[str | None, typer.Option(help="Only this serial (hex); default: every valid one")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
+) -> None:
+    """Start a revoke-smime-user run: the issuing CA revokes the user's certificates; the user becomes Revoked."""
+    import getpass
+
+    from certfleet.cli.runs import start_smime_revocation
+
+    _print_run(start_smime_revocation(user_id, reason, serial, actor=f"cli:{getpass.getuser()}", wait=wait), wait)
 
 
 def _print_run(line: str, wait: bool) -> None:

@@ -13,6 +13,8 @@ from certfleet.deployments.embedded import Access, api_access, healthy
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
+    from certfleet.smime.selection import UserFilter
+
 
 class NotRunning(RuntimeError):
     """No Prefect API answers where certfleet's runs would go."""
@@ -137,17 +139,35 @@ def start_smime_sync(profile_id: int | None, *, actor: str, wait: bool) -> str:
 
 
 def start_smime_rollout(
-    user_ids: list[int] | None, *, actor: str, wait: bool, ca_connector_id: int | None = None
+    user_ids: list[int] | None,
+    *,
+    actor: str,
+    wait: bool,
+    ca_connector_id: int | None = None,
+    user_filter: UserFilter | None = None,
 ) -> str:
     """An smime-rollout run after the checks the dashboard makes (certfleet.smime.starts), with an audit event."""
     from certfleet.models.db import session_scope
     from certfleet.smime import starts
 
     with session_scope() as s:
-        parameters = starts.rollout_parameters(s, user_ids, ca_connector_id)
+        parameters = starts.rollout_parameters(s, user_ids, ca_connector_id, user_filter)
     run = _start_one(starts.ROLLOUT_FLOW, parameters)
     with session_scope() as s:
-        starts.record_rollout_start(s, actor, run.name, user_ids)
+        starts.record_rollout_start(s, actor, run.name, user_ids, user_filter)
+    return _describe(run, wait)
+
+
+def start_smime_revocation(user_id: int, reason: str, serial: str | None, *, actor: str, wait: bool) -> str:
+    """A revoke-smime-user run after the checks the dashboard makes (certfleet.smime.revocation), with an audit."""
+    from certfleet.models.db import session_scope
+    from certfleet.smime import revocation
+
+    with session_scope() as s:
+        parameters = revocation.flow_parameters(s, user_id, reason, serial)
+    run = _start_one(revocation.FLOW, parameters)
+    with session_scope() as s:
+        revocation.record_start(s, user_id, str(parameters["reason"]), actor, run.name)
     return _describe(run, wait)
 
 

@@ -95,7 +95,18 @@ HELP: dict[str, str] = {
     "smime_orders_csr_pending": (
         "S/MIME orders whose key and CSR are made but whose certificate the CA has not issued yet."
     ),
-    "smime_orders_issued": "S/MIME orders the CA has issued (delivered or not yet).",
+    "smime_orders_issued": (
+        "S/MIME orders the CA has issued: delivered or not yet, replaced by a renewal, or since revoked."
+    ),
+    "smime_revoked": (
+        "S/MIME users whose certificate was revoked at its CA (status Revoked, with the RFC 5280 reason and time). "
+        "They stay listed; renewal and rollout leave them alone."
+    ),
+    "smime_leavers": (
+        "Users the directory sync flagged (disabled in Azure AD, or no longer listed) who still hold a valid "
+        "certificate: open one and Revoke it (revoke-smime-user asks the issuing CA; the built-in CA's CRL then "
+        "lists the serial)."
+    ),
     "smime_connect": (
         "Azure Active Directory application profiles (tenant, client ID, encrypted secret). certfleet reads each "
         "profile's users through Microsoft Graph (application permission User.Read.All) when the profile is saved, "

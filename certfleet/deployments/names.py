@@ -25,6 +25,7 @@ CENTRAL_FLOWS = (
     "revoke-certificate",
     "sync-directory",
     "smime-rollout",
+    "revoke-smime-user",
     "rotate-batch",
     "check-notifications",
 )
@@ -63,6 +64,7 @@ DESCRIPTIONS = {
     "check-bots": "Mark bots silent for CERTFLEET_BOT_SILENCE_MINUTES Inactive; keep Stopped bots' queues paused.",
     "revoke-certificate": "Revoke a certificate at the CA connector that issued it, with an RFC 5280 reason.",
     "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
+    "revoke-smime-user": "Revoke an S/MIME user's valid certificates at the CA that issued them (leavers, requests).",
     "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
     "rotate-batch": "Re-key, re-issue and deploy a batch (ids, Batch Name or filter): canaries first, failure budget.",
     "check-notifications": "Notify of failed renewals and deployments, expiry thresholds, inactive bots and a stale "

@@ -41,6 +41,7 @@ from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import rotate_batch
 from certfleet.flows.servers import check_server
 from certfleet.flows.smime import smime_rollout, sync_directory
+from certfleet.flows.smime_revocation import revoke_smime_user
 
 FLOWS: tuple[Flow[..., Any], ...] = (
     issue_certificate,
@@ -56,6 +57,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     revoke_certificate,
     sync_directory,
     smime_rollout,
+    revoke_smime_user,
     rotate_batch,
     check_notifications,
 )

@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from certfleet.smime.selection import UserFilter
 from certfleet.tasks.smime import (
     failure_message,
     mark_sync_started,
@@ -69,6 +70,8 @@ def smime_rollout(
     ca_connector_id: int | None = None,
     delivery_dir: str | None = None,
     key: str = "rsa2048",
+    user_filter: UserFilter | None = None,
+    renewal: bool = False,
 ) -> dict[str, str]:
     """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
     order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date; an order
@@ -76,17 +79,24 @@ def smime_rollout(
     delivered to the S/MIME delivery setting's target: a folder, an SMB share or two e-mails (Certificate
     Installed). `delivery_dir` (a folder) overrides the setting for this run.
 
+    `user_filter`: only the users awaiting an order that match it (certfleet.smime.selection). `renewal`
+    (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key (of the replaced
+    certificate's type, else `key`) and certificate through the same steps; ignored, revoked and disabled or
+    vanished users are still left alone.
+
     `ca_connector_id`: the built-in CA, a DigiCert or an emSign connector; default the user's profile's connector,
     else the built-in CA. Users run side by side; each step is its own task, retried on its own; a user that fails
     is reported and the others go on (a failed delivery leaves the user at Certificate Issued, with the reason on
     the order; a re-run delivers without ordering again). Returns user id -> where the PKCS#12 went, or the error.
     """
-    users = users_to_order(user_ids)
+    if renewal and user_ids is None:
+        raise ValueError("a renewal names its users (user_ids): it never re-keys every installed certificate")
+    users = users_to_order(user_ids, user_filter, renewal)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
     chains = []
     for user_id in users:
-        ordered = order_and_csr.submit(user_id, ca_connector_id, key)
+        ordered = order_and_csr.submit(user_id, ca_connector_id, key, renewal)
         placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
         issued = poll.submit(ordered, wait_for=[placed])  # type: ignore[call-overload]
         delivered = deliver.submit(ordered, delivery_dir, wait_for=[issued])  # type: ignore[call-overload]

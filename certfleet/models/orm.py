@@ -145,6 +145,7 @@ class SmimeStatus(enum.StrEnum):
     CERTIFICATE_ISSUED = "Certificate Issued"
     CERTIFICATE_INSTALLED = "Certificate Installed"
     IGNORED = "Ignored"
+    REVOKED = "Revoked"
 
 
 class Bot(Base):
@@ -466,6 +467,12 @@ class SmimeUser(Base):
     certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id", ondelete="SET NULL"))
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Renewals started since the last delivery; the next may start only after renewal_next_attempt_at (backoff).
+    renewal_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    renewal_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the user's current certificate was revoked (status Revoked): RFC 5280 reason name and time.
+    revocation_reason: Mapped[str | None] = mapped_column(String(40))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):
@@ -621,7 +628,8 @@ class CompletedRun(Base):
 class SmimeOrder(Base):
     """One S/MIME certificate order for a user. Written before the key, the CSR and the CA call, so a retried or
     re-run smime-rollout never orders twice; its state follows the user's status (CSR Pending -> Certificate
-    Issued -> Certificate Installed) or Failed with the error."""
+    Issued -> Certificate Installed) or Failed with the error; "Revoked" once the CA revoked its serial, "Cancelled"
+    when the user was revoked before it was issued."""
 
     __tablename__ = "smime_orders"
 
@@ -640,6 +648,9 @@ class SmimeOrder(Base):
     serial_number: Mapped[str | None] = mapped_column(String(80))
     pem_chain: Mapped[str | None] = mapped_column(Text)
     expires_on: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # with expires_on: the lifetime renewal uses
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # state "Revoked": the CA revoked the serial
+    revocation_reason: Mapped[str | None] = mapped_column(String(40))
     delivered_to: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
     # The PKCS#12 (leaf, chain, key) and its generated password, built once and sealed, so a retried delivery

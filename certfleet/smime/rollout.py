@@ -31,9 +31,17 @@ from certfleet.models import repo
 from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
 from certfleet.pki.bundle import key_matches_certificate, to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
-from certfleet.pki.keys import DEFAULT_KEY_SPEC, KeySpec, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import (
+    DEFAULT_KEY_SPEC,
+    KeySpec,
+    generate_private_key,
+    key_spec_of,
+    load_private_key,
+    private_key_to_pem,
+)
 from certfleet.pki.parse import load_material, serial_hex
 from certfleet.smime.order_journal import SmimeOrderJournal
+from certfleet.smime.selection import UserFilter, users_query
 from certfleet.smime.senders import Parcel
 
 FAILED = "Failed"
@@ -41,15 +49,12 @@ OPEN_STATES = (SmimeStatus.CSR_PENDING.value, SmimeStatus.CERTIFICATE_ISSUED.val
 CN_MAX = 64  # X.509 upper bound for a common name
 
 
-def users_to_order(session: Session, user_ids: list[int] | None) -> list[int]:
-    """Users awaiting an order (or with an order left open by an earlier run), not ignored, still in the directory."""
-    query = select(SmimeUser.id).where(
-        SmimeUser.status.in_([SmimeStatus.AWAITING_ORDER, SmimeStatus.CSR_PENDING, SmimeStatus.CERTIFICATE_ISSUED]),
-        SmimeUser.directory_state.is_(None),
-    )
-    if user_ids is not None:
-        query = query.where(SmimeUser.id.in_(user_ids))
-    return list(session.scalars(query.order_by(SmimeUser.id)))
+def users_to_order(
+    session: Session, user_ids: list[int] | None, user_filter: UserFilter | None = None, *, renewal: bool = False
+) -> list[int]:
+    """Users awaiting an order (or with an order left open by an earlier run), not ignored, still in the directory;
+    narrowed to `user_ids` and the filter. A renewal also takes the named users whose certificate is installed."""
+    return list(session.scalars(users_query(user_ids, user_filter, renewal=renewal)))
 
 
 # The connector kinds that issue S/MIME certificates, and what each orders (shown when another kind is refused).
@@ -113,11 +118,25 @@ def open_order(session: Session, user_id: int, ca_connector_id: int | None) -> i
     return order.id
 
 
-def make_csr(session: Session, order_id: int, key_spec: KeySpec | None = None) -> None:
-    """Key and CSR for an order that has none yet: the address as rfc822Name SAN (and CN when it fits)."""
+def previous_key_spec(session: Session, order: SmimeOrder) -> KeySpec | None:
+    """The key type of the user's newest certificate before this order (what a renewal keeps)."""
+    pem = session.scalar(
+        select(SmimeOrder.pem_chain)
+        .where(SmimeOrder.user_id == order.user_id, SmimeOrder.id < order.id, SmimeOrder.pem_chain.is_not(None))
+        .order_by(SmimeOrder.id.desc())
+        .limit(1)
+    )
+    return key_spec_of(load_material(pem.encode()).certificates[0].public_key()) if pem else None
+
+
+def make_csr(session: Session, order_id: int, key_spec: KeySpec | None = None, *, renewal: bool = False) -> None:
+    """Key and CSR for an order that has none yet: the address as rfc822Name SAN (and CN when it fits). A renewal
+    keeps the key type of the certificate it replaces."""
     order = repo.get(session, SmimeOrder, order_id)
     user = repo.get(session, SmimeUser, order.user_id)
     if not order.csr_pem:
+        if renewal:
+            key_spec = previous_key_spec(session, order) or key_spec
         key = generate_private_key(key_spec or DEFAULT_KEY_SPEC)
         common_name = user.email if len(user.email) <= CN_MAX else ""
         order.csr_pem = csr_to_pem(build_csr(key, common_name, [user.email]))
@@ -143,6 +162,8 @@ def next_ca_call(session: Session, order_id: int) -> CaCall | None:
         return None
     if order.state == FAILED:
         raise PermanentConnectorError(f"S/MIME order {order_id} failed: {order.error}")
+    if order.state not in OPEN_STATES:  # cancelled: the user was revoked while this run waited
+        raise PermanentConnectorError(f"S/MIME order {order_id} is {order.state}: nothing to issue")
     if not order.csr_pem:
         raise PermanentConnectorError(f"S/MIME order {order_id} has no CSR")
     if order.ca_order_id is None:
@@ -175,6 +196,7 @@ def record_result(session: Session, order_id: int, result: IssueResult) -> bool:
     order.pem_chain = result.pem_chain
     order.serial_number = serial_hex(leaf.serial_number)
     order.expires_on = leaf.not_valid_after_utc.astimezone(UTC)
+    order.not_before = leaf.not_valid_before_utc.astimezone(UTC)
     order.state = SmimeStatus.CERTIFICATE_ISSUED.value
     order.error = None
     user.status = SmimeStatus.CERTIFICATE_ISSUED
@@ -249,6 +271,7 @@ def delivered(session: Session, order_id: int, where: str) -> None:
     order.state = SmimeStatus.CERTIFICATE_INSTALLED.value
     user.status = SmimeStatus.CERTIFICATE_INSTALLED
     user.expires_on = order.expires_on
+    user.renewal_attempts, user.renewal_next_attempt_at = 0, None  # renewed (or first delivered): no retry pending
     repo.audit(session, actor="flow:smime-rollout", action="deliver-smime", obj=user, detail=where)
 
 

@@ -161,14 +161,19 @@ def delete_profile(session: Session, profile_id: int, actor: str) -> str:
 
 
 def counts(session: Session) -> dict[str, int]:
-    total, awaiting, provisioned = session.execute(
+    from certfleet.smime.revocation import leavers_to_revoke  # it imports directory_sync, which imports this module
+
+    total, awaiting, provisioned, revoked = session.execute(
         select(
             func.count(SmimeUser.id),
             func.sum(case((SmimeUser.status == SmimeStatus.AWAITING_ORDER, 1), else_=0)),
             func.sum(case((SmimeUser.status.in_(PROVISIONED), 1), else_=0)),
+            func.sum(case((SmimeUser.status == SmimeStatus.REVOKED, 1), else_=0)),
         )
     ).one()
-    issued_states = [SmimeStatus.CERTIFICATE_ISSUED.value, SmimeStatus.CERTIFICATE_INSTALLED.value]
+    # Orders the CA issued: a renewed user's earlier order stays Installed; a revoked one was issued all the same.
+    issued_states = [SmimeStatus.CERTIFICATE_ISSUED.value, SmimeStatus.CERTIFICATE_INSTALLED.value,
+                     SmimeStatus.REVOKED.value]  # fmt: skip
     orders, csr_pending, issued = session.execute(
         select(
             func.count(SmimeOrder.id),
@@ -180,6 +185,8 @@ def counts(session: Session) -> dict[str, int]:
         "total": int(total or 0),
         "awaiting": int(awaiting or 0),
         "provisioned": int(provisioned or 0),
+        "revoked": int(revoked or 0),
+        "leavers_to_revoke": leavers_to_revoke(session),
         "orders": int(orders or 0),  # S/MIME orders only (TLS orders are on the Orders page)
         "orders_csr_pending": int(csr_pending or 0),
         "orders_issued": int(issued or 0),

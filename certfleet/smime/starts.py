@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeUser
+from certfleet.smime import selection
 from certfleet.smime.rollout import smime_problem
+from certfleet.smime.selection import UserFilter
 
 SYNC_FLOW = "sync-directory"
 ROLLOUT_FLOW = "smime-rollout"
@@ -36,9 +38,13 @@ def record_sync_start(session: Session, profile_id: int | None, actor: str, run_
 
 
 def rollout_parameters(
-    session: Session, user_ids: list[int] | None = None, ca_connector_id: int | None = None
+    session: Session,
+    user_ids: list[int] | None = None,
+    ca_connector_id: int | None = None,
+    user_filter: UserFilter | None = None,
 ) -> dict[str, Any]:
-    """The run's parameters once every named user exists and the connector issues S/MIME certificates."""
+    """The run's parameters once every named user exists, the connector issues S/MIME certificates and every part
+    of the filter can match (certfleet.smime.selection)."""
     if ca_connector_id is not None:
         check_smime_connector(repo.get(session, CAConnector, ca_connector_id))
     for user_id in user_ids or []:
@@ -48,6 +54,8 @@ def rollout_parameters(
         parameters["user_ids"] = user_ids
     if ca_connector_id is not None:
         parameters["ca_connector_id"] = ca_connector_id
+    if user_filter is not None and not user_filter.is_empty():
+        parameters["user_filter"] = selection.check(session, user_filter).model_dump(mode="json", exclude_none=True)
     return parameters
 
 
@@ -58,7 +66,15 @@ def check_smime_connector(connector: CAConnector, field: str = "ca_connector_id"
         raise InputError(f"{field}: {problem}", field=field)
 
 
-def record_rollout_start(session: Session, actor: str, run_name: str, user_ids: list[int] | None = None) -> None:
+def record_rollout_start(
+    session: Session,
+    actor: str,
+    run_name: str,
+    user_ids: list[int] | None = None,
+    user_filter: UserFilter | None = None,
+) -> None:
     who = "users " + ", ".join(map(str, user_ids)) if user_ids is not None else "all awaiting"
+    if user_filter is not None and not user_filter.is_empty():
+        who += f" matching {user_filter.describe()}"
     session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
                            detail=f"{run_name}: {who}"))  # fmt: skip

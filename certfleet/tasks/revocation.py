@@ -6,6 +6,7 @@ Revoked is left as it is, and a CA that answers "already revoked" (a retry after
 
 from __future__ import annotations
 
+from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
@@ -44,12 +45,18 @@ def revoke_at_ca(certificate_id: int, reason: str, serial_number: str | None = N
                 f"certificate {certificate_id}: serial {serial or '(none)'} was not issued through certfleet"
             )
         connector_id = order.ca_connector_id
+    revoke_serial(connector_id, serial, flags)
+    return serial
+
+
+def revoke_serial(connector_id: int, serial: str, flags: x509.ReasonFlags) -> None:
+    """The connector's revoke for a hex serial (TLS and S/MIME alike); a CA that says "already revoked" (a retry
+    after it did revoke) counts as done."""
     try:
         with session_scope() as s:  # the built-in CA writes its revocation in the same unit of work
             build_ca(s, repo.get(s, CAConnector, connector_id)).revoke(int(serial, 16), flags)
     except AlreadyRevoked as exc:
         get_run_logger().info("the CA had revoked serial %s already: %s", serial, exc)
-    return serial
 
 
 @task(cache_policy=NO_CACHE, task_run_name="record-revoked-cert-{certificate_id}")

@@ -111,6 +111,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/smime-users/import"): OPERATOR,
     ("POST", "/api/v1/smime-users/rollout"): OPERATOR,
     ("POST", "/api/v1/smime-users/{user_id}/ignore"): OPERATOR,
+    ("GET", "/api/v1/smime-users/{user_id}"): VIEWER,
+    ("POST", "/api/v1/smime-users/{user_id}/revoke"): OPERATOR,
     ("GET", "/api/v1/smime-delivery"): VIEWER,
     ("PUT", "/api/v1/smime-delivery"): ADMIN,
     ("GET", "/api/v1/directory-profiles"): VIEWER,
@@ -216,6 +218,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/smime/import/file"): OPERATOR,
     ("POST", "/smime/rollout"): OPERATOR,
     ("POST", "/smime/{user_id}/ignore"): OPERATOR,
+    ("GET", "/smime/{user_id:int}"): VIEWER,
+    ("POST", "/smime/{user_id:int}/revoke"): OPERATOR,
     ("GET", "/smime/profiles"): VIEWER,
     ("POST", "/smime/profiles"): ADMIN,
     ("POST", "/smime/profiles/{profile_id}/delete"): ADMIN,
@@ -292,7 +296,7 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES.get(m[1], "999999"), path)  # {id} or {id:int}
 
 
 def is_api(path: str) -> bool:  # token-authenticated routes: also called with each role's API token

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from certfleet import fields
 from certfleet.dashboard.api.ids import RowId
@@ -14,9 +15,12 @@ from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import smime as svc
-from certfleet.models.orm import DirectoryProfile, SmimeUser
+from certfleet.models import repo
+from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
+from certfleet.revocation import REASONS
 from certfleet.smime import bulk_import
 from certfleet.smime import service as smime
+from certfleet.smime.selection import UserFilter
 
 router = APIRouter(tags=["S/MIME"])
 add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
@@ -49,6 +53,24 @@ def user_json(u: SmimeUser) -> dict[str, Any]:
         "status": u.status.value,
         "expires_on": u.expires_on.isoformat() if u.expires_on else None,
         "directory_state": u.directory_state,  # None, "Disabled in directory" or "Not in directory"
+        "revocation_reason": u.revocation_reason,  # RFC 5280 name, when status is Revoked
+        "revoked_at": u.revoked_at.isoformat() if u.revoked_at else None,
+        "renewal_attempts": u.renewal_attempts,
+    }
+
+
+def order_json(o: SmimeOrder) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "state": o.state,
+        "serial_number": o.serial_number,
+        "ca_connector_id": o.ca_connector_id,
+        "not_before": o.not_before.isoformat() if o.not_before else None,
+        "expires_on": o.expires_on.isoformat() if o.expires_on else None,
+        "revocation_reason": o.revocation_reason,
+        "revoked_at": o.revoked_at.isoformat() if o.revoked_at else None,
+        "error": o.error,
+        "created_at": o.created_at.isoformat(),
     }
 
 
@@ -112,11 +134,45 @@ def import_users(
 class RolloutIn(BaseModel):
     user_ids: Annotated[list[int] | None, Field(description="default: every user awaiting an order")] = None
     ca_connector_id: Annotated[int | None, Field(description="default: the profile's, else the built-in CA")] = None
+    filter: Annotated[UserFilter | None, Field(description="only the users awaiting an order that match it")] = None
 
 
-@router.post("/smime-users/rollout", status_code=202, summary="Start smime-rollout: order, issue and deliver")
-def start_rollout(body: RolloutIn, db: DbSession, who: Operator) -> dict[str, str]:
-    return run_json(svc.start_rollout(db, who.username, body.user_ids, body.ca_connector_id))
+@router.post(
+    "/smime-users/rollout",
+    status_code=202,
+    summary="Start smime-rollout: order, issue and deliver (all awaiting, a selection, or a filter)",
+    description="`users` is how many users match now (the run looks again when it starts). A filter part that "
+    "cannot match (unknown source or profile, a status a rollout never orders for) is refused with 422.",
+)
+def start_rollout(body: RolloutIn, db: DbSession, who: Operator) -> dict[str, Any]:
+    run = svc.start_rollout(db, who.username, body.user_ids, body.ca_connector_id, body.filter)
+    return {**run_json(run), "users": svc.rollout_matches(db, body.user_ids, body.filter)}
+
+
+class RevokeIn(BaseModel):
+    reason: str = Field(description="RFC 5280 reason name: " + ", ".join(REASONS))
+    serial_number: str | None = Field(
+        default=None, description="one serial (hex) of the user's; default: every valid certificate of the user"
+    )
+
+
+@router.get("/smime-users/{user_id}", summary="An S/MIME user and their orders (serials, states, revocations)")
+def user_detail(user_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
+    user = repo.get(db, SmimeUser, user_id)
+    orders = db.scalars(select(SmimeOrder).where(SmimeOrder.user_id == user.id).order_by(SmimeOrder.id.desc()))
+    return {**user_json(user), "orders": [order_json(o) for o in orders]}
+
+
+@router.post(
+    "/smime-users/{user_id}/revoke",
+    status_code=202,
+    summary="Start a revoke-smime-user run: the issuing CA revokes the user's certificates (RFC 5280 reason)",
+    description="For a leaver (flagged by the directory sync) or any user on request; the user becomes Revoked "
+    "with reason and time, never deleted. Refused with 422 and the reason when nothing valid is left to revoke, "
+    "the serial is not the user's, or `reason` is not an RFC 5280 reason name.",
+)
+def revoke(user_id: RowId, body: RevokeIn, db: DbSession, who: Operator) -> dict[str, str]:
+    return run_json(svc.start_revocation(db, user_id, body.reason, who.username, body.serial_number))
 
 
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")

@@ -13,9 +13,12 @@ from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.lists import add_export_page, page_context
 from certfleet.dashboard.services import smime as svc
 from certfleet.dashboard.templating import render
-from certfleet.models.orm import CAConnector
-from certfleet.smime import bulk_import
+from certfleet.models import repo
+from certfleet.models.orm import CAConnector, SmimeOrder, SmimeStatus, SmimeUser
+from certfleet.revocation import REASONS
+from certfleet.smime import bulk_import, revocation, selection
 from certfleet.smime import service as smime
+from certfleet.smime.selection import UserFilter
 
 router = APIRouter()
 add_export_page(router, svc.SMIME_USERS)
@@ -23,7 +26,10 @@ add_export_page(router, svc.SMIME_USERS)
 
 @router.get("/smime", response_class=HTMLResponse)
 def smime_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
-    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=smime.counts(db), profiles=smime.profiles(db))
+    sources = list(db.scalars(select(SmimeUser.source).distinct().order_by(SmimeUser.source)))
+    orderable = [s.value for s in selection.ORDERABLE]
+    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=smime.counts(db), profiles=smime.profiles(db),
+                       sources=sources, orderable=orderable)  # fmt: skip
     return render(request, "smime/list.html", ctx)
 
 
@@ -75,11 +81,26 @@ def import_file(
 
 
 @router.post("/smime/rollout")
-def rollout(db: DbSession, who: Operator) -> Response:
-    run = svc.start_rollout(db, who.username)
+def rollout(
+    db: DbSession,
+    who: Operator,
+    source: Annotated[str, Form()] = "",
+    status: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    """Every user awaiting an order, or (from the filter form) those matching source, status and name/e-mail."""
+    try:
+        wanted = UserFilter(source=source or None, status=[SmimeStatus(status)] if status else None, text=text or None)
+    except ValueError:
+        raise InputError(f"status: not a status a rollout orders for: {status!r}", field="status") from None
+    run = svc.start_rollout(db, who.username, user_filter=wanted)
+    matched = svc.rollout_matches(db, None, wanted)
     response = RedirectResponse("/smime", status_code=303)
+    what = "" if wanted.is_empty() else f" for {matched} user(s) matching {wanted.describe()}"
     flash(
-        response, f"started {run.name}: statuses change as each user's certificate is issued and delivered", "success"
+        response,
+        f"started {run.name}{what}: statuses change as each user's certificate is issued and delivered",
+        "success",
     )
     return response
 
@@ -150,4 +171,40 @@ def delete_profile(profile_id: int, db: DbSession, who: Admin) -> Response:
     name = smime.delete_profile(db, profile_id, who.username)
     response = RedirectResponse("/smime/profiles", status_code=303)
     flash(response, f"profile {name} deleted", "success")
+    return response
+
+
+# `:int` so /smime/profiles, /smime/import and /smime/delivery (another router) never reach the user's page.
+@router.get("/smime/{user_id:int}", response_class=HTMLResponse)
+def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
+    u = repo.get(db, SmimeUser, user_id)
+    orders = list(db.scalars(select(SmimeOrder).where(SmimeOrder.user_id == u.id).order_by(SmimeOrder.id.desc())))
+    try:
+        revocable = revocation.check_revocable(db, u.id)
+        serials, refused = revocable.serials, None
+    except InputError as exc:
+        serials, refused = [], exc.message
+    leaver = u.directory_state in revocation.LEAVER_STATES
+    revoke = {
+        "reasons": REASONS,
+        "serials": serials,
+        "refused": refused,
+        "leaver": leaver,
+        "default_reason": revocation.LEAVER_REASON if leaver else "unspecified",
+    }
+    ctx = {"title": u.email, "u": u, "orders": orders, "revoke": revoke}
+    return render(request, "smime/detail.html", ctx)
+
+
+@router.post("/smime/{user_id:int}/revoke")
+def revoke(
+    user_id: int,
+    db: DbSession,
+    who: Operator,
+    reason: Annotated[str, Form()] = "",
+    serial_number: Annotated[str, Form()] = "",
+) -> Response:
+    run = svc.start_revocation(db, user_id, reason, who.username, serial_number or None)
+    response = RedirectResponse(f"/smime/{user_id}", status_code=303)
+    flash(response, f"started {run.name} in Prefect: {run.url}", "success")
     return response

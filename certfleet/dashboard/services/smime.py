@@ -12,8 +12,9 @@ from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.listing import ColType, Column, ListSpec
 from certfleet.fields import InputError
 from certfleet.models.orm import SmimeOrder, SmimeStatus, SmimeUser
-from certfleet.smime import starts
+from certfleet.smime import revocation, selection, starts
 from certfleet.smime.rollout import OPEN_STATES
+from certfleet.smime.selection import UserFilter
 
 # Why the user's open order is stuck (e.g. a delivery the share or the mail server refused); None when it is not.
 OPEN_ORDER_ERROR = (
@@ -38,7 +39,14 @@ SMIME_USERS = ListSpec(
         Column("designation", "Designation", SmimeUser.designation, default=True),
         Column("source", "Source", SmimeUser.source, default=True),
         Column("expires_on", "Expiry Date", SmimeUser.expires_on, ColType.DATE, default=True),
-        Column("directory_state", "Directory", SmimeUser.directory_state, default=True),
+        Column(
+            "directory_state",
+            "Directory",
+            SmimeUser.directory_state,
+            ColType.ENUM,
+            default=True,
+            choices=revocation.LEAVER_STATES,
+        ),
         Column("last_error", "Last Error", OPEN_ORDER_ERROR, default=True, width=40),
         Column("created_at", "Added On", SmimeUser.created_at, ColType.DATE),
     ),
@@ -61,9 +69,29 @@ def try_start_sync(session: Session, profile_id: int, actor: str) -> tuple[FlowR
 
 
 def start_rollout(
-    session: Session, actor: str, user_ids: list[int] | None = None, ca_connector_id: int | None = None
+    session: Session,
+    actor: str,
+    user_ids: list[int] | None = None,
+    ca_connector_id: int | None = None,
+    user_filter: UserFilter | None = None,
 ) -> FlowRunRef:
-    """An smime-rollout run for the users awaiting an order (or the given ones)."""
-    run = start_flow(starts.ROLLOUT_FLOW, starts.rollout_parameters(session, user_ids, ca_connector_id))
-    starts.record_rollout_start(session, actor, run.name, user_ids)
+    """An smime-rollout run for the users awaiting an order (or the given ones, or those the filter matches)."""
+    parameters = starts.rollout_parameters(session, user_ids, ca_connector_id, user_filter)
+    run = start_flow(starts.ROLLOUT_FLOW, parameters)
+    starts.record_rollout_start(session, actor, run.name, user_ids, user_filter)
+    return run
+
+
+def rollout_matches(session: Session, user_ids: list[int] | None, user_filter: UserFilter | None) -> int:
+    """How many users the rollout would order for now (the run looks again when it starts)."""
+    return len(selection.matching(session, user_ids, user_filter))
+
+
+def start_revocation(
+    session: Session, user_id: int, reason: str, actor: str, serial_number: str | None = None
+) -> FlowRunRef:
+    """A revoke-smime-user run, after the checks that refuse with the reason (certfleet.smime.revocation)."""
+    parameters = revocation.flow_parameters(session, user_id, reason, serial_number)
+    run = start_flow(revocation.FLOW, parameters)
+    revocation.record_start(session, user_id, str(parameters["reason"]), actor, run.name)
     return run
