@@ -39,6 +39,7 @@ from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import rotate_batch
+from certfleet.flows.rotation_bot import rotate_on_bot
 from certfleet.flows.servers import check_server
 from certfleet.flows.smime import smime_rollout, sync_directory
 
@@ -57,6 +58,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     sync_directory,
     smime_rollout,
     rotate_batch,
+    rotate_on_bot,
     check_notifications,
 )
 

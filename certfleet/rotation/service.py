@@ -13,13 +13,20 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from certfleet import fields
 from certfleet.fields import InputError
 from certfleet.inventory.schemas import BATCH_NAME
-from certfleet.models.bootstrap import LOCAL_BOT_NAME
-from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, RotationItem, utcnow
+from certfleet.models.orm import (
+    AuditEvent,
+    Certificate,
+    CertificateStatus,
+    DeploymentTarget,
+    RotationItem,
+    Server,
+    utcnow,
+)
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Item states, as the summary and the API show them.
@@ -49,6 +56,7 @@ class RotationRequest(BaseModel):
     failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     ca_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     server_concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    bot_start_timeout: Annotated[int, Field(ge=5, le=86_400)] = 300
     batch_key: str | None = None
 
     @model_validator(mode="after")
@@ -83,7 +91,9 @@ def select_certificates(s: Session, request: RotationRequest) -> list[Certificat
     """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
     if not request.chooses:
         return []  # never "everything": a request without a choice only continues a batch
-    query = select(Certificate).order_by(Certificate.id)
+    # Targets, servers and bots in three queries, not three per certificate (skip_reason reads them all).
+    loads = selectinload(Certificate.targets).selectinload(DeploymentTarget.server).selectinload(Server.bot)
+    query = select(Certificate).options(loads).order_by(Certificate.id)
     if request.certificate_ids is not None:
         query = query.where(Certificate.id.in_(request.certificate_ids))
     elif request.batch_name is not None:
@@ -121,14 +131,17 @@ def skip_reason(cert: Certificate) -> str | None:
         return "no CA connector is set: choose one first"
     if not cert.targets:
         return "no deployment targets: add one first"
+    bots: dict[int, str] = {}
     for target in cert.targets:
-        bot = target.server.bot
-        if bot is None or bot.name != LOCAL_BOT_NAME:
-            where = f"bot {bot.name}" if bot is not None else "no bot"
-            return (
-                f"server {target.server.description} ({target.server.host}) is mapped to {where}: rotate-batch "
-                f"deploys from the central host ({LOCAL_BOT_NAME}); use deploy-certificate for it"
-            )
+        server = target.server
+        if server.bot is None:
+            return f"server {server.description} ({server.host}) is mapped to no bot: map it to a bot first"
+        bots[server.bot.id] = server.bot.name
+    if len(bots) > 1:
+        return (
+            f"its targets are on servers of several bots ({', '.join(sorted(bots.values()))}): rotate-batch deploys "
+            "a certificate from one bot; give each bot's servers their own certificate"
+        )
     return None
 
 
