@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from certfleet import fields
@@ -87,31 +87,41 @@ class RotationRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
-    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+def _filtered(request: RotationRequest) -> Select[int, list[str]]:
+    query = select(Certificate.id, Certificate.tags).order_by(Certificate.id)
+    if request.certificate_ids is not None:
+        return query.where(Certificate.id.in_(request.certificate_ids))
+    if request.batch_name is not None:
+        return query.where(Certificate.batch_name == request.batch_name)
+    if request.ca_connector_id is not None:
+        query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
+    if request.status is not None:
+        query = query.where(Certificate.status == request.status)
+    if request.expiring_within_days is not None:
+        query = query.where(
+            Certificate.expires_on.is_not(None),
+            Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
+        )
+    return query
+
+
+def selected_ids(s: Session, request: RotationRequest) -> list[int]:
+    """The ids of the certificates the request names, in id order (plain ids: a batch can be large)."""
     if not request.chooses:
         return []  # never "everything": a request without a choice only continues a batch
-    # Targets, servers and bots in three queries, not three per certificate (skip_reason reads them all).
+    rows = s.execute(_filtered(request))
+    return [cid for cid, tags in rows if request.tag is None or request.tag in (tags or [])]
+
+
+def load_certificates(s: Session, ids: list[int]) -> list[Certificate]:
+    """Those certificates with their targets, servers and bots in four queries (skip_reason reads them all)."""
     loads = selectinload(Certificate.targets).selectinload(DeploymentTarget.server).selectinload(Server.bot)
-    query = select(Certificate).options(loads).order_by(Certificate.id)
-    if request.certificate_ids is not None:
-        query = query.where(Certificate.id.in_(request.certificate_ids))
-    elif request.batch_name is not None:
-        query = query.where(Certificate.batch_name == request.batch_name)
-    else:
-        if request.ca_connector_id is not None:
-            query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
-        if request.status is not None:
-            query = query.where(Certificate.status == request.status)
-        if request.expiring_within_days is not None:
-            query = query.where(
-                Certificate.expires_on.is_not(None),
-                Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
-            )
-    certs = list(s.scalars(query))
-    if request.tag is not None:
-        certs = [c for c in certs if request.tag in (c.tags or [])]
-    return certs
+    return list(s.scalars(select(Certificate).options(loads).where(Certificate.id.in_(ids)).order_by(Certificate.id)))
+
+
+def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
+    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+    return load_certificates(s, selected_ids(s, request))
 
 
 def missing_ids(s: Session, request: RotationRequest) -> list[int]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from certfleet.models import repo
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Bot, Certificate, Order, OrderState, RotationItem, Server
+from certfleet.models.orm import Bot, Certificate, DeploymentTarget, Order, OrderState, RotationItem, Server
 from certfleet.rotation import service
 from certfleet.rotation.service import DEPLOYED, FAILED, ISSUED, NOT_STARTED, ROLLED_BACK, SKIPPED, RotationRequest
 from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
@@ -62,48 +62,65 @@ def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
     """
     with session_scope() as s:
         if not s.scalar(select(RotationItem.id).where(RotationItem.batch_key == batch_key).limit(1)):
-            items: list[RotationItem] = []
             if not request.chooses:
                 raise ValueError(f"batch_key: no batch {batch_key} to continue; choose certificates to start one")
             missing = service.missing_ids(s, request)
             if missing:
                 raise ValueError(f"certificate_ids: no certificate {', '.join(map(str, missing))}")
-            certs = service.select_certificates(s, request)
-            if not certs:
+            ids = service.selected_ids(s, request)
+            if not ids:
                 raise ValueError("no certificate matches the selection")
-
-            def server_of(cert: Certificate) -> Server | None:
-                return cert.targets[0].server if cert.targets else None
-
-            ordered = sorted(certs, key=lambda c: ((server_of(c).id if server_of(c) else 0), c.id))  # type: ignore[union-attr]
-            canaries: dict[str, int] = {}
-            for position, cert in enumerate(ordered):
-                server = server_of(cert)
-                reason = service.skip_reason(cert)
-                server_type = server.server_type if server else ""
-                canary = False
-                if reason is None and canaries.get(server_type, 0) < request.canary_per_server_type:
-                    canaries[server_type] = canaries.get(server_type, 0) + 1
-                    canary = True
-                item = RotationItem(
-                    batch_key=batch_key,
-                    certificate_id=cert.id,
-                    server_id=server.id if server else None,
-                    server_label=_label(server) if server else "",
-                    server_type=server_type,
-                    canary=canary,
-                    position=position,
-                    state=SKIPPED if reason else NOT_STARTED,
-                    reason=reason,
-                    deployment_ids=[],
-                )
-                s.add(item)
-                items.append(item)
-            s.flush()
-            repo.audit(s, actor=ACTOR, action="plan-rotation", obj=items[0], detail=f"batch {batch_key}: {len(items)}")
-            s.flush()
-            s.expunge_all()  # the selection's objects are not needed past planning
+            _plan_in_parts(s, batch_key, request, ids)
         return _read_plan(s, batch_key)
+
+
+PLAN_PART = 500  # certificates loaded at once while planning: memory stays flat however large the batch
+
+
+def _plan_in_parts(s: Session, batch_key: str, request: RotationRequest, ids: list[int]) -> None:
+    """Write the items in plan order: by the server of each certificate's first target, then id. Certificates are
+    loaded (with targets, servers and bots) a part at a time and let go after each part."""
+    first_server: dict[int, int] = {}
+    for certificate_id, server_id in s.execute(
+        select(DeploymentTarget.certificate_id, DeploymentTarget.server_id)
+        .where(DeploymentTarget.certificate_id.in_(ids))
+        .order_by(DeploymentTarget.id.desc())  # the lowest target id is written last: it wins
+    ):
+        first_server[certificate_id] = server_id
+    ordered = sorted(ids, key=lambda c: (first_server.get(c, 0), c))
+    canaries: dict[str, int] = {}
+    first_item: RotationItem | None = None
+    for start in range(0, len(ordered), PLAN_PART):
+        part = ordered[start : start + PLAN_PART]
+        certs = {c.id: c for c in service.load_certificates(s, part)}
+        for position, certificate_id in enumerate(part, start):
+            cert = certs[certificate_id]
+            server = cert.targets[0].server if cert.targets else None
+            reason = service.skip_reason(cert)
+            server_type = server.server_type if server else ""
+            canary = False
+            if reason is None and canaries.get(server_type, 0) < request.canary_per_server_type:
+                canaries[server_type] = canaries.get(server_type, 0) + 1
+                canary = True
+            item = RotationItem(
+                batch_key=batch_key,
+                certificate_id=cert.id,
+                server_id=server.id if server else None,
+                server_label=_label(server) if server else "",
+                server_type=server_type,
+                canary=canary,
+                position=position,
+                state=SKIPPED if reason else NOT_STARTED,
+                reason=reason,
+                deployment_ids=[],
+            )
+            s.add(item)
+            if first_item is None:
+                first_item = item
+                s.flush()
+                repo.audit(s, actor=ACTOR, action="plan-rotation", obj=item, detail=f"batch {batch_key}: {len(ids)}")
+        s.flush()
+        s.expunge_all()  # this part's certificates and items are written: let them go
 
 
 def _read_plan(s: Session, batch_key: str) -> list[Planned]:
@@ -141,7 +158,7 @@ def _read_plan(s: Session, batch_key: str) -> list[Planned]:
             issued_serial=issued_serial,
             bot_id=bot_id,
             bot_name=bot_name or "",
-            local=bot_name is None or bot_name == LOCAL_BOT_NAME,
+            local=bot_name == LOCAL_BOT_NAME,  # no bot: rotate_by_bot reports it not started
         )
         for (item_id, certificate_id, server_id, server_label, server_type, canary, state, issued_serial,
              ca_connector_id, bot_id, bot_name) in rows
