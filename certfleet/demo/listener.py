@@ -13,6 +13,10 @@ Command line::
     python -m certfleet.demo.listener check --cert C --key K [--chain CH]
     python -m certfleet.demo.listener reload --pidfile F
 
+Instead of --cert/--key, ``--sites DIR`` serves many sites on one port, like a web server with many server
+blocks: each subdirectory ``DIR/<server name>/`` holds ``fullchain.pem`` and ``privkey.pem``, chosen by SNI (the
+first name in sorted order answers clients without a known name); ``check --sites DIR`` tests them all.
+
 Standard library only, so it runs anywhere the interpreter does.
 """
 
@@ -34,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -69,6 +73,23 @@ class ServedConfig:
 
     context: ssl.SSLContext
     serial: int
+    by_name: dict[str, ServedConfig] | None = None  # --sites: each server name's own config
+
+
+SITE_CERT, SITE_KEY = "fullchain.pem", "privkey.pem"
+
+
+def load_sites(directory: Path) -> ServedConfig:
+    """Every site of a --sites directory loaded (a broken one fails the whole load, as `nginx -t` does)."""
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the sites directory {directory}: {exc.strerror or exc}") from None
+    if not names:
+        raise ConfigError(f"no site in {directory}: add <server name>/{SITE_CERT} and {SITE_KEY}")
+    sites = {name: load_config(directory / name / SITE_CERT, directory / name / SITE_KEY) for name in names}
+    first = sites[names[0]]
+    return ServedConfig(context=first.context, serial=first.serial, by_name=sites)
 
 
 # --- loading certificate files ------------------------------------------------------------------
@@ -228,11 +249,11 @@ class _Server:
         self,
         listen_sock: socket.socket,
         config: ServedConfig,
-        files: tuple[Path, Path, Path | None],
+        load: Callable[[], ServedConfig],
         client_timeout: float,
     ) -> None:
         self._listen = listen_sock
-        self._files = files
+        self._load = load
         self._client_timeout = client_timeout
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_CLIENTS)
         self._tls_state = threading.local()
@@ -243,14 +264,18 @@ class _Server:
         return config
 
     def _record_sni(self, sslobj: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
-        # Same certificate for every name; the name is only echoed so clients can see SNI arrived.
+        # One site: the same certificate for every name, which is only echoed so clients can see SNI arrived.
         self._tls_state.server_name = server_name
+        site = (self._config.by_name or {}).get(server_name or "")
+        if site is not None:
+            sslobj.context = site.context
+            self._tls_state.serial = site.serial
 
     def reload(self) -> None:
         """Swap in a new context; on any failure keep serving the old one, like nginx."""
         current = self._config
         try:
-            new = load_config(*self._files)
+            new = self._load()
         except ConfigError as exc:
             _log(f"reload failed: {exc}; still serving serial {_hex(current.serial)}")
             return
@@ -316,10 +341,11 @@ class _Server:
         try:
             config = self._config
             self._tls_state.server_name = None
+            self._tls_state.serial = None
             with config.context.wrap_socket(conn, server_side=True) as tls:
                 request = _read_request(tls)
                 if request:
-                    tls.sendall(self._response(config.serial))
+                    tls.sendall(self._response(getattr(self._tls_state, "serial", None) or config.serial))
         except (OSError, ValueError):
             pass  # client vanished, timed out or failed the handshake: nothing to answer
         finally:
@@ -364,19 +390,21 @@ def _remove_own_pidfile(pidfile: Path) -> None:
 def serve(
     host: str,
     port: int,
-    cert_path: Path,
-    key_path: Path,
+    cert_path: Path | None,
+    key_path: Path | None,
     chain_path: Path | None,
     pidfile: Path,
     ready_file: Path | None = None,
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT,
+    sites: Path | None = None,
 ) -> int:
     """Run the listener until SIGTERM/SIGINT; returns the process exit status."""
     if ready_file is not None:
         with contextlib.suppress(FileNotFoundError):
             ready_file.unlink()
+    load = _loader(cert_path, key_path, chain_path, sites)
     try:
-        config = load_config(cert_path, key_path, chain_path)
+        config = load()
     except ConfigError as exc:
         _log(f"cannot start: {exc}")
         return 1
@@ -386,8 +414,18 @@ def serve(
         _log(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         return 1
     with listen_sock:
-        server = _Server(listen_sock, config, (cert_path, key_path, chain_path), client_timeout)
+        server = _Server(listen_sock, config, load, client_timeout)
         return server.run(pidfile, ready_file)
+
+
+def _loader(
+    cert_path: Path | None, key_path: Path | None, chain_path: Path | None, sites: Path | None
+) -> Callable[[], ServedConfig]:
+    if sites is not None:
+        return lambda: load_sites(sites)
+    if cert_path is None or key_path is None:
+        raise SystemExit("give --cert and --key, or --sites")
+    return lambda: load_config(cert_path, key_path, chain_path)
 
 
 # --- reload command ---------------------------------------------------------------------------------
@@ -498,6 +536,7 @@ class ListenerProcess:
         self.cert_path = Path(cert_path)
         self.key_path = Path(key_path)
         self.chain_path = Path(chain_path) if chain_path is not None else None
+        self.sites_dir: Path | None = None
         self.workdir = Path(workdir)
         self.pidfile = self.workdir / f"listener-{port}.pid"
         self.ready_file = self.workdir / f"listener-{port}.ready"
@@ -521,6 +560,18 @@ class ListenerProcess:
         listener.launch(ready_timeout)
         return listener
 
+    @classmethod
+    def for_sites(cls, host: str, port: int, sites_dir: Path, *, workdir: Path) -> ListenerProcess:
+        """A listener serving every site of `sites_dir` by SNI (see --sites)."""
+        listener = cls(host, port, sites_dir / "-", sites_dir / "-", workdir=workdir)
+        listener.sites_dir = Path(sites_dir)
+        return listener
+
+    def _files(self) -> list[str]:
+        if self.sites_dir is not None:
+            return ["--sites", str(self.sites_dir)]
+        return _file_args(self.cert_path, self.key_path, self.chain_path)
+
     def serve_command(self) -> list[str]:
         return _command(
             "serve",
@@ -528,7 +579,7 @@ class ListenerProcess:
             self.host,
             "--port",
             str(self.port),
-            *_file_args(self.cert_path, self.key_path, self.chain_path),
+            *self._files(),
             "--pidfile",
             str(self.pidfile),
             "--ready-file",
@@ -541,7 +592,7 @@ class ListenerProcess:
 
     def check_command(self) -> list[str]:
         """Command a deployment runs to test the files before reloading (like ``nginx -t``)."""
-        return _command("check", *_file_args(self.cert_path, self.key_path, self.chain_path))
+        return _command("check", *self._files())
 
     def launch(self, ready_timeout: float = DEFAULT_READY_TIMEOUT) -> None:
         """Start the subprocess and wait for its ready file; no blind sleeping."""
@@ -654,9 +705,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_files(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--cert", type=Path, required=True, help="PEM certificate (may hold the full chain)")
-        sub.add_argument("--key", type=Path, required=True, help="PEM private key (unencrypted)")
+        sub.add_argument("--cert", type=Path, help="PEM certificate (may hold the full chain)")
+        sub.add_argument("--key", type=Path, help="PEM private key (unencrypted)")
         sub.add_argument("--chain", type=Path, help="optional PEM chain appended after the certificate")
+        sub.add_argument("--sites", type=Path, help=f"instead: a directory of <server name>/{SITE_CERT}, {SITE_KEY}")
 
     serve_cmd = commands.add_parser("serve", help="serve the certificate until SIGTERM; SIGHUP reloads")
     serve_cmd.add_argument("--host", default="127.0.0.1")
@@ -686,10 +738,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.pidfile,
             args.ready_file,
             args.client_timeout,
+            args.sites,
         )
     if args.command == "check":
         try:
-            load_config(args.cert, args.key, args.chain)
+            _loader(args.cert, args.key, args.chain, args.sites)()
         except ConfigError as exc:
             print(f"configuration test failed: {exc}", file=sys.stderr)
             return 1

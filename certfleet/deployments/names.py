@@ -35,6 +35,7 @@ BOT_FLOWS = (
     "check-server",
     "discover-endpoints",
     "discover-server-files",
+    "rotate-on-bot",
 )
 
 # Entrypoints are module paths of the installed package: nothing to pull. The one step only fixes the working
@@ -66,6 +67,7 @@ DESCRIPTIONS = {
     "smime-rollout": "Order S/MIME certificates from the built-in CA and deliver each as PKCS#12 to a user folder.",
     "revoke-smime-user": "Revoke an S/MIME user's valid certificates at the CA that issued them (leavers, requests).",
     "sync-directory": "Read S/MIME users from Azure AD profiles through Microsoft Graph; flag disabled and gone ones.",
+    "rotate-on-bot": "On a bot: deploy a rotate-batch's issued certificates to its servers, or roll them back.",
     "rotate-batch": "Re-key, re-issue and deploy a batch (ids, Batch Name or filter): canaries first, failure budget.",
     "check-notifications": "Notify of failed renewals and deployments, expiry thresholds, inactive bots and a stale "
     "renewal schedule; send the outbox.",

@@ -39,6 +39,7 @@ from certfleet.flows.renewal import renew_expiring
 from certfleet.flows.revocation import revoke_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import rotate_batch
+from certfleet.flows.rotation_bot import rotate_on_bot
 from certfleet.flows.servers import check_server
 from certfleet.flows.smime import smime_rollout, sync_directory
 from certfleet.flows.smime_revocation import revoke_smime_user
@@ -59,6 +60,7 @@ FLOWS: tuple[Flow[..., Any], ...] = (
     smime_rollout,
     revoke_smime_user,
     rotate_batch,
+    rotate_on_bot,
     check_notifications,
 )
 

@@ -2,21 +2,26 @@
 
 The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
-takes its certificates one after another (one connection per server), several servers at once. Each issue holds a
-slot of the CA connector's Prefect global concurrency limit `rotate-ca-<id>`, each deployment a slot of
-`rotate-server-<id>` of every server it touches. The first `canary_per_server_type` certificates of each server
+takes its certificates one after another (one connection per server), several servers at once. Each call to the
+CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`; a server's task holds a slot
+of `rotate-server-<id>` for its run of certificates (and each certificate one of any other server it touches; on
+a bot, each certificate holds its servers' slots). The first `canary_per_server_type` certificates of each server
 type go first and must all be deployed before the others start. When a canary fails, or more than
 `failure_budget` of the batch fails, nothing new starts and what the batch deployed is rolled back from the
 journal (the steps of `rollback-deployment`). A table artifact says, per server, what was done.
 
-Deployments run in this flow's process, which must reach the servers: this central flow serves the servers of the
-central host's own bot; a certificate whose targets are mapped to another bot is left Skipped with the reason.
+Servers of the central host's own bot are deployed to in this flow's process. The certificates of a server mapped to
+another bot are issued here, a few at a time, and deployed by that bot: a `rotate-on-bot` run on its queue
+(certfleet.flows.rotation_bot), whose deployments this run then reads back from the database. A bot that is not
+Active (or silent), or that does not take its run within `bot_start_timeout` seconds, leaves its certificates not
+started with the reason; they count against the failure budget. A stopped batch rolls back on each bot the same way.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -28,9 +33,9 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from certfleet.flows.deployment import deploy_steps
-from certfleet.jobs.store import current_store
+from certfleet.flows.rotation_bot import deploy_everywhere
 from certfleet.models.orm import DeploymentStatus
+from certfleet.rotation import by_bot as bots
 from certfleet.rotation.service import DEPLOYED, FAILED, ROLLED_BACK, SKIPPED, RotationRequest
 from certfleet.tasks.build import release_connections
 from certfleet.tasks.deployment import restore_target
@@ -60,12 +65,32 @@ class _Batch:
     failures: list[str] = field(default_factory=list)
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    go_variables: set[str] = field(default_factory=set)  # of the bot runs under way: deleted when the batch stops
 
     def failed(self, note: str, *, stop_at_once: bool) -> None:
         with self.lock:
             self.failures.append(note)
             if stop_at_once or len(self.failures) > self.allowed_failures:
                 self.stopped = True
+                live, self.go_variables = self.go_variables, set()
+            else:
+                live = set()
+        for name in live:  # the bots start nothing more
+            bots.stop_wanting(name)
+
+    def open_go(self) -> str | None:
+        """A new go variable for a bot run, or None when the batch has stopped meanwhile."""
+        with self.lock:
+            if self.stopped:
+                return None
+            name = bots.want()
+            self.go_variables.add(name)
+            return name
+
+    def close_go(self, name: str) -> None:
+        with self.lock:
+            self.go_variables.discard(name)
+        bots.stop_wanting(name)
 
 
 _batches: dict[str, _Batch] = {}
@@ -97,39 +122,23 @@ def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency:
             client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
 
 
-def _rotate_one(item: Planned, batch: _Batch) -> None:
-    store = current_store()
+def _issue(item: Planned, batch: _Batch) -> str | None:
+    """The item's certificate issued (once per batch); None when the CA refused or failed (recorded)."""
     try:
         if item.ca_connector_id is None:  # planned as Skipped; here only if the connector was removed since
             raise ValueError("no CA connector")
-        with concurrency(ca_limit(item.ca_connector_id), strict=True):
-            serial = issue_once(item.item_id)
+        return issue_once(item.item_id, item.ca_connector_id)
     except Exception as exc:  # the CA refused or failed: nothing was deployed
         set_state(item.item_id, FAILED, reason=f"issue failed: {exc}")
         batch.failed(f"certificate {item.certificate_id}: issue failed: {exc}", stop_at_once=item.canary)
+        return None
+
+
+def _rotate_one(item: Planned, batch: _Batch) -> None:
+    serial = _issue(item, batch)
+    if serial is None:
         return
-    targets = store.certificate_targets(item.certificate_id)
-    if not targets:  # removed since the batch was planned
-        set_state(item.item_id, FAILED, reason="deploy failed: the certificate has no deployment targets any more")
-        batch.failed(f"certificate {item.certificate_id}: no deployment targets", stop_at_once=item.canary)
-        return
-    servers = sorted({store.target_job(item.certificate_id, t).server.server_id for t in targets})
-    done: list[int] = []
-    failure = None
-    with concurrency([server_limit(s) for s in servers], strict=True):
-        for target_id in targets:
-            try:
-                status, deployment_id = deploy_steps(item.certificate_id, target_id)
-            except Exception as exc:  # could not even start (another deployment running on the target)
-                failure = f"target {target_id}: {exc}"
-                break
-            if status != DeploymentStatus.DEPLOYED.value:
-                failure = f"target {target_id}: {status}"
-                break
-            done.append(deployment_id)
-        if failure is not None:
-            for deployment_id in reversed(done):  # a certificate is served everywhere or nowhere new
-                restore_target(deployment_id, "rotate-batch: another target of the certificate failed")
+    done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id)
     if failure is None:
         set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=done)
         return
@@ -142,19 +151,54 @@ def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) ->
     """One server's certificates, one after another; stops starting new ones once the batch is stopped."""
     batch = _batches[batch_key]
     started = 0
-    for item in items:
-        if batch.stopped:
-            break
-        started += 1
-        _rotate_one(item, batch)
+    server_id = items[0].server_id
+    # The server's slot is held for its whole run of certificates (two calls to Prefect, not two per certificate):
+    # a second batch on the same server waits for this one's turn there.
+    with concurrency(server_limit(server_id), strict=True) if server_id is not None else nullcontext():
+        for item in items:
+            if batch.stopped:
+                break
+            started += 1
+            _rotate_one(item, batch)
     return started
 
 
-def _run_stage(batch_key: str, items: list[Planned]) -> None:
-    groups: dict[str, list[Planned]] = {}
+@task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}-by-bot")
+def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start_timeout: float) -> int:
+    """One server of another bot: its certificates issued here a few at a time, each few deployed by a
+    `rotate-on-bot` run on the bot's queue; stops once the batch is stopped or the bot does not do its part."""
+    batch = _batches[batch_key]
+    started = 0
+    for first in range(0, len(items), bots.CHUNK):
+        if batch.stopped:
+            break
+        unavailable = bots.unavailable(items[0].bot_id)
+        if unavailable is not None:
+            bots.not_started(items[first:], unavailable, batch)
+            break
+        issued = []
+        for item in items[first : first + bots.CHUNK]:
+            if batch.stopped:
+                break
+            started += 1
+            if _issue(item, batch) is not None:
+                issued.append(item)
+        if issued and not bots.deploy(batch_key, issued, batch, start_timeout):
+            bots.not_started(items[first + bots.CHUNK :], f"bot {items[0].bot_name} did not take its run", batch)
+            break
+    return started
+
+
+def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
+    groups: dict[int | None, list[Planned]] = {}  # by server id: two servers may share a description and host
     for item in items:
-        groups.setdefault(item.server_label, []).append(item)
-    futures = [rotate_on_server.submit(batch_key, label, group) for label, group in groups.items()]
+        groups.setdefault(item.server_id, []).append(item)
+    futures = [
+        rotate_on_server.submit(batch_key, group[0].server_label, group)
+        if group[0].local
+        else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
+        for group in groups.values()
+    ]
     wait(futures)
     for future in futures:
         future.result()  # a crash in a server task fails the run (what it recorded stays)
@@ -169,10 +213,16 @@ def _restore(deployment_id: int, reason: str) -> str:
         return f"deployment {deployment_id} not rolled back: {exc}"
 
 
-def _roll_back(batch_key: str, reason: str) -> list[str]:
+def _roll_back(batch_key: str, reason: str, start_timeout: float) -> list[str]:
     problems = []
-    for item_id, deployment_ids in deployed_items(batch_key):
-        outcomes = [_restore(d, f"rotate-batch {batch_key} stopped: {reason}") for d in reversed(deployment_ids)]
+    deployed = deployed_items(batch_key)
+    # Deployments made by bots are put back by those bots first (one run per bot); then the rest, here.
+    elsewhere = bots.roll_back(batch_key, [d for _, ids in deployed for d in ids], reason, start_timeout)
+    for item_id, deployment_ids in deployed:
+        outcomes = [
+            elsewhere[d] if d in elsewhere else _restore(d, f"rotate-batch {batch_key} stopped: {reason}")
+            for d in reversed(deployment_ids)
+        ]
         if all(o == DeploymentStatus.ROLLED_BACK.value for o in outcomes):
             set_state(item_id, ROLLED_BACK, reason=f"batch stopped: {reason}", deployment_ids=[])
         else:
@@ -202,6 +252,7 @@ def rotate_batch(
     failure_budget: float = 0.05,
     ca_concurrency: int = 4,
     server_concurrency: int = 1,
+    bot_start_timeout: int = 300,
     batch_key: str | None = None,
 ) -> dict[str, int]:
     """Choose the certificates one way (ids, Batch Name, or a filter), then re-key, re-issue and deploy each.
@@ -219,6 +270,7 @@ def rotate_batch(
             "failure_budget": failure_budget,
             "ca_concurrency": ca_concurrency,
             "server_concurrency": server_concurrency,
+            "bot_start_timeout": bot_start_timeout,
             "batch_key": batch_key,
         }
     )
@@ -233,11 +285,11 @@ def rotate_batch(
     try:
         canaries = [p for p in todo if p.canary]
         if canaries:
-            _run_stage(key, canaries)
+            _run_stage(key, canaries, bot_start_timeout)
             if batch.failures:
                 stopped = "canary failed: " + "; ".join(batch.failures)
         if stopped is None:
-            _run_stage(key, [p for p in todo if not p.canary])
+            _run_stage(key, [p for p in todo if not p.canary], bot_start_timeout)
             if batch.stopped:
                 stopped = (
                     f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "
@@ -245,10 +297,12 @@ def rotate_batch(
                 )
         if stopped is not None:
             logger.warning("batch %s stopped, rolling back what it deployed: %s", key, stopped)
-            problems = _roll_back(key, stopped)
+            problems = _roll_back(key, stopped, bot_start_timeout)
             if problems:
                 stopped += "; rollback incomplete: " + "; ".join(problems)
     finally:
+        for name in list(batch.go_variables):
+            batch.close_go(name)
         _batches.pop(key, None)
         release_connections()
     _artifact(key, stopped)

@@ -12,14 +12,21 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
 
 from certfleet import fields
 from certfleet.fields import InputError
 from certfleet.inventory.schemas import BATCH_NAME
-from certfleet.models.bootstrap import LOCAL_BOT_NAME
-from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, RotationItem, utcnow
+from certfleet.models.orm import (
+    AuditEvent,
+    Certificate,
+    CertificateStatus,
+    DeploymentTarget,
+    RotationItem,
+    Server,
+    utcnow,
+)
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Item states, as the summary and the API show them.
@@ -49,6 +56,7 @@ class RotationRequest(BaseModel):
     failure_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     ca_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     server_concurrency: Annotated[int, Field(ge=1, le=100)] = 1
+    bot_start_timeout: Annotated[int, Field(ge=5, le=86_400)] = 300
     batch_key: str | None = None
 
     @model_validator(mode="after")
@@ -79,29 +87,41 @@ class RotationRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
-    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+def _filtered(request: RotationRequest) -> Select[int, list[str]]:
+    query = select(Certificate.id, Certificate.tags).order_by(Certificate.id)
+    if request.certificate_ids is not None:
+        return query.where(Certificate.id.in_(request.certificate_ids))
+    if request.batch_name is not None:
+        return query.where(Certificate.batch_name == request.batch_name)
+    if request.ca_connector_id is not None:
+        query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
+    if request.status is not None:
+        query = query.where(Certificate.status == request.status)
+    if request.expiring_within_days is not None:
+        query = query.where(
+            Certificate.expires_on.is_not(None),
+            Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
+        )
+    return query
+
+
+def selected_ids(s: Session, request: RotationRequest) -> list[int]:
+    """The ids of the certificates the request names, in id order (plain ids: a batch can be large)."""
     if not request.chooses:
         return []  # never "everything": a request without a choice only continues a batch
-    query = select(Certificate).order_by(Certificate.id)
-    if request.certificate_ids is not None:
-        query = query.where(Certificate.id.in_(request.certificate_ids))
-    elif request.batch_name is not None:
-        query = query.where(Certificate.batch_name == request.batch_name)
-    else:
-        if request.ca_connector_id is not None:
-            query = query.where(Certificate.ca_connector_id == request.ca_connector_id)
-        if request.status is not None:
-            query = query.where(Certificate.status == request.status)
-        if request.expiring_within_days is not None:
-            query = query.where(
-                Certificate.expires_on.is_not(None),
-                Certificate.expires_on <= utcnow() + timedelta(days=request.expiring_within_days),
-            )
-    certs = list(s.scalars(query))
-    if request.tag is not None:
-        certs = [c for c in certs if request.tag in (c.tags or [])]
-    return certs
+    rows = s.execute(_filtered(request))
+    return [cid for cid, tags in rows if request.tag is None or request.tag in (tags or [])]
+
+
+def load_certificates(s: Session, ids: list[int]) -> list[Certificate]:
+    """Those certificates with their targets, servers and bots in four queries (skip_reason reads them all)."""
+    loads = selectinload(Certificate.targets).selectinload(DeploymentTarget.server).selectinload(Server.bot)
+    return list(s.scalars(select(Certificate).options(loads).where(Certificate.id.in_(ids)).order_by(Certificate.id)))
+
+
+def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:
+    """The certificates the request names, in id order (ids that do not exist are refused by the caller)."""
+    return load_certificates(s, selected_ids(s, request))
 
 
 def missing_ids(s: Session, request: RotationRequest) -> list[int]:
@@ -121,14 +141,17 @@ def skip_reason(cert: Certificate) -> str | None:
         return "no CA connector is set: choose one first"
     if not cert.targets:
         return "no deployment targets: add one first"
+    bots: dict[int, str] = {}
     for target in cert.targets:
-        bot = target.server.bot
-        if bot is None or bot.name != LOCAL_BOT_NAME:
-            where = f"bot {bot.name}" if bot is not None else "no bot"
-            return (
-                f"server {target.server.description} ({target.server.host}) is mapped to {where}: rotate-batch "
-                f"deploys from the central host ({LOCAL_BOT_NAME}); use deploy-certificate for it"
-            )
+        server = target.server
+        if server.bot is None:
+            return f"server {server.description} ({server.host}) is mapped to no bot: map it to a bot first"
+        bots[server.bot.id] = server.bot.name
+    if len(bots) > 1:
+        return (
+            f"its targets are on servers of several bots ({', '.join(sorted(bots.values()))}): rotate-batch deploys "
+            "a certificate from one bot; give each bot's servers their own certificate"
+        )
     return None
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from certfleet.models import repo
+from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate, Order, OrderState, RotationItem, Server
+from certfleet.models.orm import Bot, Certificate, DeploymentTarget, Order, OrderState, RotationItem, Server
 from certfleet.rotation import service
 from certfleet.rotation.service import DEPLOYED, FAILED, ISSUED, NOT_STARTED, ROLLED_BACK, SKIPPED, RotationRequest
 from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
@@ -29,6 +34,9 @@ class Planned(BaseModel):
     canary: bool
     state: str
     issued_serial: str | None
+    bot_id: int | None = None  # the bot that reaches the item's server, read at each run (mappings change)
+    bot_name: str = ""
+    local: bool = True  # the central host's own bot: deployed in the rotate-batch process
 
 
 def ca_limit(connector_id: int) -> str:
@@ -37,6 +45,7 @@ def ca_limit(connector_id: int) -> str:
 
 
 def server_limit(server_id: int) -> str:
+    """Caps a batch's deployments on one server (held on the central host and on bots alike)."""
     return f"rotate-server-{server_id}"
 
 
@@ -52,65 +61,114 @@ def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
     certificates of each server type are the canaries.
     """
     with session_scope() as s:
-        items = service.items_of(s, batch_key)
-        if not items:
+        if not s.scalar(select(RotationItem.id).where(RotationItem.batch_key == batch_key).limit(1)):
             if not request.chooses:
                 raise ValueError(f"batch_key: no batch {batch_key} to continue; choose certificates to start one")
             missing = service.missing_ids(s, request)
             if missing:
                 raise ValueError(f"certificate_ids: no certificate {', '.join(map(str, missing))}")
-            certs = service.select_certificates(s, request)
-            if not certs:
+            ids = service.selected_ids(s, request)
+            if not ids:
                 raise ValueError("no certificate matches the selection")
+            _plan_in_parts(s, batch_key, request, ids)
+        return _read_plan(s, batch_key)
 
-            def server_of(cert: Certificate) -> Server | None:
-                return cert.targets[0].server if cert.targets else None
 
-            ordered = sorted(certs, key=lambda c: ((server_of(c).id if server_of(c) else 0), c.id))  # type: ignore[union-attr]
-            canaries: dict[str, int] = {}
-            for position, cert in enumerate(ordered):
-                server = server_of(cert)
-                reason = service.skip_reason(cert)
-                server_type = server.server_type if server else ""
-                canary = False
-                if reason is None and canaries.get(server_type, 0) < request.canary_per_server_type:
-                    canaries[server_type] = canaries.get(server_type, 0) + 1
-                    canary = True
-                item = RotationItem(
-                    batch_key=batch_key,
-                    certificate_id=cert.id,
-                    server_id=server.id if server else None,
-                    server_label=_label(server) if server else "",
-                    server_type=server_type,
-                    canary=canary,
-                    position=position,
-                    state=SKIPPED if reason else NOT_STARTED,
-                    reason=reason,
-                    deployment_ids=[],
-                )
-                s.add(item)
-                items.append(item)
-            s.flush()
-            repo.audit(s, actor=ACTOR, action="plan-rotation", obj=items[0], detail=f"batch {batch_key}: {len(items)}")
-        return [
-            Planned(
-                item_id=i.id,
-                certificate_id=i.certificate_id,
-                server_id=i.server_id,
-                server_label=i.server_label,
-                server_type=i.server_type,
-                ca_connector_id=repo.get(s, Certificate, i.certificate_id).ca_connector_id,
-                canary=i.canary,
-                state=i.state,
-                issued_serial=i.issued_serial,
+PLAN_PART = 500  # certificates loaded at once while planning: memory stays flat however large the batch
+
+
+def _plan_in_parts(s: Session, batch_key: str, request: RotationRequest, ids: list[int]) -> None:
+    """Write the items in plan order: by the server of each certificate's first target, then id. Certificates are
+    loaded (with targets, servers and bots) a part at a time and let go after each part."""
+    first_server: dict[int, int] = {}
+    for certificate_id, server_id in s.execute(
+        select(DeploymentTarget.certificate_id, DeploymentTarget.server_id)
+        .where(DeploymentTarget.certificate_id.in_(ids))
+        .order_by(DeploymentTarget.id.desc())  # the lowest target id is written last: it wins
+    ):
+        first_server[certificate_id] = server_id
+    ordered = sorted(ids, key=lambda c: (first_server.get(c, 0), c))
+    canaries: dict[str, int] = {}
+    first_item: RotationItem | None = None
+    for start in range(0, len(ordered), PLAN_PART):
+        part = ordered[start : start + PLAN_PART]
+        certs = {c.id: c for c in service.load_certificates(s, part)}
+        for position, certificate_id in enumerate(part, start):
+            cert = certs[certificate_id]
+            server = cert.targets[0].server if cert.targets else None
+            reason = service.skip_reason(cert)
+            server_type = server.server_type if server else ""
+            canary = False
+            if reason is None and canaries.get(server_type, 0) < request.canary_per_server_type:
+                canaries[server_type] = canaries.get(server_type, 0) + 1
+                canary = True
+            item = RotationItem(
+                batch_key=batch_key,
+                certificate_id=cert.id,
+                server_id=server.id if server else None,
+                server_label=_label(server) if server else "",
+                server_type=server_type,
+                canary=canary,
+                position=position,
+                state=SKIPPED if reason else NOT_STARTED,
+                reason=reason,
+                deployment_ids=[],
             )
-            for i in items
-        ]
+            s.add(item)
+            if first_item is None:
+                first_item = item
+                s.flush()
+                repo.audit(s, actor=ACTOR, action="plan-rotation", obj=item, detail=f"batch {batch_key}: {len(ids)}")
+        s.flush()
+        s.expunge_all()  # this part's certificates and items are written: let them go
 
 
-def issue_once(item_id: int) -> str:
+def _read_plan(s: Session, batch_key: str) -> list[Planned]:
+    """The batch's items as plain rows (one query, no ORM objects kept), in plan order."""
+    rows = s.execute(
+        select(
+            RotationItem.id,
+            RotationItem.certificate_id,
+            RotationItem.server_id,
+            RotationItem.server_label,
+            RotationItem.server_type,
+            RotationItem.canary,
+            RotationItem.state,
+            RotationItem.issued_serial,
+            Certificate.ca_connector_id,
+            Bot.id,
+            Bot.name,
+        )
+        .join(Certificate, Certificate.id == RotationItem.certificate_id)
+        .outerjoin(Server, Server.id == RotationItem.server_id)
+        .outerjoin(Bot, Bot.id == Server.bot_id)
+        .where(RotationItem.batch_key == batch_key)
+        .order_by(RotationItem.position)
+    )
+    return [
+        Planned(
+            item_id=item_id,
+            certificate_id=certificate_id,
+            server_id=server_id,
+            server_label=server_label,
+            server_type=server_type,
+            ca_connector_id=ca_connector_id,
+            canary=canary,
+            state=state,
+            issued_serial=issued_serial,
+            bot_id=bot_id,
+            bot_name=bot_name or "",
+            local=bot_name == LOCAL_BOT_NAME,  # no bot: rotate_by_bot reports it not started
+        )
+        for (item_id, certificate_id, server_id, server_label, server_type, canary, state, issued_serial,
+             ca_connector_id, bot_id, bot_name) in rows
+    ]  # fmt: skip
+
+
+def issue_once(item_id: int, ca_connector_id: int | None = None) -> str:
     """Issue the item's certificate unless this batch already did: the order is remembered on the item before the
-    CA is called, and an order the CA already answered is recorded, never placed again. Returns the serial."""
+    CA is called, and an order the CA already answered is recorded, never placed again. Calls to the CA hold a slot
+    of the connector's limit `rotate-ca-<id>`. Returns the serial."""
     with session_scope() as s:
         item = repo.get(s, RotationItem, item_id)
         if item.issued_serial:
@@ -129,8 +187,11 @@ def issue_once(item_id: int) -> str:
             repo.get(s, RotationItem, item_id).order_id = order_id
     with session_scope() as s:
         issued = repo.get(s, Order, order_id).state is OrderState.ISSUED
-    if not issued and not submit_order(order_id):
-        poll_order(order_id)
+    if not issued:
+        # The CA's slot is held only while the CA is called: the key and CSR were made in create_order.
+        with concurrency(ca_limit(ca_connector_id), strict=True) if ca_connector_id is not None else nullcontext():
+            if not submit_order(order_id):
+                poll_order(order_id)
     serial = record_issued(order_id)
     set_state(item_id, ISSUED, serial=serial)
     return serial
@@ -160,11 +221,12 @@ def set_state(
 def deployed_items(batch_key: str) -> list[tuple[int, list[int]]]:
     """Items this batch deployed (their deployments), newest first: what a stopped batch rolls back."""
     with session_scope() as s:
-        return [
-            (i.id, list(i.deployment_ids or []))
-            for i in reversed(service.items_of(s, batch_key))
-            if i.state == DEPLOYED
-        ]
+        rows = s.execute(
+            select(RotationItem.id, RotationItem.deployment_ids)
+            .where(RotationItem.batch_key == batch_key, RotationItem.state == DEPLOYED)
+            .order_by(RotationItem.position.desc())
+        )
+        return [(item_id, list(ids or [])) for item_id, ids in rows]
 
 
 def item_state(item_id: int) -> str:
@@ -185,13 +247,19 @@ class ServerRow:
 
 def summary_rows(batch_key: str) -> list[ServerRow]:
     with session_scope() as s:
-        per: dict[str, dict[str, int]] = {}
-        for i in service.items_of(s, batch_key):
-            counts = per.setdefault(i.server_label or "(no server)", {})
-            counts[i.state] = counts.get(i.state, 0) + 1
+        per: dict[tuple[int | None, str], dict[str, int]] = {}  # by server: two may share description and host
+        rows = s.execute(
+            select(RotationItem.server_id, RotationItem.server_label, RotationItem.state, func.count())
+            .where(RotationItem.batch_key == batch_key)
+            .group_by(RotationItem.server_id, RotationItem.server_label, RotationItem.state)
+            .order_by(func.min(RotationItem.position))
+        )
+        for server_id, label, state, count in rows:
+            per.setdefault((server_id, label or "(no server)"), {})[state] = count
+    labels = [label for _, label in per]
     return [
         ServerRow(
-            server=server,
+            server=label if labels.count(label) == 1 else f"{label} [server {server_id}]",
             done=c.get(DEPLOYED, 0),
             rolled_back=c.get(ROLLED_BACK, 0),
             failed=c.get(FAILED, 0),
@@ -199,5 +267,5 @@ def summary_rows(batch_key: str) -> list[ServerRow]:
             not_started=c.get(NOT_STARTED, 0),
             skipped=c.get(SKIPPED, 0),
         )
-        for server, c in per.items()
+        for (server_id, label), c in per.items()
     ]

@@ -14,6 +14,7 @@ from certfleet.cli.main import app as cli
 from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Bot, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
+from certfleet.rotation.service import RotationRequest, prepare
 from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -64,7 +65,7 @@ def test_api_starts_a_rotate_batch_run_for_a_batch_name(
     assert _run(body["flow_run_id"]) == (
         "rotate-batch",
         {"batch_name": "spring", "failure_budget": 0.1, "batch_key": key, "canary_per_server_type": 1,
-         "ca_concurrency": 4, "server_concurrency": 1},
+         "ca_concurrency": 4, "server_concurrency": 1, "bot_start_timeout": 300},
     )  # fmt: skip
     assert _audited() == [("operator", key, f"3 certificate(s), run rotate-batch-{key}")]
     # Nothing is planned until the run starts: the batch is unknown to GET until then.
@@ -162,7 +163,8 @@ def test_the_list_rotate_action_starts_a_run_for_the_selection(
     assert f"started rotate-batch-{key} in Prefect for 2 certificate(s), batch {key}" in shown
     runs = _runs_named(f"rotate-batch-{key}")
     assert runs == [{"certificate_ids": [ids[0], ids[2]], "failure_budget": 0.25, "batch_key": key,
-                     "canary_per_server_type": 1, "ca_concurrency": 4, "server_concurrency": 1}]  # fmt: skip
+                     "canary_per_server_type": 1, "ca_concurrency": 4, "server_concurrency": 1,
+                     "bot_start_timeout": 300}]  # fmt: skip
 
     nothing = client.post("/rotations", data={"csrf_token": token}, follow_redirects=False)
     assert nothing.status_code == 303
@@ -190,20 +192,25 @@ def _runs_named(name: str) -> list[dict[str, Any]]:
     return [dict(r.parameters) for r in runs]
 
 
-def test_certificates_on_another_bots_servers_are_refused_with_the_reason(
+def test_certificates_on_servers_of_no_bot_are_refused_and_another_bots_are_taken(
     client: TestClient, accounts: Accounts
 ) -> None:
     ids = _fleet(accounts, n=2, batch="far")
+    with session_scope() as s:
+        for cert_id in ids:
+            s.get_one(Certificate, cert_id).targets[0].server.bot_id = None
+    response = client.post("/api/v1/rotations", json={"batch_name": "far"}, headers=auth(accounts, "operator"))
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "none of the 2 certificate(s) can be rotated: server web (127.0.0.1) is mapped to no bot: map it to a bot first"
+    )
+    assert _audited() == []
+    # Mapped to another bot: rotate-batch takes them (their deployments run on that bot's queue).
     with session_scope() as s:
         remote = Bot(name="branch-office", work_queue="bot-99")
         s.add(remote)
         s.flush()
         for cert_id in ids:
             s.get_one(Certificate, cert_id).targets[0].server.bot_id = remote.id
-    response = client.post("/api/v1/rotations", json={"batch_name": "far"}, headers=auth(accounts, "operator"))
-    assert response.status_code == 422
-    assert response.json()["detail"] == (
-        "none of the 2 certificate(s) can be rotated: server web (127.0.0.1) is mapped to bot branch-office: "
-        "rotate-batch deploys from the central host (local-bot); use deploy-certificate for it"
-    )
-    assert _audited() == []
+        _, count = prepare(s, RotationRequest(batch_name="far"))
+    assert count == 2

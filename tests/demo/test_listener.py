@@ -400,3 +400,42 @@ def test_check_rejects_encrypted_key(tmp_path: Path, pairs: dict[str, Pair]) -> 
     assert result.stderr == (
         f"configuration test failed: key file {key} is encrypted; the listener needs an unencrypted key\n"
     )
+
+
+# --- many sites on one port (--sites) ----------------------------------------------------------------
+
+
+def _site(sites: Path, name: str, pair: Pair) -> None:
+    (sites / name).mkdir(exist_ok=True)
+    (sites / name / "fullchain.pem").write_bytes(pair.cert_pem)
+    (sites / name / "privkey.pem").write_bytes(pair.key_pem)
+
+
+def test_sites_are_chosen_by_sni_tested_together_and_reloaded(tmp_path: Path) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    one, two, three = (make_pair(s, f"{n}.example.test") for s, n in ((11, "one"), (22, "two"), (33, "three")))
+    _site(sites, "one.example.test", one)
+    _site(sites, "two.example.test", two)
+    listener = ListenerProcess.for_sites(HOST, free_port(), sites, workdir=tmp_path / "run")
+    listener.launch()
+    try:
+        assert served_serial(listener.port, "one.example.test") == 11
+        assert served_serial(listener.port, "two.example.test") == 22
+        assert served_serial(listener.port, "unknown.example.test") == 11  # the first name answers the rest
+        assert https_get(listener.port, "two.example.test").endswith(b"serial: 16\nserver_name: two.example.test\n")
+        assert run(listener.check_command()).returncode == 0
+        # One broken site fails the whole test, as `nginx -t` does, and a reload then keeps every site as it was.
+        (sites / "two.example.test" / "privkey.pem").write_bytes(three.key_pem)
+        checked = run(listener.check_command())
+        assert checked.returncode == 1
+        assert "two.example.test/privkey.pem does not match certificate" in checked.stderr
+        assert run(listener.reload_command()).returncode == 0
+        listener.wait_for_log("reload failed")
+        assert served_serial(listener.port, "two.example.test") == 22
+        _site(sites, "two.example.test", three)
+        assert run(listener.reload_command()).returncode == 0
+        wait_for_serial(HOST, listener.port, server_name="two.example.test", expected_serial=33)
+        assert served_serial(listener.port, "one.example.test") == 11
+    finally:
+        listener.stop()
