@@ -104,4 +104,19 @@ def fleet(
         dashboard.stop()
         for listener in listeners:
             listener.stop()
+        _drop_concurrency_services()
         prefect.stop()
+
+
+def _drop_concurrency_services() -> None:
+    """Prefect's concurrency-slot services keep the client of the server they first talked to, keyed by the limit
+    names: left running, a later test's rotate-batch would ask this (stopped) server for `rotate-ca-1`'s slots."""
+    from prefect.concurrency.services import (
+        ConcurrencySlotAcquisitionService,
+        ConcurrencySlotAcquisitionWithLeaseService,
+    )
+
+    kinds = (ConcurrencySlotAcquisitionService, ConcurrencySlotAcquisitionWithLeaseService)
+    for service in list(ConcurrencySlotAcquisitionWithLeaseService._instances.values()):
+        if isinstance(service, kinds):
+            service.drain()
