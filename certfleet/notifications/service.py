@@ -45,7 +45,8 @@ RECIPIENTS_MAX = 50
 SECRET_FIELD = {"email": "password", "slack": "url", "teams": "url", "webhook": "signing_key"}
 
 
-def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+def body_text(body: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    """A text value of a flat body (form or JSON), as sent; None when optional and absent or empty."""
     value = body.get(key)
     if value is None or (value == "" and not required):
         if required:
@@ -68,12 +69,15 @@ def _url(value: str, key: str) -> str:
     return value
 
 
-def _port(body: dict[str, Any]) -> int:
+def body_port(body: dict[str, Any], *, default: int | None = None, hint: str = "") -> int:
+    """`port` of a flat body (a number or its digits); `default` when it is absent or empty, if one is given."""
     value = body.get("port")
+    if default is not None and value in ("", None):
+        return default
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise InputError("port: a number from 1 to 65535", field="port")
+        raise InputError(f"port: a number from 1 to 65535{hint}", field="port")
     return value
 
 
@@ -104,15 +108,15 @@ def smtp_settings(body: dict[str, Any], password: str | None, password_stored: b
     """An SMTP server's shown settings (host, port, security, sender, username, ca_file) from a flat body, each
     checked (an `InputError` naming the field); `password` is the sent one (None: keep the stored one, if
     `password_stored`). Shared by the e-mail channel and S/MIME delivery."""
-    settings: dict[str, Any] = {"host": Host().check(_text(body, "host") or "", "host"), "port": _port(body)}
-    security = _text(body, "security", required=False) or "starttls"
+    settings: dict[str, Any] = {"host": Host().check(body_text(body, "host") or "", "host"), "port": body_port(body)}
+    security = body_text(body, "security", required=False) or "starttls"
     if security not in SMTP_SECURITY:
         raise InputError(f"security: one of {', '.join(SMTP_SECURITY)}", field="security")
     settings["security"] = security
-    settings["sender"] = Email().check(_text(body, "sender") or "", "sender")
-    username = _text(body, "username", required=False)
+    settings["sender"] = Email().check(body_text(body, "sender") or "", "sender")
+    username = body_text(body, "username", required=False)
     settings["username"] = USERNAME.check(username, "username") if username is not None else None
-    ca_file = _text(body, "ca_file", required=False)
+    ca_file = body_text(body, "ca_file", required=False)
     if ca_file is not None:
         problem = unicode_problem(ca_file)
         if problem or not ca_file.startswith("/"):
@@ -135,15 +139,15 @@ class ChannelInput:
 
 
 def channel_input(body: dict[str, Any], existing: NotificationChannel | None = None) -> ChannelInput:
-    name = NAME.check(_text(body, "name") or "", "name")
-    kind = existing.kind if existing else _text(body, "kind") or ""
+    name = NAME.check(body_text(body, "name") or "", "name")
+    kind = existing.kind if existing else body_text(body, "kind") or ""
     if kind not in KINDS:
         raise InputError(f"kind: one of {', '.join(KINDS)}", field="kind")
     if existing and body.get("kind") not in (None, existing.kind):
         raise InputError("kind: cannot be changed; make a new channel", field="kind")
     settings: dict[str, Any] = {}
     secret_key = SECRET_FIELD[kind]
-    secret = _text(body, secret_key, required=False)
+    secret = body_text(body, secret_key, required=False)
     if kind == "email":
         settings.update(smtp_settings(body, secret, existing is not None and existing.secret is not None))
         settings["recipients"] = _recipients(body.get("recipients"))
@@ -153,12 +157,12 @@ def channel_input(body: dict[str, Any], existing: NotificationChannel | None = N
         elif not (existing and existing.secret):
             raise InputError("url: required (the incoming webhook's URL, kept secret)", field="url")
     else:
-        settings["url"] = _url(_text(body, "url") or "", "url")
+        settings["url"] = _url(body_text(body, "url") or "", "url")
         if secret is not None:
             Secret().check(secret, "signing_key")
         elif not (existing and existing.secret):
             raise InputError("signing_key: required (the HMAC-SHA256 key the receiver checks)", field="signing_key")
-    quiet = _text(body, "quiet_hours", required=False)
+    quiet = body_text(body, "quiet_hours", required=False)
     if quiet is not None:
         try:
             parse_quiet_hours(quiet)
@@ -282,7 +286,7 @@ def _channel_ids(session: Session, value: Any) -> list[int]:
 
 
 def rule_input(session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    kind = _text(body, "event_kind") or ""
+    kind = body_text(body, "event_kind") or ""
     if kind not in EVENT_KINDS:
         raise InputError(f"event_kind: one of {', '.join(EVENT_KINDS)}", field="event_kind")
     ca = body.get("ca_connector_id")
@@ -293,8 +297,8 @@ def rule_input(session: Session, body: dict[str, Any]) -> dict[str, Any]:
             ca = int(ca)
         if not _is_row_id(ca) or session.get(CAConnector, ca) is None:
             raise InputError(f"ca_connector_id: no CA connector {ca!r}", field="ca_connector_id")
-    tag = _text(body, "tag", required=False)
-    group = _text(body, "server_group", required=False)
+    tag = body_text(body, "tag", required=False)
+    group = body_text(body, "server_group", required=False)
     return {
         "event_kind": kind,
         "ca_connector_id": ca,

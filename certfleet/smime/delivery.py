@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from certfleet.fields import Host, InputError, Name, Secret
 from certfleet.models import repo
 from certfleet.models.orm import SmimeDelivery
-from certfleet.notifications.service import smtp_settings
+from certfleet.notifications.service import body_port, body_text, smtp_settings
 from certfleet.servers.paths import PathRefused, check_path, is_share_name, windows_path_problem
 from certfleet.settings import get_settings
 
@@ -60,28 +60,6 @@ def current_target(session: Session) -> Target:
     return Target(row.method, dict(row.settings), row.secret)
 
 
-def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | None:
-    value = body.get(key)
-    if value is None or (value == "" and not required):
-        if required:
-            raise InputError(f"{key}: required", field=key)
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"{key}: must be text", field=key)
-    return value
-
-
-def _smb_port(body: dict[str, Any]) -> int:
-    value = body.get("port", 445)
-    if value in ("", None):
-        return 445
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise InputError("port: a number from 1 to 65535 (SMB: 445)", field="port")
-    return value
-
-
 def _flag(body: dict[str, Any], key: str) -> bool:
     value = body.get(key, False)
     if value in ("true", "on", "1"):
@@ -100,13 +78,14 @@ def share_unc(settings: dict[str, Any]) -> str:
 
 
 def _smb_settings(body: dict[str, Any], password: str | None, password_stored: bool) -> dict[str, Any]:
-    settings: dict[str, Any] = {"host": Host().check(_text(body, "host") or "", "host"), "port": _smb_port(body)}
-    share = _text(body, "share") or ""
+    host = Host().check(body_text(body, "host") or "", "host")
+    settings: dict[str, Any] = {"host": host, "port": body_port(body, default=445, hint=" (SMB: 445)")}
+    share = body_text(body, "share") or ""
     settings["share"] = share
     if not is_share_name(share):
         raise InputError("share: a share name such as Certificates or D$ (no \\ / < > : \" | ? * [ ] ; = + ,)",
                          field="share")  # fmt: skip
-    folder = _text(body, "folder", required=False)
+    folder = body_text(body, "folder", required=False)
     if folder is not None:
         # The same rules for each part as a drive path (Z:, since C:\Windows is refused as a system folder).
         found = windows_path_problem(f"Z:\\{folder}", directory=True)
@@ -114,7 +93,7 @@ def _smb_settings(body: dict[str, Any], password: str | None, password_stored: b
             why = found[0] if found else "must not start or end with \\"
             raise InputError(f"folder: a folder inside the share such as S-MIME\\Users; {why}", field="folder")
     settings["folder"] = folder
-    settings["username"] = SMB_USERNAME.check(_text(body, "username") or "", "username")
+    settings["username"] = SMB_USERNAME.check(body_text(body, "username") or "", "username")
     settings["encrypt"] = _flag(body, "encrypt")
     if password is not None:
         Secret().check(password, "password")
@@ -124,7 +103,7 @@ def _smb_settings(body: dict[str, Any], password: str | None, password_stored: b
 
 
 def _folder_settings(body: dict[str, Any]) -> dict[str, Any]:
-    path = _text(body, "path") or ""
+    path = body_text(body, "path") or ""
     try:
         check_path(path, "path", directory=True)
     except PathRefused as exc:
@@ -134,12 +113,12 @@ def _folder_settings(body: dict[str, Any]) -> dict[str, Any]:
 
 def setting_input(body: dict[str, Any], existing: SmimeDelivery | None) -> tuple[str, dict[str, Any], str | None]:
     """(method, shown settings, secret or None to keep the stored one) from a flat body."""
-    method = _text(body, "method") or ""
+    method = body_text(body, "method") or ""
     if method not in METHODS:
         raise InputError(f"method: one of {', '.join(METHODS)}", field="method")
     # A stored password belongs to the method it was saved with: another method needs its own.
     stored = existing is not None and existing.method == method and existing.secret is not None
-    password = _text(body, "password", required=False)
+    password = body_text(body, "password", required=False)
     if method == "folder":
         if password is not None:
             raise InputError("password: a folder takes no password", field="password")
