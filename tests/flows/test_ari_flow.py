@@ -7,10 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from cryptography import x509
-from pydantic import SecretStr
 
-from certfleet.ca_admin import service
-from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
 from certfleet.connectors.ca import acme
 from certfleet.dashboard.api.certificates import certificate_json
 from certfleet.flows.issuance import issue_certificate
@@ -21,9 +18,9 @@ from certfleet.renewal import ari
 from certfleet.renewal.schedule import renews_at
 from certfleet.tasks.renewal import find_due
 from certfleet.tasks.renewal_info import refresh_renewal_info
-from tests.emulators.fixtures import EAB_KID, AcmeStack
+from tests.emulators.fixtures import AcmeStack
 from tests.emulators.pki import TlsIdentity
-from tests.flows.conftest import Site
+from tests.flows.conftest import Site, use_acme_connector
 
 
 def _iso(at: object) -> str:
@@ -62,19 +59,7 @@ def test_ari_window_retry_after_replaces_and_the_fallbacks(
     stack.reset()
     proxy = stack.proxy
     proxy.ari_answers = {}  # the CA offers renewalInfo (knows no certificate yet)
-    form = AcmeForm(
-        name="ACME with ARI",
-        directory_url=proxy.directory_url,
-        contact_email="pki-ops@example.test",
-        eab_key_id=EAB_KID,
-        eab_hmac_key=SecretStr(stack.eab_hmac),
-        advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
-        challenge_type="http-01",
-        http01_listen=f"127.0.0.1:{stack.http_port}",
-    )
-    with session_scope() as s:
-        connector_id = service.create_connector(s, form, actor="test")
-        repo.get(s, Certificate, site.certificate_id).ca_connector_id = connector_id
+    use_acme_connector(site, stack, emulator_tls, "ACME with ARI", proxy.directory_url)
     issue_certificate(site.certificate_id)
     assert "replaces" not in proxy.order_payloads[-1]  # a first certificate replaces nothing
     first_id, first_serial = _leaf_id(site.certificate_id)

@@ -11,11 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from certfleet.ca_admin import service
-from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
 from certfleet.connectors.errors import TransientConnectorError
 from certfleet.dashboard.server import DashboardThread
 from certfleet.demo.listener import free_port
@@ -30,9 +27,9 @@ from certfleet.settings import get_settings
 from certfleet.tasks import revocation as revocation_tasks
 from certfleet.tasks.build import build_ca as real_build_ca
 from certfleet.tasks.build import built_in_crl
-from tests.emulators.fixtures import EAB_KID, AcmeStack
+from tests.emulators.fixtures import AcmeStack
 from tests.emulators.pki import TlsIdentity
-from tests.flows.conftest import Site
+from tests.flows.conftest import Site, use_acme_connector
 
 
 def _certificate(connector_id: int, name: str = "revoke.example.test") -> int:
@@ -166,19 +163,7 @@ def test_acme_revokes_at_pebble_and_a_retry_after_pebble_revoked_is_done(
 ) -> None:
     stack = acme_http_stack
     stack.reset()
-    form = AcmeForm(
-        name="ACME",
-        directory_url=stack.pebble.directory_url,
-        contact_email="pki-ops@example.test",
-        eab_key_id=EAB_KID,
-        eab_hmac_key=SecretStr(stack.eab_hmac),
-        advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
-        challenge_type="http-01",
-        http01_listen=f"127.0.0.1:{stack.http_port}",
-    )
-    with session_scope() as s:
-        connector_id = service.create_connector(s, form, actor="test")
-        repo.get(s, Certificate, site.certificate_id).ca_connector_id = connector_id
+    use_acme_connector(site, stack, emulator_tls, "ACME", stack.pebble.directory_url)
     serial = issue_certificate(site.certificate_id)
     assert revoke_certificate(site.certificate_id, "keyCompromise") == serial
     with session_scope() as s:
