@@ -63,6 +63,7 @@ def test_issue_records_the_certificate_and_its_order(site: Site) -> None:
         assert cert.order_generation == 1
         assert key_matches_certificate(load_private_key(cert.private_key), leaf)
         assert cert.ca_order_id == f"local-{leaf.serial_number:x}"
+        assert (cert.validation_status, cert.dcv_status) == (None, None)  # the built-in CA validates nothing
         actions = set(s.scalars(select(AuditEvent.action)))
         assert {"create-order", "issue"} <= actions
     (order,) = _orders(site.certificate_id)
