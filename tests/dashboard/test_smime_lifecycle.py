@@ -16,7 +16,7 @@ from certfleet.smime import service
 from certfleet.smime.directory_sync import VANISHED
 from tests.dashboard.conftest import Accounts, auth, login
 from tests.dashboard.test_smime_rollout import tile
-from tests.dashboard.test_smime_sync import scheduled_run
+from tests.dashboard.test_smime_sync import parameters_of_runs, scheduled_run
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -158,7 +158,6 @@ def test_revoke_a_leaver_from_the_api_and_the_page_and_the_tiles(
 
 
 def test_cli_rollout_filter_and_revoke(accounts: Accounts, prefect_api: str) -> None:
-    from prefect import get_client
     from typer.testing import CliRunner
 
     from certfleet.cli.main import app as cli
@@ -174,12 +173,13 @@ def test_cli_rollout_filter_and_revoke(accounts: Accounts, prefect_api: str) -> 
     assert "1 user(s) match now" in rolled.output
     revoked = CliRunner().invoke(cli, ["smime", "revoke", str(ann), "--reason", "affiliationChanged", "--no-wait"])
     assert revoked.exit_code == 0, revoked.output
-    with get_client(sync_client=True) as c:
-        started = {r.name: dict(r.parameters) for r in c.read_flow_runs()}
-    assert started[rolled.output.strip().splitlines()[-1].split(":")[0].strip()] == {
+    rollout_run = rolled.output.strip().splitlines()[-1].split(":")[0].strip()
+    revoke_run = revoked.output.strip().splitlines()[-1].split(":")[0].strip()
+    started = parameters_of_runs(rollout_run, revoke_run)
+    assert started[rollout_run] == {
         "user_filter": {"source": "Manual Import", "status": ["Awaiting Order"], "text": "ben"}
     }
-    assert started[revoked.output.strip().splitlines()[-1].split(":")[0].strip()] == {
+    assert started[revoke_run] == {
         "user_id": ann,
         "reason": "affiliationChanged",
     }

@@ -13,7 +13,7 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, CAConnector, Certificate, Order, OrderState, SmimeOrder
 from certfleet.smime import service
 from tests.dashboard.conftest import Accounts, auth, login
-from tests.dashboard.test_smime_sync import scheduled_run
+from tests.dashboard.test_smime_sync import parameters_of_runs, scheduled_run
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
@@ -83,12 +83,10 @@ def test_cli_starts_sync_and_rollout_runs(accounts: Accounts, prefect_api: str) 
     rolled = CliRunner().invoke(cli, ["smime", "rollout", "--user-id", str(user_id), "--no-wait"])
     assert rolled.exit_code == 0, rolled.output
     assert rolled.output.strip().endswith(": Scheduled")
-    from prefect import get_client
-
-    with get_client(sync_client=True) as c:
-        started = {r.name: dict(r.parameters) for r in c.read_flow_runs()}
-    assert started[synced.output.split(":")[0].strip()] == {"profile_id": profile_id}
-    assert started[rolled.output.split(":")[0].strip()] == {"user_ids": [user_id]}
+    sync_run, rollout_run = synced.output.split(":")[0].strip(), rolled.output.split(":")[0].strip()
+    started = parameters_of_runs(sync_run, rollout_run)
+    assert started[sync_run] == {"profile_id": profile_id}
+    assert started[rollout_run] == {"user_ids": [user_id]}
     with session_scope() as s:  # the same checks and audit events as the dashboard's (certfleet.smime.starts)
         audit = {(a.action, a.object_id) for a in s.scalars(select(AuditEvent)) if a.actor.startswith("cli:")}
     assert audit == {("start-sync-directory", str(profile_id)), ("start-smime-rollout", None)}

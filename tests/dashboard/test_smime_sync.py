@@ -41,6 +41,17 @@ def scheduled_run(run_id: str) -> dict[str, Any]:
     return dict(run.parameters)
 
 
+def parameters_of_runs(*names: str) -> dict[str, dict[str, Any]]:
+    """The parameters of the named flow runs (filtered on the server: an unfiltered read returns only Prefect's
+    default page of 200 runs, and the session's Prefect server holds every test's runs)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=list(names))))
+    return {r.name: dict(r.parameters) for r in runs}
+
+
 def test_api_create_starts_a_sync_and_sync_now_starts_another(
     client: TestClient, accounts: Accounts, prefect_api: str, azure_ad_emulator: AzureADEmulator
 ) -> None:

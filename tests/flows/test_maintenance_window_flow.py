@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from certfleet.bots.routing import plan_deploys, start_deploy_runs, waits_for_window
 from certfleet.deployments.names import bot_queue
@@ -61,13 +62,12 @@ def test_a_deployment_outside_the_window_is_scheduled_for_its_start_and_runs_the
         assert f"waiting for maintenance window at {opening:%Y-%m-%d %H:%M} UTC" in (cert.status_reason or "")
         issued_serial = cert.serial_number
     with get_client(sync_client=True) as client:
+        # filtered by name on the server: an unfiltered read returns only Prefect's default page of 200 runs
+        name = f"deploy-certificate-{site.certificate_id}-on-{bot_queue(boot.local_bot_id)}-at-{opening:%Y%m%d%H%M}"
         (run,) = [
             r
-            for r in client.read_flow_runs()
-            if r.parameters.get("certificate_id") == site.certificate_id
-            and r.name.endswith(f"{opening:%Y%m%d%H%M}")
-            and r.created is not None
-            and r.created >= started
+            for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+            if r.created is not None and r.created >= started
         ]
         assert run.state is not None
         assert run.state.is_scheduled()

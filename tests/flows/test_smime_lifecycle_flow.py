@@ -141,7 +141,12 @@ def _smime_runs(earlier: frozenset[UUID]) -> list[dict[str, object]]:
 
 def test_renew_expiring_starts_one_smime_rollout_run_for_the_due_users(boot: Bootstrapped, tmp_path: Path) -> None:
     with get_client(sync_client=True) as client:
-        earlier = frozenset(r.id for r in client.read_flow_runs())
+        earlier = frozenset(
+            r.id
+            for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["renewal", "smime"]))
+            )
+        )
     register(runner_deployments(bot_queue(boot.local_bot_id)))  # registered, not served: the run waits
     due_user = add("Dora Due", "dora@example.com")
     fresh = add("Fred Fresh", "fred@example.com")
