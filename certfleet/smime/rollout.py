@@ -119,21 +119,17 @@ def issuing_connector_id(session: Session, user_id: int) -> int | None:
 
 def renewal_connector(session: Session, user: SmimeUser, ca_connector_id: int | None) -> tuple[CAConnector, str | None]:
     """A renewal orders from the connector that issued the certificate it replaces, whatever the profile's or the
-    default connector is now; only when that connector is gone, disabled or no longer issues S/MIME does it fall
-    back to the chosen one (`connector_for`). Returns the connector and, on a fallback, why (recorded and audited)."""
+    default connector is now (a connector with S/MIME orders cannot be deleted); only when that connector is
+    disabled does it fall back to the chosen one (`connector_for`). Returns the connector and, on a fallback, why
+    (recorded on the order and audited)."""
     issued_by = issuing_connector_id(session, user.id)
     if issued_by is None:
         return connector_for(session, user, ca_connector_id), None
-    issuer = session.get(CAConnector, issued_by)
-    if issuer is not None and issuer.status is ConnectorStatus.ACTIVE and smime_problem(issuer) is None:
+    issuer = repo.get(session, CAConnector, issued_by)
+    if issuer.status is ConnectorStatus.ACTIVE:
         return issuer, None
-    if issuer is None:
-        why = f"CA connector {issued_by}, which issued the current certificate, is gone"
-    elif issuer.status is not ConnectorStatus.ACTIVE:
-        why = f"CA connector {issuer.name}, which issued the current certificate, is disabled"
-    else:
-        why = f"CA connector {issuer.name}, which issued the current certificate, no longer issues S/MIME"
     fallback = connector_for(session, user, ca_connector_id)
+    why = f"CA connector {issuer.name}, which issued the current certificate, is disabled"
     return fallback, f"{why}: renewed from {fallback.name} instead"
 
 
