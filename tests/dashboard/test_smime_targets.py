@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from certfleet.cli.main import app
 from certfleet.models import repo
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, SmimeStatus, SmimeUser, utcnow
+from certfleet.models.orm import AuditEvent, SmimeOrder, SmimeStatus, SmimeUser, utcnow
 from certfleet.smime import service
 from tests.dashboard.conftest import Accounts, auth, login
 from tests.dashboard.test_smime_sync import scheduled_run
@@ -216,3 +216,22 @@ def test_re_enroll_a_revoked_user_from_the_api_the_page_and_the_cli(client: Test
     assert len(actors) == 3
     assert actors[0].startswith("cli:")
     assert actors[1:] == ["operator", "operator"]
+
+
+def test_a_renewals_connector_fallback_shows_in_last_error_the_api_and_the_user_page(
+    client: TestClient, accounts: Accounts
+) -> None:
+    note = "CA connector Old CA, which issued the current certificate, is disabled: renewed from certfleet CA instead"
+    with session_scope() as s:
+        user = service.import_user(s, name="Fay", email="fay@example.com", designation=None, actor="t")
+        user.status = SmimeStatus.CERTIFICATE_INSTALLED
+        s.add(SmimeOrder(user_id=user.id, ca_connector_id=accounts.boot.ca_connector_id, idempotency_key="k-fay",
+                         state="Certificate Installed", serial_number="0F0A", connector_note=note))  # fmt: skip
+        fay = user.id
+    viewer = auth(accounts, "viewer")
+    listed = client.get("/api/v1/smime-users", headers=viewer).json()["items"]
+    assert [(row["email"], row["last_error"]) for row in listed] == [("fay@example.com", note)]
+    (order,) = client.get(f"/api/v1/smime-users/{fay}", headers=viewer).json()["orders"]
+    assert order["connector_note"] == note
+    login(client, "viewer")
+    assert f'data-testid="order-connector-note">{note}</div>' in client.get(f"/smime/{fay}").text

@@ -24,6 +24,7 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser
 from certfleet.smime import delivery, delivery_targets, rollout, service
 from certfleet.smime.directory_sync import DISABLED
+from certfleet.smime.selection import UserFilter
 
 GUID = "11111111-2222-3333-4444-555555555555"
 
@@ -216,6 +217,7 @@ def test_a_revoked_user_is_left_alone_by_rollouts_until_re_enrolled(boot: Bootst
     assert set(smime_rollout(delivery_dir=str(tmp_path))) == {str(ned)}
     assert smime_rollout(user_ids=[rita], delivery_dir=str(tmp_path)) == {}
     assert smime_rollout(user_ids=[rita], delivery_dir=str(tmp_path), renewal=True) == {}
+    assert smime_rollout(user_filter=UserFilter(text="rita"), delivery_dir=str(tmp_path)) == {}
     assert len(orders(rita)) == 1
 
     with session_scope() as s:
