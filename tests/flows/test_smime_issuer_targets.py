@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from certfleet.ca_admin import service as ca_admin
 from certfleet.connectors.errors import PermanentConnectorError
@@ -25,6 +25,9 @@ from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, Smim
 from certfleet.smime import delivery, delivery_targets, rollout, service
 from certfleet.smime.directory_sync import DISABLED
 from certfleet.smime.selection import UserFilter
+from tests.flows.test_smime_delivery import mail_setting, password_of
+from tests.notifications.receivers import SMTP_PASSWORD, SmtpServer
+from tests.notifications.receivers import smtp_server as smtp_server  # the fixture
 
 GUID = "11111111-2222-3333-4444-555555555555"
 
@@ -205,6 +208,38 @@ def test_each_profiles_users_are_delivered_to_its_own_target(boot: Bootstrapped,
     state = smime_rollout(user_ids=[wes], delivery="profile:999", return_state=True)
     assert state.is_failed()
     assert orders(wes) == []
+
+
+def test_a_profile_with_an_e_mail_target_mails_its_users_through_its_own_smtp_login(
+    boot: Bootstrapped, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """The SMTP password is sealed on the profile and used at delivery; the other profile's users go to its
+    folder."""
+    mail, files = profile("Azure AD – Mail"), profile("Azure AD – Files")
+    with session_scope() as s:
+        body = {**mail_setting(smtp_server), "sender": "pki@sales.example.org"}
+        delivery_targets.save_profile_delivery(s, mail, body, "test")
+        delivery_targets.save_profile_delivery(s, files, {"method": "folder", "path": str(tmp_path / "files")}, "t")
+        raw = s.execute(text("SELECT delivery_secret FROM directory_profiles WHERE id = :i"), {"i": mail}).scalar_one()
+    assert SMTP_PASSWORD not in raw
+    ann = add("Ann Mail", "ann@example.com", mail)
+    fin = add("Fin Files", "fin@example.com", files)
+
+    assert smime_rollout() == {
+        str(ann): f"e-mail to ann@example.com via 127.0.0.1:{smtp_server.port}",
+        str(fin): str(tmp_path / "files" / "fin@example.com" / "fin@example.com.p12"),
+    }
+    (env1, first), (env2, second) = smtp_server.handler.messages
+    assert env1.rcpt_tos == env2.rcpt_tos == ["ann@example.com"]
+    assert env1.mail_from == "pki@sales.example.org"
+    (part,) = list(first.iter_attachments())
+    bundle = part.get_payload(decode=True)
+    assert isinstance(bundle, bytes)
+    _, leaf, _ = pkcs12.load_key_and_certificates(bundle, password_of(second).encode())
+    assert leaf is not None
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.RFC822Name) == ["ann@example.com"]
+    assert leaf_email(str(tmp_path / "files" / "fin@example.com" / "fin@example.com.p12")) == "fin@example.com"
 
 
 def test_a_revoked_user_is_left_alone_by_rollouts_until_re_enrolled(boot: Bootstrapped, tmp_path: Path) -> None:
