@@ -33,7 +33,15 @@ from certfleet.ca_admin.runtime import ACME_KEY, ACME_URI, REMOTE_KINDS, StoredC
 from certfleet.connectors.ca.emca import ClientIdentity
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, Certificate, ConnectorStatus, DirectoryProfile, Order
+from certfleet.models.orm import (
+    CAConnector,
+    Certificate,
+    ConnectorStatus,
+    DirectoryProfile,
+    Order,
+    SmimeOrder,
+    SmimeUser,
+)
 
 _FORM_ADAPTER: TypeAdapter[Any] = TypeAdapter(ConnectorForm)
 # Values the connector keeps for itself (ACME account), preserved across edits.
@@ -59,7 +67,9 @@ class CertificateRef(BaseModel):
 class ConnectorInUse(ConnectorFormError):
     """Delete refused: certificates (or directory profiles) still depend on the connector."""
 
-    def __init__(self, name: str, certificates: list[CertificateRef], profiles: list[str]) -> None:
+    def __init__(
+        self, name: str, certificates: list[CertificateRef], profiles: list[str], smime_users: list[str] | None = None
+    ) -> None:
         parts = []
         if certificates:
             listed = ", ".join(f"{c.common_name} (#{c.id})" for c in certificates[:20])
@@ -67,6 +77,10 @@ class ConnectorInUse(ConnectorFormError):
             parts.append(f"{len(certificates)} certificate(s): {listed}{more}")
         if profiles:
             parts.append(f"directory profile(s): {', '.join(profiles)}")
+        if smime_users:  # their orders name it: a renewal orders from the connector that issued the certificate
+            more = f" and {len(smime_users) - 20} more" if len(smime_users) > 20 else ""
+            listed = ", ".join(smime_users[:20])
+            parts.append(f"{len(smime_users)} S/MIME user(s) with its certificates: {listed}{more}")
         super().__init__(
             f"CA connector {name!r} cannot be deleted while {'; '.join(parts)} depend on it; "
             "move them to another connector or delete them first, or disable the connector instead"
@@ -375,8 +389,15 @@ def delete_connector(session: Session, connector_id: int, *, actor: str) -> None
     if row.kind == "local":
         raise ConnectorFormError("the built-in CA cannot be deleted (its keys would be lost); disable it instead")
     certificates, profiles = dependents(session, connector_id)
-    if certificates or profiles:
-        raise ConnectorInUse(row.name, certificates, profiles)
+    smime_users = list(
+        session.scalars(
+            select(SmimeUser.email)
+            .where(SmimeUser.id.in_(select(SmimeOrder.user_id).where(SmimeOrder.ca_connector_id == connector_id)))
+            .order_by(SmimeUser.email)
+        )
+    )
+    if certificates or profiles or smime_users:
+        raise ConnectorInUse(row.name, certificates, profiles, smime_users)
     repo.audit(session, actor=actor, action="delete-ca-connector", obj=row, detail=f"{row.kind} {row.name!r}")
     session.delete(row)
     session.flush()

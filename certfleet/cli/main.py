@@ -247,6 +247,13 @@ def smime_rollout(
         list[str] | None, typer.Option(help="Only users in this status (repeat): Awaiting Order, CSR Pending, ...")
     ] = None,
     match: Annotated[str | None, typer.Option(help="Only users whose name or e-mail contains this (any case)")] = None,
+    delivery: Annotated[
+        str | None,
+        typer.Option(
+            help="One target for the whole run: setting, profile:<id> or folder:<absolute path>; default: each "
+            "user's profile's own target, else the S/MIME delivery setting"
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start an smime-rollout run: order, issue and deliver S/MIME certificates (all awaiting, some, a filter)."""
@@ -272,7 +279,9 @@ def smime_rollout(
             selection.check(s, wanted)
             out.print(f"{len(selection.matching(s, users, wanted))} user(s) match now")
     actor = f"cli:{getpass.getuser()}"
-    line = start_smime_rollout(users, actor=actor, wait=wait, ca_connector_id=ca_connector, user_filter=wanted)
+    line = start_smime_rollout(
+        users, actor=actor, wait=wait, ca_connector_id=ca_connector, user_filter=wanted, delivery=delivery
+    )
     _print_run(line, wait)
 
 
@@ -289,6 +298,20 @@ def smime_revoke(
     from certfleet.cli.runs import start_smime_revocation
 
     _print_run(start_smime_revocation(user_id, reason, serial, actor=f"cli:{getpass.getuser()}", wait=wait), wait)
+
+
+@smime_app.command("reenroll")
+def smime_reenroll(user_id: Annotated[int, typer.Argument(help="The S/MIME user's id (status Revoked)")]) -> None:
+    """Put a Revoked user back to Awaiting Order: the next rollout orders a new key and certificate (audited)."""
+    import getpass
+
+    from certfleet.models.db import session_scope
+    from certfleet.smime import service
+
+    with session_scope() as s:  # a refusal (not Revoked, unknown id) is main()'s one-line error, exit 1
+        user = service.reenroll(s, user_id, f"cli:{getpass.getuser()}")
+        line = f"{user.email}: {user.status.value}; the next rollout orders a new certificate"
+    out.print(line, highlight=False)
 
 
 def _print_run(line: str, wait: bool) -> None:

@@ -145,16 +145,17 @@ def start_smime_rollout(
     wait: bool,
     ca_connector_id: int | None = None,
     user_filter: UserFilter | None = None,
+    delivery: str | None = None,
 ) -> str:
     """An smime-rollout run after the checks the dashboard makes (certfleet.smime.starts), with an audit event."""
     from certfleet.models.db import session_scope
     from certfleet.smime import starts
 
     with session_scope() as s:
-        parameters = starts.rollout_parameters(s, user_ids, ca_connector_id, user_filter)
+        parameters = starts.rollout_parameters(s, user_ids, ca_connector_id, user_filter, delivery)
     run = _start_one(starts.ROLLOUT_FLOW, parameters)
     with session_scope() as s:
-        starts.record_rollout_start(s, actor, run.name, user_ids, user_filter)
+        starts.record_rollout_start(s, actor, run.name, user_ids, user_filter, delivery)
     return _describe(run, wait)
 
 

@@ -87,8 +87,10 @@ HELP: dict[str, str] = {
     "smime_delivery": (
         "Where Order certificates delivers each user's PKCS#12 and its password: a local or NFS folder (the default: "
         "the data directory's smime-delivery folder), a per-user folder on an SMB share, or two e-mails to the user "
-        "(the PKCS#12 in one, its password in the other). A failed delivery leaves the user at Certificate Issued "
-        "with the reason in Last Error; Order certificates again retries it without a new order."
+        "(the PKCS#12 in one, its password in the other). A directory profile may have its own target (Connect to "
+        "Azure AD, Delivery) for its users; a rollout may name one target for all its users. A failed delivery "
+        "leaves the user at Certificate Issued with the reason in Last Error; Order certificates again retries it "
+        "without a new order."
     ),
     "smime_provisioned": "S/MIME users whose status is Certificate Issued or Certificate Installed.",
     "smime_orders": "Every S/MIME certificate order certfleet wrote (TLS orders are on the Orders page).",

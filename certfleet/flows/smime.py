@@ -21,6 +21,7 @@ from certfleet.tasks.smime import (
     sync_profile_users,
 )
 from certfleet.tasks.smime_rollout import (
+    check_delivery,
     deliver,
     order_and_csr,
     poll,
@@ -72,17 +73,21 @@ def smime_rollout(
     key: str = "rsa2048",
     user_filter: UserFilter | None = None,
     renewal: bool = False,
+    delivery: str | None = None,
 ) -> dict[str, str]:
     """Order, issue and deliver S/MIME certificates for the users awaiting an order (or the given `user_ids`):
     order row -> key + CSR (CSR Pending) -> the CA's S/MIME certificate (Certificate Issued, Expiry Date; an order
     the CA holds pending is polled by its CA order id, as TLS orders are) -> PKCS#12 with a generated password
-    delivered to the S/MIME delivery setting's target: a folder, an SMB share or two e-mails (Certificate
-    Installed). `delivery_dir` (a folder) overrides the setting for this run.
+    delivered to the user's directory profile's own target, else the S/MIME delivery setting's: a folder, an SMB
+    share or two e-mails (Certificate Installed). `delivery` names one target for the whole run (no secret: a
+    reference, certfleet.smime.delivery_targets): `setting`, `profile:<id>` or `folder:<absolute path>`;
+    `delivery_dir` (a folder) does the same.
 
     `user_filter`: only the users awaiting an order that match it (certfleet.smime.selection). `renewal`
     (renew-expiring sets it): the named `user_ids` whose certificate is installed get a new key (of the replaced
-    certificate's type, else `key`) and certificate through the same steps; ignored, revoked and disabled or
-    vanished users are still left alone.
+    certificate's type, else `key`) and certificate through the same steps, from the CA connector that issued the
+    certificate they replace (the chosen or default one only when that one is disabled, recorded on the order);
+    ignored, revoked and disabled or vanished users are still left alone.
 
     `ca_connector_id`: the built-in CA, a DigiCert or an emSign connector; default the user's profile's connector,
     else the built-in CA. Users run side by side; each step is its own task, retried on its own; a user that fails
@@ -91,6 +96,8 @@ def smime_rollout(
     """
     if renewal and user_ids is None:
         raise ValueError("a renewal names its users (user_ids): it never re-keys every installed certificate")
+    if delivery is not None:
+        check_delivery(delivery)  # a bad choice fails the run before anything is ordered
     users = users_to_order(user_ids, user_filter, renewal)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
@@ -99,7 +106,7 @@ def smime_rollout(
         ordered = order_and_csr.submit(user_id, ca_connector_id, key, renewal)
         placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
         issued = poll.submit(ordered, wait_for=[placed])  # type: ignore[call-overload]
-        delivered = deliver.submit(ordered, delivery_dir, wait_for=[issued])  # type: ignore[call-overload]
+        delivered = deliver.submit(ordered, delivery_dir, delivery, wait_for=[issued])  # type: ignore[call-overload]
         chains.append((user_id, (ordered, placed, issued, delivered)))
     outcome: dict[str, str] = {}
     failures = 0

@@ -449,6 +449,11 @@ class DirectoryProfile(Base):
     last_sync_status: Mapped[str | None] = mapped_column(String(20))  # Running, Succeeded, Failed
     last_sync_error: Mapped[str | None] = mapped_column(Text)
     last_sync_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and reported users
+    # Where smime-rollout delivers this profile's users (as SmimeDelivery: folder, smb or email; the SMB or SMTP
+    # password sealed). None: the installation's S/MIME delivery setting.
+    delivery_method: Mapped[str | None] = mapped_column(String(20))
+    delivery_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    delivery_secret: Mapped[str | None] = mapped_column(EncryptedText)
 
 
 class SmimeUser(Base):
@@ -653,6 +658,8 @@ class SmimeOrder(Base):
     revocation_reason: Mapped[str | None] = mapped_column(String(40))
     delivered_to: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
+    # Why the order went to another CA connector than the one that issued the certificate it renews (disabled).
+    connector_note: Mapped[str | None] = mapped_column(Text)
     # The PKCS#12 (leaf, chain, key) and its generated password, built once and sealed, so a retried delivery
     # sends the same file and password; both are dropped once delivered (with the key, which the file replaces).
     pkcs12: Mapped[bytes | None] = mapped_column(EncryptedBytes)

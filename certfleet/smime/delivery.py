@@ -102,7 +102,7 @@ def _smb_settings(body: dict[str, Any], password: str | None, password_stored: b
     return settings
 
 
-def _folder_settings(body: dict[str, Any]) -> dict[str, Any]:
+def folder_settings(body: dict[str, Any]) -> dict[str, Any]:
     path = body_text(body, "path") or ""
     try:
         check_path(path, "path", directory=True)
@@ -111,18 +111,20 @@ def _folder_settings(body: dict[str, Any]) -> dict[str, Any]:
     return {"path": path}
 
 
-def setting_input(body: dict[str, Any], existing: SmimeDelivery | None) -> tuple[str, dict[str, Any], str | None]:
+def setting_input(
+    body: dict[str, Any], stored_method: str | None, stored_secret: str | None
+) -> tuple[str, dict[str, Any], str | None]:
     """(method, shown settings, secret or None to keep the stored one) from a flat body."""
     method = body_text(body, "method") or ""
     if method not in METHODS:
         raise InputError(f"method: one of {', '.join(METHODS)}", field="method")
     # A stored password belongs to the method it was saved with: another method needs its own.
-    stored = existing is not None and existing.method == method and existing.secret is not None
+    stored = stored_method == method and stored_secret is not None
     password = body_text(body, "password", required=False)
     if method == "folder":
         if password is not None:
             raise InputError("password: a folder takes no password", field="password")
-        return method, _folder_settings(body), None
+        return method, folder_settings(body), None
     if method == "smb":
         return method, _smb_settings(body, password, stored), password
     return method, smtp_settings(body, password, stored), password
@@ -130,7 +132,7 @@ def setting_input(body: dict[str, Any], existing: SmimeDelivery | None) -> tuple
 
 def save_setting(session: Session, body: dict[str, Any], actor: str) -> SmimeDelivery:
     row = session.scalar(select(SmimeDelivery).order_by(SmimeDelivery.id))
-    method, settings, secret = setting_input(body, row)
+    method, settings, secret = setting_input(body, row.method if row else None, row.secret if row else None)
     if row is None:
         row = SmimeDelivery(method=method, settings=settings, secret=secret)
         session.add(row)

@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 from certfleet.connectors.base import IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.models import repo
-from certfleet.models.orm import CAConnector, DirectoryProfile, SmimeOrder, SmimeStatus, SmimeUser, utcnow
+from certfleet.models.orm import (
+    CAConnector,
+    ConnectorStatus,
+    DirectoryProfile,
+    SmimeOrder,
+    SmimeStatus,
+    SmimeUser,
+    utcnow,
+)
 from certfleet.pki.bundle import key_matches_certificate, to_pkcs12
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.keys import (
@@ -79,7 +87,7 @@ def smime_problem(connector: CAConnector) -> str | None:
 
 
 def connector_for(session: Session, user: SmimeUser, ca_connector_id: int | None) -> CAConnector:
-    """The chosen connector, else the user's profile's, else the built-in CA."""
+    """The chosen connector, else the user's profile's, else the built-in CA; refused when disabled or not S/MIME."""
     if ca_connector_id is None and user.profile_id is not None:
         ca_connector_id = session.scalar(
             select(DirectoryProfile.ca_connector_id).where(DirectoryProfile.id == user.profile_id)
@@ -94,27 +102,64 @@ def connector_for(session: Session, user: SmimeUser, ca_connector_id: int | None
     problem = smime_problem(connector)
     if problem:
         raise PermanentConnectorError(problem)
+    if connector.status is not ConnectorStatus.ACTIVE:
+        raise PermanentConnectorError(f"CA connector {connector.name} is disabled: it places no new orders")
     return connector
 
 
-def open_order(session: Session, user_id: int, ca_connector_id: int | None) -> int:
-    """The user's open order, or a new order row (committed by the caller before any key exists)."""
+def issuing_connector_id(session: Session, user_id: int) -> int | None:
+    """The connector that issued the user's current (newest issued) certificate, as recorded on its order."""
+    return session.scalar(
+        select(SmimeOrder.ca_connector_id)
+        .where(SmimeOrder.user_id == user_id, SmimeOrder.serial_number.is_not(None))
+        .order_by(SmimeOrder.id.desc())
+        .limit(1)
+    )
+
+
+def renewal_connector(session: Session, user: SmimeUser, ca_connector_id: int | None) -> tuple[CAConnector, str | None]:
+    """A renewal orders from the connector that issued the certificate it replaces, whatever the profile's or the
+    default connector is now (a connector with S/MIME orders cannot be deleted); only when that connector is
+    disabled does it fall back to the chosen one (`connector_for`). Returns the connector and, on a fallback, why
+    (recorded on the order and audited)."""
+    issued_by = issuing_connector_id(session, user.id)
+    if issued_by is None:
+        return connector_for(session, user, ca_connector_id), None
+    issuer = repo.get(session, CAConnector, issued_by)
+    if issuer.status is ConnectorStatus.ACTIVE:
+        return issuer, None
+    fallback = connector_for(session, user, ca_connector_id)
+    why = f"CA connector {issuer.name}, which issued the current certificate, is disabled"
+    return fallback, f"{why}: renewed from {fallback.name} instead"
+
+
+def open_order(session: Session, user_id: int, ca_connector_id: int | None, *, renewal: bool = False) -> int:
+    """The user's open order, or a new order row (committed by the caller before any key exists). A renewal's order
+    goes to the connector that issued the current certificate (`renewal_connector`)."""
     user = repo.get(session, SmimeUser, user_id)
     existing = session.scalar(
         select(SmimeOrder).where(SmimeOrder.user_id == user_id, SmimeOrder.state.in_(OPEN_STATES))
     )
     if existing is not None:
         return existing.id
-    connector = connector_for(session, user, ca_connector_id)
+    note = None
+    if renewal:
+        connector, note = renewal_connector(session, user, ca_connector_id)
+    else:
+        connector = connector_for(session, user, ca_connector_id)
     generation = session.scalar(select(func.count(SmimeOrder.id)).where(SmimeOrder.user_id == user_id)) or 0
     order = SmimeOrder(
         user_id=user_id,
         ca_connector_id=connector.id,
         idempotency_key=f"smime-{user_id}-gen-{generation + 1}",
         state=SmimeStatus.CSR_PENDING.value,
+        connector_note=note,
     )
     session.add(order)
     session.flush()
+    if note is not None:
+        repo.audit(session, actor="flow:smime-rollout", action="smime-renewal-connector", obj=user,
+                   outcome="warning", detail=f"{user.email}: {note}")  # fmt: skip
     return order.id
 
 

@@ -66,6 +66,28 @@ def ignore_email(session: Session, user_id: int, actor: str) -> SmimeUser:
     return user
 
 
+def reenroll(session: Session, user_id: int, actor: str) -> SmimeUser:
+    """Put a Revoked user back to Awaiting Order, on purpose (a rollout never picks a Revoked user by itself): the
+    next rollout orders a new key and certificate. Their orders keep the revocation history; the user's revocation
+    reason, time and Expiry Date (of the revoked certificate) are cleared. Refused with the reason for a user who
+    is not Revoked, or whom the directory lists disabled or no longer lists (a rollout would leave them alone)."""
+    user = repo.get(session, SmimeUser, user_id)
+    if user.status is not SmimeStatus.REVOKED:
+        raise InputError(f"{user.email} is {user.status.value}, not Revoked: only a revoked user is re-enrolled")
+    if user.directory_state is not None:
+        raise InputError(f"{user.email} is {user.directory_state.lower()}: enable the user in the directory and "
+                         "sync, then re-enroll")  # fmt: skip
+    was = f"{user.revocation_reason or 'unspecified'}"
+    if user.revoked_at is not None:
+        was += f", {user.revoked_at:%Y-%m-%d %H:%M} UTC"
+    user.status = SmimeStatus.AWAITING_ORDER
+    user.revocation_reason, user.revoked_at, user.expires_on = None, None, None
+    user.renewal_attempts, user.renewal_next_attempt_at = 0, None
+    repo.audit(session, actor=actor, action="reenroll-smime-user", obj=user,
+               detail=f"{user.email}: Revoked ({was}) -> Awaiting Order")  # fmt: skip
+    return user
+
+
 @dataclass(frozen=True)
 class ProfileFields:
     client_id: str

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from certfleet.fields import InputError
 from certfleet.models import repo
 from certfleet.models.orm import AuditEvent, CAConnector, DirectoryProfile, SmimeUser
-from certfleet.smime import selection
+from certfleet.smime import delivery_targets, selection
 from certfleet.smime.rollout import smime_problem
 from certfleet.smime.selection import UserFilter
 
@@ -42,9 +42,11 @@ def rollout_parameters(
     user_ids: list[int] | None = None,
     ca_connector_id: int | None = None,
     user_filter: UserFilter | None = None,
+    delivery: str | None = None,
 ) -> dict[str, Any]:
-    """The run's parameters once every named user exists, the connector issues S/MIME certificates and every part
-    of the filter can match (certfleet.smime.selection)."""
+    """The run's parameters once every named user exists, the connector issues S/MIME certificates, every part
+    of the filter can match (certfleet.smime.selection) and `delivery` (one target for the whole run:
+    certfleet.smime.delivery_targets) names a target."""
     if ca_connector_id is not None:
         check_smime_connector(repo.get(session, CAConnector, ca_connector_id))
     for user_id in user_ids or []:
@@ -54,6 +56,9 @@ def rollout_parameters(
         parameters["user_ids"] = user_ids
     if ca_connector_id is not None:
         parameters["ca_connector_id"] = ca_connector_id
+    if delivery is not None:
+        delivery_targets.run_target(session, delivery)
+        parameters["delivery"] = delivery
     if user_filter is not None and not user_filter.is_empty():
         parameters["user_filter"] = selection.check(session, user_filter).model_dump(mode="json", exclude_none=True)
     return parameters
@@ -72,9 +77,12 @@ def record_rollout_start(
     run_name: str,
     user_ids: list[int] | None = None,
     user_filter: UserFilter | None = None,
+    delivery: str | None = None,
 ) -> None:
     who = "users " + ", ".join(map(str, user_ids)) if user_ids is not None else "all awaiting"
     if user_filter is not None and not user_filter.is_empty():
         who += f" matching {user_filter.describe()}"
+    if delivery is not None:
+        who += f"; delivered to {delivery}"
     session.add(AuditEvent(actor=actor, action="start-smime-rollout", object_type="SmimeUser", outcome="success",
                            detail=f"{run_name}: {who}"))  # fmt: skip

@@ -9,7 +9,7 @@ from certfleet.connectors.errors import OrderStillPending, PermanentConnectorErr
 from certfleet.models.db import session_scope
 from certfleet.pki.keys import KeySpec
 from certfleet.settings import get_settings
-from certfleet.smime import delivery, rollout, senders
+from certfleet.smime import delivery, delivery_targets, rollout, senders
 from certfleet.smime.selection import UserFilter
 from certfleet.tasks.retry import backoff_with_jitter, retry_if_transient
 
@@ -24,12 +24,19 @@ def users_to_order(
         return rollout.users_to_order(s, user_ids, user_filter, renewal=renewal)
 
 
+@task(cache_policy=NO_CACHE, task_run_name="smime-check-delivery")
+def check_delivery(choice: str) -> str:
+    """The run's delivery choice names a target (certfleet.smime.delivery_targets); returns its description."""
+    with session_scope() as s:
+        return delivery.describe(delivery_targets.run_target(s, choice))
+
+
 @task(cache_policy=NO_CACHE, task_run_name="smime-order-user-{user_id}", retries=2, retry_delay_seconds=[1, 5])
 def order_and_csr(user_id: int, ca_connector_id: int | None, key: str, renewal: bool = False) -> int:
     """The order row, committed before any key exists; then, in a second transaction, the key and the CSR
     (CSR Pending). A retry or re-run finds the open order and only adds what is missing. Returns the order id."""
     with session_scope() as s:
-        order_id = rollout.open_order(s, user_id, ca_connector_id)
+        order_id = rollout.open_order(s, user_id, ca_connector_id, renewal=renewal)
     with session_scope() as s:
         rollout.make_csr(s, order_id, KeySpec.parse(key), renewal=renewal)
     return order_id
@@ -92,13 +99,17 @@ def _call_and_record(order_id: int, call: rollout.CaCall) -> bool:
     retry_delay_seconds=backoff_with_jitter(_BASE_DELAY, 2),
     retry_condition_fn=retry_if_transient,
 )
-def deliver(order_id: int, delivery_dir: str | None) -> str:
+def deliver(order_id: int, delivery_dir: str | None, delivery_choice: str | None = None) -> str:
     """Package (committed before anything leaves, so a retry sends the same file and password), deliver to the
-    configured target (or the folder `delivery_dir`), then mark the order delivered. No session is held while the
-    share or the mail server is talked to. Returns where it went; never the password."""
+    target (the folder `delivery_dir`, else the run's `delivery_choice`, else the user's profile's own target, else
+    the S/MIME delivery setting's), then mark the order delivered. No session is held while the share or the mail
+    server is talked to. Returns where it went; never the password."""
     with session_scope() as s:
         parcel = rollout.package(s, order_id)
-        target = delivery.folder_target(delivery_dir) if delivery_dir else delivery.current_target(s)
+        if delivery_dir:
+            target = delivery.folder_target(delivery_dir)
+        else:
+            target = delivery_targets.order_target(s, order_id, delivery_choice)
         if parcel is None:
             return rollout.delivered_to(s, order_id)
 

@@ -24,7 +24,17 @@ from certfleet.ca_admin.forms import (
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.models.db import session_scope
-from certfleet.models.orm import AuditEvent, CAConnector, Certificate, ConnectorStatus, DirectoryProfile, Order
+from certfleet.models.orm import (
+    AuditEvent,
+    CAConnector,
+    Certificate,
+    ConnectorStatus,
+    DirectoryProfile,
+    Order,
+    SmimeOrder,
+    SmimeUser,
+    utcnow,
+)
 from tests.emulators.adcs import ADCSEmulator
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.emca import EmCAEmulator
@@ -321,6 +331,21 @@ def test_delete_is_refused_while_certificates_depend_on_it_and_lists_them(boot: 
     assert caught.value.profiles == ["Contoso"]
     assert "using.example.test" in caught.value.message
     assert "disable the connector instead" in caught.value.message
+    with session_scope() as s:
+        assert s.get(CAConnector, connector_id) is not None
+
+
+def test_delete_is_refused_while_smime_users_hold_its_certificates(boot: Bootstrapped) -> None:
+    """A renewal orders from the connector that issued the user's certificate: it must not vanish under them."""
+    connector_id = _create(_digicert_form())
+    with session_scope() as s:
+        user = SmimeUser(name="Mia", email="mia@example.com", source="Manual Import", created_at=utcnow())
+        s.add(user)
+        s.flush()
+        s.add(SmimeOrder(user_id=user.id, ca_connector_id=connector_id, idempotency_key="smime-k", state="Failed"))
+    with session_scope() as s, pytest.raises(service.ConnectorInUse) as caught:
+        service.delete_connector(s, connector_id, actor="alice")
+    assert "1 S/MIME user(s) with its certificates: mia@example.com" in caught.value.message
     with session_scope() as s:
         assert s.get(CAConnector, connector_id) is not None
 

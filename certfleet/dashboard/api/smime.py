@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from certfleet.dashboard.services import smime as svc
 from certfleet.models import repo
 from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
 from certfleet.revocation import REASONS
-from certfleet.smime import bulk_import
+from certfleet.smime import bulk_import, delivery_targets
 from certfleet.smime import service as smime
 from certfleet.smime.selection import UserFilter
 
@@ -70,6 +70,7 @@ def order_json(o: SmimeOrder) -> dict[str, Any]:
         "revocation_reason": o.revocation_reason,
         "revoked_at": o.revoked_at.isoformat() if o.revoked_at else None,
         "error": o.error,
+        "connector_note": o.connector_note,  # a renewal that could not use the connector of the certificate it renews
         "created_at": o.created_at.isoformat(),
     }
 
@@ -89,6 +90,8 @@ def profile_json(p: DirectoryProfile) -> dict[str, Any]:
         "authority_host": p.authority_host,
         "graph_base": p.graph_base,
         "has_ca_bundle": bool(p.ca_bundle_pem),
+        # The profile's own delivery target (never its password); None: the S/MIME delivery setting's.
+        "delivery": delivery_targets.profile_delivery_detail(p),
     }
 
 
@@ -135,6 +138,13 @@ class RolloutIn(BaseModel):
     user_ids: Annotated[list[int] | None, Field(description="default: every user awaiting an order")] = None
     ca_connector_id: Annotated[int | None, Field(description="default: the profile's, else the built-in CA")] = None
     filter: Annotated[UserFilter | None, Field(description="only the users awaiting an order that match it")] = None
+    delivery: Annotated[
+        str | None,
+        Field(
+            description="one target for the whole run: setting, profile:<id> (that profile's own target) or "
+            "folder:<absolute path>; default: each user's profile's own target, else the S/MIME delivery setting"
+        ),
+    ] = None
 
 
 @router.post(
@@ -145,7 +155,7 @@ class RolloutIn(BaseModel):
     "cannot match (unknown source or profile, a status a rollout never orders for) is refused with 422.",
 )
 def start_rollout(body: RolloutIn, db: DbSession, who: Operator) -> dict[str, Any]:
-    run = svc.start_rollout(db, who.username, body.user_ids, body.ca_connector_id, body.filter)
+    run = svc.start_rollout(db, who.username, body.user_ids, body.ca_connector_id, body.filter, body.delivery)
     return {**run_json(run), "users": svc.rollout_matches(db, body.user_ids, body.filter)}
 
 
@@ -175,6 +185,16 @@ def revoke(user_id: RowId, body: RevokeIn, db: DbSession, who: Operator) -> dict
     return run_json(svc.start_revocation(db, user_id, body.reason, who.username, body.serial_number))
 
 
+@router.post(
+    "/smime-users/{user_id}/reenroll",
+    summary="Re-enroll a Revoked user: back to Awaiting Order, so the next rollout orders a new certificate",
+    description="A rollout never picks a Revoked user by itself; this puts them back on purpose (audited). Refused "
+    "with 422 and the reason when the user is not Revoked, or the directory lists them disabled or no longer.",
+)
+def reenroll(user_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
+    return user_json(smime.reenroll(db, user_id, who.username))
+
+
 @router.post("/smime-users/{user_id}/ignore", summary="Ignore Email: exclude the user from provisioning")
 def ignore(user_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return user_json(smime.ignore_email(db, user_id, who.username))
@@ -202,6 +222,29 @@ def update_profile(profile_id: RowId, body: ProfileIn, db: DbSession, who: Admin
 @router.post("/directory-profiles/{profile_id}/sync", summary="Sync now: start a sync-directory run for the profile")
 def sync_profile(profile_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return run_json(svc.start_sync(db, profile_id, who.username))
+
+
+_DELIVERY = Body(description="method (folder, smb, email) and that method's fields; the password is write-only")
+
+
+@router.put(
+    "/directory-profiles/{profile_id}/delivery",
+    summary="Set the profile's own delivery target (folder, SMB share or e-mail) for its users",
+    description="The same flat body as PUT /smime-delivery; the password is stored encrypted and never returned "
+    "(left out when the method stays the same, the stored one is kept). A refused value is a 422 naming the field.",
+)
+def put_profile_delivery(
+    profile_id: RowId, db: DbSession, who: Admin, body: dict[str, Any] = _DELIVERY
+) -> dict[str, Any]:
+    return profile_json(delivery_targets.save_profile_delivery(db, profile_id, body, who.username))
+
+
+@router.delete(
+    "/directory-profiles/{profile_id}/delivery",
+    summary="Clear the profile's own delivery target: its users go to the S/MIME delivery setting's",
+)
+def delete_profile_delivery(profile_id: RowId, db: DbSession, who: Admin) -> dict[str, Any]:
+    return profile_json(delivery_targets.clear_profile_delivery(db, profile_id, who.username))
 
 
 @router.delete("/directory-profiles/{profile_id}", summary="Delete a profile (its users stay, unlinked)")

@@ -16,7 +16,7 @@ from certfleet.dashboard.templating import render
 from certfleet.models import repo
 from certfleet.models.orm import CAConnector, SmimeOrder, SmimeStatus, SmimeUser
 from certfleet.revocation import REASONS
-from certfleet.smime import bulk_import, revocation, selection
+from certfleet.smime import bulk_import, delivery_targets, revocation, selection
 from certfleet.smime import service as smime
 from certfleet.smime.selection import UserFilter
 
@@ -28,8 +28,12 @@ add_export_page(router, svc.SMIME_USERS)
 def smime_page(request: Request, db: DbSession, who: Viewer) -> HTMLResponse:
     sources = list(db.scalars(select(SmimeUser.source).distinct().order_by(SmimeUser.source)))
     orderable = [s.value for s in selection.ORDERABLE]
-    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=smime.counts(db), profiles=smime.profiles(db),
-                       sources=sources, orderable=orderable)  # fmt: skip
+    profiles = smime.profiles(db)
+    delivery_choices = [("", "— each user's profile's target, else the delivery setting —"),
+                        ("setting", "the S/MIME delivery setting, for everyone")]  # fmt: skip
+    delivery_choices += [(f"profile:{p.id}", f"{p.name}'s target, for everyone") for p in profiles if p.delivery_method]
+    ctx = page_context(request, db, who, svc.SMIME_USERS, counts=smime.counts(db), profiles=profiles,
+                       sources=sources, orderable=orderable, delivery_choices=delivery_choices)  # fmt: skip
     return render(request, "smime/list.html", ctx)
 
 
@@ -87,16 +91,23 @@ def rollout(
     source: Annotated[str, Form()] = "",
     status: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
+    delivery: Annotated[str, Form()] = "",
+    delivery_folder: Annotated[str, Form()] = "",
 ) -> Response:
-    """Every user awaiting an order, or (from the filter form) those matching source, status and name/e-mail."""
+    """Every user awaiting an order, or (from the filter form) those matching source, status and name/e-mail;
+    delivered to each user's target, or to one target for the whole run (Deliver to, or a folder)."""
     try:
         wanted = UserFilter(source=source or None, status=[SmimeStatus(status)] if status else None, text=text or None)
     except ValueError:
         raise InputError(f"status: not a status a rollout orders for: {status!r}", field="status") from None
-    run = svc.start_rollout(db, who.username, user_filter=wanted)
+    if delivery and delivery_folder:
+        raise InputError("delivery_folder: choose a target in Deliver to or a folder, not both", "delivery_folder")
+    choice = f"folder:{delivery_folder}" if delivery_folder else delivery or None
+    run = svc.start_rollout(db, who.username, user_filter=wanted, delivery=choice)
     matched = svc.rollout_matches(db, None, wanted)
     response = RedirectResponse("/smime", status_code=303)
     what = "" if wanted.is_empty() else f" for {matched} user(s) matching {wanted.describe()}"
+    what += f", delivered to {choice}" if choice else ""
     flash(
         response,
         f"started {run.name}{what}: statuses change as each user's certificate is issued and delivered",
@@ -115,7 +126,13 @@ def ignore(user_id: int, db: DbSession, who: Operator) -> Response:
 
 def _profiles_context(db: DbSession, v: dict[str, str], error: InputError | None = None) -> dict[str, object]:
     connectors = [(i, n) for i, n in db.execute(select(CAConnector.id, CAConnector.name).order_by(CAConnector.name))]
-    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": smime.profiles(db), "connectors": connectors}
+    profiles = smime.profiles(db)
+    delivery = {}
+    for p in profiles:
+        own = delivery_targets.profile_delivery_detail(p)
+        delivery[p.id] = own["summary"] if own else None
+    ctx: dict[str, object] = {"title": "Connect to Azure AD", "profiles": profiles, "connectors": connectors,
+                              "delivery": delivery}  # fmt: skip
     ctx.update(v=v, error=error)
     return ctx
 
@@ -192,8 +209,20 @@ def user_detail(user_id: int, request: Request, db: DbSession, who: Viewer) -> H
         "leaver": leaver,
         "default_reason": revocation.LEAVER_REASON if leaver else "unspecified",
     }
-    ctx = {"title": u.email, "u": u, "orders": orders, "revoke": revoke}
+    ctx = {"title": u.email, "u": u, "orders": orders, "revoke": revoke, "connectors": _connector_names(db)}
     return render(request, "smime/detail.html", ctx)
+
+
+def _connector_names(db: DbSession) -> dict[int, str]:
+    return {i: n for i, n in db.execute(select(CAConnector.id, CAConnector.name))}
+
+
+@router.post("/smime/{user_id:int}/reenroll")
+def reenroll(user_id: int, db: DbSession, who: Operator) -> Response:
+    user = smime.reenroll(db, user_id, who.username)
+    response = RedirectResponse(f"/smime/{user_id}", status_code=303)
+    flash(response, f"{user.email} re-enrolled: Awaiting Order; the next rollout orders a new certificate", "success")
+    return response
 
 
 @router.post("/smime/{user_id:int}/revoke")

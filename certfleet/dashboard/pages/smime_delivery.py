@@ -14,9 +14,11 @@ from certfleet.dashboard.deps import Admin, DbSession, Viewer
 from certfleet.dashboard.errors import InputError, flash
 from certfleet.dashboard.pages.notifications import FormField
 from certfleet.dashboard.templating import render
+from certfleet.models import repo
 from certfleet.models.db import session_scope
+from certfleet.models.orm import DirectoryProfile
 from certfleet.notifications.channels import SMTP_SECURITY
-from certfleet.smime import delivery
+from certfleet.smime import delivery, delivery_targets
 
 router = APIRouter()
 
@@ -51,34 +53,46 @@ FIELDS: dict[str, list[FormField]] = {
 }
 
 
-def _method(method: str) -> str:
-    if method not in delivery.METHODS:
-        raise InputError(f"method: one of {', '.join(delivery.METHODS)}", field="method")
+# A profile's page offers one more choice: no target of its own (its users go to the setting's).
+SETTING = "setting"
+PROFILE_METHODS = {SETTING: "The S/MIME delivery setting", **delivery.METHOD_LABELS}
+
+
+def _method(method: str, allowed: tuple[str, ...] = delivery.METHODS) -> str:
+    if method not in allowed:
+        raise InputError(f"method: one of {', '.join(allowed)}", field="method")
     return method
 
 
-def _context(method: str, detail: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+def _context(
+    method: str, detail: dict[str, Any], values: dict[str, Any], profile: DirectoryProfile | None = None
+) -> dict[str, Any]:
     return {
-        "title": "S/MIME delivery",
+        "title": f"Delivery for {profile.name}" if profile else "S/MIME delivery",
         "method": method,
-        "methods": delivery.METHOD_LABELS,
-        "fields": FIELDS[method],
+        "methods": PROFILE_METHODS if profile else delivery.METHOD_LABELS,
+        "fields": FIELDS.get(method, []),
         "detail": detail,
         "v": values,
         "secret_set": detail["password_set"] and detail["method"] == method,
+        "profile": profile,
+        "base": f"/smime/profiles/{profile.id}/delivery" if profile else "/smime/delivery",
     }
+
+
+def _shown_values(shown: str, detail: dict[str, Any]) -> dict[str, Any]:
+    if shown == detail["method"]:
+        return {k: ("true" if v is True else "false" if v is False else v) for k, v in detail["settings"].items()}
+    if shown == "email":
+        return {"port": 587, "security": "starttls"}
+    return {}
 
 
 @router.get("/smime/delivery", response_class=HTMLResponse)
 def delivery_page(request: Request, db: DbSession, who: Viewer, method: str | None = None) -> HTMLResponse:
     detail = delivery.setting_detail(db)
     shown = _method(method or detail["method"])
-    values: dict[str, Any] = {}
-    if shown == detail["method"]:
-        values = {k: ("true" if v is True else "false" if v is False else v) for k, v in detail["settings"].items()}
-    elif shown == "email":
-        values = {"port": 587, "security": "starttls"}
-    return render(request, "smime/delivery.html", _context(shown, detail, values))
+    return render(request, "smime/delivery.html", _context(shown, detail, _shown_values(shown, detail)))
 
 
 @router.post("/smime/delivery", response_class=HTMLResponse)
@@ -102,4 +116,56 @@ async def save_delivery(request: Request, who: Admin) -> Response:
         return render(request, "smime/delivery.html", {**_context(method, detail, shown), "error": error}, 422)
     response = RedirectResponse("/smime/delivery", status_code=303)
     flash(response, f"S/MIME delivery saved: {detail['summary']}", "success")
+    return response
+
+
+def _profile_detail(profile: DirectoryProfile) -> dict[str, Any]:
+    """The page's view of a profile's target; without one, the setting's method is not preselected."""
+    own = delivery_targets.profile_delivery_detail(profile)
+    if own is None:
+        return {"method": SETTING, "settings": {}, "password_set": False, "saved": False,
+                "summary": "the S/MIME delivery setting's target"}  # fmt: skip
+    return {**own, "saved": True}
+
+
+@router.get("/smime/profiles/{profile_id:int}/delivery", response_class=HTMLResponse)
+def profile_delivery_page(
+    profile_id: int, request: Request, db: DbSession, who: Viewer, method: str | None = None
+) -> HTMLResponse:
+    profile = repo.get(db, DirectoryProfile, profile_id)
+    detail = _profile_detail(profile)
+    shown = _method(method or detail["method"], tuple(PROFILE_METHODS))
+    return render(request, "smime/delivery.html", _context(shown, detail, _shown_values(shown, detail), profile))
+
+
+@router.post("/smime/profiles/{profile_id:int}/delivery", response_class=HTMLResponse)
+async def save_profile_delivery(profile_id: int, request: Request, who: Admin) -> Response:
+    """The profile's own target (same fields and checks as the setting), or `setting`: none of its own."""
+    form = await request.form()
+    values = {k: v for k, v in form.multi_items() if k != "csrf_token" and isinstance(v, str)}
+
+    def work() -> tuple[DirectoryProfile, dict[str, Any], InputError | None]:
+        try:
+            with session_scope() as s:
+                if values.get("method") == SETTING:
+                    profile = delivery_targets.clear_profile_delivery(s, profile_id, who.username)
+                else:
+                    profile = delivery_targets.save_profile_delivery(s, profile_id, values, who.username)
+                s.flush()
+                s.expunge(profile)
+                return profile, _profile_detail(profile), None
+        except InputError as exc:
+            with session_scope() as s:
+                profile = repo.get(s, DirectoryProfile, profile_id)
+                s.expunge(profile)
+                return profile, _profile_detail(profile), exc
+
+    profile, detail, error = await run_in_threadpool(work)
+    if error is not None:
+        method = _method(str(values.get("method") or "folder"), tuple(PROFILE_METHODS))
+        shown = {k: v for k, v in values.items() if k != "password"}  # never echo a secret
+        ctx = {**_context(method, detail, shown, profile), "error": error}
+        return render(request, "smime/delivery.html", ctx, 422)
+    response = RedirectResponse("/smime/profiles", status_code=303)
+    flash(response, f"delivery for {profile.name} saved: {detail['summary']}", "success")
     return response

@@ -5,7 +5,7 @@ The domain rules (users, profiles, counts, the checks and audit of a run's start
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from certfleet.dashboard.flows import FlowRunRef, start_flow
@@ -16,12 +16,23 @@ from certfleet.smime import revocation, selection, starts
 from certfleet.smime.rollout import OPEN_STATES
 from certfleet.smime.selection import UserFilter
 
-# Why the user's open order is stuck (e.g. a delivery the share or the mail server refused); None when it is not.
-OPEN_ORDER_ERROR = (
-    select(SmimeOrder.error)
-    .where(SmimeOrder.user_id == SmimeUser.id, SmimeOrder.state.in_(OPEN_STATES))
+# Why the user's open order is stuck (e.g. a delivery the share or the mail server refused), else why their newest
+# order went to another CA connector than the one that issued the certificate it renews; None when neither.
+_NEWEST_ORDER = (
+    select(SmimeOrder.id)
+    .where(SmimeOrder.user_id == SmimeUser.id)
     .order_by(SmimeOrder.id.desc())
     .limit(1)
+    .correlate(SmimeUser)
+    .scalar_subquery()
+)
+OPEN_ORDER_ERROR = (
+    select(
+        func.coalesce(
+            case((SmimeOrder.state.in_(OPEN_STATES), SmimeOrder.error), else_=None), SmimeOrder.connector_note
+        )
+    )
+    .where(SmimeOrder.id == _NEWEST_ORDER)
     .correlate(SmimeUser)
     .scalar_subquery()
 )
@@ -74,11 +85,13 @@ def start_rollout(
     user_ids: list[int] | None = None,
     ca_connector_id: int | None = None,
     user_filter: UserFilter | None = None,
+    delivery: str | None = None,
 ) -> FlowRunRef:
-    """An smime-rollout run for the users awaiting an order (or the given ones, or those the filter matches)."""
-    parameters = starts.rollout_parameters(session, user_ids, ca_connector_id, user_filter)
+    """An smime-rollout run for the users awaiting an order (or the given ones, or those the filter matches);
+    `delivery`: one target for the whole run (certfleet.smime.delivery_targets)."""
+    parameters = starts.rollout_parameters(session, user_ids, ca_connector_id, user_filter, delivery)
     run = start_flow(starts.ROLLOUT_FLOW, parameters)
-    starts.record_rollout_start(session, actor, run.name, user_ids, user_filter)
+    starts.record_rollout_start(session, actor, run.name, user_ids, user_filter, delivery)
     return run
 
 

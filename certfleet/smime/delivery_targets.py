@@ -1,0 +1,124 @@
+"""Which delivery target each user's PKCS#12 goes to: the run's choice, else the user's directory profile's own
+target, else the installation's S/MIME delivery setting (certfleet.smime.delivery).
+
+- A directory profile may have its own target (folder, SMB share or e-mail, the same fields and checks as the
+  setting; the SMB or SMTP password sealed on the profile, never returned; left out on edit of the same method,
+  the stored one is kept). Cleared, its users go to the setting's target again. Manually imported users have no
+  profile: the setting's target.
+- A rollout run may name one target for all its users (`delivery`, a flow parameter, so it holds no secret: a
+  reference to a stored target or a folder): `setting` (the installation setting), `profile:<id>` (that profile's
+  own target) or `folder:<absolute path>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certfleet.fields import InputError
+from certfleet.models import repo
+from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
+from certfleet.smime.delivery import (
+    METHOD_LABELS,
+    Target,
+    current_target,
+    describe,
+    folder_settings,
+    folder_target,
+    setting_input,
+)
+
+RUN_CHOICES = "setting, profile:<id> or folder:<absolute path>"
+RUN_FIELD = "delivery"
+
+
+def profile_target(profile: DirectoryProfile) -> Target | None:
+    """The profile's own target, or None (its users go to the setting's target)."""
+    if profile.delivery_method is None:
+        return None
+    return Target(profile.delivery_method, dict(profile.delivery_settings or {}), profile.delivery_secret)
+
+
+def save_profile_delivery(session: Session, profile_id: int, body: dict[str, Any], actor: str) -> DirectoryProfile:
+    """The profile's own target from a flat body (as the setting's: method and that method's fields), stored as sent
+    or refused with an InputError naming the field."""
+    profile = repo.get(session, DirectoryProfile, profile_id)
+    method, settings, secret = setting_input(body, profile.delivery_method, profile.delivery_secret)
+    keep = profile.delivery_method == method and secret is None
+    profile.delivery_method, profile.delivery_settings = method, settings
+    profile.delivery_secret = profile.delivery_secret if keep else secret
+    if method == "email" and not settings.get("username"):
+        profile.delivery_secret = None  # no login: no password kept
+    if method == "folder":
+        profile.delivery_secret = None
+    session.flush()
+    target = profile_target(profile)
+    assert target is not None
+    repo.audit(session, actor=actor, action="save-profile-delivery", obj=profile,
+               detail=f"{profile.name}: {describe(target)}")  # fmt: skip
+    return profile
+
+
+def clear_profile_delivery(session: Session, profile_id: int, actor: str) -> DirectoryProfile:
+    """The profile's users go to the S/MIME delivery setting's target again."""
+    profile = repo.get(session, DirectoryProfile, profile_id)
+    profile.delivery_method, profile.delivery_settings, profile.delivery_secret = None, None, None
+    repo.audit(session, actor=actor, action="clear-profile-delivery", obj=profile,
+               detail=f"{profile.name}: the S/MIME delivery setting")  # fmt: skip
+    return profile
+
+
+def profile_delivery_detail(profile: DirectoryProfile) -> dict[str, Any] | None:
+    """As the API and the page show it: never the secret, only whether one is stored. None: the setting's target."""
+    target = profile_target(profile)
+    if target is None:
+        return None
+    return {
+        "method": target.method,
+        "method_label": METHOD_LABELS[target.method],
+        "settings": dict(target.settings),
+        "password_set": target.secret is not None,
+        "summary": describe(target),
+    }
+
+
+def user_target(session: Session, user_id: int) -> Target:
+    """The user's profile's own target, else the setting's."""
+    profile_id = session.scalar(select(SmimeUser.profile_id).where(SmimeUser.id == user_id))
+    if profile_id is not None:
+        profile = session.get(DirectoryProfile, profile_id)
+        target = profile_target(profile) if profile is not None else None
+        if target is not None:
+            return target
+    return current_target(session)
+
+
+def run_target(session: Session, choice: str) -> Target:
+    """The target a run's `delivery` names, or InputError (field `delivery`) saying what it takes."""
+    if choice == "setting":
+        return current_target(session)
+    if choice.startswith("folder:"):
+        try:
+            return folder_target(folder_settings({"path": choice.removeprefix("folder:")})["path"])
+        except InputError as exc:
+            raise InputError(f"{RUN_FIELD}: folder: {exc.message.removeprefix('path: ')}", field=RUN_FIELD) from None
+    if choice.startswith("profile:"):
+        raw = choice.removeprefix("profile:")
+        profile = session.get(DirectoryProfile, int(raw)) if raw.isdigit() and raw == str(int(raw)) else None
+        if profile is None:
+            raise InputError(f"{RUN_FIELD}: there is no directory profile {raw!r}", field=RUN_FIELD)
+        target = profile_target(profile)
+        if target is None:
+            raise InputError(f"{RUN_FIELD}: profile {profile.name!r} has no delivery target of its own (its users "
+                             "go to the S/MIME delivery setting's: choose setting)", field=RUN_FIELD)  # fmt: skip
+        return target
+    raise InputError(f"{RUN_FIELD}: one of {RUN_CHOICES}, not {choice!r}", field=RUN_FIELD)
+
+
+def order_target(session: Session, order_id: int, choice: str | None) -> Target:
+    """Where one order's PKCS#12 goes in a run: the run's choice, else the user's target."""
+    if choice is not None:
+        return run_target(session, choice)
+    return user_target(session, repo.get(session, SmimeOrder, order_id).user_id)
