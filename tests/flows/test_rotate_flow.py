@@ -63,6 +63,13 @@ def _items(key: str) -> dict[int, tuple[str, bool]]:
         return {r.certificate_id: (r.state, r.canary) for r in rows}
 
 
+def _story(site: Site) -> tuple[str | None, str | None, CertificateStatus]:
+    """The row's newest issued serial, the serial it says is served, and its status."""
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        return cert.serial_number, cert.served_serial_number, cert.status
+
+
 def _status(site: Site) -> CertificateStatus:
     with session_scope() as s:
         return repo.get(s, Certificate, site.certificate_id).status
@@ -127,7 +134,11 @@ def test_a_failing_canary_stops_the_batch_before_anything_else_starts(fleet: lis
         assert _orders(site) == 0  # never ordered from the CA
         assert _status(site) is CertificateStatus.INITIATED
     assert {site.certificate_id: site.served_serial() for site in fleet} == before
-    assert _status(fleet[0]) is CertificateStatus.ROLLED_BACK
+    # One story: the canary's new certificate is issued, not served; the row says what the server serves.
+    issued, served, status = _story(fleet[0])
+    assert (served, status) == (before[fleet[0].certificate_id], CertificateStatus.ROLLED_BACK)
+    assert issued is not None
+    assert issued != served
 
 
 def test_a_spent_failure_budget_stops_the_batch_and_rolls_back_what_it_deployed(fleet: list[Site]) -> None:
@@ -144,6 +155,26 @@ def test_a_spent_failure_budget_stops_the_batch_and_rolls_back_what_it_deployed(
     for site in fleet:
         if states[site.certificate_id][0] == "Rolled Back":
             assert _status(site) is CertificateStatus.ROLLED_BACK
+    # One story after the rollback: each row says the server serves what it served before the batch (the
+    # certificate the batch issued stays the newest, issued but not deployed), the failed one's too.
+    for site in fleet:
+        issued, served, status = _story(site)
+        assert served == before[site.certificate_id] != issued, site.certificate_id
+        assert status is CertificateStatus.ROLLED_BACK
+
+
+def test_a_stopped_rerotation_leaves_each_row_serving_its_previous_certificate(fleet: list[Site]) -> None:
+    """After a first batch deployed everything, a second one stops: the rows' served serials are the first
+    batch's again, their newest the second's (issued, not deployed), as after a failed renewal."""
+    rotate_batch(batch_name="demo", batch_key="first-pass")
+    first = {site.certificate_id: _story(site)[0] for site in fleet}
+    _break_reload(fleet[-1])
+    with pytest.raises(RotationStopped):
+        rotate_batch(batch_name="demo", batch_key="second-pass")
+    for site in fleet:
+        issued, served, status = _story(site)
+        assert site.served_serial() == served == first[site.certificate_id] != issued
+        assert status is CertificateStatus.ROLLED_BACK
 
 
 def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list[Site]) -> None:
