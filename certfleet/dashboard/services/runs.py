@@ -111,5 +111,5 @@ def start_rotation(session: Session, request: rotation.RotationRequest, actor: s
     key = request.batch_key
     assert key is not None  # prepare gives every batch a key
     run = start_flow(rotation.FLOW, request.flow_parameters(), flow_run_name=f"{rotation.FLOW}-{key}")
-    rotation.audit_start(session, key, count, actor, run.name)
+    rotation.audit_start(session, key, count, actor, run.name, ignore_windows=request.ignore_maintenance_windows)
     return key, count, run
