@@ -129,6 +129,14 @@ def test_cli_rotate_starts_the_run_for_ids_and_prints_the_batch_key(accounts: Ac
     ((actor, object_id, _),) = _audited()
     assert (actor.startswith("cli:"), object_id) == (True, key)
 
+    now = CliRunner().invoke(cli, ["rotate", str(ids[2]), "--ignore-maintenance-windows", "--no-wait"])
+    assert now.exit_code == 0, now.output
+    key = now.output.splitlines()[0].split()[1].rstrip(":")
+    assert _runs_named(f"rotate-batch-{key}")[0]["ignore_maintenance_windows"] is True
+    with session_scope() as s:
+        (event,) = s.query(AuditEvent).filter_by(action=IGNORING_WINDOWS)
+        assert (event.actor.startswith("cli:"), event.object_id) == (True, key)
+
 
 def test_cli_refuses_before_starting_anything(accounts: Accounts) -> None:
     _fleet(accounts)
