@@ -72,7 +72,7 @@ class _Batch:
     """What the server tasks of one run share: failures so far and whether to start anything more."""
 
     allowed_failures: int
-    ignore_windows: bool = False  # deploy now also to servers outside their maintenance window
+    ignore_windows: bool = False  # deploy now also to servers outside their maintenance window (or none has one)
     failures: list[str] = field(default_factory=list)
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -326,7 +326,8 @@ def rotate_batch(
     todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED, WAITING)]
     counted = sum(p.state != SKIPPED for p in plan)
     batch = _batches[key] = _Batch(
-        allowed_failures=math.floor(failure_budget * counted), ignore_windows=ignore_maintenance_windows
+        allowed_failures=math.floor(failure_budget * counted),
+        ignore_windows=ignore_maintenance_windows or not windows.any_window(),
     )
     stopped: str | None = None
     try:
