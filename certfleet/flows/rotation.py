@@ -15,6 +15,10 @@ another bot are issued here, a few at a time, and deployed by that bot: a `rotat
 (certfleet.flows.rotation_bot), whose deployments this run then reads back from the database. A bot that is not
 Active (or silent), or that does not take its run within `bot_start_timeout` seconds, leaves its certificates not
 started with the reason; they count against the failure budget. A stopped batch rolls back on each bot the same way.
+
+Maintenance windows (certfleet.rotation.windows): an issued certificate's targets on servers outside their window
+are not deployed by the batch but get the Scheduled deploy-certificate run of a single deploy; the item is Waiting
+For Window (not a failure; a re-run leaves it alone) and a stopped batch cancels those runs.
 """
 
 from __future__ import annotations
