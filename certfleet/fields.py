@@ -134,10 +134,10 @@ class Name(_Rule):
     def problem(self, value: str) -> str | None:
         if not value:
             return "empty"
-        return _length_problem(value, self.max_len) or unicode_problem(value) or _edge_space_problem(value)
+        return _length_problem(value, self.max_len) or unicode_problem(value) or edge_space_problem(value)
 
 
-def _edge_space_problem(value: str) -> str | None:
+def edge_space_problem(value: str) -> str | None:
     if value.isspace():
         return "only whitespace"
     if value[0].isspace():
@@ -264,7 +264,7 @@ class Host(_Rule):
     def problem(self, value: str) -> str | None:
         if not value:
             return "empty"
-        problem = _length_problem(value, self.max_len) or unicode_problem(value) or _edge_space_problem(value)
+        problem = _length_problem(value, self.max_len) or unicode_problem(value) or edge_space_problem(value)
         if problem is not None:
             return problem
         if "%" in value:
@@ -316,7 +316,7 @@ class Email(_Rule):
     def problem(self, value: str) -> str | None:
         if not value:
             return "empty"
-        problem = _length_problem(value, EMAIL_MAX) or unicode_problem(value) or _edge_space_problem(value)
+        problem = _length_problem(value, EMAIL_MAX) or unicode_problem(value) or edge_space_problem(value)
         if problem is not None:
             return problem
         local, at, domain = value.rpartition("@")

@@ -190,7 +190,7 @@ def start_deploy_runs(
 
     with session_scope() as s:
         plans = plan_deploys(s, certificate_id, target_ids, ignore_window=ignore_window, now=now)
-    runs = []
+    runs: list[FlowRun] = []
     for plan in plans:
         queue = plan.route.queue
         when = f"-at-{plan.at:%Y%m%d%H%M}" if plan.at else ""
@@ -208,7 +208,60 @@ def start_deploy_runs(
         )
     with session_scope() as s:
         record_plans(s, certificate_id, plans)
+    if ignore_window:  # "deploy now": what waited for a window must not deploy again later
+        covered = [t for plan in plans for t in plan.target_ids]
+        cancel_waiting_runs(
+            certificate_id,
+            covered,
+            reason="deployed now, ignoring the maintenance window",
+            keep_ids={str(run.id) for run in runs},
+        )
     return runs
+
+
+def cancel_waiting_runs(
+    certificate_id: int, target_ids: Iterable[int], *, reason: str, keep_ids: Iterable[str] = ()
+) -> list[str]:
+    """Cancel the certificate's deploy-certificate runs that wait in Prefect for a maintenance window and deploy
+    only targets among `target_ids` (a deploy now has done them, or a stopped batch takes them back). Runs in
+    `keep_ids` (the ones just started) are left alone. Returns the names of the runs cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    covered = set(target_ids)
+    kept = set(keep_ids)
+    cancelled = []
+    with get_client(sync_client=True) as client:
+        waiting = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["deploy-certificate"])),
+            flow_run_filter=FlowRunFilter(
+                # Every start names the run deploy-certificate-<id>-on-<queue>[-at-<time>] (routing and dashboard).
+                name=FlowRunFilterName(like_=f"deploy-certificate-{certificate_id}-on-"),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            ),
+        )
+        for run in waiting:
+            targets = set(run.parameters.get("target_ids") or [])
+            if (
+                str(run.id) in kept
+                or run.parameters.get("certificate_id") != certificate_id
+                or not targets
+                or not targets <= covered
+                or not waits_for_window(run)
+            ):
+                continue
+            client.set_flow_run_state(run.id, Cancelled(message=reason), force=True)
+            cancelled.append(run.name)
+    return cancelled
 
 
 def waits_for_window(run: FlowRun, now: datetime | None = None) -> bool:

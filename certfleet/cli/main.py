@@ -195,6 +195,13 @@ def rotate(
     ca_concurrency: Annotated[int, typer.Option(help="Issues at once per CA connector")] = 4,
     server_concurrency: Annotated[int, typer.Option(help="Deployments at once per server")] = 1,
     batch_key: Annotated[str | None, typer.Option(help="Continue the stopped batch with this key")] = None,
+    ignore_maintenance_windows: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-maintenance-windows",
+            help="Deploy now also to servers outside their maintenance window (audited); otherwise those wait",
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end")] = True,
 ) -> None:
     """Start a rotate-batch run: re-key, re-issue and deploy the chosen certificates, canaries first."""
@@ -213,6 +220,7 @@ def rotate(
         "failure_budget": failure_budget,
         "ca_concurrency": ca_concurrency,
         "server_concurrency": server_concurrency,
+        "ignore_maintenance_windows": ignore_maintenance_windows,
         "batch_key": batch_key,
     }
     lines = start_rotation(request, actor=f"cli:{getpass.getuser()}", wait=wait)

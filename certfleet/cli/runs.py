@@ -120,7 +120,7 @@ def start_rotation(request: dict[str, Any], *, actor: str, wait: bool) -> list[s
     name = f"{service.FLOW}-{key}"  # as the API names it
     run = start_flow_run(service.FLOW, checked.flow_parameters(), flow_run_name=name, as_subflow=False)
     with session_scope() as s:
-        service.audit_start(s, key, count, actor, run.name)
+        service.audit_start(s, key, count, actor, run.name, ignore_windows=checked.ignore_maintenance_windows)
     lines = [f"batch {key}: {count} certificate(s); re-run with --batch-key {key} to continue it if it stops"]
     return [*lines, describe(wait_for_runs([run])[0] if wait else run)]
 

@@ -15,6 +15,10 @@ another bot are issued here, a few at a time, and deployed by that bot: a `rotat
 (certfleet.flows.rotation_bot), whose deployments this run then reads back from the database. A bot that is not
 Active (or silent), or that does not take its run within `bot_start_timeout` seconds, leaves its certificates not
 started with the reason; they count against the failure budget. A stopped batch rolls back on each bot the same way.
+
+Maintenance windows (certfleet.rotation.windows): an issued certificate's targets on servers outside their window
+are not deployed by the batch but get the Scheduled deploy-certificate run of a single deploy; the item is Waiting
+For Window (not a failure; a re-run leaves it alone) and a stopped batch cancels those runs.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from certfleet.flows.rotation_bot import deploy_everywhere
 from certfleet.models.orm import DeploymentStatus
 from certfleet.rotation import by_bot as bots
-from certfleet.rotation.service import DEPLOYED, FAILED, ROLLED_BACK, SKIPPED, RotationRequest
+from certfleet.rotation import windows
+from certfleet.rotation.service import (
+    DEPLOYED,
+    FAILED,
+    ROLLED_BACK,
+    SKIPPED,
+    WAITING,
+    RotationRequest,
+)
 from certfleet.tasks.build import release_connections
 from certfleet.tasks.deployment import restore_target
 from certfleet.tasks.rotation import (
@@ -44,6 +56,8 @@ from certfleet.tasks.rotation import (
     ca_limit,
     deployed_items,
     issue_once,
+    item_state,
+    note_ignoring_windows,
     plan_rotation,
     server_limit,
     set_state,
@@ -62,6 +76,7 @@ class _Batch:
     """What the server tasks of one run share: failures so far and whether to start anything more."""
 
     allowed_failures: int
+    ignore_windows: bool = False  # deploy now also to servers outside their maintenance window (or none has one)
     failures: list[str] = field(default_factory=list)
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,12 +153,24 @@ def _rotate_one(item: Planned, batch: _Batch) -> None:
     serial = _issue(item, batch)
     if serial is None:
         return
-    done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id)
-    if failure is None:
+    chosen = windows.split(item.certificate_id, ignore_windows=batch.ignore_windows)
+    done: list[int] = []
+    failure = None
+    if chosen.now is None or chosen.now:
+        done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id, only=chosen.now)
+    if failure is not None:
+        set_state(item.item_id, FAILED, reason=f"deploy failed: {failure}", deployment_ids=[])
+        batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
+    elif chosen.later:
+        _wait_for_window(item, chosen, deployment_ids=done)
+    else:
         set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=done)
-        return
-    set_state(item.item_id, FAILED, reason=f"deploy failed: {failure}", deployment_ids=[])
-    batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
+
+
+def _wait_for_window(item: Planned, chosen: windows.Split, deployment_ids: list[int] | None = None) -> None:
+    """The item's remaining targets wait for their windows in Scheduled runs: the item waits, not a failure."""
+    reason = windows.schedule(item.certificate_id, chosen)
+    set_state(item.item_id, WAITING, reason=reason, deployment_ids=deployment_ids)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
@@ -177,15 +204,25 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
             bots.not_started(items[first:], unavailable, batch)
             break
         issued = []
+        splits: dict[int, windows.Split] = {}
         for item in items[first : first + bots.CHUNK]:
             if batch.stopped:
                 break
             started += 1
-            if _issue(item, batch) is not None:
+            if _issue(item, batch) is None:
+                continue
+            chosen = splits[item.item_id] = windows.split(item.certificate_id, ignore_windows=batch.ignore_windows)
+            if chosen.now == []:  # every target waits for its window: nothing for the bot to do now
+                _wait_for_window(item, chosen)
+            else:
                 issued.append(item)
-        if issued and not bots.deploy(batch_key, issued, batch, start_timeout):
+        only = {i.certificate_id: now for i in issued if (now := splits[i.item_id].now) is not None}
+        if issued and not bots.deploy(batch_key, issued, batch, start_timeout, only):
             bots.not_started(items[first + bots.CHUNK :], f"bot {items[0].bot_name} did not take its run", batch)
             break
+        for item in issued:  # deployed where it may be now: the rest waits for the window
+            if splits[item.item_id].later and item_state(item.item_id) == DEPLOYED:
+                _wait_for_window(item, splits[item.item_id])
     return started
 
 
@@ -216,12 +253,17 @@ def _restore(deployment_id: int, reason: str) -> str:
 def _roll_back(batch_key: str, reason: str, start_timeout: float) -> list[str]:
     problems = []
     deployed = deployed_items(batch_key)
+    # Runs waiting for a maintenance window would deploy later what the batch takes back: cancelled first.
+    for changed in deployed:
+        if changed.waiting:
+            windows.withdraw(changed.certificate_id, f"rotate-batch {batch_key} stopped")
     # Deployments made by bots are put back by those bots first (one run per bot); then the rest, here.
-    elsewhere = bots.roll_back(batch_key, [d for _, ids in deployed for d in ids], reason, start_timeout)
-    for item_id, deployment_ids in deployed:
+    elsewhere = bots.roll_back(batch_key, [d for c in deployed for d in c.deployment_ids], reason, start_timeout)
+    for changed in deployed:
+        item_id = changed.item_id
         outcomes = [
             elsewhere[d] if d in elsewhere else _restore(d, f"rotate-batch {batch_key} stopped: {reason}")
-            for d in reversed(deployment_ids)
+            for d in reversed(changed.deployment_ids)
         ]
         if all(o == DeploymentStatus.ROLLED_BACK.value for o in outcomes):
             set_state(item_id, ROLLED_BACK, reason=f"batch stopped: {reason}", deployment_ids=[])
@@ -253,9 +295,12 @@ def rotate_batch(
     ca_concurrency: int = 4,
     server_concurrency: int = 1,
     bot_start_timeout: int = 300,
+    ignore_maintenance_windows: bool = False,
     batch_key: str | None = None,
 ) -> dict[str, int]:
     """Choose the certificates one way (ids, Batch Name, or a filter), then re-key, re-issue and deploy each.
+    A certificate whose servers are outside their maintenance window is issued and its deployment scheduled for
+    the window (Waiting For Window), unless `ignore_maintenance_windows` (audited).
     Re-run with the same `batch_key` to continue a stopped batch (default key: `rotate-<flow run id>`).
     Returns the count of certificates per state; fails when the batch stopped."""
     request = RotationRequest.model_validate(
@@ -271,6 +316,7 @@ def rotate_batch(
             "ca_concurrency": ca_concurrency,
             "server_concurrency": server_concurrency,
             "bot_start_timeout": bot_start_timeout,
+            "ignore_maintenance_windows": ignore_maintenance_windows,
             "batch_key": batch_key,
         }
     )
@@ -278,9 +324,15 @@ def rotate_batch(
     logger = get_run_logger()
     plan = plan_rotation(key, request)
     _ensure_limits(plan, ca_concurrency, server_concurrency)
-    todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED)]
+    if ignore_maintenance_windows:
+        note_ignoring_windows(key, f"run {flow_run.name or flow_run.id}")
+    # Waiting items are done as far as the batch goes: their runs deploy them in the window (never issued twice).
+    todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED, WAITING)]
     counted = sum(p.state != SKIPPED for p in plan)
-    batch = _batches[key] = _Batch(allowed_failures=math.floor(failure_budget * counted))
+    batch = _batches[key] = _Batch(
+        allowed_failures=math.floor(failure_budget * counted),
+        ignore_windows=ignore_maintenance_windows or not windows.any_window(),
+    )
     stopped: str | None = None
     try:
         canaries = [p for p in todo if p.canary]

@@ -32,13 +32,17 @@ class NotDeployed(RuntimeError):
     """A certificate of the run was not deployed: the run ends Failed with the reason, which rotate-batch reads."""
 
 
-def deploy_everywhere(certificate_id: int, holding: int | None = None) -> tuple[list[int], str | None]:
-    """All of the certificate's targets this process reaches, holding a slot of each server's limit (but the
-    server whose slot the caller already holds). A certificate is served everywhere or nowhere new: when one
-    target fails, the ones already done are put back. Returns the deployments done and the failure (None when
-    all are Deployed)."""
+def deploy_everywhere(
+    certificate_id: int, holding: int | None = None, only: list[int] | None = None
+) -> tuple[list[int], str | None]:
+    """All of the certificate's targets this process reaches (or those of them in `only`: the others wait for
+    their servers' maintenance windows), holding a slot of each server's limit (but the server whose slot the
+    caller already holds). A certificate is served everywhere or nowhere new: when one target fails, the ones
+    already done are put back. Returns the deployments done and the failure (None when all are Deployed)."""
     store = current_store()
     targets = store.certificate_targets(certificate_id)
+    if only is not None:
+        targets = [t for t in targets if t in set(only)]
     if not targets:
         return [], "the certificate has no deployment targets any more"
     servers = sorted({store.target_job(certificate_id, t).server.server_id for t in targets} - {holding})
@@ -75,9 +79,12 @@ def rotate_on_bot(
     go_variable: str | None = None,
     roll_back_deployment_ids: list[int] | None = None,
     reason: str = "",
+    target_ids: dict[str, list[int]] | None = None,
 ) -> int:
     """Deploy the (already issued) certificates one after another, stopping at the first failure or when the
-    batch no longer wants more; or roll the given deployments back. Returns how many were attempted."""
+    batch no longer wants more; or roll the given deployments back. `target_ids` (by certificate id) limits a
+    certificate to those targets (its others wait for their maintenance windows). Returns how many were
+    attempted."""
     logger = get_run_logger()
     attempted = 0
     try:
@@ -92,7 +99,7 @@ def rotate_on_bot(
                 logger.info("batch %s wants no more certificates: stopping before %s", batch_key, certificate_id)
                 break
             attempted += 1
-            _done, failure = deploy_everywhere(certificate_id)
+            _done, failure = deploy_everywhere(certificate_id, only=(target_ids or {}).get(str(certificate_id)))
             if failure is not None:  # the rest of the run waits for rotate-batch's decision
                 raise NotDeployed(f"certificate {certificate_id} not deployed: {failure}")
     finally:

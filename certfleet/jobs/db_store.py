@@ -360,13 +360,14 @@ class DbJobStore:
     def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
         with session_scope() as s:
             deployment = self._deployment(s, deployment_id)
-            was_deployed = deployment.status is DeploymentStatus.DEPLOYED
             deployment.status = status
             deployment.reason = reason
             deployment.finished_at = utcnow()
             cert = deployment.target.certificate
-            if was_deployed and status is DeploymentStatus.ROLLED_BACK:
-                mark_served(s, cert, deployment.previous_serial)  # what it replaced is served again
+            if status is DeploymentStatus.ROLLED_BACK:
+                # What it replaced is served again (a rollback proves it), also when the deployment failed before
+                # it was Deployed: the certificate issued for it stays the row's newest, issued but not served.
+                mark_served(s, cert, deployment.previous_serial)
             cert.status = (
                 CertificateStatus.ROLLED_BACK
                 if status is DeploymentStatus.ROLLED_BACK

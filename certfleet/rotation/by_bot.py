@@ -144,9 +144,16 @@ def _deployments_of(run: FlowRun) -> dict[int, list[Deployment]]:
     return found
 
 
-def deploy(batch_key: str, items: Sequence[Planned], batch: Batch, start_timeout: float) -> bool:
-    """The issued items deployed by their bot in one run; their outcomes recorded. False when the bot did not
-    take the run (the caller gives up on the server)."""
+def deploy(
+    batch_key: str,
+    items: Sequence[Planned],
+    batch: Batch,
+    start_timeout: float,
+    only: Mapping[int, list[int]] | None = None,
+) -> bool:
+    """The issued items deployed by their bot in one run; their outcomes recorded. `only` limits a certificate
+    to some of its targets (the others wait for their maintenance windows). False when the bot did not take the
+    run (the caller gives up on the server)."""
     from certfleet.tasks.rotation import set_state
 
     bot_id, bot_name = items[0].bot_id, items[0].bot_name
@@ -158,7 +165,11 @@ def deploy(batch_key: str, items: Sequence[Planned], batch: Batch, start_timeout
         run = _start(
             batch_key,
             bot_id,
-            {"certificate_ids": [i.certificate_id for i in items], "go_variable": name},
+            {
+                "certificate_ids": [i.certificate_id for i in items],
+                "go_variable": name,
+                **({"target_ids": {str(c): t for c, t in only.items()}} if only else {}),
+            },
             f"{items[0].server_label}-on-{bot_name}",
         )
         ended, trouble = _wait(run, bot_id, start_timeout, lambda: batch.close_go(name))

@@ -30,13 +30,14 @@ from certfleet.models.orm import (
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
 # Item states, as the summary and the API show them.
-NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED = (
+NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED, WAITING = (
     "Not Started",
     "Issued",
     "Deployed",
     "Rolled Back",
     "Failed",
     "Skipped",
+    "Waiting For Window",  # issued; deployment scheduled in Prefect for its servers' maintenance window
 )
 
 
@@ -57,6 +58,8 @@ class RotationRequest(BaseModel):
     ca_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     server_concurrency: Annotated[int, Field(ge=1, le=100)] = 1
     bot_start_timeout: Annotated[int, Field(ge=5, le=86_400)] = 300
+    # Deploy now even to servers outside their maintenance window (audited); otherwise those wait for it.
+    ignore_maintenance_windows: bool = False
     batch_key: str | None = None
 
     @model_validator(mode="after")
@@ -224,8 +227,11 @@ def parse_request(data: dict[str, Any]) -> RotationRequest:
         raise InputError(f"{field}: {message}" if field else message, field=field, problems=problems) from None
 
 
-def audit_start(s: Session, batch_key: str, count: int, actor: str, run_name: str) -> None:
-    """One audit event for the batch (its items are written by the run): object RotationBatch, id its key."""
+def audit_start(
+    s: Session, batch_key: str, count: int, actor: str, run_name: str, *, ignore_windows: bool = False
+) -> None:
+    """One audit event for the batch (its items are written by the run): object RotationBatch, id its key; and
+    one more when it deploys ignoring the servers' maintenance windows."""
     s.add(
         AuditEvent(
             actor=actor,
@@ -234,5 +240,23 @@ def audit_start(s: Session, batch_key: str, count: int, actor: str, run_name: st
             object_id=batch_key,
             outcome="success",
             detail=f"{count} certificate(s), run {run_name}",
+        )
+    )
+    if ignore_windows:
+        audit_ignoring_windows(s, batch_key, actor, f"run {run_name}")
+
+
+IGNORING_WINDOWS = "rotate-batch-ignoring-maintenance-windows"
+
+
+def audit_ignoring_windows(s: Session, batch_key: str, actor: str, detail: str) -> None:
+    s.add(
+        AuditEvent(
+            actor=actor,
+            action=IGNORING_WINDOWS,
+            object_type="RotationBatch",
+            object_id=batch_key,
+            outcome="success",
+            detail=f"deploy now, whatever the servers' maintenance windows say; {detail}",
         )
     )

@@ -13,7 +13,8 @@ The API (all in `certfleet.servers.service`; no secret ever comes back out of it
   contact), `config_test_command`/`reload_command` (override the type's defaults), `bot_id`.
   Bad input raises pydantic's `ValidationError` whose messages say what to fix (bad IP, port out of
   range, unknown type, relative path, a path field of another type, no password or key, unreadable
-  key); `field_errors(exc)` turns it into `{field: message}` for a form.
+  key, a value of only whitespace or with whitespace around it: values are kept as sent, never trimmed; "" or
+  None means no value); `field_errors(exc)` turns it into `{field: message}` for a form.
 - `SERVER_TYPES`: per type its label, the name/label/example of its path field, default ports and a
   version example, for building the form.
 - `create_server(ServerInput, actor=...) -> ServerView`: stored with status Pending; a duplicate

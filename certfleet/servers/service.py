@@ -29,6 +29,7 @@ from pydantic import (
 )
 from sqlalchemy import select
 
+from certfleet import fields
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers import commands
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
@@ -156,8 +157,30 @@ def _ports(value: Any) -> Any:
     return value
 
 
+def _empty_to_none(value: Any) -> Any:
+    """An empty value ("", what a form sends for an empty field) means none; only whitespace is refused, never
+    taken for none. For secrets and pasted keys, whose spaces may be part of the value."""
+    if isinstance(value, str):
+        if value == "":
+            return None
+        if value.isspace():
+            raise ValueError("only whitespace; send an empty value for none")
+    return value
+
+
 def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
+    """As `_empty_to_none`; a value with whitespace around it is refused too (stored as sent or refused)."""
+    value = _empty_to_none(value)
+    if isinstance(value, str):
+        _refuse_edge_space(value)
+    return value
+
+
+def _refuse_edge_space(value: str) -> str:
+    problem = fields.edge_space_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}: give the value exactly, without whitespace around it")
+    return value
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -184,22 +207,27 @@ MaintenanceMinutes = Annotated[
 ]
 TimeZone = Annotated[str, AfterValidator(_refuse(maintenance.timezone_problem))]
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
-OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
+OptionalPasted = Annotated[str | None, BeforeValidator(_empty_to_none)]  # a pasted key line: parsed, not stored
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_to_none)]
 
 
 def validate_host(value: str) -> str:
-    value = value.strip()
+    """The address exactly as written (never trimmed, lowered or rewritten), or refused."""
     if not value:
         raise ValueError("give the server's IP address")
+    _refuse_edge_space(value)
     try:
-        return str(ipaddress.ip_address(value.strip("[]")))
+        ipaddress.ip_address(value)
+        return value
     except ValueError:
         pass
+    if value.startswith("[") and value.endswith("]"):
+        raise ValueError(f"{value!r}: give the IPv6 address without brackets (e.g. 2001:db8::10)")
     if re.fullmatch(r"[\d.]+", value) or ":" in value:
         raise ValueError(f"{value!r} is not a valid IP address (e.g. 192.0.2.10 or 2001:db8::10)")
     if not _HOSTNAME.match(value):
         raise ValueError(f"{value!r} is not a valid IP address or host name")
-    return value.rstrip(".").lower()
+    return value
 
 
 def _absolute(value: str | None, label: str) -> str | None:
@@ -260,7 +288,12 @@ def _connection(value: Any) -> Any:
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")  # values are stored as sent or refused, never trimmed
+
+    @field_validator("username", check_fields=False)
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        return None if value is None else _refuse_edge_space(value)
 
     @field_validator("ssh_host_key", check_fields=False)
     @classmethod
@@ -348,7 +381,7 @@ class ServerInput(_Common):
     ssh_port: Port = 22
     ssh_private_key: OptionalSecret = None
     ssh_key_passphrase: OptionalSecret = None
-    ssh_host_key: Optional = Field(default=None, description="pin this key; empty: pinned on first contact")
+    ssh_host_key: OptionalPasted = Field(default=None, description="pin this key; empty: pinned on first contact")
     use_sudo: bool = False
     config_test_command: Optional = Field(
         default=None,
@@ -532,7 +565,7 @@ class ServerUpdate(_Common):
     ssh_private_key: OptionalSecret = None
     ssh_key_passphrase: OptionalSecret = None
     clear_private_key: bool = False
-    ssh_host_key: Optional = None
+    ssh_host_key: OptionalPasted = None
     clear_host_key: bool = False
     use_sudo: bool | None = None
     config_test_command: Optional = Field(default=None, description='given as "" or null: back to the type\'s own')

@@ -18,7 +18,16 @@ from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
 from certfleet.models.orm import Bot, Certificate, DeploymentTarget, Order, OrderState, RotationItem, Server
 from certfleet.rotation import service
-from certfleet.rotation.service import DEPLOYED, FAILED, ISSUED, NOT_STARTED, ROLLED_BACK, SKIPPED, RotationRequest
+from certfleet.rotation.service import (
+    DEPLOYED,
+    FAILED,
+    ISSUED,
+    NOT_STARTED,
+    ROLLED_BACK,
+    SKIPPED,
+    WAITING,
+    RotationRequest,
+)
 from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
 
 ACTOR = "flow:rotate-batch"
@@ -197,6 +206,13 @@ def issue_once(item_id: int, ca_connector_id: int | None = None) -> str:
     return serial
 
 
+def note_ignoring_windows(batch_key: str, run: str) -> None:
+    """The audit event of a batch that deploys now whatever the servers' maintenance windows say (also when it
+    was started from the Prefect UI, which writes no audit event of its own)."""
+    with session_scope() as s:
+        service.audit_ignoring_windows(s, batch_key, ACTOR, run)
+
+
 _lock = threading.Lock()
 
 
@@ -218,15 +234,26 @@ def set_state(
             item.deployment_ids = list(deployment_ids)
 
 
-def deployed_items(batch_key: str) -> list[tuple[int, list[int]]]:
-    """Items this batch deployed (their deployments), newest first: what a stopped batch rolls back."""
+@dataclass(frozen=True)
+class Changed:
+    """An item a stopped batch takes back: its deployments, and whether runs wait for a window for it."""
+
+    item_id: int
+    certificate_id: int
+    deployment_ids: list[int]
+    waiting: bool
+
+
+def deployed_items(batch_key: str) -> list[Changed]:
+    """Items this batch deployed (their deployments) or scheduled for a maintenance window, newest first: what a
+    stopped batch rolls back (and cancels)."""
     with session_scope() as s:
         rows = s.execute(
-            select(RotationItem.id, RotationItem.deployment_ids)
-            .where(RotationItem.batch_key == batch_key, RotationItem.state == DEPLOYED)
+            select(RotationItem.id, RotationItem.certificate_id, RotationItem.deployment_ids, RotationItem.state)
+            .where(RotationItem.batch_key == batch_key, RotationItem.state.in_([DEPLOYED, WAITING]))
             .order_by(RotationItem.position.desc())
         )
-        return [(item_id, list(ids or [])) for item_id, ids in rows]
+        return [Changed(item_id, cert_id, list(ids or []), state == WAITING) for item_id, cert_id, ids, state in rows]
 
 
 def item_state(item_id: int) -> str:
@@ -241,6 +268,7 @@ class ServerRow:
     rolled_back: int
     failed: int
     issued_not_deployed: int
+    waiting_for_window: int  # issued; deployment scheduled for the servers' maintenance window (not a failure)
     not_started: int
     skipped: int
 
@@ -264,6 +292,7 @@ def summary_rows(batch_key: str) -> list[ServerRow]:
             rolled_back=c.get(ROLLED_BACK, 0),
             failed=c.get(FAILED, 0),
             issued_not_deployed=c.get(ISSUED, 0),
+            waiting_for_window=c.get(WAITING, 0),
             not_started=c.get(NOT_STARTED, 0),
             skipped=c.get(SKIPPED, 0),
         )

@@ -3,6 +3,8 @@ certificates are issued centrally and deployed by that bot (a rotate-on-bot run 
 worker); a stop rolls back on the bots; an unreachable or Inactive bot's certificates are reported not started and
 the failure budget decides; re-runs continue without issuing twice.
 
+A bot's servers outside their maintenance window get their deployments scheduled on its queue for the window.
+
 Two bots with two listeners each (four certificates): every rotate-on-bot run is a new process on a bot's worker.
 """
 
@@ -71,6 +73,13 @@ def _serials(fleet: Fleet) -> dict[int, str]:
     return {cid: fleet.served(cid) for cid in sorted(fleet.hosts)}
 
 
+def _set_window(cert_ids: list[int], cron: str | None) -> None:
+    with session_scope() as s:
+        for cid in cert_ids:
+            server = repo.get(s, Certificate, cid).targets[0].server
+            server.maintenance_cron, server.maintenance_duration_minutes = cron, 60 if cron else None
+
+
 def _mine(fleet: Fleet, bot: str) -> list[int]:
     return sorted(c for c, b in fleet.bot_of.items() if b == bot)
 
@@ -104,6 +113,30 @@ def test_rotate_batch_runs_each_bots_work_on_that_bot(fleet: Fleet) -> None:
     with session_scope() as s:  # every deployment was recorded by one of those runs (through the bot API)
         made = s.scalars(select(Deployment).where(Deployment.flow_run_id.in_([str(r.id) for r in runs]))).all()
         assert sorted(d.certificate_id for d in made) == sorted(fleet.hosts)
+
+    # 1b. bot-west's servers outside their maintenance window: its certificates are issued, and their deployment
+    # waits in a deploy-certificate run Scheduled on bot-west's queue for the window; bot-east's are deployed.
+    opening = (utcnow() + timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
+    _set_window(west, f"0 {opening.hour} * * *")
+    before = _serials(fleet)
+    key = f"bots-{uuid.uuid4().hex[:8]}"
+    counts = rotate_batch(batch_name="far", batch_key=key, failure_budget=0.0)
+    assert (counts["done"], counts["waiting_for_window"], counts["failed"]) == (2, 2, 0), counts
+    assert [fleet.served(c) for c in west] == [before[c] for c in west]
+    assert [fleet.served(c) for c in east] != [before[c] for c in east]
+    assert not [r for r in _bot_runs(key) if r.name.endswith("-on-bot-west")]  # nothing for bot-west to do now
+    with get_client(sync_client=True) as client:
+        for cid in west:
+            named = FlowRunFilter(name=FlowRunFilterName(like_=f"deploy-certificate-{cid}-on-"))
+            at = f"-at-{opening:%Y%m%d%H%M}"
+            (run,) = [r for r in client.read_flow_runs(flow_run_filter=named)
+                      if r.parameters.get("certificate_id") == cid and r.name.endswith(at)]  # fmt: skip
+            assert run.work_queue_name == bot_queue(fleet.bots["bot-west"])
+            assert run.state is not None
+            assert run.state.is_scheduled()
+            assert run.state.state_details.scheduled_time == opening
+            assert _items(key)[cid][0] == "Waiting For Window"
+    _set_window(west, None)
     orders = _orders()
 
     # 2. A spent failure budget stops the batch and rolls back, on the bots, what it had deployed.

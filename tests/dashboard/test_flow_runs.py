@@ -147,7 +147,13 @@ def test_deploy_waits_for_the_servers_maintenance_window_unless_told_to_ignore_i
     assert run.state is not None
     assert run.state.state_details.scheduled_time is not None
     assert run.state.state_details.scheduled_time < utcnow() + timedelta(minutes=1)
+    with get_client(sync_client=True) as c:  # the run that waited for the window must not deploy again later
+        cancelled = c.read_flow_run(waiting["flow_run_id"])
+    assert cancelled.state is not None
+    assert cancelled.state.is_cancelled()
+    assert cancelled.state.message == "deployed now by operator, ignoring the maintenance window"
     with session_scope() as s:
         event = s.query(AuditEvent).filter_by(action="deploy-ignoring-maintenance-window").one()
         assert event.actor == "operator"
+        assert f"cancelled the waiting run(s) {waiting['flow_run_name']}" in (event.detail or "")
         assert s.query(DeploymentTarget).one().deploy_waits_until is None

@@ -14,7 +14,7 @@ from certfleet.cli.main import app as cli
 from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Bot, Certificate, DeploymentTarget, RotationItem, Server, ServerConnection
-from certfleet.rotation.service import RotationRequest, prepare
+from certfleet.rotation.service import IGNORING_WINDOWS, RotationRequest, prepare
 from tests.dashboard.conftest import Accounts, auth, login
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -65,7 +65,7 @@ def test_api_starts_a_rotate_batch_run_for_a_batch_name(
     assert _run(body["flow_run_id"]) == (
         "rotate-batch",
         {"batch_name": "spring", "failure_budget": 0.1, "batch_key": key, "canary_per_server_type": 1,
-         "ca_concurrency": 4, "server_concurrency": 1, "bot_start_timeout": 300},
+         "ca_concurrency": 4, "server_concurrency": 1, "bot_start_timeout": 300, "ignore_maintenance_windows": False},
     )  # fmt: skip
     assert _audited() == [("operator", key, f"3 certificate(s), run rotate-batch-{key}")]
     # Nothing is planned until the run starts: the batch is unknown to GET until then.
@@ -129,6 +129,14 @@ def test_cli_rotate_starts_the_run_for_ids_and_prints_the_batch_key(accounts: Ac
     ((actor, object_id, _),) = _audited()
     assert (actor.startswith("cli:"), object_id) == (True, key)
 
+    now = CliRunner().invoke(cli, ["rotate", str(ids[2]), "--ignore-maintenance-windows", "--no-wait"])
+    assert now.exit_code == 0, now.output
+    key = now.output.splitlines()[0].split()[1].rstrip(":")
+    assert _runs_named(f"rotate-batch-{key}")[0]["ignore_maintenance_windows"] is True
+    with session_scope() as s:
+        (event,) = s.query(AuditEvent).filter_by(action=IGNORING_WINDOWS)
+        assert (event.actor.startswith("cli:"), event.object_id) == (True, key)
+
 
 def test_cli_refuses_before_starting_anything(accounts: Accounts) -> None:
     _fleet(accounts)
@@ -164,7 +172,7 @@ def test_the_list_rotate_action_starts_a_run_for_the_selection(
     runs = _runs_named(f"rotate-batch-{key}")
     assert runs == [{"certificate_ids": [ids[0], ids[2]], "failure_budget": 0.25, "batch_key": key,
                      "canary_per_server_type": 1, "ca_concurrency": 4, "server_concurrency": 1,
-                     "bot_start_timeout": 300}]  # fmt: skip
+                     "bot_start_timeout": 300, "ignore_maintenance_windows": False}]  # fmt: skip
 
     nothing = client.post("/rotations", data={"csrf_token": token}, follow_redirects=False)
     assert nothing.status_code == 303
@@ -173,6 +181,21 @@ def test_the_list_rotate_action_starts_a_run_for_the_selection(
                       follow_redirects=False)  # fmt: skip
     assert "failure_budget" in client.get(bad.headers["location"]).text
     assert len(_audited()) == 1
+
+    # The form's "Deploy now, ignoring maintenance windows" box: the run's parameter, and an audit event.
+    assert 'name="ignore_maintenance_windows" data-testid="rotate-ignore-windows"' in page
+    now = client.post("/rotations", data={"certificate_ids": chosen, "ignore_maintenance_windows": "on",
+                                          "csrf_token": token}, follow_redirects=False)  # fmt: skip
+    assert now.status_code == 303, now.text
+    key = [k for _, k, _ in _audited()][-1]
+    assert _runs_named(f"rotate-batch-{key}")[0]["ignore_maintenance_windows"] is True
+    with session_scope() as s:
+        (event,) = s.query(AuditEvent).filter_by(action=IGNORING_WINDOWS)
+        assert (event.actor, event.object_id) == ("operator", key)
+    odd = client.post("/rotations", data={"certificate_ids": chosen, "ignore_maintenance_windows": "maybe",
+                                          "csrf_token": token}, follow_redirects=False)  # fmt: skip
+    assert "ignore_maintenance_windows" in client.get(odd.headers["location"]).text
+    assert len(_audited()) == 2
 
 
 def test_viewers_get_no_rotate_form(client: TestClient, accounts: Accounts) -> None:

@@ -434,3 +434,65 @@ def test_a_maintenance_window_is_stored_as_sent_and_bad_parts_are_refused_naming
     with session_scope() as s:
         events = [e.detail for e in s.query(AuditEvent).filter(AuditEvent.action == "update-server")]
     assert any("maintenance_cron: '0 2 * * SAT' -> None" in (d or "") for d in events), events
+
+
+def test_whitespace_is_refused_naming_the_field_never_trimmed_or_taken_for_no_value(
+    client: TestClient, accounts: Accounts
+) -> None:
+    """Values are stored exactly as sent or refused (issue 15): "  " is not "no value", " host" is not "host"."""
+    operator = auth(accounts, "operator")
+    window = {"maintenance_cron": "0 2 * * SAT", "maintenance_duration_minutes": 240}
+    for overrides, field in (
+        ({"maintenance_cron": "  ", "maintenance_duration_minutes": 240}, "maintenance_cron"),
+        ({**window, "maintenance_cron": " 0 2 * * SAT"}, "maintenance_cron"),
+        ({**window, "maintenance_duration_minutes": " "}, "maintenance_duration_minutes"),
+        ({"ip_address": " 10.0.0.10"}, "ip_address"),
+        ({"ip_address": "web1.example.com "}, "ip_address"),
+        ({"ip_address": "   "}, "ip_address"),
+        ({"username": "deploy "}, "username"),
+        ({"version": "  "}, "version"),
+        ({"service_name": " "}, "service_name"),
+        ({"keystore_folder": "/etc/nginx/ssl "}, "keystore_folder"),
+        ({"reload_command": "  "}, "reload_command"),
+        ({"password": "   "}, "password"),
+    ):
+        refused = client.post("/api/v1/servers", json=_good(**overrides), headers=operator)
+        assert refused.status_code == 422, (overrides, refused.text)
+        assert [p["field"] for p in refused.json()["problems"]] == [field], (overrides, refused.text)
+        assert "whitespace" in refused.json()["problems"][0]["message"], refused.text
+    with session_scope() as s:
+        assert s.query(Server).count() == 0
+
+    created = client.post(
+        "/api/v1/servers", json=_good(ip_address="Web1.Example.com", **window), headers=operator
+    )  # stored as written: not lowered
+    assert created.status_code == 201, created.text
+    server_id = created.json()["id"]
+    assert created.json()["ip_address"] == "Web1.Example.com"
+    blank = client.put(f"/api/v1/servers/{server_id}", json={"maintenance_cron": "   "}, headers=operator)
+    assert blank.status_code == 422, blank.text
+    assert blank.json()["problems"][0]["field"] == "maintenance_cron"
+    host = client.put(f"/api/v1/servers/{server_id}", json={"ip_address": " 10.0.0.11"}, headers=operator)
+    assert host.status_code == 422, host.text
+    assert host.json()["problems"][0]["field"] == "ip_address"
+    with session_scope() as s:
+        server = s.get(Server, server_id)
+        assert server is not None
+        assert (server.host, server.maintenance_cron) == ("Web1.Example.com", "0 2 * * SAT")
+
+    # The form sends "" for an empty field: that still means no value; whitespace is refused beside its field.
+    token = login(client, "operator")
+    form = {"description": "tc", "ip_address": "10.0.0.9", "server_type": "tomcat", "username": "deploy",
+            "password": "p", "ports": "8443", "tomcat_path": "/opt/tomcat", "csrf_token": token,
+            "version": "", "maintenance_cron": "  ", "maintenance_duration_minutes": ""}  # fmt: skip
+    bad = client.post("/servers", data=form)
+    assert bad.status_code == 422
+    assert 'data-testid="error-maintenance_cron"' in bad.text
+    bad_host = client.post("/servers", data={**form, "maintenance_cron": "", "ip_address": "10.0.0.9 "})
+    assert bad_host.status_code == 422
+    assert 'data-testid="error-ip_address"' in bad_host.text
+    ok = client.post("/servers", data={**form, "maintenance_cron": ""}, follow_redirects=False)
+    assert ok.status_code == 303, ok.text
+    with session_scope() as s:
+        server = s.query(Server).filter_by(description="tc").one()
+        assert (server.host, server.version, server.maintenance_cron) == ("10.0.0.9", None, None)

@@ -99,6 +99,14 @@ def test_ignore_window_deploys_now(boot: Bootstrapped, site: Site) -> None:
     assert waits_for_window(waiting)
     (now,) = start_deploy_runs(site.certificate_id, as_subflow=False, ignore_window=True)
     assert not waits_for_window(now)
+    with get_client(sync_client=True) as client:  # the waiting run would deploy again at the window: cancelled
+        cancelled = client.read_flow_run(waiting.id)
+        assert cancelled.state is not None
+        assert cancelled.state.is_cancelled()
+        assert cancelled.state.message == "deployed now, ignoring the maintenance window"
+        started = client.read_flow_run(now.id)
+        assert started.state is not None
+        assert not started.state.is_cancelled()
     with session_scope() as s:
         assert repo.get(s, Certificate, site.certificate_id).targets[0].deploy_waits_until is None
 

@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.objects import FlowRun
 from sqlalchemy import func, select
 
 from certfleet.demo.fleet import plan_fleet, register_fleet
+from certfleet.deployments.names import bot_queue
+from certfleet.deployments.serve import register, runner_deployments
+from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.rotation import RotationStopped, rotate_batch
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Certificate, CertificateStatus, Order, RotationItem
+from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, Order, RotationItem, utcnow
+from certfleet.rotation.service import IGNORING_WINDOWS
 from certfleet.tasks.rotation import ca_limit, server_limit
 from tests.flows.conftest import Site
 
@@ -61,6 +67,13 @@ def _items(key: str) -> dict[int, tuple[str, bool]]:
     with session_scope() as s:
         rows = s.scalars(select(RotationItem).where(RotationItem.batch_key == key))
         return {r.certificate_id: (r.state, r.canary) for r in rows}
+
+
+def _story(site: Site) -> tuple[str | None, str | None, CertificateStatus]:
+    """The row's newest issued serial, the serial it says is served, and its status."""
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, site.certificate_id)
+        return cert.serial_number, cert.served_serial_number, cert.status
 
 
 def _status(site: Site) -> CertificateStatus:
@@ -127,7 +140,11 @@ def test_a_failing_canary_stops_the_batch_before_anything_else_starts(fleet: lis
         assert _orders(site) == 0  # never ordered from the CA
         assert _status(site) is CertificateStatus.INITIATED
     assert {site.certificate_id: site.served_serial() for site in fleet} == before
-    assert _status(fleet[0]) is CertificateStatus.ROLLED_BACK
+    # One story: the canary's new certificate is issued, not served; the row says what the server serves.
+    issued, served, status = _story(fleet[0])
+    assert (served, status) == (before[fleet[0].certificate_id], CertificateStatus.ROLLED_BACK)
+    assert issued is not None
+    assert issued != served
 
 
 def test_a_spent_failure_budget_stops_the_batch_and_rolls_back_what_it_deployed(fleet: list[Site]) -> None:
@@ -144,6 +161,30 @@ def test_a_spent_failure_budget_stops_the_batch_and_rolls_back_what_it_deployed(
     for site in fleet:
         if states[site.certificate_id][0] == "Rolled Back":
             assert _status(site) is CertificateStatus.ROLLED_BACK
+    # One story after the rollback: each row the batch issued a certificate for says the server serves what it
+    # served before the batch (the new one stays the newest, issued but not deployed), the failed one's too.
+    # (Under load a server's task may not have started before the stop: that row was never touched.)
+    for site in fleet:
+        issued, served, status = _story(site)
+        if states[site.certificate_id][0] == "Not Started":
+            assert (issued, served, status) == (None, None, CertificateStatus.INITIATED)
+            continue
+        assert served == before[site.certificate_id] != issued, site.certificate_id
+        assert status is CertificateStatus.ROLLED_BACK
+
+
+def test_a_stopped_rerotation_leaves_each_row_serving_its_previous_certificate(fleet: list[Site]) -> None:
+    """After a first batch deployed everything, a second one stops: the rows' served serials are the first
+    batch's again, their newest the second's (issued, not deployed), as after a failed renewal."""
+    rotate_batch(batch_name="demo", batch_key="first-pass")
+    first = {site.certificate_id: _story(site)[0] for site in fleet}
+    _break_reload(fleet[-1])
+    with pytest.raises(RotationStopped):
+        rotate_batch(batch_name="demo", batch_key="second-pass")
+    for site in fleet:
+        issued, served, status = _story(site)
+        assert site.served_serial() == served == first[site.certificate_id] != issued
+        assert status is CertificateStatus.ROLLED_BACK
 
 
 def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list[Site]) -> None:
@@ -171,3 +212,138 @@ def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list
             assert serial == issued[site.certificate_id]  # what the first run issued is what is served now
         assert site.served_serial() == serial
         assert _status(site) is CertificateStatus.DEPLOYED
+
+
+# Maintenance windows (issue 15): the batch issues, and a server outside its window gets the deploy-certificate
+# run Prefect starts at the window's opening, as a single deploy does. The deploy-certificate deployments are
+# registered but not served, so a scheduled run stays where Prefect put it and the test reads it back.
+
+
+def _window_away(sites: list[Site]) -> datetime:
+    """A daily one-hour window opening 12 hours from now (on the hour) on the sites' servers: they are outside."""
+    opening = (utcnow() + timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
+    with session_scope() as s:
+        for site in sites:
+            server = repo.get(s, Certificate, site.certificate_id).targets[0].server
+            server.maintenance_cron, server.maintenance_duration_minutes = f"0 {opening.hour} * * *", 60
+    return opening
+
+
+def _waiting_runs(site: Site, opening: datetime, since: datetime) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return [
+            r
+            for r in client.read_flow_runs()
+            if r.parameters.get("certificate_id") == site.certificate_id
+            and r.name.endswith(f"-at-{opening:%Y%m%d%H%M}")
+            and r.created is not None
+            and r.created >= since
+        ]
+
+
+def _artifact_rows(key: str) -> dict[str, dict[str, int]]:
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"rotation-{key}"]))
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    return {r["server"].split(" (")[0]: r for r in rows}
+
+
+def test_servers_outside_their_window_are_issued_and_wait_for_it_and_a_rerun_does_not_issue_again(
+    boot: Bootstrapped, fleet: list[Site]
+) -> None:
+    register(runner_deployments(bot_queue(boot.local_bot_id)))  # registered, not served
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    waiting = fleet[2:]  # not the canary (the first server's)
+    opening = _window_away(waiting)
+    started = utcnow()
+    key = f"windows-{uuid.uuid4().hex[:8]}"
+
+    counts = rotate_batch(batch_name="demo", batch_key=key, failure_budget=0.0)
+    assert counts["done"] == 2
+    assert counts["waiting_for_window"] == 2
+    assert counts["failed"] == counts["rolled_back"] == counts["not_started"] == 0  # waiting is not failing
+    rows = _artifact_rows(key)
+    for site in fleet:
+        row = rows[f"Demo web server {site.host.name}"]
+        assert (row["done"], row["waiting_for_window"]) == ((0, 1) if site in waiting else (1, 0))
+    note = f"waiting for maintenance window at {opening:%Y-%m-%d %H:%M} UTC"
+    for site in waiting:
+        with session_scope() as s:
+            mine = (RotationItem.batch_key == key, RotationItem.certificate_id == site.certificate_id)
+            item = s.scalars(select(RotationItem).where(*mine)).one()
+            cert = repo.get(s, Certificate, site.certificate_id)
+            assert (item.state, item.issued_serial) == ("Waiting For Window", cert.serial_number)
+            assert note in (item.reason or "")
+            assert cert.status is CertificateStatus.ISSUED
+            assert note in (cert.status_reason or "")
+            assert cert.targets[0].deploy_waits_until == opening
+        assert site.served_serial() == before[site.certificate_id]  # nothing deployed outside the window
+        (run,) = _waiting_runs(site, opening, started)
+        assert run.state is not None
+        assert run.state.is_scheduled()
+        assert run.state.state_details.scheduled_time == opening
+        assert run.parameters["target_ids"] == [_target_id(site)]
+
+    # A re-run of the batch neither issues nor schedules them again.
+    again = rotate_batch(batch_key=key)
+    assert (again["done"], again["waiting_for_window"]) == (2, 2)
+    for site in fleet:
+        assert _orders(site) == 1
+    for site in waiting:
+        assert len(_waiting_runs(site, opening, started)) == 1
+
+    # The window has come: the run Prefect starts then deploys what the batch issued.
+    last = waiting[-1]
+    (run,) = _waiting_runs(last, opening, started)
+    assert deploy_certificate(last.certificate_id, target_ids=run.parameters["target_ids"]) == {
+        _target_id(last): "Deployed"
+    }
+    assert last.served_serial() == _story(last)[0]
+
+
+def _target_id(site: Site) -> int:
+    with session_scope() as s:
+        return repo.get(s, Certificate, site.certificate_id).targets[0].id
+
+
+def test_a_batch_told_to_ignore_windows_deploys_now_and_is_audited(boot: Bootstrapped, fleet: list[Site]) -> None:
+    register(runner_deployments(bot_queue(boot.local_bot_id)))
+    _window_away(fleet)
+    key = f"ignore-{uuid.uuid4().hex[:8]}"
+    counts = rotate_batch(batch_name="demo", batch_key=key, ignore_maintenance_windows=True)
+    assert (counts["done"], counts["waiting_for_window"]) == (4, 0)
+    for site in fleet:
+        serial, served, status = _story(site)
+        assert site.served_serial() == served == serial
+        assert status is CertificateStatus.DEPLOYED
+    with session_scope() as s:
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == IGNORING_WINDOWS))
+        assert (event.actor, event.object_type, event.object_id) == ("flow:rotate-batch", "RotationBatch", key)
+
+
+def test_a_stopped_batch_cancels_the_runs_waiting_for_a_window(boot: Bootstrapped, fleet: list[Site]) -> None:
+    """The canary's server is outside its window: it waits (not a failure) and the batch goes on; a later
+    failure stops the batch, whose rollback cancels the waiting run so nothing deploys in the window."""
+    register(runner_deployments(bot_queue(boot.local_bot_id)))
+    before = fleet[0].served_serial()
+    opening = _window_away(fleet[:1])
+    started = utcnow()
+    _break_reload(fleet[-1])
+    key = f"stop-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(RotationStopped, match="failure budget exceeded"):
+        rotate_batch(batch_name="demo", batch_key=key)
+    assert _items(key)[fleet[0].certificate_id] == ("Rolled Back", True)
+    (run,) = _waiting_runs(fleet[0], opening, started)
+    assert run.state is not None
+    assert run.state.is_cancelled()
+    assert run.state.message == f"rotate-batch {key} stopped"
+    issued, _served, status = _story(fleet[0])
+    assert fleet[0].served_serial() == before
+    assert issued != before
+    assert status is CertificateStatus.ISSUED  # issued by the batch, never deployed
+    with session_scope() as s:
+        cert = repo.get(s, Certificate, fleet[0].certificate_id)
+        assert cert.targets[0].deploy_waits_until is None
+        assert "cancelled" in (cert.status_reason or "")

@@ -22,6 +22,7 @@ def rotate_selected(
     certificate_ids: Annotated[list[str] | None, Form()] = None,
     canary_per_server_type: Annotated[str, Form()] = "1",
     failure_budget: Annotated[str, Form()] = "0.05",
+    ignore_maintenance_windows: Annotated[str, Form()] = "",
 ) -> Response:
     if not certificate_ids:
         raise InputError("select the certificates to rotate in the list first", field="certificate_ids")
@@ -30,6 +31,8 @@ def rotate_selected(
             "certificate_ids": certificate_ids,
             "canary_per_server_type": canary_per_server_type,
             "failure_budget": failure_budget,
+            # A checkbox: "on" when ticked, absent otherwise (anything else is refused by the request's rules).
+            "ignore_maintenance_windows": ignore_maintenance_windows or False,
         }
     )
     key, count, run = start_rotation(db, request, who.username)

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from certfleet.bots.routing import NoRoute, plan_deploys, record_plans, rollback_route
+from certfleet.bots.routing import NoRoute, cancel_waiting_runs, plan_deploys, record_plans, rollback_route
 from certfleet.dashboard.errors import InputError
 from certfleet.dashboard.flows import FlowRunRef, start_flow
 from certfleet.dashboard.services.certificates import needs_configuration
@@ -54,12 +54,20 @@ def start_for_certificate(
             runs.append(start_flow(flow_name, parameters, queue=plan.route.queue, scheduled_time=plan.at))
         record_plans(session, cert.id, plans)
         if ignore_window:
+            # The runs that waited for a window must not deploy again later: a deploy now replaces them.
+            cancelled = cancel_waiting_runs(
+                cert.id,
+                [t for plan in plans for t in plan.target_ids],
+                reason=f"deployed now by {actor}, ignoring the maintenance window",
+                keep_ids={run.id for run in runs},
+            )
             repo.audit(
                 session,
                 actor=actor,
                 action="deploy-ignoring-maintenance-window",
                 obj=cert,
-                detail="deploy now, whatever the servers' maintenance windows say",
+                detail="deploy now, whatever the servers' maintenance windows say"
+                + (f"; cancelled the waiting run(s) {', '.join(cancelled)}" if cancelled else ""),
             )
     else:
         runs.append(start_flow(flow_name, {"certificate_id": cert.id}))
@@ -103,5 +111,5 @@ def start_rotation(session: Session, request: rotation.RotationRequest, actor: s
     key = request.batch_key
     assert key is not None  # prepare gives every batch a key
     run = start_flow(rotation.FLOW, request.flow_parameters(), flow_run_name=f"{rotation.FLOW}-{key}")
-    rotation.audit_start(session, key, count, actor, run.name)
+    rotation.audit_start(session, key, count, actor, run.name, ignore_windows=request.ignore_maintenance_windows)
     return key, count, run
