@@ -126,6 +126,7 @@ def test_a_user_failing_inside_a_chunk_fails_alone_and_a_rerun_delivers_without_
 
     ids = [add(f"User {n}", f"user{n}@example.com") for n in range(10)]
     assert chunk_size(len(ids)) == 2  # users 0 and 1 share a chunk (every step of it is one task run)
+    assert chunk_size(1_000) == chunk_size(10_000) == 100  # at most 100 users a chunk
     delivery = tmp_path / "share"
     delivery.mkdir()
     (delivery / "user1@example.com").write_text("a file where the user's folder goes")
