@@ -13,12 +13,14 @@ retried after its other users are done, and on the step's last attempt fails onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateAuthority, IssueResult
 from certfleet.connectors.errors import (
@@ -28,6 +30,7 @@ from certfleet.connectors.errors import (
     TransientConnectorError,
 )
 from certfleet.models.db import session_scope
+from certfleet.models.orm import SmimeOrder, SmimeUser
 from certfleet.pki.keys import KeySpec
 from certfleet.settings import get_settings
 from certfleet.smime import delivery, rollout, senders
@@ -51,6 +54,15 @@ def failure_message(exc: BaseException) -> str:
     if isinstance(exc, ConnectorError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _preload(session: Session, order_ids: Collection[int] = (), user_ids: Collection[int] = ()) -> None:
+    """The chunk's orders and users in two queries, so the per-user steps find them in the session's identity map
+    instead of asking the database once per user and step."""
+    orders = list(session.scalars(select(SmimeOrder).where(SmimeOrder.id.in_(order_ids)))) if order_ids else []
+    wanted = set(user_ids) | {o.user_id for o in orders}
+    if wanted:
+        list(session.scalars(select(SmimeUser).where(SmimeUser.id.in_(wanted))))
 
 
 def _last_attempt() -> bool:
@@ -91,6 +103,7 @@ def order_and_csr(user_ids: list[int], ca_connector_id: int | None, key: str, re
     going: dict[int, int] = {}
     failed: dict[int, str] = {}
     with session_scope() as s:
+        _preload(s, user_ids=user_ids)
         for user_id in user_ids:
             try:  # a refused connector is refused before the user's order row is added
                 going[user_id] = rollout.open_order(s, user_id, ca_connector_id)
@@ -98,6 +111,7 @@ def order_and_csr(user_ids: list[int], ca_connector_id: int | None, key: str, re
                 failed[user_id] = failure_message(exc)
     spec = KeySpec.parse(key)
     with session_scope() as s:
+        _preload(s, going.values())
         for order_id in going.values():
             rollout.make_csr(s, order_id, spec, renewal=renewal)
     return _settle(chunk, going, failed, {}, "")
@@ -114,6 +128,7 @@ def _place_or_poll(
     retry: dict[int, str] = {}
     calls: dict[int, tuple[int, rollout.CaCall]] = {}
     with session_scope() as s:  # the placements are counted before the CA is called
+        _preload(s, chunk.orders.values())
         for user_id, order_id in chunk.orders.items():
             try:
                 call = rollout.next_ca_call(s, order_id)
@@ -140,6 +155,7 @@ def _place_or_poll(
             except TransientConnectorError as exc:
                 retry[user_id] = failure_message(exc)
     with session_scope() as s:
+        _preload(s, [order_id for order_id, _ in calls.values()])
         for user_id, message in refused.items():
             rollout.fail_order(s, calls[user_id][0], message)
             failed[user_id] = message
@@ -202,6 +218,7 @@ def deliver(chunk: Chunk, delivery_dir: str | None) -> Chunk:
     parcels: dict[int, tuple[int, senders.Parcel]] = {}
     with session_scope() as s:
         target = delivery.folder_target(delivery_dir) if delivery_dir else delivery.current_target(s)
+        _preload(s, chunk.orders.values())
         for user_id, order_id in chunk.orders.items():
             try:
                 parcel = rollout.package(s, order_id)
@@ -223,6 +240,7 @@ def deliver(chunk: Chunk, delivery_dir: str | None) -> Chunk:
     parcels.clear()  # the bundles and passwords leave memory before the chunk's result is returned
     if sent:
         with session_scope() as s:
+            _preload(s, [order_id for order_id, _ in sent.values()])
             for user_id, (order_id, where) in sent.items():
                 rollout.delivered(s, order_id, where)
                 done[user_id] = where
