@@ -2,8 +2,8 @@
 
 Prints one JSON line:
 - sync_users_per_s: the real sync-directory flow reading --sync-users users (pages of 999) over HTTPS from the
-  emulator (tests/emulators/azure_ad.py, in this process) into a fresh database (CERTFLEET_DATABASE_URL, else
-  SQLite), timed after one warm-up flow run with no users;
+  emulator (tests/emulators/azure_ad.py, in this process) into a fresh database (SQLite, or PostgreSQL with
+  --database-url), timed after one warm-up flow run with no users;
 - rollout_users_per_s: the real smime-rollout flow (order row, key + CSR, issue, PKCS#12 to a folder) for
   --rollout-users of them, under Prefect's test server;
 - bare_users_per_s: a bare Python loop doing the same key, CSR, signing and PKCS#12 work with the same built-in
@@ -14,6 +14,10 @@ Goals (issue 14): sync at least 2,000 users/s, ratio at least 0.5 for both key t
     uv run python benchmarks/smime.py
     uv run python benchmarks/smime.py --key p256 --rollout-users 200
     uv run python benchmarks/smime.py --sync-only          # the sync part alone: sync_users_per_s, peak_mb
+    uv run python benchmarks/smime.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+With --database-url (a PostgreSQL server's admin URL) a throwaway database is created on that server and dropped
+afterwards; `database` in the line says which one was measured.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import secrets
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,15 +69,51 @@ def bare_loop(connector_id: int, emails: list[str], key: str, out: Path) -> floa
         return len(emails) / (time.perf_counter() - t0)
 
 
+@contextmanager
+def throwaway_database(admin_url: str | None) -> Iterator[None]:
+    """A fresh PostgreSQL database on `admin_url`'s server as CERTFLEET_DATABASE_URL, dropped afterwards; no-op
+    without a URL (SQLite in the data directory)."""
+    if not admin_url:
+        os.environ.pop("CERTFLEET_DATABASE_URL", None)
+        yield
+        return
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"certfleet_bench_smime_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    os.environ["CERTFLEET_DATABASE_URL"] = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield
+    finally:
+        from certfleet.models.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sync-users", type=int, default=10_000)
     parser.add_argument("--rollout-users", type=int, default=1_000)
     parser.add_argument("--key", choices=["rsa2048", "p256"], default="rsa2048")
     parser.add_argument("--sync-only", action="store_true", help="measure the directory sync only (no rollout)")
+    parser.add_argument("--database-url", help="a PostgreSQL server URL; a throwaway database is made on it")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="certfleet-bench-smime-"))
     os.environ["CERTFLEET_DATA_DIR"] = str(work / "data")
+    with throwaway_database(args.database_url):
+        run(args, work)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    from certfleet.settings import get_settings
+
+    get_settings.cache_clear()  # the data directory and database chosen above, whatever was imported before
+    database = "postgresql" if args.database_url else "sqlite"
 
     from prefect.testing.utilities import prefect_test_harness
 
@@ -112,6 +155,7 @@ def main() -> None:
             assert report["added"] == args.sync_users, report
             if args.sync_only:
                 print(json.dumps({
+                    "database": database,
                     "sync_users": args.sync_users,
                     "sync_users_per_s": round(args.sync_users / sync_s, 1),
                     "peak_mb": round(peak_mb(), 1),
@@ -132,6 +176,7 @@ def main() -> None:
         emulator.stop()
     rollout = len(user_ids) / rollout_s
     print(json.dumps({
+        "database": database,
         "key": args.key,
         "sync_users": args.sync_users,
         "sync_users_per_s": round(args.sync_users / sync_s, 1),

@@ -3,6 +3,7 @@ certificates from the built-in CA, DigiCert or emSign, delivered as PKCS#12 to a
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, cast
 from uuid import UUID
 
@@ -21,14 +22,15 @@ from certfleet.tasks.smime import (
     sync_profile_users,
 )
 from certfleet.tasks.smime_rollout import (
+    Chunk,
     check_delivery,
     deliver,
     order_and_csr,
     poll,
+    record_failures,
     submit,
     users_to_order,
 )
-from certfleet.tasks.smime_rollout import record_failure as record_rollout_failure
 
 
 @flow(name="sync-directory", flow_run_name="sync-directory-{profile_id}")
@@ -65,7 +67,19 @@ def _threads(workers: int) -> TaskRunner[PrefectFuture[Any]]:
     return cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
 
 
-@flow(name="smime-rollout", flow_run_name="smime-rollout", task_runner=_threads(8))
+# Users per chunk: enough that a task run's own cost is small next to its users' work, few enough that the
+# chunks of a run keep every worker thread busy; at most WINDOW chunks are in flight, so the flow holds futures
+# for a bounded number of users however many it rolls out.
+CHUNK_MAX = 100
+WORKERS = 8
+WINDOW = 2 * WORKERS
+
+
+def chunk_size(users: int, workers: int = WORKERS) -> int:
+    return max(1, min(CHUNK_MAX, -(-users // workers)))
+
+
+@flow(name="smime-rollout", flow_run_name="smime-rollout", task_runner=_threads(WORKERS))
 def smime_rollout(
     user_ids: list[int] | None = None,
     ca_connector_id: int | None = None,
@@ -90,9 +104,10 @@ def smime_rollout(
     ignored, revoked and disabled or vanished users are still left alone.
 
     `ca_connector_id`: the built-in CA, a DigiCert or an emSign connector; default the user's profile's connector,
-    else the built-in CA. Users run side by side; each step is its own task, retried on its own; a user that fails
-    is reported and the others go on (a failed delivery leaves the user at Certificate Issued, with the reason on
-    the order; a re-run delivers without ordering again). Returns user id -> where the PKCS#12 went, or the error.
+    else the built-in CA. Users are taken in chunks (at most CHUNK_MAX) that run side by side; each step of a chunk
+    is its own task, retried on its own (certfleet.tasks.smime_rollout); a user that fails is reported and the
+    others go on (a failed delivery leaves the user at Certificate Issued, with the reason on the order; a re-run
+    delivers without ordering again). Returns user id -> where the PKCS#12 went, or the error.
     """
     if renewal and user_ids is None:
         raise ValueError("a renewal names its users (user_ids): it never re-keys every installed certificate")
@@ -101,26 +116,37 @@ def smime_rollout(
     users = users_to_order(user_ids, user_filter, renewal)
     progress = create_progress_artifact(progress=0.0, key="smime-rollout", description="S/MIME users done")
     assert isinstance(progress, UUID)  # called from a sync flow: not a coroutine
-    chains = []
-    for user_id in users:
-        ordered = order_and_csr.submit(user_id, ca_connector_id, key, renewal)
-        placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
-        issued = poll.submit(ordered, wait_for=[placed])  # type: ignore[call-overload]
-        delivered = deliver.submit(ordered, delivery_dir, delivery, wait_for=[issued])  # type: ignore[call-overload]
-        chains.append((user_id, (ordered, placed, issued, delivered)))
+    size = chunk_size(len(users))
+    in_flight: deque[tuple[list[int], tuple[PrefectFuture[Chunk], ...]]] = deque()
     outcome: dict[str, str] = {}
-    failures = 0
-    for done, (user_id, steps) in enumerate(chains, start=1):
-        steps[-1].wait()
-        if steps[-1].state.is_completed():
-            outcome[str(user_id)] = steps[-1].result()
-        else:
-            failures += 1
-            message = _first_failure(steps)
-            record_rollout_failure(user_id, message)
-            outcome[str(user_id)] = f"failed: {message}"
-        if done % 10 == 0 or done == len(chains):
-            update_progress_artifact(progress, progress=100.0 * done / len(chains))
+    done = failures = 0
+
+    def settle() -> None:
+        nonlocal done, failures
+        chunk_users, steps = in_flight.popleft()
+        chunk = _outcome(chunk_users, steps)
+        if chunk.failed:
+            record_failures(chunk)
+        for user_id in chunk_users:
+            if user_id in chunk.delivered:
+                outcome[str(user_id)] = chunk.delivered[user_id]
+            else:
+                failures += 1
+                outcome[str(user_id)] = f"failed: {chunk.failed.get(user_id, 'did not complete')}"
+        done += len(chunk_users)
+        update_progress_artifact(progress, progress=100.0 * done / len(users))
+
+    for start in range(0, len(users), size):
+        chunk_users = users[start : start + size]
+        ordered = order_and_csr.submit(chunk_users, ca_connector_id, key, renewal)
+        placed = submit.submit(ordered)  # type: ignore[call-overload]  # Prefect resolves the future
+        issued = poll.submit(placed)  # type: ignore[call-overload]
+        delivered = deliver.submit(issued, delivery_dir, delivery)  # type: ignore[call-overload]
+        in_flight.append((chunk_users, (ordered, placed, issued, delivered)))
+        if len(in_flight) >= WINDOW:
+            settle()
+    while in_flight:
+        settle()
     if not users:
         update_progress_artifact(progress, progress=100.0)
     if failures:
@@ -128,13 +154,21 @@ def smime_rollout(
     return outcome
 
 
-def _first_failure(steps: tuple[PrefectFuture[Any], ...]) -> str:
-    """The error of the first step that failed (the later ones only say their upstream failed)."""
+def _outcome(users: list[int], steps: tuple[PrefectFuture[Chunk], ...]) -> Chunk:
+    """The chunk after its last step; when a step failed as a whole (after its retries), its users still going
+    fail with that step's error."""
+    reached = Chunk(users=users)
     for step in steps:
         step.wait()
-        if step.state.is_failed() or step.state.is_crashed():
-            try:
-                step.result()
-            except Exception as exc:
-                return failure_message(exc)
-    return "did not complete"
+        if step.state.is_completed():
+            reached = step.result()
+            continue
+        try:
+            step.result()
+            message = "did not complete"
+        except Exception as exc:
+            message = failure_message(exc)
+        going = reached.orders if step is not steps[0] else dict.fromkeys(users, 0)
+        failed = {**reached.failed, **dict.fromkeys(going, message)}
+        return reached.model_copy(update={"orders": {}, "failed": failed, "delivered": {}})
+    return reached

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -498,6 +499,9 @@ class AuditEvent(Base):
 # The dashboard's certificate tiles group by these three; sorting the list by name uses the second.
 Index("ix_certificates_tiles", Certificate.status, Certificate.provisioning_bot_id, Certificate.ca_connector_id)
 Index("ix_certificates_common_name", Certificate.common_name)
+# A directory sync looks each page's users up by these two (certfleet.smime.directory_sync.apply_page).
+Index("ix_smime_users_profile_key", SmimeUser.profile_id, SmimeUser.directory_key)
+Index("ix_smime_users_email_lower", func.lower(SmimeUser.email))
 
 
 class UserRole(enum.StrEnum):

@@ -17,7 +17,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.connectors.directory.azure_ad import (
@@ -178,8 +191,8 @@ def _one_of(
 
 
 def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser], report: SyncReport) -> None:
-    """Upsert one page of directory users into the profile's S/MIME users: two SELECTs of plain rows, then one
-    bulk UPDATE and one bulk INSERT (executemany), in the caller's transaction."""
+    """Upsert one page of directory users into the profile's S/MIME users: two indexed SELECTs of plain rows, then
+    the writes (`_write`), in the caller's transaction."""
     source = repo.get(session, DirectoryProfile, profile_id).name
     listed: list[_Listed] = []
     for entry in users:
@@ -202,6 +215,7 @@ def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser]
         by_email[row["email"].lower()] = rows.setdefault(row["id"], dict(row))
     inserts: list[dict[str, Any]] = []
     changed: dict[int, dict[str, Any]] = {}
+    moved: set[int] = set()  # ids of stored users whose address changes
     for u in listed:
         user = mine.get(u.key)
         holder = by_email.get(u.address.lower())
@@ -226,7 +240,7 @@ def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser]
             "directory_state": u.state,
         }
         if user is None:
-            user = {"id": None, **new, "status": SmimeStatus.AWAITING_ORDER, "created_at": utcnow()}
+            user = {"id": None, **new}
             inserts.append(user)
             by_email[u.address.lower()] = mine[u.key] = user
             report.added += 1
@@ -237,15 +251,84 @@ def apply_page(session: Session, profile_id: int, users: Iterable[DirectoryUser]
         if user["email"].lower() != u.address.lower():
             by_email.pop(user["email"].lower(), None)
             by_email[u.address.lower()] = user
+        if user["id"] is not None and user["email"] != u.address:
+            moved.add(user["id"])
         user.update(new)
         if user["id"] is not None:
             changed[user["id"]] = user
         report.updated += 1
-    # Updates first, as the ORM's flush orders them: an address a user gives up may be taken by a new user.
-    if changed:
-        session.execute(update(SmimeUser), [{"id": i, **{k: r[k] for k in _SYNCED}} for i, r in changed.items()])
+    _write(session, dialect, changed, moved, inserts, source, profile_id)
+
+
+_TABLE = SmimeUser.metadata.tables[SmimeUser.__tablename__]
+_PER_ROW = ("name", "email", "designation", "directory_key", "directory_state")  # source, profile_id: the page's
+
+
+def _write(
+    session: Session,
+    dialect: str,
+    changed: dict[int, dict[str, Any]],
+    moved: set[int],
+    inserts: list[dict[str, Any]],
+    source: str,
+    profile_id: int,
+) -> None:
+    """The page's writes, updates first (as the ORM's flush orders them: an address a user gives up may be taken
+    by a new user). Users whose address changes are updated one statement each, in page order, since the unique
+    address is checked row by row. On PostgreSQL the other updates and the inserts are one statement each over
+    arrays (`unnest`), so the server plans and runs one statement a page, not one a user; SQLite runs
+    executemany, which costs it no round trips."""
+    in_order = [{"user_id": i, **{k: r[k] for k in _SYNCED}} for i, r in changed.items() if i in moved]
+    if in_order:
+        session.execute(update(_TABLE).where(_TABLE.c.id == bindparam("user_id")), in_order)
+    rest = [(i, r) for i, r in changed.items() if i not in moved]
+    if dialect == "postgresql":
+        if rest:
+            v = _unnest({"id": ([i for i, _ in rest], Integer), **_columns([r for _, r in rest])})
+            session.execute(
+                update(_TABLE)
+                .where(_TABLE.c.id == v.c.id)
+                .values({**{k: v.c[k] for k in _PER_ROW}, "source": source, "profile_id": profile_id})
+            )
+        if inserts:
+            v = _unnest(_columns(inserts))
+            session.execute(
+                insert(_TABLE).from_select(
+                    [*_PER_ROW, "source", "profile_id", "status", "created_at", "renewal_attempts"],
+                    select(
+                        *(v.c[k] for k in _PER_ROW),
+                        literal(source, String),
+                        literal(profile_id, Integer),
+                        literal(SmimeStatus.AWAITING_ORDER, _TABLE.c.status.type),
+                        literal(utcnow(), _TABLE.c.created_at.type),
+                        literal(0, Integer),
+                    ),
+                )
+            )
+        return
+    if rest:
+        session.execute(
+            update(_TABLE).where(_TABLE.c.id == bindparam("user_id")),
+            [{"user_id": i, **{k: r[k] for k in _SYNCED}} for i, r in rest],
+        )
     if inserts:
-        session.execute(insert(SmimeUser), [{k: v for k, v in r.items() if k != "id"} for r in inserts])
+        now = utcnow()
+        session.execute(
+            insert(_TABLE),
+            [{**{k: r[k] for k in _SYNCED}, "status": SmimeStatus.AWAITING_ORDER, "created_at": now} for r in inserts],
+        )
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, tuple[list[Any], type[String]]]:
+    return {k: ([r[k] for r in rows], String) for k in _PER_ROW}
+
+
+def _unnest(columns: dict[str, tuple[list[Any], Any]]) -> Any:
+    """PostgreSQL: the rows as one derived table `v`, from one bound array per column."""
+    arrays = [
+        cast(bindparam(f"a_{k}", values, type_=ARRAY(kind)), ARRAY(kind)) for k, (values, kind) in columns.items()
+    ]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name="v")
 
 
 def finish(session: Session, profile_id: int, seen_keys: set[str], report: SyncReport) -> None:

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from certfleet.connectors.base import IssueRequest, IssueResult, Profile
+from certfleet.connectors.base import CertificateAuthority, IssueRequest, IssueResult, Profile
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.models import repo
 from certfleet.models.orm import (
@@ -217,12 +217,17 @@ def next_ca_call(session: Session, order_id: int) -> CaCall | None:
     return CaCall(order.ca_connector_id, request, order.ca_order_id)
 
 
-def call_ca(session: Session, call: CaCall) -> IssueResult:
-    """Place or poll the order; a remote CA records its order id on `smime_orders` as soon as it answers."""
+def call_ca(session: Session, call: CaCall, built: dict[int, CertificateAuthority] | None = None) -> IssueResult:
+    """Place or poll the order; a remote CA records its order id on `smime_orders` as soon as it answers.
+    `built`: connectors already made by this caller, by connector id (the built-in CA decrypts and loads its keys
+    when made: once per chunk of users, not once per user)."""
     from certfleet.tasks.build import build_ca  # the connector factory (the built-in CA reads its key from the DB)
 
-    connector = repo.get(session, CAConnector, call.connector_id)
-    ca = build_ca(session, connector, SmimeOrderJournal(connector.id))
+    built = {} if built is None else built
+    ca = built.get(call.connector_id)
+    if ca is None:
+        connector = repo.get(session, CAConnector, call.connector_id)
+        ca = built[call.connector_id] = build_ca(session, connector, SmimeOrderJournal(connector.id))
     return ca.status(call.ca_order_id) if call.ca_order_id else ca.issue(call.request)
 
 

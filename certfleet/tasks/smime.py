@@ -1,18 +1,22 @@
 """Tasks of sync-directory: read a profile's users from Azure AD / Microsoft Graph and upsert them.
 
 A sync is one task (the Graph client and its token cannot cross task boundaries, and pages are applied as they
-arrive so memory stays flat): each page is its own transaction, the upsert is idempotent, and a retry (on a
-transient failure: Graph or Entra ID unreachable, throttling that did not end) starts again from the first page.
+arrive so memory stays flat; the next page is read while one is written): each page is its own transaction, the
+upsert is idempotent, and a retry (on a transient failure: Graph or Entra ID unreachable, throttling that did not
+end) starts again from the first page.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from sqlalchemy import select
 
-from certfleet.connectors.directory.azure_ad import AzureADDirectory
+from certfleet.connectors.directory.azure_ad import AzureADDirectory, DirectoryUser
 from certfleet.connectors.errors import ConnectorError
 from certfleet.models import repo
 from certfleet.models.db import session_scope
@@ -53,7 +57,7 @@ def sync_profile_users(profile_id: int) -> dict[str, object]:
     report = directory_sync.SyncReport()
     seen: set[str] = set()
     with AzureADDirectory(settings) as directory:
-        for page in directory.pages():
+        for page in one_ahead(directory.pages()):
             with session_scope() as s:
                 directory_sync.apply_page(s, profile_id, page, report)
             seen.update(u.user_principal_name for u in page if u.user_principal_name)
@@ -64,6 +68,16 @@ def sync_profile_users(profile_id: int) -> dict[str, object]:
     with session_scope() as s:
         directory_sync.finish(s, profile_id, seen, report)
     return report.as_json()
+
+
+def one_ahead(pages: Iterator[list[DirectoryUser]]) -> Iterator[list[DirectoryUser]]:
+    """The pages, each next one read from Graph (in one helper thread) while the caller writes this one to the
+    database: the two waits overlap, and at most two pages are held. Errors surface where the page would have."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-pages") as reader:
+        ahead = reader.submit(next, pages, None)
+        while (page := ahead.result()) is not None:
+            ahead = reader.submit(next, pages, None)
+            yield page
 
 
 @task(cache_policy=NO_CACHE, task_run_name="sync-failed-profile-{profile_id}")

@@ -117,3 +117,36 @@ def test_a_user_whose_step_fails_is_reported_and_the_others_go_on(boot: Bootstra
     assert set(smime_rollout(user_ids=[ok, bad], delivery_dir=str(tmp_path))) == {str(ok), str(bad)}
     assert user(ok).status is SmimeStatus.CERTIFICATE_INSTALLED
     assert user(bad).status is SmimeStatus.CERTIFICATE_INSTALLED
+
+
+def test_a_user_failing_inside_a_chunk_fails_alone_and_a_rerun_delivers_without_ordering_again(
+    boot: Bootstrapped, tmp_path: Path
+) -> None:
+    from certfleet.flows.smime import chunk_size
+
+    ids = [add(f"User {n}", f"user{n}@example.com") for n in range(10)]
+    assert chunk_size(len(ids)) == 2  # users 0 and 1 share a chunk (every step of it is one task run)
+    assert chunk_size(1_000) == chunk_size(10_000) == 100  # at most 100 users a chunk
+    delivery = tmp_path / "share"
+    delivery.mkdir()
+    (delivery / "user1@example.com").write_text("a file where the user's folder goes")
+
+    state = smime_rollout(user_ids=ids, delivery_dir=str(delivery), key="p256", return_state=True)
+
+    assert isinstance(state, State)
+    assert state.is_failed()
+    assert [user(i).status for i in ids] == [
+        SmimeStatus.CERTIFICATE_ISSUED if i == ids[1] else SmimeStatus.CERTIFICATE_INSTALLED for i in ids
+    ]
+    assert (delivery / "user0@example.com" / "user0@example.com.p12").is_file()  # its chunk mate was delivered
+    blocked = next(o for o in orders() if o.user_id == ids[1])
+    assert blocked.error is not None
+    assert "cannot create the folder" in blocked.error
+    assert len(orders()) == 10
+
+    (delivery / "user1@example.com").unlink()
+    outcome = smime_rollout(user_ids=ids, delivery_dir=str(delivery), key="p256")
+
+    assert outcome == {str(ids[1]): str(delivery / "user1@example.com" / "user1@example.com.p12")}
+    assert user(ids[1]).status is SmimeStatus.CERTIFICATE_INSTALLED
+    assert len(orders()) == 10  # delivered from the sealed PKCS#12: never ordered again
