@@ -93,16 +93,16 @@ def serving(hosts: list[DemoHost]) -> Iterator[list[ListenerProcess]]:
             listener.stop()
 
 
-def timed_rotate_batch(certs: int, **params: Any) -> float:
-    """One real rotate-batch over the Batch Name `demo` against Prefect's test server; its seconds. Exits unless
-    all `certs` certificates were rotated."""
+def timed_rotate_batch(certs: int, batch_name: str = "demo", **params: Any) -> float:
+    """One real rotate-batch over the Batch Name against Prefect's test server; its seconds. Exits unless all
+    `certs` certificates were rotated."""
     from prefect.testing.utilities import prefect_test_harness
 
     from certfleet.flows.rotation import rotate_batch
 
     with prefect_test_harness(server_startup_timeout=120):
         t0 = time.perf_counter()
-        counts = rotate_batch(batch_name="demo", batch_key="bench", failure_budget=0.0, **params)
+        counts = rotate_batch(batch_name=batch_name, batch_key="bench", failure_budget=0.0, **params)
         seconds = time.perf_counter() - t0
     if counts["done"] != certs:
         raise SystemExit(f"only {counts['done']} of {certs} certificates were rotated: {counts}")
