@@ -4,9 +4,10 @@ Starts pebble-challtestsrv (every name resolves to 127.0.0.1) and Pebble on 127.
 Pebble switched off for all three alike (PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT=0, PEBBLE_AUTHZREUSE=0:
 every certificate is validated), then issues EC P-256 certificates, one name each:
 
-- certfleet: one real `rotate-batch` run over `--certs` demo TLS listeners whose certificates use an ACME
-  connector on this Pebble (http-01 answered by the bot's responder). rotate-batch has no issue-only mode, so
-  this is the whole rotation: new key, order written, ACME order, install, config test, reload, TLS proof.
+- certfleet: one real `rotate-batch` run over `--certs` sites (by SNI) of `--servers` demo TLS listeners (default:
+  one listener per site) whose certificates use an ACME connector on this Pebble (http-01 answered by the bot's
+  responder). rotate-batch has no issue-only mode, so this is the whole rotation: new key, order written, ACME
+  order, install, config test, reload (once per group of a server's certificates), TLS proof.
   The connector's rate limit is set with `--rate-limit` (requests/s) and `--burst`.
 - certbot: a pinned certbot installed into its own venv under `--cache` (python -m venv + pip), account
   registered first, then one `certbot certonly --standalone` process per certificate, one after another, as
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--certs", type=int, default=50, help="certificates issued each way")
     parser.add_argument("--certbot-certs", type=int, default=None, help="certbot runs (default: --certs)")
     parser.add_argument("--threads", type=int, default=8, help="threads of the bare loop")
+    parser.add_argument(
+        "--servers", type=int, default=None, help="certfleet's TLS listeners sharing the sites (default: one each)"
+    )
     parser.add_argument("--ca-concurrency", type=int, default=8, help="rotate-batch's ca_concurrency")
     parser.add_argument("--rate-limit", type=float, default=200.0, help="the ACME connector's requests/s")
     parser.add_argument("--burst", type=int, default=1000, help="the ACME connector's rate limit burst")
@@ -200,10 +204,11 @@ def run_certbot(stack: Stack, root: Path, certs: int, cache: Path) -> float:
 # -- certfleet -----------------------------------------------------------------------------------------------
 
 
-def run_certfleet(stack: Stack, root: Path, certs: int, ca_concurrency: int, rate: float, burst: int) -> float:
+def run_certfleet(
+    stack: Stack, root: Path, certs: int, servers: int, ca_concurrency: int, rate: float, burst: int
+) -> float:
     from certfleet.ca_admin import service
     from certfleet.ca_admin.forms import AcmeForm, AdvancedOptions
-    from certfleet.demo.fleet import plan_fleet, register_fleet
     from certfleet.models.db import session_scope
 
     boot = rotate.bootstrap()
@@ -215,10 +220,15 @@ def run_certfleet(stack: Stack, root: Path, certs: int, ca_concurrency: int, rat
     )
     with session_scope() as s:
         connector_id = service.create_connector(s, form, actor="benchmark")
-    hosts = plan_fleet(root / "fleet", certs)
-    register_fleet(hosts, ca_connector_id=connector_id, bot_id=boot.local_bot_id)
-    with rotate.serving(hosts):
-        return rotate.timed_rotate_batch(certs, ca_concurrency=ca_concurrency)
+    listeners, sites = rotate.plan_sites(root / "fleet", certs, servers)
+    try:
+        for listener in listeners:
+            listener.launch(ready_timeout=120)
+        rotate.register(listeners, sites, ca_connector_id=connector_id, bot_id=boot.local_bot_id)
+        return rotate.timed_rotate_batch(certs, batch_name="bench", ca_concurrency=ca_concurrency)
+    finally:
+        for listener in listeners:
+            listener.stop()
 
 
 def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -233,7 +243,9 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             run_certbot(stack, root / "certbot", certbot_certs, args.cache) if "certbot" not in args.skip else None
         )
         certfleet_s = (
-            run_certfleet(stack, root, args.certs, args.ca_concurrency, args.rate_limit, args.burst)
+            run_certfleet(
+                stack, root, args.certs, args.servers or args.certs, args.ca_concurrency, args.rate_limit, args.burst
+            )
             if "certfleet" not in args.skip
             else None
         )
@@ -246,6 +258,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         "certs": args.certs,
         "certbot_certs": certbot_certs,
         "threads": args.threads,
+        "servers": args.servers or args.certs,
         "ca_concurrency": args.ca_concurrency,
         "rate_limit": args.rate_limit,
         "burst": args.burst,

@@ -6,8 +6,9 @@ Registers `--servers` local-agent servers, each a demo TLS listener serving its 
 the server's config test, reload, TLS proof) against Prefect's test server on SQLite.
 
 Then, on the same listeners, the same crypto and file work in a bare Python loop without Prefect (key, CSR, the
-built-in CA's signature, atomic file writes, the listener's config test and reload, a TLS proof), one thread per
-server for as many servers at once as rotate-batch runs.
+built-in CA's signature, atomic file writes, the listener's config test and reload once per group of certificates
+of a server, as rotate-batch groups them, a TLS proof per certificate), one thread per server for as many servers
+at once as rotate-batch runs.
 
 Prints one JSON line: certs, servers, seconds, certfleet_cps (certificates rotated per second), bare_s, bare_cps,
 ratio (bare time / certfleet time: 1.0 means no overhead), peak_mb (max RSS of this process, the Prefect test
@@ -92,16 +93,16 @@ def serving(hosts: list[DemoHost]) -> Iterator[list[ListenerProcess]]:
             listener.stop()
 
 
-def timed_rotate_batch(certs: int, **params: Any) -> float:
-    """One real rotate-batch over the Batch Name `demo` against Prefect's test server; its seconds. Exits unless
-    all `certs` certificates were rotated."""
+def timed_rotate_batch(certs: int, batch_name: str = "demo", **params: Any) -> float:
+    """One real rotate-batch over the Batch Name against Prefect's test server; its seconds. Exits unless all
+    `certs` certificates were rotated."""
     from prefect.testing.utilities import prefect_test_harness
 
     from certfleet.flows.rotation import rotate_batch
 
     with prefect_test_harness(server_startup_timeout=120):
         t0 = time.perf_counter()
-        counts = rotate_batch(batch_name="demo", batch_key="bench", failure_budget=0.0, **params)
+        counts = rotate_batch(batch_name=batch_name, batch_key="bench", failure_budget=0.0, **params)
         seconds = time.perf_counter() - t0
     if counts["done"] != certs:
         raise SystemExit(f"only {counts['done']} of {certs} certificates were rotated: {counts}")
@@ -203,22 +204,29 @@ def register(listeners: list[ListenerProcess], sites: list[Site], *, ca_connecto
 
 
 def bare_server(connector_id: int, listener: ListenerProcess, sites: list[Site]) -> None:
-    """One server's sites one after another, as rotate-batch's per-server task takes them."""
+    """One server's sites a group at a time, as rotate-batch's per-server task takes them: each site's files
+    written, then the listener's config test and reload once for the group, then each site proven served."""
+    from certfleet.connectors.servers.probe import wait_for_serial
+    from certfleet.flows.rotation import GROUP
     from certfleet.models.db import session_scope
     from certfleet.models.orm import CAConnector
     from certfleet.tasks.build import build_ca
 
     with session_scope() as s:
         ca = build_ca(s, s.get_one(CAConnector, connector_id))
-    for site in sites:
-        bare_rotate(ca, site, listener)
+    for first in range(0, len(sites), GROUP):
+        group = sites[first : first + GROUP]
+        serials = [bare_install(ca, site) for site in group]
+        subprocess.run(listener.check_command(), check=True, capture_output=True, timeout=60)
+        subprocess.run(listener.reload_command(), check=True, capture_output=True, timeout=60)
+        for site, serial in zip(group, serials, strict=True):
+            wait_for_serial("127.0.0.1", listener.port, server_name=site.fqdn, expected_serial=serial)
 
 
-def bare_rotate(ca: CertificateAuthority, site: Site, listener: ListenerProcess) -> None:
+def bare_install(ca: CertificateAuthority, site: Site) -> int:
     """The same crypto and file work without Prefect, journal or database records: key, CSR, the built-in CA's
-    signature, files written atomically (key 0600), the listener's config test and reload, a TLS proof."""
+    signature, files written atomically (key 0600). Returns the new serial."""
     from certfleet.connectors.base import IssueRequest
-    from certfleet.connectors.servers.probe import wait_for_serial
     from certfleet.pki.csr import build_csr, csr_to_pem
     from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
     from certfleet.pki.parse import load_material
@@ -235,9 +243,7 @@ def bare_rotate(ca: CertificateAuthority, site: Site, listener: ListenerProcess)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    subprocess.run(listener.check_command(), check=True, capture_output=True, timeout=60)
-    subprocess.run(listener.reload_command(), check=True, capture_output=True, timeout=60)
-    wait_for_serial("127.0.0.1", listener.port, server_name=site.fqdn, expected_serial=chain[0].serial_number)
+    return int(chain[0].serial_number)
 
 
 def rss_mb() -> float:

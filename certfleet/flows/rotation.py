@@ -50,11 +50,13 @@ from certfleet.rotation.service import (
     RotationRequest,
 )
 from certfleet.tasks.build import release_connections
+from certfleet.tasks.deploy_group import GroupOutcome, deploy_group
 from certfleet.tasks.deployment import restore_target
 from certfleet.tasks.rotation import (
     Planned,
     ca_limit,
     deployed_items,
+    issue_group,
     issue_once,
     item_state,
     note_ignoring_windows,
@@ -65,6 +67,9 @@ from certfleet.tasks.rotation import (
 )
 
 PARALLEL_SERVERS = 8
+# Certificates of one server issued and deployed together: one config test and one reload of the server per group.
+# A stop (canary, failure budget) takes effect between groups.
+GROUP = 25
 
 
 class RotationStopped(RuntimeError):
@@ -149,44 +154,107 @@ def _issue(item: Planned, batch: _Batch) -> str | None:
         return None
 
 
-def _rotate_one(item: Planned, batch: _Batch) -> None:
-    serial = _issue(item, batch)
-    if serial is None:
-        return
-    chosen = windows.split(item.certificate_id, ignore_windows=batch.ignore_windows)
-    done: list[int] = []
-    failure = None
-    if chosen.now is None or chosen.now:
-        done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id, only=chosen.now)
-    if failure is not None:
-        set_state(item.item_id, FAILED, reason=f"deploy failed: {failure}", deployment_ids=[])
-        batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
-    elif chosen.later:
-        _wait_for_window(item, chosen, deployment_ids=done)
-    else:
-        set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=done)
-
-
 def _wait_for_window(item: Planned, chosen: windows.Split, deployment_ids: list[int] | None = None) -> None:
     """The item's remaining targets wait for their windows in Scheduled runs: the item waits, not a failure."""
     reason = windows.schedule(item.certificate_id, chosen)
     set_state(item.item_id, WAITING, reason=reason, deployment_ids=deployment_ids)
 
 
+def _issue_all(items: list[Planned], batch: _Batch) -> list[tuple[Planned, str]]:
+    """The items issued (once per batch), a group per CA connector in one task run; what the group could not settle
+    (a transient CA failure, an order left pending) goes through `issue_once`'s retrying tasks. Failures are
+    recorded. Returns the issued items with their serials, in order."""
+    serials: dict[int, str] = {}
+    refused: set[int] = set()
+    by_ca: dict[int, list[Planned]] = {}
+    for item in items:
+        if item.ca_connector_id is not None:
+            by_ca.setdefault(item.ca_connector_id, []).append(item)
+    for connector_id, group in by_ca.items():
+        settled = issue_group(group[0].item_id, [i.item_id for i in group], connector_id)
+        serials.update(settled.serials)
+        for item in group:
+            if item.item_id in settled.failures:
+                refused.add(item.item_id)
+                reason = settled.failures[item.item_id]
+                set_state(item.item_id, FAILED, reason=f"issue failed: {reason}")
+                batch.failed(f"certificate {item.certificate_id}: issue failed: {reason}", stop_at_once=item.canary)
+    issued = []
+    for item in items:
+        serial = serials.get(item.item_id)
+        if serial is None and item.item_id not in refused:
+            serial = _issue(item, batch)
+        if serial is not None:
+            issued.append((item, serial))
+    return issued
+
+
+def _deploy_alone(item: Planned, serial: str, batch: _Batch, chosen: windows.Split | None = None) -> None:
+    """One certificate deployed on its own: to every target, or (`chosen`) to the targets that may be deployed
+    now, the others scheduled for their maintenance windows."""
+    only = chosen.now if chosen is not None else None
+    done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id, only=only)
+    if failure is not None:
+        _deploy_failed(item, failure, batch)
+    elif chosen is not None and chosen.later:
+        _wait_for_window(item, chosen, deployment_ids=done)
+    else:
+        set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=done)
+
+
+def _deploy_failed(item: Planned, failure: str, batch: _Batch) -> None:
+    set_state(item.item_id, FAILED, reason=f"deploy failed: {failure}", deployment_ids=[])
+    batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
+
+
+def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) -> None:
+    """A group of one server's certificates: issued, then deployed with one config test and one reload of the
+    server (certfleet.tasks.deploy_group); what cannot be grouped is deployed one by one, as before."""
+    issued = _issue_all(items, batch)
+    split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
+    if not batch.ignore_windows:
+        for item, _ in issued:
+            chosen = windows.split(item.certificate_id, ignore_windows=False)
+            if chosen.later:
+                split[item.item_id] = chosen
+    for item, serial in issued:
+        waits = split.get(item.item_id)
+        if waits is not None and waits.now == []:  # every target waits: nothing to deploy now
+            _wait_for_window(item, waits)
+        elif waits is not None:  # some targets now, some later: not grouped
+            _deploy_alone(item, serial, batch, waits)
+    issued = [(item, serial) for item, serial in issued if item.item_id not in split]
+    if not issued:
+        return
+    if server_id is None:
+        outcome = GroupOutcome(alone=[item.certificate_id for item, _ in issued])
+    else:
+        outcome = deploy_group(server_id, issued[0][0].certificate_id, [item.certificate_id for item, _ in issued])
+    for item, serial in issued:
+        certificate_id = item.certificate_id
+        if certificate_id in outcome.deployed:
+            set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=[outcome.deployed[certificate_id]])
+        elif certificate_id in outcome.failed:
+            _deploy_failed(item, outcome.failed[certificate_id], batch)
+        elif not batch.stopped:  # handed back: deployed alone (a stopped batch leaves it issued, not deployed)
+            _deploy_alone(item, serial, batch)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
 def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
-    """One server's certificates, one after another; stops starting new ones once the batch is stopped."""
+    """One server's certificates, a group at a time; stops starting new groups once the batch is stopped."""
     batch = _batches[batch_key]
     started = 0
     server_id = items[0].server_id
     # The server's slot is held for its whole run of certificates (two calls to Prefect, not two per certificate):
     # a second batch on the same server waits for this one's turn there.
     with concurrency(server_limit(server_id), strict=True) if server_id is not None else nullcontext():
-        for item in items:
+        for first in range(0, len(items), GROUP):
             if batch.stopped:
                 break
-            started += 1
-            _rotate_one(item, batch)
+            group = items[first : first + GROUP]
+            started += len(group)
+            _rotate_group(server_id, group, batch)
     return started
 
 

@@ -18,7 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from certfleet.connectors.base import Backup, ServerHandler
+from certfleet.connectors.base import Backup, CertificateBundle, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.probe import ProbeError, fetch_served_chain, wait_for_serial
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE, SHARED_FILE
@@ -50,7 +50,7 @@ _in_flight_lock = threading.Lock()
 _replaced_in_run: dict[tuple[str, int, str], dict[str, int]] = {}
 
 
-def _served_serial(job: TargetJob) -> str | None:
+def served_serial(job: TargetJob) -> str | None:
     try:
         chain = fetch_served_chain(job.server.host, job.port, server_name=job.server_name, timeout=5.0)
     except ProbeError:
@@ -63,7 +63,7 @@ def start_deployment(certificate_id: int, target_id: int) -> int:
     store = current_store()
     job = store.target_job(certificate_id, target_id)
     return store.open_deployment(
-        certificate_id, target_id, _served_serial(job), str(flow_run.id) if flow_run.id else None
+        certificate_id, target_id, served_serial(job), str(flow_run.id) if flow_run.id else None
     )
 
 
@@ -77,6 +77,24 @@ def install_on_target(deployment_id: int) -> None:
     run = flow_run.root_flow_run_id if flow_run.id else None  # deploy-certificate's, above its per-target runs
     shared_key = (str(run), job.server.server_id, job.serial_number or "") if run else None
     written_before = _replaced_in_run.get(shared_key, {}) if shared_key else {}
+    if install_files(store, deployment_id, handler, bundle, shared_key=shared_key, written_before=written_before):
+        _run_step(store, deployment_id, handler, CONFIG_TEST)
+        _run_step(store, deployment_id, handler, RELOAD)
+
+
+def install_files(
+    store: JobStore,
+    deployment_id: int,
+    handler: ServerHandler,
+    bundle: CertificateBundle,
+    *,
+    shared_key: tuple[str, int, str] | None = None,
+    written_before: dict[str, int] | None = None,
+) -> bool:
+    """Journal, back up and replace the deployment's files (and apply its other changes), without testing or
+    reloading the server. Returns False when every file was already in place (another target of the run wrote it
+    and reloaded the server): then only the proof is left."""
+    written_before = written_before or {}
     with _in_flight_lock:
         _in_flight[deployment_id] = _InFlight(handler, shared_key=shared_key)
     writes = handler.plan(bundle)
@@ -89,7 +107,7 @@ def install_on_target(deployment_id: int) -> None:
             store.update_step(step_id, state=StepState.DONE, detail=f"deployment {written_before[write.path]}")
     fresh = [w for w in writes if w.path not in written_before]
     if writes and not fresh:
-        return  # every file is in place and the server was reloaded with it: only the proof is left
+        return False  # every file is in place and the server was reloaded with it: only the proof is left
     for write in fresh:
         backup_path = f"{write.path}.certfleet-backup-{deployment_id}"
         step_id = store.journal(deployment_id, REPLACE_FILE, path=write.path, backup_path=backup_path)
@@ -103,8 +121,7 @@ def install_on_target(deployment_id: int) -> None:
         _in_flight[deployment_id].undos.append((change.action, undo))
         change.apply(undo)
         store.update_step(step_id, state=StepState.DONE)
-    _run_step(store, deployment_id, handler, CONFIG_TEST)
-    _run_step(store, deployment_id, handler, RELOAD)
+    return True
 
 
 @task(cache_policy=NO_CACHE, task_run_name="verify-deployment-{deployment_id}")
@@ -244,10 +261,16 @@ def _forget(deployment_id: int) -> None:
         _in_flight.pop(deployment_id, None)
 
 
+def mark_reloaded(deployment_id: int) -> None:
+    """From now on an undo by this process (journal unreachable) must reload the server too."""
+    with _in_flight_lock:
+        _in_flight[deployment_id].reloaded = True
+
+
 def _run_step(store: JobStore, deployment_id: int, handler: ServerHandler, action: str) -> None:
     step_id = store.journal(deployment_id, action)
     if action == RELOAD:
-        _in_flight[deployment_id].reloaded = True
+        mark_reloaded(deployment_id)
     try:
         handler.verify() if action == CONFIG_TEST else handler.activate()
     except ConnectorError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from certfleet.connectors.errors import TransientConnectorError
 from certfleet.models import repo
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
@@ -178,22 +180,9 @@ def issue_once(item_id: int, ca_connector_id: int | None = None) -> str:
     """Issue the item's certificate unless this batch already did: the order is remembered on the item before the
     CA is called, and an order the CA already answered is recorded, never placed again. Calls to the CA hold a slot
     of the connector's limit `rotate-ca-<id>`. Returns the serial."""
-    with session_scope() as s:
-        item = repo.get(s, RotationItem, item_id)
-        if item.issued_serial:
-            return item.issued_serial
-        certificate_id, order_id = item.certificate_id, item.order_id
-        if order_id is not None:
-            order = repo.get(s, Order, order_id)
-            if order.state is OrderState.ISSUED and order.serial_number:
-                item.issued_serial = order.serial_number
-                return order.serial_number
-            if order.state is OrderState.FAILED:
-                order_id = None
-    if order_id is None:
-        order_id = create_order(certificate_id)
-        with session_scope() as s:
-            repo.get(s, RotationItem, item_id).order_id = order_id
+    serial, order_id = _order_of(item_id, create_order)
+    if serial is not None:
+        return serial
     with session_scope() as s:
         issued = repo.get(s, Order, order_id).state is OrderState.ISSUED
     if not issued:
@@ -211,6 +200,76 @@ def note_ignoring_windows(batch_key: str, run: str) -> None:
     was started from the Prefect UI, which writes no audit event of its own)."""
     with session_scope() as s:
         service.audit_ignoring_windows(s, batch_key, ACTOR, run)
+
+
+@dataclass
+class IssuedGroup:
+    """What `issue_group` settled: serials and refusals by item id; the other items go through `issue_once`."""
+
+    serials: dict[int, str]
+    failures: dict[int, str]
+
+
+@task(cache_policy=NO_CACHE, task_run_name="issue-group-from-item-{first_item_id}")
+def issue_group(first_item_id: int, item_ids: list[int], ca_connector_id: int) -> IssuedGroup:
+    """Issue a group of items of one CA connector in one task run, holding one slot of `rotate-ca-<id>` for the
+    group's calls to the CA (not two calls to Prefect per certificate). The steps are issue_once's (the order
+    remembered on the item before the CA is called, an answered order recorded, never placed again); an item whose
+    CA call fails transiently or is left pending is not settled here: `issue_once` then retries or polls it."""
+    serials: dict[int, str] = {}
+    failures: dict[int, str] = {}
+    orders: dict[int, int] = {}
+    for item_id in item_ids:
+        try:
+            serial, order_id = _order_of(item_id, create_order.fn)
+        except TransientConnectorError:
+            continue
+        except Exception as exc:  # as issue_once's task would fail: recorded by the caller
+            failures[item_id] = str(exc)
+            continue
+        if serial is not None:
+            serials[item_id] = serial
+        else:
+            orders[item_id] = order_id
+    issued: list[tuple[int, int]] = []
+    with concurrency(ca_limit(ca_connector_id), strict=True):
+        for item_id, order_id in orders.items():
+            try:
+                if submit_order.fn(order_id):
+                    issued.append((item_id, order_id))
+            except TransientConnectorError:
+                continue  # issue_once's task retries it (same order, same idempotency key)
+            except Exception as exc:
+                failures[item_id] = str(exc)
+    for item_id, order_id in issued:
+        try:
+            serials[item_id] = record_issued.fn(order_id)
+        except Exception as exc:
+            failures[item_id] = str(exc)
+            continue
+        set_state(item_id, ISSUED, serial=serials[item_id])
+    return IssuedGroup(serials, failures)
+
+
+def _order_of(item_id: int, create: Callable[[int], int]) -> tuple[str | None, int]:
+    """The item's serial when this batch already issued it, else its order (placed now when it has none)."""
+    with session_scope() as s:
+        item = repo.get(s, RotationItem, item_id)
+        if item.issued_serial:
+            return item.issued_serial, item.order_id or 0
+        certificate_id, order_id = item.certificate_id, item.order_id
+        if order_id is not None:
+            order = repo.get(s, Order, order_id)
+            if order.state is OrderState.ISSUED and order.serial_number:
+                item.issued_serial = order.serial_number
+                return order.serial_number, order_id
+            if order.state is OrderState.FAILED:
+                order_id = None
+    if order_id is None:
+        order_id = create(certificate_id)
+        with session_scope() as s:
+            repo.get(s, RotationItem, item_id).order_id = order_id
+    return None, order_id
 
 
 _lock = threading.Lock()

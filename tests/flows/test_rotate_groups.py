@@ -1,0 +1,203 @@
+"""rotate-batch deploys a server's certificates in groups: one config test and one reload per group, exact rollback."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from certfleet.connectors.servers.probe import fetch_served_chain
+from certfleet.demo.fleet import DEMO_DOMAIN, placeholder_certificate
+from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
+from certfleet.flows.rollback import rollback_deployment
+from certfleet.flows.rotation import rotate_batch
+from certfleet.jobs.db_store import CONFIG_TEST, RELOAD
+from certfleet.models import repo
+from certfleet.models.bootstrap import Bootstrapped
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Certificate,
+    Deployment,
+    DeploymentStatus,
+    DeploymentStep,
+    DeploymentTarget,
+    RotationItem,
+    Server,
+    ServerConnection,
+)
+from certfleet.pki.parse import serial_hex
+
+SITES = 5
+
+
+@dataclass
+class SharedServer:
+    """One listener serving SITES sites by SNI, registered as one server with one certificate per site."""
+
+    listener: ListenerProcess
+    server_id: int
+    certificates: dict[str, int]  # fqdn -> certificate id
+
+    def served(self, fqdn: str) -> str:
+        leaf = fetch_served_chain("127.0.0.1", self.listener.port, server_name=fqdn, timeout=5)[0]
+        return serial_hex(leaf.serial_number)
+
+    def reloads(self) -> int:
+        return self.listener.log_text().count("reloaded: now serving")
+
+
+@pytest.fixture
+def shared(boot: Bootstrapped, tmp_path: Path) -> Iterator[SharedServer]:
+    sites_dir = tmp_path / "server" / "sites"
+    sites_dir.mkdir(parents=True)
+    listener = ListenerProcess.for_sites("127.0.0.1", free_port(), sites_dir, workdir=tmp_path / "server")
+    fqdns = [f"group-{n}.{DEMO_DOMAIN}" for n in range(SITES)]
+    for fqdn in fqdns:
+        (sites_dir / fqdn).mkdir()
+        cert_pem, key_pem = placeholder_certificate(fqdn)
+        (sites_dir / fqdn / SITE_CERT).write_bytes(cert_pem)
+        (sites_dir / fqdn / SITE_KEY).write_bytes(key_pem)
+    certificates = {}
+    with session_scope() as s:
+        server = Server(
+            description="shared server",
+            host="127.0.0.1",
+            ports=[listener.port],
+            connection=ServerConnection.LOCAL,
+            server_type="generic",
+            app_path=str(listener.workdir),
+            config_test_command=shlex.join(listener.check_command()),
+            reload_command=shlex.join(listener.reload_command()),
+            bot_id=boot.local_bot_id,
+            created_by="test",
+        )
+        s.add(server)
+        s.flush()
+        for fqdn in fqdns:
+            cert = Certificate(
+                common_name=fqdn,
+                sans=[fqdn],
+                ca_connector_id=boot.ca_connector_id,
+                provisioning_bot_id=boot.local_bot_id,
+                key_spec="ec-p256",
+                validity_days=30,
+                batch_name="groups",
+            )
+            cert.targets.append(
+                DeploymentTarget(
+                    server_id=server.id,
+                    port=listener.port,
+                    server_name=fqdn,
+                    cert_path=str(sites_dir / fqdn / SITE_CERT),
+                    key_path=str(sites_dir / fqdn / SITE_KEY),
+                )
+            )
+            s.add(cert)
+            s.flush()
+            certificates[fqdn] = cert.id
+        server_id = server.id
+    listener.launch()
+    try:
+        yield SharedServer(listener, server_id, certificates)
+    finally:
+        listener.stop()
+
+
+def _deployments(certificate_id: int) -> list[tuple[int, DeploymentStatus, str | None]]:
+    with session_scope() as s:
+        rows = s.execute(
+            select(Deployment.id, Deployment.status, Deployment.reason)
+            .where(Deployment.certificate_id == certificate_id)
+            .order_by(Deployment.id)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _shared_steps(deployment_id: int) -> list[tuple[str, str, str | None]]:
+    with session_scope() as s:
+        steps = s.scalars(
+            select(DeploymentStep)
+            .where(DeploymentStep.deployment_id == deployment_id, DeploymentStep.action.in_([CONFIG_TEST, RELOAD]))
+            .order_by(DeploymentStep.seq)
+        )
+        return [(st.action, st.state.value, st.detail) for st in steps]
+
+
+def test_a_servers_certificates_are_deployed_with_one_config_test_and_one_reload_per_group(
+    shared: SharedServer,
+) -> None:
+    before = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
+    reloads_before = shared.reloads()
+    counts = rotate_batch(batch_name="groups", batch_key="groups-all-good")
+    assert counts["done"] == SITES
+    # The canary alone, then the other four as one group: two reloads of the server for five certificates.
+    assert shared.reloads() - reloads_before == 2
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
+        canary = next(cid for cid, r in items.items() if r.canary)
+        for cid in shared.certificates.values():
+            assert repo.get(s, Certificate, cid).serial_number == issued[cid]
+    for fqdn, cid in shared.certificates.items():
+        assert shared.served(fqdn) == issued[cid] != before[fqdn]
+        ((deployment_id, status, _),) = _deployments(cid)
+        assert status is DeploymentStatus.DEPLOYED
+        # Each deployment journals the shared config test and reload, so a rollback of any one of them is exact.
+        size = 1 if cid == canary else SITES - 1
+        assert _shared_steps(deployment_id) == [
+            (CONFIG_TEST, "done", f"once for a group of {size}"),
+            (RELOAD, "done", f"once for a group of {size}"),
+        ]
+    # Rolling back one deployment of the group puts back that site's certificate only, and reloads the server.
+    fqdn = next(f for f, c in shared.certificates.items() if c != canary)
+    ((deployment_id, _, _),) = _deployments(shared.certificates[fqdn])
+    assert rollback_deployment(deployment_id) == DeploymentStatus.ROLLED_BACK.value
+    assert shared.served(fqdn) == before[fqdn]
+    for other, cid in shared.certificates.items():
+        if other != fqdn:
+            assert shared.served(other) == issued[cid]
+
+
+def test_a_certificate_that_breaks_the_groups_config_test_fails_alone_and_the_others_are_deployed(
+    shared: SharedServer, tmp_path: Path
+) -> None:
+    fqdns = list(shared.certificates)
+    bad = fqdns[3]  # not the canary (the first): it is in the group of four
+    bad_cert = Path(shared.listener.sites_dir or "") / bad / SITE_CERT
+    pristine = tmp_path / "pristine.pem"
+    shutil.copy(bad_cert, pristine)
+    # The server's config test fails whenever the bad site's certificate file changed: as nginx -t fails on one
+    # broken server block, whatever the others hold.
+    with session_scope() as s:
+        repo.get(s, Server, shared.server_id).config_test_command = shlex.join(
+            ["cmp", "-s", str(pristine), str(bad_cert)]
+        )
+    before = {fqdn: shared.served(fqdn) for fqdn in fqdns}
+    counts = rotate_batch(batch_name="groups", batch_key="groups-one-bad", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (SITES - 1, 1)
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        bad_item = items[shared.certificates[bad]]
+        assert bad_item.state == "Failed"
+        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
+    assert shared.served(bad) == before[bad]
+    (_, grouped, _), (_, alone, alone_reason) = _deployments(shared.certificates[bad])
+    assert (grouped, alone) == (DeploymentStatus.ROLLED_BACK, DeploymentStatus.ROLLED_BACK)
+    assert "config test" in (alone_reason or "")
+    assert bad_cert.read_bytes() == pristine.read_bytes()
+    for fqdn in fqdns:
+        if fqdn in (bad, fqdns[0]):
+            continue
+        cid = shared.certificates[fqdn]
+        assert shared.served(fqdn) == issued[cid] != before[fqdn]
+        # First the group's attempt, rolled back when its config test failed; then alone, deployed with the
+        # certificate the batch issued once.
+        (_, first_status, first_reason), (_, second_status, _) = _deployments(cid)
+        assert first_status is DeploymentStatus.ROLLED_BACK
+        assert "the config test of a group of 4 failed" in (first_reason or "")
+        assert second_status is DeploymentStatus.DEPLOYED
