@@ -201,3 +201,31 @@ def test_a_certificate_that_breaks_the_groups_config_test_fails_alone_and_the_ot
         assert first_status is DeploymentStatus.ROLLED_BACK
         assert "the config test of a group of 4 failed" in (first_reason or "")
         assert second_status is DeploymentStatus.DEPLOYED
+
+
+def test_a_failed_reload_of_the_group_rolls_the_whole_group_back(shared: SharedServer, tmp_path: Path) -> None:
+    """The group's one reload fails (the server was not reloaded): every certificate of the group fails with the
+    reason, its files are put back byte for byte, and the rollback's own reload leaves the old certificates served."""
+    sites = Path(shared.listener.sites_dir or "")
+    before_files = {fqdn: (sites / fqdn / SITE_CERT).read_bytes() for fqdn in shared.certificates}
+    before = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
+    reload = shlex.join(shared.listener.reload_command())
+    failed_once = tmp_path / "reload-failed-once"
+    with session_scope() as s:  # the first reload (the group's) fails; the rollback's reload works
+        repo.get(s, Server, shared.server_id).reload_command = shlex.join(
+            ["sh", "-c", f"if [ -e {shlex.quote(str(failed_once))} ]; then exec {reload}; fi; touch "
+             f"{shlex.quote(str(failed_once))}; echo reload refused >&2; exit 3"]
+        )  # fmt: skip
+    counts = rotate_batch(
+        batch_name="groups", batch_key="groups-reload-fails", canary_per_server_type=0, failure_budget=1.0
+    )
+    assert (counts["done"], counts["failed"]) == (0, SITES), counts
+    for fqdn, cid in shared.certificates.items():
+        ((_, status, reason),) = _deployments(cid)
+        assert status is DeploymentStatus.ROLLED_BACK, (fqdn, status, reason)
+        assert (sites / fqdn / SITE_CERT).read_bytes() == before_files[fqdn]
+        assert shared.served(fqdn) == before[fqdn]
+    with session_scope() as s:
+        for item in s.scalars(select(RotationItem)):
+            assert item.state == "Failed"
+            assert "reload refused" in (item.reason or ""), item.reason
