@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 WARM_MODULES = (
@@ -37,6 +38,11 @@ WARM_MODULES = (
     "prefect.client.orchestration",
     "prefect._internal.control_listener",
     "prefect.logging.handlers",
+    "prefect.deployments.steps.core",  # the deployment's pull steps, run by every flow run
+    "prefect.deployments.steps.pull",
+    "prefect.utilities.visualization",  # the engine imports it (and graphviz) for every flow
+    "prefect._internal.integrations",
+    "sqlite3",
     "certfleet.deployments.serve",  # every flow module certfleet's deployments name, and what they import
 )
 
@@ -55,6 +61,11 @@ def _warm_up() -> str | None:
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         return f"importing Prefect and certfleet started threads ({names}): forking would be unsafe"
     return None
+
+
+def _settings_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What Prefect's settings are read from: PREFECT_* (PREFECT__* are the engine's own run variables)."""
+    return {k: v for k, v in env.items() if k.startswith("PREFECT_") and not k.startswith("PREFECT__")}
 
 
 def _exit_status(wait_status: int) -> int:
@@ -104,19 +115,24 @@ def run_child(request: dict[str, Any]) -> None:
     import warnings
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    launcher_env = dict(os.environ)
     os.environ.clear()
     os.environ.update(request["env"])
     if request.get("cwd"):
         os.chdir(request["cwd"])
     sys.argv = [sys.argv[0]]  # the engine reads the flow run id from PREFECT__FLOW_RUN_ID
-    # Settings read from the environment at import time are read again from the run's environment.
+    # Settings read from the environment at import time are read again if the run's environment changes them
+    # (0.2-0.7 s on a busy machine, so not when the job adds nothing to what the worker gave the launcher).
     from prefect.context import refresh_global_settings_context
-    from prefect.logging.configuration import setup_logging
+    from prefect.logging.configuration import PROCESS_LOGGING_CONFIG, setup_logging
 
     from certfleet.settings import get_settings
 
-    refresh_global_settings_context()
-    setup_logging(incremental=False)
+    if _settings_environment(os.environ) != _settings_environment(launcher_env):
+        refresh_global_settings_context()
+        if PROCESS_LOGGING_CONFIG:  # configured while importing: configure it again from the new settings
+            PROCESS_LOGGING_CONFIG.clear()
+            setup_logging()
     get_settings.cache_clear()
     # runpy warns when the module was imported already (another module imports it); so does `python -m` then.
     warnings.filterwarnings("ignore", r"'prefect\.engine' found in sys\.modules", RuntimeWarning)

@@ -102,7 +102,12 @@ class Launcher:
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
         argv = [sys.executable, "-m", "certfleet.deployments.warm_launcher", str(theirs.fileno())]
-        self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        # The environment a run gets before the job's part (see WarmStarter.environment): a run whose job adds no
+        # Prefect setting then needs no new settings object in the child.
+        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True)}
+        self.process = subprocess.Popen(
+            argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=sanitize_subprocess_env(env)
+        )
         theirs.close()
         self.reader, self.writer = await asyncio.open_unix_connection(sock=ours)
         hello = json.loads(await self.reader.readline() or b'{"ready": false, "reason": "it ended"}')

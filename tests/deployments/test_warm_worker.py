@@ -54,7 +54,7 @@ def _register() -> None:
             work_pool_name=POOL,
             work_queue_name=QUEUE,
             entrypoint_type=EntrypointType.MODULE_PATH,
-            job_variables={"env": {"WARM_TEST_VAR": "from-the-job"}},
+            job_variables={"env": {"WARM_TEST_VAR": "from-the-job", "PREFECT_TASKS_DEFAULT_RETRIES": "7"}},
         )
         deployment.apply()  # type: ignore[union-attr]
 
@@ -105,6 +105,7 @@ def test_a_run_is_forked_from_the_launcher_with_the_jobs_environment(worker: Wor
     seen = _seen(report)
     assert seen["ppid"] == _launcher_pid(worker)  # forked by the warm launcher, not started by the worker
     assert seen["env"] == "from-the-job"  # the job template's env reaches the run, as Prefect's worker gives it
+    assert seen["retries"] == 7  # and Prefect's settings in the run are read from it
     assert seen["cwd"].endswith("prefect")  # a temporary working directory, as Prefect's worker makes one
     deadline = time.monotonic() + 60  # and removed once the worker saw the process end
     while Path(seen["cwd"]).exists():

@@ -11,7 +11,15 @@ from prefect import flow
 
 
 def _report(path: str, **more: object) -> None:
-    seen = {"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "env": os.environ.get("WARM_TEST_VAR")}
+    from prefect.settings import get_current_settings
+
+    seen = {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "cwd": os.getcwd(),
+        "env": os.environ.get("WARM_TEST_VAR"),
+        "retries": get_current_settings().tasks.default_retries,  # a Prefect setting the job's env sets
+    }
     Path(path).write_text(json.dumps(seen | more))
 
 
