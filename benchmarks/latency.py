@@ -118,6 +118,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
@@ -128,7 +135,7 @@ def idle_cpu(up_pid: int, seconds: float = 20.0) -> dict[str, float]:
     server = [pid for pid, argv in kids.items() if b"server" in argv and b"start" in argv]
     # certfleet's workers (`python -m certfleet.deployments.warm_worker`) and their warm launchers
     workers = [pid for pid, argv in kids.items() if any(b"certfleet.deployments.warm_" in a for a in argv)]
-    workers += [c for pid in list(workers) for c in _children(pid)]
+    workers += [c for pid in list(workers) for c in _children(pid) if b"warm_launcher" in _cmdline(c)]
     before = {pid: _cpu_seconds(pid) for pid in server + workers}
     time.sleep(seconds)
     used = {pid: _cpu_seconds(pid) - cpu for pid, cpu in before.items()}

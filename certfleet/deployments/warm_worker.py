@@ -34,6 +34,7 @@ import anyio.abc
 from prefect.flows import load_flow_from_flow_run
 from prefect.runner._flow_run_executor import FlowRunExecutionResult, FlowRunExecutorContext
 from prefect.runner._process_manager import ProcessHandle
+from prefect.runner._starter_engine import EngineCommandStarter
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
@@ -217,10 +218,20 @@ class WarmStarter:
             control_env = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
         try:
             run = await self.launcher.fork(self.environment(flow_run, control_env), str(self.cwd))
-        except BaseException:
+        except BaseException as exc:
             if control_env:
                 self.control.unregister(flow_run.id)
-            raise
+            if not isinstance(exc, LauncherGone):
+                raise
+            # The launcher ended meanwhile: this run starts as Prefect's own worker would start it.
+            cold = EngineCommandStarter(
+                cwd=self.cwd,
+                env=self.configuration.env,
+                stream_output=self.configuration.stream_output,
+                control_channel=self.control,
+            )
+            await cold.start(flow_run, task_status=task_status)
+            return
         task_status.started(ProcessHandle(cast(Any, run), termination_scope=ForkedRunScope(run)))
         await run.ended.wait()
 
