@@ -15,9 +15,13 @@ where a deploy's time goes, from the flow run's own state times in Prefect (medi
 pickup_p50_s (Scheduled to Pending: waiting for the worker's next poll), start_p50_s (Pending to Running: the
 flow-run process starting, importing Prefect and certfleet), work_p50_s (Running to the run's end); and what the
 workers' polling costs when nothing runs: idle_server_cpu_pct (the Prefect server process) and
-idle_workers_cpu_pct (both workers), CPU over 20 s idle in percent of one core.
+idle_workers_cpu_pct (both workers and their warm launchers), CPU over 20 s idle in percent of one core; and
+warm_starts and load_average_1m (the machine's one-minute load average before the deploys and at the end).
 
-    uv run python benchmarks/latency.py [--runs 20] [--rollback-runs 5]
+    uv run python benchmarks/latency.py [--runs 20] [--rollback-runs 5] [--cold]
+
+`--cold` starts `certfleet up` with CERTFLEET_WARM_STARTS=0: every flow run a new Python process, as Prefect's
+process worker starts it (for a comparison at the same machine load).
 
 Prefect settings in the environment other than PREFECT_API_* (e.g. PREFECT_WORKER_QUERY_SECONDS=10 for Prefect's
 default poll) are passed to `certfleet up`, which is started as the CLI tests start it (tests/cli/test_cli.py).
@@ -114,6 +118,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
 
@@ -122,7 +133,9 @@ def idle_cpu(up_pid: int, seconds: float = 20.0) -> dict[str, float]:
     """CPU of the Prefect server and of the workers while nothing runs (their polling), % of one core."""
     kids = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in _children(up_pid)}
     server = [pid for pid, argv in kids.items() if b"server" in argv and b"start" in argv]
-    workers = [pid for pid, argv in kids.items() if b"worker" in argv and b"start" in argv]
+    # certfleet's workers (`python -m certfleet.deployments.warm_worker`) and their warm launchers
+    workers = [pid for pid, argv in kids.items() if any(b"certfleet.deployments.warm_" in a for a in argv)]
+    workers += [c for pid in list(workers) for c in _children(pid) if b"warm_launcher" in _cmdline(c)]
     before = {pid: _cpu_seconds(pid) for pid in server + workers}
     time.sleep(seconds)
     used = {pid: _cpu_seconds(pid) - cpu for pid, cpu in before.items()}
@@ -157,12 +170,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20, help="deploys to a working host")
     parser.add_argument("--rollback-runs", type=int, default=5, help="deploys to the broken host")
+    parser.add_argument("--cold", action="store_true", help="every run a new process (CERTFLEET_WARM_STARTS=0)")
     args = parser.parse_args()
 
     from tests.cli.test_cli import admin_api_token, start_up, stop_up
 
     work = Path(tempfile.mkdtemp(prefix="certfleet-bench-latency-"))
     passed = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_") and not k.startswith("PREFECT_API_")}
+    if args.cold:
+        passed["CERTFLEET_WARM_STARTS"] = "0"
     up = start_up(work / "data", **passed)
     try:
         api = Api(f"http://127.0.0.1:{up.dashboard_port}", admin_api_token(up.data_dir, "latency benchmark"))
@@ -171,6 +187,7 @@ def main() -> None:
             api.wait_for_status(cert_id, {"Deployed"})
         api.timed_deploy(good, "Deployed")  # warm-up: first imports after start fill the bytecode cache
         api.run_ids.clear()
+        load_before = os.getloadavg()[0]
         deploys = [api.timed_deploy(good, "Deployed") for _ in range(args.runs)]
         breakdown = phases(up.api, up.auth_string, api.run_ids)
 
@@ -197,6 +214,8 @@ def main() -> None:
                 "runs": args.runs,
                 "rollback_runs": args.rollback_runs,
                 "worker_query_seconds": os.environ.get("PREFECT_WORKER_QUERY_SECONDS"),
+                "warm_starts": not args.cold,
+                "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
                 **breakdown,
                 **idle,
             }

@@ -4,9 +4,9 @@ It checks in with its bot token (version, OS, IP address), receives its configur
 string, work pool and queue), and runs a Prefect process worker on its own queue `bot-<id>`. The worker's flow
 runs get certfleet's URL and the token in their environment, and fetch everything else (the bundle, the
 server's credentials) from certfleet's API: a bot holds no database URL and no secret key. It keeps checking
-in; a Stopped bot's queue is kept paused. A refused token (wrong, revoked, replaced) ends the agent with a
-one-line reason and exit status 2, after the runs in progress have ended (they fail and put back what they
-changed).
+in; a Stopped bot's queue is kept paused (by certfleet, when it answers a check-in). A refused token (wrong,
+revoked, replaced) ends the agent with a one-line reason and exit status 2, after the runs in progress have
+ended (they fail and put back what they changed).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class Agent:
         )
         self.stopping = threading.Event()
         self.worker: WorkerProcess | None = None
+        self.paused = False  # as the last check-in said
 
     def check_in(self) -> dict[str, Any]:
         body = {"version": __version__, "os": host_os(), "ip_address": address_towards(self.options.url)}
@@ -120,19 +121,15 @@ class Agent:
         return env
 
     def keep_queue_state(self, config: dict[str, Any]) -> None:
-        try:
-            changed = set_paused(
-                config["prefect_api_url"],
-                config.get("prefect_auth_string"),
-                config["work_queue"],
-                bool(config["paused"]),
-                pool=config["work_pool"],
-            )
-        except QueueError as exc:
-            self.say(f"warning: {exc}")
-            return
-        if changed:
-            self.say(f"queue {config['work_queue']} {'paused: the bot is Stopped' if config['paused'] else 'resumed'}")
+        """Says when the queue's state changed. certfleet itself writes it when answering the check-in, with the
+        bot's row locked (`certfleet.bots.queue_state`): an answer read just before an operator's Stop, applied
+        here a moment later, would resume the queue Stop had just paused."""
+        paused = bool(config["paused"])
+        if paused != self.paused:
+            self.say(f"queue {config['work_queue']} {'paused: the bot is Stopped' if paused else 'resumed'}")
+        self.paused = paused
+        if "not changed yet" in str(config.get("queue") or ""):
+            self.say(f"warning: {config['queue']}")
 
     def run(self) -> int:
         """Until SIGTERM/SIGINT (exit 0) or a refused token (exit 2)."""

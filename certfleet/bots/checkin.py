@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from certfleet import fields
 from certfleet.bots.auth import bot_for_token
+from certfleet.bots.queue_state import locked_bot
 from certfleet.models import repo
 from certfleet.models.orm import Bot, BotPurpose, BotStatus, Server, utcnow
 
@@ -24,7 +25,7 @@ def has_work(session: Session, bot: Bot) -> bool:
 
 def check_in(session: Session, token: str, *, version: str | None, ip_address: str | None, os: str | None) -> Bot:
     """Raises `BotTokenRefused` for an unknown, revoked or replaced token."""
-    bot = bot_for_token(session, token)
+    bot = locked_bot(session, bot_for_token(session, token).id)  # the status as Stop/Start last committed it
     first = bot.last_update is None
     bot.last_update = utcnow()
     if version:

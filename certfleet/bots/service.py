@@ -11,8 +11,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from certfleet import fields, tokens
+from certfleet.bots import queue_state
 from certfleet.bots.checkin import has_work
-from certfleet.bots.queues import QueueError, set_paused
 from certfleet.deployments.api import configured_api_url, prefect_auth_string
 from certfleet.deployments.names import bot_queue
 from certfleet.fields import InputError
@@ -96,8 +96,10 @@ def revoke_token(session: Session, bot_id: int, actor: str) -> Bot:
 
 def set_running(session: Session, bot_id: int, running: bool, actor: str) -> Bot:
     """Stop pauses the bot's Prefect queue (its runs wait there; its heartbeats are answered 'Stopped'); Start
-    resumes it. The queue is (un)paused at once when Prefect answers, else by check-bots and the bot agent."""
-    bot = repo.get(session, Bot, bot_id)
+    resumes it. The queue is (un)paused at once when Prefect answers, else by the next heartbeat or check-bots;
+    the bot's row stays locked until the caller commits, so no heartbeat writes the queue in between
+    (`queue_state`)."""
+    bot = queue_state.locked_bot(session, bot_id)
     if running and bot.status is BotStatus.STOPPED:
         if bot.last_update is None:
             bot.status = BotStatus.PENDING_ACTIVATION
@@ -105,12 +107,8 @@ def set_running(session: Session, bot_id: int, running: bool, actor: str) -> Bot
             bot.status = BotStatus.ACTIVE if has_work(session, bot) else BotStatus.PENDING
     elif not running:
         bot.status = BotStatus.STOPPED
-    try:
-        set_paused(configured_api_url(), prefect_auth_string(), bot_queue(bot.id), not running)
-        queue = f"queue {bot_queue(bot.id)} {'resumed' if running else 'paused'}"
-    except QueueError as exc:
-        queue = f"queue {bot_queue(bot.id)} not changed yet ({exc}); check-bots will"
-    detail = f"{bot.status.value}; {queue}"
+    queue = queue_state.apply(configured_api_url(), prefect_auth_string(), bot)
+    detail = f"{bot.status.value}; {queue.detail}"
     repo.audit(session, actor=actor, action="start-bot" if running else "stop-bot", obj=bot, detail=detail)
     return bot
 

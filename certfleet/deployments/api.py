@@ -88,6 +88,8 @@ def _refresh_prefect_settings(url: str, auth_string: str | None) -> None:
 def this_process_api() -> tuple[str, str | None]:
     """The Prefect API (URL, auth string) this process's Prefect client uses: inside a flow run, its own."""
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+    from pydantic import SecretStr
 
-    auth = PREFECT_API_AUTH_STRING.value()
-    return str(PREFECT_API_URL.value() or configured_api_url()), auth.get_secret_value() if auth else None
+    auth: object = PREFECT_API_AUTH_STRING.value()  # Prefect 3.8 unwraps the SecretStr here; older versions did not
+    secret = auth.get_secret_value() if isinstance(auth, SecretStr) else auth
+    return str(PREFECT_API_URL.value() or configured_api_url()), str(secret) if secret else None

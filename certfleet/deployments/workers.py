@@ -5,6 +5,9 @@ environment: that is how a bot's runs get certfleet's URL and the bot token with
 written to Prefect. Workers poll every `POLL_SECONDS`: Prefect's default, 10 s, was most of a deploy's latency
 from the click; at 1 s a run waits half a second on average, and a few workers' polls cost the Prefect server
 little (benchmarks/latency.py measures both). PREFECT_WORKER_QUERY_SECONDS in the environment overrides it.
+
+The worker is Prefect's process worker whose runs are forked from a process that has already imported Prefect
+and certfleet (`warm_worker`, `warm_launcher`): starting a run then takes a fork instead of 2-3 s of imports.
 """
 
 from __future__ import annotations
@@ -36,23 +39,8 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "prefect",
-            "worker",
-            "start",
-            "--pool",
-            self.pool,
-            "--work-queue",
-            self.queue,
-            "--type",
-            "process",
-            "--name",
-            self.name,
-            "--limit",
-            str(self.limit),
-        ]
+        argv = [sys.executable, "-m", "certfleet.deployments.warm_worker", "--pool", self.pool]
+        argv += ["--work-queue", self.queue, "--name", self.name, "--limit", str(self.limit)]
         env = self.environment(os.environ)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

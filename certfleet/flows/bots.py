@@ -8,12 +8,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
+from certfleet.bots import queue_state
 from certfleet.bots.liveness import mark_silent_bots
-from certfleet.bots.queues import set_paused
 from certfleet.deployments.api import this_process_api
-from certfleet.deployments.names import bot_queue
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Bot, BotStatus, utcnow
+from certfleet.models.orm import Bot, utcnow
+from certfleet.models.repo import NotFound
 from certfleet.settings import get_settings
 
 
@@ -27,13 +27,23 @@ def mark_silent_bots_task() -> list[str]:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
 def keep_queues_paused_as_bots_task() -> list[str]:
-    """A Stopped bot's queue is paused, every other bot's queue is not (also when a pause was missed)."""
+    """A Stopped bot's queue is paused, every other bot's queue is not (also when a pause was missed).
+
+    One bot at a time, each with its row locked (`queue_state`): a Stop or Start meanwhile waits, then writes."""
     with session_scope() as s:
-        bots = [(bot_queue(b.id), b.status is BotStatus.STOPPED) for b in s.scalars(select(Bot).order_by(Bot.id))]
+        ids = list(s.scalars(select(Bot.id).order_by(Bot.id)))
     api, auth = this_process_api()
-    return [
-        f"{queue} {'paused' if paused else 'resumed'}" for queue, paused in bots if set_paused(api, auth, queue, paused)
-    ]
+    done = []
+    for bot_id in ids:
+        with session_scope() as s:
+            try:
+                bot = queue_state.locked_bot(s, bot_id)
+            except NotFound:  # deleted meanwhile
+                continue
+            wrote = queue_state.apply(api, auth, bot)
+        if wrote.changed:
+            done.append(wrote.detail)
+    return done
 
 
 @flow(name="check-bots")

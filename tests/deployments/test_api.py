@@ -193,3 +193,13 @@ def test_a_process_given_only_prefects_own_variable_uses_it(data_dir: Path, monk
     monkeypatch.setenv("CERTFLEET_PREFECT_AUTH_STRING", "certfleet's")
     get_settings.cache_clear()
     assert prefect_auth_string() == "certfleet's"
+
+
+def test_this_process_api_gives_the_auth_string_itself() -> None:
+    """check-bots writes queues with it: it failed on every run with an auth string set (Prefect unwraps it)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from certfleet.deployments.api import this_process_api
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api", PREFECT_API_AUTH_STRING: "u:s3cret"}):
+        assert this_process_api() == ("http://127.0.0.1:1/api", "u:s3cret")

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from certfleet import fields
+from certfleet.bots import queue_state
 from certfleet.bots import service as bots
 from certfleet.bots.auth import BotTokenRefused, bearer_token
 from certfleet.bots.checkin import check_in
@@ -134,6 +135,8 @@ def heartbeat(
         )
     except BotTokenRefused as exc:
         return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    # certfleet, not the agent, writes the queue: with the bot's row locked, so never from a stale status.
+    queue = queue_state.apply(configured_api_url(), prefect_auth_string(), bot)
     settings = get_settings()
     return {
         "id": bot.id,
@@ -142,6 +145,7 @@ def heartbeat(
         "work_pool": BOT_POOL,
         "work_queue": bot_queue(bot.id),
         "paused": bot.status is BotStatus.STOPPED,
+        "queue": queue.detail,
         "prefect_api_url": settings.prefect_public_url or configured_api_url(),
         "prefect_auth_string": prefect_auth_string(),
         "heartbeat_seconds": settings.bot_heartbeat_seconds,
