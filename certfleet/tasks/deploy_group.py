@@ -148,14 +148,15 @@ def deploy_group(server_id: int, first_certificate_id: int, certificate_ids: lis
         _shared_step(store, group, RELOAD)
     except ConnectorError as exc:
         for o in group:
-            out.failed[o.certificate_id] = f"target {o.target_id}: {_restore(o.deployment_id, str(exc))}"
+            status = _restore(o.deployment_id, str(exc))
+            out.failed[o.certificate_id] = f"target {o.target_id}: reload of the group failed ({exc}): {status}"
         return out
     for o in group:
         try:
             verify_served.fn(o.deployment_id)
         except ConnectorError as exc:
             status = _restore(o.deployment_id, str(exc))
-            out.failed[o.certificate_id] = f"target {o.target_id}: {status}"
+            out.failed[o.certificate_id] = f"target {o.target_id}: not proven served ({exc}): {status}"
             continue
         finish_deployment.fn(o.deployment_id)
         out.deployed[o.certificate_id] = o.deployment_id
