@@ -41,15 +41,21 @@ NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED, WAITING = (
 )
 
 
+_MAX_ROW_ID = 2**63 - 1
+
+
 class RotationRequest(BaseModel):
     """Exactly one way of choosing: `certificate_ids`, `batch_name`, or a filter (any of `ca_connector_id`,
     `tag`, `status`, `expiring_within_days`, all of which must match). The rest tunes the run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    certificate_ids: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=100_000)
+    # Row ids are signed 64-bit in the database: a larger number is a 422 here, not an overflow (500) there.
+    certificate_ids: list[Annotated[int, Field(ge=1, le=_MAX_ROW_ID)]] | None = Field(
+        default=None, min_length=1, max_length=100_000
+    )
     batch_name: Annotated[str, BATCH_NAME] | None = None
-    ca_connector_id: Annotated[int, Field(ge=1)] | None = None
+    ca_connector_id: Annotated[int, Field(ge=1, le=_MAX_ROW_ID)] | None = None
     tag: Annotated[str, fields.Tag()] | None = None
     status: CertificateStatus | None = None
     expiring_within_days: Annotated[int, Field(ge=0, le=36_500)] | None = None

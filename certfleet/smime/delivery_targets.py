@@ -12,6 +12,7 @@ target, else the installation's S/MIME delivery setting (certfleet.smime.deliver
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -95,6 +96,9 @@ def user_target(session: Session, user_id: int) -> Target:
     return current_target(session)
 
 
+_PROFILE_ID = re.compile(r"[1-9][0-9]{0,17}")  # below 2**63
+
+
 def run_target(session: Session, choice: str) -> Target:
     """The target a run's `delivery` names, or InputError (field `delivery`) saying what it takes."""
     if choice == "setting":
@@ -106,7 +110,8 @@ def run_target(session: Session, choice: str) -> Target:
             raise InputError(f"{RUN_FIELD}: folder: {exc.message.removeprefix('path: ')}", field=RUN_FIELD) from None
     if choice.startswith("profile:"):
         raw = choice.removeprefix("profile:")
-        profile = session.get(DirectoryProfile, int(raw)) if raw.isdigit() and raw == str(int(raw)) else None
+        # ASCII digits of a 64-bit row id only: "²".isdigit() holds and a longer number overflows the database.
+        profile = session.get(DirectoryProfile, int(raw)) if _PROFILE_ID.fullmatch(raw) else None
         if profile is None:
             raise InputError(f"{RUN_FIELD}: there is no directory profile {raw!r}", field=RUN_FIELD)
         target = profile_target(profile)

@@ -37,7 +37,7 @@ class ProfileIn(BaseModel):
     client_secret: Annotated[str, Field(description="empty on update: keep the stored secret")] = ""
     tenant_id: str
     description: Annotated[str, smime.PROFILE_NAME]
-    ca_connector_id: int | None = None
+    ca_connector_id: RowId | None = None
     authority_host: Annotated[str | None, Field(description="empty: https://login.microsoftonline.com")] = None
     graph_base: Annotated[str | None, Field(description="empty: https://graph.microsoft.com")] = None
     ca_bundle_pem: Annotated[str | None, Field(description="PEM CA certificates; empty: the system trust store")] = None
@@ -135,8 +135,8 @@ def import_users(
 
 
 class RolloutIn(BaseModel):
-    user_ids: Annotated[list[int] | None, Field(description="default: every user awaiting an order")] = None
-    ca_connector_id: Annotated[int | None, Field(description="default: the profile's, else the built-in CA")] = None
+    user_ids: Annotated[list[RowId] | None, Field(description="default: every user awaiting an order")] = None
+    ca_connector_id: Annotated[RowId | None, Field(description="default: the profile's, else the built-in CA")] = None
     filter: Annotated[UserFilter | None, Field(description="only the users awaiting an order that match it")] = None
     delivery: Annotated[
         str | None,
