@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
 from sqlalchemy import func, select
 
@@ -231,9 +231,12 @@ def _window_away(sites: list[Site]) -> datetime:
 
 def _waiting_runs(site: Site, opening: datetime, since: datetime) -> list[FlowRun]:
     with get_client(sync_client=True) as client:
+        # Filtered on the server: an unfiltered read returns only Prefect's default page of 200 runs (id order),
+        # and the session's Prefect server holds every test's runs.
+        named = FlowRunFilter(name=FlowRunFilterName(like_=f"deploy-certificate-{site.certificate_id}-on-"))
         return [
             r
-            for r in client.read_flow_runs()
+            for r in client.read_flow_runs(flow_run_filter=named)
             if r.parameters.get("certificate_id") == site.certificate_id
             and r.name.endswith(f"-at-{opening:%Y%m%d%H%M}")
             and r.created is not None
