@@ -158,16 +158,22 @@ def describe(target: Target) -> str:
     return f"e-mail from {s['sender']} via {s['host']}:{s['port']} ({s['security']})"
 
 
-def setting_detail(session: Session) -> dict[str, Any]:
-    """The setting as the API and the page show it: never the secret, only whether one is stored."""
-    row = session.scalar(select(SmimeDelivery).order_by(SmimeDelivery.id))
-    target = current_target(session)
+def target_detail(target: Target) -> dict[str, Any]:
+    """A target as the API and the pages show it: never the secret, only whether one is stored."""
     return {
         "method": target.method,
         "method_label": METHOD_LABELS[target.method],
         "settings": dict(target.settings),
         "password_set": target.secret is not None,
         "summary": describe(target),
+    }
+
+
+def setting_detail(session: Session) -> dict[str, Any]:
+    """The setting as the API and the page show it: never the secret, only whether one is stored."""
+    row = session.scalar(select(SmimeDelivery).order_by(SmimeDelivery.id))
+    return {
+        **target_detail(current_target(session)),
         "saved": row is not None,
         "updated_at": row.updated_at.isoformat() if row is not None else None,
         "updated_by": row.updated_by if row is not None else None,

@@ -13,6 +13,7 @@ target, else the installation's S/MIME delivery setting (certfleet.smime.deliver
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -20,15 +21,15 @@ from sqlalchemy.orm import Session
 
 from certfleet.fields import InputError
 from certfleet.models import repo
-from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
+from certfleet.models.orm import DirectoryProfile, SmimeUser
 from certfleet.smime.delivery import (
-    METHOD_LABELS,
     Target,
     current_target,
     describe,
     folder_settings,
     folder_target,
     setting_input,
+    target_detail,
 )
 
 RUN_CHOICES = "setting, profile:<id> or folder:<absolute path>"
@@ -72,28 +73,30 @@ def clear_profile_delivery(session: Session, profile_id: int, actor: str) -> Dir
 
 
 def profile_delivery_detail(profile: DirectoryProfile) -> dict[str, Any] | None:
-    """As the API and the page show it: never the secret, only whether one is stored. None: the setting's target."""
+    """As the API and the page show it (never the secret). None: the setting's target."""
     target = profile_target(profile)
-    if target is None:
-        return None
-    return {
-        "method": target.method,
-        "method_label": METHOD_LABELS[target.method],
-        "settings": dict(target.settings),
-        "password_set": target.secret is not None,
-        "summary": describe(target),
+    return target_detail(target) if target is not None else None
+
+
+def user_targets(session: Session, user_ids: Collection[int]) -> dict[int, Target]:
+    """Each user's profile's own target, else the setting's: one query for the users' profiles, each profile's
+    target and the setting read once, however many users share them."""
+    found = session.execute(select(SmimeUser.id, SmimeUser.profile_id).where(SmimeUser.id.in_(user_ids)))
+    profiles = {user_id: profile_id for user_id, profile_id in found}
+    own = {
+        profile.id: profile_target(profile)
+        for profile in session.scalars(select(DirectoryProfile).where(DirectoryProfile.id.in_(set(profiles.values()))))
     }
-
-
-def user_target(session: Session, user_id: int) -> Target:
-    """The user's profile's own target, else the setting's."""
-    profile_id = session.scalar(select(SmimeUser.profile_id).where(SmimeUser.id == user_id))
-    if profile_id is not None:
-        profile = session.get(DirectoryProfile, profile_id)
-        target = profile_target(profile) if profile is not None else None
-        if target is not None:
-            return target
-    return current_target(session)
+    setting: Target | None = None
+    targets = {}
+    for user_id in user_ids:
+        profile_id = profiles.get(user_id)
+        target = own.get(profile_id) if profile_id is not None else None
+        if target is None:
+            setting = setting or current_target(session)
+            target = setting
+        targets[user_id] = target
+    return targets
 
 
 _PROFILE_ID = re.compile(r"[1-9][0-9]{0,17}")  # below 2**63
@@ -122,8 +125,9 @@ def run_target(session: Session, choice: str) -> Target:
     raise InputError(f"{RUN_FIELD}: one of {RUN_CHOICES}, not {choice!r}", field=RUN_FIELD)
 
 
-def order_target(session: Session, order_id: int, choice: str | None) -> Target:
-    """Where one order's PKCS#12 goes in a run: the run's choice, else the user's target."""
+def chunk_targets(session: Session, user_ids: Collection[int], choice: str | None) -> dict[int, Target]:
+    """Where each user's PKCS#12 goes in a run: the run's choice (resolved once), else each user's target."""
     if choice is not None:
-        return run_target(session, choice)
-    return user_target(session, repo.get(session, SmimeOrder, order_id).user_id)
+        target = run_target(session, choice)
+        return dict.fromkeys(user_ids, target)
+    return user_targets(session, user_ids)

@@ -224,14 +224,15 @@ def deliver(chunk: Chunk, delivery_dir: str | None, delivery_choice: str | None 
     failed: dict[int, str] = {}
     retry: dict[int, str] = {}
     parcels: dict[int, tuple[int, senders.Parcel]] = {}
-    targets: dict[int, delivery.Target] = {}
     with session_scope() as s:
-        folder = delivery.folder_target(delivery_dir) if delivery_dir else None
+        if delivery_dir:
+            targets = dict.fromkeys(chunk.orders, delivery.folder_target(delivery_dir))
+        else:
+            targets = delivery_targets.chunk_targets(s, list(chunk.orders), delivery_choice)
         _preload(s, chunk.orders.values())
         for user_id, order_id in chunk.orders.items():
             try:
                 parcel = rollout.package(s, order_id)
-                targets[user_id] = folder or delivery_targets.order_target(s, order_id, delivery_choice)
             except PermanentConnectorError as exc:
                 failed[user_id] = failure_message(exc)
                 continue
