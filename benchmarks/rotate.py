@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -153,25 +152,15 @@ def plan_sites(root: Path, certs: int, servers: int) -> tuple[list[ListenerProce
 
 def register(listeners: list[ListenerProcess], sites: list[Site], *, ca_connector_id: int, bot_id: int) -> None:
     """One local-agent server per listener, one certificate and target per site (committed in parts)."""
+    from certfleet.demo.fleet import listener_server
     from certfleet.models.db import session_scope
-    from certfleet.models.orm import Certificate, DeploymentTarget, Server, ServerConnection
+    from certfleet.models.orm import Certificate, DeploymentTarget
     from certfleet.servers.service import check_connectivity
 
     server_ids = []
     with session_scope() as s:
         for k, listener in enumerate(listeners):
-            server = Server(
-                description=f"bench server {k}",
-                host="127.0.0.1",
-                ports=[listener.port],
-                connection=ServerConnection.LOCAL,
-                server_type="generic",
-                app_path=str(listener.workdir),
-                config_test_command=shlex.join(listener.check_command()),
-                reload_command=shlex.join(listener.reload_command()),
-                bot_id=bot_id,
-                created_by="benchmark",
-            )
+            server = listener_server(listener, description=f"bench server {k}", bot_id=bot_id, created_by="benchmark")
             s.add(server)
             s.flush()
             server_ids.append(server.id)

@@ -88,6 +88,31 @@ def _write_placeholder(host: DemoHost) -> None:
     host.key_path.write_bytes(key_pem)  # the file was created 0600 before the key went in
 
 
+def listener_server(
+    listener: ListenerProcess,
+    *,
+    description: str,
+    bot_id: int,
+    created_by: str,
+    app_path: str | None = None,
+    service_name: str | None = None,
+) -> Server:
+    """A local-agent server row for a demo TLS listener: its port, its own config test and reload commands."""
+    return Server(
+        description=description,
+        host="127.0.0.1",
+        ports=[listener.port],
+        connection=ServerConnection.LOCAL,
+        server_type="generic",
+        app_path=app_path if app_path is not None else str(listener.workdir),
+        service_name=service_name,
+        config_test_command=shlex.join(listener.check_command()),
+        reload_command=shlex.join(listener.reload_command()),
+        bot_id=bot_id,
+        created_by=created_by,
+    )
+
+
 def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) -> list[int]:
     """One local-agent server, certificate and target per host, each server checked (Active); returns the
     certificate ids."""
@@ -95,19 +120,13 @@ def register_fleet(hosts: list[DemoHost], *, ca_connector_id: int, bot_id: int) 
     server_ids = []
     with session_scope() as s:
         for host in hosts:
-            listener = host.listener()
-            server = Server(
+            server = listener_server(
+                host.listener(),
                 description=f"Demo web server {host.name}",
-                host="127.0.0.1",
-                ports=[host.port],
-                connection=ServerConnection.LOCAL,
-                server_type="generic",
-                app_path=host.directory,
-                service_name=f"certfleet-demo-{host.name}",
-                config_test_command=shlex.join(listener.check_command()),
-                reload_command=shlex.join(listener.reload_command()),
                 bot_id=bot_id,
                 created_by="certfleet demo",
+                app_path=host.directory,
+                service_name=f"certfleet-demo-{host.name}",
             )
             cert = Certificate(
                 common_name=host.fqdn,

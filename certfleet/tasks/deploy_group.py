@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from certfleet.connectors.base import ServerHandler
 from certfleet.connectors.errors import ConnectorError
@@ -37,8 +36,8 @@ from certfleet.tasks.deployment import (
     finish_deployment,
     install_files,
     mark_reloaded,
+    open_for_job,
     restore_target,
-    served_serial,
     verify_served,
 )
 
@@ -87,9 +86,7 @@ def _open(store: JobStore, server_id: int, certificate_id: int, out: GroupOutcom
         out.alone.append(certificate_id)
         return None
     try:
-        deployment_id = store.open_deployment(
-            certificate_id, target_id, served_serial(job), str(flow_run.id) if flow_run.id else None
-        )
+        deployment_id = open_for_job(store, job, certificate_id, target_id)
     except Exception as exc:  # cannot start (not issued, a deployment still running there): said on the certificate
         out.failed[certificate_id] = f"target {target_id}: {exc}"
         return None

@@ -50,7 +50,7 @@ _in_flight_lock = threading.Lock()
 _replaced_in_run: dict[tuple[str, int, str], dict[str, int]] = {}
 
 
-def served_serial(job: TargetJob) -> str | None:
+def _served_serial(job: TargetJob) -> str | None:
     try:
         chain = fetch_served_chain(job.server.host, job.port, server_name=job.server_name, timeout=5.0)
     except ProbeError:
@@ -61,9 +61,13 @@ def served_serial(job: TargetJob) -> str | None:
 @task(cache_policy=NO_CACHE, task_run_name="start-deployment-cert-{certificate_id}-target-{target_id}")
 def start_deployment(certificate_id: int, target_id: int) -> int:
     store = current_store()
-    job = store.target_job(certificate_id, target_id)
+    return open_for_job(store, store.target_job(certificate_id, target_id), certificate_id, target_id)
+
+
+def open_for_job(store: JobStore, job: TargetJob, certificate_id: int, target_id: int) -> int:
+    """The deployment row, with the serial the target serves before it (the rollback's proof) and the flow run."""
     return store.open_deployment(
-        certificate_id, target_id, served_serial(job), str(flow_run.id) if flow_run.id else None
+        certificate_id, target_id, _served_serial(job), str(flow_run.id) if flow_run.id else None
     )
 
 

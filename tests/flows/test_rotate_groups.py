@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from certfleet.connectors.servers.probe import fetch_served_chain
-from certfleet.demo.fleet import DEMO_DOMAIN, placeholder_certificate
+from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import rotate_batch
@@ -28,7 +28,6 @@ from certfleet.models.orm import (
     DeploymentTarget,
     RotationItem,
     Server,
-    ServerConnection,
 )
 from certfleet.pki.parse import serial_hex
 
@@ -64,18 +63,7 @@ def shared(boot: Bootstrapped, tmp_path: Path) -> Iterator[SharedServer]:
         (sites_dir / fqdn / SITE_KEY).write_bytes(key_pem)
     certificates = {}
     with session_scope() as s:
-        server = Server(
-            description="shared server",
-            host="127.0.0.1",
-            ports=[listener.port],
-            connection=ServerConnection.LOCAL,
-            server_type="generic",
-            app_path=str(listener.workdir),
-            config_test_command=shlex.join(listener.check_command()),
-            reload_command=shlex.join(listener.reload_command()),
-            bot_id=boot.local_bot_id,
-            created_by="test",
-        )
+        server = listener_server(listener, description="shared server", bot_id=boot.local_bot_id, created_by="test")
         s.add(server)
         s.flush()
         for fqdn in fqdns:
