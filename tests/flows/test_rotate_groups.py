@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from certfleet.ca_admin import service as ca_service
+from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
 from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
@@ -30,6 +33,8 @@ from certfleet.models.orm import (
     Server,
 )
 from certfleet.pki.parse import serial_hex
+from tests.emulators.digicert import DigiCertEmulator
+from tests.emulators.pki import TlsIdentity
 
 SITES = 5
 
@@ -217,3 +222,37 @@ def test_a_failed_reload_of_the_group_rolls_the_whole_group_back(shared: SharedS
         for item in s.scalars(select(RotationItem)):
             assert item.state == "Failed"
             assert "reload refused" in (item.reason or ""), item.reason
+
+
+def test_orders_a_group_cannot_settle_go_on_through_the_retrying_tasks_and_are_placed_once(
+    shared: SharedServer, emulator_tls: TlsIdentity
+) -> None:
+    """A group's CA calls that fail transiently (429) or that the CA leaves pending are not settled in the group's
+    task run: `issue_once`'s retrying tasks submit or poll them, with the same order, so the CA gets one order per
+    certificate and every certificate is issued and deployed."""
+    digicert = DigiCertEmulator(emulator_tls, mode="pending", auto_approve_after=1).start()
+    digicert.faults.every_nth_429 = 3
+    try:
+        form = DigiCertForm(
+            name="DigiCert groups",
+            api_base_url=digicert.base_url,
+            api_key=SecretStr(digicert.api_key),
+            organization_id=digicert.organization_id,
+            certificate_validity=90,
+            advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
+        )
+        with session_scope() as s:
+            connector_id = ca_service.create_connector(s, form, actor="test")
+            for cid in shared.certificates.values():
+                repo.get(s, Certificate, cid).ca_connector_id = connector_id
+        before = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
+        counts = rotate_batch(batch_name="groups", batch_key="groups-ca-pending", canary_per_server_type=0)
+        assert counts["done"] == SITES, counts
+        assert digicert.faults.refused_429 >= 1  # the transient path was taken
+        assert (digicert.placed, digicert.duplicates) == (SITES, 0)
+        with session_scope() as s:
+            issued = {r.certificate_id: r.issued_serial for r in s.scalars(select(RotationItem))}
+        for fqdn, cid in shared.certificates.items():
+            assert shared.served(fqdn) == issued[cid] != before[fqdn]
+    finally:
+        digicert.stop()
