@@ -6,7 +6,8 @@ Registers `--servers` local-agent servers, each a demo TLS listener serving its 
 the server's config test, reload, TLS proof) against Prefect's test server on SQLite.
 
 Then, on the same listeners, the same crypto and file work in a bare Python loop without Prefect (key, CSR, the
-built-in CA's signature, atomic file writes, the listener's config test and reload once per group of certificates
+built-in CA's signature, atomic and durable file writes (fsync, rename, directory fsync, as certfleet writes them;
+without certfleet's backups), the listener's config test and reload once per group of certificates
 of a server, as rotate-batch groups them, a TLS proof per certificate), one thread per server for as many servers
 at once as rotate-batch runs.
 
@@ -214,7 +215,7 @@ def bare_server(connector_id: int, listener: ListenerProcess, sites: list[Site])
 
 def bare_install(ca: CertificateAuthority, site: Site) -> int:
     """The same crypto and file work without Prefect, journal or database records: key, CSR, the built-in CA's
-    signature, files written atomically (key 0600). Returns the new serial."""
+    signature, files written atomically and durably (key 0600). Returns the new serial."""
     from certfleet.connectors.base import IssueRequest
     from certfleet.pki.csr import build_csr, csr_to_pem
     from certfleet.pki.keys import KeySpec, generate_private_key, private_key_to_pem
@@ -227,11 +228,20 @@ def bare_install(ca: CertificateAuthority, site: Site) -> int:
     chain = load_material(issued.pem_chain.encode()).certificates
     served = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain[:-1])
     for path, data, mode in ((site.key_path, private_key_to_pem(key), 0o600), (site.cert_path, served.encode(), 0o644)):
+        # Written as certfleet writes a file on a server: temp file, fsync, rename, directory fsync (a certificate
+        # and key that a power cut can lose or tear are not installed). certfleet also backs each file up first.
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return int(chain[0].serial_number)
 
 

@@ -6,7 +6,7 @@ import contextlib
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CERTFLEET_", extra="ignore")
 
     data_dir: Path = Field(default=Path("~/.certfleet"), description="Holds the database, key file, Prefect home")
+    _home: Path | None = PrivateAttr(default=None)
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory"
     )
@@ -114,7 +115,10 @@ class Settings(BaseSettings):
 
     @property
     def home(self) -> Path:
-        return self.data_dir.expanduser().resolve()
+        # Resolved once per settings object: every session asks for the database URL, and resolve() walks the path.
+        if self._home is None:
+            self._home = self.data_dir.expanduser().resolve()
+        return self._home
 
     @property
     def sqlalchemy_url(self) -> str:

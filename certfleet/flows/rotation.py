@@ -62,6 +62,7 @@ from certfleet.tasks.rotation import (
     note_ignoring_windows,
     plan_rotation,
     server_limit,
+    set_deployed,
     set_state,
     summary_rows,
 )
@@ -230,11 +231,18 @@ def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) ->
         outcome = GroupOutcome(alone=[item.certificate_id for item, _ in issued])
     else:
         outcome = deploy_group(server_id, issued[0][0].certificate_id, [item.certificate_id for item, _ in issued])
+    set_deployed(
+        {
+            item.item_id: (serial, outcome.deployed[item.certificate_id])
+            for item, serial in issued
+            if item.certificate_id in outcome.deployed
+        }
+    )
     for item, serial in issued:
         certificate_id = item.certificate_id
         if certificate_id in outcome.deployed:
-            set_state(item.item_id, DEPLOYED, serial=serial, deployment_ids=[outcome.deployed[certificate_id]])
-        elif certificate_id in outcome.failed:
+            continue
+        if certificate_id in outcome.failed:
             _deploy_failed(item, outcome.failed[certificate_id], batch)
         elif not batch.stopped:  # handed back: deployed alone (a stopped batch leaves it issued, not deployed)
             _deploy_alone(item, serial, batch)

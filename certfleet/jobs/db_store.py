@@ -169,6 +169,67 @@ def certificate_bundle(cert: Certificate) -> CertificateBundle:
     return bundle_of(chain_to_pem(chain[:1]).decode(), chain_to_pem(intermediates).decode(), cert.private_key.decode())
 
 
+def deploy_refusal(cert: Certificate, target: DeploymentTarget) -> str | None:
+    """Why the certificate cannot be deployed to the target (said on the certificate), or None."""
+    if not (cert.pem_chain and cert.serial_number):
+        return f"certificate {cert.id} has not been issued yet: issue it first"
+    if not cert.private_key:
+        return f"certificate {cert.id}: certfleet holds no private key for it: import it with its key, or issue it"
+    try:  # an S/MIME or CA certificate cannot be served: refuse before anything on the server changes
+        assert_servable(cert.pem_chain, target.server.server_type)
+    except NotServable as exc:
+        return f"certificate {cert.id}: {exc}"
+    return None
+
+
+def still_running(deployment_id: int) -> str:
+    return (
+        f"deployment {deployment_id} to this target is still running or was interrupted: "
+        f"wait for it, or run rollback-deployment {deployment_id} first"
+    )
+
+
+def new_deployment(
+    s: Session, cert: Certificate, target: DeploymentTarget, previous_serial: str | None, flow_run_id: str | None
+) -> int:
+    target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
+    deployment = Deployment(
+        certificate_id=cert.id,
+        target_id=target.id,
+        serial_number=cert.serial_number,
+        previous_serial=previous_serial,
+        flow_run_id=flow_run_id,
+    )
+    s.add(deployment)
+    s.flush()
+    return deployment.id
+
+
+def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:
+    """The deployment proven: Deployed, its certificate served there; returns the target's older backups."""
+    deployment.status = DeploymentStatus.DEPLOYED
+    deployment.finished_at = utcnow()
+    cert = deployment.target.certificate
+    cert.status = CertificateStatus.DEPLOYED
+    cert.status_reason = None
+    cert.last_provisioned_on = deployment.finished_at
+    mark_served(s, cert, deployment.serial_number)
+    where = f"{deployment.target.server.host}:{deployment.target.port}"
+    repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {deployment.serial_number} on {where}")
+    stale = s.scalars(
+        select(DeploymentStep)
+        .join(Deployment)
+        .where(
+            Deployment.target_id == deployment.target_id,
+            Deployment.id != deployment.id,
+            DeploymentStep.action == REPLACE_FILE,
+            DeploymentStep.backup_path.is_not(None),
+        )
+    )
+    # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
+    return [StaleBackup(step_id=st.id, path=st.backup_path or "") for st in stale]
+
+
 class DbJobStore:
     def __init__(self, bot_id: int | None = None) -> None:
         self.bot_id = bot_id
@@ -211,45 +272,19 @@ class DbJobStore:
             cert = repo.get(s, Certificate, certificate_id)
             if target.certificate_id != certificate_id:
                 raise PermanentConnectorError(f"target {target_id} belongs to certificate {target.certificate_id}")
-            refusal = None
-            if not (cert.pem_chain and cert.serial_number):
-                refusal = f"certificate {certificate_id} has not been issued yet: issue it first"
-            elif not cert.private_key:
-                refusal = (
-                    f"certificate {certificate_id}: certfleet holds no private key for it: import it with its key, "
-                    "or issue it"
-                )
-            else:
-                try:  # an S/MIME or CA certificate cannot be served: refuse before anything on the server changes
-                    assert_servable(cert.pem_chain, target.server.server_type)
-                except NotServable as exc:
-                    refusal = f"certificate {certificate_id}: {exc}"
+            refusal = deploy_refusal(cert, target)
         if refusal is not None:
             _cannot_deploy(certificate_id, refusal)
         with session_scope() as s:
             target = self._target(s, target_id)
-            cert = repo.get(s, Certificate, certificate_id)
             busy = s.scalar(
                 select(Deployment.id).where(
                     Deployment.target_id == target_id, Deployment.status == DeploymentStatus.RUNNING
                 )
             )
             if busy is not None:
-                raise PermanentConnectorError(
-                    f"deployment {busy} to this target is still running or was interrupted: "
-                    f"wait for it, or run rollback-deployment {busy} first"
-                )
-            target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
-            deployment = Deployment(
-                certificate_id=certificate_id,
-                target_id=target_id,
-                serial_number=cert.serial_number,
-                previous_serial=previous_serial,
-                flow_run_id=flow_run_id,
-            )
-            s.add(deployment)
-            s.flush()
-            return deployment.id
+                raise PermanentConnectorError(still_running(busy))
+            return new_deployment(s, repo.get(s, Certificate, certificate_id), target, previous_serial, flow_run_id)
 
     def deployment_job(self, deployment_id: int) -> TargetJob:
         with session_scope() as s:
@@ -298,30 +333,7 @@ class DbJobStore:
 
     def finish(self, deployment_id: int) -> list[StaleBackup]:
         with session_scope() as s:
-            deployment = self._deployment(s, deployment_id)
-            deployment.status = DeploymentStatus.DEPLOYED
-            deployment.finished_at = utcnow()
-            cert = deployment.target.certificate
-            cert.status = CertificateStatus.DEPLOYED
-            cert.status_reason = None
-            cert.last_provisioned_on = deployment.finished_at
-            mark_served(s, cert, deployment.serial_number)
-            where = f"{deployment.target.server.host}:{deployment.target.port}"
-            repo.audit(
-                s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {deployment.serial_number} on {where}"
-            )
-            stale = s.scalars(
-                select(DeploymentStep)
-                .join(Deployment)
-                .where(
-                    Deployment.target_id == deployment.target_id,
-                    Deployment.id != deployment_id,
-                    DeploymentStep.action == REPLACE_FILE,
-                    DeploymentStep.backup_path.is_not(None),
-                )
-            )
-            # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
-            return [StaleBackup(step_id=st.id, path=st.backup_path or "") for st in stale]
+            return finish_deployment(s, self._deployment(s, deployment_id))
 
     def forget_backups(self, deployment_id: int, removed: list[StaleBackup]) -> None:
         with session_scope() as s:

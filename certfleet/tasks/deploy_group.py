@@ -6,7 +6,8 @@ group of certificates, each with its one target on the server, is deployed in on
 opened and journalled as deploy-certificate's are (its files backed up and replaced, each step recorded before it
 runs), then the server is tested once and reloaded once (each deployment journals the shared config-test and
 reload steps, so `rollback-deployment` of any one of them stays exact), then each certificate is proven served by
-its own TLS handshake and finished.
+its own TLS handshake and finished. Each of these steps is one transaction for the whole group
+(certfleet.jobs.db_group), in the order one deployment's would be.
 
 When the server's config test fails for the group, nothing was reloaded: every file of the group is put back and
 the certificates are handed back to be deployed one by one, so the one that breaks the test fails on its own.
@@ -22,23 +23,26 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
-from certfleet.connectors.base import ServerHandler
+from certfleet.connectors.base import FileWrite, ServerHandler
 from certfleet.connectors.errors import ConnectorError
 from certfleet.connectors.servers.apache import ApacheHandler
 from certfleet.connectors.servers.nginx import NginxHandler
 from certfleet.connectors.servers.pem_files import PemFilesTarget
-from certfleet.jobs.db_store import CONFIG_TEST, RELOAD
-from certfleet.jobs.store import JobStore, current_store
+from certfleet.jobs.db_group import DbGroupStore, Opened, Step
+from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
+from certfleet.jobs.models import TargetJob
 from certfleet.models.orm import StepState
-from certfleet.tasks.build import build_handler
+from certfleet.tasks.build import build_handler, build_transport
 from certfleet.tasks.deployment import (
-    finish_deployment,
-    install_files,
+    forget_in_flight,
     mark_reloaded,
-    open_for_job,
+    note_in_flight,
+    prove_served,
+    remove_files,
     restore_target,
-    verify_served,
+    served_serial,
 )
 
 # Kinds whose config test checks the whole server and whose reload is a reload (not a restart, not over SMB):
@@ -56,11 +60,23 @@ class GroupOutcome:
 
 
 @dataclass
-class _Opened:
+class _Member:
+    """A certificate of the group with its deployment open: what it writes, the steps journalled for it."""
+
     certificate_id: int
-    target_id: int
-    deployment_id: int
+    opened: Opened
     handler: ServerHandler
+    writes: list[FileWrite]
+    steps: list[int] = field(default_factory=list)  # its replace-file steps, in the order of `writes`
+    existed: list[bool] = field(default_factory=list)
+
+    @property
+    def deployment_id(self) -> int:
+        return self.opened.job.deployment_id or 0
+
+    @property
+    def target_id(self) -> int:
+        return self.opened.job.target_id
 
 
 def _restore(deployment_id: int, reason: str) -> str:
@@ -70,32 +86,87 @@ def _restore(deployment_id: int, reason: str) -> str:
         return f"not rolled back: {exc}"
 
 
-def _open(store: JobStore, server_id: int, certificate_id: int, out: GroupOutcome) -> _Opened | None:
-    """The certificate's deployment opened and its files installed; None when it is handed back or failed."""
-    targets = store.certificate_targets(certificate_id)
-    if len(targets) != 1:
-        out.alone.append(certificate_id)
-        return None
-    target_id = targets[0]
-    try:
-        job = store.target_job(certificate_id, target_id)
-        handler = build_handler(job, store) if job.server.server_id == server_id else None
-    except ConnectorError:
-        handler = None  # the one-by-one path reports it as deploy-certificate does
-    if handler is None or type(handler) not in GROUPED_KINDS:
-        out.alone.append(certificate_id)
-        return None
-    try:
-        deployment_id = open_for_job(store, job, certificate_id, target_id)
-    except Exception as exc:  # cannot start (not issued, a deployment still running there): said on the certificate
-        out.failed[certificate_id] = f"target {target_id}: {exc}"
-        return None
-    try:
-        install_files(store, deployment_id, handler, store.bundle(deployment_id))
-    except Exception as exc:
-        out.failed[certificate_id] = f"target {target_id}: {_restore(deployment_id, repr(exc))}"
-        return None
-    return _Opened(certificate_id, target_id, deployment_id, handler)
+def _handlers(
+    store: DbGroupStore, server_id: int, certificate_ids: list[int], out: GroupOutcome
+) -> dict[int, tuple[TargetJob, ServerHandler]]:
+    """The certificates that can be grouped (one target, on this server, of a grouped kind), with their handlers;
+    the others are handed back."""
+    jobs = store.single_targets(server_id, certificate_ids)
+    handlers: dict[int, tuple[TargetJob, ServerHandler]] = {}
+    for certificate_id in certificate_ids:
+        job = jobs.get(certificate_id)
+        try:
+            handler = build_handler(job, store) if job is not None else None
+        except ConnectorError:
+            handler = None  # the one-by-one path reports it as deploy-certificate does
+        if job is None or handler is None or type(handler) not in GROUPED_KINDS:
+            out.alone.append(certificate_id)
+        else:
+            handlers[certificate_id] = (job, handler)
+    return handlers
+
+
+def _open(store: DbGroupStore, server_id: int, certificate_ids: list[int], out: GroupOutcome) -> list[_Member]:
+    """The group's deployments opened (one transaction), each with the serial its target serves before it (the
+    rollback's proof) and its planned files; a certificate that cannot start is failed, said on it."""
+    handlers = _handlers(store, server_id, certificate_ids, out)
+    served = {c: (job, served_serial(job)) for c, (job, _) in handlers.items()}
+    opened = store.open_group(served, str(flow_run.id) if flow_run.id else None)
+    members = []
+    for certificate_id, result in opened.items():
+        if isinstance(result, str):
+            out.failed[certificate_id] = f"target {served[certificate_id][0].target_id}: {result}"
+            continue
+        handler, deployment_id = handlers[certificate_id][1], result.job.deployment_id or 0
+        note_in_flight(deployment_id, handler)
+        try:  # refusals of the handler (a key that is not the certificate's, no such site) touch nothing
+            writes = handler.plan(result.bundle)
+        except Exception as exc:
+            out.failed[certificate_id] = f"target {result.job.target_id}: {exc}: {_restore(deployment_id, repr(exc))}"
+            continue
+        members.append(_Member(certificate_id, result, handler, writes))
+    return members
+
+
+def _install(store: DbGroupStore, members: list[_Member], out: GroupOutcome) -> list[_Member]:
+    """Every file of the group journalled, then backed up, then replaced: each of the three recorded for the whole
+    group in one transaction before the next begins. A certificate whose backup or install fails is rolled back
+    alone; returns the others."""
+    steps = [
+        Step(m.deployment_id, REPLACE_FILE, w.path, f"{w.path}.certfleet-backup-{m.deployment_id}")
+        for m in members
+        for w in m.writes
+    ]
+    ids = iter(store.journal_steps(steps))
+    for m in members:
+        m.steps = [next(ids) for _ in m.writes]
+    failed: dict[int, Exception] = {}
+    for m in members:
+        try:
+            for w in m.writes:
+                backup = m.handler.snapshot(w.path, f"{w.path}.certfleet-backup-{m.deployment_id}")
+                note_in_flight(m.deployment_id, m.handler, backup)
+                m.existed.append(backup.existed)
+        except Exception as exc:
+            failed[m.deployment_id] = exc
+    backed_up = {step: existed for m in members for step, existed in zip(m.steps, m.existed, strict=False)}
+    store.update_steps(list(backed_up), existed_before=backed_up)
+    installed: list[int] = []
+    for m in members:
+        if m.deployment_id in failed:
+            continue
+        try:
+            for w, step in zip(m.writes, m.steps, strict=True):
+                m.handler.install(w)
+                installed.append(step)
+        except Exception as exc:
+            failed[m.deployment_id] = exc
+    store.update_steps(installed, state=StepState.DONE)
+    for m in members:
+        if m.deployment_id in failed:
+            exc = failed[m.deployment_id]
+            out.failed[m.certificate_id] = f"target {m.target_id}: {exc}: {_restore(m.deployment_id, repr(exc))}"
+    return [m for m in members if m.deployment_id not in failed]
 
 
 def _check(handlers: list[ServerHandler]) -> None:
@@ -106,55 +177,72 @@ def _check(handlers: list[ServerHandler]) -> None:
     handlers[-1].verify()
 
 
-def _shared_step(store: JobStore, group: list[_Opened], action: str) -> None:
-    """One config test or reload for the group, journalled on each deployment before it runs."""
-    steps = [store.journal(o.deployment_id, action) for o in group]
+def _shared_step(store: DbGroupStore, group: list[_Member], action: str) -> None:
+    """One config test or reload for the group, journalled on each deployment (one transaction) before it runs."""
+    steps = store.journal_steps([Step(m.deployment_id, action) for m in group])
     if action == RELOAD:
-        for o in group:
-            mark_reloaded(o.deployment_id)
+        for m in group:
+            mark_reloaded(m.deployment_id)
     try:
         if action == CONFIG_TEST:
-            _check([o.handler for o in group])
+            _check([m.handler for m in group])
         else:
             group[-1].handler.activate()
     except ConnectorError as exc:
-        for step_id in steps:
-            store.update_step(step_id, state=StepState.FAILED, detail=f"{exc} (for a group of {len(group)})")
+        store.update_steps(steps, state=StepState.FAILED, detail=f"{exc} (for a group of {len(group)})")
         raise
-    for step_id in steps:
-        store.update_step(step_id, state=StepState.DONE, detail=f"once for a group of {len(group)}")
+    store.update_steps(steps, state=StepState.DONE, detail=f"once for a group of {len(group)}")
+
+
+def _finish(store: DbGroupStore, group: list[_Member], out: GroupOutcome) -> None:
+    """Each certificate proven served by its own handshake; the proven ones finished in one transaction, their
+    targets' older backups removed; one not proven is rolled back alone."""
+    proven = []
+    for m in group:
+        try:
+            prove_served(m.opened.job)
+        except ConnectorError as exc:
+            status = _restore(m.deployment_id, str(exc))
+            out.failed[m.certificate_id] = f"target {m.target_id}: not proven served ({exc}): {status}"
+            continue
+        proven.append(m)
+    if not proven:
+        return
+    stale = store.finish_group([m.deployment_id for m in proven])
+    forget_in_flight([m.deployment_id for m in proven])
+    out.deployed.update({m.certificate_id: m.deployment_id for m in proven})
+    if not any(stale.values()):
+        return
+    try:  # backups no rollback needs (private keys among them) do not stay on the server
+        transport = build_transport(proven[0].opened.job.server, store)
+    except ConnectorError as exc:
+        get_run_logger().warning("could not reach the server to remove old backups: %s", exc)
+        return
+    store.forget_group({d: remove_files(transport, items) for d, items in stale.items() if items})
 
 
 @task(cache_policy=NO_CACHE, task_run_name="deploy-group-server-{server_id}-from-cert-{first_certificate_id}")
 def deploy_group(server_id: int, first_certificate_id: int, certificate_ids: list[int]) -> GroupOutcome:
     """Deploy the (issued) certificates to their targets on the server with one config test and one reload."""
-    store = current_store()
+    store = DbGroupStore()
     out = GroupOutcome()
-    group = [o for c in certificate_ids if (o := _open(store, server_id, c, out)) is not None]
+    group = _install(store, _open(store, server_id, certificate_ids, out), out)
     if not group:
         return out
     try:
         _shared_step(store, group, CONFIG_TEST)
     except ConnectorError as exc:
         get_run_logger().warning("config test failed for a group of %d: deploying each alone: %s", len(group), exc)
-        for o in group:
-            _restore(o.deployment_id, f"the config test of a group of {len(group)} failed ({exc}): deployed alone")
-            out.alone.append(o.certificate_id)
+        for m in group:
+            _restore(m.deployment_id, f"the config test of a group of {len(group)} failed ({exc}): deployed alone")
+            out.alone.append(m.certificate_id)
         return out
     try:
         _shared_step(store, group, RELOAD)
     except ConnectorError as exc:
-        for o in group:
-            status = _restore(o.deployment_id, str(exc))
-            out.failed[o.certificate_id] = f"target {o.target_id}: reload of the group failed ({exc}): {status}"
+        for m in group:
+            status = _restore(m.deployment_id, str(exc))
+            out.failed[m.certificate_id] = f"target {m.target_id}: reload of the group failed ({exc}): {status}"
         return out
-    for o in group:
-        try:
-            verify_served.fn(o.deployment_id)
-        except ConnectorError as exc:
-            status = _restore(o.deployment_id, str(exc))
-            out.failed[o.certificate_id] = f"target {o.target_id}: not proven served ({exc}): {status}"
-            continue
-        finish_deployment.fn(o.deployment_id)
-        out.deployed[o.certificate_id] = o.deployment_id
+    _finish(store, group, out)
     return out

@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from certfleet.connectors.base import Backup, CertificateBundle, ServerHandler
 from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers.probe import ProbeError, fetch_served_chain, wait_for_serial
+from certfleet.connectors.servers.transport import Transport
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE, SHARED_FILE
 from certfleet.jobs.models import StaleBackup, TargetJob
 from certfleet.jobs.store import JobStore, current_store
@@ -50,7 +51,8 @@ _in_flight_lock = threading.Lock()
 _replaced_in_run: dict[tuple[str, int, str], dict[str, int]] = {}
 
 
-def _served_serial(job: TargetJob) -> str | None:
+def served_serial(job: TargetJob) -> str | None:
+    """The serial the target serves now (the rollback's proof), or None when nothing answers there."""
     try:
         chain = fetch_served_chain(job.server.host, job.port, server_name=job.server_name, timeout=5.0)
     except ProbeError:
@@ -67,7 +69,7 @@ def start_deployment(certificate_id: int, target_id: int) -> int:
 def open_for_job(store: JobStore, job: TargetJob, certificate_id: int, target_id: int) -> int:
     """The deployment row, with the serial the target serves before it (the rollback's proof) and the flow run."""
     return store.open_deployment(
-        certificate_id, target_id, _served_serial(job), str(flow_run.id) if flow_run.id else None
+        certificate_id, target_id, served_serial(job), str(flow_run.id) if flow_run.id else None
     )
 
 
@@ -130,8 +132,11 @@ def install_files(
 
 @task(cache_policy=NO_CACHE, task_run_name="verify-deployment-{deployment_id}")
 def verify_served(deployment_id: int) -> None:
+    prove_served(current_store().deployment_job(deployment_id))
+
+
+def prove_served(job: TargetJob) -> None:
     """A TLS handshake (with SNI) must see the new serial; a reload takes a moment, so poll briefly."""
-    job = current_store().deployment_job(deployment_id)
     try:
         wait_for_serial(
             job.server.host,
@@ -166,15 +171,20 @@ def _remove_backups(store: JobStore, deployment_id: int, stale: list[StaleBackup
     except ConnectorError as exc:
         get_run_logger().warning("could not reach the server to remove %d backup(s): %s", len(stale), exc)
         return
+    store.forget_backups(deployment_id, remove_files(transport, stale))
+
+
+def remove_files(transport: Transport, stale: list[StaleBackup]) -> list[StaleBackup]:
+    """The backups removed from the server; one that cannot be is left for the next deployment to remove."""
     removed = []
     for item in stale:
         try:
             transport.remove(item.path)
-        except ConnectorError as exc:  # the outcome stands; the file is left for the next deployment to remove
+        except ConnectorError as exc:  # the outcome stands
             get_run_logger().warning("could not remove the backup %s: %s", item.path, exc)
             continue
         removed.append(item)
-    store.forget_backups(deployment_id, removed)
+    return removed
 
 
 @task(cache_policy=NO_CACHE, task_run_name="restore-deployment-{deployment_id}")
@@ -263,6 +273,22 @@ def _close(store: JobStore, deployment_id: int, status: DeploymentStatus, reason
 def _forget(deployment_id: int) -> None:
     with _in_flight_lock:
         _in_flight.pop(deployment_id, None)
+
+
+def note_in_flight(deployment_id: int, handler: ServerHandler, backup: Backup | None = None) -> None:
+    """What this process is changing for a deployment (and a backup it took): undone from memory when the
+    journal cannot be read (`restore_target`)."""
+    with _in_flight_lock:
+        work = _in_flight.setdefault(deployment_id, _InFlight(handler))
+        if backup is not None:
+            work.backups.append(backup)
+
+
+def forget_in_flight(deployment_ids: list[int]) -> None:
+    """Deployments finished: nothing of theirs is left for this process to undo."""
+    with _in_flight_lock:
+        for deployment_id in deployment_ids:
+            _in_flight.pop(deployment_id, None)
 
 
 def mark_reloaded(deployment_id: int) -> None:

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.errors import TransientConnectorError
@@ -291,6 +291,18 @@ def set_state(
             item.issued_serial = serial
         if deployment_ids is not None:
             item.deployment_ids = list(deployment_ids)
+
+
+def set_deployed(deployed: dict[int, tuple[str, int]]) -> None:
+    """Items Deployed, by item id: (serial, deployment id); in one transaction (a group of a server)."""
+    if not deployed:
+        return
+    rows = [
+        {"id": item_id, "state": DEPLOYED, "reason": None, "issued_serial": serial, "deployment_ids": [deployment_id]}
+        for item_id, (serial, deployment_id) in deployed.items()
+    ]
+    with _lock, session_scope() as s:
+        s.execute(update(RotationItem), rows)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,45 @@ def test_a_certificate_that_breaks_the_groups_config_test_fails_alone_and_the_ot
         assert second_status is DeploymentStatus.DEPLOYED
 
 
+def test_a_certificate_whose_files_cannot_be_written_is_put_back_alone_and_its_group_is_deployed(
+    shared: SharedServer,
+) -> None:
+    """The group's files are journalled, backed up and written a step at a time for all of them: one
+    certificate's key file cannot be written (its directory is gone), so its certificate file, already replaced,
+    is put back byte for byte and it fails alone; the rest of its group is tested, reloaded and proven once."""
+    fqdns = list(shared.certificates)
+    bad = fqdns[2]  # not the canary: in the group of four
+    bad_cert = Path(shared.listener.sites_dir or "") / bad / SITE_CERT
+    pristine = bad_cert.read_bytes()
+    with session_scope() as s:
+        target = s.scalars(
+            select(DeploymentTarget).where(DeploymentTarget.certificate_id == shared.certificates[bad])
+        ).one()
+        target.key_path = f"/nonexistent-{bad}/{SITE_KEY}"
+    before = {fqdn: shared.served(fqdn) for fqdn in fqdns}
+    reloads_before = shared.reloads()
+    counts = rotate_batch(batch_name="groups", batch_key="groups-one-unwritable", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (SITES - 1, 1), counts
+    assert shared.reloads() - reloads_before == 2  # the canary's, and the group's (without the bad one)
+    assert bad_cert.read_bytes() == pristine
+    assert shared.served(bad) == before[bad]
+    ((_, status, reason),) = _deployments(shared.certificates[bad])
+    assert status is DeploymentStatus.ROLLED_BACK
+    assert "does not exist" in (reason or ""), reason
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        assert items[shared.certificates[bad]].state == "Failed"
+        assert "does not exist" in (items[shared.certificates[bad]].reason or "")
+        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
+    for fqdn, cid in shared.certificates.items():
+        if fqdn != bad:
+            assert shared.served(fqdn) == issued[cid] != before[fqdn]
+            ((deployment_id, status, _),) = _deployments(cid)
+            assert status is DeploymentStatus.DEPLOYED
+            if fqdn != fqdns[0]:
+                assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+
+
 def test_a_failed_reload_of_the_group_rolls_the_whole_group_back(shared: SharedServer, tmp_path: Path) -> None:
     """The group's one reload fails (the server was not reloaded): every certificate of the group fails with the
     reason, its files are put back byte for byte, and the rollback's own reload leaves the old certificates served."""

@@ -1,0 +1,212 @@
+"""The deployment journal of a group of certificates on one server, a transaction per step of the group.
+
+`deploy_group` (certfleet.tasks.deploy_group) deploys many certificates to one server with one config test and one
+reload. Journalled one certificate at a time, that was about twenty transactions per certificate (each file's step
+recorded, its backup noted, its install noted, ...): on SQLite each commit waits for the disk, and the journal, not
+the certificates, was most of a batch's time. Here each step of the group is one transaction for all its
+certificates, in the same order as one deployment's: every change is still committed before it is made (the whole
+group's file steps before the first backup, the backups' outcome before the first install), so
+`rollback-deployment` of any one deployment stays exact. Central host only: a bot journals through the API one
+deployment at a time (`JobStore`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
+
+from certfleet.connectors.base import CertificateBundle
+from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.jobs.db_store import (
+    ACTOR,
+    DbJobStore,
+    certificate_bundle,
+    deploy_refusal,
+    finish_deployment,
+    new_deployment,
+    still_running,
+    target_job,
+)
+from certfleet.jobs.models import StaleBackup, TargetJob
+from certfleet.models import repo
+from certfleet.models.db import session_scope
+from certfleet.models.orm import (
+    Certificate,
+    CertificateStatus,
+    Deployment,
+    DeploymentStatus,
+    DeploymentStep,
+    DeploymentTarget,
+    StepState,
+)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A deployment opened for a certificate of the group: its job (serials set) and what to install."""
+
+    job: TargetJob
+    bundle: CertificateBundle
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step to journal: on which deployment, what, and (a file) where and its backup."""
+
+    deployment_id: int
+    action: str
+    path: str | None = None
+    backup_path: str | None = None
+
+
+class DbGroupStore(DbJobStore):
+    """`DbJobStore` with each step of a group of deployments in one transaction (central host: no bot scoping)."""
+
+    def single_targets(self, server_id: int, certificate_ids: list[int]) -> dict[int, TargetJob]:
+        """The job of each certificate whose only target is on this server (the others are not grouped)."""
+        with session_scope() as s:
+            certs = s.scalars(
+                select(Certificate)
+                .where(Certificate.id.in_(certificate_ids))
+                .options(selectinload(Certificate.targets).selectinload(DeploymentTarget.server))
+            )
+            return {
+                cert.id: target_job(cert.targets[0])
+                for cert in certs
+                if len(cert.targets) == 1 and cert.targets[0].server_id == server_id
+            }
+
+    def open_group(
+        self, served: dict[int, tuple[TargetJob, str | None]], flow_run_id: str | None
+    ) -> dict[int, Opened | str]:
+        """Per certificate (its job and the serial its target serves now): a deployment opened, or why not.
+
+        The refusals of `open_deployment`: one that concerns the certificate (not issued, no key, cannot be
+        served) is said on it; a deployment still running on the target is not (it is that one's story)."""
+        out: dict[int, Opened | str] = {}
+        with session_scope() as s:
+            certs = {
+                c.id: c
+                for c in s.scalars(
+                    select(Certificate)
+                    .where(Certificate.id.in_(list(served)))
+                    .options(selectinload(Certificate.targets).selectinload(DeploymentTarget.server))
+                )
+            }
+            busy = dict(
+                s.execute(
+                    select(Deployment.target_id, func.max(Deployment.id))
+                    .where(
+                        Deployment.target_id.in_([job.target_id for job, _ in served.values()]),
+                        Deployment.status == DeploymentStatus.RUNNING,
+                    )
+                    .group_by(Deployment.target_id)
+                ).all()
+            )
+            for certificate_id, (job, previous_serial) in served.items():
+                cert = certs[certificate_id]
+                target = next(t for t in cert.targets if t.id == job.target_id)
+                refusal = deploy_refusal(cert, target)
+                if refusal is not None:
+                    cert.status = CertificateStatus.DEPLOYMENT_FAILED
+                    cert.status_reason = refusal
+                    repo.audit(s, actor=ACTOR, action="deploy", obj=cert, outcome="refused", detail=refusal)
+                    out[certificate_id] = refusal
+                elif job.target_id in busy:
+                    out[certificate_id] = still_running(busy[job.target_id])
+                else:
+                    deployment_id = new_deployment(s, cert, target, previous_serial, flow_run_id)
+                    opened = job.model_copy(
+                        update={
+                            "deployment_id": deployment_id,
+                            "serial_number": cert.serial_number,
+                            "previous_serial": previous_serial,
+                        }
+                    )
+                    out[certificate_id] = Opened(opened, certificate_bundle(cert))
+        return out
+
+    def journal_steps(self, steps: list[Step]) -> list[int]:
+        """The steps recorded (Planned) before they run, in one transaction; their ids, in order."""
+        ids = sorted({st.deployment_id for st in steps})
+        with session_scope() as s:
+            status = dict(s.execute(select(Deployment.id, Deployment.status).where(Deployment.id.in_(ids))).all())
+            for deployment_id in ids:
+                if status.get(deployment_id) is not DeploymentStatus.RUNNING:
+                    state = status[deployment_id].value if deployment_id in status else "gone"
+                    raise PermanentConnectorError(
+                        f"deployment {deployment_id} is {state}: no further change is journalled"
+                    )
+            last = dict(
+                s.execute(
+                    select(DeploymentStep.deployment_id, func.max(DeploymentStep.seq))
+                    .where(DeploymentStep.deployment_id.in_(ids))
+                    .group_by(DeploymentStep.deployment_id)
+                ).all()
+            )
+            rows = []
+            for st in steps:
+                last[st.deployment_id] = seq = (last.get(st.deployment_id) or 0) + 1
+                rows.append(
+                    DeploymentStep(
+                        deployment_id=st.deployment_id,
+                        seq=seq,
+                        action=st.action,
+                        path=st.path,
+                        backup_path=st.backup_path,
+                        state=StepState.PLANNED,
+                    )
+                )
+            s.add_all(rows)
+            s.flush()
+            return [row.id for row in rows]
+
+    def update_steps(
+        self,
+        step_ids: list[int],
+        *,
+        state: StepState | None = None,
+        existed_before: dict[int, bool] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Steps marked in one transaction: a state and detail for all, `existed_before` per step."""
+        if not step_ids:
+            return
+        rows = []
+        for step_id in step_ids:
+            row: dict[str, object] = {"id": step_id}
+            if state is not None:
+                row["state"] = state
+            if detail is not None:
+                row["detail"] = detail
+            if existed_before is not None:
+                row["existed_before"] = existed_before[step_id]
+            rows.append(row)
+        with session_scope() as s:
+            s.execute(update(DeploymentStep), rows)
+
+    def finish_group(self, deployment_ids: list[int]) -> dict[int, list[StaleBackup]]:
+        """The proven deployments Deployed in one transaction; per deployment, its target's older backups."""
+        with session_scope() as s:
+            deployments = s.scalars(
+                select(Deployment)
+                .where(Deployment.id.in_(deployment_ids))
+                .options(
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.certificate),
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.server),
+                )
+            ).all()
+            return {d.id: finish_deployment(s, d) for d in deployments}
+
+    def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None:
+        """Backups removed from the server, per deployment whose finish removed them: forgotten at once."""
+        rows = [
+            {"id": item.step_id, "backup_path": None, "detail": f"backup {item.path} removed after deployment {d}"}
+            for d, items in removed.items()
+            for item in items
+        ]
+        if rows:
+            with session_scope() as s:
+                s.execute(update(DeploymentStep), rows)
