@@ -164,8 +164,8 @@ def _install(store: DbGroupStore, members: list[_Member], out: GroupOutcome) -> 
     store.update_steps(installed, state=StepState.DONE)
     for m in members:
         if m.deployment_id in failed:
-            exc = failed[m.deployment_id]
-            out.failed[m.certificate_id] = f"target {m.target_id}: {exc}: {_restore(m.deployment_id, repr(exc))}"
+            error = failed[m.deployment_id]
+            out.failed[m.certificate_id] = f"target {m.target_id}: {error}: {_restore(m.deployment_id, repr(error))}"
     return [m for m in members if m.deployment_id not in failed]
 
 
