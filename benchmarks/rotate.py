@@ -197,10 +197,10 @@ def bare_server(connector_id: int, listener: ListenerProcess, sites: list[Site])
     """One server's sites a group at a time, as rotate-batch's per-server task takes them: each site's files
     written, then the listener's config test and reload once for the group, then each site proven served."""
     from certfleet.connectors.servers.probe import wait_for_serial
-    from certfleet.flows.rotation import GROUP
     from certfleet.models.db import session_scope
     from certfleet.models.orm import CAConnector
     from certfleet.tasks.build import build_ca
+    from certfleet.tasks.deploy_group import GROUP
 
     with session_scope() as s:
         ca = build_ca(s, s.get_one(CAConnector, connector_id))

@@ -50,8 +50,8 @@ from certfleet.rotation.service import (
     RotationRequest,
 )
 from certfleet.tasks.build import release_connections
-from certfleet.tasks.deploy_group import GroupOutcome, deploy_group
-from certfleet.tasks.deployment import restore_target
+from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group
+from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
     ca_limit,
@@ -68,9 +68,6 @@ from certfleet.tasks.rotation import (
 )
 
 PARALLEL_SERVERS = 8
-# Certificates of one server issued and deployed together: one config test and one reload of the server per group.
-# A stop (canary, failure budget) takes effect between groups.
-GROUP = 25
 
 
 class RotationStopped(RuntimeError):
@@ -317,15 +314,6 @@ def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> No
         future.result()  # a crash in a server task fails the run (what it recorded stays)
 
 
-def _restore(deployment_id: int, reason: str) -> str:
-    """One deployment rolled back; a refusal (e.g. a newer deployment replaced it) is an outcome, not a crash,
-    so the batch's other deployments are still rolled back."""
-    try:
-        return restore_target(deployment_id, reason)
-    except Exception as exc:
-        return f"deployment {deployment_id} not rolled back: {exc}"
-
-
 def _roll_back(batch_key: str, reason: str, start_timeout: float) -> list[str]:
     problems = []
     deployed = deployed_items(batch_key)
@@ -333,14 +321,14 @@ def _roll_back(batch_key: str, reason: str, start_timeout: float) -> list[str]:
     for changed in deployed:
         if changed.waiting:
             windows.withdraw(changed.certificate_id, f"rotate-batch {batch_key} stopped")
-    # Deployments made by bots are put back by those bots first (one run per bot); then the rest, here.
+    # Deployments made by bots are put back by those bots first (one run per bot); then the rest, here, a server's
+    # deployments together (one config check and one reload per group).
     elsewhere = bots.roll_back(batch_key, [d for c in deployed for d in c.deployment_ids], reason, start_timeout)
+    here = [d for c in deployed for d in reversed(c.deployment_ids) if d not in elsewhere]
+    outcome = elsewhere | roll_back_deployments(here, f"rotate-batch {batch_key} stopped: {reason}")
     for changed in deployed:
         item_id = changed.item_id
-        outcomes = [
-            elsewhere[d] if d in elsewhere else _restore(d, f"rotate-batch {batch_key} stopped: {reason}")
-            for d in reversed(changed.deployment_ids)
-        ]
+        outcomes = [outcome[d] for d in reversed(changed.deployment_ids)]
         if all(o == DeploymentStatus.ROLLED_BACK.value for o in outcomes):
             set_state(item_id, ROLLED_BACK, reason=f"batch stopped: {reason}", deployment_ids=[])
         else:

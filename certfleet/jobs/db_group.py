@@ -6,8 +6,9 @@ recorded, its backup noted, its install noted, ...): on SQLite each commit waits
 the certificates, was most of a batch's time. Here each step of the group is one transaction for all its
 certificates, in the same order as one deployment's: every change is still committed before it is made (the whole
 group's file steps before the first backup, the backups' outcome before the first install), so
-`rollback-deployment` of any one deployment stays exact. Central host only: a bot journals through the API one
-deployment at a time (`JobStore`).
+`rollback-deployment` of any one deployment stays exact. The rollback of a group (a stopped rotate-batch) likewise:
+plans read, steps marked restored, deployments closed, each in one transaction. Central host only: a bot journals
+through the API one deployment at a time (`JobStore`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from certfleet.jobs.db_store import (
     ACTOR,
     DbJobStore,
     certificate_bundle,
+    close_deployment,
     deploy_refusal,
     finish_deployment,
     new_deployment,
+    restore_plan,
     still_running,
     target_job,
 )
-from certfleet.jobs.models import StaleBackup, TargetJob
+from certfleet.jobs.models import RestorePlan, StaleBackup, TargetJob
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -210,3 +213,42 @@ class DbGroupStore(DbJobStore):
         if rows:
             with session_scope() as s:
                 s.execute(update(DeploymentStep), rows)
+
+    def deployment_servers(self, deployment_ids: list[int]) -> dict[int, int]:
+        """The server of each deployment (to group a rollback per server)."""
+        with session_scope() as s:
+            return dict(
+                s.execute(
+                    select(Deployment.id, DeploymentTarget.server_id)
+                    .join(DeploymentTarget, DeploymentTarget.id == Deployment.target_id)
+                    .where(Deployment.id.in_(deployment_ids))
+                ).all()
+            )
+
+    def restore_plans(self, deployment_ids: list[int]) -> dict[int, RestorePlan]:
+        """`restore_plan` of each deployment, read in one transaction."""
+        with session_scope() as s:
+            deployments = s.scalars(
+                select(Deployment)
+                .where(Deployment.id.in_(deployment_ids))
+                .options(
+                    selectinload(Deployment.steps),
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.certificate),
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.server),
+                )
+            ).all()
+            return {d.id: restore_plan(s, d) for d in deployments}
+
+    def close_group(self, closing: dict[int, tuple[DeploymentStatus, str]]) -> dict[int, list[StaleBackup]]:
+        """Deployments ended (Rolled Back or Failed, with the reason) in one transaction: `close` of each."""
+        with session_scope() as s:
+            deployments = s.scalars(
+                select(Deployment)
+                .where(Deployment.id.in_(list(closing)))
+                .options(
+                    selectinload(Deployment.steps),
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.certificate),
+                    selectinload(Deployment.target).selectinload(DeploymentTarget.server),
+                )
+            ).all()
+            return {d.id: close_deployment(s, d, *closing[d.id]) for d in deployments}

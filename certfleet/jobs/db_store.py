@@ -230,6 +230,58 @@ def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:
     return [StaleBackup(step_id=st.id, path=st.backup_path or "") for st in stale]
 
 
+def restore_plan(s: Session, deployment: Deployment) -> RestorePlan:
+    """What rolling the deployment back must undo (newest change first), or why it must not be rolled back."""
+    steps = deployment.steps
+    items = [
+        RestoreItem(
+            step_id=st.id,
+            action=st.action,
+            path=st.path or "",
+            backup_path=st.backup_path or "",
+            existed=bool(st.existed_before),
+            undo=st.undo,
+        )
+        for st in reversed(steps)
+        if st.state is not StepState.RESTORED and _undoable(st)
+    ]
+    return RestorePlan(
+        job=target_job(deployment.target, deployment),
+        items=items,
+        touched=any(_undoable(st) for st in steps),
+        # A server that was never told to reload still runs the old files: restoring them is enough.
+        reloaded=any(st.action == RELOAD for st in steps),
+        refusal=rollback_refusal(s, deployment),
+    )
+
+
+def close_deployment(s: Session, deployment: Deployment, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
+    """Ends a deployment that did not succeed; returns the backups no rollback needs any more (`JobStore.close`)."""
+    deployment.status = status
+    deployment.reason = reason
+    deployment.finished_at = utcnow()
+    cert = deployment.target.certificate
+    if status is DeploymentStatus.ROLLED_BACK:
+        # What it replaced is served again (a rollback proves it), also when the deployment failed before it was
+        # Deployed: the certificate issued for it stays the row's newest, issued but not served.
+        mark_served(s, cert, deployment.previous_serial)
+    cert.status = (
+        CertificateStatus.ROLLED_BACK if status is DeploymentStatus.ROLLED_BACK else CertificateStatus.DEPLOYMENT_FAILED
+    )
+    cert.status_reason = reason
+    repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
+    # Rolled back: no copy is needed any more. Otherwise only the copies of files that were never replaced (a
+    # worker killed between the backup and the install) are useless; the others may be what puts the server right
+    # by hand.
+    return [
+        StaleBackup(step_id=st.id, path=st.backup_path)
+        for st in deployment.steps
+        if st.action == REPLACE_FILE
+        and st.backup_path
+        and (status is DeploymentStatus.ROLLED_BACK or st.existed_before is None)
+    ]
+
+
 class DbJobStore:
     def __init__(self, bot_id: int | None = None) -> None:
         self.bot_id = bot_id
@@ -346,57 +398,11 @@ class DbJobStore:
 
     def restore_plan(self, deployment_id: int) -> RestorePlan:
         with session_scope() as s:
-            deployment = self._deployment(s, deployment_id)
-            steps = deployment.steps
-            items = [
-                RestoreItem(
-                    step_id=st.id,
-                    action=st.action,
-                    path=st.path or "",
-                    backup_path=st.backup_path or "",
-                    existed=bool(st.existed_before),
-                    undo=st.undo,
-                )
-                for st in reversed(steps)
-                if st.state is not StepState.RESTORED and _undoable(st)
-            ]
-            return RestorePlan(
-                job=target_job(deployment.target, deployment),
-                items=items,
-                touched=any(_undoable(st) for st in steps),
-                # A server that was never told to reload still runs the old files: restoring them is enough.
-                reloaded=any(st.action == RELOAD for st in steps),
-                refusal=rollback_refusal(s, deployment),
-            )
+            return restore_plan(s, self._deployment(s, deployment_id))
 
     def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
         with session_scope() as s:
-            deployment = self._deployment(s, deployment_id)
-            deployment.status = status
-            deployment.reason = reason
-            deployment.finished_at = utcnow()
-            cert = deployment.target.certificate
-            if status is DeploymentStatus.ROLLED_BACK:
-                # What it replaced is served again (a rollback proves it), also when the deployment failed before
-                # it was Deployed: the certificate issued for it stays the row's newest, issued but not served.
-                mark_served(s, cert, deployment.previous_serial)
-            cert.status = (
-                CertificateStatus.ROLLED_BACK
-                if status is DeploymentStatus.ROLLED_BACK
-                else CertificateStatus.DEPLOYMENT_FAILED
-            )
-            cert.status_reason = reason
-            repo.audit(s, actor=ACTOR, action="rollback", obj=deployment, outcome=status.value, detail=reason)
-            # Rolled back: no copy is needed any more. Otherwise only the copies of files that were never
-            # replaced (a worker killed between the backup and the install) are useless; the others may be
-            # what puts the server right by hand.
-            return [
-                StaleBackup(step_id=st.id, path=st.backup_path)
-                for st in deployment.steps
-                if st.action == REPLACE_FILE
-                and st.backup_path
-                and (status is DeploymentStatus.ROLLED_BACK or st.existed_before is None)
-            ]
+            return close_deployment(s, self._deployment(s, deployment_id), status, reason)
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         """Record the key a server presented on first contact; a key pinned meanwhile is never replaced."""

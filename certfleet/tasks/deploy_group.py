@@ -45,6 +45,9 @@ from certfleet.tasks.deployment import (
     served_serial,
 )
 
+# Certificates of one server issued and deployed together: one config test and one reload of the server per group.
+# A stop of rotate-batch (canary, failure budget) takes effect between groups.
+GROUP = 25
 # Kinds whose config test checks the whole server and whose reload is a reload (not a restart, not over SMB):
 # exact types, so a Windows Apache (restarted through the service manager) is not one of them.
 GROUPED_KINDS: tuple[type, ...] = (PemFilesTarget, NginxHandler, ApacheHandler)

@@ -212,29 +212,50 @@ def restore_target(deployment_id: int, reason: str) -> str:
             store.update_step(item.step_id, state=StepState.RESTORED)
         _forget(deployment_id)
         if plan.reloaded:
-            # The files are back byte for byte, so what the server ran before is what it runs again: a check
-            # that disagrees with them (a stricter version, a file changed by hand) is reported, not obeyed.
-            try:
-                handler.verify()
-            except PermanentConnectorError as exc:
-                check_note = f" (the configuration check of the restored files failed: {exc})"
+            check_note = check_restored(handler)
             handler.activate()
-        if plan.touched and job.previous_serial is not None:
-            wait_for_serial(
-                job.server.host,
-                job.port,
-                server_name=job.server_name,
-                expected_serial=int(job.previous_serial, 16),
-                timeout=get_settings().verify_timeout_s,
-            )
+        if plan.touched:
+            prove_previous(job)
     except (ConnectorError, ProbeError) as exc:
         return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; rollback failed: {exc}")
     if not plan.touched:
-        return _close(store, deployment_id, DeploymentStatus.FAILED, f"{reason}; nothing on the server was changed")
-    served = f"serial {job.previous_serial} is served again" if job.previous_serial else "the previous files are back"
-    stale = store.close(deployment_id, DeploymentStatus.ROLLED_BACK, f"{reason}; rolled back, {served}{check_note}")
+        return _close(store, deployment_id, DeploymentStatus.FAILED, nothing_changed(reason))
+    stale = store.close(deployment_id, DeploymentStatus.ROLLED_BACK, rolled_back(reason, job, check_note))
     _remove_backups(store, deployment_id, stale)  # the files are back: their copies are not needed any more
     return DeploymentStatus.ROLLED_BACK.value
+
+
+def check_restored(handler: ServerHandler) -> str:
+    """The server's config check after a rollback put its files back; a note when it disagrees.
+
+    The files are back byte for byte, so what the server ran before is what it runs again: a check that disagrees
+    with them (a stricter version, a file changed by hand) is reported, not obeyed."""
+    try:
+        handler.verify()
+    except PermanentConnectorError as exc:
+        return f" (the configuration check of the restored files failed: {exc})"
+    return ""
+
+
+def prove_previous(job: TargetJob) -> None:
+    """The serial the target served before the deployment is served again (when it served one)."""
+    if job.previous_serial is not None:
+        wait_for_serial(
+            job.server.host,
+            job.port,
+            server_name=job.server_name,
+            expected_serial=int(job.previous_serial, 16),
+            timeout=get_settings().verify_timeout_s,
+        )
+
+
+def nothing_changed(reason: str) -> str:
+    return f"{reason}; nothing on the server was changed"
+
+
+def rolled_back(reason: str, job: TargetJob, check_note: str) -> str:
+    served = f"serial {job.previous_serial} is served again" if job.previous_serial else "the previous files are back"
+    return f"{reason}; rolled back, {served}{check_note}"
 
 
 def _restore_unrecorded(store: JobStore, deployment_id: int, reason: str, exc: Exception) -> str:

@@ -235,6 +235,37 @@ def test_a_certificate_whose_files_cannot_be_written_is_put_back_alone_and_its_g
                 assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
 
 
+def test_a_stopped_batch_rolls_back_a_servers_deployments_with_one_reload(shared: SharedServer) -> None:
+    """The failure budget is spent in the group (one key file cannot be written): the batch stops and rolls back
+    the canary and the group's three deployed certificates together, one config check and one reload of the
+    server, each proven to serve its previous serial again, every file byte for byte as before."""
+    fqdns = list(shared.certificates)
+    sites = Path(shared.listener.sites_dir or "")
+    before_files = {fqdn: (sites / fqdn / SITE_CERT).read_bytes() for fqdn in fqdns}
+    with session_scope() as s:
+        target = s.scalars(
+            select(DeploymentTarget).where(DeploymentTarget.certificate_id == shared.certificates[fqdns[2]])
+        ).one()
+        target.key_path = f"/nonexistent-{fqdns[2]}/{SITE_KEY}"
+    before = {fqdn: shared.served(fqdn) for fqdn in fqdns}
+    reloads_before = shared.reloads()
+    with pytest.raises(Exception, match="failure budget exceeded"):
+        rotate_batch(batch_name="groups", batch_key="groups-stopped", failure_budget=0.0)
+    # The canary's reload, the group's, and one for the rollback of all four deployed certificates.
+    assert shared.reloads() - reloads_before == 3
+    for fqdn, cid in shared.certificates.items():
+        assert (sites / fqdn / SITE_CERT).read_bytes() == before_files[fqdn]
+        assert shared.served(fqdn) == before[fqdn]
+        ((_, status, reason),) = _deployments(cid)
+        assert status is DeploymentStatus.ROLLED_BACK, (fqdn, status, reason)
+        if fqdn != fqdns[2]:
+            assert f"serial {before[fqdn]} is served again" in (reason or ""), reason
+            assert "batch groups-stopped stopped" in (reason or ""), reason
+    with session_scope() as s:
+        states = {r.certificate_id: r.state for r in s.scalars(select(RotationItem))}
+    assert states == {cid: ("Failed" if f == fqdns[2] else "Rolled Back") for f, cid in shared.certificates.items()}
+
+
 def test_a_failed_reload_of_the_group_rolls_the_whole_group_back(shared: SharedServer, tmp_path: Path) -> None:
     """The group's one reload fails (the server was not reloaded): every certificate of the group fails with the
     reason, its files are put back byte for byte, and the rollback's own reload leaves the old certificates served."""
