@@ -12,7 +12,8 @@ has provisioned the demo fleet. Then, through the dashboard API with an API toke
 
 Prints one JSON line: deploy_p50_s, deploy_p95_s, rollback_p50_s, runs, rollback_runs, worker_query_seconds, and
 where a deploy's time goes, from the flow run's own state times in Prefect (medians over the deploys):
-pickup_p50_s (Scheduled to Pending: waiting for the worker's next poll), start_p50_s (Pending to Running: the
+pickup_p50_s (Scheduled to Pending: until the worker takes it; `certfleet up`'s workers are woken when a run
+starts on their host, else it waits for the next poll), start_p50_s (Pending to Running: the
 flow-run process starting, importing Prefect and certfleet), work_p50_s (Running to the run's end); and what the
 workers' polling costs when nothing runs: idle_server_cpu_pct (the Prefect server process) and
 idle_workers_cpu_pct (both workers and their warm launchers), CPU over 20 s idle in percent of one core; and

@@ -19,7 +19,7 @@ from certfleet.deployments.api import use_api
 from certfleet.deployments.auth_string import configured_auth_string, ensure_auth_string
 from certfleet.deployments.embedded import Access, EmbeddedPrefect, api_access, healthy, port_in_use
 from certfleet.deployments.names import BOT_POOL, CENTRAL_POOL, CENTRAL_QUEUE, bot_queue
-from certfleet.deployments.workers import WorkerProcess
+from certfleet.deployments.workers import WorkerProcess, wake_socket
 from certfleet.models.bootstrap import Bootstrapped, initialize
 from certfleet.settings import Settings, get_settings
 
@@ -50,7 +50,7 @@ def run_up(*, demo_fleet: bool, say: Say) -> None:
     from certfleet.deployments.serve import FLOWS, register, runner_deployments
 
     listeners: list[ListenerProcess] = []
-    workers = central_workers(boot.local_bot_id, settings.home / "logs")
+    workers = central_workers(boot.local_bot_id, settings.home)
     try:
         hosts, new_cert_ids = _demo_fleet(settings, boot, demo_fleet)
         listeners = _start_listeners(hosts, say)
@@ -158,15 +158,24 @@ def _start_listeners(hosts: list[DemoHost], say: Say) -> list[ListenerProcess]:
     return listeners
 
 
-def central_workers(local_bot_id: int, log_dir: Path) -> list[WorkerProcess]:
-    """The central host's worker (issuing, renewal, discovery) and its own bot's worker (deployments)."""
+def central_workers(local_bot_id: int, home: Path) -> list[WorkerProcess]:
+    """The central host's worker (issuing, renewal, discovery) and its own bot's worker (deployments); both are
+    woken when a run starts on this host (logs in home/logs, wake-up sockets in home/wake)."""
+    log_dir = home / "logs"
     return [
-        WorkerProcess(CENTRAL_POOL, CENTRAL_QUEUE, name="certfleet-central", log_path=log_dir / "worker-central.log"),
+        WorkerProcess(
+            CENTRAL_POOL,
+            CENTRAL_QUEUE,
+            name="certfleet-central",
+            log_path=log_dir / "worker-central.log",
+            wake=wake_socket(home, CENTRAL_QUEUE),
+        ),
         WorkerProcess(
             BOT_POOL,
             bot_queue(local_bot_id),
             name=f"certfleet-{bot_queue(local_bot_id)}",
             log_path=log_dir / "worker-local-bot.log",
+            wake=wake_socket(home, bot_queue(local_bot_id)),
         ),
     ]
 

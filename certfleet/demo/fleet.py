@@ -106,8 +106,8 @@ def listener_server(
         server_type="generic",
         app_path=app_path if app_path is not None else str(listener.workdir),
         service_name=service_name,
-        config_test_command=shlex.join(listener.check_command()),
-        reload_command=shlex.join(listener.reload_command()),
+        config_test_command=shlex.join(listener.control_check_command()),
+        reload_command=shlex.join(listener.control_reload_command()),
         bot_id=bot_id,
         created_by=created_by,
     )

@@ -9,9 +9,15 @@ against realistic behaviour.
 Command line::
 
     python -m certfleet.demo.listener serve --host H --port P --cert C --key K [--chain CH]
-                                            --pidfile F [--ready-file R]
+                                            --pidfile F [--ready-file R] [--control S]
     python -m certfleet.demo.listener check --cert C --key K [--chain CH]
     python -m certfleet.demo.listener reload --pidfile F
+
+With ``--control S`` the running listener also answers on the Unix socket ``S`` (mode 0600): ``check`` loads
+the files it serves from disk, exactly as a reload would, and answers whether they load (nothing changes); ``reload``
+loads them and serves them, or keeps serving the old ones and answers why not. ``listener_ctl.py`` is the client,
+standard library ``socket`` only, so the check and the reload a deployment runs cost no new interpreter that
+imports ``ssl`` and this module: ``python -I -S .../listener_ctl.py S check`` (see ``control_check_command``).
 
 Instead of --cert/--key, ``--sites DIR`` serves many sites on one port, like a web server with many server
 blocks: each subdirectory ``DIR/<server name>/`` holds ``fullchain.pem`` and ``privkey.pem``, chosen by SNI (the
@@ -50,6 +56,9 @@ DEFAULT_CLIENT_TIMEOUT = 10.0
 DEFAULT_READY_TIMEOUT = 15.0
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_CONCURRENT_CLIENTS = 256
+CONTROL_TIMEOUT = 5.0  # a control client must send its line and read the answer within this
+CONTROL_CLIENT = Path(__file__).with_name("listener_ctl.py")
+MAX_CONTROL_PATH = 100  # bytes: a Unix socket's path must fit in sockaddr_un (108 with its NUL, less on some)
 
 _CERT_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 _KEY_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
@@ -271,18 +280,58 @@ class _Server:
             sslobj.context = site.context
             self._tls_state.serial = site.serial
 
-    def reload(self) -> None:
-        """Swap in a new context; on any failure keep serving the old one, like nginx."""
+    def reload(self) -> tuple[bool, str]:
+        """Swap in a new context; on any failure keep serving the old one, like nginx. Returns (done, message)."""
         current = self._config
         try:
             new = self._load()
         except ConfigError as exc:
-            _log(f"reload failed: {exc}; still serving serial {_hex(current.serial)}")
-            return
+            message = f"reload failed: {exc}; still serving serial {_hex(current.serial)}"
+            _log(message)
+            return False, message
         self._config = self._activate(new)
-        _log(f"reloaded: now serving serial {_hex(new.serial)}")
+        message = f"reloaded: now serving serial {_hex(new.serial)}"
+        _log(message)
+        return True, message
 
-    def run(self, pidfile: Path, ready_file: Path | None) -> int:
+    def check(self) -> tuple[bool, str]:
+        """Load the files from disk as a reload would, and keep serving what is served (``nginx -t``)."""
+        try:
+            self._load()
+        except ConfigError as exc:
+            return False, f"configuration test failed: {exc}"
+        return True, "configuration ok"
+
+    def _control(self, control: socket.socket) -> None:
+        """One request on the control socket: a line `check` or `reload`; the answer `ok|error <message>`."""
+        try:
+            conn, _ = control.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            _log(f"control accept failed: {exc}")
+            return
+        with conn:
+            conn.settimeout(CONTROL_TIMEOUT)
+            try:
+                request = b""
+                while b"\n" not in request and len(request) < 64:
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    request += chunk
+                command = request.split(b"\n", 1)[0].strip()
+                if command == b"check":
+                    done, message = self.check()
+                elif command == b"reload":
+                    done, message = self.reload()
+                else:
+                    done, message = False, "unknown control command: send check or reload"
+                conn.sendall(f"{'ok' if done else 'error'} {message}\n".encode())
+            except OSError:
+                pass  # the client went away or stalled: it sees no answer and fails
+
+    def run(self, pidfile: Path, ready_file: Path | None, control: _Control | None = None) -> int:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -297,6 +346,8 @@ class _Server:
             self._listen.setblocking(False)
             selector.register(self._listen, selectors.EVENT_READ, "accept")
             selector.register(wake_r, selectors.EVENT_READ, "signal")
+            if control is not None:
+                selector.register(control.sock, selectors.EVENT_READ, "control")
             host, port = self._listen.getsockname()[:2]
             _log(f"listening on {host}:{port}, serving serial {_hex(self._config.serial)}")
             if ready_file is not None:
@@ -306,6 +357,9 @@ class _Server:
                     if key.data == "accept":
                         self._accept()
                         continue
+                    if key.data == "control" and control is not None:
+                        self._control(control.sock)
+                        continue
                     for received in _drain(wake_r):
                         if received == signal.SIGHUP:
                             self.reload()
@@ -314,6 +368,8 @@ class _Server:
                             return 0
         finally:
             selector.close()
+            if control is not None:
+                control.remove()
             signal.set_wakeup_fd(previous_wakeup)
             wake_r.close()
             wake_w.close()
@@ -380,6 +436,42 @@ def _drain(sock: socket.socket) -> list[int]:
         received.extend(data)
 
 
+@dataclass
+class _Control:
+    sock: socket.socket
+    path: Path
+    identity: tuple[int, int, int]  # of the socket file this listener bound: device, inode, change time
+
+    def remove(self) -> None:
+        """Close it; remove the file unless a successor has bound that path since (then it is another file)."""
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            st = self.path.stat()
+            if (st.st_dev, st.st_ino, st.st_ctime_ns) == self.identity:
+                self.path.unlink()
+
+
+def _bind_control(path: Path) -> _Control:
+    """The control socket, reachable by this user only (a socket left by a listener that died is replaced)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o177)  # created 0600: no moment in which another user could connect
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        sock.listen(16)
+        sock.setblocking(False)
+        st = path.stat()
+        return _Control(sock, path, (st.st_dev, st.st_ino, st.st_ctime_ns))
+    except OSError:
+        sock.close()
+        raise
+
+
 def _remove_own_pidfile(pidfile: Path) -> None:
     """Remove the pidfile only if it is still ours (a successor may have taken it over)."""
     with contextlib.suppress(OSError, ValueError):
@@ -397,6 +489,7 @@ def serve(
     ready_file: Path | None = None,
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT,
     sites: Path | None = None,
+    control_path: Path | None = None,
 ) -> int:
     """Run the listener until SIGTERM/SIGINT; returns the process exit status."""
     if ready_file is not None:
@@ -413,9 +506,17 @@ def serve(
     except OSError as exc:
         _log(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         return 1
+    control = None
+    if control_path is not None:
+        try:
+            control = _bind_control(control_path)
+        except OSError as exc:
+            listen_sock.close()
+            _log(f"cannot listen on the control socket {control_path}: {exc.strerror or exc}")
+            return 1
     with listen_sock:
         server = _Server(listen_sock, config, load, client_timeout)
-        return server.run(pidfile, ready_file)
+        return server.run(pidfile, ready_file, control)
 
 
 def _loader(
@@ -511,6 +612,11 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", MODULE, *args]
 
 
+def _control_command(control_path: Path, action: str) -> list[str]:
+    """An interpreter without site-packages or the environment's settings (-I -S) running the small client."""
+    return [sys.executable, "-I", "-S", str(CONTROL_CLIENT), str(control_path), action]
+
+
 def _file_args(cert_path: Path, key_path: Path, chain_path: Path | None) -> list[str]:
     args = ["--cert", str(cert_path), "--key", str(key_path)]
     if chain_path is not None:
@@ -541,6 +647,9 @@ class ListenerProcess:
         self.pidfile = self.workdir / f"listener-{port}.pid"
         self.ready_file = self.workdir / f"listener-{port}.ready"
         self.log_path = self.workdir / f"listener-{port}.log"
+        control = self.workdir / f"listener-{port}.ctl"
+        # A path too long for a Unix socket: no control socket, the check and reload start the module instead.
+        self.control_path: Path | None = control if len(os.fsencode(control)) <= MAX_CONTROL_PATH else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -584,6 +693,7 @@ class ListenerProcess:
             str(self.pidfile),
             "--ready-file",
             str(self.ready_file),
+            *(["--control", str(self.control_path)] if self.control_path is not None else []),
         )
 
     def reload_command(self) -> list[str]:
@@ -593,6 +703,20 @@ class ListenerProcess:
     def check_command(self) -> list[str]:
         """Command a deployment runs to test the files before reloading (like ``nginx -t``)."""
         return _command("check", *self._files())
+
+    def control_check_command(self) -> list[str]:
+        """The check through the running listener's control socket (it loads the files as a reload would);
+        without a control socket, `check_command`."""
+        if self.control_path is None:
+            return self.check_command()
+        return _control_command(self.control_path, "check")
+
+    def control_reload_command(self) -> list[str]:
+        """The reload through the control socket: it ends once the new files are served (or fails, naming why,
+        with the old ones still served); without a control socket, `reload_command`."""
+        if self.control_path is None:
+            return self.reload_command()
+        return _control_command(self.control_path, "reload")
 
     def launch(self, ready_timeout: float = DEFAULT_READY_TIMEOUT) -> None:
         """Start the subprocess and wait for its ready file; no blind sleeping."""
@@ -717,6 +841,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--pidfile", type=Path, required=True)
     serve_cmd.add_argument("--ready-file", type=Path)
     serve_cmd.add_argument("--client-timeout", type=float, default=DEFAULT_CLIENT_TIMEOUT)
+    serve_cmd.add_argument("--control", type=Path, help="also answer check and reload on this Unix socket")
 
     check_cmd = commands.add_parser("check", help="test that the files load and match (like nginx -t)")
     add_files(check_cmd)
@@ -739,6 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.ready_file,
             args.client_timeout,
             args.sites,
+            args.control,
         )
     if args.command == "check":
         try:

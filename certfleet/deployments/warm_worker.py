@@ -9,6 +9,9 @@ instead of a new `python -m prefect.engine`, the run's process is forked from `w
 certfleet already imported), with the environment that Prefect's starter would have given it (the worker's,
 the job's `env`, the worker's Prefect settings, the flow run id and the control channel's port and token).
 
+With CERTFLEET_WORKER_WAKE_SOCKET set (see `workers.wake_socket`), the worker also polls whenever a datagram
+arrives on that Unix socket: a run started on this host is taken at once, not at the next poll.
+
 A job whose `command` is set or whose output is not streamed (`stream_output: false`), or a launcher that
 could not start warm, falls back to Prefect's own start.
 CERTFLEET_WARM_STARTS=0 in the environment turns the launcher off.
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from prefect.runner._control_channel import ControlChannel
 
 WARM_ENV = "CERTFLEET_WARM_STARTS"
+WAKE_ENV = "CERTFLEET_WORKER_WAKE_SOCKET"  # as certfleet.deployments.workers.WAKE_ENV (not imported: no cycle)
 
 
 class LauncherGone(RuntimeError):
@@ -177,6 +181,36 @@ class Launcher:
             await asyncio.to_thread(self.process.wait)
 
 
+def bind_wake_socket(path: Path) -> socket.socket:
+    """A non-blocking Unix datagram socket at `path`, in a folder only this user may enter; a socket left there by
+    a worker that died is replaced."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(str(path))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def file_identity(path: Path) -> tuple[int, int, int]:
+    """Tells a file from its successor at the same path (an inode number alone may be reused at once)."""
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def remove_wake_socket(path: Path, identity: tuple[int, int, int]) -> None:
+    """Removes the socket file unless another worker has bound that path since (it is another file then)."""
+    with contextlib.suppress(OSError):
+        if file_identity(path) == identity:
+            path.unlink()
+
+
 def _running(pid: int) -> bool:
     """Exists and is not a zombie (an orphan's new parent may be slow to reap it)."""
     try:
@@ -245,6 +279,41 @@ class WarmProcessWorker(ProcessWorker):
         super().__init__(*args, **kwargs)
         self._launcher: Launcher | None = None
         self._launcher_lock = asyncio.Lock()
+        self._poll_lock = asyncio.Lock()
+        self._wake_task: asyncio.Task[None] | None = None
+
+    async def setup(self) -> None:
+        await super().setup()
+        path = os.environ.get(WAKE_ENV)
+        if path:
+            self._wake_task = asyncio.create_task(self._polls_when_woken(Path(path)))
+
+    async def get_and_submit_flow_runs(self) -> list[FlowRun]:
+        """One poll at a time: Prefect's poll loop and a wake-up never query and submit side by side."""
+        async with self._poll_lock:
+            return await super().get_and_submit_flow_runs()
+
+    async def _polls_when_woken(self, path: Path) -> None:
+        try:
+            sock = bind_wake_socket(path)
+        except OSError as exc:
+            self._logger.warning("this worker only polls: it cannot listen for wake-ups on %s (%s)", path, exc)
+            return
+        identity = file_identity(path)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await loop.sock_recv(sock, 64)
+                with contextlib.suppress(BlockingIOError, InterruptedError):  # one poll answers every wake-up so far
+                    while True:
+                        sock.recv(64)
+                try:
+                    await self.get_and_submit_flow_runs()
+                except Exception as exc:  # the regular poll goes on; the next wake-up tries again
+                    self._logger.warning("a poll on wake-up failed: %s", exc)
+        finally:
+            sock.close()
+            remove_wake_socket(path, identity)
 
     async def _warm_launcher(self) -> Launcher | None:
         """The running launcher, started (again) if needed; None: start runs as Prefect does."""
@@ -307,6 +376,11 @@ class WarmProcessWorker(ProcessWorker):
         return ProcessWorkerResult(status_code=execution.status_code, identifier=str(execution.handle.pid))
 
     async def teardown(self, *exc_info: Any) -> None:
+        if self._wake_task is not None:
+            self._wake_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wake_task
+            self._wake_task = None
         await super().teardown(*exc_info)
         if self._launcher is not None:
             await self._launcher.close()

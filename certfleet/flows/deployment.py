@@ -44,7 +44,8 @@ def deploy_steps(certificate_id: int, target_id: int) -> tuple[str, int]:
 
 @flow(name="deploy-certificate", flow_run_name="deploy-certificate-{certificate_id}")
 def deploy_certificate(certificate_id: int, target_ids: list[int] | None = None) -> dict[int, str]:
-    """Deploys to the given targets (all of the certificate's when none are named), one after another.
+    """Deploys to the given targets (all of the certificate's when none are named), one after another, each in a
+    deploy-to-target run of its own; a single target's tasks run in this flow run itself.
 
     Fails when any target did not end Deployed, so the Prefect UI and the dashboard show it red.
     """
@@ -52,7 +53,10 @@ def deploy_certificate(certificate_id: int, target_ids: list[int] | None = None)
     if not chosen:
         raise DeploymentFailed(f"certificate {certificate_id} has no deployment targets here")
     try:  # one SSH connection per server serves all targets of this run, then is closed
-        outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
+        if len(chosen) == 1:  # one target: its steps are this run's own tasks, no per-target flow run to start
+            outcome = {chosen[0]: deploy_steps(certificate_id, chosen[0])[0]}
+        else:
+            outcome = {target_id: deploy_to_target(certificate_id, target_id) for target_id in chosen}
     finally:
         release_connections()
     failed = {t: o for t, o in outcome.items() if o != "Deployed"}

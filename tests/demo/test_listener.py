@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -439,3 +442,97 @@ def test_sites_are_chosen_by_sni_tested_together_and_reloaded(tmp_path: Path) ->
         assert served_serial(listener.port, "one.example.test") == 11
     finally:
         listener.stop()
+
+
+# --- the control socket (check and reload without a new interpreter importing ssl) ---------------------
+
+
+@pytest.fixture
+def controlled(files: tuple[Path, Path]) -> Iterator[ListenerProcess]:
+    """A listener with a control socket (a short work directory: a Unix socket's path is limited)."""
+    cert, key = files
+    workdir = Path(tempfile.mkdtemp(prefix="ctl-"))
+    with ListenerProcess.start(HOST, free_port(), cert, key, workdir=workdir) as proc:
+        assert proc.control_path is not None
+        yield proc
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_control_check_accepts_good_files_and_changes_nothing(
+    controlled: ListenerProcess, files: tuple[Path, Path], pairs: dict[str, Pair]
+) -> None:
+    cert, key = files
+    assert controlled.control_check_command()[1:3] == ["-I", "-S"]  # no site-packages: a bare interpreter start
+    assert stat.S_IMODE(os.stat(controlled.control_path or "").st_mode) == 0o600
+    cert.write_bytes(pairs["b"].cert_pem)
+    key.write_bytes(pairs["b"].key_pem)
+    result = run(controlled.control_check_command())
+    assert (result.returncode, result.stdout, result.stderr) == (0, "configuration ok\n", "")
+    assert served_serial(controlled.port) == SERIAL_A  # a check is no reload
+
+
+def test_the_control_check_refuses_a_bad_certificate(
+    controlled: ListenerProcess, files: tuple[Path, Path], pairs: dict[str, Pair]
+) -> None:
+    cert, key = files
+    cert.write_bytes(pairs["b"].cert_pem)  # key stays A's: they do not match
+    result = run(controlled.control_check_command())
+    assert result.returncode == 1
+    assert result.stderr == f"configuration test failed: key {key} does not match certificate {cert}\n"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+    result = run(controlled.control_check_command())
+    assert result.returncode == 1
+    assert "certificate #1 is not a valid certificate" in result.stderr
+    assert served_serial(controlled.port) == SERIAL_A
+
+
+def test_a_control_reload_serves_the_new_certificate_when_it_returns(
+    controlled: ListenerProcess, files: tuple[Path, Path], pairs: dict[str, Pair]
+) -> None:
+    cert, key = files
+    cert.write_bytes(pairs["b"].cert_pem)
+    key.write_bytes(pairs["b"].key_pem)
+    result = run(controlled.control_reload_command())
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"reloaded: now serving serial {SERIAL_B:X}\n", "")
+    assert served_serial(controlled.port) == SERIAL_B  # no waiting: the answer came after the swap
+
+
+def test_a_control_reload_of_bad_files_fails_and_keeps_the_old_certificate(
+    controlled: ListenerProcess, files: tuple[Path, Path], pairs: dict[str, Pair]
+) -> None:
+    cert, key = files
+    key.write_bytes(pairs["b"].key_pem)
+    result = run(controlled.control_reload_command())
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"reload failed: key {key} does not match certificate {cert}; still serving serial {SERIAL_A:X}\n"
+    )
+    assert served_serial(controlled.port) == SERIAL_A
+
+
+def test_the_control_socket_goes_with_the_listener(controlled: ListenerProcess) -> None:
+    path = controlled.control_path
+    assert path is not None
+    assert path.is_socket()
+    assert controlled.stop() == 0
+    assert not path.exists()
+    result = run(controlled.control_check_command())
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"check failed: cannot reach the listener at {path}: ")
+
+
+def test_a_listener_whose_control_path_is_too_long_keeps_the_commands_that_start_the_module(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    deep = tmp_path / ("d" * 100)
+    proc = ListenerProcess(HOST, free_port(), *files, workdir=deep)
+    assert proc.control_path is None
+    assert "--control" not in proc.serve_command()
+    assert proc.control_check_command() == proc.check_command()
+    assert proc.control_reload_command() == proc.reload_command()
+
+
+def test_the_control_client_refuses_unknown_actions(controlled: ListenerProcess) -> None:
+    command = controlled.control_check_command()
+    result = run([*command[:-1], "stop"])
+    assert (result.returncode, result.stderr) == (2, "usage: listener_ctl.py SOCKET check|reload\n")

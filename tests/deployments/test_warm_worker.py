@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +21,13 @@ import pytest
 from certfleet.demo.listener import free_port
 from certfleet.deployments.embedded import EmbeddedPrefect
 from certfleet.deployments.starts import wait_for_runs
-from certfleet.deployments.workers import WorkerProcess
+from certfleet.deployments.workers import WorkerProcess, wake_local_workers, wake_socket
 from tests.deployments import warm_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = "warm-worker-test-auth-0123456789"
 POOL, QUEUE = "warm-test-pool", "warm-test-queue"
+WAKE_QUEUE = "warm-wake-queue"  # its worker polls once an hour: only a wake-up starts its runs in time
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,10 @@ def _register() -> None:
             job_variables={"env": {"WARM_TEST_VAR": "from-the-job", "PREFECT_TASKS_DEFAULT_RETRIES": "7"}},
         )
         deployment.apply()  # type: ignore[union-attr]
+    woken = warm_flows.ok.to_deployment(
+        name="woken", work_pool_name=POOL, work_queue_name=WAKE_QUEUE, entrypoint_type=EntrypointType.MODULE_PATH
+    )
+    woken.apply()  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +159,35 @@ def test_a_run_outlives_its_launcher_and_the_next_run_gets_a_new_one(worker: Wor
     (again,) = wait_for_runs([_start("warm-ok", path=str(report))], timeout=300)
     assert again.state_name == "Completed"
     assert _seen(report)["ppid"] == _launcher_pid(worker) != launcher
+
+
+def test_a_woken_worker_takes_a_run_at_once(prefect: EmbeddedPrefect, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    home = Path(tempfile.mkdtemp(prefix="wake-"))  # short: a Unix socket's path is limited
+    wake = wake_socket(home, WAKE_QUEUE)
+    env = {
+        "PREFECT_API_URL": prefect.api_url,
+        "PREFECT_API_AUTH_STRING": AUTH,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_WORKER_QUERY_SECONDS": "3600",
+    }
+    process = WorkerProcess(POOL, WAKE_QUEUE, name="warm-woken", log_path=tmp_path / "w.log", env=env, wake=wake)
+    process.start()
+    try:
+        deadline = time.monotonic() + 300
+        with get_client(sync_client=True) as client:  # its first poll (at its start) has been made: the next is in 1 h
+            while not wake.is_socket() or client.read_work_queue_by_name(WAKE_QUEUE, POOL).last_polled is None:
+                assert time.monotonic() < deadline, "the worker did not start: " + (tmp_path / "w.log").read_text()
+                time.sleep(0.2)
+        report = tmp_path / "woken.json"
+        run = run_deployment("warm-ok/woken", parameters={"path": str(report)}, timeout=0)
+        assert wake_local_workers(home) == 1
+        (ended,) = wait_for_runs([run], timeout=300)
+        assert ended.state_name == "Completed"
+        assert _seen(report)["ppid"] != os.getpid()
+    finally:
+        process.stop()
+    assert not wake.exists()  # the worker removed its socket when it stopped
+    shutil.rmtree(home, ignore_errors=True)

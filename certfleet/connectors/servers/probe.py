@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from certfleet.connectors.errors import ConnectorError
 from certfleet.pki.parse import serial_hex
 
+FIRST_INTERVAL = 0.025  # wait_for_serial's first pause; it doubles up to its `interval`
+
 
 class ProbeError(ConnectorError):
     """The server could not be reached, refused TLS, or did not serve the expected certificate."""
@@ -161,6 +163,8 @@ def wait_for_serial(
 ) -> x509.Certificate:
     """Poll until the served leaf has ``expected_serial`` (a reload takes a moment); return that leaf.
 
+    The pause between probes starts at FIRST_INTERVAL and doubles up to ``interval``.
+
     With ``issuer_pem`` (the issuing CA's certificate, PEM, optionally followed by its own chain) the
     leaf with the right serial must also be signed by that issuer, else ProbeError at once: the right
     serial from the wrong signer is a different certificate, and waiting will not change it.
@@ -173,6 +177,7 @@ def wait_for_serial(
     limit = float(timeout)
     deadline = time.monotonic() + limit
     last_seen = "nothing was probed"
+    pause = min(FIRST_INTERVAL, interval)  # a reload is often done within milliseconds: look again soon at first
     while True:
         remaining = deadline - time.monotonic()
         try:
@@ -190,4 +195,5 @@ def wait_for_serial(
             raise ProbeError(
                 f"{where}: expected serial {serial_hex(expected_serial)} was not served within {limit} s; {last_seen}"
             )
-        time.sleep(min(interval, remaining))
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, interval)
