@@ -207,8 +207,8 @@ def bare_server(connector_id: int, listener: ListenerProcess, sites: list[Site])
     for first in range(0, len(sites), GROUP):
         group = sites[first : first + GROUP]
         serials = [bare_install(ca, site) for site in group]
-        subprocess.run(listener.check_command(), check=True, capture_output=True, timeout=60)
-        subprocess.run(listener.reload_command(), check=True, capture_output=True, timeout=60)
+        subprocess.run(listener.control_check_command(), check=True, capture_output=True, timeout=60)
+        subprocess.run(listener.control_reload_command(), check=True, capture_output=True, timeout=60)
         for site, serial in zip(group, serials, strict=True):
             wait_for_serial("127.0.0.1", listener.port, server_name=site.fqdn, expected_serial=serial)
 
