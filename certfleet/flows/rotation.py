@@ -61,6 +61,7 @@ from certfleet.tasks.rotation import (
     item_state,
     note_ignoring_windows,
     plan_rotation,
+    release_ca_slots,
     server_limit,
     set_state,
     summary_rows,
@@ -424,6 +425,7 @@ def rotate_batch(
         for name in list(batch.go_variables):
             batch.close_go(name)
         _batches.pop(key, None)
+        release_ca_slots()
         release_connections()
     _artifact(key, stopped)
     counts: dict[str, int] = {}
