@@ -140,8 +140,9 @@ class _SlotLease:
     Prefect took (up to MAX_WINDOW_S, and never more than half the burst, so the next chunk can be granted
     while this one is in use). On a busy Prefect server a call took 0.5-0.8 s (rotate-batch on a loaded
     2-core machine): the threads then waited on Prefect for most of each window. So the next chunk is asked
-    for in the background once the current one has less than half a window to live; each chunk is still used
-    only within its own decay time from when it was granted.
+    for in the background once the current one has less than half a window, or twice the last call's latency,
+    to live; a thread that finds the current chunk spent while the next is under way waits for it instead of
+    asking Prefect a second time. Each chunk is still used only within its own decay time from when it was granted.
     """
 
     def __init__(self, name: str, per_second: float, burst: int) -> None:
@@ -149,9 +150,11 @@ class _SlotLease:
         self.per_second = per_second
         self.burst = burst
         self.window = MIN_WINDOW_S
+        self.latency = 0.0  # how long the last call to Prefect took
         self.left = 0
         self.expires = 0.0
         self.lock = threading.Lock()
+        self.landed = threading.Condition(self.lock)  # a chunk asked for in the background was granted (or not)
         self.next: tuple[int, float] | None = None  # a chunk granted in the background: (slots, good until)
         self.fetching = False
 
@@ -164,16 +167,25 @@ class _SlotLease:
         with self.lock:
             now = time.monotonic()
             if self.left <= 0 or now > self.expires:
+                # A chunk asked for in the background is waited for, not asked for a second time in the foreground
+                # (two chunks at once would spend the limit twice as fast and be refused).
+                while self.fetching and (self.next is None or now > self.next[1]):
+                    self.landed.wait(timeout=MAX_WAIT_S)
+                    now = time.monotonic()
                 if self.next is not None and now <= self.next[1]:
                     self.left, self.expires = self.next
                 else:
                     chunk, ttl = self.size()
                     latency = self._acquire(chunk)
                     self.left, self.expires = chunk, time.monotonic() + ttl
+                    self.latency = latency
                     self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
                 self.next = None
             self.left -= 1
-            if self.next is None and not self.fetching and self.expires - time.monotonic() < self.window / 2:
+            # The next chunk is asked for while this one still has twice a call's latency to live (half a window
+            # when that is longer), so that it is granted before this one runs out.
+            ahead = max(self.window / 2, 2 * self.latency)
+            if self.next is None and not self.fetching and self.expires - time.monotonic() < ahead:
                 self.fetching = True
                 # The thread must see this run's Prefect settings (the API URL is a context variable).
                 context = contextvars.copy_context()
@@ -186,12 +198,14 @@ class _SlotLease:
             latency = self._acquire(chunk)
             with self.lock:
                 self.next = (chunk, time.monotonic() + ttl)
+                self.latency = latency
                 self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
         except Exception:  # noqa: S110 - the next take() asks in the foreground and reports what fails
             pass
         finally:
             with self.lock:
                 self.fetching = False
+                self.landed.notify_all()
 
     def _acquire(self, chunk: int) -> float:
         """Take `chunk` slots, waiting while none are free; returns how long the granting call took."""
