@@ -117,3 +117,26 @@ def test_a_take_waits_for_the_chunk_asked_for_in_the_background_instead_of_askin
     assert not taker.is_alive()
     assert asked == [10, 80]  # no second call while one was under way
     assert lease.left == 79
+
+
+def test_the_next_chunk_is_sized_to_what_the_threads_take_when_that_is_less_than_the_limits_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lease, asked = _lease(monkeypatch, rate=200.0, burst=1000, latency=0.5)
+    lease.take()
+    _settled(lease)
+    assert asked == [50, 400]  # nothing measured yet: a quarter second, then a full 2 s window of the rate
+    lease.left = 0  # the first chunk is spent
+    lease.take()  # the prefetched chunk comes into use
+    assert lease.chunk == 400
+    # The threads took 11 slots in the last second of this chunk, which has half a window left.
+    lease.started = time.monotonic() - 1.0
+    lease.left = lease.chunk - 11
+    lease.expires = time.monotonic() + 0.9
+    lease.take()
+    _settled(lease)
+    # Twice 11-12 slots/s over the chunk's 2 s, not 400: slots dropped unused would only spend the limit.
+    assert len(asked) == 3
+    assert 40 <= asked[-1] <= 48
+    assert lease.next is not None
+    assert lease.next[1] - time.monotonic() == pytest.approx(2.0, abs=0.2)  # good for a full chunk's decay time
