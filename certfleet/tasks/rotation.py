@@ -84,6 +84,7 @@ class _CaSlots:
         self.busy_at = time.monotonic()  # when the held slots were last all in use (or one was last given back)
         self.failure: BaseException | None = None
         self.failures = 0
+        self.lost = 0  # held slots whose holder failed while they were lent out
         self.closing = False
 
     @contextmanager
@@ -93,7 +94,10 @@ class _CaSlots:
             yield
         finally:
             with self.cond:
-                self.free += 1
+                if self.lost:  # its holder lost the slot at Prefect meanwhile: it is not lent again
+                    self.lost -= 1
+                else:
+                    self.free += 1
                 self.cond.notify_all()
 
     def _take(self) -> None:
@@ -122,7 +126,7 @@ class _CaSlots:
                 self.waiting -= 1
 
     def _hold(self) -> None:
-        granted = False
+        granted = released = False
         try:
             with concurrency(self.name, strict=True), self.cond:
                 granted = True
@@ -136,6 +140,7 @@ class _CaSlots:
                         self.free -= 1
                         self.held -= 1
                         self.busy_at = time.monotonic()
+                        released = True
                         break
                     self.cond.wait(timeout=None if self.free == 0 else max(0.01, LINGER_S - idle))
         except BaseException as exc:  # the waiting threads raise it: each would have got it from Prefect
@@ -144,7 +149,13 @@ class _CaSlots:
                     self.asking -= 1
                     self.failure = exc
                     self.failures += 1
-            if granted:  # giving the slot back failed: its lease runs out at Prefect
+                elif not released:  # e.g. Prefect could not renew the lease: the slot is no longer lent
+                    self.held -= 1
+                    if self.free > 0:
+                        self.free -= 1
+                    else:
+                        self.lost += 1
+            if granted:  # the slot was lost or not given back: its lease runs out at Prefect
                 _log.warning("slot of %s not given back: %s", self.name, exc)
         finally:
             with self.cond:
