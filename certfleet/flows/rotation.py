@@ -61,6 +61,7 @@ from certfleet.tasks.rotation import (
     item_state,
     note_ignoring_windows,
     plan_rotation,
+    release_ca_slots,
     server_limit,
     set_deployed,
     set_state,
@@ -420,6 +421,7 @@ def rotate_batch(
         for name in list(batch.go_variables):
             batch.close_go(name)
         _batches.pop(key, None)
+        release_ca_slots()
         release_connections()
     _artifact(key, stopped)
     counts: dict[str, int] = {}

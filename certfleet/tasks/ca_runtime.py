@@ -133,15 +133,21 @@ class _SlotLease:
     Measured on Prefect 3.9: `rate_limit(name)` one slot at a time delivers 9 of 20 slots/s, and under
     load far less, because a refused attempt restarts the server's decay clock and the server's
     Retry-After grows with every refusal. So slots are taken in chunks, and after a refusal this waits
-    exactly one chunk's decay time before asking again. A chunk is good only for its own decay time
-    (chunk / rate): slots left over are dropped, never saved up into a burst the limit did not grant.
+    exactly one chunk's decay time before asking again. A chunk is good only for the decay time of a window's
+    chunk (see below): slots left over are dropped, never saved up into a burst the limit did not grant.
 
     A chunk covers a window of the limit's rate: a quarter second, or four times as long as the last call to
     Prefect took (up to MAX_WINDOW_S, and never more than half the burst, so the next chunk can be granted
     while this one is in use). On a busy Prefect server a call took 0.5-0.8 s (rotate-batch on a loaded
     2-core machine): the threads then waited on Prefect for most of each window. So the next chunk is asked
-    for in the background once the current one has less than half a window to live; each chunk is still used
-    only within its own decay time from when it was granted.
+    for in the background once the current one has less than half a window to live; a thread that finds the
+    current chunk spent while the next is under way waits for it instead of asking Prefect a second time (two
+    chunks at once would spend the limit twice as fast and be refused). Once a chunk has been in use for half a
+    window, the next one is sized to twice the slots the threads take in MAX_WINDOW_S, when that is less than the
+    limit's rate over it: rotate-batch took 20-60 of a 200/s limit, and full chunks dropped mostly unused spent
+    the limit until Prefect refused the next (the threads then waited one chunk's decay time). Such a chunk is
+    used only within the decay time of the longest chunk (MAX_WINDOW_S of the rate, at most half the burst) from
+    when it was granted, so what the CA sees beyond what Prefect granted is never more than one chunk, as before.
     """
 
     def __init__(self, name: str, per_second: float, burst: int) -> None:
@@ -149,49 +155,83 @@ class _SlotLease:
         self.per_second = per_second
         self.burst = burst
         self.window = MIN_WINDOW_S
+        self.latency = 0.0  # how long the last call to Prefect took
         self.left = 0
         self.expires = 0.0
         self.lock = threading.Lock()
+        self.landed = threading.Condition(self.lock)  # a chunk asked for in the background was granted (or not)
         self.next: tuple[int, float] | None = None  # a chunk granted in the background: (slots, good until)
         self.fetching = False
+        self.chunk = 0  # slots of the chunk in use
+        self.started = 0.0  # when it came into use
+        self.demand: float | None = None  # slots/s the threads took, measured over a chunk (None: not yet)
 
-    def size(self) -> tuple[int, float]:
-        """Slots to ask for now, and how long they are good for."""
-        chunk = max(1, min(max(1, self.burst // 2), math.ceil(self.per_second * self.window)))
-        return chunk, chunk / self.per_second  # used only while the server still counts them
+    def size(self, demand: float | None = None) -> tuple[int, float]:
+        """Slots to ask for now, and how long they are good for: a window of the limit's rate; or, once the demand
+        is measured, twice what the threads take in MAX_WINDOW_S when that is less than the limit's rate over it
+        (unused slots are dropped: asking for them only spends the limit and gets the next chunk refused)."""
+        full = max(1, min(max(1, self.burst // 2), math.ceil(self.per_second * self.window)))
+        if demand is None:
+            return full, full / self.per_second  # used only while the server still counts them
+        longest = max(1, min(max(1, self.burst // 2), math.ceil(self.per_second * MAX_WINDOW_S)))
+        # Good for the decay time of the longest chunk: what the CA sees beyond what Prefect granted is still
+        # never more than one chunk.
+        return max(1, min(longest, math.ceil(2 * demand * MAX_WINDOW_S))), longest / self.per_second
+
+    def _measured(self, now: float) -> float | None:
+        """The demand over the chunk in use, once it has been in use for half a window; else the last one."""
+        elapsed = now - self.started
+        if self.chunk and elapsed >= self.window / 2:
+            return (self.chunk - self.left) / elapsed
+        return self.demand
 
     def take(self) -> None:
         with self.lock:
             now = time.monotonic()
             if self.left <= 0 or now > self.expires:
+                # A chunk asked for in the background is waited for, not asked for a second time in the foreground
+                # (two chunks at once would spend the limit twice as fast and be refused).
+                while self.fetching and (self.next is None or now > self.next[1]):
+                    self.landed.wait(timeout=MAX_WAIT_S)
+                    now = time.monotonic()
+                self.demand = self._measured(now)
                 if self.next is not None and now <= self.next[1]:
                     self.left, self.expires = self.next
                 else:
-                    chunk, ttl = self.size()
+                    chunk, ttl = self.size(self.demand)
                     latency = self._acquire(chunk)
                     self.left, self.expires = chunk, time.monotonic() + ttl
+                    self.latency = latency
                     self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
                 self.next = None
+                self.chunk, self.started = self.left, time.monotonic()
             self.left -= 1
-            if self.next is None and not self.fetching and self.expires - time.monotonic() < self.window / 2:
+            now = time.monotonic()
+            running_out = self.expires - now < self.window / 2 or self.left * 2 < self.chunk
+            if self.next is None and not self.fetching and running_out:
                 self.fetching = True
                 # The thread must see this run's Prefect settings (the API URL is a context variable).
                 context = contextvars.copy_context()
-                fetcher = threading.Thread(target=context.run, args=(self._prefetch,), name=self.name, daemon=True)
+                demand = self._measured(now)
+                fetcher = threading.Thread(
+                    target=context.run, args=(self._prefetch, demand), name=self.name, daemon=True
+                )
                 fetcher.start()
 
-    def _prefetch(self) -> None:
+    def _prefetch(self, demand: float | None = None) -> None:
         try:
-            chunk, ttl = self.size()
+            chunk, ttl = self.size(demand)
             latency = self._acquire(chunk)
             with self.lock:
                 self.next = (chunk, time.monotonic() + ttl)
+                self.latency = latency
                 self.window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, 4 * latency))
         except Exception:  # noqa: S110 - the next take() asks in the foreground and reports what fails
             pass
         finally:
             with self.lock:
                 self.fetching = False
+                self.landed.notify_all()
 
     def _acquire(self, chunk: int) -> float:
         """Take `chunk` slots, waiting while none are free; returns how long the granting call took."""

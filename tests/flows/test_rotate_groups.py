@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
 from certfleet.flows.rollback import rollback_deployment
-from certfleet.flows.rotation import rotate_batch
+from certfleet.flows.rotation import RotationStopped, rotate_batch
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
@@ -33,6 +34,7 @@ from certfleet.models.orm import (
     Server,
 )
 from certfleet.pki.parse import serial_hex
+from certfleet.tasks import rotation as rotation_tasks
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.pki import TlsIdentity
 
@@ -324,5 +326,58 @@ def test_orders_a_group_cannot_settle_go_on_through_the_retrying_tasks_and_are_p
             issued = {r.certificate_id: r.issued_serial for r in s.scalars(select(RotationItem))}
         for fqdn, cid in shared.certificates.items():
             assert shared.served(fqdn) == issued[cid] != before[fqdn]
+    finally:
+        digicert.stop()
+
+
+def test_a_groups_orders_are_at_the_ca_at_once_and_a_rerun_orders_none_of_them_again(
+    shared: SharedServer, emulator_tls: TlsIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's orders are sent to the CA concurrently (all of them under way together: with one call after
+    another the barrier below breaks and every order fails). One call dies after the CA answered; the re-run with
+    the same batch key issues that certificate from its recorded order: the CA got one order per certificate."""
+    digicert = DigiCertEmulator(emulator_tls).start()
+    try:
+        form = DigiCertForm(
+            name="DigiCert at once",
+            api_base_url=digicert.base_url,
+            api_key=SecretStr(digicert.api_key),
+            organization_id=digicert.organization_id,
+            certificate_validity=90,
+            advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
+        )
+        with session_scope() as s:
+            connector_id = ca_service.create_connector(s, form, actor="test")
+            for cid in shared.certificates.values():
+                repo.get(s, Certificate, cid).ca_connector_id = connector_id
+        together = threading.Barrier(SITES, timeout=60)
+        real = rotation_tasks.submit_order
+        lost: list[int] = []
+
+        class AllAtOnce:
+            @staticmethod
+            def fn(order_id: int) -> bool:
+                together.wait()  # returns only when every order of the group is being sent
+                issued = real.fn(order_id)
+                if not lost:
+                    lost.append(order_id)
+                    raise RuntimeError("the worker died after the CA answered")
+                return bool(issued)
+
+        monkeypatch.setattr(rotation_tasks, "submit_order", AllAtOnce)
+        params = {"batch_name": "groups", "batch_key": "groups-at-once", "canary_per_server_type": 0}
+        with pytest.raises(RotationStopped, match="the worker died after the CA answered"):
+            rotate_batch(ca_concurrency=SITES, **params)
+        assert len(lost) == 1
+        assert not together.broken
+        assert (digicert.placed, digicert.duplicates) == (SITES, 0)
+        monkeypatch.setattr(rotation_tasks, "submit_order", real)
+        counts = rotate_batch(ca_concurrency=SITES, **params)
+        assert counts["done"] == SITES, counts
+        assert (digicert.placed, digicert.duplicates) == (SITES, 0)
+        with session_scope() as s:
+            issued = {r.certificate_id: r.issued_serial for r in s.scalars(select(RotationItem))}
+        for fqdn, cid in shared.certificates.items():
+            assert shared.served(fqdn) == issued[cid]
     finally:
         digicert.stop()

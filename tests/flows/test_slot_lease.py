@@ -7,6 +7,7 @@ half the burst and is used only within its own decay time.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -89,3 +90,53 @@ def test_a_fast_prefect_call_keeps_quarter_second_chunks(monkeypatch: pytest.Mon
     assert lease.window == MIN_WINDOW_S
     assert asked == [5]  # ceil(20 / 4) slots per call
     assert lease.size() == (5, pytest.approx(0.25))
+
+
+def test_a_take_waits_for_the_chunk_asked_for_in_the_background_instead_of_asking_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lease = _SlotLease("ca-connector-1", 40.0, 1000)
+    asked: list[int] = []
+    granting = threading.Event()
+
+    def acquire(chunk: int) -> float:
+        asked.append(chunk)
+        if len(asked) == 2:  # the background call: Prefect answers only when the test says so
+            granting.wait(30)
+        return 0.6
+
+    monkeypatch.setattr(lease, "_acquire", acquire)
+    lease.take()
+    assert lease.fetching  # the next chunk is under way in the background
+    lease.expires = time.monotonic() - 0.01  # the first chunk ran out meanwhile
+    taker = threading.Thread(target=lease.take)
+    taker.start()
+    taker.join(0.5)  # it waits for the chunk under way (with a second call it would be done by now)
+    granting.set()
+    taker.join(30)
+    assert not taker.is_alive()
+    assert asked == [10, 80]  # no second call while one was under way
+    assert lease.left == 79
+
+
+def test_the_next_chunk_is_sized_to_what_the_threads_take_when_that_is_less_than_the_limits_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lease, asked = _lease(monkeypatch, rate=200.0, burst=1000, latency=0.5)
+    lease.take()
+    _settled(lease)
+    assert asked == [50, 400]  # nothing measured yet: a quarter second, then a full 2 s window of the rate
+    lease.left = 0  # the first chunk is spent
+    lease.take()  # the prefetched chunk comes into use
+    assert lease.chunk == 400
+    # The threads took 11 slots in the last second of this chunk, which has half a window left.
+    lease.started = time.monotonic() - 1.0
+    lease.left = lease.chunk - 11
+    lease.expires = time.monotonic() + 0.9
+    lease.take()
+    _settled(lease)
+    # Twice 11-12 slots/s over the chunk's 2 s, not 400: slots dropped unused would only spend the limit.
+    assert len(asked) == 3
+    assert 40 <= asked[-1] <= 48
+    assert lease.next is not None
+    assert lease.next[1] - time.monotonic() == pytest.approx(2.0, abs=0.2)  # good for a full chunk's decay time
