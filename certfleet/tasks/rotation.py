@@ -410,13 +410,15 @@ def issue_group(first_item_id: int, item_ids: list[int], ca_connector_id: int) -
             failures[item_id] = str(outcome)
         elif outcome:
             issued.append((item_id, orders[item_id]))
+    recorded: dict[int, str] = {}
     for item_id, order_id in issued:
         try:
-            serials[item_id] = record_issued.fn(order_id)
+            recorded[item_id] = record_issued.fn(order_id)
         except Exception as exc:
             failures[item_id] = str(exc)
-            continue
-        set_state(item_id, ISSUED, serial=serials[item_id])
+    # The items' own record, in one transaction: until then a re-run finds each serial on its item's order.
+    set_issued(recorded)
+    serials.update(recorded)
     return IssuedGroup(serials, failures)
 
 
@@ -492,16 +494,25 @@ def set_state(
             item.deployment_ids = list(deployment_ids)
 
 
+def set_issued(serials: dict[int, str]) -> None:
+    """Items Issued, by item id: their serials; in one transaction (a group)."""
+    _set_many([{"id": i, "state": ISSUED, "reason": None, "issued_serial": sn} for i, sn in serials.items()])
+
+
 def set_deployed(deployed: dict[int, tuple[str, int]]) -> None:
     """Items Deployed, by item id: (serial, deployment id); in one transaction (a group of a server)."""
-    if not deployed:
-        return
-    rows = [
-        {"id": item_id, "state": DEPLOYED, "reason": None, "issued_serial": serial, "deployment_ids": [deployment_id]}
-        for item_id, (serial, deployment_id) in deployed.items()
-    ]
-    with _lock, session_scope() as s:
-        s.execute(update(RotationItem), rows)
+    _set_many(
+        [
+            {"id": item_id, "state": DEPLOYED, "reason": None, "issued_serial": sn, "deployment_ids": [deployment_id]}
+            for item_id, (sn, deployment_id) in deployed.items()
+        ]
+    )
+
+
+def _set_many(rows: list[dict[str, object]]) -> None:
+    if rows:
+        with _lock, session_scope() as s:
+            s.execute(update(RotationItem), rows)
 
 
 @dataclass(frozen=True)
