@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +59,9 @@ def test_threads_share_the_slots_the_process_holds_never_more_than_the_limit_and
                 with lock:
                     using -= 1
 
-    threads = [threading.Thread(target=use) for _ in range(USERS)]
+    # Each thread runs in a copy of this context, as Prefect's task runner threads do: the test server's API URL
+    # is a settings context here, not an environment variable.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(use,)) for _ in range(USERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
