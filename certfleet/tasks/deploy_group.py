@@ -82,11 +82,13 @@ class _Member:
         return self.opened.job.target_id
 
 
-def _restore(deployment_id: int, reason: str) -> str:
+def restore_alone(deployment_id: int, reason: str) -> str:
+    """One deployment rolled back on its own; a refusal (e.g. a newer deployment replaced it) or an unreachable
+    server is an outcome, not a crash, so the others are still rolled back."""
     try:
         return restore_target.fn(deployment_id, reason)
-    except Exception as exc:  # refused or unreachable: the reason is the outcome
-        return f"not rolled back: {exc}"
+    except Exception as exc:
+        return f"deployment {deployment_id} not rolled back: {exc}"
 
 
 def _handlers(
@@ -125,7 +127,8 @@ def _open(store: DbGroupStore, server_id: int, certificate_ids: list[int], out: 
         try:  # refusals of the handler (a key that is not the certificate's, no such site) touch nothing
             writes = handler.plan(result.bundle)
         except Exception as exc:
-            out.failed[certificate_id] = f"target {result.job.target_id}: {exc}: {_restore(deployment_id, repr(exc))}"
+            status = restore_alone(deployment_id, repr(exc))
+            out.failed[certificate_id] = f"target {result.job.target_id}: {exc}: {status}"
             continue
         members.append(_Member(certificate_id, result, handler, writes))
     return members
@@ -168,7 +171,8 @@ def _install(store: DbGroupStore, members: list[_Member], out: GroupOutcome) -> 
     for m in members:
         if m.deployment_id in failed:
             error = failed[m.deployment_id]
-            out.failed[m.certificate_id] = f"target {m.target_id}: {error}: {_restore(m.deployment_id, repr(error))}"
+            status = restore_alone(m.deployment_id, repr(error))
+            out.failed[m.certificate_id] = f"target {m.target_id}: {error}: {status}"
     return [m for m in members if m.deployment_id not in failed]
 
 
@@ -205,7 +209,7 @@ def _finish(store: DbGroupStore, group: list[_Member], out: GroupOutcome) -> Non
         try:
             prove_served(m.opened.job)
         except ConnectorError as exc:
-            status = _restore(m.deployment_id, str(exc))
+            status = restore_alone(m.deployment_id, str(exc))
             out.failed[m.certificate_id] = f"target {m.target_id}: not proven served ({exc}): {status}"
             continue
         proven.append(m)
@@ -237,14 +241,14 @@ def deploy_group(server_id: int, first_certificate_id: int, certificate_ids: lis
     except ConnectorError as exc:
         get_run_logger().warning("config test failed for a group of %d: deploying each alone: %s", len(group), exc)
         for m in group:
-            _restore(m.deployment_id, f"the config test of a group of {len(group)} failed ({exc}): deployed alone")
+            restore_alone(m.deployment_id, f"the config test of a group of {len(group)} failed ({exc}): deployed alone")
             out.alone.append(m.certificate_id)
         return out
     try:
         _shared_step(store, group, RELOAD)
     except ConnectorError as exc:
         for m in group:
-            status = _restore(m.deployment_id, str(exc))
+            status = restore_alone(m.deployment_id, str(exc))
             out.failed[m.certificate_id] = f"target {m.target_id}: reload of the group failed ({exc}): {status}"
         return out
     _finish(store, group, out)

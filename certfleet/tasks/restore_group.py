@@ -23,14 +23,13 @@ from certfleet.jobs.db_group import DbGroupStore
 from certfleet.jobs.models import RestorePlan
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.tasks.build import build_handler, build_transport
-from certfleet.tasks.deploy_group import GROUP, GROUPED_KINDS
+from certfleet.tasks.deploy_group import GROUP, GROUPED_KINDS, restore_alone
 from certfleet.tasks.deployment import (
     check_restored,
     forget_in_flight,
     nothing_changed,
     prove_previous,
     remove_files,
-    restore_target,
     rolled_back,
 )
 
@@ -40,14 +39,6 @@ class _Member:
     deployment_id: int
     plan: RestorePlan
     handler: ServerHandler
-
-
-def _alone(deployment_id: int, reason: str) -> str:
-    """One deployment rolled back on its own; a refusal (e.g. a newer deployment replaced it) is an outcome."""
-    try:
-        return restore_target.fn(deployment_id, reason)
-    except Exception as exc:
-        return f"deployment {deployment_id} not rolled back: {exc}"
 
 
 def roll_back_deployments(deployment_ids: list[int], reason: str) -> dict[int, str]:
@@ -64,7 +55,7 @@ def roll_back_deployments(deployment_ids: list[int], reason: str) -> dict[int, s
             outcomes.update(restore_group(server_id, part[0], part, reason) if len(part) > 1 else {})
             for deployment_id in part:
                 if deployment_id not in outcomes:
-                    outcomes[deployment_id] = _alone(deployment_id, reason)
+                    outcomes[deployment_id] = restore_alone(deployment_id, reason)
     return outcomes
 
 

@@ -123,6 +123,23 @@ def _shared_steps(deployment_id: int) -> list[tuple[str, str, str | None]]:
         return [(st.action, st.state.value, st.detail) for st in steps]
 
 
+def _order_from(shared: SharedServer, digicert: DigiCertEmulator, tls: TlsIdentity, name: str) -> int:
+    """A DigiCert connector on the emulator, made the CA of every certificate of the shared server."""
+    form = DigiCertForm(
+        name=name,
+        api_base_url=digicert.base_url,
+        api_key=SecretStr(digicert.api_key),
+        organization_id=digicert.organization_id,
+        certificate_validity=90,
+        advanced=AdvancedOptions(tls_ca_bundle=tls.ca_pem, timeout_s=10),
+    )
+    with session_scope() as s:
+        connector_id = ca_service.create_connector(s, form, actor="test")
+        for cid in shared.certificates.values():
+            repo.get(s, Certificate, cid).ca_connector_id = connector_id
+    return connector_id
+
+
 def test_a_servers_certificates_are_deployed_with_one_config_test_and_one_reload_per_group(
     shared: SharedServer,
 ) -> None:
@@ -305,18 +322,7 @@ def test_orders_a_group_cannot_settle_go_on_through_the_retrying_tasks_and_are_p
     digicert = DigiCertEmulator(emulator_tls, mode="pending", auto_approve_after=1).start()
     digicert.faults.every_nth_429 = 3
     try:
-        form = DigiCertForm(
-            name="DigiCert groups",
-            api_base_url=digicert.base_url,
-            api_key=SecretStr(digicert.api_key),
-            organization_id=digicert.organization_id,
-            certificate_validity=90,
-            advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
-        )
-        with session_scope() as s:
-            connector_id = ca_service.create_connector(s, form, actor="test")
-            for cid in shared.certificates.values():
-                repo.get(s, Certificate, cid).ca_connector_id = connector_id
+        _order_from(shared, digicert, emulator_tls, "DigiCert groups")
         before = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
         counts = rotate_batch(batch_name="groups", batch_key="groups-ca-pending", canary_per_server_type=0)
         assert counts["done"] == SITES, counts
@@ -338,18 +344,7 @@ def test_a_groups_orders_are_at_the_ca_at_once_and_a_rerun_orders_none_of_them_a
     the same batch key issues that certificate from its recorded order: the CA got one order per certificate."""
     digicert = DigiCertEmulator(emulator_tls).start()
     try:
-        form = DigiCertForm(
-            name="DigiCert at once",
-            api_base_url=digicert.base_url,
-            api_key=SecretStr(digicert.api_key),
-            organization_id=digicert.organization_id,
-            certificate_validity=90,
-            advanced=AdvancedOptions(tls_ca_bundle=emulator_tls.ca_pem, timeout_s=10),
-        )
-        with session_scope() as s:
-            connector_id = ca_service.create_connector(s, form, actor="test")
-            for cid in shared.certificates.values():
-                repo.get(s, Certificate, cid).ca_connector_id = connector_id
+        _order_from(shared, digicert, emulator_tls, "DigiCert at once")
         together = threading.Barrier(SITES, timeout=60)
         real = rotation_tasks.submit_order
         lost: list[int] = []
