@@ -26,9 +26,10 @@ from certfleet.jobs.db_store import (
     certificate_bundle,
     close_deployment,
     deploy_refusal,
-    finish_deployment,
     new_deployment,
+    proven,
     restore_plan,
+    stale_backups,
     still_running,
     target_job,
 )
@@ -201,7 +202,9 @@ class DbGroupStore(DbJobStore):
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()
-            return {d.id: finish_deployment(s, d) for d in deployments}
+            for d in deployments:
+                proven(s, d)
+            return stale_backups(s, deployments)
 
     def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None:
         """Backups removed from the server, per deployment whose finish removed them: forgotten at once."""

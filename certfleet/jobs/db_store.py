@@ -6,6 +6,7 @@ so a bot can read and journal only its own servers' deployments (`NotYourServer`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import select
@@ -207,6 +208,12 @@ def new_deployment(
 
 def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:
     """The deployment proven: Deployed, its certificate served there; returns the target's older backups."""
+    proven(s, deployment)
+    return stale_backups(s, [deployment]).get(deployment.id, [])
+
+
+def proven(s: Session, deployment: Deployment) -> None:
+    """The deployment Deployed: its certificate is the one served on the target now."""
     deployment.status = DeploymentStatus.DEPLOYED
     deployment.finished_at = utcnow()
     cert = deployment.target.certificate
@@ -216,18 +223,27 @@ def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:
     mark_served(s, cert, deployment.serial_number)
     where = f"{deployment.target.server.host}:{deployment.target.port}"
     repo.audit(s, actor=ACTOR, action="deploy", obj=cert, detail=f"serial {deployment.serial_number} on {where}")
-    stale = s.scalars(
-        select(DeploymentStep)
+
+
+def stale_backups(s: Session, finished: Sequence[Deployment]) -> dict[int, list[StaleBackup]]:
+    """Per finished deployment, the backups its target's other deployments still keep (one query for all).
+    Only the newest deployment keeps its backups: it is the one that can still be rolled back."""
+    newest = {d.target_id: d.id for d in finished}
+    rows = s.execute(
+        select(Deployment.target_id, DeploymentStep.id, DeploymentStep.backup_path)
         .join(Deployment)
         .where(
-            Deployment.target_id == deployment.target_id,
-            Deployment.id != deployment.id,
+            Deployment.target_id.in_(list(newest)),
+            Deployment.id.not_in(list(newest.values())),
             DeploymentStep.action == REPLACE_FILE,
             DeploymentStep.backup_path.is_not(None),
         )
+        .order_by(DeploymentStep.id)
     )
-    # Only the newest deployment keeps its backups: it is the one that can still be rolled back.
-    return [StaleBackup(step_id=st.id, path=st.backup_path or "") for st in stale]
+    stale: dict[int, list[StaleBackup]] = {}
+    for target_id, step_id, path in rows:
+        stale.setdefault(newest[target_id], []).append(StaleBackup(step_id=step_id, path=path or ""))
+    return stale
 
 
 def restore_plan(s: Session, deployment: Deployment) -> RestorePlan:

@@ -18,6 +18,7 @@ from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
 from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
+from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import RotationStopped, rotate_batch
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD
@@ -35,6 +36,7 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.parse import serial_hex
 from certfleet.tasks import rotation as rotation_tasks
+from certfleet.tasks.restore_group import roll_back_deployments
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.pki import TlsIdentity
 
@@ -252,6 +254,91 @@ def test_a_certificate_whose_files_cannot_be_written_is_put_back_alone_and_its_g
             assert status is DeploymentStatus.DEPLOYED
             if fqdn != fqdns[0]:
                 assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+
+
+def test_a_certificate_whose_backup_fails_is_put_back_alone_and_its_group_is_deployed(shared: SharedServer) -> None:
+    """One certificate's key file cannot be backed up (the path is a directory, so it cannot be read): nothing of
+    that certificate was written yet, its certificate file's backup is removed again, it fails alone with the
+    reason, and the rest of its group is tested, reloaded and proven once."""
+    fqdns = list(shared.certificates)
+    bad = fqdns[3]  # not the canary: in the group of four
+    sites = Path(shared.listener.sites_dir or "")
+    unreadable = sites / bad / "key-is-a-directory"
+    unreadable.mkdir()
+    pristine = (sites / bad / SITE_CERT).read_bytes()
+    with session_scope() as s:
+        target = s.scalars(
+            select(DeploymentTarget).where(DeploymentTarget.certificate_id == shared.certificates[bad])
+        ).one()
+        target.key_path = str(unreadable)
+    before = {fqdn: shared.served(fqdn) for fqdn in fqdns}
+    reloads_before = shared.reloads()
+    counts = rotate_batch(batch_name="groups", batch_key="groups-one-unbackable", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (SITES - 1, 1), counts
+    assert shared.reloads() - reloads_before == 2  # the canary's, and the group's (without the bad one)
+    assert (sites / bad / SITE_CERT).read_bytes() == pristine
+    assert unreadable.is_dir()
+    assert not any(unreadable.iterdir())
+    assert sorted(p.name for p in (sites / bad).iterdir()) == sorted([SITE_CERT, SITE_KEY, unreadable.name])
+    assert shared.served(bad) == before[bad]
+    ((_, status, reason),) = _deployments(shared.certificates[bad])
+    assert status is DeploymentStatus.ROLLED_BACK, reason
+    assert "Is a directory" in (reason or ""), reason
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        assert items[shared.certificates[bad]].state == "Failed"
+        assert "Is a directory" in (items[shared.certificates[bad]].reason or "")
+        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
+    for fqdn, cid in shared.certificates.items():
+        if fqdn != bad:
+            assert shared.served(fqdn) == issued[cid] != before[fqdn]
+            ((deployment_id, status, _),) = _deployments(cid)
+            assert status is DeploymentStatus.DEPLOYED
+            if fqdn != fqdns[0]:
+                assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+
+
+def test_a_refused_deployment_in_a_grouped_rollback_is_reported_and_the_others_roll_back_together(
+    shared: SharedServer,
+) -> None:
+    """A server's deployments rolled back together, one of which a newer deployment has replaced: that one is
+    refused with the reason and keeps its status; the other four are put back with one config check and one
+    reload, each proven to serve its previous serial again."""
+    fqdns = list(shared.certificates)
+    sites = Path(shared.listener.sites_dir or "")
+    before = {fqdn: shared.served(fqdn) for fqdn in fqdns}
+    before_files = {fqdn: (sites / fqdn / SITE_CERT).read_bytes() for fqdn in fqdns}
+    assert rotate_batch(batch_name="groups", batch_key="groups-then-rollback")["done"] == SITES
+    batch_deployments = {fqdn: _deployments(cid)[0][0] for fqdn, cid in shared.certificates.items()}
+    replaced = fqdns[2]
+    redeployed = deploy_certificate(shared.certificates[replaced])
+    assert list(redeployed.values()) == [DeploymentStatus.DEPLOYED.value], redeployed
+    newer = _deployments(shared.certificates[replaced])[-1][0]
+    reloads_before = shared.reloads()
+    newest_first = sorted(batch_deployments.values(), reverse=True)
+    outcome = roll_back_deployments(newest_first, "test rollback")
+    assert shared.reloads() - reloads_before == 1
+    refused = batch_deployments[replaced]
+    assert outcome[refused] == (
+        f"deployment {refused} not rolled back: deployment {refused} cannot be rolled back: deployment {newer} "
+        f"replaced it on 127.0.0.1:{shared.listener.port}; roll back deployment {newer} instead"
+    )
+    with session_scope() as s:
+        issued = s.scalars(
+            select(RotationItem.issued_serial).where(RotationItem.certificate_id == shared.certificates[replaced])
+        ).one()
+        assert repo.get(s, Deployment, refused).status is not DeploymentStatus.ROLLED_BACK
+        assert repo.get(s, Deployment, newer).status is DeploymentStatus.DEPLOYED
+    assert shared.served(replaced) == issued != before[replaced]
+    for fqdn, deployment_id in batch_deployments.items():
+        if fqdn == replaced:
+            continue
+        assert outcome[deployment_id] == DeploymentStatus.ROLLED_BACK.value
+        assert shared.served(fqdn) == before[fqdn]
+        assert (sites / fqdn / SITE_CERT).read_bytes() == before_files[fqdn]
+        (_, status, reason), *_ = _deployments(shared.certificates[fqdn])
+        assert status is DeploymentStatus.ROLLED_BACK
+        assert f"serial {before[fqdn]} is served again" in (reason or ""), reason
 
 
 def test_a_stopped_batch_rolls_back_a_servers_deployments_with_one_reload(shared: SharedServer) -> None:
