@@ -217,6 +217,27 @@ def test_a_certificate_that_breaks_the_groups_config_test_fails_alone_and_the_ot
         assert second_status is DeploymentStatus.DEPLOYED
 
 
+def _failed_alone_and_the_rest_deployed(shared: SharedServer, bad: str, why: str, before: dict[str, str]) -> None:
+    """The bad site's deployment rolled back and its item Failed, both saying `why`; every other certificate
+    deployed and served, the group's (without the bad one and the canary) with one config test for three."""
+    ((_, status, reason),) = _deployments(shared.certificates[bad])
+    assert status is DeploymentStatus.ROLLED_BACK, reason
+    assert why in (reason or ""), reason
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        assert items[shared.certificates[bad]].state == "Failed"
+        assert why in (items[shared.certificates[bad]].reason or "")
+        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
+    canary = next(iter(shared.certificates))
+    for fqdn, cid in shared.certificates.items():
+        if fqdn != bad:
+            assert shared.served(fqdn) == issued[cid] != before[fqdn]
+            ((deployment_id, status, _),) = _deployments(cid)
+            assert status is DeploymentStatus.DEPLOYED
+            if fqdn != canary:
+                assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+
+
 def test_a_certificate_whose_files_cannot_be_written_is_put_back_alone_and_its_group_is_deployed(
     shared: SharedServer,
 ) -> None:
@@ -239,21 +260,7 @@ def test_a_certificate_whose_files_cannot_be_written_is_put_back_alone_and_its_g
     assert shared.reloads() - reloads_before == 2  # the canary's, and the group's (without the bad one)
     assert bad_cert.read_bytes() == pristine
     assert shared.served(bad) == before[bad]
-    ((_, status, reason),) = _deployments(shared.certificates[bad])
-    assert status is DeploymentStatus.ROLLED_BACK
-    assert "does not exist" in (reason or ""), reason
-    with session_scope() as s:
-        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
-        assert items[shared.certificates[bad]].state == "Failed"
-        assert "does not exist" in (items[shared.certificates[bad]].reason or "")
-        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
-    for fqdn, cid in shared.certificates.items():
-        if fqdn != bad:
-            assert shared.served(fqdn) == issued[cid] != before[fqdn]
-            ((deployment_id, status, _),) = _deployments(cid)
-            assert status is DeploymentStatus.DEPLOYED
-            if fqdn != fqdns[0]:
-                assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+    _failed_alone_and_the_rest_deployed(shared, bad, "does not exist", before)
 
 
 def test_a_certificate_whose_backup_fails_is_put_back_alone_and_its_group_is_deployed(shared: SharedServer) -> None:
@@ -281,21 +288,7 @@ def test_a_certificate_whose_backup_fails_is_put_back_alone_and_its_group_is_dep
     assert not any(unreadable.iterdir())
     assert sorted(p.name for p in (sites / bad).iterdir()) == sorted([SITE_CERT, SITE_KEY, unreadable.name])
     assert shared.served(bad) == before[bad]
-    ((_, status, reason),) = _deployments(shared.certificates[bad])
-    assert status is DeploymentStatus.ROLLED_BACK, reason
-    assert "Is a directory" in (reason or ""), reason
-    with session_scope() as s:
-        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
-        assert items[shared.certificates[bad]].state == "Failed"
-        assert "Is a directory" in (items[shared.certificates[bad]].reason or "")
-        issued = {cid: items[cid].issued_serial for cid in shared.certificates.values()}
-    for fqdn, cid in shared.certificates.items():
-        if fqdn != bad:
-            assert shared.served(fqdn) == issued[cid] != before[fqdn]
-            ((deployment_id, status, _),) = _deployments(cid)
-            assert status is DeploymentStatus.DEPLOYED
-            if fqdn != fqdns[0]:
-                assert _shared_steps(deployment_id)[0] == (CONFIG_TEST, "done", "once for a group of 3")
+    _failed_alone_and_the_rest_deployed(shared, bad, "Is a directory", before)
 
 
 def test_a_refused_deployment_in_a_grouped_rollback_is_reported_and_the_others_roll_back_together(
