@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -316,8 +317,7 @@ def record_issued(order_id: int) -> str:
     """Check what the CA sent against the CSR, then make it the certificate's current one."""
     with session_scope() as s:
         order = repo.get(s, Order, order_id)
-        _check_issued(order)
-        return _take_issued(s, order, trust_store(s))
+        return _take_issued(s, order, trust_store(s), _check_issued(order))
 
 
 def record_issued_all(order_ids: list[int]) -> dict[int, str | PermanentConnectorError]:
@@ -330,19 +330,19 @@ def record_issued_all(order_ids: list[int]) -> dict[int, str | PermanentConnecto
         orders = _orders(s, order_ids)
         store = trust_store(s)  # before any change: its query flushes nothing
         out: dict[int, str | PermanentConnectorError] = {}
+        chains: dict[int, list[x509.Certificate]] = {}
         for order_id in order_ids:
             try:
-                _check_issued(orders[order_id])
+                chains[order_id] = _check_issued(orders[order_id])
             except PermanentConnectorError as exc:
                 out[order_id] = exc
-        for order_id in order_ids:
-            if order_id not in out:
-                out[order_id] = _take_issued(s, orders[order_id], store)
+        for order_id, chain in chains.items():
+            out[order_id] = _take_issued(s, orders[order_id], store, chain)
         return out
 
 
-def _check_issued(order: Order) -> None:
-    """The CA's chain is readable and its leaf is for the key of the order's CSR."""
+def _check_issued(order: Order) -> list[x509.Certificate]:
+    """The CA's chain, readable and its leaf for the key of the order's CSR."""
     if order.pem_chain is None or order.private_key is None:
         raise PermanentConnectorError(f"order {order.id} holds no issued certificate")
     try:
@@ -352,12 +352,13 @@ def _check_issued(order: Order) -> None:
     key = load_private_key(order.private_key, trusted=True)
     if not key_matches_certificate(key, chain[0]):
         raise PermanentConnectorError("the CA issued a certificate for another key than the CSR's")
+    return chain
 
 
-def _take_issued(s: Session, order: Order, store: TrustStore) -> str:
+def _take_issued(s: Session, order: Order, store: TrustStore, chain: list[x509.Certificate]) -> str:
     assert order.pem_chain is not None  # _check_issued said so
     assert order.private_key is not None
-    serial = make_current(s, order.certificate, order.pem_chain, order.private_key, store)
+    serial = make_current(s, order.certificate, order.pem_chain, order.private_key, store, chain)
     order.private_key = None  # one encrypted copy is enough
     order.serial_number = serial
     return serial
@@ -386,11 +387,18 @@ def replaced_cert_id(s: Session, order: Order) -> str | None:
 
 
 def make_current(
-    s: Session, cert: Certificate, pem_chain: str, private_key: bytes, store: TrustStore | None = None
+    s: Session,
+    cert: Certificate,
+    pem_chain: str,
+    private_key: bytes,
+    store: TrustStore | None = None,
+    chain: list[x509.Certificate] | None = None,
 ) -> str:
     """An issued chain (its key checked by the caller) becomes the certificate's current one, with every fact the
-    inventory shows and discovery matches by (serial, thumbprints, dates, trust); returns the serial."""
-    chain = load_material(pem_chain.encode()).certificates
+    inventory shows and discovery matches by (serial, thumbprints, dates, trust); returns the serial. `chain`:
+    `pem_chain` parsed already by the caller."""
+    if chain is None:
+        chain = load_material(pem_chain.encode()).certificates
     leaf = chain[0]
     info = describe(leaf)
     keep_served_before_reissue(s, cert)  # the previous one stays the live one until the new one is proven
