@@ -67,16 +67,26 @@ def note_order(order: Order, state: OrderState, note: str = "") -> None:
     order.history = [*(order.history or []), {"at": utcnow().isoformat(), "state": state.value, "note": note}]
 
 
+OPEN_ORDER_STATES = (OrderState.CREATED, OrderState.SUBMITTED, OrderState.PENDING)
+
+
 def open_order_for(session: Session, certificate_id: int) -> Order | None:
     """The order still under way for a certificate, which a rerun must reuse instead of ordering again."""
     return session.scalars(
         select(Order)
-        .where(
-            Order.certificate_id == certificate_id,
-            Order.state.in_([OrderState.CREATED, OrderState.SUBMITTED, OrderState.PENDING]),
-        )
+        .where(Order.certificate_id == certificate_id, Order.state.in_(OPEN_ORDER_STATES))
         .order_by(Order.id.desc())
     ).first()
+
+
+def open_orders_for(session: Session, certificate_ids: list[int]) -> dict[int, Order]:
+    """`open_order_for` of many certificates in one query: by certificate, its newest open order."""
+    rows = session.scalars(
+        select(Order)
+        .where(Order.certificate_id.in_(certificate_ids), Order.state.in_(OPEN_ORDER_STATES))
+        .order_by(Order.id)
+    )
+    return {order.certificate_id: order for order in rows}  # the newest is written last: it wins
 
 
 def connector_credentials(connector: CAConnector) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from certfleet.connectors.errors import TransientConnectorError
+from certfleet.connectors.base import IssueResult
+from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.models import repo
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
@@ -34,7 +35,8 @@ from certfleet.rotation.service import (
     WAITING,
     RotationRequest,
 )
-from certfleet.tasks.issuance import create_order, poll_order, record_issued, submit_order
+from certfleet.tasks import issuance
+from certfleet.tasks.issuance import OrderPlan, create_order, poll_order, record_issued, submit_order
 
 ACTOR = "flow:rotate-batch"
 LINGER_S = 1.0  # a held slot of `rotate-ca-<id>` nobody used for this long is given back to Prefect
@@ -382,95 +384,205 @@ class IssuedGroup:
 
 @task(cache_policy=NO_CACHE, task_run_name="issue-group-from-item-{first_item_id}")
 def issue_group(first_item_id: int, item_ids: list[int], ca_connector_id: int) -> IssuedGroup:
-    """Issue a group of items of one CA connector in one task run: the orders written first (each committed before
-    the CA is called), then sent to the CA several at once, each call holding a slot of `rotate-ca-<id>` from the
-    slots this process holds (`ca_slot`: not a call to Prefect per certificate). The steps are issue_once's (the
-    order remembered on the item before the CA is called, an answered order recorded, never placed again); an item
+    """Issue a group of items of one CA connector in one task run, a transaction per step for the whole group
+    (SQLite waits for the disk at each commit): the missing orders written and remembered on their items, then
+    noted Submitted (both committed before the CA is called), sent to the CA several at once (each call holding a
+    slot of `rotate-ca-<id>` from the slots this process holds: `ca_slot`), the CA's answers recorded, the issued
+    certificates made current. The rules are issue_once's (an answered order recorded, never placed again); an item
     whose CA call fails transiently or is left pending is not settled here: `issue_once` then retries or polls it."""
-    serials: dict[int, str] = {}
-    failures: dict[int, str] = {}
-    orders: dict[int, int] = {}
-    for item_id in item_ids:
-        try:
-            serial, order_id = _order_of(item_id, create_order.fn)
-        except TransientConnectorError:
-            continue
-        except Exception as exc:  # as issue_once's task would fail: recorded by the caller
-            failures[item_id] = str(exc)
-            continue
-        if serial is not None:
-            serials[item_id] = serial
-        else:
-            orders[item_id] = order_id
-    issued: list[tuple[int, int]] = []
-    for item_id, outcome in _submit_all(orders, ca_connector_id).items():
-        if isinstance(outcome, TransientConnectorError):
-            continue  # issue_once's task retries it (same order, same idempotency key)
-        if isinstance(outcome, Exception):
-            failures[item_id] = str(outcome)
-        elif outcome:
-            issued.append((item_id, orders[item_id]))
-    recorded: dict[int, str] = {}
-    for item_id, order_id in issued:
-        try:
-            recorded[item_id] = record_issued.fn(order_id)
-        except Exception as exc:
-            failures[item_id] = str(exc)
+    serials, orders, failures = _orders_of_group(item_ids)
+    issued = _submit_group(orders, ca_connector_id, failures)
+    recorded = _record_group(issued, failures)
     # The items' own record, in one transaction: until then a re-run finds each serial on its item's order.
     set_issued(recorded)
     serials.update(recorded)
     return IssuedGroup(serials, failures)
 
 
-def _submit_all(orders: dict[int, int], ca_connector_id: int) -> dict[int, bool | Exception]:
-    """Each order sent to the CA once (`submit_order`'s steps, not its retries), several at once: as many threads
-    as `rotate-ca-<id>` has slots, each call holding one slot. By item: issued at once, pending, or what it raised."""
+def _orders_of_group(item_ids: list[int]) -> tuple[dict[int, str], dict[int, int], dict[int, str]]:
+    """`_order_of` for a group: by item, the serial this batch issued, else its order (the missing ones placed now,
+    in one transaction with the items' order ids), else why none may be placed. An item missing from all three
+    is left to issue_once."""
+    serials: dict[int, str] = {}
+    orders: dict[int, int] = {}
+    failures: dict[int, str] = {}
+    wanted: dict[int, int] = {}  # item id -> the certificate it needs an order for
+    with session_scope() as s:
+        rows = s.execute(
+            select(RotationItem, Order)
+            .outerjoin(Order, Order.id == RotationItem.order_id)
+            .where(RotationItem.id.in_(item_ids))
+        )
+        for item, order in rows:
+            serial, order_id = _known_order(item, order)
+            if serial is not None:
+                serials[item.id] = serial
+            elif order_id is not None:
+                orders[item.id] = order_id
+            else:
+                wanted[item.id] = item.certificate_id
+        plans = issuance.plan_orders(s, sorted(set(wanted.values()))) if wanted else {}
+    if not wanted:
+        return serials, orders, failures
+    try:
+        placed = _place_orders(wanted, plans)
+    except Exception as exc:  # e.g. another run placed one of these orders meanwhile: each item on its own
+        _log.warning("the orders of a group of %d were not written together (%s): one at a time", len(wanted), exc)
+        placed = {}
+        for item_id in wanted:
+            try:
+                placed[item_id] = _order_of(item_id, create_order.fn)[1]
+            except Exception as one:
+                placed[item_id] = one
+    for item_id, outcome in placed.items():
+        if isinstance(outcome, TransientConnectorError):
+            continue  # issue_once's task tries again
+        if isinstance(outcome, Exception):  # as issue_once's task would fail: recorded by the caller
+            failures[item_id] = str(outcome)
+        else:
+            orders[item_id] = outcome
+    return serials, orders, failures
+
+
+def _place_orders(wanted: dict[int, int], plans: dict[int, int | OrderPlan | Exception]) -> dict[int, int | Exception]:
+    """Keys and CSRs made outside any transaction, then every new order and each item's order id in one commit."""
+    outcomes: dict[int, int | OrderPlan | Exception] = dict(plans)
+    drafts = []
+    for certificate_id, plan in plans.items():
+        if isinstance(plan, OrderPlan):
+            try:
+                drafts.append(issuance.draft_order(plan))
+            except Exception as exc:  # a CSR that cannot be built refuses its item only
+                outcomes[certificate_id] = exc
+    with session_scope() as s:
+        outcomes.update(issuance.write_orders(s, drafts))
+        placed = {item_id: outcomes[certificate_id] for item_id, certificate_id in wanted.items()}
+        rows = [{"id": item_id, "order_id": o} for item_id, o in placed.items() if isinstance(o, int)]
+        if rows:
+            s.execute(update(RotationItem), rows)
+    return {item_id: o for item_id, o in placed.items() if not isinstance(o, OrderPlan)}
+
+
+def _submit_group(orders: dict[int, int], ca_connector_id: int, failures: dict[int, str]) -> dict[int, int]:
+    """`submit_order`'s steps for a group (not its retries): the orders noted Submitted in one commit, sent to the
+    CA several at once, the answers recorded in one commit (a refusal fails its order only). Returns the issued
+    items' orders; a refused item's reason goes to `failures`; a pending or transiently failed one is left out."""
     if not orders:
         return {}
+    try:
+        noted = issuance.note_submitted(list(orders.values()))
+    except Exception as exc:  # nothing was sent: issue_once's tasks place each of them
+        _log.warning("a group of %d orders could not be noted submitted (%s)", len(orders), exc)
+        return {}
+    to_send = {i: n for i, o in orders.items() if isinstance(n := noted[o], issuance.Submitted)}
+    answers = _ask_all(to_send, ca_connector_id)
+    results = {
+        to_send[i].order_id: a for i, a in answers.items() if isinstance(a, IssueResult | PermanentConnectorError)
+    }
+    try:
+        recorded = issuance.record_results(results)
+    except Exception as exc:  # the orders stay Submitted: issue_once's tasks ask the CA again, same order
+        _log.warning("the CA's answers for a group of %d orders were not recorded (%s)", len(results), exc)
+        recorded = {}
+    issued: dict[int, int] = {}
+    for item_id, order_id in orders.items():
+        answer = answers.get(item_id, noted[order_id])
+        if answer is True or recorded.get(order_id):
+            issued[item_id] = order_id
+        elif isinstance(answer, TransientConnectorError):
+            continue  # issue_once's task retries it (same order, same idempotency key)
+        elif isinstance(answer, PermanentConnectorError) and order_id not in recorded:
+            continue  # its failure was not recorded: issue_once's task asks the CA again and records it
+        elif isinstance(answer, Exception):  # as issue_once's task would fail: recorded by the caller
+            failures[item_id] = str(answer)
+    return issued
 
-    def submit(order_id: int) -> bool:
-        with ca_slot(ca_connector_id):
-            return bool(submit_order.fn(order_id))
 
-    outcomes: dict[int, bool | Exception] = {}
-    workers = 1 if len(orders) == 1 else min(len(orders), ca_slots(ca_connector_id))
+def _ask_ca(calls: issuance.CaCalls, submitted: issuance.Submitted, ca_connector_id: int) -> IssueResult:
+    """One order sent to the CA, holding one slot of `rotate-ca-<id>`."""
+    with ca_slot(ca_connector_id):
+        return calls.issue(submitted)
+
+
+def _ask_all(to_send: dict[int, issuance.Submitted], ca_connector_id: int) -> dict[int, IssueResult | Exception]:
+    """Each order sent to the CA once, several at once: as many threads as `rotate-ca-<id>` has slots. By item:
+    the CA's answer or what the call raised."""
+    if not to_send:
+        return {}
+    calls = issuance.CaCalls()
+    answers: dict[int, IssueResult | Exception] = {}
+    workers = 1 if len(to_send) == 1 else min(len(to_send), ca_slots(ca_connector_id))
     if workers == 1:
-        for item_id, order_id in orders.items():
+        for item_id, submitted in to_send.items():
             try:
-                outcomes[item_id] = submit(order_id)
+                answers[item_id] = _ask_ca(calls, submitted, ca_connector_id)
             except Exception as exc:
-                outcomes[item_id] = exc
-        return outcomes
+                answers[item_id] = exc
+        return answers
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"issue-{ca_connector_id}") as pool:
         # Each call runs in a copy of this task's context: its Prefect run (the CA's rate limit applies in runs).
-        futures = {i: pool.submit(contextvars.copy_context().run, submit, o) for i, o in orders.items()}
+        futures = {
+            i: pool.submit(contextvars.copy_context().run, _ask_ca, calls, sub, ca_connector_id)
+            for i, sub in to_send.items()
+        }
         for item_id, future in futures.items():
             try:
-                outcomes[item_id] = future.result()
+                answers[item_id] = future.result()
             except Exception as exc:
-                outcomes[item_id] = exc
-    return outcomes
+                answers[item_id] = exc
+    return answers
+
+
+def _record_group(issued: dict[int, int], failures: dict[int, str]) -> dict[int, str]:
+    """`record_issued` for the group's issued orders in one transaction; by item, its serial (a refusal goes to
+    `failures`). Should that transaction fail as a whole, each order is recorded on its own."""
+    try:
+        outcomes: dict[int, str | Exception] = dict(issuance.record_issued_all(list(issued.values())))
+    except Exception as exc:
+        _log.warning("a group of %d issued orders was not recorded together (%s): one at a time", len(issued), exc)
+        outcomes = {}
+        for order_id in issued.values():
+            try:
+                outcomes[order_id] = record_issued.fn(order_id)
+            except Exception as one:
+                outcomes[order_id] = one
+    recorded: dict[int, str] = {}
+    for item_id, order_id in issued.items():
+        outcome = outcomes[order_id]
+        if isinstance(outcome, Exception):
+            failures[item_id] = str(outcome)
+        else:
+            recorded[item_id] = outcome
+    return recorded
 
 
 def _order_of(item_id: int, create: Callable[[int], int]) -> tuple[str | None, int]:
     """The item's serial when this batch already issued it, else its order (placed now when it has none)."""
     with session_scope() as s:
         item = repo.get(s, RotationItem, item_id)
-        if item.issued_serial:
-            return item.issued_serial, item.order_id or 0
-        certificate_id, order_id = item.certificate_id, item.order_id
-        if order_id is not None:
-            order = repo.get(s, Order, order_id)
-            if order.state is OrderState.ISSUED and order.serial_number:
-                item.issued_serial = order.serial_number
-                return order.serial_number, order_id
-            if order.state is OrderState.FAILED:
-                order_id = None
+        order = repo.get(s, Order, item.order_id) if item.order_id is not None else None
+        serial, order_id = _known_order(item, order)
+        if serial is not None:
+            return serial, order_id or 0
+        certificate_id = item.certificate_id
     if order_id is None:
         order_id = create(certificate_id)
         with session_scope() as s:
             repo.get(s, RotationItem, item_id).order_id = order_id
     return None, order_id
+
+
+def _known_order(item: RotationItem, order: Order | None) -> tuple[str | None, int | None]:
+    """The item's serial when this batch already issued it (noted on the item), else its order unless that one
+    failed (None: a new order is placed)."""
+    if item.issued_serial:
+        return item.issued_serial, item.order_id
+    if order is None:
+        return None, None
+    if order.state is OrderState.ISSUED and order.serial_number:
+        item.issued_serial = order.serial_number
+        return order.serial_number, order.id
+    return None, None if order.state is OrderState.FAILED else order.id
 
 
 _lock = threading.Lock()

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from certfleet.ca_admin import service as ca_service
 from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
+from certfleet.connectors.base import IssueResult
 from certfleet.connectors.servers.probe import fetch_served_chain
 from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
@@ -27,16 +28,22 @@ from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
     Certificate,
+    CertificateStatus,
     Deployment,
     DeploymentStatus,
     DeploymentStep,
     DeploymentTarget,
+    Order,
+    OrderState,
     RotationItem,
     Server,
 )
 from certfleet.pki.parse import serial_hex
+from certfleet.rotation.service import RotationRequest
 from certfleet.tasks import rotation as rotation_tasks
+from certfleet.tasks.issuance import CaCalls, Submitted
 from certfleet.tasks.restore_group import roll_back_deployments
+from certfleet.tasks.rotation import plan_rotation
 from tests.emulators.digicert import DigiCertEmulator
 from tests.emulators.pki import TlsIdentity
 
@@ -426,27 +433,25 @@ def test_a_groups_orders_are_at_the_ca_at_once_and_a_rerun_orders_none_of_them_a
     try:
         _order_from(shared, digicert, emulator_tls, "DigiCert at once")
         together = threading.Barrier(SITES, timeout=60)
-        real = rotation_tasks.submit_order
+        real = rotation_tasks._ask_ca
         lost: list[int] = []
 
-        class AllAtOnce:
-            @staticmethod
-            def fn(order_id: int) -> bool:
-                together.wait()  # returns only when every order of the group is being sent
-                issued = real.fn(order_id)
-                if not lost:
-                    lost.append(order_id)
-                    raise RuntimeError("the worker died after the CA answered")
-                return bool(issued)
+        def all_at_once(calls: CaCalls, submitted: Submitted, ca_connector_id: int) -> IssueResult:
+            together.wait()  # returns only when every order of the group is being sent
+            answer = real(calls, submitted, ca_connector_id)
+            if not lost:
+                lost.append(submitted.order_id)
+                raise RuntimeError("the worker died after the CA answered")
+            return answer
 
-        monkeypatch.setattr(rotation_tasks, "submit_order", AllAtOnce)
+        monkeypatch.setattr(rotation_tasks, "_ask_ca", all_at_once)
         params = {"batch_name": "groups", "batch_key": "groups-at-once", "canary_per_server_type": 0}
         with pytest.raises(RotationStopped, match="the worker died after the CA answered"):
             rotate_batch(ca_concurrency=SITES, **params)
         assert len(lost) == 1
         assert not together.broken
         assert (digicert.placed, digicert.duplicates) == (SITES, 0)
-        monkeypatch.setattr(rotation_tasks, "submit_order", real)
+        monkeypatch.setattr(rotation_tasks, "_ask_ca", real)
         counts = rotate_batch(ca_concurrency=SITES, **params)
         assert counts["done"] == SITES, counts
         assert (digicert.placed, digicert.duplicates) == (SITES, 0)
@@ -456,3 +461,110 @@ def test_a_groups_orders_are_at_the_ca_at_once_and_a_rerun_orders_none_of_them_a
             assert shared.served(fqdn) == issued[cid]
     finally:
         digicert.stop()
+
+
+def _orders_of(certificate_id: int) -> list[Order]:
+    with session_scope() as s:
+        return list(s.scalars(select(Order).where(Order.certificate_id == certificate_id).order_by(Order.id)))
+
+
+def _submitted_notes(order: Order) -> int:
+    return sum(1 for h in order.history if h["state"] == OrderState.SUBMITTED.value)
+
+
+class _Crash(BaseException):
+    """The process dying: not an Exception that any step catches and records."""
+
+
+def test_a_rerun_after_a_crash_between_the_groups_orders_and_its_ca_calls_orders_each_certificate_once(
+    shared: SharedServer, emulator_tls: TlsIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's orders are committed (and noted Submitted) before any CA call; the run dies before the first
+    call. The re-run sends those same orders (same idempotency keys): the CA gets one order per certificate and
+    no certificate gets a second order row."""
+    digicert = DigiCertEmulator(emulator_tls).start()
+    try:
+        _order_from(shared, digicert, emulator_tls, "DigiCert crash")
+        real = rotation_tasks._ask_ca
+
+        def crash(calls: CaCalls, submitted: Submitted, ca_connector_id: int) -> IssueResult:
+            raise _Crash("the worker died before calling the CA")
+
+        monkeypatch.setattr(rotation_tasks, "_ask_ca", crash)
+        params = {"batch_name": "groups", "batch_key": "groups-crash-before-ca", "canary_per_server_type": 0}
+        with pytest.raises(BaseException, match="the worker died before calling the CA"):
+            rotate_batch(ca_concurrency=2, **params)
+        assert digicert.placed == 0
+        placed = {}
+        for cid in shared.certificates.values():
+            (order,) = _orders_of(cid)
+            assert order.state is OrderState.SUBMITTED
+            assert order.idempotency_key == f"cert-{cid}-gen-1"
+            placed[cid] = order.id
+        monkeypatch.setattr(rotation_tasks, "_ask_ca", real)
+        counts = rotate_batch(ca_concurrency=2, **params)
+        assert counts["done"] == SITES, counts
+        assert (digicert.placed, digicert.duplicates) == (SITES, 0)
+        with session_scope() as s:
+            items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        for fqdn, cid in shared.certificates.items():
+            (order,) = _orders_of(cid)
+            assert (order.id, order.state) == (placed[cid], OrderState.ISSUED)
+            assert items[cid].order_id == order.id
+            assert shared.served(fqdn) == items[cid].issued_serial == order.serial_number
+    finally:
+        digicert.stop()
+
+
+def test_a_ca_refusal_of_one_certificate_of_a_group_fails_that_certificate_alone(shared: SharedServer) -> None:
+    """The built-in CA refuses one order of the group for good (a validity no TLS client accepts): that order
+    fails, recorded by the group (asked once, not again by the retrying tasks), and the rest of the group is
+    issued and deployed."""
+    fqdns = list(shared.certificates)
+    refused = shared.certificates[fqdns[2]]
+    with session_scope() as s:
+        repo.get(s, Certificate, refused).validity_days = 400
+    counts = rotate_batch(
+        batch_name="groups", batch_key="groups-one-refused", canary_per_server_type=0, failure_budget=0.5
+    )
+    assert (counts["done"], counts["failed"]) == (SITES - 1, 1), counts
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+        status_reason = repo.get(s, Certificate, refused).status_reason or ""
+    assert items[refused].state == "Failed"
+    assert "exceeds 398" in (items[refused].reason or ""), items[refused].reason
+    (order,) = _orders_of(refused)
+    assert order.state is OrderState.FAILED
+    assert "exceeds 398" in (order.error or "")
+    assert _submitted_notes(order) == 1
+    assert status_reason.startswith("order failed: validity of 400 days")
+    for fqdn, cid in shared.certificates.items():
+        if cid != refused:
+            (order,) = _orders_of(cid)
+            assert order.state is OrderState.ISSUED
+            assert _submitted_notes(order) == 1
+            assert shared.served(fqdn) == items[cid].issued_serial == order.serial_number
+
+
+def test_a_certificate_ignored_after_its_batch_was_planned_is_refused_alone_in_its_group(
+    shared: SharedServer,
+) -> None:
+    """A certificate Ignored between the plan and the run (a continued batch): its group refuses to order it, as
+    create_order does, and issues the others."""
+    fqdns = list(shared.certificates)
+    ignored = shared.certificates[fqdns[1]]
+    plan_rotation.fn("groups-ignored", RotationRequest(batch_name="groups", canary_per_server_type=0))
+    with session_scope() as s:
+        repo.get(s, Certificate, ignored).status = CertificateStatus.IGNORED
+    counts = rotate_batch(batch_key="groups-ignored", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (SITES - 1, 1), counts
+    with session_scope() as s:
+        items = {r.certificate_id: r for r in s.scalars(select(RotationItem))}
+    assert items[ignored].state == "Failed"
+    assert f"certificate {ignored} is ignored" in (items[ignored].reason or ""), items[ignored].reason
+    assert _orders_of(ignored) == []
+    for fqdn, cid in shared.certificates.items():
+        if cid != ignored:
+            (order,) = _orders_of(cid)
+            assert order.state is OrderState.ISSUED
+            assert shared.served(fqdn) == items[cid].issued_serial == order.serial_number
