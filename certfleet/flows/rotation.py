@@ -3,12 +3,15 @@
 The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
 takes its certificates one after another (one connection per server), several servers at once. Each call to the
-CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`; a server's task holds a slot
-of `rotate-server-<id>` for its run of certificates (and each certificate one of any other server it touches; on
-a bot, each certificate holds its servers' slots). The first `canary_per_server_type` certificates of each server
-type go first and must all be deployed before the others start. When a canary fails, or more than
-`failure_budget` of the batch fails, nothing new starts and what the batch deployed is rolled back from the
-journal (the steps of `rollback-deployment`). A table artifact says, per server, what was done.
+CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then
+the rest) holds a slot of `rotate-server-<id>` of every server its certificates are deployed to from this process,
+taken in one call to Prefect when the stage starts (all or none: two batches never wait for each other in a circle)
+and given back when it ends, so a second batch on one of those servers waits until the stage is over
+(certfleet.tasks.server_slots); on a bot, each certificate holds its servers' slots. The first
+`canary_per_server_type` certificates of each server type go first and must all be deployed before the others
+start. When a canary fails, or more than `failure_budget` of the batch fails, nothing new starts and what the batch
+deployed is rolled back from the journal (the steps of `rollback-deployment`). A table artifact says, per server,
+what was done.
 
 Servers of the central host's own bot are deployed to in this flow's process. The certificates of a server mapped to
 another bot are issued here, a few at a time, and deployed by that bot: a `rotate-on-bot` run on its queue
@@ -25,14 +28,12 @@ from __future__ import annotations
 
 import math
 import threading
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -67,6 +68,7 @@ from certfleet.tasks.rotation import (
     set_state,
     summary_rows,
 )
+from certfleet.tasks.server_slots import StageSlots, local_servers
 
 PARALLEL_SERVERS = 8
 
@@ -85,6 +87,7 @@ class _Batch:
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     go_variables: set[str] = field(default_factory=set)  # of the bot runs under way: deleted when the batch stops
+    slots: StageSlots = field(default_factory=lambda: StageSlots(()))  # the running stage's server slots
 
     def failed(self, note: str, *, stop_at_once: bool) -> None:
         with self.lock:
@@ -137,7 +140,8 @@ def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency:
     with get_client(sync_client=True) as client:
         for connector_id in sorted({p.ca_connector_id for p in plan if p.ca_connector_id is not None}):
             client.upsert_global_concurrency_limit_by_name(ca_limit(connector_id), ca_concurrency)
-        for server_id in sorted({p.server_id for p in plan if p.server_id is not None}):
+        servers = {p.server_id for p in plan if p.server_id is not None}
+        for server_id in sorted(servers | local_servers(p.certificate_id for p in plan if p.local)):
             client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
 
 
@@ -192,7 +196,7 @@ def _deploy_alone(item: Planned, serial: str, batch: _Batch, chosen: windows.Spl
     """One certificate deployed on its own: to every target, or (`chosen`) to the targets that may be deployed
     now, the others scheduled for their maintenance windows."""
     only = chosen.now if chosen is not None else None
-    done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id, only=only)
+    done, failure = deploy_everywhere(item.certificate_id, holding=batch.slots.server_ids, only=only)
     if failure is not None:
         _deploy_failed(item, failure, batch)
     elif chosen is not None and chosen.later:
@@ -252,15 +256,13 @@ def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) ->
     batch = _batches[batch_key]
     started = 0
     server_id = items[0].server_id
-    # The server's slot is held for its whole run of certificates (two calls to Prefect, not two per certificate):
-    # a second batch on the same server waits for this one's turn there.
-    with concurrency(server_limit(server_id), strict=True) if server_id is not None else nullcontext():
-        for first in range(0, len(items), GROUP):
-            if batch.stopped:
-                break
-            group = items[first : first + GROUP]
-            started += len(group)
-            _rotate_group(server_id, group, batch)
+    for first in range(0, len(items), GROUP):  # the stage holds the server's slot (_run_stage)
+        if batch.stopped:
+            break
+        batch.slots.check()  # lost: another batch may be on the server now
+        group = items[first : first + GROUP]
+        started += len(group)
+        _rotate_group(server_id, group, batch)
     return started
 
 
@@ -301,16 +303,22 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
 
 
 def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
+    """The items' server tasks, several at once, while the stage holds a slot of each server this process deploys
+    the items to (one call to Prefect for the stage, not one per server task)."""
+    batch = _batches[batch_key]
     groups: dict[int | None, list[Planned]] = {}  # by server id: two servers may share a description and host
     for item in items:
         groups.setdefault(item.server_id, []).append(item)
-    futures = [
-        rotate_on_server.submit(batch_key, group[0].server_label, group)
-        if group[0].local
-        else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
-        for group in groups.values()
-    ]
-    wait(futures)
+    local = [i for i in items if i.local]
+    servers = {i.server_id for i in local if i.server_id is not None} | local_servers(i.certificate_id for i in local)
+    with StageSlots(servers) as batch.slots:
+        futures = [
+            rotate_on_server.submit(batch_key, group[0].server_label, group)
+            if group[0].local
+            else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
+            for group in groups.values()
+        ]
+        wait(futures)
     for future in futures:
         future.result()  # a crash in a server task fails the run (what it recorded stays)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, Order, RotationItem, utcnow
 from certfleet.rotation.service import IGNORING_WINDOWS
 from certfleet.tasks.rotation import ca_limit, server_limit
+from certfleet.tasks.server_slots import StageSlots
 from tests.flows.conftest import Site
 
 
@@ -139,6 +143,7 @@ def test_a_failing_canary_stops_the_batch_before_anything_else_starts(fleet: lis
         assert items[site.certificate_id] == ("Not Started", False)
         assert _orders(site) == 0  # never ordered from the CA
         assert _status(site) is CertificateStatus.INITIATED
+    assert [_active(_server_id(site)) for site in fleet] == [0, 0, 0, 0]  # the stopped stage gave its slots back
     assert {site.certificate_id: site.served_serial() for site in fleet} == before
     # One story: the canary's new certificate is issued, not served; the row says what the server serves.
     issued, served, status = _story(fleet[0])
@@ -191,6 +196,55 @@ def test_a_stopped_rerotation_leaves_each_row_serving_its_previous_certificate(f
         assert site.served_serial() == served == first[site.certificate_id] != issued
         assert status is CertificateStatus.ROLLED_BACK
     assert sum(state == "Not Started" for state, _ in states.values()) < len(fleet) - 1  # the canary, the failure
+
+
+def _active(server_id: int) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(server_limit(server_id)).active_slots
+
+
+def _until(condition: Callable[[], bool], seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_batch_waits_for_its_servers_turn_while_another_batch_holds_one_and_gives_every_slot_back(
+    fleet: list[Site],
+) -> None:
+    servers = [_server_id(site) for site in fleet]
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(server_limit(servers[2]), 1)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["counts"] = rotate_batch(batch_name="demo", batch_key="waits-its-turn")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    with StageSlots([servers[2]]):  # another batch's stage is on the third server
+        runner = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # the test server's URL
+        runner.start()
+        # The canary's server is free: the canary stage goes ahead.
+        assert _until(lambda: _items("waits-its-turn").get(fleet[0].certificate_id) == ("Deployed", True))
+        # The other stage waits for the third server's turn, and starts none of its servers meanwhile.
+        runner.join(3)
+        assert runner.is_alive()
+        assert {state for c, (state, _) in _items("waits-its-turn").items() if c != fleet[0].certificate_id} == {
+            "Not Started"
+        }
+        assert [_active(server) for server in servers] == [0, 0, 1, 0]
+    runner.join(300)
+    assert not runner.is_alive()
+    assert "error" not in outcome, outcome
+    counts = outcome["counts"]
+    assert isinstance(counts, dict)
+    assert counts["done"] == 4
+    assert [_active(server) for server in servers] == [0, 0, 0, 0]
 
 
 def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list[Site]) -> None:
