@@ -2,7 +2,8 @@
 
 The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
-takes its certificates one after another (one connection per server), several servers at once. Each call to the
+takes its certificates a group at a time (one connection per server), several servers at once; servers with fewer
+certificates than a group are packed a few to a task, their certificates issued together. Each call to the
 CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then
 the rest) holds a slot of `rotate-server-<id>` of every server its certificates are deployed to from this process,
 taken in one call to Prefect when the stage starts (all or none: two batches never wait for each other in a circle)
@@ -26,8 +27,10 @@ For Window (not a failure; a re-run leaves it alone) and a stopped batch cancels
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -71,6 +74,7 @@ from certfleet.tasks.rotation import (
 from certfleet.tasks.server_slots import StageSlots, local_servers
 
 PARALLEL_SERVERS = 8
+LIMIT_CALLS = 8  # calls to Prefect at once while the batch's limits are created or updated
 
 
 class RotationStopped(RuntimeError):
@@ -134,15 +138,22 @@ def _run_name() -> str:
 
 def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency: int) -> None:
     """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
-    below turns that into an error instead)."""
+    below turns that into an error instead). Two or three calls to Prefect each, several limits at once (50
+    servers one after another took 1-2 s on a busy Prefect server)."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        for connector_id in sorted({p.ca_connector_id for p in plan if p.ca_connector_id is not None}):
-            client.upsert_global_concurrency_limit_by_name(ca_limit(connector_id), ca_concurrency)
-        servers = {p.server_id for p in plan if p.server_id is not None}
-        for server_id in sorted(servers | local_servers(p.certificate_id for p in plan if p.local)):
-            client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
+    servers = {p.server_id for p in plan if p.server_id is not None}
+    limits = {ca_limit(c): ca_concurrency for c in {p.ca_connector_id for p in plan if p.ca_connector_id is not None}}
+    for server_id in servers | local_servers(p.certificate_id for p in plan if p.local):
+        limits[server_limit(server_id)] = server_concurrency
+    with get_client(sync_client=True) as client, ThreadPoolExecutor(max_workers=LIMIT_CALLS) as pool:
+        # Each call in a copy of this context: the run's Prefect settings (API URL).
+        calls = [
+            pool.submit(contextvars.copy_context().run, client.upsert_global_concurrency_limit_by_name, name, slots)
+            for name, slots in sorted(limits.items())
+        ]
+        for call in calls:
+            call.result()
 
 
 def _issue(item: Planned, batch: _Batch) -> str | None:
@@ -210,10 +221,21 @@ def _deploy_failed(item: Planned, failure: str, batch: _Batch) -> None:
     batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
 
 
-def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) -> None:
-    """A group of one server's certificates: issued, then deployed with one config test and one reload of the
-    server (certfleet.tasks.deploy_group); what cannot be grouped is deployed one by one, as before."""
-    issued = _issue_all(items, batch)
+def _rotate_group(items: list[Planned], batch: _Batch) -> None:
+    """A group of certificates (one server's, or a few small servers' together): issued together, then deployed
+    server by server. Once the batch is stopped, the servers not yet begun are left issued, not deployed."""
+    issued: dict[int | None, list[tuple[Planned, str]]] = {}
+    for item, serial in _issue_all(items, batch):
+        issued.setdefault(item.server_id, []).append((item, serial))
+    for n, (server_id, its) in enumerate(issued.items()):
+        if n > 0 and batch.stopped:
+            break
+        _deploy_on_server(server_id, its, batch)
+
+
+def _deploy_on_server(server_id: int | None, issued: list[tuple[Planned, str]], batch: _Batch) -> None:
+    """One server's issued certificates deployed with one config test and one reload of the server
+    (certfleet.tasks.deploy_group); what cannot be grouped is deployed one by one, as before."""
     split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
     if not batch.ignore_windows:
         for item, _ in issued:
@@ -252,17 +274,17 @@ def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) ->
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
 def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
-    """One server's certificates, a group at a time; stops starting new groups once the batch is stopped."""
+    """One server's certificates (or a pack of small servers', in server order), a group at a time; stops
+    starting new groups once the batch is stopped."""
     batch = _batches[batch_key]
     started = 0
-    server_id = items[0].server_id
-    for first in range(0, len(items), GROUP):  # the stage holds the server's slot (_run_stage)
+    for first in range(0, len(items), GROUP):  # the stage holds the servers' slots (_run_stage)
         if batch.stopped:
             break
-        batch.slots.check()  # lost: another batch may be on the server now
+        batch.slots.check()  # lost: another batch may be on the servers now
         group = items[first : first + GROUP]
         started += len(group)
-        _rotate_group(server_id, group, batch)
+        _rotate_group(group, batch)
     return started
 
 
@@ -302,6 +324,26 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
     return started
 
 
+def _packs(groups: list[list[Planned]]) -> list[list[list[Planned]]]:
+    """Servers' groups of certificates, one task each, but small servers packed together (in server order) so
+    each task has about its share of them: their certificates are issued together, the CA called for several at
+    once, instead of one server task (and one issue, one deploy task run) per certificate."""
+    small = [g for g in groups if len(g) < GROUP and g[0].server_id is not None]
+    packs = [[g] for g in groups if not (len(g) < GROUP and g[0].server_id is not None)]
+    size = min(GROUP, max(1, math.ceil(sum(len(g) for g in small) / PARALLEL_SERVERS)))
+    pack: list[list[Planned]] = []
+    for group in small:
+        if pack and sum(len(g) for g in pack) + len(group) > size:
+            packs.append(pack)
+            pack = []
+        pack.append(group)
+    return packs + ([pack] if pack else [])
+
+
+def _pack_label(pack: list[list[Planned]]) -> str:
+    return pack[0][0].server_label + (f" and {len(pack) - 1} more" if len(pack) > 1 else "")
+
+
 def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
     """The items' server tasks, several at once, while the stage holds a slot of each server this process deploys
     the items to (one call to Prefect for the stage, not one per server task)."""
@@ -313,10 +355,12 @@ def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> No
     servers = {i.server_id for i in local if i.server_id is not None} | local_servers(i.certificate_id for i in local)
     with StageSlots(servers) as batch.slots:
         futures = [
-            rotate_on_server.submit(batch_key, group[0].server_label, group)
-            if group[0].local
-            else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
+            rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
             for group in groups.values()
+            if not group[0].local
+        ] + [
+            rotate_on_server.submit(batch_key, _pack_label(pack), [i for group in pack for i in group])
+            for pack in _packs([g for g in groups.values() if g[0].local])
         ]
         wait(futures)
     for future in futures:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from certfleet.demo.fleet import plan_fleet, register_fleet
 from certfleet.deployments.names import bot_queue
 from certfleet.deployments.serve import register, runner_deployments
+from certfleet.flows import rotation as rotation_flow
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.rotation import RotationStopped, rotate_batch
 from certfleet.models import repo
@@ -245,6 +246,34 @@ def test_a_batch_waits_for_its_servers_turn_while_another_batch_holds_one_and_gi
     assert isinstance(counts, dict)
     assert counts["done"] == 4
     assert [_active(server) for server in servers] == [0, 0, 0, 0]
+
+
+def test_small_servers_packed_in_one_task_are_all_deployed(fleet: list[Site], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    counts = rotate_batch(batch_name="demo", batch_key="packed")
+    assert counts["done"] == 4
+    for site in fleet:
+        serial, served, status = _story(site)
+        assert site.served_serial() == served == serial != before[site.certificate_id]
+        assert status is CertificateStatus.DEPLOYED
+        assert _orders(site) == 1
+
+
+def test_a_stop_in_a_pack_of_small_servers_leaves_the_servers_after_it_issued_not_deployed(
+    fleet: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    _break_reload(fleet[1])  # the pack's first server
+    with pytest.raises(RotationStopped, match="failure budget exceeded"):
+        rotate_batch(batch_name="demo", batch_key="packed-stop", failure_budget=0.0)
+    items = _items("packed-stop")
+    assert items[fleet[0].certificate_id] == ("Rolled Back", True)
+    assert items[fleet[1].certificate_id] == ("Failed", False)
+    # Issued together with the failed one; once the batch stopped, nothing more was deployed.
+    assert [items[site.certificate_id] for site in fleet[2:]] == [("Issued", False), ("Issued", False)]
+    assert {site.certificate_id: site.served_serial() for site in fleet} == before
 
 
 def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list[Site]) -> None:
