@@ -3,7 +3,8 @@
 The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
 takes its certificates a group at a time (one connection per server), several servers at once; servers with fewer
-certificates than a group are packed a few to a task, their certificates issued together. Each call to the
+certificates than a group are packed a few to a task, their certificates issued and deployed together (still one
+config test and one reload per server). Each call to the
 CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then
 the rest) holds a slot of `rotate-server-<id>` of every server its certificates are deployed to from this process,
 taken in one call to Prefect when the stage starts (all or none: two batches never wait for each other in a circle)
@@ -54,7 +55,7 @@ from certfleet.rotation.service import (
     RotationRequest,
 )
 from certfleet.tasks.build import release_connections
-from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group
+from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group, deploy_groups
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
@@ -223,38 +224,22 @@ def _deploy_failed(item: Planned, failure: str, batch: _Batch) -> None:
 
 def _rotate_group(items: list[Planned], batch: _Batch) -> None:
     """A group of certificates (one server's, or a few small servers' together): issued together, then deployed
-    server by server. Once the batch is stopped, the servers not yet begun are left issued, not deployed."""
-    issued: dict[int | None, list[tuple[Planned, str]]] = {}
-    for item, serial in _issue_all(items, batch):
-        issued.setdefault(item.server_id, []).append((item, serial))
-    for n, (server_id, its) in enumerate(issued.items()):
-        if n > 0 and batch.stopped:
-            break
-        _deploy_on_server(server_id, its, batch)
-
-
-def _deploy_on_server(server_id: int | None, issued: list[tuple[Planned, str]], batch: _Batch) -> None:
-    """One server's issued certificates deployed with one config test and one reload of the server
-    (certfleet.tasks.deploy_group); what cannot be grouped is deployed one by one, as before."""
-    split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
-    if not batch.ignore_windows:
-        for item, _ in issued:
-            chosen = windows.split(item.certificate_id, ignore_windows=False)
-            if chosen.later:
-                split[item.item_id] = chosen
-    for item, serial in issued:
-        waits = split.get(item.item_id)
-        if waits is not None and waits.now == []:  # every target waits: nothing to deploy now
-            _wait_for_window(item, waits)
-        elif waits is not None:  # some targets now, some later: not grouped
-            _deploy_alone(item, serial, batch, waits)
-    issued = [(item, serial) for item, serial in issued if item.item_id not in split]
+    with one config test and one reload per server (certfleet.tasks.deploy_group, each step journalled in one
+    transaction for all the servers); what cannot be grouped is deployed one by one, as before."""
+    issued = _deployable_now(_issue_all(items, batch), batch)
     if not issued:
         return
-    if server_id is None:
-        outcome = GroupOutcome(alone=[item.certificate_id for item, _ in issued])
+    groups: dict[int, list[int]] = {}
+    for item, _ in issued:
+        if item.server_id is not None:
+            groups.setdefault(item.server_id, []).append(item.certificate_id)
+    first = issued[0][0].certificate_id
+    if len(groups) == 1:
+        ((server_id, certificate_ids),) = groups.items()
+        outcome = deploy_group(server_id, first, certificate_ids)
     else:
-        outcome = deploy_group(server_id, issued[0][0].certificate_id, [item.certificate_id for item, _ in issued])
+        outcome = deploy_groups(first, list(groups.items())) if groups else GroupOutcome()
+    outcome.alone += [item.certificate_id for item, _ in issued if item.server_id is None]
     set_deployed(
         {
             item.item_id: (serial, outcome.deployed[item.certificate_id])
@@ -270,6 +255,24 @@ def _deploy_on_server(server_id: int | None, issued: list[tuple[Planned, str]], 
             _deploy_failed(item, outcome.failed[certificate_id], batch)
         elif not batch.stopped:  # handed back: deployed alone (a stopped batch leaves it issued, not deployed)
             _deploy_alone(item, serial, batch)
+
+
+def _deployable_now(issued: list[tuple[Planned, str]], batch: _Batch) -> list[tuple[Planned, str]]:
+    """The issued items whose targets may all be deployed now; the others wait for their maintenance windows, all
+    their targets (nothing deployed now) or some (the others deployed now, alone)."""
+    split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
+    if not batch.ignore_windows:
+        for item, _ in issued:
+            chosen = windows.split(item.certificate_id, ignore_windows=False)
+            if chosen.later:
+                split[item.item_id] = chosen
+    for item, serial in issued:
+        waits = split.get(item.item_id)
+        if waits is not None and waits.now == []:  # every target waits: nothing to deploy now
+            _wait_for_window(item, waits)
+        elif waits is not None:  # some targets now, some later: not grouped
+            _deploy_alone(item, serial, batch, waits)
+    return [(item, serial) for item, serial in issued if item.item_id not in split]
 
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")

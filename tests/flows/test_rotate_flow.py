@@ -260,19 +260,37 @@ def test_small_servers_packed_in_one_task_are_all_deployed(fleet: list[Site], mo
         assert _orders(site) == 1
 
 
-def test_a_stop_in_a_pack_of_small_servers_leaves_the_servers_after_it_issued_not_deployed(
+def test_a_server_whose_config_test_fails_in_a_pack_fails_alone_and_the_packs_other_servers_are_deployed(
     fleet: list[Site], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
     before = {site.certificate_id: site.served_serial() for site in fleet}
-    _break_reload(fleet[1])  # the pack's first server
+    with session_scope() as s:  # the operator broke the middle server's config test
+        repo.get(s, Certificate, fleet[2].certificate_id).targets[0].server.config_test_command = "false"
+    counts = rotate_batch(batch_name="demo", batch_key="packed-test-fails", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (3, 1)
+    items = _items("packed-test-fails")
+    assert items[fleet[2].certificate_id] == ("Failed", False)
+    assert fleet[2].served_serial() == before[fleet[2].certificate_id]  # its files were put back
+    for site in (fleet[0], fleet[1], fleet[3]):  # each server of the pack tested and reloaded on its own
+        serial, served, status = _story(site)
+        assert site.served_serial() == served == serial != before[site.certificate_id]
+        assert status is CertificateStatus.DEPLOYED
+
+
+def test_a_stop_in_a_pack_of_small_servers_rolls_back_what_the_pack_deployed(
+    fleet: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    _break_reload(fleet[1])  # the pack's first server: its new certificate is never served
     with pytest.raises(RotationStopped, match="failure budget exceeded"):
         rotate_batch(batch_name="demo", batch_key="packed-stop", failure_budget=0.0)
     items = _items("packed-stop")
     assert items[fleet[0].certificate_id] == ("Rolled Back", True)
     assert items[fleet[1].certificate_id] == ("Failed", False)
-    # Issued together with the failed one; once the batch stopped, nothing more was deployed.
-    assert [items[site.certificate_id] for site in fleet[2:]] == [("Issued", False), ("Issued", False)]
+    # Deployed together with the failed one (each server reloaded on its own), then rolled back with the batch.
+    assert [items[site.certificate_id] for site in fleet[2:]] == [("Rolled Back", False), ("Rolled Back", False)]
     assert {site.certificate_id: site.served_serial() for site in fleet} == before
 
 
