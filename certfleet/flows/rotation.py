@@ -4,16 +4,15 @@ The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
 takes its certificates a group at a time (one connection per server), several servers at once; servers with fewer
 certificates than a group are packed a few to a task, their certificates issued and deployed together (still one
-config test and one reload per server). Each call to the
-CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then
-the rest) holds a slot of `rotate-server-<id>` of every server its certificates are deployed to from this process,
-taken in one call to Prefect when the stage starts (all or none: two batches never wait for each other in a circle)
-and given back when it ends, so a second batch on one of those servers waits until the stage is over
-(certfleet.tasks.server_slots); on a bot, each certificate holds its servers' slots. The first
-`canary_per_server_type` certificates of each server type go first and must all be deployed before the others
-start. When a canary fails, or more than `failure_budget` of the batch fails, nothing new starts and what the batch
-deployed is rolled back from the journal (the steps of `rollback-deployment`). A table artifact says, per server,
-what was done.
+config test and one reload per server). Each call to the CA holds a slot of the connector's Prefect global
+concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then the rest) holds a slot of `rotate-server-<id>`
+of every server its certificates are deployed to from this process, taken in one call to Prefect when the stage
+starts (all or none: two batches never wait for each other in a circle) and given back when it ends, so a second
+batch on one of those servers waits until the stage is over (certfleet.tasks.server_slots); on a bot, each
+certificate holds its servers' slots. The first `canary_per_server_type` certificates of each server type go
+first and must all be deployed before the others start. When a canary fails, or more than `failure_budget` of the
+batch fails, nothing new starts and what the batch deployed is rolled back from the journal (the steps of
+`rollback-deployment`). A table artifact says, per server, what was done.
 
 Servers of the central host's own bot are deployed to in this flow's process. The certificates of a server mapped to
 another bot are issued here, a few at a time, and deployed by that bot: a `rotate-on-bot` run on its queue
