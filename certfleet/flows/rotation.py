@@ -2,13 +2,17 @@
 
 The batch is planned once into `rotation_items` (keyed by `batch_key`), so a re-run with the same key continues
 where a stopped batch ended and never issues a certificate twice. Work is grouped per server: one task per server
-takes its certificates one after another (one connection per server), several servers at once. Each call to the
-CA holds a slot of the connector's Prefect global concurrency limit `rotate-ca-<id>`; a server's task holds a slot
-of `rotate-server-<id>` for its run of certificates (and each certificate one of any other server it touches; on
-a bot, each certificate holds its servers' slots). The first `canary_per_server_type` certificates of each server
-type go first and must all be deployed before the others start. When a canary fails, or more than
-`failure_budget` of the batch fails, nothing new starts and what the batch deployed is rolled back from the
-journal (the steps of `rollback-deployment`). A table artifact says, per server, what was done.
+takes its certificates a group at a time (one connection per server), several servers at once; servers with fewer
+certificates than a group are packed a few to a task, their certificates issued and deployed together (still one
+config test and one reload per server). Each call to the CA holds a slot of the connector's Prefect global
+concurrency limit `rotate-ca-<id>`. Each stage (the canaries, then the rest) holds a slot of `rotate-server-<id>`
+of every server its certificates are deployed to from this process, taken in one call to Prefect when the stage
+starts (all or none: two batches never wait for each other in a circle) and given back when it ends, so a second
+batch on one of those servers waits until the stage is over (certfleet.tasks.server_slots); on a bot, each
+certificate holds its servers' slots. The first `canary_per_server_type` certificates of each server type go
+first and must all be deployed before the others start. When a canary fails, or more than `failure_budget` of the
+batch fails, nothing new starts and what the batch deployed is rolled back from the journal (the steps of
+`rollback-deployment`). A table artifact says, per server, what was done.
 
 Servers of the central host's own bot are deployed to in this flow's process. The certificates of a server mapped to
 another bot are issued here, a few at a time, and deployed by that bot: a `rotate-on-bot` run on its queue
@@ -23,16 +27,16 @@ For Window (not a failure; a re-run leaves it alone) and a stopped batch cancels
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
-from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -50,7 +54,7 @@ from certfleet.rotation.service import (
     RotationRequest,
 )
 from certfleet.tasks.build import release_connections
-from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group
+from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group, deploy_groups
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
@@ -67,8 +71,10 @@ from certfleet.tasks.rotation import (
     set_state,
     summary_rows,
 )
+from certfleet.tasks.server_slots import StageSlots, local_servers
 
 PARALLEL_SERVERS = 8
+LIMIT_CALLS = 8  # calls to Prefect at once while the batch's limits are created or updated
 
 
 class RotationStopped(RuntimeError):
@@ -85,6 +91,7 @@ class _Batch:
     stopped: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     go_variables: set[str] = field(default_factory=set)  # of the bot runs under way: deleted when the batch stops
+    slots: StageSlots = field(default_factory=lambda: StageSlots(()))  # the running stage's server slots
 
     def failed(self, note: str, *, stop_at_once: bool) -> None:
         with self.lock:
@@ -131,14 +138,22 @@ def _run_name() -> str:
 
 def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency: int) -> None:
     """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
-    below turns that into an error instead)."""
+    below turns that into an error instead). Two or three calls to Prefect each, several limits at once (50
+    servers one after another took 1-2 s on a busy Prefect server)."""
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        for connector_id in sorted({p.ca_connector_id for p in plan if p.ca_connector_id is not None}):
-            client.upsert_global_concurrency_limit_by_name(ca_limit(connector_id), ca_concurrency)
-        for server_id in sorted({p.server_id for p in plan if p.server_id is not None}):
-            client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
+    servers = {p.server_id for p in plan if p.server_id is not None}
+    limits = {ca_limit(c): ca_concurrency for c in {p.ca_connector_id for p in plan if p.ca_connector_id is not None}}
+    for server_id in servers | local_servers(p.certificate_id for p in plan if p.local):
+        limits[server_limit(server_id)] = server_concurrency
+    with get_client(sync_client=True) as client, ThreadPoolExecutor(max_workers=LIMIT_CALLS) as pool:
+        # Each call in a copy of this context: the run's Prefect settings (API URL).
+        calls = [
+            pool.submit(contextvars.copy_context().run, client.upsert_global_concurrency_limit_by_name, name, slots)
+            for name, slots in sorted(limits.items())
+        ]
+        for call in calls:
+            call.result()
 
 
 def _issue(item: Planned, batch: _Batch) -> str | None:
@@ -192,7 +207,7 @@ def _deploy_alone(item: Planned, serial: str, batch: _Batch, chosen: windows.Spl
     """One certificate deployed on its own: to every target, or (`chosen`) to the targets that may be deployed
     now, the others scheduled for their maintenance windows."""
     only = chosen.now if chosen is not None else None
-    done, failure = deploy_everywhere(item.certificate_id, holding=item.server_id, only=only)
+    done, failure = deploy_everywhere(item.certificate_id, holding=batch.slots.server_ids, only=only)
     if failure is not None:
         _deploy_failed(item, failure, batch)
     elif chosen is not None and chosen.later:
@@ -206,29 +221,24 @@ def _deploy_failed(item: Planned, failure: str, batch: _Batch) -> None:
     batch.failed(f"certificate {item.certificate_id}: {failure}", stop_at_once=item.canary)
 
 
-def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) -> None:
-    """A group of one server's certificates: issued, then deployed with one config test and one reload of the
-    server (certfleet.tasks.deploy_group); what cannot be grouped is deployed one by one, as before."""
-    issued = _issue_all(items, batch)
-    split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
-    if not batch.ignore_windows:
-        for item, _ in issued:
-            chosen = windows.split(item.certificate_id, ignore_windows=False)
-            if chosen.later:
-                split[item.item_id] = chosen
-    for item, serial in issued:
-        waits = split.get(item.item_id)
-        if waits is not None and waits.now == []:  # every target waits: nothing to deploy now
-            _wait_for_window(item, waits)
-        elif waits is not None:  # some targets now, some later: not grouped
-            _deploy_alone(item, serial, batch, waits)
-    issued = [(item, serial) for item, serial in issued if item.item_id not in split]
+def _rotate_group(items: list[Planned], batch: _Batch) -> None:
+    """A group of certificates (one server's, or a few small servers' together): issued together, then deployed
+    with one config test and one reload per server (certfleet.tasks.deploy_group, each step journalled in one
+    transaction for all the servers); what cannot be grouped is deployed one by one, as before."""
+    issued = _deployable_now(_issue_all(items, batch), batch)
     if not issued:
         return
-    if server_id is None:
-        outcome = GroupOutcome(alone=[item.certificate_id for item, _ in issued])
+    groups: dict[int, list[int]] = {}
+    for item, _ in issued:
+        if item.server_id is not None:
+            groups.setdefault(item.server_id, []).append(item.certificate_id)
+    first = issued[0][0].certificate_id
+    if len(groups) == 1:
+        ((server_id, certificate_ids),) = groups.items()
+        outcome = deploy_group(server_id, first, certificate_ids)
     else:
-        outcome = deploy_group(server_id, issued[0][0].certificate_id, [item.certificate_id for item, _ in issued])
+        outcome = deploy_groups(first, list(groups.items())) if groups else GroupOutcome()
+    outcome.alone += [item.certificate_id for item, _ in issued if item.server_id is None]
     set_deployed(
         {
             item.item_id: (serial, outcome.deployed[item.certificate_id])
@@ -246,21 +256,37 @@ def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) ->
             _deploy_alone(item, serial, batch)
 
 
+def _deployable_now(issued: list[tuple[Planned, str]], batch: _Batch) -> list[tuple[Planned, str]]:
+    """The issued items whose targets may all be deployed now; the others wait for their maintenance windows, all
+    their targets (nothing deployed now) or some (the others deployed now, alone)."""
+    split: dict[int, windows.Split] = {}  # the items with a target outside its maintenance window
+    if not batch.ignore_windows:
+        for item, _ in issued:
+            chosen = windows.split(item.certificate_id, ignore_windows=False)
+            if chosen.later:
+                split[item.item_id] = chosen
+    for item, serial in issued:
+        waits = split.get(item.item_id)
+        if waits is not None and waits.now == []:  # every target waits: nothing to deploy now
+            _wait_for_window(item, waits)
+        elif waits is not None:  # some targets now, some later: not grouped
+            _deploy_alone(item, serial, batch, waits)
+    return [(item, serial) for item, serial in issued if item.item_id not in split]
+
+
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
 def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
-    """One server's certificates, a group at a time; stops starting new groups once the batch is stopped."""
+    """One server's certificates (or a pack of small servers', in server order), a group at a time; stops
+    starting new groups once the batch is stopped."""
     batch = _batches[batch_key]
     started = 0
-    server_id = items[0].server_id
-    # The server's slot is held for its whole run of certificates (two calls to Prefect, not two per certificate):
-    # a second batch on the same server waits for this one's turn there.
-    with concurrency(server_limit(server_id), strict=True) if server_id is not None else nullcontext():
-        for first in range(0, len(items), GROUP):
-            if batch.stopped:
-                break
-            group = items[first : first + GROUP]
-            started += len(group)
-            _rotate_group(server_id, group, batch)
+    for first in range(0, len(items), GROUP):  # the stage holds the servers' slots (_run_stage)
+        if batch.stopped:
+            break
+        batch.slots.check()  # lost: another batch may be on the servers now
+        group = items[first : first + GROUP]
+        started += len(group)
+        _rotate_group(group, batch)
     return started
 
 
@@ -300,17 +326,45 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
     return started
 
 
+def _packs(groups: list[list[Planned]]) -> list[list[list[Planned]]]:
+    """Servers' groups of certificates, one task each, but small servers packed together (in server order) so
+    each task has about its share of them: their certificates are issued together, the CA called for several at
+    once, instead of one server task (and one issue, one deploy task run) per certificate."""
+    small = [g for g in groups if len(g) < GROUP and g[0].server_id is not None]
+    packs = [[g] for g in groups if not (len(g) < GROUP and g[0].server_id is not None)]
+    size = min(GROUP, max(1, math.ceil(sum(len(g) for g in small) / PARALLEL_SERVERS)))
+    pack: list[list[Planned]] = []
+    for group in small:
+        if pack and sum(len(g) for g in pack) + len(group) > size:
+            packs.append(pack)
+            pack = []
+        pack.append(group)
+    return packs + ([pack] if pack else [])
+
+
+def _pack_label(pack: list[list[Planned]]) -> str:
+    return pack[0][0].server_label + (f" and {len(pack) - 1} more" if len(pack) > 1 else "")
+
+
 def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
+    """The items' server tasks, several at once, while the stage holds a slot of each server this process deploys
+    the items to (one call to Prefect for the stage, not one per server task)."""
+    batch = _batches[batch_key]
     groups: dict[int | None, list[Planned]] = {}  # by server id: two servers may share a description and host
     for item in items:
         groups.setdefault(item.server_id, []).append(item)
-    futures = [
-        rotate_on_server.submit(batch_key, group[0].server_label, group)
-        if group[0].local
-        else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
-        for group in groups.values()
-    ]
-    wait(futures)
+    local = [i for i in items if i.local]
+    servers = {i.server_id for i in local if i.server_id is not None} | local_servers(i.certificate_id for i in local)
+    with StageSlots(servers) as batch.slots:
+        futures = [
+            rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
+            for group in groups.values()
+            if not group[0].local
+        ] + [
+            rotate_on_server.submit(batch_key, _pack_label(pack), [i for group in pack for i in group])
+            for pack in _packs([g for g in groups.values() if g[0].local])
+        ]
+        wait(futures)
     for future in futures:
         future.result()  # a crash in a server task fails the run (what it recorded stays)
 

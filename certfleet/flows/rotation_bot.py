@@ -13,6 +13,7 @@ With `roll_back_deployment_ids` the same flow puts back deployments of a stopped
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import nullcontext
 
 from prefect import flow, get_run_logger
@@ -33,11 +34,11 @@ class NotDeployed(RuntimeError):
 
 
 def deploy_everywhere(
-    certificate_id: int, holding: int | None = None, only: list[int] | None = None
+    certificate_id: int, holding: Collection[int] = (), only: list[int] | None = None
 ) -> tuple[list[int], str | None]:
     """All of the certificate's targets this process reaches (or those of them in `only`: the others wait for
-    their servers' maintenance windows), holding a slot of each server's limit (but the server whose slot the
-    caller already holds). A certificate is served everywhere or nowhere new: when one target fails, the ones
+    their servers' maintenance windows), holding a slot of each server's limit (but those of the servers whose
+    slots the caller already holds). A certificate is served everywhere or nowhere new: when one target fails, the ones
     already done are put back. Returns the deployments done and the failure (None when all are Deployed)."""
     store = current_store()
     targets = store.certificate_targets(certificate_id)
@@ -45,7 +46,7 @@ def deploy_everywhere(
         targets = [t for t in targets if t in set(only)]
     if not targets:
         return [], "the certificate has no deployment targets any more"
-    servers = sorted({store.target_job(certificate_id, t).server.server_id for t in targets} - {holding})
+    servers = sorted({store.target_job(certificate_id, t).server.server_id for t in targets} - set(holding))
     done: list[int] = []
     failure = None
     with concurrency([server_limit(s) for s in servers], strict=True) if servers else nullcontext():

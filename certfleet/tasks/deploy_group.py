@@ -15,6 +15,10 @@ When the reload fails, the group is rolled back and each certificate fails with 
 proven served is rolled back alone. Only server kinds whose test and reload concern the whole server (PEM files
 with commands, nginx, Apache over SSH or locally) are grouped; others, and certificates with several targets or
 a target elsewhere, are handed back for the one-by-one path.
+
+`deploy_groups` does the same for the groups of several (small) servers in one task: each step is still one
+transaction for all of them, each server is still tested and reloaded once on its own, and a server whose test or
+reload fails concerns only its own certificates.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from certfleet.connectors.servers.nginx import NginxHandler
 from certfleet.connectors.servers.pem_files import PemFilesTarget
 from certfleet.jobs.db_group import DbGroupStore, Opened, Step
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
-from certfleet.jobs.models import TargetJob
+from certfleet.jobs.models import StaleBackup, TargetJob
 from certfleet.models.orm import StepState
 from certfleet.tasks.build import build_handler, build_transport
 from certfleet.tasks.deployment import (
@@ -81,6 +85,10 @@ class _Member:
     def target_id(self) -> int:
         return self.opened.job.target_id
 
+    @property
+    def server_id(self) -> int:
+        return self.opened.job.server.server_id
+
 
 def restore_alone(deployment_id: int, reason: str) -> str:
     """One deployment rolled back on its own; a refusal (e.g. a newer deployment replaced it) or an unreachable
@@ -111,10 +119,12 @@ def _handlers(
     return handlers
 
 
-def _open(store: DbGroupStore, server_id: int, certificate_ids: list[int], out: GroupOutcome) -> list[_Member]:
-    """The group's deployments opened (one transaction), each with the serial its target serves before it (the
+def _open(store: DbGroupStore, groups: list[tuple[int, list[int]]], out: GroupOutcome) -> list[_Member]:
+    """The groups' deployments opened (one transaction), each with the serial its target serves before it (the
     rollback's proof) and its planned files; a certificate that cannot start is failed, said on it."""
-    handlers = _handlers(store, server_id, certificate_ids, out)
+    handlers: dict[int, tuple[TargetJob, ServerHandler]] = {}
+    for server_id, certificate_ids in groups:
+        handlers.update(_handlers(store, server_id, certificate_ids, out))
     served = {c: (job, served_serial(job)) for c, (job, _) in handlers.items()}
     opened = store.open_group(served, str(flow_run.id) if flow_run.id else None)
     members = []
@@ -184,26 +194,37 @@ def _check(handlers: list[ServerHandler]) -> None:
     handlers[-1].verify()
 
 
-def _shared_step(store: DbGroupStore, group: list[_Member], action: str) -> None:
-    """One config test or reload for the group, journalled on each deployment (one transaction) before it runs."""
-    steps = store.journal_steps([Step(m.deployment_id, action) for m in group])
+def _shared_step(store: DbGroupStore, servers: dict[int, list[_Member]], action: str) -> dict[int, ConnectorError]:
+    """One config test or reload per server for its group, journalled on each deployment (one transaction for all
+    the servers) before it runs. Returns the servers where it failed, with the error."""
+    ids = iter(store.journal_steps([Step(m.deployment_id, action) for g in servers.values() for m in g]))
+    steps = {server_id: [next(ids) for _ in group] for server_id, group in servers.items()}
     if action == RELOAD:
-        for m in group:
-            mark_reloaded(m.deployment_id)
-    try:
-        if action == CONFIG_TEST:
-            _check([m.handler for m in group])
-        else:
-            group[-1].handler.activate()
-    except ConnectorError as exc:
-        store.update_steps(steps, state=StepState.FAILED, detail=f"{exc} (for a group of {len(group)})")
-        raise
-    store.update_steps(steps, state=StepState.DONE, detail=f"once for a group of {len(group)}")
+        for group in servers.values():
+            for m in group:
+                mark_reloaded(m.deployment_id)
+    failed: dict[int, ConnectorError] = {}
+    for server_id, group in servers.items():
+        try:
+            if action == CONFIG_TEST:
+                _check([m.handler for m in group])
+            else:
+                group[-1].handler.activate()
+        except ConnectorError as exc:
+            failed[server_id] = exc
+            store.update_steps(steps[server_id], state=StepState.FAILED, detail=f"{exc} (for a group of {len(group)})")
+    done: dict[int, list[int]] = {}  # by the size of the group: the detail says it
+    for server_id, group in servers.items():
+        if server_id not in failed:
+            done.setdefault(len(group), []).extend(steps[server_id])
+    for size, ids_done in done.items():
+        store.update_steps(ids_done, state=StepState.DONE, detail=f"once for a group of {size}")
+    return failed
 
 
 def _finish(store: DbGroupStore, group: list[_Member], out: GroupOutcome) -> None:
     """Each certificate proven served by its own handshake; the proven ones finished in one transaction, their
-    targets' older backups removed; one not proven is rolled back alone."""
+    targets' older backups removed (server by server); one not proven is rolled back alone."""
     proven = []
     for m in group:
         try:
@@ -220,36 +241,53 @@ def _finish(store: DbGroupStore, group: list[_Member], out: GroupOutcome) -> Non
     out.deployed.update({m.certificate_id: m.deployment_id for m in proven})
     if not any(stale.values()):
         return
-    try:  # backups no rollback needs (private keys among them) do not stay on the server
-        transport = build_transport(proven[0].opened.job.server, store)
-    except ConnectorError as exc:
-        get_run_logger().warning("could not reach the server to remove old backups: %s", exc)
-        return
-    store.forget_group({d: remove_files(transport, items) for d, items in stale.items() if items})
+    servers: dict[int, list[_Member]] = {}
+    for m in proven:
+        if stale.get(m.deployment_id):
+            servers.setdefault(m.server_id, []).append(m)
+    removed: dict[int, list[StaleBackup]] = {}
+    for on_server in servers.values():
+        try:  # backups no rollback needs (private keys among them) do not stay on the server
+            transport = build_transport(on_server[0].opened.job.server, store)
+        except ConnectorError as exc:
+            get_run_logger().warning("could not reach the server to remove old backups: %s", exc)
+            continue
+        removed.update({m.deployment_id: remove_files(transport, stale[m.deployment_id]) for m in on_server})
+    if removed:
+        store.forget_group(removed)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="deploy-group-server-{server_id}-from-cert-{first_certificate_id}")
 def deploy_group(server_id: int, first_certificate_id: int, certificate_ids: list[int]) -> GroupOutcome:
     """Deploy the (issued) certificates to their targets on the server with one config test and one reload."""
+    return _deploy([(server_id, certificate_ids)])
+
+
+@task(cache_policy=NO_CACHE, task_run_name="deploy-groups-from-cert-{first_certificate_id}")
+def deploy_groups(first_certificate_id: int, groups: list[tuple[int, list[int]]]) -> GroupOutcome:
+    """Deploy the (issued) certificates of several servers, (server id, certificate ids) each, with one config
+    test and one reload per server; each step journalled for all of them in one transaction."""
+    return _deploy(groups)
+
+
+def _deploy(groups: list[tuple[int, list[int]]]) -> GroupOutcome:
     store = DbGroupStore()
     out = GroupOutcome()
-    group = _install(store, _open(store, server_id, certificate_ids, out), out)
-    if not group:
-        return out
-    try:
-        _shared_step(store, group, CONFIG_TEST)
-    except ConnectorError as exc:
+    servers: dict[int, list[_Member]] = {}
+    for m in _install(store, _open(store, groups, out), out):
+        servers.setdefault(m.server_id, []).append(m)
+    for server_id, exc in _shared_step(store, servers, CONFIG_TEST).items():
+        group = servers.pop(server_id)
         get_run_logger().warning("config test failed for a group of %d: deploying each alone: %s", len(group), exc)
         for m in group:
             restore_alone(m.deployment_id, f"the config test of a group of {len(group)} failed ({exc}): deployed alone")
             out.alone.append(m.certificate_id)
+    if not servers:
         return out
-    try:
-        _shared_step(store, group, RELOAD)
-    except ConnectorError as exc:
-        for m in group:
+    for server_id, exc in _shared_step(store, servers, RELOAD).items():
+        for m in servers.pop(server_id):
             status = restore_alone(m.deployment_id, str(exc))
             out.failed[m.certificate_id] = f"target {m.target_id}: reload of the group failed ({exc}): {status}"
-        return out
-    _finish(store, group, out)
+    if servers:
+        _finish(store, [m for group in servers.values() for m in group], out)
     return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sqlalchemy import func, select
 from certfleet.demo.fleet import plan_fleet, register_fleet
 from certfleet.deployments.names import bot_queue
 from certfleet.deployments.serve import register, runner_deployments
+from certfleet.flows import rotation as rotation_flow
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.rotation import RotationStopped, rotate_batch
 from certfleet.models import repo
@@ -25,6 +29,7 @@ from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, Order, RotationItem, utcnow
 from certfleet.rotation.service import IGNORING_WINDOWS
 from certfleet.tasks.rotation import ca_limit, server_limit
+from certfleet.tasks.server_slots import StageSlots
 from tests.flows.conftest import Site
 
 
@@ -139,6 +144,7 @@ def test_a_failing_canary_stops_the_batch_before_anything_else_starts(fleet: lis
         assert items[site.certificate_id] == ("Not Started", False)
         assert _orders(site) == 0  # never ordered from the CA
         assert _status(site) is CertificateStatus.INITIATED
+    assert [_active(_server_id(site)) for site in fleet] == [0, 0, 0, 0]  # the stopped stage gave its slots back
     assert {site.certificate_id: site.served_serial() for site in fleet} == before
     # One story: the canary's new certificate is issued, not served; the row says what the server serves.
     issued, served, status = _story(fleet[0])
@@ -191,6 +197,101 @@ def test_a_stopped_rerotation_leaves_each_row_serving_its_previous_certificate(f
         assert site.served_serial() == served == first[site.certificate_id] != issued
         assert status is CertificateStatus.ROLLED_BACK
     assert sum(state == "Not Started" for state, _ in states.values()) < len(fleet) - 1  # the canary, the failure
+
+
+def _active(server_id: int) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(server_limit(server_id)).active_slots
+
+
+def _until(condition: Callable[[], bool], seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_batch_waits_for_its_servers_turn_while_another_batch_holds_one_and_gives_every_slot_back(
+    fleet: list[Site],
+) -> None:
+    servers = [_server_id(site) for site in fleet]
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(server_limit(servers[2]), 1)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["counts"] = rotate_batch(batch_name="demo", batch_key="waits-its-turn")
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    with StageSlots([servers[2]]):  # another batch's stage is on the third server
+        runner = threading.Thread(target=contextvars.copy_context().run, args=(run,))  # the test server's URL
+        runner.start()
+        # The canary's server is free: the canary stage goes ahead.
+        assert _until(lambda: _items("waits-its-turn").get(fleet[0].certificate_id) == ("Deployed", True))
+        # The other stage waits for the third server's turn, and starts none of its servers meanwhile.
+        runner.join(3)
+        assert runner.is_alive()
+        assert {state for c, (state, _) in _items("waits-its-turn").items() if c != fleet[0].certificate_id} == {
+            "Not Started"
+        }
+        assert [_active(server) for server in servers] == [0, 0, 1, 0]
+    runner.join(300)
+    assert not runner.is_alive()
+    assert "error" not in outcome, outcome
+    counts = outcome["counts"]
+    assert isinstance(counts, dict)
+    assert counts["done"] == 4
+    assert [_active(server) for server in servers] == [0, 0, 0, 0]
+
+
+def test_small_servers_packed_in_one_task_are_all_deployed(fleet: list[Site], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    counts = rotate_batch(batch_name="demo", batch_key="packed")
+    assert counts["done"] == 4
+    for site in fleet:
+        serial, served, status = _story(site)
+        assert site.served_serial() == served == serial != before[site.certificate_id]
+        assert status is CertificateStatus.DEPLOYED
+        assert _orders(site) == 1
+
+
+def test_a_server_whose_config_test_fails_in_a_pack_fails_alone_and_the_packs_other_servers_are_deployed(
+    fleet: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    with session_scope() as s:  # the operator broke the middle server's config test
+        repo.get(s, Certificate, fleet[2].certificate_id).targets[0].server.config_test_command = "false"
+    counts = rotate_batch(batch_name="demo", batch_key="packed-test-fails", failure_budget=0.5)
+    assert (counts["done"], counts["failed"]) == (3, 1)
+    items = _items("packed-test-fails")
+    assert items[fleet[2].certificate_id] == ("Failed", False)
+    assert fleet[2].served_serial() == before[fleet[2].certificate_id]  # its files were put back
+    for site in (fleet[0], fleet[1], fleet[3]):  # each server of the pack tested and reloaded on its own
+        serial, served, status = _story(site)
+        assert site.served_serial() == served == serial != before[site.certificate_id]
+        assert status is CertificateStatus.DEPLOYED
+
+
+def test_a_stop_in_a_pack_of_small_servers_rolls_back_what_the_pack_deployed(
+    fleet: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rotation_flow, "PARALLEL_SERVERS", 1)  # the three servers after the canary: one pack
+    before = {site.certificate_id: site.served_serial() for site in fleet}
+    _break_reload(fleet[1])  # the pack's first server: its new certificate is never served
+    with pytest.raises(RotationStopped, match="failure budget exceeded"):
+        rotate_batch(batch_name="demo", batch_key="packed-stop", failure_budget=0.0)
+    items = _items("packed-stop")
+    assert items[fleet[0].certificate_id] == ("Rolled Back", True)
+    assert items[fleet[1].certificate_id] == ("Failed", False)
+    # Deployed together with the failed one (each server reloaded on its own), then rolled back with the batch.
+    assert [items[site.certificate_id] for site in fleet[2:]] == [("Rolled Back", False), ("Rolled Back", False)]
+    assert {site.certificate_id: site.served_serial() for site in fleet} == before
 
 
 def test_a_rerun_of_a_stopped_batch_continues_and_never_issues_twice(fleet: list[Site]) -> None:
