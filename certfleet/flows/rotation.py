@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -45,7 +46,6 @@ from certfleet.rotation.service import (
     DEPLOYED,
     FAILED,
     ROLLED_BACK,
-    SKIPPED,
     WAITING,
     RotationRequest,
 )
@@ -54,6 +54,8 @@ from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
+    PlanOutline,
+    ServerItems,
     ca_limit,
     deployed_items,
     issue_group,
@@ -61,6 +63,7 @@ from certfleet.tasks.rotation import (
     item_state,
     note_ignoring_windows,
     plan_rotation,
+    read_items,
     release_ca_slots,
     server_limit,
     set_deployed,
@@ -129,15 +132,15 @@ def _run_name() -> str:
     return "rotate-batch-" + ("-".join(str(i) for i in ids[:5]) if ids else "filter")
 
 
-def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency: int) -> None:
+def _ensure_limits(plan: PlanOutline, ca_concurrency: int, server_concurrency: int) -> None:
     """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
     below turns that into an error instead)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        for connector_id in sorted({p.ca_connector_id for p in plan if p.ca_connector_id is not None}):
+        for connector_id in plan.connector_ids:
             client.upsert_global_concurrency_limit_by_name(ca_limit(connector_id), ca_concurrency)
-        for server_id in sorted({p.server_id for p in plan if p.server_id is not None}):
+        for server_id in plan.server_ids:
             client.upsert_global_concurrency_limit_by_name(server_limit(server_id), server_concurrency)
 
 
@@ -247,39 +250,44 @@ def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) ->
 
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
-def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
-    """One server's certificates, a group at a time; stops starting new groups once the batch is stopped."""
+def rotate_on_server(batch_key: str, server_label: str, items: ServerItems) -> int:
+    """One server's certificates, a group at a time (read then); stops starting new groups once the batch is
+    stopped."""
     batch = _batches[batch_key]
     started = 0
-    server_id = items[0].server_id
+    server_id = items.server_id
     # The server's slot is held for its whole run of certificates (two calls to Prefect, not two per certificate):
     # a second batch on the same server waits for this one's turn there.
     with concurrency(server_limit(server_id), strict=True) if server_id is not None else nullcontext():
-        for first in range(0, len(items), GROUP):
+        for first in range(0, len(items.item_ids), GROUP):
             if batch.stopped:
                 break
-            group = items[first : first + GROUP]
+            group = read_items(batch_key, items.item_ids[first : first + GROUP])
             started += len(group)
             _rotate_group(server_id, group, batch)
     return started
 
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}-by-bot")
-def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start_timeout: float) -> int:
-    """One server of another bot: its certificates issued here a few at a time, each few deployed by a
+def rotate_by_bot(batch_key: str, server_label: str, items: ServerItems, start_timeout: float) -> int:
+    """One server of another bot: its certificates issued here a few at a time (read then), each few deployed by a
     `rotate-on-bot` run on the bot's queue; stops once the batch is stopped or the bot does not do its part."""
     batch = _batches[batch_key]
     started = 0
-    for first in range(0, len(items), bots.CHUNK):
+    ids = items.item_ids
+    for first in range(0, len(ids), bots.CHUNK):
         if batch.stopped:
             break
-        unavailable = bots.unavailable(items[0].bot_id)
+        chunk = read_items(batch_key, ids[first : first + bots.CHUNK])
+        if not chunk:  # their certificates were deleted meanwhile
+            continue
+        unavailable = bots.unavailable(chunk[0].bot_id)
         if unavailable is not None:
-            bots.not_started(items[first:], unavailable, batch)
+            _not_started(batch_key, ids[first:], unavailable, batch)
             break
         issued = []
         splits: dict[int, windows.Split] = {}
-        for item in items[first : first + bots.CHUNK]:
+        for item in chunk:
             if batch.stopped:
                 break
             started += 1
@@ -292,7 +300,7 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
                 issued.append(item)
         only = {i.certificate_id: now for i in issued if (now := splits[i.item_id].now) is not None}
         if issued and not bots.deploy(batch_key, issued, batch, start_timeout, only):
-            bots.not_started(items[first + bots.CHUNK :], f"bot {items[0].bot_name} did not take its run", batch)
+            _not_started(batch_key, ids[first + bots.CHUNK :], f"bot {chunk[0].bot_name} did not take its run", batch)
             break
         for item in issued:  # deployed where it may be now: the rest waits for the window
             if splits[item.item_id].later and item_state(item.item_id) == DEPLOYED:
@@ -300,15 +308,18 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
     return started
 
 
-def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
-    groups: dict[int | None, list[Planned]] = {}  # by server id: two servers may share a description and host
-    for item in items:
-        groups.setdefault(item.server_id, []).append(item)
+def _not_started(batch_key: str, item_ids: Sequence[int], reason: str, batch: _Batch) -> None:
+    """A bot's items it cannot do, read and recorded a chunk at a time."""
+    for first in range(0, len(item_ids), bots.CHUNK):
+        bots.not_started(read_items(batch_key, item_ids[first : first + bots.CHUNK]), reason, batch)
+
+
+def _run_stage(batch_key: str, servers: list[ServerItems], start_timeout: float) -> None:
     futures = [
-        rotate_on_server.submit(batch_key, group[0].server_label, group)
-        if group[0].local
-        else rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
-        for group in groups.values()
+        rotate_on_server.submit(batch_key, part.server_label, part)
+        if part.local
+        else rotate_by_bot.submit(batch_key, part.server_label, part, start_timeout)
+        for part in servers
     ]
     wait(futures)
     for future in futures:
@@ -391,22 +402,19 @@ def rotate_batch(
     _ensure_limits(plan, ca_concurrency, server_concurrency)
     if ignore_maintenance_windows:
         note_ignoring_windows(key, f"run {flow_run.name or flow_run.id}")
-    # Waiting items are done as far as the batch goes: their runs deploy them in the window (never issued twice).
-    todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED, WAITING)]
-    counted = sum(p.state != SKIPPED for p in plan)
+    counted = plan.counted
     batch = _batches[key] = _Batch(
         allowed_failures=math.floor(failure_budget * counted),
         ignore_windows=ignore_maintenance_windows or not windows.any_window(),
     )
     stopped: str | None = None
     try:
-        canaries = [p for p in todo if p.canary]
-        if canaries:
-            _run_stage(key, canaries, bot_start_timeout)
+        if plan.canaries:
+            _run_stage(key, plan.canaries, bot_start_timeout)
             if batch.failures:
                 stopped = "canary failed: " + "; ".join(batch.failures)
         if stopped is None:
-            _run_stage(key, [p for p in todo if not p.canary], bot_start_timeout)
+            _run_stage(key, plan.rest, bot_start_timeout)
             if batch.stopped:
                 stopped = (
                     f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "
