@@ -37,6 +37,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.transactions import get_transaction
 
 from certfleet.flows.rotation_bot import deploy_everywhere
 from certfleet.models.orm import DeploymentStatus
@@ -249,6 +250,16 @@ def _rotate_group(server_id: int | None, items: list[Planned], batch: _Batch) ->
             _deploy_alone(item, serial, batch)
 
 
+def _let_go_of_task_runs() -> None:
+    """Prefect keeps each task run called inside a server task (issue-group, deploy-group, ...: its engine,
+    parameters and result) as a child of the server task's transaction until the server's last certificate, to
+    commit or roll them back with it: memory grew with the certificates of a server. They are done, cache nothing
+    and undo nothing on a rollback (the journal does), so the finished ones are let go after each group."""
+    txn = get_transaction()
+    if txn is not None:
+        txn.children.clear()
+
+
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
 def rotate_on_server(batch_key: str, server_label: str, items: ServerItems) -> int:
     """One server's certificates, a group at a time (read then); stops starting new groups once the batch is
@@ -265,6 +276,7 @@ def rotate_on_server(batch_key: str, server_label: str, items: ServerItems) -> i
             group = read_items(batch_key, items.item_ids[first : first + GROUP])
             started += len(group)
             _rotate_group(server_id, group, batch)
+            _let_go_of_task_runs()
     return started
 
 
@@ -305,6 +317,7 @@ def rotate_by_bot(batch_key: str, server_label: str, items: ServerItems, start_t
         for item in issued:  # deployed where it may be now: the rest waits for the window
             if splits[item.item_id].later and item_state(item.item_id) == DEPLOYED:
                 _wait_for_window(item, splits[item.item_id])
+        _let_go_of_task_runs()
     return started
 
 
