@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
+from array import array
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -40,6 +42,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.transactions import get_transaction
 
 from certfleet.flows.rotation_bot import deploy_everywhere
 from certfleet.models.orm import DeploymentStatus
@@ -49,7 +52,6 @@ from certfleet.rotation.service import (
     DEPLOYED,
     FAILED,
     ROLLED_BACK,
-    SKIPPED,
     WAITING,
     RotationRequest,
 )
@@ -58,6 +60,8 @@ from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group, depl
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
+    PlanOutline,
+    ServerItems,
     ca_limit,
     deployed_items,
     issue_group,
@@ -65,6 +69,7 @@ from certfleet.tasks.rotation import (
     item_state,
     note_ignoring_windows,
     plan_rotation,
+    read_items,
     release_ca_slots,
     server_limit,
     set_deployed,
@@ -136,15 +141,15 @@ def _run_name() -> str:
     return "rotate-batch-" + ("-".join(str(i) for i in ids[:5]) if ids else "filter")
 
 
-def _ensure_limits(plan: list[Planned], ca_concurrency: int, server_concurrency: int) -> None:
+def _ensure_limits(plan: PlanOutline, ca_concurrency: int, server_concurrency: int) -> None:
     """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
     below turns that into an error instead). Two or three calls to Prefect each, several limits at once (50
     servers one after another took 1-2 s on a busy Prefect server)."""
     from prefect.client.orchestration import get_client
 
-    servers = {p.server_id for p in plan if p.server_id is not None}
-    limits = {ca_limit(c): ca_concurrency for c in {p.ca_connector_id for p in plan if p.ca_connector_id is not None}}
-    for server_id in servers | local_servers(p.certificate_id for p in plan if p.local):
+    limits = {ca_limit(c): ca_concurrency for c in plan.connector_ids}
+    local = [i for part in plan.canaries + plan.rest if part.local for i in part.item_ids]
+    for server_id in set(plan.server_ids) | local_servers(local):
         limits[server_limit(server_id)] = server_concurrency
     with get_client(sync_client=True) as client, ThreadPoolExecutor(max_workers=LIMIT_CALLS) as pool:
         # Each call in a copy of this context: the run's Prefect settings (API URL).
@@ -274,38 +279,53 @@ def _deployable_now(issued: list[tuple[Planned, str]], batch: _Batch) -> list[tu
     return [(item, serial) for item, serial in issued if item.item_id not in split]
 
 
+def _let_go_of_task_runs() -> None:
+    """Prefect keeps each task run called inside a server task (issue-group, deploy-group, ...: its engine,
+    parameters and result) as a child of the server task's transaction until the server's last certificate, to
+    commit or roll them back with it: memory grew with the certificates of a server. They are done, cache nothing
+    and undo nothing on a rollback (the journal does), so the finished ones are let go after each group."""
+    txn = get_transaction()
+    if txn is not None:
+        txn.children.clear()
+
+
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}")
-def rotate_on_server(batch_key: str, server_label: str, items: list[Planned]) -> int:
-    """One server's certificates (or a pack of small servers', in server order), a group at a time; stops
-    starting new groups once the batch is stopped."""
+def rotate_on_server(batch_key: str, server_label: str, items: ServerItems) -> int:
+    """One server's certificates (or a pack of small servers', in server order), a group at a time (read then);
+    stops starting new groups once the batch is stopped."""
     batch = _batches[batch_key]
     started = 0
-    for first in range(0, len(items), GROUP):  # the stage holds the servers' slots (_run_stage)
+    for first in range(0, len(items.item_ids), GROUP):  # the stage holds the servers' slots (_run_stage)
         if batch.stopped:
             break
         batch.slots.check()  # lost: another batch may be on the servers now
-        group = items[first : first + GROUP]
+        group = read_items(batch_key, items.item_ids[first : first + GROUP])
         started += len(group)
         _rotate_group(group, batch)
+        _let_go_of_task_runs()
     return started
 
 
 @task(cache_policy=NO_CACHE, task_run_name="rotate-on-{server_label}-by-bot")
-def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start_timeout: float) -> int:
-    """One server of another bot: its certificates issued here a few at a time, each few deployed by a
+def rotate_by_bot(batch_key: str, server_label: str, items: ServerItems, start_timeout: float) -> int:
+    """One server of another bot: its certificates issued here a few at a time (read then), each few deployed by a
     `rotate-on-bot` run on the bot's queue; stops once the batch is stopped or the bot does not do its part."""
     batch = _batches[batch_key]
     started = 0
-    for first in range(0, len(items), bots.CHUNK):
+    ids = items.item_ids
+    for first in range(0, len(ids), bots.CHUNK):
         if batch.stopped:
             break
-        unavailable = bots.unavailable(items[0].bot_id)
+        chunk = read_items(batch_key, ids[first : first + bots.CHUNK])
+        if not chunk:  # their certificates were deleted meanwhile
+            continue
+        unavailable = bots.unavailable(chunk[0].bot_id)
         if unavailable is not None:
-            bots.not_started(items[first:], unavailable, batch)
+            _not_started(batch_key, ids[first:], unavailable, batch)
             break
         issued = []
         splits: dict[int, windows.Split] = {}
-        for item in items[first : first + bots.CHUNK]:
+        for item in chunk:
             if batch.stopped:
                 break
             started += 1
@@ -318,52 +338,61 @@ def rotate_by_bot(batch_key: str, server_label: str, items: list[Planned], start
                 issued.append(item)
         only = {i.certificate_id: now for i in issued if (now := splits[i.item_id].now) is not None}
         if issued and not bots.deploy(batch_key, issued, batch, start_timeout, only):
-            bots.not_started(items[first + bots.CHUNK :], f"bot {items[0].bot_name} did not take its run", batch)
+            _not_started(batch_key, ids[first + bots.CHUNK :], f"bot {chunk[0].bot_name} did not take its run", batch)
             break
         for item in issued:  # deployed where it may be now: the rest waits for the window
             if splits[item.item_id].later and item_state(item.item_id) == DEPLOYED:
                 _wait_for_window(item, splits[item.item_id])
+        _let_go_of_task_runs()
     return started
 
 
-def _packs(groups: list[list[Planned]]) -> list[list[list[Planned]]]:
-    """Servers' groups of certificates, one task each, but small servers packed together (in server order) so
-    each task has about its share of them: their certificates are issued together, the CA called for several at
-    once, instead of one server task (and one issue, one deploy task run) per certificate."""
-    small = [g for g in groups if len(g) < GROUP and g[0].server_id is not None]
-    packs = [[g] for g in groups if not (len(g) < GROUP and g[0].server_id is not None)]
-    size = min(GROUP, max(1, math.ceil(sum(len(g) for g in small) / PARALLEL_SERVERS)))
-    pack: list[list[Planned]] = []
-    for group in small:
-        if pack and sum(len(g) for g in pack) + len(group) > size:
+def _packs(servers: list[ServerItems]) -> list[ServerItems]:
+    """The servers' items, one task each, but small servers packed together (in server order) so each task has
+    about its share of them: their certificates are issued together, the CA called for several at once, instead
+    of one server task (and one issue, one deploy task run) per certificate."""
+    small = [p for p in servers if len(p.item_ids) < GROUP and p.server_id is not None]
+    packs = [[p] for p in servers if not (len(p.item_ids) < GROUP and p.server_id is not None)]
+    size = min(GROUP, max(1, math.ceil(sum(len(p.item_ids) for p in small) / PARALLEL_SERVERS)))
+    pack: list[ServerItems] = []
+    for part in small:
+        if pack and sum(len(p.item_ids) for p in pack) + len(part.item_ids) > size:
             packs.append(pack)
             pack = []
-        pack.append(group)
-    return packs + ([pack] if pack else [])
+        pack.append(part)
+    if pack:
+        packs.append(pack)
+    return [
+        ServerItems(
+            server_id=parts[0].server_id,
+            server_label=parts[0].server_label + (f" and {len(parts) - 1} more" if len(parts) > 1 else ""),
+            local=True,
+            item_ids=array("q", [i for p in parts for i in p.item_ids]),
+        )
+        if len(parts) > 1
+        else parts[0]
+        for parts in packs
+    ]
 
 
-def _pack_label(pack: list[list[Planned]]) -> str:
-    return pack[0][0].server_label + (f" and {len(pack) - 1} more" if len(pack) > 1 else "")
+def _not_started(batch_key: str, item_ids: Sequence[int], reason: str, batch: _Batch) -> None:
+    """A bot's items it cannot do, read and recorded a chunk at a time."""
+    for first in range(0, len(item_ids), bots.CHUNK):
+        bots.not_started(read_items(batch_key, item_ids[first : first + bots.CHUNK]), reason, batch)
 
 
-def _run_stage(batch_key: str, items: list[Planned], start_timeout: float) -> None:
-    """The items' server tasks, several at once, while the stage holds a slot of each server this process deploys
-    the items to (one call to Prefect for the stage, not one per server task)."""
+def _run_stage(batch_key: str, servers: list[ServerItems], start_timeout: float) -> None:
+    """The servers' tasks, several at once, while the stage holds a slot of each server this process deploys the
+    items to (one call to Prefect for the stage, not one per server task)."""
     batch = _batches[batch_key]
-    groups: dict[int | None, list[Planned]] = {}  # by server id: two servers may share a description and host
-    for item in items:
-        groups.setdefault(item.server_id, []).append(item)
-    local = [i for i in items if i.local]
-    servers = {i.server_id for i in local if i.server_id is not None} | local_servers(i.certificate_id for i in local)
-    with StageSlots(servers) as batch.slots:
+    local = [p for p in servers if p.local]
+    held = {p.server_id for p in local if p.server_id is not None}
+    with StageSlots(held | local_servers(i for p in local for i in p.item_ids)) as batch.slots:
         futures = [
-            rotate_by_bot.submit(batch_key, group[0].server_label, group, start_timeout)
-            for group in groups.values()
-            if not group[0].local
-        ] + [
-            rotate_on_server.submit(batch_key, _pack_label(pack), [i for group in pack for i in group])
-            for pack in _packs([g for g in groups.values() if g[0].local])
-        ]
+            rotate_by_bot.submit(batch_key, part.server_label, part, start_timeout)
+            for part in servers
+            if not part.local
+        ] + [rotate_on_server.submit(batch_key, pack.server_label, pack) for pack in _packs(local)]
         wait(futures)
     for future in futures:
         future.result()  # a crash in a server task fails the run (what it recorded stays)
@@ -445,22 +474,19 @@ def rotate_batch(
     _ensure_limits(plan, ca_concurrency, server_concurrency)
     if ignore_maintenance_windows:
         note_ignoring_windows(key, f"run {flow_run.name or flow_run.id}")
-    # Waiting items are done as far as the batch goes: their runs deploy them in the window (never issued twice).
-    todo = [p for p in plan if p.state not in (DEPLOYED, SKIPPED, WAITING)]
-    counted = sum(p.state != SKIPPED for p in plan)
+    counted = plan.counted
     batch = _batches[key] = _Batch(
         allowed_failures=math.floor(failure_budget * counted),
         ignore_windows=ignore_maintenance_windows or not windows.any_window(),
     )
     stopped: str | None = None
     try:
-        canaries = [p for p in todo if p.canary]
-        if canaries:
-            _run_stage(key, canaries, bot_start_timeout)
+        if plan.canaries:
+            _run_stage(key, plan.canaries, bot_start_timeout)
             if batch.failures:
                 stopped = "canary failed: " + "; ".join(batch.failures)
         if stopped is None:
-            _run_stage(key, [p for p in todo if not p.canary], bot_start_timeout)
+            _run_stage(key, plan.rest, bot_start_timeout)
             if batch.stopped:
                 stopped = (
                     f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "

@@ -6,16 +6,18 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import IssueResult
@@ -236,8 +238,30 @@ def _label(server: Server) -> str:
     return f"{server.description} ({server.host})"
 
 
+@dataclass
+class ServerItems:
+    """One server's items of one stage, as ids in plan order: its server tasks read them from the database a group
+    at a time (`read_items`), so no per-certificate object lives for the whole batch."""
+
+    server_id: int | None
+    server_label: str
+    local: bool
+    item_ids: array[int] = field(default_factory=lambda: array("q"))  # 8 bytes a certificate
+
+
+@dataclass
+class PlanOutline:
+    """What the flow keeps of the plan: the items still to do, per stage and server, and what the limits need."""
+
+    counted: int  # items not Skipped: the failure budget's base
+    connector_ids: list[int]
+    server_ids: list[int]
+    canaries: list[ServerItems]
+    rest: list[ServerItems]
+
+
 @task(cache_policy=NO_CACHE, task_run_name="plan-rotation-{batch_key}")
-def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
+def plan_rotation(batch_key: str, request: RotationRequest) -> PlanOutline:
     """The batch's items: read back on a re-run (the same certificates, what was done to each), else chosen now.
 
     Items are ordered by server (targets on one server together), and the first `canary_per_server_type`
@@ -254,7 +278,7 @@ def plan_rotation(batch_key: str, request: RotationRequest) -> list[Planned]:
             if not ids:
                 raise ValueError("no certificate matches the selection")
             _plan_in_parts(s, batch_key, request, ids)
-        return _read_plan(s, batch_key)
+        return _outline(s, batch_key)
 
 
 PLAN_PART = 500  # certificates loaded at once while planning: memory stays flat however large the batch
@@ -306,9 +330,9 @@ def _plan_in_parts(s: Session, batch_key: str, request: RotationRequest, ids: li
         s.expunge_all()  # this part's certificates and items are written: let them go
 
 
-def _read_plan(s: Session, batch_key: str) -> list[Planned]:
-    """The batch's items as plain rows (one query, no ORM objects kept), in plan order."""
-    rows = s.execute(
+def _plan_rows(batch_key: str) -> Select[*tuple[Any, ...]]:
+    """The batch's items as plain rows (no ORM objects), in plan order; the columns `_planned` takes."""
+    return (
         select(
             RotationItem.id,
             RotationItem.certificate_id,
@@ -328,24 +352,59 @@ def _read_plan(s: Session, batch_key: str) -> list[Planned]:
         .where(RotationItem.batch_key == batch_key)
         .order_by(RotationItem.position)
     )
-    return [
-        Planned(
-            item_id=item_id,
-            certificate_id=certificate_id,
-            server_id=server_id,
-            server_label=server_label,
-            server_type=server_type,
-            ca_connector_id=ca_connector_id,
-            canary=canary,
-            state=state,
-            issued_serial=issued_serial,
-            bot_id=bot_id,
-            bot_name=bot_name or "",
-            local=bot_name == LOCAL_BOT_NAME,  # no bot: rotate_by_bot reports it not started
-        )
-        for (item_id, certificate_id, server_id, server_label, server_type, canary, state, issued_serial,
-             ca_connector_id, bot_id, bot_name) in rows
-    ]  # fmt: skip
+
+
+def _planned(row: Row[*tuple[Any, ...]]) -> Planned:
+    (item_id, certificate_id, server_id, server_label, server_type, canary, state, issued_serial, ca_connector_id,
+     bot_id, bot_name) = row  # fmt: skip
+    return Planned(
+        item_id=item_id,
+        certificate_id=certificate_id,
+        server_id=server_id,
+        server_label=server_label,
+        server_type=server_type,
+        ca_connector_id=ca_connector_id,
+        canary=canary,
+        state=state,
+        issued_serial=issued_serial,
+        bot_id=bot_id,
+        bot_name=bot_name or "",
+        local=bot_name == LOCAL_BOT_NAME,  # no bot: rotate_by_bot reports it not started
+    )
+
+
+def _outline(s: Session, batch_key: str) -> PlanOutline:
+    """The plan's outline, its rows streamed (a part at a time): per stage, each server's items still to do (not
+    Deployed, Skipped or Waiting For Window: their runs deploy them in the window, never issued twice)."""
+    counted = 0
+    connector_ids: set[int] = set()
+    server_ids: set[int] = set()
+    stages: tuple[dict[int | None, ServerItems], dict[int | None, ServerItems]] = ({}, {})  # canaries, rest
+    for row in s.execute(_plan_rows(batch_key).execution_options(yield_per=PLAN_PART)):
+        item_id, _, server_id, server_label, _, canary, state, _, ca_connector_id, _, bot_name = row
+        counted += state != SKIPPED
+        if ca_connector_id is not None:
+            connector_ids.add(ca_connector_id)
+        if server_id is not None:
+            server_ids.add(server_id)
+        if state in (DEPLOYED, SKIPPED, WAITING):
+            continue
+        # By server id: two servers may share a description and host.
+        stage = stages[0 if canary else 1]
+        part = stage.get(server_id)
+        if part is None:
+            part = stage[server_id] = ServerItems(server_id, server_label, bot_name == LOCAL_BOT_NAME)
+        part.item_ids.append(item_id)
+    return PlanOutline(
+        counted, sorted(connector_ids), sorted(server_ids), list(stages[0].values()), list(stages[1].values())
+    )
+
+
+def read_items(batch_key: str, item_ids: Sequence[int]) -> list[Planned]:
+    """Some of the batch's items (a group of a server), read now, in plan order."""
+    with session_scope() as s:
+        rows = s.execute(_plan_rows(batch_key).where(RotationItem.id.in_(list(item_ids))))
+        return [_planned(row) for row in rows]
 
 
 def issue_once(item_id: int, ca_connector_id: int | None = None) -> str:

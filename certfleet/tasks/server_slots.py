@@ -24,11 +24,11 @@ from sqlalchemy import select
 
 from certfleet.models.bootstrap import LOCAL_BOT_NAME
 from certfleet.models.db import session_scope
-from certfleet.models.orm import Bot, DeploymentTarget, Server
+from certfleet.models.orm import Bot, DeploymentTarget, RotationItem, Server
 from certfleet.tasks.rotation import server_limit
 
 WAKE_S = 0.5  # how often the holder wakes: an exception Prefect raises in it (lease not renewed) lands then
-PART = 500  # certificates asked about at once (bound parameters of one query)
+PART = 500  # items asked about at once (bound parameters of one query)
 LEASE_S = 300.0  # Prefect's default: renewed from the holder every 225 s
 _log = logging.getLogger(__name__)
 
@@ -48,18 +48,20 @@ def _give_back(lease_id: UUID) -> None:
         _log.warning("server slots of lease %s not given back: %s", lease_id, exc)
 
 
-def local_servers(certificate_ids: Iterable[int]) -> set[int]:
-    """The servers of the certificates' targets that this process deploys to (those of the central host's bot)."""
-    ids = sorted(set(certificate_ids))
+def local_servers(item_ids: Iterable[int]) -> set[int]:
+    """The servers of the targets of the items' certificates that this process deploys to (those of the central
+    host's bot): a certificate's other targets may be on servers of their own."""
+    ids = sorted(set(item_ids))
     servers: set[int] = set()
     with session_scope() as s:
         for start in range(0, len(ids), PART):
             servers.update(
                 s.scalars(
                     select(DeploymentTarget.server_id)
+                    .join(RotationItem, RotationItem.certificate_id == DeploymentTarget.certificate_id)
                     .join(Server, Server.id == DeploymentTarget.server_id)
                     .join(Bot, Bot.id == Server.bot_id)
-                    .where(DeploymentTarget.certificate_id.in_(ids[start : start + PART]), Bot.name == LOCAL_BOT_NAME)
+                    .where(RotationItem.id.in_(ids[start : start + PART]), Bot.name == LOCAL_BOT_NAME)
                     .distinct()
                 )
             )
