@@ -142,9 +142,9 @@ def _run_name() -> str:
 
 
 def _ensure_limits(plan: PlanOutline, ca_concurrency: int, server_concurrency: int) -> None:
-    """Global concurrency limits must exist: `concurrency()` on a missing one does not wait at all (strict=True
-    below turns that into an error instead). Two or three calls to Prefect each, several limits at once (50
-    servers one after another took 1-2 s on a busy Prefect server)."""
+    """The batch's global concurrency limits created or updated: a missing one would not hold anything back
+    (the CA slots' `concurrency(strict=True)` and `StageSlots` refuse it instead). Several calls to Prefect at
+    once: 50 servers one after another took 1-2 s on a busy Prefect server."""
     from prefect.client.orchestration import get_client
 
     limits = {ca_limit(c): ca_concurrency for c in plan.connector_ids}

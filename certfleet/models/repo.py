@@ -72,11 +72,7 @@ OPEN_ORDER_STATES = (OrderState.CREATED, OrderState.SUBMITTED, OrderState.PENDIN
 
 def open_order_for(session: Session, certificate_id: int) -> Order | None:
     """The order still under way for a certificate, which a rerun must reuse instead of ordering again."""
-    return session.scalars(
-        select(Order)
-        .where(Order.certificate_id == certificate_id, Order.state.in_(OPEN_ORDER_STATES))
-        .order_by(Order.id.desc())
-    ).first()
+    return open_orders_for(session, [certificate_id]).get(certificate_id)
 
 
 def open_orders_for(session: Session, certificate_ids: list[int]) -> dict[int, Order]:
