@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from certfleet.models.orm import Certificate
 from certfleet.pki.errors import CertificateFormatError
-from certfleet.pki.parse import load_material
+from certfleet.pki.parse import load_material, stored_chain
 from certfleet.pki.usage import NotServable, profile_problem, servable_problem
 
 __all__ = ["NotServable", "assert_servable", "target_problem", "usage_counts"]
@@ -23,9 +23,8 @@ USAGE = func.coalesce(Certificate.usage, Certificate.profile)
 def assert_servable(pem: str | bytes, server: str = "a TLS server") -> None:
     """Raise NotServable when the leaf of `pem` (PEM or DER, leaf first) cannot be served by `server`
     ("this is an S/MIME certificate: it cannot be served by nginx"). Call it before installing anything."""
-    data = pem.encode("ascii") if isinstance(pem, str) else pem
     try:
-        leaf = load_material(data).leaf
+        leaf = stored_chain(pem)[0] if isinstance(pem, str) else load_material(pem).leaf
     except CertificateFormatError as exc:
         raise NotServable(f"the certificate to deploy cannot be read: {exc}") from exc
     problem = servable_problem(leaf, server)

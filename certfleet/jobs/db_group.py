@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import selectinload
 
 from certfleet.connectors.base import CertificateBundle
@@ -23,10 +23,10 @@ from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.jobs.db_store import (
     ACTOR,
     DbJobStore,
+    add_deployment,
     certificate_bundle,
     close_deployment,
     deploy_refusal,
-    new_deployment,
     proven,
     restore_plan,
     stale_backups,
@@ -90,6 +90,7 @@ class DbGroupStore(DbJobStore):
         The refusals of `open_deployment`: one that concerns the certificate (not issued, no key, cannot be
         served) is said on it; a deployment still running on the target is not (it is that one's story)."""
         out: dict[int, Opened | str] = {}
+        added: dict[int, tuple[Deployment, Certificate]] = {}
         with session_scope() as s:
             certs = {
                 c.id: c
@@ -121,15 +122,18 @@ class DbGroupStore(DbJobStore):
                 elif job.target_id in busy:
                     out[certificate_id] = still_running(busy[job.target_id])
                 else:
-                    deployment_id = new_deployment(s, cert, target, previous_serial, flow_run_id)
-                    opened = job.model_copy(
-                        update={
-                            "deployment_id": deployment_id,
-                            "serial_number": cert.serial_number,
-                            "previous_serial": previous_serial,
-                        }
-                    )
-                    out[certificate_id] = Opened(opened, certificate_bundle(cert))
+                    added[certificate_id] = (add_deployment(s, cert, target, previous_serial, flow_run_id), cert)
+            s.flush()  # one flush gives every new deployment its id
+            for certificate_id, (deployment, cert) in added.items():
+                job = served[certificate_id][0]
+                opened = job.model_copy(
+                    update={
+                        "deployment_id": deployment.id,
+                        "serial_number": cert.serial_number,
+                        "previous_serial": deployment.previous_serial,
+                    }
+                )
+                out[certificate_id] = Opened(opened, certificate_bundle(cert))
         return out
 
     def journal_steps(self, steps: list[Step]) -> list[int]:
@@ -154,18 +158,18 @@ class DbGroupStore(DbJobStore):
             for st in steps:
                 last[st.deployment_id] = seq = (last.get(st.deployment_id) or 0) + 1
                 rows.append(
-                    DeploymentStep(
-                        deployment_id=st.deployment_id,
-                        seq=seq,
-                        action=st.action,
-                        path=st.path,
-                        backup_path=st.backup_path,
-                        state=StepState.PLANNED,
-                    )
+                    {
+                        "deployment_id": st.deployment_id,
+                        "seq": seq,
+                        "action": st.action,
+                        "path": st.path,
+                        "backup_path": st.backup_path,
+                        "state": StepState.PLANNED,
+                    }
                 )
-            s.add_all(rows)
-            s.flush()
-            return [row.id for row in rows]
+            # A bulk INSERT ... RETURNING in the rows' order: the unit of work's bookkeeping per row is not needed.
+            returning = insert(DeploymentStep).returning(DeploymentStep.id, sort_by_parameter_order=True)
+            return list(s.scalars(returning, rows))
 
     def update_steps(
         self,

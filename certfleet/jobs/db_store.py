@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,7 +33,7 @@ from certfleet.models.orm import (
     utcnow,
 )
 from certfleet.pki.bundle import chain_to_pem
-from certfleet.pki.parse import load_material
+from certfleet.pki.parse import stored_chain
 
 ACTOR = "flow:deploy-certificate"
 REPLACE_FILE = "replace-file"
@@ -149,22 +150,31 @@ def target_job(target: DeploymentTarget, deployment: Deployment | None = None) -
         serial_number=deployment.serial_number if deployment else cert.serial_number,
         previous_serial=deployment.previous_serial if deployment else None,
         issuer_pem=_issuers(cert.pem_chain),
+        leaf_sha256=_leaf_sha256(cert.pem_chain, deployment.serial_number if deployment else cert.serial_number),
         server=server_access(target.server),
     )
+
+
+def _leaf_sha256(pem_chain: str | None, serial: str | None) -> str | None:
+    """The fingerprint of the row's certificate when it is the one with `serial` (an older deployment's is not)."""
+    if not (pem_chain and serial):
+        return None
+    leaf = stored_chain(pem_chain)[0]
+    return leaf.fingerprint(hashes.SHA256()).hex() if leaf.serial_number == int(serial, 16) else None
 
 
 def _issuers(pem_chain: str | None) -> str | None:
     """The certificates above the leaf (PEM), or None for a self-signed or not yet issued certificate."""
     if not pem_chain:
         return None
-    above = load_material(pem_chain.encode()).certificates[1:]
+    above = stored_chain(pem_chain)[1:]
     return chain_to_pem(above).decode() if above else None
 
 
 def certificate_bundle(cert: Certificate) -> CertificateBundle:
     if cert.pem_chain is None or cert.private_key is None:
         raise PermanentConnectorError(f"certificate {cert.id} has no issued certificate and key to install")
-    chain = load_material(cert.pem_chain.encode()).certificates
+    chain = stored_chain(cert.pem_chain)
     # The root stays out of what a server sends: clients must already trust it.
     intermediates = [c for c in chain[1:] if c.subject != c.issuer]
     return bundle_of(chain_to_pem(chain[:1]).decode(), chain_to_pem(intermediates).decode(), cert.private_key.decode())
@@ -193,6 +203,15 @@ def still_running(deployment_id: int) -> str:
 def new_deployment(
     s: Session, cert: Certificate, target: DeploymentTarget, previous_serial: str | None, flow_run_id: str | None
 ) -> int:
+    deployment = add_deployment(s, cert, target, previous_serial, flow_run_id)
+    s.flush()
+    return deployment.id
+
+
+def add_deployment(
+    s: Session, cert: Certificate, target: DeploymentTarget, previous_serial: str | None, flow_run_id: str | None
+) -> Deployment:
+    """A new deployment in the session, without its id yet (a group flushes once for all of them)."""
     target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
     deployment = Deployment(
         certificate_id=cert.id,
@@ -202,8 +221,7 @@ def new_deployment(
         flow_run_id=flow_run_id,
     )
     s.add(deployment)
-    s.flush()
-    return deployment.id
+    return deployment
 
 
 def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:

@@ -66,6 +66,9 @@ class TargetJob(BaseModel):
     serial_number: str | None = None  # the certificate being deployed
     previous_serial: str | None = None  # what the target served before this deployment
     issuer_pem: str | None = None  # the chain above the certificate being deployed: the probe checks its signature
+    # The certificate being deployed, exactly (SHA-256 of its DER, hex): a served leaf with this fingerprint is it,
+    # with no signature to check.
+    leaf_sha256: str | None = None
     server: ServerAccess
 
 

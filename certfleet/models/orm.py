@@ -390,7 +390,8 @@ class Deployment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     certificate_id: Mapped[int] = mapped_column(ForeignKey("certificates.id", ondelete="CASCADE"), index=True)
-    target_id: Mapped[int] = mapped_column(ForeignKey("deployment_targets.id", ondelete="CASCADE"))
+    # Indexed: every deployment looks up its target's running and older deployments.
+    target_id: Mapped[int] = mapped_column(ForeignKey("deployment_targets.id", ondelete="CASCADE"), index=True)
     status: Mapped[DeploymentStatus] = mapped_column(_label_enum(DeploymentStatus), default=DeploymentStatus.RUNNING)
     serial_number: Mapped[str] = mapped_column(String(80))
     previous_serial: Mapped[str | None] = mapped_column(String(80))

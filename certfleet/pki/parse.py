@@ -142,6 +142,17 @@ def load_material(data: bytes, password: bytes | None = None) -> LoadedMaterial:
     return LoadedMaterial(order_chain(certificates), key)
 
 
+@functools.lru_cache(maxsize=256)
+def stored_chain(pem: str) -> tuple[x509.Certificate, ...]:
+    """A chain certfleet stored (PEM, read from the database) parsed, leaf first, as `load_material` orders it.
+
+    Remembered for the last 256 chains: a rotation reads each certificate's chain at several of its steps (checked
+    when issued, refused if it cannot be served, its issuers for the proof, the files to install), and the parse and
+    ordering cost more than the rest of those steps. Certificates are immutable, so sharing them is safe.
+    """
+    return tuple(load_material(pem.encode()).certificates)
+
+
 def _load_pem(data: bytes, password: bytes | None) -> tuple[list[x509.Certificate], PrivateKey | None]:
     certificates: list[x509.Certificate] = []
     keys: list[PrivateKey] = []

@@ -145,6 +145,7 @@ def prove_served(job: TargetJob) -> None:
             expected_serial=int(job.serial_number or "0", 16),
             timeout=get_settings().verify_timeout_s,
             issuer_pem=job.issuer_pem,  # the right serial from another issuer is not our certificate
+            expected_sha256=job.leaf_sha256,
         )
     except ProbeError as exc:
         raise PermanentConnectorError(f"the new certificate is not served: {exc}") from exc

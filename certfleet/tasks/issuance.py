@@ -25,7 +25,7 @@ from certfleet.pki.bundle import key_matches_certificate
 from certfleet.pki.csr import build_csr, csr_to_pem
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import KeySpec, generate_private_key, load_private_key, private_key_to_pem
-from certfleet.pki.parse import describe, load_material
+from certfleet.pki.parse import describe, load_material, stored_chain
 from certfleet.pki.policy import vulnerability_reasons
 from certfleet.renewal import ari
 from certfleet.settings import get_settings
@@ -74,10 +74,14 @@ def create_order(certificate_id: int) -> int:
 
 
 def plan_orders(s: Session, certificate_ids: list[int]) -> dict[int, int | OrderPlan | Exception]:
-    """`create_order`'s first step for many certificates, in two queries: by certificate, the open order to reuse,
+    """`create_order`'s first step for many certificates, in three queries: by certificate, the open order to reuse,
     or what a new one needs, or why none may be placed."""
     certs = {c.id: c for c in s.scalars(select(Certificate).where(Certificate.id.in_(certificate_ids)))}
     open_orders = repo.open_orders_for(s, certificate_ids)
+    # Held here: the session's identity map keeps rows only while something refers to them, so each certificate
+    # would read its connector again.
+    connector_ids = {c.ca_connector_id for c in certs.values() if c.ca_connector_id is not None}
+    _held = list(s.scalars(select(CAConnector).where(CAConnector.id.in_(connector_ids))))
     plans: dict[int, int | OrderPlan | Exception] = {}
     for certificate_id in certificate_ids:
         try:
@@ -217,6 +221,9 @@ class CaCalls:
         self._built: dict[int, CertificateAuthority] = {}
 
     def issue(self, submitted: Submitted) -> IssueResult:
+        built = self._built.get(submitted.ca_connector_id)
+        if built is not None:  # the built-in CA, built by an earlier call of the group
+            return built.issue(submitted.request)
         with session_scope() as s:
             connector = repo.get(s, CAConnector, submitted.ca_connector_id)
             if connector.kind != LocalCA.kind:
@@ -346,7 +353,7 @@ def _check_issued(order: Order) -> list[x509.Certificate]:
     if order.pem_chain is None or order.private_key is None:
         raise PermanentConnectorError(f"order {order.id} holds no issued certificate")
     try:
-        chain = load_material(order.pem_chain.encode()).certificates
+        chain = list(stored_chain(order.pem_chain))
     except CertificateFormatError as exc:
         raise PermanentConnectorError(f"the CA sent an unreadable certificate: {exc}") from exc
     key = load_private_key(order.private_key, trusted=True)
@@ -398,7 +405,7 @@ def make_current(
     inventory shows and discovery matches by (serial, thumbprints, dates, trust); returns the serial. `chain`:
     `pem_chain` parsed already by the caller."""
     if chain is None:
-        chain = load_material(pem_chain.encode()).certificates
+        chain = list(stored_chain(pem_chain))
     leaf = chain[0]
     info = describe(leaf)
     keep_served_before_reissue(s, cert)  # the previous one stays the live one until the new one is proven

@@ -9,6 +9,7 @@ so a certificate that merely carries the right serial is refused.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -17,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 
 from certfleet.connectors.errors import ConnectorError
 from certfleet.pki.parse import serial_hex
@@ -47,6 +49,7 @@ def _sni(server_name: str | None) -> str | None:
     return server_name
 
 
+@functools.cache  # one for all probes: building a context costs more than a probe's own Python work
 def _client_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -151,6 +154,10 @@ def check_issued_by(leaf: x509.Certificate, issuers: list[x509.Certificate], whe
     )
 
 
+def _is_exactly(leaf: x509.Certificate, sha256: str | None) -> bool:
+    return sha256 is not None and leaf.fingerprint(hashes.SHA256()).hex() == sha256.lower()
+
+
 def wait_for_serial(
     host: str,
     port: int,
@@ -160,6 +167,7 @@ def wait_for_serial(
     timeout: float = 15.0,
     interval: float = 0.2,
     issuer_pem: str | bytes | None = None,
+    expected_sha256: str | None = None,
 ) -> x509.Certificate:
     """Poll until the served leaf has ``expected_serial`` (a reload takes a moment); return that leaf.
 
@@ -167,7 +175,9 @@ def wait_for_serial(
 
     With ``issuer_pem`` (the issuing CA's certificate, PEM, optionally followed by its own chain) the
     leaf with the right serial must also be signed by that issuer, else ProbeError at once: the right
-    serial from the wrong signer is a different certificate, and waiting will not change it.
+    serial from the wrong signer is a different certificate, and waiting will not change it. A leaf whose SHA-256
+    fingerprint is ``expected_sha256`` (hex) is byte for byte the certificate deployed, so it needs no signature
+    check; any other leaf with the serial still gets one.
 
     On timeout the ProbeError names the serial expected and what was last seen: the serial actually
     served, or the last connection error.
@@ -186,7 +196,7 @@ def wait_for_serial(
             last_seen = f"last error: {exc}"
         else:
             if leaf.serial_number == expected_serial:
-                if issuers is not None:
+                if issuers is not None and not _is_exactly(leaf, expected_sha256):
                     check_issued_by(leaf, issuers, where)
                 return leaf
             last_seen = f"still serving serial {serial_hex(leaf.serial_number)}"

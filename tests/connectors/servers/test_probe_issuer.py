@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certfleet.connectors.servers import probe
 from certfleet.connectors.servers.probe import ProbeError, wait_for_serial
 
 from .test_probe import HOST, TlsServer, server_context
@@ -109,3 +110,26 @@ def test_the_right_serial_from_the_wrong_signer_is_refused_at_once(served: TlsSe
 def test_an_unreadable_issuer_certificate_is_a_clear_error() -> None:
     with pytest.raises(ProbeError, match="the expected issuer certificate is not a PEM certificate"):
         wait_for_serial(HOST, 1, server_name=None, expected_serial=SERIAL, timeout=1, issuer_pem="not a PEM")
+
+
+@pytest.mark.parametrize("served", ["genuine"], indirect=True)
+def test_the_exact_leaf_deployed_needs_no_signature_check(served: TlsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    leaf = wait_for_serial(HOST, served.port, server_name=None, expected_serial=SERIAL)
+    fingerprint = leaf.fingerprint(hashes.SHA256()).hex()
+
+    def no_check(*args: object) -> None:
+        raise AssertionError("the leaf deployed, byte for byte, was checked by signature")
+
+    monkeypatch.setattr(probe, "check_issued_by", no_check)
+    found = wait_for_serial(
+        HOST, served.port, server_name=None, expected_serial=SERIAL, issuer_pem=_pem(CA), expected_sha256=fingerprint
+    )
+    assert found == leaf
+
+
+@pytest.mark.parametrize("served", ["forged-name"], indirect=True)
+def test_another_leaf_with_the_serial_still_gets_the_signature_check(served: TlsServer) -> None:
+    with pytest.raises(ProbeError, match="its signature does not verify with that issuer's key"):
+        wait_for_serial(
+            HOST, served.port, server_name=None, expected_serial=SERIAL, issuer_pem=_pem(CA), expected_sha256="ab" * 32
+        )
