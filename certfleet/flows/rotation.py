@@ -56,13 +56,13 @@ from certfleet.rotation.service import (
     RotationRequest,
 )
 from certfleet.tasks.build import release_connections
+from certfleet.tasks.ca_slots import ca_limit, release_ca_slots
 from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group, deploy_groups
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
     PlanOutline,
     ServerItems,
-    ca_limit,
     deployed_items,
     issue_group,
     issue_once,
@@ -70,7 +70,6 @@ from certfleet.tasks.rotation import (
     note_ignoring_windows,
     plan_rotation,
     read_items,
-    release_ca_slots,
     server_limit,
     set_deployed,
     set_state,

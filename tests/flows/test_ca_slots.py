@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
-from certfleet.tasks import rotation
-from certfleet.tasks.rotation import ca_limit, ca_slot, release_ca_slots
+from certfleet.tasks import ca_slots
+from certfleet.tasks.ca_slots import ca_limit, ca_slot, release_ca_slots
 
 USERS = 6
 
@@ -32,9 +32,9 @@ def test_threads_share_the_slots_the_process_holds_never_more_than_the_limit_and
 ) -> None:
     name = ca_limit(9001)
     _limit(name, 2)
-    monkeypatch.setattr(rotation, "LINGER_S", 3600.0)  # kept until the batch ends: reuse is certain
+    monkeypatch.setattr(ca_slots, "LINGER_S", 3600.0)  # kept until the batch ends: reuse is certain
     taken: list[int] = []
-    real = rotation.concurrency
+    real = ca_slots.concurrency
 
     @contextmanager
     def counted(*args: Any, **kwargs: Any) -> Iterator[None]:
@@ -42,7 +42,7 @@ def test_threads_share_the_slots_the_process_holds_never_more_than_the_limit_and
         with real(*args, **kwargs):
             yield
 
-    monkeypatch.setattr(rotation, "concurrency", counted)
+    monkeypatch.setattr(ca_slots, "concurrency", counted)
     lock = threading.Lock()
     using = 0
     most = 0
@@ -78,10 +78,10 @@ def test_threads_share_the_slots_the_process_holds_never_more_than_the_limit_and
 def test_an_idle_slot_is_given_back_after_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     name = ca_limit(9002)
     _limit(name, 1)
-    monkeypatch.setattr(rotation, "LINGER_S", 0.2)
+    monkeypatch.setattr(ca_slots, "LINGER_S", 0.2)
     with ca_slot(9002):
         assert _active(name) == 1
-    pool = rotation._pool(9002)
+    pool = ca_slots._pool(9002)
     for holder in list(pool.holders):
         holder.join(60)
     assert _active(name) == 0

@@ -28,7 +28,8 @@ from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Certificate, CertificateStatus, Order, RotationItem, utcnow
 from certfleet.rotation.service import IGNORING_WINDOWS
-from certfleet.tasks.rotation import ca_limit, server_limit
+from certfleet.tasks.ca_slots import ca_limit
+from certfleet.tasks.rotation import server_limit
 from certfleet.tasks.server_slots import StageSlots
 from tests.flows.conftest import Site
 
