@@ -39,6 +39,7 @@ from typing import Any, cast
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -79,6 +80,7 @@ from certfleet.tasks.server_slots import StageSlots, local_servers
 
 PARALLEL_SERVERS = 8
 LIMIT_CALLS = 8  # calls to Prefect at once while the batch's limits are created or updated
+LIMITS_PAGE = 200  # Prefect's default page size (PREFECT_API_DEFAULT_LIMIT)
 
 
 class RotationStopped(RuntimeError):
@@ -142,22 +144,54 @@ def _run_name() -> str:
 
 def _ensure_limits(plan: PlanOutline, ca_concurrency: int, server_concurrency: int) -> None:
     """The batch's global concurrency limits created or updated: a missing one would not hold anything back
-    (the CA slots' `concurrency(strict=True)` and `StageSlots` refuse it instead). Several calls to Prefect at
-    once: 50 servers one after another took 1-2 s on a busy Prefect server."""
+    (the CA slots' `concurrency(strict=True)` and `StageSlots` refuse it instead). Prefect's limits are read in
+    pages first, so those already right cost nothing (a renewal run finds its servers' limits from the last one);
+    the rest are written several at once: 50 servers one after another took 1-2 s on a busy Prefect server."""
     from prefect.client.orchestration import get_client
 
     limits = {ca_limit(c): ca_concurrency for c in plan.connector_ids}
     local = [i for part in plan.canaries + plan.rest if part.local for i in part.item_ids]
     for server_id in set(plan.server_ids) | local_servers(local):
         limits[server_limit(server_id)] = server_concurrency
-    with get_client(sync_client=True) as client, ThreadPoolExecutor(max_workers=LIMIT_CALLS) as pool:
-        # Each call in a copy of this context: the run's Prefect settings (API URL).
-        calls = [
-            pool.submit(contextvars.copy_context().run, client.upsert_global_concurrency_limit_by_name, name, slots)
-            for name, slots in sorted(limits.items())
-        ]
-        for call in calls:
-            call.result()
+    with get_client(sync_client=True) as client:
+        existing = _limits_of(client, set(limits))
+        todo = {name: slots for name, slots in limits.items() if existing.get(name) != slots}
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=LIMIT_CALLS) as pool:
+            # Each call in a copy of this context: the run's Prefect settings (API URL).
+            calls = [
+                pool.submit(contextvars.copy_context().run, _write_limit, client, name, slots, name in existing)
+                for name, slots in sorted(todo.items())
+            ]
+            for call in calls:
+                call.result()
+
+
+def _limits_of(client: SyncPrefectClient, names: set[str]) -> dict[str, int]:
+    """The slots of those of `names` that Prefect has: every limit read, LIMITS_PAGE at a time."""
+    found: dict[str, int] = {}
+    offset = 0
+    while True:
+        page = client.read_global_concurrency_limits(limit=LIMITS_PAGE, offset=offset)
+        found.update({limit.name: limit.limit for limit in page if limit.name in names})
+        if len(page) < LIMITS_PAGE:  # the last page (or a server that pages smaller: the rest is upserted)
+            return found
+        offset += len(page)
+
+
+def _write_limit(client: SyncPrefectClient, name: str, slots: int, exists: bool) -> None:
+    """One call for a limit that was missing (two if another run created it meanwhile), as upsert does else."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    if not exists:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+            return
+        except ObjectAlreadyExists:
+            pass
+    client.upsert_global_concurrency_limit_by_name(name, slots)
 
 
 def _issue(item: Planned, batch: _Batch) -> str | None:
