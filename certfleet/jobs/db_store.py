@@ -160,7 +160,11 @@ def _leaf_sha256(pem_chain: str | None, serial: str | None) -> str | None:
     if not (pem_chain and serial):
         return None
     leaf = stored_chain(pem_chain)[0]
-    return leaf.fingerprint(hashes.SHA256()).hex() if leaf.serial_number == int(serial, 16) else None
+    try:
+        same = leaf.serial_number == int(serial, 16)
+    except ValueError:  # not a hex serial: the proof checks the issuer's signature instead
+        return None
+    return leaf.fingerprint(hashes.SHA256()).hex() if same else None
 
 
 def _issuers(pem_chain: str | None) -> str | None:
