@@ -384,8 +384,13 @@ def _packs(servers: list[ServerItems]) -> list[ServerItems]:
     """The servers' items, one task each, but small servers packed together (in server order) so each task has
     about its share of them: their certificates are issued together, the CA called for several at once, instead
     of one server task (and one issue, one deploy task run) per certificate."""
-    small = [p for p in servers if len(p.item_ids) < GROUP and p.server_id is not None]
-    packs = [[p] for p in servers if not (len(p.item_ids) < GROUP and p.server_id is not None)]
+    small: list[ServerItems] = []
+    packs: list[list[ServerItems]] = []
+    for part in servers:
+        if len(part.item_ids) < GROUP and part.server_id is not None:
+            small.append(part)
+        else:
+            packs.append([part])
     size = min(GROUP, max(1, math.ceil(sum(len(p.item_ids) for p in small) / PARALLEL_SERVERS)))
     pack: list[ServerItems] = []
     for part in small:
