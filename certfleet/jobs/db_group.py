@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
@@ -74,7 +74,10 @@ class DbGroupStore(DbJobStore):
             certs = s.scalars(
                 select(Certificate)
                 .where(Certificate.id.in_(certificate_ids))
-                .options(selectinload(Certificate.targets).selectinload(DeploymentTarget.server))
+                .options(
+                    defer(Certificate.private_key),  # a job carries no key: not decrypted here
+                    selectinload(Certificate.targets).selectinload(DeploymentTarget.server),
+                )
             )
             return {
                 cert.id: target_job(cert.targets[0])
@@ -202,7 +205,9 @@ class DbGroupStore(DbJobStore):
                 select(Deployment)
                 .where(Deployment.id.in_(deployment_ids))
                 .options(
-                    selectinload(Deployment.target).selectinload(DeploymentTarget.certificate),
+                    selectinload(Deployment.target)
+                    .selectinload(DeploymentTarget.certificate)
+                    .defer(Certificate.private_key),  # not read: not decrypted
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()

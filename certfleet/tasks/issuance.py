@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from certfleet.connectors.base import CertificateAuthority, IssueRequest, IssueResult, Profile
 from certfleet.connectors.ca.local import LocalCA
@@ -76,7 +76,12 @@ def create_order(certificate_id: int) -> int:
 def plan_orders(s: Session, certificate_ids: list[int]) -> dict[int, int | OrderPlan | Exception]:
     """`create_order`'s first step for many certificates, in three queries: by certificate, the open order to reuse,
     or what a new one needs, or why none may be placed."""
-    certs = {c.id: c for c in s.scalars(select(Certificate).where(Certificate.id.in_(certificate_ids)))}
+    certs = {
+        c.id: c
+        for c in s.scalars(
+            select(Certificate).where(Certificate.id.in_(certificate_ids)).options(defer(Certificate.private_key))
+        )
+    }
     open_orders = repo.open_orders_for(s, certificate_ids)
     # Held here: the session's identity map keeps rows only while something refers to them, so each certificate
     # would read its connector again.
@@ -118,7 +123,10 @@ def draft_order(plan: OrderPlan) -> Draft:
 def write_orders(s: Session, drafts: list[Draft]) -> dict[int, int]:
     """New orders in the caller's transaction, one flush for all; their ids by certificate."""
     ids = [d.plan.certificate_id for d in drafts]
-    certs = {c.id: c for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)))}
+    certs = {
+        c.id: c
+        for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)).options(defer(Certificate.private_key)))
+    }
     orders = [_write_order(s, certs[d.plan.certificate_id], d) for d in drafts]
     s.flush()
     for order in orders:
@@ -200,7 +208,7 @@ class Submitted:
 def note_submitted(order_ids: list[int]) -> dict[int, bool | Submitted]:
     """`submit_order`'s first step for many orders in one transaction, committed before any CA is called."""
     with session_scope() as s:
-        orders = _orders(s, order_ids)
+        orders = _orders(s, order_ids, order_key=False)
         out: dict[int, bool | Submitted] = {}
         for order_id in order_ids:
             request = _submission(s, orders[order_id])
@@ -241,7 +249,7 @@ def record_results(results: dict[int, IssueResult | PermanentConnectorError]) ->
     if not results:
         return {}
     with session_scope() as s:
-        orders = _orders(s, list(results))
+        orders = _orders(s, list(results), order_key=False)
         out: dict[int, bool] = {}
         for order_id, result in results.items():
             if isinstance(result, PermanentConnectorError):
@@ -252,8 +260,13 @@ def record_results(results: dict[int, IssueResult | PermanentConnectorError]) ->
         return out
 
 
-def _orders(s: Session, order_ids: list[int]) -> dict[int, Order]:
-    rows = s.scalars(select(Order).where(Order.id.in_(order_ids)).options(selectinload(Order.certificate)))
+def _orders(s: Session, order_ids: list[int], *, order_key: bool = True) -> dict[int, Order]:
+    """Orders with their certificates; neither certificate's private key is read (each one read is a decryption),
+    nor the order's unless `order_key`."""
+    query = select(Order).where(Order.id.in_(order_ids))
+    if not order_key:
+        query = query.options(defer(Order.private_key))
+    rows = s.scalars(query.options(selectinload(Order.certificate).defer(Certificate.private_key)))
     orders = {o.id: o for o in rows}
     missing = [i for i in order_ids if i not in orders]
     if missing:

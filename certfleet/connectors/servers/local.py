@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -51,6 +52,36 @@ class LocalTransport:
         if data is None:
             raise PermanentConnectorError(f"cannot copy {src}: it does not exist")
         self.write_atomic(dst, data, Path(src).stat().st_mode & 0o7777)
+
+    def snapshot(self, path: str, backup_path: str) -> bool:
+        """The file at `path` kept aside as `backup_path` before it is replaced; False when there is none.
+
+        The backup is a second name of the same file, not a copy: certfleet replaces a server's files by rename and
+        never writes into them, so once the new file is installed the backup is the old file's only name and holds
+        exactly what was there (a copy cost a read, a write and an fsync per file). A file something else could
+        write into (it has other names), a symbolic link, or a file system without hard links is copied."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise PermanentConnectorError(f"cannot read {path}: {exc.strerror}") from exc
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup_path)  # this deployment's own backup name, from an earlier try of this step
+            try:
+                os.link(path, backup_path)
+            except FileNotFoundError:
+                return False
+            except OSError:
+                pass  # no hard links here (or not allowed): copied below
+            else:
+                _fsync_dir(Path(backup_path).parent)  # the backup's name is durable before the file is replaced
+                return True
+        if self.read(path) is None:
+            return False
+        self.copy(path, backup_path)
+        return True
 
     def remove(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -34,6 +34,7 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)  # a batch probes each name twice; a name that is no IP raises twice inside
 def _is_ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))

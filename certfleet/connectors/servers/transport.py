@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from certfleet.connectors.base import Backup
 
@@ -34,8 +34,18 @@ class Transport(Protocol):
     def run(self, command: str, timeout: float) -> CommandResult: ...
 
 
+@runtime_checkable
+class Snapshots(Protocol):
+    """A transport that keeps a file aside its own way (the local one: a hard link); True when the file existed."""
+
+    def snapshot(self, path: str, backup_path: str) -> bool: ...
+
+
 def snapshot_file(transport: Transport, path: str, backup_path: str) -> Backup:
-    """Copy a file aside before it is replaced; the same for every server kind and transport."""
+    """Keep a file aside before it is replaced (a copy, unless the transport has a cheaper way); the same for every
+    server kind."""
+    if isinstance(transport, Snapshots):
+        return Backup(path, backup_path, existed=transport.snapshot(path, backup_path))
     if transport.read(path) is None:
         return Backup(path, backup_path, existed=False)
     transport.copy(path, backup_path)

@@ -109,3 +109,54 @@ def test_reload_command_runs(tmp_path: Path) -> None:
     marker = tmp_path / "reloaded"
     _target(tmp_path, reload_command=f"touch {marker}").activate()
     assert marker.exists()
+
+
+def test_snapshot_is_the_old_file_itself_and_survives_the_install(tmp_path: Path) -> None:
+    """The backup is a second name of the old file: after the install (a rename) it is that file's only name and
+    holds exactly the old bytes, mode and owner."""
+    target = _target(tmp_path)
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(b"OLD CERT")
+    cert.chmod(0o640)
+    before = cert.stat()
+    backup = target.snapshot(str(cert), str(tmp_path / "cert.pem.bak"))
+    assert backup.existed
+    assert (tmp_path / "cert.pem.bak").stat().st_ino == before.st_ino  # no bytes copied
+    for write in target.plan(BUNDLE):
+        target.install(write)
+    kept = (tmp_path / "cert.pem.bak").stat()
+    assert (kept.st_ino, kept.st_nlink, stat.S_IMODE(kept.st_mode)) == (before.st_ino, 1, 0o640)
+    assert (tmp_path / "cert.pem.bak").read_bytes() == b"OLD CERT"
+    assert cert.stat().st_ino != before.st_ino
+    target.restore(backup)
+    assert cert.read_bytes() == b"OLD CERT"
+    assert stat.S_IMODE(cert.stat().st_mode) == 0o640
+
+
+def test_snapshot_copies_a_file_with_other_names_and_a_symlink(tmp_path: Path) -> None:
+    """A file that has another name (something may write into it through that one) and a symbolic link are copied:
+    a write through the other name after the snapshot does not change the backup."""
+    transport = LocalTransport()
+    (tmp_path / "shared.pem").write_bytes(b"OLD")
+    (tmp_path / "other-name.pem").hardlink_to(tmp_path / "shared.pem")
+    (tmp_path / "real.pem").write_bytes(b"REAL")
+    (tmp_path / "link.pem").symlink_to(tmp_path / "real.pem")
+    assert transport.snapshot(str(tmp_path / "shared.pem"), str(tmp_path / "shared.bak"))
+    assert transport.snapshot(str(tmp_path / "link.pem"), str(tmp_path / "link.bak"))
+    (tmp_path / "other-name.pem").write_bytes(b"CHANGED IN PLACE")
+    (tmp_path / "real.pem").write_bytes(b"CHANGED TOO")
+    assert (tmp_path / "shared.bak").read_bytes() == b"OLD"
+    assert (tmp_path / "link.bak").read_bytes() == b"REAL"
+    assert not (tmp_path / "link.bak").is_symlink()
+
+
+def test_snapshot_again_replaces_the_earlier_backup_and_a_missing_file_is_none(tmp_path: Path) -> None:
+    """A retried backup step replaces its own earlier backup; a file that does not exist is not backed up."""
+    transport = LocalTransport()
+    (tmp_path / "cert.pem").write_bytes(b"FIRST")
+    assert transport.snapshot(str(tmp_path / "cert.pem"), str(tmp_path / "cert.bak"))
+    transport.write_atomic(str(tmp_path / "cert.pem"), b"SECOND", 0o644)
+    assert transport.snapshot(str(tmp_path / "cert.pem"), str(tmp_path / "cert.bak"))
+    assert (tmp_path / "cert.bak").read_bytes() == b"SECOND"
+    assert not transport.snapshot(str(tmp_path / "absent.pem"), str(tmp_path / "absent.bak"))
+    assert not (tmp_path / "absent.bak").exists()
