@@ -59,6 +59,7 @@ from certfleet.rotation.service import (
 from certfleet.tasks.build import release_connections
 from certfleet.tasks.ca_slots import ca_limit, release_ca_slots
 from certfleet.tasks.deploy_group import GROUP, GroupOutcome, deploy_group, deploy_groups
+from certfleet.tasks.gc_freeze import earlier_objects_frozen
 from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import (
     Planned,
@@ -518,29 +519,30 @@ def rotate_batch(
         ignore_windows=ignore_maintenance_windows or not windows.any_window(),
     )
     stopped: str | None = None
-    try:
-        if plan.canaries:
-            _run_stage(key, plan.canaries, bot_start_timeout)
-            if batch.failures:
-                stopped = "canary failed: " + "; ".join(batch.failures)
-        if stopped is None:
-            _run_stage(key, plan.rest, bot_start_timeout)
-            if batch.stopped:
-                stopped = (
-                    f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "
-                    f"of {counted} allowed ({failure_budget:.0%}): " + "; ".join(batch.failures[:5])
-                )
-        if stopped is not None:
-            logger.warning("batch %s stopped, rolling back what it deployed: %s", key, stopped)
-            problems = _roll_back(key, stopped, bot_start_timeout)
-            if problems:
-                stopped += "; rollback incomplete: " + "; ".join(problems)
-    finally:
-        for name in list(batch.go_variables):
-            batch.close_go(name)
-        _batches.pop(key, None)
-        release_ca_slots()
-        release_connections()
+    with earlier_objects_frozen():  # a batch's full garbage collections skip what was there before it
+        try:
+            if plan.canaries:
+                _run_stage(key, plan.canaries, bot_start_timeout)
+                if batch.failures:
+                    stopped = "canary failed: " + "; ".join(batch.failures)
+            if stopped is None:
+                _run_stage(key, plan.rest, bot_start_timeout)
+                if batch.stopped:
+                    stopped = (
+                        f"failure budget exceeded: {len(batch.failures)} failed, at most {batch.allowed_failures} "
+                        f"of {counted} allowed ({failure_budget:.0%}): " + "; ".join(batch.failures[:5])
+                    )
+            if stopped is not None:
+                logger.warning("batch %s stopped, rolling back what it deployed: %s", key, stopped)
+                problems = _roll_back(key, stopped, bot_start_timeout)
+                if problems:
+                    stopped += "; rollback incomplete: " + "; ".join(problems)
+        finally:
+            for name in list(batch.go_variables):
+                batch.close_go(name)
+            _batches.pop(key, None)
+            release_ca_slots()
+            release_connections()
     _artifact(key, stopped)
     counts: dict[str, int] = {}
     for row in summary_rows(key):

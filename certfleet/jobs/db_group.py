@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import defer, selectinload
+from sqlalchemy.orm import load_only, selectinload
 
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.jobs.db_store import (
     ACTOR,
     DbJobStore,
-    add_deployment,
+    add_deployments,
     certificate_bundle,
     close_deployment,
     deploy_refusal,
@@ -65,6 +65,20 @@ class Step:
     backup_path: str | None = None
 
 
+# The certificate's columns a group step reads (the rest, the private key among them, is not loaded for it).
+_JOB_COLUMNS = (Certificate.id, Certificate.common_name, Certificate.serial_number, Certificate.pem_chain)
+_PROVEN_COLUMNS = (
+    Certificate.id,
+    Certificate.status,
+    Certificate.status_reason,
+    Certificate.last_provisioned_on,
+    Certificate.serial_number,
+    Certificate.sha256_thumbprint,
+    Certificate.served_serial_number,
+    Certificate.served_sha256_thumbprint,
+)
+
+
 class DbGroupStore(DbJobStore):
     """`DbJobStore` with each step of a group of deployments in one transaction (central host: no bot scoping)."""
 
@@ -75,7 +89,7 @@ class DbGroupStore(DbJobStore):
                 select(Certificate)
                 .where(Certificate.id.in_(certificate_ids))
                 .options(
-                    defer(Certificate.private_key),  # a job carries no key: not decrypted here
+                    load_only(*_JOB_COLUMNS),  # a job carries no key (not decrypted) and none of the inventory's facts
                     selectinload(Certificate.targets).selectinload(DeploymentTarget.server),
                 )
             )
@@ -93,7 +107,7 @@ class DbGroupStore(DbJobStore):
         The refusals of `open_deployment`: one that concerns the certificate (not issued, no key, cannot be
         served) is said on it; a deployment still running on the target is not (it is that one's story)."""
         out: dict[int, Opened | str] = {}
-        added: dict[int, tuple[Deployment, Certificate]] = {}
+        opening: dict[int, tuple[Certificate, DeploymentTarget, str | None]] = {}
         with session_scope() as s:
             certs = {
                 c.id: c
@@ -125,15 +139,15 @@ class DbGroupStore(DbJobStore):
                 elif job.target_id in busy:
                     out[certificate_id] = still_running(busy[job.target_id])
                 else:
-                    added[certificate_id] = (add_deployment(s, cert, target, previous_serial, flow_run_id), cert)
-            s.flush()  # one flush gives every new deployment its id
-            for certificate_id, (deployment, cert) in added.items():
+                    opening[certificate_id] = (cert, target, previous_serial)
+            ids = add_deployments(s, list(opening.values()), flow_run_id)
+            for certificate_id, (cert, target, previous_serial) in opening.items():
                 job = served[certificate_id][0]
                 opened = job.model_copy(
                     update={
-                        "deployment_id": deployment.id,
+                        "deployment_id": ids[target.id],
                         "serial_number": cert.serial_number,
-                        "previous_serial": deployment.previous_serial,
+                        "previous_serial": previous_serial,
                     }
                 )
                 out[certificate_id] = Opened(opened, certificate_bundle(cert))
@@ -158,8 +172,10 @@ class DbGroupStore(DbJobStore):
                 ).all()
             )
             rows = []
+            keys: list[tuple[int, int]] = []  # (deployment, seq) of each row: unique per step
             for st in steps:
                 last[st.deployment_id] = seq = (last.get(st.deployment_id) or 0) + 1
+                keys.append((st.deployment_id, seq))
                 rows.append(
                     {
                         "deployment_id": st.deployment_id,
@@ -170,9 +186,14 @@ class DbGroupStore(DbJobStore):
                         "state": StepState.PLANNED,
                     }
                 )
-            # A bulk INSERT ... RETURNING in the rows' order: the unit of work's bookkeeping per row is not needed.
-            returning = insert(DeploymentStep).returning(DeploymentStep.id, sort_by_parameter_order=True)
-            return list(s.scalars(returning, rows))
+            # One bulk INSERT ... RETURNING. Its rows come back in no promised order (SQLite's RETURNING promises
+            # none; asking SQLAlchemy to sort them makes it insert one row at a time), so each id is matched to
+            # its step by (deployment, seq), unique per step.
+            returning = insert(DeploymentStep).returning(
+                DeploymentStep.id, DeploymentStep.deployment_id, DeploymentStep.seq
+            )
+            by_key = {(deployment_id, seq): step_id for step_id, deployment_id, seq in s.execute(returning, rows)}
+            return [by_key[key] for key in keys]
 
     def update_steps(
         self,
@@ -207,12 +228,13 @@ class DbGroupStore(DbJobStore):
                 .options(
                     selectinload(Deployment.target)
                     .selectinload(DeploymentTarget.certificate)
-                    .defer(Certificate.private_key),  # not read: not decrypted
+                    .load_only(*_PROVEN_COLUMNS),  # what `proven` reads and writes, nothing decrypted or parsed
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()
-            for d in deployments:
-                proven(s, d)
+            with repo.audits_together(s):
+                for d in deployments:
+                    proven(s, d)
             return stale_backups(s, deployments)
 
     def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateBundle
@@ -204,28 +204,28 @@ def still_running(deployment_id: int) -> str:
     )
 
 
-def new_deployment(
-    s: Session, cert: Certificate, target: DeploymentTarget, previous_serial: str | None, flow_run_id: str | None
-) -> int:
-    deployment = add_deployment(s, cert, target, previous_serial, flow_run_id)
-    s.flush()
-    return deployment.id
-
-
-def add_deployment(
-    s: Session, cert: Certificate, target: DeploymentTarget, previous_serial: str | None, flow_run_id: str | None
-) -> Deployment:
-    """A new deployment in the session, without its id yet (a group flushes once for all of them)."""
-    target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
-    deployment = Deployment(
-        certificate_id=cert.id,
-        target_id=target.id,
-        serial_number=cert.serial_number,
-        previous_serial=previous_serial,
-        flow_run_id=flow_run_id,
-    )
-    s.add(deployment)
-    return deployment
+def add_deployments(
+    s: Session, opening: Sequence[tuple[Certificate, DeploymentTarget, str | None]], flow_run_id: str | None
+) -> dict[int, int]:
+    """New Running deployments, each (certificate, target, serial served before), in one statement; their ids by
+    target (a certificate's targets are its own: one deployment each)."""
+    rows = []
+    for cert, target, previous_serial in opening:
+        target.deploy_waits_until = None  # its maintenance window (if it waited for one) has come
+        rows.append(
+            {
+                "certificate_id": cert.id,
+                "target_id": target.id,
+                "serial_number": cert.serial_number,
+                "previous_serial": previous_serial,
+                "flow_run_id": flow_run_id,
+            }
+        )
+    if not rows:
+        return {}
+    # RETURNING rows come in no promised order (asking SQLAlchemy to sort them inserts one row at a time).
+    added = s.execute(insert(Deployment).returning(Deployment.id, Deployment.target_id), rows)
+    return {target_id: deployment_id for deployment_id, target_id in added}
 
 
 def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:
@@ -374,7 +374,8 @@ class DbJobStore:
             )
             if busy is not None:
                 raise PermanentConnectorError(still_running(busy))
-            return new_deployment(s, repo.get(s, Certificate, certificate_id), target, previous_serial, flow_run_id)
+            cert = repo.get(s, Certificate, certificate_id)
+            return add_deployments(s, [(cert, target, previous_serial)], flow_run_id)[target.id]
 
     def deployment_job(self, deployment_id: int) -> TargetJob:
         with session_scope() as s:

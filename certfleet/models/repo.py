@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from certfleet.models.orm import (
@@ -49,16 +50,40 @@ def audit(
     outcome: str = "success",
     detail: str | None = None,
 ) -> None:
-    session.add(
-        AuditEvent(
-            actor=actor,
-            action=action,
-            object_type=type(obj).__name__,
-            object_id=str(getattr(obj, "id", "")),
-            outcome=outcome,
-            detail=detail,
-        )
-    )
+    event = {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "object_type": type(obj).__name__,
+        "object_id": str(getattr(obj, "id", "")),
+        "outcome": outcome,
+        "detail": detail,
+    }
+    batch = session.info.get(_AUDIT_BATCH)
+    if batch is not None:
+        batch.append(event)
+    else:
+        session.add(AuditEvent(**event))
+
+
+_AUDIT_BATCH = "certfleet.audit-batch"
+
+
+@contextmanager
+def audits_together(session: Session) -> Iterator[None]:
+    """The audit events of the block written at its end in one statement (a group's: the ORM writes each new row
+    on its own, to learn its id, which no one needs of an audit event). Inside another such block: that one's."""
+    if _AUDIT_BATCH in session.info:
+        yield
+        return
+    events: list[dict[str, Any]] = []
+    session.info[_AUDIT_BATCH] = events
+    try:
+        yield
+    finally:
+        del session.info[_AUDIT_BATCH]
+    if events:
+        session.execute(insert(AuditEvent), events)
 
 
 def note_order(order: Order, state: OrderState, note: str = "") -> None:

@@ -9,7 +9,7 @@ from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from sqlalchemy import select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.orm import Session, defer, selectinload
 
 from certfleet.connectors.base import CertificateAuthority, IssueRequest, IssueResult, Profile
@@ -67,10 +67,7 @@ def create_order(certificate_id: int) -> int:
         return plan
     draft = draft_order(plan)
     with session_scope() as s:
-        order = _write_order(s, repo.get(s, Certificate, certificate_id), draft)
-        s.flush()
-        _audit_created(s, order)
-        return order.id
+        return write_orders(s, [draft])[certificate_id]
 
 
 def plan_orders(s: Session, certificate_ids: list[int]) -> dict[int, int | OrderPlan | Exception]:
@@ -121,20 +118,26 @@ def draft_order(plan: OrderPlan) -> Draft:
 
 
 def write_orders(s: Session, drafts: list[Draft]) -> dict[int, int]:
-    """New orders in the caller's transaction, one flush for all; their ids by certificate."""
+    """New orders (one per certificate) in the caller's transaction, in one statement; their ids by certificate."""
     ids = [d.plan.certificate_id for d in drafts]
     certs = {
         c.id: c
         for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)).options(defer(Certificate.private_key)))
     }
-    orders = [_write_order(s, certs[d.plan.certificate_id], d) for d in drafts]
-    s.flush()
-    for order in orders:
-        _audit_created(s, order)
-    return {order.certificate_id: order.id for order in orders}
+    orders = [_new_order(certs[d.plan.certificate_id], d) for d in drafts]
+    # The rows are the orders' set columns: the unit of work would write them one INSERT at a time, to learn
+    # each id in order (RETURNING rows come in no promised order: they are matched by certificate).
+    rows = [{key: value for key, value in inspect(order).dict.items()} for order in orders]
+    added = {c: i for i, c in s.execute(insert(Order).returning(Order.id, Order.certificate_id), rows)}
+    with repo.audits_together(s):
+        for order in orders:
+            order.id = added[order.certificate_id]  # the audit event names it
+            _audit_created(s, order)
+    return added
 
 
-def _write_order(s: Session, cert: Certificate, draft: Draft) -> Order:
+def _new_order(cert: Certificate, draft: Draft) -> Order:
+    """The order of a draft, not in the session (`write_orders` inserts it); its certificate Initiated."""
     order = Order(
         certificate_id=cert.id,
         ca_connector_id=draft.plan.ca_connector_id,
@@ -144,7 +147,6 @@ def _write_order(s: Session, cert: Certificate, draft: Draft) -> Order:
         flow_run_id=str(flow_run.id) if flow_run.id else None,
     )
     repo.note_order(order, OrderState.CREATED, f"CSR for {cert.common_name} with {draft.plan.spec}")
-    s.add(order)
     cert.status = CertificateStatus.INITIATED
     cert.status_reason = None
     return order
@@ -356,8 +358,9 @@ def record_issued_all(order_ids: list[int]) -> dict[int, str | PermanentConnecto
                 chains[order_id] = _check_issued(orders[order_id])
             except PermanentConnectorError as exc:
                 out[order_id] = exc
-        for order_id, chain in chains.items():
-            out[order_id] = _take_issued(s, orders[order_id], store, chain)
+        with repo.audits_together(s):
+            for order_id, chain in chains.items():
+                out[order_id] = _take_issued(s, orders[order_id], store, chain)
         return out
 
 
