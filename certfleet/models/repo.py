@@ -72,7 +72,8 @@ _AUDIT_BATCH = "certfleet.audit-batch"
 @contextmanager
 def audits_together(session: Session) -> Iterator[None]:
     """The audit events of the block written at its end in one statement (a group's: the ORM writes each new row
-    on its own, to learn its id, which no one needs of an audit event). Inside another such block: that one's."""
+    on its own, to learn its id, which no one needs of an audit event). Inside another such block: that one's.
+    An exception out of the block writes none of them: use it where that exception rolls the transaction back."""
     if _AUDIT_BATCH in session.info:
         yield
         return

@@ -67,14 +67,14 @@ class LocalTransport:
         except OSError as exc:
             raise PermanentConnectorError(f"cannot read {path}: {exc.strerror}") from exc
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(backup_path)  # this deployment's own backup name, from an earlier try of this step
             try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(backup_path)  # this deployment's own backup name, from an earlier try of this step
                 os.link(path, backup_path)
             except FileNotFoundError:
-                return False
+                return False  # the file went away meanwhile
             except OSError:
-                pass  # no hard links here (or not allowed): copied below
+                pass  # no hard links here (or not allowed): copied below, which says what is wrong if it fails
             else:
                 _fsync_dir(Path(backup_path).parent)  # the backup's name is durable before the file is replaced
                 return True
