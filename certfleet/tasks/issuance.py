@@ -125,9 +125,10 @@ def write_orders(s: Session, drafts: list[Draft]) -> dict[int, int]:
         for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)).options(defer(Certificate.private_key)))
     }
     orders = [_new_order(certs[d.plan.certificate_id], d) for d in drafts]
-    # The rows are the orders' set columns: the unit of work would write them one INSERT at a time, to learn
-    # each id in order (RETURNING rows come in no promised order: they are matched by certificate).
-    rows = [{key: value for key, value in inspect(order).dict.items()} for order in orders]
+    # The rows are the orders' columns that were set: the unit of work would write them one INSERT at a time, to
+    # learn each id in order (RETURNING rows come in no promised order: they are matched by certificate).
+    columns = set(inspect(Order).column_attrs.keys())
+    rows = [{key: value for key, value in inspect(order).dict.items() if key in columns} for order in orders]
     added = {c: i for i, c in s.execute(insert(Order).returning(Order.id, Order.certificate_id), rows)}
     with repo.audits_together(s):
         for order in orders:
@@ -263,8 +264,8 @@ def record_results(results: dict[int, IssueResult | PermanentConnectorError]) ->
 
 
 def _orders(s: Session, order_ids: list[int], *, order_key: bool = True) -> dict[int, Order]:
-    """Orders with their certificates; neither certificate's private key is read (each one read is a decryption),
-    nor the order's unless `order_key`."""
+    """Orders with their certificates. The certificates' private keys are not loaded (each one loaded is a
+    decryption), nor the orders' unless `order_key`."""
     query = select(Order).where(Order.id.in_(order_ids))
     if not order_key:
         query = query.options(defer(Order.private_key))
