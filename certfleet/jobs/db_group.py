@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import load_only, selectinload
 
 from certfleet.connectors.base import CertificateBundle
@@ -186,13 +186,7 @@ class DbGroupStore(DbJobStore):
                         "state": StepState.PLANNED,
                     }
                 )
-            # One bulk INSERT ... RETURNING. Its rows come back in no promised order (SQLite's RETURNING promises
-            # none; asking SQLAlchemy to sort them makes it insert one row at a time), so each id is matched to
-            # its step by (deployment, seq), unique per step.
-            returning = insert(DeploymentStep).returning(
-                DeploymentStep.id, DeploymentStep.deployment_id, DeploymentStep.seq
-            )
-            by_key = {(deployment_id, seq): step_id for step_id, deployment_id, seq in s.execute(returning, rows)}
+            by_key = repo.insert_ids(s, DeploymentStep, rows, DeploymentStep.deployment_id, DeploymentStep.seq)
             return [by_key[key] for key in keys]
 
     def update_steps(

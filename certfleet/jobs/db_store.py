@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certfleet.connectors.base import CertificateBundle
@@ -221,11 +221,8 @@ def add_deployments(
                 "flow_run_id": flow_run_id,
             }
         )
-    if not rows:
-        return {}
-    # RETURNING rows come in no promised order (asking SQLAlchemy to sort them inserts one row at a time).
-    added = s.execute(insert(Deployment).returning(Deployment.id, Deployment.target_id), rows)
-    return {target_id: deployment_id for deployment_id, target_id in added}
+    added = repo.insert_ids(s, Deployment, rows, Deployment.target_id)
+    return {target_id: deployment_id for (target_id,), deployment_id in added.items()}
 
 
 def finish_deployment(s: Session, deployment: Deployment) -> list[StaleBackup]:

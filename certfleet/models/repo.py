@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.models.orm import (
     AuditEvent,
@@ -85,6 +86,21 @@ def audits_together(session: Session) -> Iterator[None]:
         del session.info[_AUDIT_BATCH]
     if events:
         session.execute(insert(AuditEvent), events)
+
+
+def insert_ids(
+    session: Session, model: type[Base], rows: list[dict[str, Any]], *key: InstrumentedAttribute[Any]
+) -> dict[tuple[Any, ...], int]:
+    """Rows of `model` inserted in one statement; each new id by the row's values of `key` (unique among the rows).
+
+    RETURNING rows come in no promised order (SQLite promises none), and asking SQLAlchemy for the rows' order
+    makes it insert one row at a time on SQLite, as the unit of work does to learn each id: so ids are matched by
+    a key instead."""
+    if not rows:
+        return {}
+    (id_column,) = sa_inspect(model).primary_key
+    added = session.execute(insert(model).returning(id_column, *key), rows)
+    return {tuple(row[1:]): row[0] for row in added}
 
 
 def note_order(order: Order, state: OrderState, note: str = "") -> None:

@@ -9,7 +9,7 @@ from cryptography import x509
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, defer, selectinload
 
 from certfleet.connectors.base import CertificateAuthority, IssueRequest, IssueResult, Profile
@@ -125,11 +125,12 @@ def write_orders(s: Session, drafts: list[Draft]) -> dict[int, int]:
         for c in s.scalars(select(Certificate).where(Certificate.id.in_(ids)).options(defer(Certificate.private_key)))
     }
     orders = [_new_order(certs[d.plan.certificate_id], d) for d in drafts]
-    # The rows are the orders' columns that were set: the unit of work would write them one INSERT at a time, to
-    # learn each id in order (RETURNING rows come in no promised order: they are matched by certificate).
+    # The rows are the orders' columns that were set (the unit of work would insert them one at a time).
     columns = set(inspect(Order).column_attrs.keys())
     rows = [{key: value for key, value in inspect(order).dict.items() if key in columns} for order in orders]
-    added = {c: i for i, c in s.execute(insert(Order).returning(Order.id, Order.certificate_id), rows)}
+    added = {
+        certificate_id: i for (certificate_id,), i in repo.insert_ids(s, Order, rows, Order.certificate_id).items()
+    }
     with repo.audits_together(s):
         for order in orders:
             order.id = added[order.certificate_id]  # the audit event names it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import get_client
@@ -259,6 +261,26 @@ def test_small_servers_packed_in_one_task_are_all_deployed(fleet: list[Site], mo
         assert site.served_serial() == served == serial != before[site.certificate_id]
         assert status is CertificateStatus.DEPLOYED
         assert _orders(site) == 1
+
+
+def test_the_batch_runs_its_stages_with_earlier_objects_frozen_and_puts_them_back(
+    fleet: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector's full collections skip what was there before the batch while its stages run (README,
+    Performance), and everything is put back when it ends."""
+    gc.unfreeze()
+    frozen: list[int] = []
+    run_stage = rotation_flow._run_stage
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        frozen.append(gc.get_freeze_count())
+        run_stage(*args, **kwargs)
+
+    monkeypatch.setattr(rotation_flow, "_run_stage", recording)
+    assert rotate_batch(batch_name="demo", batch_key="frozen")["done"] == len(fleet)
+    assert frozen
+    assert all(count > 0 for count in frozen)
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_server_whose_config_test_fails_in_a_pack_fails_alone_and_the_packs_other_servers_are_deployed(

@@ -1,10 +1,11 @@
 """A group's audit events written together (repo.audits_together): the same rows as one by one, on SQLite and
-PostgreSQL; nested blocks write once; an exception out of the block writes none."""
+PostgreSQL; nested blocks write once; an exception out of the block writes none of its events."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from certfleet.models import repo
 from certfleet.models.db import session_scope
@@ -46,14 +47,15 @@ def test_events_of_a_block_are_the_rows_one_by_one_would_write_in_order_with_the
     assert all(t.tzinfo is not None for t in times)
 
 
-def test_an_exception_out_of_the_block_writes_none_of_its_events() -> None:
-    def failing_step() -> None:
-        with session_scope() as s, repo.audits_together(s):
+def test_an_exception_out_of_the_block_writes_none_of_its_events_and_closes_the_block() -> None:
+    def failing_step(s: Session) -> None:
+        with repo.audits_together(s):
             repo.audit(s, actor="test", action="lost", obj=Bot(id=7))
             raise RuntimeError("the step failed")
 
-    with pytest.raises(RuntimeError, match="the step failed"):
-        failing_step()
     with session_scope() as s:
+        with pytest.raises(RuntimeError, match="the step failed"):
+            failing_step(s)
+        # The caller went on and commits: the failed block's event is not written, the next one is (no block open).
         repo.audit(s, actor="test", action="after", obj=Bot(id=7))
     assert [e[0] for e in events()] == ["after"]
