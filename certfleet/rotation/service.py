@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from certfleet import fields
 from certfleet.fields import InputError
@@ -122,10 +122,16 @@ def selected_ids(s: Session, request: RotationRequest) -> list[int]:
     return [cid for cid, tags in rows if request.tag is None or request.tag in (tags or [])]
 
 
+# The certificate's columns `skip_reason` and the plan read: the rest (its key, decrypted on load, and chain) is not
+# loaded for a batch of thousands.
+_PLANNED_COLUMNS = (Certificate.id, Certificate.status, Certificate.serial_number, Certificate.ca_connector_id)
+
+
 def load_certificates(s: Session, ids: list[int]) -> list[Certificate]:
     """Those certificates with their targets, servers and bots in four queries (skip_reason reads them all)."""
     loads = selectinload(Certificate.targets).selectinload(DeploymentTarget.server).selectinload(Server.bot)
-    return list(s.scalars(select(Certificate).options(loads).where(Certificate.id.in_(ids)).order_by(Certificate.id)))
+    query = select(Certificate).options(load_only(*_PLANNED_COLUMNS), loads)
+    return list(s.scalars(query.where(Certificate.id.in_(ids)).order_by(Certificate.id)))
 
 
 def select_certificates(s: Session, request: RotationRequest) -> list[Certificate]:

@@ -144,6 +144,19 @@ def test_an_excel_file_is_read_cell_by_cell_as_written(client: TestClient, accou
     assert (cert.batch_name, cert.organization) == ("007", "NA")
 
 
+def test_a_trailing_comma_on_every_row_requests_the_names_written(client: TestClient, accounts: Accounts) -> None:
+    # Exported spreadsheets often end each row with a comma: read naively, "bar.example.com" became the common name
+    result = upload(client, accounts, "requests.csv", b"Common Name,SANs\nfoo.example.com,bar.example.com,\n")
+    assert result["status"] == 201, result
+    assert certificates()["foo.example.com"].sans == ["bar.example.com"]
+
+
+def test_a_blank_line_keeps_the_row_numbers_of_the_report(client: TestClient, accounts: Accounts) -> None:
+    result = upload(client, accounts, "requests.csv", b"Common Name\nok.example.com\n\nbad name!\n")
+    assert result["status"] == 422
+    assert [p["row"] for p in result["problems"]] == [4]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
