@@ -247,10 +247,10 @@ def host_name_problem(value: str) -> str | None:
         return "not a host name (1-253 characters)"
     labels = name.split(".")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             shown = label if len(label) <= 63 else label[:20] + "…"
             return f"label {shown!r} is not 1-63 letters, digits, '-' or '_'"
-    if _NUMERIC_LABEL.match(labels[-1]):
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
         return "looks like an IPv4 address but is not four numbers 0-255 (a.b.c.d)"
     return None
 
@@ -324,7 +324,7 @@ class Email(_Rule):
             return "not an e-mail address (name@example.com)"
         if len(local) > 64:
             return f"the part before '@' has {len(local)} characters, at most 64"
-        if not _ATEXT.match(local):
+        if not _ATEXT.fullmatch(local):
             return (
                 "the part before '@' may hold letters, digits, dots (not first, last or doubled) "
                 "and !#$%&'*+/=?^_`{|}~-"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from certfleet import fields
 from certfleet.connectors.ca.emca import SUPPORTED_VERSIONS, dialect_for
 from certfleet.connectors.errors import PermanentConnectorError
 
@@ -59,7 +61,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def https_url(value: str, what: str) -> str:
-    value = value.strip()
+    # urlsplit drops whitespace around a URL and tabs or line breaks inside it without a word: refused here, so
+    # the URL stored is the one that is called
+    problem = _edge_space(value) or next(
+        (f"contains a control character (U+{ord(c):04X})" for c in value if unicodedata.category(c) == "Cc"), None
+    )
+    if problem is not None:
+        raise ValueError(f"{what} {problem}: give the URL exactly")
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
         raise ValueError(f"{what} must be an https:// URL (for example https://ca.example.com/...), not {value!r}")
@@ -67,8 +75,7 @@ def https_url(value: str, what: str) -> str:
 
 
 def _email(value: str) -> str:
-    value = value.strip()
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):  # fullmatch: "$" alone would let a final newline through
         raise ValueError(f"{value!r} is not an email address")
     return value
 
@@ -102,8 +109,12 @@ class AdvancedOptions(BaseModel):
 RENEWAL_FIELDS = ("renew_before_days", "renew_before_fraction")
 
 
+def _edge_space(value: str) -> str | None:
+    return fields.edge_space_problem(value) if value else None
+
+
 class ConnectorFormBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     url_field: ClassVar[str] = "base_url"
@@ -131,6 +142,17 @@ class ConnectorFormBase(BaseModel):
         title="Renew when less than this share of the lifetime is left",
         description="between 0 and 1 (e.g. 0.25), for certificates that set none; empty: one third",
     )
+
+    @field_validator("*")
+    @classmethod
+    def _as_sent(cls, value: Any) -> Any:
+        """A name, URL, e-mail or secret is stored exactly as sent or refused: whitespace around it is a paste
+        error to be told about (naming the field), never trimmed away."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        problem = _edge_space(text) if isinstance(text, str) else None
+        if problem is not None:
+            raise ValueError(f"{problem}: give the value exactly, without whitespace around")
+        return value
 
     def url(self) -> str:
         return str(getattr(self, self.url_field))

@@ -94,7 +94,7 @@ def classify(cert: x509.Certificate) -> Usage:
             return Usage.SMIME
     emails = cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    host_like = any(isinstance(n.value, str) and _HOST_LIKE.match(n.value) for n in names)
+    host_like = any(isinstance(n.value, str) and _HOST_LIKE.fullmatch(n.value) for n in names)
     if san is None and emails and not host_like:
         return Usage.SMIME
     return Usage.TLS_SERVER

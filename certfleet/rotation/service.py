@@ -70,7 +70,7 @@ class RotationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_way(self) -> RotationRequest:
-        if self.batch_key is not None and not KEY.match(self.batch_key):
+        if self.batch_key is not None and not KEY.fullmatch(self.batch_key):
             raise ValueError(
                 "batch_key: lowercase letters, digits and dashes, at most 80, starting with a letter or digit"
             )

@@ -38,7 +38,7 @@ def check_server_name(value: str, label: str = "server name") -> str:
         raise NameRefused(f"{label} is longer than 253 characters, the limit of a DNS name")
     labels = value.split(".")
     for part in labels:
-        if not _LABEL.match(part):
+        if not _LABEL.fullmatch(part):
             raise NameRefused(
                 f"{label} {value!r} is not a DNS name: each label is 1-63 letters, digits or hyphens, "
                 "not starting or ending with a hyphen"

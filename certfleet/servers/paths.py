@@ -118,7 +118,7 @@ _SHARE = re.compile(r"^[^\\/<>:\"|?*\[\];=+,]{1,80}$")
 
 def is_share_name(value: str) -> bool:
     """An SMB share name (`Certificates`, `D$`): 1-80 characters, none of \\ / < > : " | ? * [ ] ; = + ,"""
-    return bool(_SHARE.match(value))
+    return bool(_SHARE.fullmatch(value))
 
 
 def is_windows_path(value: str) -> bool:
@@ -147,9 +147,9 @@ def windows_path_problem(value: str, *, directory: bool = False) -> tuple[str, s
     else:
         host, _, rest = value[2:].partition("\\")
         share, _, body = rest.partition("\\")
-        if not _UNC_HOST.match(host):
+        if not _UNC_HOST.fullmatch(host):
             return f"names the host {host!r}, which is not a host name or IPv4 address (\\\\host\\share\\...)", "unc"
-        if not _SHARE.match(share):
+        if not _SHARE.fullmatch(share):
             return "has no valid share name after the host (\\\\host\\share\\...)", "unc"
     if directory and body.endswith("\\"):
         body = body[:-1]

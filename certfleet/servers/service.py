@@ -225,7 +225,7 @@ def validate_host(value: str) -> str:
         raise ValueError(f"{value!r}: give the IPv6 address without brackets (e.g. 2001:db8::10)")
     if re.fullmatch(r"[\d.]+", value) or ":" in value:
         raise ValueError(f"{value!r} is not a valid IP address (e.g. 192.0.2.10 or 2001:db8::10)")
-    if not _HOSTNAME.match(value):
+    if not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid IP address or host name")
     return value
 
@@ -260,7 +260,7 @@ def windows_user_problem(value: str) -> str | None:
         return "username: contains a control character"
     if "\\" in value:
         domain, _, user = value.partition("\\")
-        if not _NETBIOS_DOMAIN.match(domain):
+        if not _NETBIOS_DOMAIN.fullmatch(domain):
             return (
                 f"username: the domain {domain!r} before '\\' is not a Windows domain name (1-15 characters, no spaces)"
             )
@@ -270,7 +270,7 @@ def windows_user_problem(value: str) -> str | None:
             return f"username: the domain {domain!r} after '@' is not a DNS domain (user@corp.example.com)"
     else:
         user = value
-    if not _WINDOWS_USER.match(user):
+    if not _WINDOWS_USER.fullmatch(user):
         return (
             f"username: {user!r} is not a Windows user name (1-104 characters, none of \\ / [ ] : ; | = , + * ? "
             '< > " @); write DOMAIN\\user or user@domain'
@@ -303,10 +303,10 @@ class _Common(BaseModel):
         parts = value.split()
         line = (
             " ".join(parts[-2:])
-            if len(parts) >= 2 and not _HOST_KEY.match(" ".join(parts[:2]))
+            if len(parts) >= 2 and not _HOST_KEY.fullmatch(" ".join(parts[:2]))
             else " ".join(parts[:2])
         )
-        if not _HOST_KEY.match(line):
+        if not _HOST_KEY.fullmatch(line):
             raise ValueError(
                 "the SSH host key must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' "
                 "(from /etc/ssh/ssh_host_ed25519_key.pub on the server, or `ssh-keyscan`)"
@@ -325,7 +325,7 @@ class _Common(BaseModel):
     @field_validator("service_name", check_fields=False)
     @classmethod
     def _service(cls, value: str | None) -> str | None:
-        if value is not None and not _SERVICE.match(value):
+        if value is not None and not _SERVICE.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a service name: use letters, digits and @ . _ : + - only, not starting with -"
             )
@@ -524,9 +524,9 @@ class ServerInput(_Common):
             )
         if self.smb_share is None:
             raise ValueError("give the SMB share: C$ (the administrative share of drive C:) or a named share")
-        if not _SHARE_NAME.match(self.smb_share):
+        if not _SHARE_NAME.fullmatch(self.smb_share):
             raise ValueError(f"smb_share {self.smb_share!r} is not a share name (1-80 characters, no \\ / : * ? etc.)")
-        admin = _ADMIN_SHARE.match(self.smb_share)
+        admin = _ADMIN_SHARE.fullmatch(self.smb_share)
         if self.smb_share_folder is None:
             if admin is None:
                 raise ValueError(

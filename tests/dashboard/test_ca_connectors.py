@@ -64,6 +64,39 @@ def test_create_with_a_bad_field_names_it_with_the_services_message(
         assert s.query(CAConnector).filter_by(name=GOOD[kind]["name"]).count() == 0
 
 
+# Whitespace around a value was trimmed away by the form (pydantic's str_strip_whitespace): now refused, naming it.
+EDGES: list[tuple[str, str, str]] = [
+    ("digicert", "name", " DigiCert prod"),
+    ("digicert", "api_key", DIGICERT_KEY + "\n"),
+    ("emsign", "api_base_url", "https://emsign.example/api\n"),
+    ("emsign", "email", "ops@example.com "),
+    ("adcs", "username", "CORP\\svc "),
+    ("acme", "directory_url", " https://acme.example/directory"),
+    ("acme", "contact_email", "ops@example.com\n"),
+    ("emca", "issuing_ca", "Issuing CA 1\t"),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), EDGES, ids=[f"{k}-{f}" for k, f, _ in EDGES])
+def test_whitespace_around_a_value_is_refused_naming_the_field_not_trimmed(
+    client: TestClient, accounts: Accounts, kind: str, field: str, value: str
+) -> None:
+    response = _post(client, accounts, {**GOOD[kind], field: value})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert "whitespace" in response.json()["detail"]
+    with session_scope() as s:
+        assert s.query(CAConnector).filter_by(kind=kind).count() == 0
+
+
+def test_a_url_with_a_tab_or_line_break_inside_is_refused(client: TestClient, accounts: Accounts) -> None:
+    # urlsplit drops them without a word: the stored URL would not be the one called
+    response = _post(client, accounts, {**GOOD["acme"], "directory_url": "https://acme.example/dir\tectory"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "directory_url"
+    assert "control character (U+0009)" in response.json()["detail"]
+
+
 def test_create_digicert_stores_values_and_never_returns_secrets(client: TestClient, accounts: Accounts) -> None:
     response = _post(client, accounts, GOOD["digicert"])
     assert response.status_code == 201, response.text

@@ -78,7 +78,7 @@ def absolute_program(path: str, name: str) -> bool:
     """An absolute, normalised path of safe characters to `name` in a system `bin` or `sbin` folder."""
     folder = posixpath.dirname(path)
     return (
-        bool(_ABSOLUTE_PROGRAM.match(path))
+        bool(_ABSOLUTE_PROGRAM.fullmatch(path))
         and posixpath.normpath(path) == path
         and ".." not in path.split("/")
         and posixpath.basename(path) == name

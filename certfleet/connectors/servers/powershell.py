@@ -73,7 +73,7 @@ def decode_arguments(line: str) -> tuple[str, dict[str, Any]]:
     if not line.startswith(SWITCHES + " "):
         raise ValueError("not a certfleet PowerShell command line")
     encoded = line[len(SWITCHES) + 1 :]
-    if not _B64.match(encoded):
+    if not _B64.fullmatch(encoded):
         raise ValueError("the encoded command is not base64")
     script = base64.b64decode(encoded).decode("utf-16-le")
     found = re.search(r"^\$CertfleetInput = '([A-Za-z0-9+/]*={0,2})'$", script, re.MULTILINE)

@@ -136,7 +136,7 @@ class ServerKindHandler:
         """The command line of a verb; subclasses build their own programs' verbs."""
         if verb.name == "systemctl":
             service = self.server.service_name
-            if not service or not commands.SERVICE_NAME.match(service):
+            if not service or not commands.SERVICE_NAME.fullmatch(service):
                 raise self.fail(f"`{verb.text}` needs the Service Name of the server (e.g. nginx)")
             return f"{shlex.quote(verb.program)} {verb.action} {shlex.quote(service)}"
         raise self.fail(f"`{verb.text}` is not a command of a {self.kind} server")

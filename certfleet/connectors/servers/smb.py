@@ -70,7 +70,7 @@ class SmbSettings:
 
     def root(self) -> str:
         """The Windows folder the share exposes, `C:\\` for `C$`."""
-        admin = _ADMIN_SHARE.match(self.share)
+        admin = _ADMIN_SHARE.fullmatch(self.share)
         if admin is not None:
             return f"{admin.group(1).upper()}:\\"
         if not self.share_folder:
