@@ -108,7 +108,14 @@ from certfleet.models.orm import (
 from certfleet.pki import bundle
 from certfleet.pki.csr import build_csr
 from certfleet.pki.errors import CertificateFormatError
-from certfleet.pki.keys import KeySpec, PrivateKey, generate_private_key, load_private_key, private_key_to_pem
+from certfleet.pki.keys import (
+    KeySpec,
+    PrivateKey,
+    generate_private_key,
+    key_spec_problem,
+    load_private_key,
+    private_key_to_pem,
+)
 from certfleet.pki.keystore import is_java_keystore, load_java_keystore
 from certfleet.pki.parse import certificate_text, describe, load_material
 from certfleet.pki.policy import policy_outcomes
@@ -156,10 +163,9 @@ def check_configuration(
     elif bot.status in (BotStatus.STOPPED, BotStatus.INACTIVE):
         problems.append(("provisioning_bot_id", f"bot {bot.name!r} is {bot.status.value}: start it or choose another"))
 
-    try:
-        KeySpec.parse(request.key_spec)
-    except CertificateFormatError as exc:
-        problems.append(("key_spec", str(exc)))
+    key_problem = key_spec_problem(request.key_spec)
+    if key_problem is not None:
+        problems.append(("key_spec", key_problem))
 
     validity = request.validity_days or (connector.default_validity_days if connector else None)
     if connector is not None and connector.kind in PUBLIC_CA_KINDS and (validity or 0) > PUBLIC_MAX_VALIDITY_DAYS:
@@ -285,7 +291,7 @@ def configure(
         row.chain_path = target.chain_path or None
     cert.ca_connector_id = request.ca_connector_id
     cert.provisioning_bot_id = request.provisioning_bot_id
-    cert.key_spec = request.key_spec.strip().lower()
+    cert.key_spec = request.key_spec  # one of KEY_SPEC_NAMES, as sent
     cert.validity_days = request.validity_days
     cert.renew_before_days = renew_before_days(request, session.get(CAConnector, request.ca_connector_id))
     cert.renew_before_fraction = request.renew_before_fraction

@@ -94,8 +94,29 @@ class KeySpec(BaseModel):
     def __str__(self) -> str:
         return f"RSA {self.size}" if self.algorithm == "rsa" else f"EC P-{self.size}"
 
+    @property
+    def name(self) -> str:
+        """The stored spelling (one of KEY_SPEC_NAMES: parse allows only their sizes)."""
+        return f"rsa{self.size}" if self.algorithm == "rsa" else f"ec-p{self.size}"
+
 
 DEFAULT_KEY_SPEC = KeySpec(algorithm="rsa", size=2048)
+
+# The key types a certificate may ask for, each in the one spelling that is stored, listed and filtered on.
+KEY_SPEC_NAMES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
+
+
+def key_spec_problem(text: str) -> str | None:
+    """Why `text` is not a key type to store: not one of KEY_SPEC_NAMES as written. Another spelling of one
+    ("RSA-3072", "P-256") is refused naming the one to write, not stored lower-cased (then a filter on the Key Type
+    column would miss it)."""
+    if text in KEY_SPEC_NAMES:
+        return None
+    try:
+        spec = KeySpec.parse(text)
+    except CertificateFormatError as exc:
+        return str(exc)
+    return f"write the key type {text!r} as {spec.name!r}"
 
 
 def generate_private_key(spec: KeySpec) -> PrivateKey:

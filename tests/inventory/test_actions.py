@@ -166,6 +166,10 @@ REJECTIONS: list[tuple[str, Callable[[Bootstrapped, int], dict[str, object]], st
     ),
     ("unknown key type", lambda b, s: {"key_spec": "dsa1024"}, "unknown key type 'dsa1024'"),
     ("key size", lambda b, s: {"key_spec": "rsa1024"}, "RSA key size 1024 is not supported"),
+    # another spelling was stored lower-cased ("rsa-3072"): a filter on rsa3072 then missed it
+    ("key type spelling", lambda b, s: {"key_spec": "RSA-3072"}, "write the key type 'RSA-3072' as 'rsa3072'"),
+    ("key type spaces", lambda b, s: {"key_spec": " ec-p256"}, "write the key type ' ec-p256' as 'ec-p256'"),
+    ("key type not issued", lambda b, s: {"key_spec": "ec-p521"}, "EC curve size 521 is not supported"),
     (
         "renewal window",
         lambda b, s: {"validity_days": 30, "renew_before_days": 30},

@@ -6,10 +6,12 @@ from pydantic import ValidationError
 from certfleet.pki.errors import CertificateFormatError
 from certfleet.pki.keys import (
     DEFAULT_KEY_SPEC,
+    KEY_SPEC_NAMES,
     KeySpec,
     describe_public_key,
     generate_private_key,
     key_spec_of,
+    key_spec_problem,
     load_private_key,
     private_key_to_pem,
 )
@@ -220,3 +222,15 @@ def test_describe_and_spec_of_any_public_key() -> None:
     assert describe_public_key(p384) == ("EC", 384)
     assert key_spec_of(rsa3072) == KeySpec(algorithm="rsa", size=3072)
     assert key_spec_of(p384) == KeySpec(algorithm="ec", size=384)
+
+
+def test_each_stored_key_type_name_is_the_name_of_what_it_parses_to() -> None:
+    for name in KEY_SPEC_NAMES:
+        assert key_spec_problem(name) is None
+        assert KeySpec.parse(name).name == name
+    assert {KeySpec.parse(n).name for n in KEY_SPEC_NAMES} == {s.name for s in ALL_SPECS}
+
+
+@pytest.mark.parametrize(("text", "name"), [("RSA-3072", "rsa3072"), ("P-256", "ec-p256"), ("ec-p384\n", "ec-p384")])
+def test_another_spelling_of_a_key_type_is_refused_naming_the_one_to_write(text: str, name: str) -> None:
+    assert key_spec_problem(text) == f"write the key type {text!r} as {name!r}"

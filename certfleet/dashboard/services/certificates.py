@@ -28,8 +28,7 @@ from certfleet.models.orm import (
     utcnow,
 )
 from certfleet.pki.csr import MAX_SANS
-from certfleet.pki.errors import CertificateFormatError
-from certfleet.pki.keys import KeySpec
+from certfleet.pki.keys import KEY_SPEC_NAMES, key_spec_problem
 from certfleet.pki.usage import Usage
 from certfleet.servers.access import HANDLERS
 from certfleet.servers.targets import target_problems
@@ -193,7 +192,7 @@ def tile_counts(session: Session) -> dict[str, int]:
     }
 
 
-KEY_SPECS = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
+KEY_SPECS = KEY_SPEC_NAMES
 
 
 @dataclass(frozen=True)
@@ -238,11 +237,10 @@ def _optional_id(
 def _apply(session: Session, cert: Certificate, f: CertificateFields) -> None:
     cert.ca_connector_id = _optional_id(session, CAConnector, f.ca_connector_id, "ca_connector_id")
     cert.provisioning_bot_id = _optional_id(session, Bot, f.provisioning_bot_id, "provisioning_bot_id")
-    try:
-        KeySpec.parse(f.key_spec)
-    except CertificateFormatError as exc:
-        raise InputError(str(exc), field="key_spec") from None
-    cert.key_spec = f.key_spec.strip().lower()
+    key_problem = key_spec_problem(f.key_spec)
+    if key_problem is not None:
+        raise InputError(key_problem, field="key_spec")
+    cert.key_spec = f.key_spec  # one of KEY_SPEC_NAMES, as sent
     cert.validity_days = (
         None if f.validity_days in (None, "") else common.integer(f.validity_days, "validity_days", low=1, high=3650)
     )
