@@ -14,11 +14,12 @@ import unicodedata
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from certfleet import fields
 from certfleet.connectors.ca.emca import SUPPORTED_VERSIONS, dialect_for
 from certfleet.connectors.errors import PermanentConnectorError
+from certfleet.input_model import InputModel, TaggedInputModel
 
 
 class ConnectorKind(enum.StrEnum):
@@ -80,7 +81,7 @@ def _email(value: str) -> str:
     return value
 
 
-class AdvancedOptions(BaseModel):
+class AdvancedOptions(InputModel):
     """Beyond the manual's fields; all optional."""
 
     model_config = ConfigDict(extra="forbid")
@@ -113,7 +114,7 @@ def _edge_space(value: str) -> str | None:
     return fields.edge_space_problem(value) if value else None
 
 
-class ConnectorFormBase(BaseModel):
+class ConnectorFormBase(TaggedInputModel):
     model_config = ConfigDict(extra="forbid")
 
     secret_fields: ClassVar[tuple[str, ...]] = ()

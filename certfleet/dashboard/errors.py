@@ -102,7 +102,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
     problems: list[tuple[str | None, str]] = []
     for error in exc.errors():
         field = _field_of(tuple(error.get("loc", ())))
-        problems.append((field, f"{field or 'body'}: {error.get('msg', 'invalid')}"))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")  # pydantic's prefix says nothing
+        problems.append((field, f"{field or 'body'}: {message}"))
     if not problems:
         problems.append((None, "the request could not be read"))
     return refusal(request, "; ".join(m for _, m in problems), problems[0][0], problems)

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from certfleet import fields
+from certfleet.input_model import InputModel
 from certfleet.models.orm import CAType, CertificateStatus, DeploymentType, LocationStatus
 from certfleet.pki.parse import CertificateInfo
 from certfleet.pki.policy import RuleOutcome
@@ -39,7 +40,7 @@ CERTIFICATE_NAME = fields.CertificateName()  # a CN or SAN of a TLS certificate,
 IGNORE_REASON = fields.Description(500)
 
 
-class TargetInput(BaseModel):
+class TargetInput(InputModel):
     """Where the certificate is installed: a registered server, the port that serves it, and its files."""
 
     server_id: int
@@ -50,7 +51,7 @@ class TargetInput(BaseModel):
     chain_path: str | None = Field(default=None, max_length=500)
 
 
-class ConfigureRequest(BaseModel):
+class ConfigureRequest(InputModel):
     """The Configure form: CA connector, provisioning bot, targets, key parameters, renewal policy."""
 
     ca_connector_id: int
@@ -112,7 +113,7 @@ class DownloadFormat(enum.StrEnum):
     PKCS12 = "pkcs12"  # key + chain (.pfx), only when certfleet holds the key; needs a password
 
 
-class DownloadRequest(BaseModel):
+class DownloadRequest(InputModel):
     format: DownloadFormat = DownloadFormat.PEM
     include_chain: bool = Field(default=True, description="PEM only: append the issuing certificates")
     password: SecretStr | None = Field(default=None, description="PKCS#12 only: protects the file, 8+ characters")

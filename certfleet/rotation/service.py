@@ -11,12 +11,13 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, load_only, selectinload
 
 from certfleet import fields
 from certfleet.fields import InputError
+from certfleet.input_model import InputModel
 from certfleet.inventory.schemas import BATCH_NAME
 from certfleet.models.orm import (
     AuditEvent,
@@ -44,7 +45,7 @@ NOT_STARTED, ISSUED, DEPLOYED, ROLLED_BACK, FAILED, SKIPPED, WAITING = (
 _MAX_ROW_ID = 2**63 - 1
 
 
-class RotationRequest(BaseModel):
+class RotationRequest(InputModel):
     """Exactly one way of choosing: `certificate_ids`, `batch_name`, or a filter (any of `ca_connector_id`,
     `tag`, `status`, `expiring_within_days`, all of which must match). The rest tunes the run."""
 

@@ -34,6 +34,7 @@ from certfleet.connectors.errors import ConnectorError, PermanentConnectorError
 from certfleet.connectors.servers import commands
 from certfleet.connectors.servers.server_kinds import ServerSpec, TargetSpec
 from certfleet.connectors.servers.ssh import SshTransport, fingerprint, load_private_key
+from certfleet.input_model import InputModel
 from certfleet.jobs.models import ServerAccess
 from certfleet.models import repo
 from certfleet.models.db import session_scope
@@ -287,7 +288,7 @@ def _connection(value: Any) -> Any:
     return value
 
 
-class _Common(BaseModel):
+class _Common(InputModel):
     model_config = ConfigDict(extra="forbid")  # values are stored as sent or refused, never trimmed
 
     @field_validator("username", check_fields=False)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from certfleet.fields import InputError
+from certfleet.input_model import InputModel
 from certfleet.models import repo
 from certfleet.models.orm import DirectoryProfile, SmimeStatus, SmimeUser
 
@@ -25,7 +26,7 @@ ORDERABLE = (SmimeStatus.AWAITING_ORDER, SmimeStatus.CSR_PENDING, SmimeStatus.CE
 TEXT_MAX = 320
 
 
-class UserFilter(BaseModel):
+class UserFilter(InputModel):
     """A rollout's filter; empty parts do not narrow."""
 
     model_config = ConfigDict(extra="forbid")

@@ -325,3 +325,35 @@ def test_edge_whitespace_in_a_common_name_path_or_sni_name_is_refused_not_trimme
     made = client.post(url, json=target, headers=operator)
     assert made.status_code == 201, made.text
     assert made.json()["targets"][0]["cert_path"] == "/srv/tls/a.pem", made.json()
+
+
+def test_true_or_false_for_a_number_is_refused_not_taken_as_one_or_zero(client: TestClient, accounts: Accounts) -> None:
+    # pydantic took JSON true as 1: validity_days true was stored as 1 day, ca_connector_id true chose connector 1
+    operator = auth(accounts, "operator")
+    made = client.post(
+        "/api/v1/certificates", json={"common_name": "b.example.test", "validity_days": True}, headers=operator
+    )
+    refused(made, "validity_days", "a number is expected, not true or false")
+    cert_id = _certificate(client, accounts)
+    configured = client.put(
+        f"/api/v1/certificates/{cert_id}",
+        json=_configure(accounts, ca_connector_id=True),
+        headers=operator,
+    )
+    refused(configured, "ca_connector_id", "not true or false")
+    server = {"description": "b", "ip_address": "10.0.0.9", "username": "u", "password": "p", "server_type": "nginx",
+              "nginx_path": "/etc/nginx/", "ports": [True]}  # fmt: skip
+    on_server = client.post("/api/v1/servers", json=server, headers=operator)  # its messages stand beside the field
+    assert on_server.status_code == 422, on_server.text
+    assert (on_server.json()["field"], on_server.json()["detail"]) == (
+        "ports",
+        "a number is expected, not true or false",
+    )
+    rotation = client.post(
+        "/api/v1/rotations", json={"certificate_ids": [cert_id], "failure_budget": True}, headers=operator
+    )
+    refused(rotation, "failure_budget", "not true or false")
+    connector = {"kind": "digicert", "name": "DC", "api_key": "k", "organization_id": True}
+    response = client.post("/api/v1/ca-connectors", json=connector, headers=auth(accounts, "admin"))
+    assert response.status_code == 422, response.text
+    assert "organization_id: a number is expected, not true or false" in response.json()["detail"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from certfleet.dashboard import lists, prefs
 from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import DbSession, Viewer
 from certfleet.dashboard.services import users
+from certfleet.input_model import InputModel
 
 router = APIRouter(tags=["Account"])
 
@@ -20,7 +21,7 @@ def me(who: Viewer) -> dict[str, Any]:
     return {"id": who.user_id, "username": who.username, "role": who.role.value, "via": who.via}
 
 
-class TokenIn(BaseModel):
+class TokenIn(InputModel):
     name: Annotated[str, users.TOKEN_NAME]
     scope: str = Field(default="all", description='"all" (what your role may do) or "metrics" (only GET /metrics)')
 
@@ -53,7 +54,7 @@ def revoke_token(token_id: RowId, db: DbSession, who: Viewer) -> dict[str, Any]:
     return {"id": row.id, "revoked": True}
 
 
-class ColumnsIn(BaseModel):
+class ColumnsIn(InputModel):
     columns: list[str]
 
 

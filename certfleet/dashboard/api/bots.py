@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from certfleet import fields
 from certfleet.bots import queue_state
@@ -20,6 +20,7 @@ from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services.bots import BOTS
 from certfleet.deployments.api import configured_api_url, prefect_auth_string
 from certfleet.deployments.names import BOT_POOL, bot_queue
+from certfleet.input_model import InputModel
 from certfleet.models import repo
 from certfleet.models.orm import Bot, BotPurpose, BotStatus
 from certfleet.settings import get_settings
@@ -28,7 +29,7 @@ router = APIRouter(tags=["Bots"])
 add_list_api(router, BOTS, tag="Bots")
 
 
-class BotIn(BaseModel):
+class BotIn(InputModel):
     """Stored exactly as sent, or refused with 422 naming the field and the rule (`certfleet.fields`)."""
 
     name: Annotated[str, fields.Name(120)]
@@ -106,7 +107,7 @@ def delete_bot(bot_id: RowId, db: DbSession, who: Operator) -> dict[str, Any]:
     return {"deleted": bot_id, "detail": bots.delete_bot(db, bot_id, who.username)}
 
 
-class HeartbeatIn(BaseModel):
+class HeartbeatIn(InputModel):
     version: str | None = None
     ip_address: str | None = None
     os: str | None = None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from certfleet import fields
 from certfleet.dashboard.api.ids import RowId
@@ -21,6 +21,7 @@ from certfleet.dashboard.services import batch_requests, inventory
 from certfleet.dashboard.services import certificates as svc
 from certfleet.dashboard.services.runs import start_for_certificate, start_revocation, start_rollback
 from certfleet.dashboard.templating import flow_run_url
+from certfleet.input_model import InputModel
 from certfleet.inventory.schemas import (
     BATCH_NAME,
     IGNORE_REASON,
@@ -44,7 +45,7 @@ router = APIRouter(tags=["Certificates"])
 add_list_api(router, svc.CERTIFICATES, tag="Certificates")
 
 
-class ConfigureIn(BaseModel):
+class ConfigureIn(InputModel):
     """A new request's optional configuration (Configure itself takes `ConfigureBody`)."""
 
     ca_connector_id: int | None = None
@@ -65,13 +66,13 @@ class ConfigureBody(ConfigureRequest):
     targets: list[TargetInput] | None = None  # type: ignore[assignment]
 
 
-class DownloadBody(BaseModel):
+class DownloadBody(InputModel):
     format: DownloadFormat = DownloadFormat.PEM
     include_chain: bool = True
     password: SecretStr | None = Field(default=None, description="PKCS#12 only: 8+ characters, protects the key")
 
 
-class IgnoreBody(BaseModel):
+class IgnoreBody(InputModel):
     reason: Annotated[str, IGNORE_REASON] | None = None
 
 
@@ -81,7 +82,7 @@ class CertificateIn(ConfigureIn):
     profile: str = "tls-server"
 
 
-class TargetIn(BaseModel):
+class TargetIn(InputModel):
     server_id: int
     port: int
     server_name: str | None = None
@@ -90,8 +91,8 @@ class TargetIn(BaseModel):
     chain_path: str | None = None
 
 
-class StartIn(BaseModel):
-    model_config = {"extra": "forbid"}
+class StartIn(InputModel):
+    model_config = ConfigDict(extra="forbid")
 
     ignore_window: bool = Field(
         default=False, description="deploy only: now, whatever the servers' maintenance windows say (audited)"
@@ -350,7 +351,7 @@ def delete(cert_id: RowId, db: DbSession, who: Operator) -> Deleted:
     return inventory.delete(db, cert_id, actor=who.username)
 
 
-class RevokeBody(BaseModel):
+class RevokeBody(InputModel):
     reason: str = Field(description="RFC 5280 reason name: " + ", ".join(REASONS))
     serial_number: str | None = Field(
         default=None, description="a serial (hex) the certificate had before a rotation; default: the current one"

@@ -6,29 +6,30 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from certfleet.dashboard.api.certificates import run_json
 from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import inventory
+from certfleet.input_model import InputModel
 from certfleet.inventory.schemas import PrivateRootView
 
 router = APIRouter(tags=["Discovery"])
 add_list_api(router, inventory.DISCOVERY_RUNS, tag="Discovery")
 
 
-class FileScanBody(BaseModel):
+class FileScanBody(InputModel):
     bot_id: int | None = Field(default=None, description="a bot that may discover; the server's bot, else local")
     extra_paths: list[str] = Field(default_factory=list, description="more absolute folders to look in")
 
 
-class PublicRulesIn(BaseModel):
+class PublicRulesIn(InputModel):
     apply: bool = Field(description="hold chains to this private root to the public CA rules (398-day limit)")
 
 
-class PrivateRootIn(BaseModel):
+class PrivateRootIn(InputModel):
     name: str = Field(max_length=120)
     pem: str = Field(max_length=200_000, description="the root CA certificate, PEM")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from certfleet import fields
@@ -15,6 +15,7 @@ from certfleet.dashboard.deps import Admin, DbSession, Operator, Viewer
 from certfleet.dashboard.flows import FlowRunRef
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import smime as svc
+from certfleet.input_model import InputModel
 from certfleet.models import repo
 from certfleet.models.orm import DirectoryProfile, SmimeOrder, SmimeUser
 from certfleet.revocation import REASONS
@@ -26,13 +27,13 @@ router = APIRouter(tags=["S/MIME"])
 add_list_api(router, svc.SMIME_USERS, tag="S/MIME")
 
 
-class ImportIn(BaseModel):
+class ImportIn(InputModel):
     name: Annotated[str, smime.USER_NAME]
     email: Annotated[str, fields.Email()]
     designation: Annotated[str, smime.DESIGNATION] | None = None
 
 
-class ProfileIn(BaseModel):
+class ProfileIn(InputModel):
     client_id: str
     client_secret: Annotated[str, Field(description="empty on update: keep the stored secret")] = ""
     tenant_id: str
@@ -134,7 +135,7 @@ def import_users(
     return JSONResponse(report.as_json(), status_code=201 if report.stored or not report.bad else 422)
 
 
-class RolloutIn(BaseModel):
+class RolloutIn(InputModel):
     user_ids: Annotated[list[RowId] | None, Field(description="default: every user awaiting an order")] = None
     ca_connector_id: Annotated[RowId | None, Field(description="default: the profile's, else the built-in CA")] = None
     filter: Annotated[UserFilter | None, Field(description="only the users awaiting an order that match it")] = None
@@ -159,7 +160,7 @@ def start_rollout(body: RolloutIn, db: DbSession, who: Operator) -> dict[str, An
     return {**run_json(run), "users": svc.rollout_matches(db, body.user_ids, body.filter)}
 
 
-class RevokeIn(BaseModel):
+class RevokeIn(InputModel):
     reason: str = Field(description="RFC 5280 reason name: " + ", ".join(REASONS))
     serial_number: str | None = Field(
         default=None, description="one serial (hex) of the user's; default: every valid certificate of the user"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 
 from certfleet import fields
 from certfleet.dashboard.api.ids import RowId
 from certfleet.dashboard.deps import Admin, DbSession, require_role
 from certfleet.dashboard.lists import add_list_api
 from certfleet.dashboard.services import users as svc
+from certfleet.input_model import InputModel
 from certfleet.models.orm import User
 
 router = APIRouter(tags=["Users"], dependencies=[Depends(require_role("admin"))])
@@ -21,13 +21,13 @@ add_list_api(router, svc.USERS, tag="Users")
 Password = Annotated[str, fields.Secret(svc.MAX_PASSWORD)]
 
 
-class UserIn(BaseModel):
+class UserIn(InputModel):
     username: str
     password: Password
     role: str = "viewer"
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(InputModel):
     role: str | None = None
     disabled: bool | None = None
     password: Password | None = None

@@ -33,6 +33,7 @@ from certfleet.discovery.targets import (
     parse_target,
     split_entries,
 )
+from certfleet.input_model import InputModel
 from certfleet.inventory import service
 from certfleet.inventory.schemas import (
     CertificateConfiguration,
@@ -263,7 +264,7 @@ def hold_to_public_rules(session: Session, root_id: int, apply: bool, *, actor: 
 # --- Discovery runs -----------------------------------------------------------------------------------------
 
 
-class DiscoverRequest(BaseModel):
+class DiscoverRequest(InputModel):
     """The Discover form: what to scan, as whom, and how hard (limits as the scanner's ScanOptions)."""
 
     targets: list[str] = Field(
