@@ -23,6 +23,7 @@ from certfleet.flows.deployment import deploy_steps
 from certfleet.jobs.store import current_store
 from certfleet.models.orm import DeploymentStatus
 from certfleet.tasks.build import release_connections
+from certfleet.tasks.deploy_group import deploy_group
 from certfleet.tasks.deployment import restore_target
 from certfleet.tasks.rotation import server_limit
 
@@ -81,11 +82,14 @@ def rotate_on_bot(
     roll_back_deployment_ids: list[int] | None = None,
     reason: str = "",
     target_ids: dict[str, list[int]] | None = None,
+    server_id: int | None = None,
 ) -> int:
-    """Deploy the (already issued) certificates one after another, stopping at the first failure or when the
-    batch no longer wants more; or roll the given deployments back. `target_ids` (by certificate id) limits a
-    certificate to those targets (its others wait for their maintenance windows). Returns how many were
-    attempted."""
+    """Deploy the (already issued) certificates, stopping at the first failure or when the batch no longer wants
+    more; or roll the given deployments back. With `server_id` (the server rotate-batch handed over), the
+    certificates whose one target is on it are deployed together first, with one config test and one reload
+    (certfleet.tasks.deploy_group, journalled through the bot API); the others one after another. `target_ids`
+    (by certificate id) limits a certificate to those targets (its others wait for their maintenance windows): such
+    a certificate is deployed alone. Returns how many were attempted."""
     logger = get_run_logger()
     attempted = 0
     try:
@@ -95,7 +99,18 @@ def rotate_on_bot(
                 restore_target(deployment_id, reason or f"rotate-batch {batch_key} stopped")
             except Exception as exc:  # a refusal is recorded by the central run from the deployment's status
                 logger.warning("deployment %s not rolled back: %s", deployment_id, exc)
-        for certificate_id in certificate_ids or []:
+        alone = list(certificate_ids or [])
+        together = [c for c in alone if str(c) not in (target_ids or {})]
+        if server_id is not None and together and go_variable is not None and batch_wants(go_variable):
+            attempted += len(together)
+            with concurrency([server_limit(server_id)], strict=True):
+                outcome = deploy_group(server_id, together[0], together)
+            if outcome.failed:  # the rest waits for rotate-batch's decision, as after a failure one by one
+                failures = "; ".join(f"certificate {c}: {why}" for c, why in outcome.failed.items())
+                raise NotDeployed(f"not deployed: {failures}")
+            attempted -= len(outcome.alone)
+            alone = [c for c in alone if c not in together or c in outcome.alone]
+        for certificate_id in alone:
             if go_variable is None or not batch_wants(go_variable):
                 logger.info("batch %s wants no more certificates: stopping before %s", batch_key, certificate_id)
                 break

@@ -18,7 +18,7 @@ import httpx
 from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError, TransientConnectorError
 from certfleet.jobs.discovery import FileScanJob, MissWire, OpenedRun, RunCounts, SightingWire
-from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
+from certfleet.jobs.models import BundleOut, JournalStep, Opened, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.jobs.store import AGENT_CA_BUNDLE_ENV, api_trust, bundle_of
 from certfleet.models.orm import DeploymentStatus, StepState
 
@@ -135,6 +135,64 @@ class ApiJobStore:
     def close(self, deployment_id: int, status: DeploymentStatus, reason: str) -> list[StaleBackup]:
         body = {"status": status.value, "reason": reason}
         return [StaleBackup.model_validate(x) for x in self._call("POST", f"/deployments/{deployment_id}/close", body)]
+
+    # -- GroupStore: a group of deployments on one server, each step one call ----------------------------
+
+    def single_targets(self, server_id: int, certificate_ids: list[int]) -> dict[int, TargetJob]:
+        body = {"server_id": server_id, "certificate_ids": certificate_ids}
+        answer = self._call("POST", "/groups/targets", body)
+        return {int(c): TargetJob.model_validate(job) for c, job in answer.items()}
+
+    def open_group(
+        self, served: dict[int, tuple[TargetJob, str | None]], flow_run_id: str | None
+    ) -> dict[int, Opened | str]:
+        body = {
+            "served": [
+                {"certificate_id": c, "target_id": job.target_id, "previous_serial": serial}
+                for c, (job, serial) in served.items()
+            ],
+            "flow_run_id": flow_run_id,
+        }
+        out: dict[int, Opened | str] = {}
+        for row in self._call("POST", "/groups/open", body):
+            if row["refusal"] is not None:
+                out[int(row["certificate_id"])] = str(row["refusal"])
+            else:
+                files = BundleOut.model_validate(row["bundle"])
+                out[int(row["certificate_id"])] = Opened(
+                    TargetJob.model_validate(row["job"]), bundle_of(files.leaf_pem, files.chain_pem, files.key_pem)
+                )
+        return out
+
+    def journal_steps(self, steps: list[JournalStep]) -> list[int]:
+        return [int(i) for i in self._call("POST", "/groups/steps", [st.model_dump() for st in steps])]
+
+    def update_steps(
+        self,
+        step_ids: list[int],
+        *,
+        state: StepState | None = None,
+        existed_before: dict[int, bool] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if not step_ids:
+            return
+        body = {
+            "step_ids": step_ids,
+            "state": state.value if state else None,
+            "existed_before": {str(k): v for k, v in existed_before.items()} if existed_before is not None else None,
+            "detail": detail,
+        }
+        self._call("POST", "/groups/steps/update", body)
+
+    def finish_group(self, deployment_ids: list[int]) -> dict[int, list[StaleBackup]]:
+        answer = self._call("POST", "/groups/finish", {"deployment_ids": deployment_ids})
+        return {int(d): [StaleBackup.model_validate(x) for x in items] for d, items in answer.items()}
+
+    def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None:
+        body = {str(d): [x.model_dump() for x in items] for d, items in removed.items()}
+        if body:
+            self._call("POST", "/groups/forget-backups", body)
 
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         self._call("POST", f"/servers/{server_id}/host-key", {"key_line": key_line})

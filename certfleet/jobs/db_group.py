@@ -7,22 +7,23 @@ the certificates, was most of a batch's time. Here each step of the group is one
 certificates, in the same order as one deployment's: every change is still committed before it is made (the whole
 group's file steps before the first backup, the backups' outcome before the first install), so
 `rollback-deployment` of any one deployment stays exact. The rollback of a group (a stopped rotate-batch) likewise:
-plans read, steps marked restored, deployments closed, each in one transaction. Central host only: a bot journals
-through the API one deployment at a time (`JobStore`).
+plans read, steps marked restored, deployments closed, each in one transaction. A bot deploys its groups through
+the bot API (certfleet.dashboard.api.agent), which calls the deploy steps here with the bot's id: each call then
+first checks that every server, deployment and step it concerns is the bot's (`NotYourServer`, a 403).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import load_only, selectinload
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session, load_only, selectinload
 
-from certfleet.connectors.base import CertificateBundle
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.jobs.db_store import (
     ACTOR,
     DbJobStore,
+    NotYourServer,
     add_deployments,
     certificate_bundle,
     close_deployment,
@@ -33,7 +34,7 @@ from certfleet.jobs.db_store import (
     still_running,
     target_job,
 )
-from certfleet.jobs.models import RestorePlan, StaleBackup, TargetJob
+from certfleet.jobs.models import JournalStep, Opened, RestorePlan, StaleBackup, TargetJob
 from certfleet.models import repo
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
@@ -43,27 +44,9 @@ from certfleet.models.orm import (
     DeploymentStatus,
     DeploymentStep,
     DeploymentTarget,
+    Server,
     StepState,
 )
-
-
-@dataclass(frozen=True)
-class Opened:
-    """A deployment opened for a certificate of the group: its job (serials set) and what to install."""
-
-    job: TargetJob
-    bundle: CertificateBundle
-
-
-@dataclass(frozen=True)
-class Step:
-    """A step to journal: on which deployment, what, and (a file) where and its backup."""
-
-    deployment_id: int
-    action: str
-    path: str | None = None
-    backup_path: str | None = None
-
 
 # The certificate's columns a group step reads (the rest, the private key among them, is not loaded for it).
 _JOB_COLUMNS = (Certificate.id, Certificate.common_name, Certificate.serial_number, Certificate.pem_chain)
@@ -80,11 +63,31 @@ _PROVEN_COLUMNS = (
 
 
 class DbGroupStore(DbJobStore):
-    """`DbJobStore` with each step of a group of deployments in one transaction (central host: no bot scoping)."""
+    """`DbJobStore` with each step of a group of deployments in one transaction (with `bot_id`: that bot's only)."""
+
+    def _all_mine(self, s: Session, deployment_ids: Collection[int] = (), step_ids: Collection[int] = ()) -> None:
+        """With `bot_id`: every deployment, and every step's deployment, is on a server mapped to this bot."""
+        if self.bot_id is None:
+            return
+        servers = select(Server.id, Server.host, Server.bot_id).join(
+            DeploymentTarget, DeploymentTarget.server_id == Server.id
+        )
+        through = servers.join(Deployment, Deployment.target_id == DeploymentTarget.id)
+        rows: list[Row[int, str, int | None]] = []
+        if deployment_ids:
+            rows += s.execute(through.where(Deployment.id.in_(list(deployment_ids)))).all()
+        if step_ids:
+            by_step = through.join(DeploymentStep, DeploymentStep.deployment_id == Deployment.id)
+            rows += s.execute(by_step.where(DeploymentStep.id.in_(list(step_ids)))).all()
+        for server_id, host, bot_id in rows:
+            if bot_id != self.bot_id:
+                raise NotYourServer(f"server {server_id} ({host}) is not mapped to this bot")
 
     def single_targets(self, server_id: int, certificate_ids: list[int]) -> dict[int, TargetJob]:
         """The job of each certificate whose only target is on this server (the others are not grouped)."""
         with session_scope() as s:
+            if self.bot_id is not None:
+                self._mine(repo.get(s, Server, server_id))
             certs = s.scalars(
                 select(Certificate)
                 .where(Certificate.id.in_(certificate_ids))
@@ -130,6 +133,7 @@ class DbGroupStore(DbJobStore):
             for certificate_id, (job, previous_serial) in served.items():
                 cert = certs[certificate_id]
                 target = next(t for t in cert.targets if t.id == job.target_id)
+                self._mine(target.server)
                 refusal = deploy_refusal(cert, target)
                 if refusal is not None:
                     cert.status = CertificateStatus.DEPLOYMENT_FAILED
@@ -153,10 +157,11 @@ class DbGroupStore(DbJobStore):
                 out[certificate_id] = Opened(opened, certificate_bundle(cert))
         return out
 
-    def journal_steps(self, steps: list[Step]) -> list[int]:
+    def journal_steps(self, steps: list[JournalStep]) -> list[int]:
         """The steps recorded (Planned) before they run, in one transaction; their ids, in order."""
         ids = sorted({st.deployment_id for st in steps})
         with session_scope() as s:
+            self._all_mine(s, deployment_ids=ids)
             status = dict(s.execute(select(Deployment.id, Deployment.status).where(Deployment.id.in_(ids))).all())
             for deployment_id in ids:
                 if status.get(deployment_id) is not DeploymentStatus.RUNNING:
@@ -211,6 +216,7 @@ class DbGroupStore(DbJobStore):
                 row["existed_before"] = existed_before[step_id]
             rows.append(row)
         with session_scope() as s:
+            self._all_mine(s, step_ids=step_ids)
             s.execute(update(DeploymentStep), rows)
 
     def finish_group(self, deployment_ids: list[int]) -> dict[int, list[StaleBackup]]:
@@ -226,6 +232,8 @@ class DbGroupStore(DbJobStore):
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()
+            for d in deployments:
+                self._mine(d.target.server)
             with repo.audits_together(s):
                 for d in deployments:
                     proven(s, d)
@@ -240,6 +248,9 @@ class DbGroupStore(DbJobStore):
         ]
         if rows:
             with session_scope() as s:
+                self._all_mine(
+                    s, deployment_ids=list(removed), step_ids=[i.step_id for v in removed.values() for i in v]
+                )
                 s.execute(update(DeploymentStep), rows)
 
     def deployment_servers(self, deployment_ids: list[int]) -> dict[int, int]:

@@ -8,11 +8,12 @@ never go into Prefect parameters, results or logs (tasks pass ids only).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from certfleet.connectors.base import Backup
+from certfleet.connectors.base import Backup, CertificateBundle
 
 
 class ServerAccess(BaseModel):
@@ -107,3 +108,20 @@ class RestorePlan(BaseModel):
 class StaleBackup(BaseModel):
     step_id: int
     path: str
+
+
+class JournalStep(BaseModel):
+    """A step of a group's deployment to journal: on which deployment, what, and (a file) where and its backup."""
+
+    deployment_id: int
+    action: str
+    path: str | None = None
+    backup_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A deployment opened for a certificate of a group: its job (serials set) and what to install."""
+
+    job: TargetJob
+    bundle: CertificateBundle

@@ -13,7 +13,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, Protocol
 
 from certfleet.connectors.base import CertificateBundle
-from certfleet.jobs.models import RestorePlan, ServerAccess, StaleBackup, TargetJob
+from certfleet.jobs.models import JournalStep, Opened, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.orm import DeploymentStatus, StepState
 
 if TYPE_CHECKING:
@@ -100,16 +100,55 @@ class JobStore(Protocol):
     def record_check(self, server_id: int, actor: str, outcome: CheckOutcome) -> ConnectivityResult: ...
 
 
+class GroupStore(JobStore, Protocol):
+    """The journal of a group of deployments on one server (certfleet.tasks.deploy_group): each step one call,
+    and one transaction, for the whole group."""
+
+    def single_targets(self, server_id: int, certificate_ids: list[int]) -> dict[int, TargetJob]:
+        """The job of each certificate whose only target is on this server (the others are not grouped)."""
+        ...
+
+    def open_group(
+        self, served: dict[int, tuple[TargetJob, str | None]], flow_run_id: str | None
+    ) -> dict[int, Opened | str]:
+        """Per certificate (its job, the serial its target serves now): a deployment opened, or why not."""
+        ...
+
+    def journal_steps(self, steps: list[JournalStep]) -> list[int]:
+        """The steps recorded before they run; their ids, in order."""
+        ...
+
+    def update_steps(
+        self,
+        step_ids: list[int],
+        *,
+        state: StepState | None = None,
+        existed_before: dict[int, bool] | None = None,
+        detail: str | None = None,
+    ) -> None: ...
+
+    def finish_group(self, deployment_ids: list[int]) -> dict[int, list[StaleBackup]]:
+        """The proven deployments Deployed; per deployment, its target's older backups."""
+        ...
+
+    def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None: ...
+
+
 def current_store() -> JobStore:
     """The API store inside a bot's worker (it was given URL and token), else the database."""
+    return current_group_store()
+
+
+def current_group_store() -> GroupStore:
+    """The same store, for a group's deployments (both stores are also group stores)."""
     url, token = os.environ.get(AGENT_URL_ENV), os.environ.get(AGENT_TOKEN_ENV)
     if url and token:
         from certfleet.jobs.api_store import ApiJobStore
 
         return ApiJobStore.shared(url, token)
-    from certfleet.jobs.db_store import DbJobStore
+    from certfleet.jobs.db_group import DbGroupStore
 
-    return DbJobStore()
+    return DbGroupStore()
 
 
 def bundle_of(leaf_pem: str, chain_pem: str, key_pem: str) -> CertificateBundle:

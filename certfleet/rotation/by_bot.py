@@ -168,6 +168,8 @@ def deploy(
             {
                 "certificate_ids": [i.certificate_id for i in items],
                 "go_variable": name,
+                # the server of the run: its certificates are deployed there as a group (one config test, reload)
+                **({"server_id": items[0].server_id} if items[0].server_id is not None else {}),
                 **({"target_ids": {str(c): t for c, t in only.items()}} if only else {}),
             },
             f"{items[0].server_label}-on-{bot_name}",

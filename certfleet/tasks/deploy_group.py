@@ -34,9 +34,9 @@ from certfleet.connectors.errors import ConnectorError
 from certfleet.connectors.servers.apache import ApacheHandler
 from certfleet.connectors.servers.nginx import NginxHandler
 from certfleet.connectors.servers.pem_files import PemFilesTarget
-from certfleet.jobs.db_group import DbGroupStore, Opened, Step
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD, REPLACE_FILE
-from certfleet.jobs.models import StaleBackup, TargetJob
+from certfleet.jobs.models import JournalStep, Opened, StaleBackup, TargetJob
+from certfleet.jobs.store import GroupStore, current_group_store
 from certfleet.models.orm import StepState
 from certfleet.tasks.build import build_handler, build_transport
 from certfleet.tasks.deployment import (
@@ -100,7 +100,7 @@ def restore_alone(deployment_id: int, reason: str) -> str:
 
 
 def _handlers(
-    store: DbGroupStore, server_id: int, certificate_ids: list[int], out: GroupOutcome
+    store: GroupStore, server_id: int, certificate_ids: list[int], out: GroupOutcome
 ) -> dict[int, tuple[TargetJob, ServerHandler]]:
     """The certificates that can be grouped (one target, on this server, of a grouped kind), with their handlers;
     the others are handed back."""
@@ -119,7 +119,7 @@ def _handlers(
     return handlers
 
 
-def _open(store: DbGroupStore, groups: list[tuple[int, list[int]]], out: GroupOutcome) -> list[_Member]:
+def _open(store: GroupStore, groups: list[tuple[int, list[int]]], out: GroupOutcome) -> list[_Member]:
     """The groups' deployments opened (one transaction), each with the serial its target serves before it (the
     rollback's proof) and its planned files; a certificate that cannot start is failed, said on it."""
     handlers: dict[int, tuple[TargetJob, ServerHandler]] = {}
@@ -144,12 +144,17 @@ def _open(store: DbGroupStore, groups: list[tuple[int, list[int]]], out: GroupOu
     return members
 
 
-def _install(store: DbGroupStore, members: list[_Member], out: GroupOutcome) -> list[_Member]:
+def _install(store: GroupStore, members: list[_Member], out: GroupOutcome) -> list[_Member]:
     """Every file of the group journalled, then backed up, then replaced: each of the three recorded for the whole
     group in one transaction before the next begins. A certificate whose backup or install fails is rolled back
     alone; returns the others."""
     steps = [
-        Step(m.deployment_id, REPLACE_FILE, w.path, f"{w.path}.certfleet-backup-{m.deployment_id}")
+        JournalStep(
+            deployment_id=m.deployment_id,
+            action=REPLACE_FILE,
+            path=w.path,
+            backup_path=f"{w.path}.certfleet-backup-{m.deployment_id}",
+        )
         for m in members
         for w in m.writes
     ]
@@ -194,10 +199,11 @@ def _check(handlers: list[ServerHandler]) -> None:
     handlers[-1].verify()
 
 
-def _shared_step(store: DbGroupStore, servers: dict[int, list[_Member]], action: str) -> dict[int, ConnectorError]:
+def _shared_step(store: GroupStore, servers: dict[int, list[_Member]], action: str) -> dict[int, ConnectorError]:
     """One config test or reload per server for its group, journalled on each deployment (one transaction for all
     the servers) before it runs. Returns the servers where it failed, with the error."""
-    ids = iter(store.journal_steps([Step(m.deployment_id, action) for g in servers.values() for m in g]))
+    journalled = [JournalStep(deployment_id=m.deployment_id, action=action) for g in servers.values() for m in g]
+    ids = iter(store.journal_steps(journalled))
     steps = {server_id: [next(ids) for _ in group] for server_id, group in servers.items()}
     if action == RELOAD:
         for group in servers.values():
@@ -222,7 +228,7 @@ def _shared_step(store: DbGroupStore, servers: dict[int, list[_Member]], action:
     return failed
 
 
-def _finish(store: DbGroupStore, group: list[_Member], out: GroupOutcome) -> None:
+def _finish(store: GroupStore, group: list[_Member], out: GroupOutcome) -> None:
     """Each certificate proven served by its own handshake; the proven ones finished in one transaction, their
     targets' older backups removed (server by server); one not proven is rolled back alone."""
     proven = []
@@ -271,7 +277,7 @@ def deploy_groups(first_certificate_id: int, groups: list[tuple[int, list[int]]]
 
 
 def _deploy(groups: list[tuple[int, list[int]]]) -> GroupOutcome:
-    store = DbGroupStore()
+    store = current_group_store()
     out = GroupOutcome()
     servers: dict[int, list[_Member]] = {}
     for m in _install(store, _open(store, groups, out), out):

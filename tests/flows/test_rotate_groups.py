@@ -10,23 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from certfleet.bots import service as bots_service
 from certfleet.ca_admin import service as ca_service
 from certfleet.ca_admin.forms import AdvancedOptions, DigiCertForm
 from certfleet.connectors.base import IssueResult
 from certfleet.connectors.servers.probe import fetch_served_chain
+from certfleet.dashboard.app import create_app
 from certfleet.demo.fleet import DEMO_DOMAIN, listener_server, placeholder_certificate
 from certfleet.demo.listener import SITE_CERT, SITE_KEY, ListenerProcess, free_port
 from certfleet.flows.deployment import deploy_certificate
 from certfleet.flows.rollback import rollback_deployment
 from certfleet.flows.rotation import RotationStopped, rotate_batch
+from certfleet.jobs.api_store import ApiJobStore
 from certfleet.jobs.db_store import CONFIG_TEST, RELOAD
 from certfleet.models import repo
 from certfleet.models.bootstrap import Bootstrapped
 from certfleet.models.db import session_scope
 from certfleet.models.orm import (
+    Bot,
+    BotPurpose,
     Certificate,
     CertificateStatus,
     Deployment,
@@ -40,6 +46,7 @@ from certfleet.models.orm import (
 )
 from certfleet.pki.parse import serial_hex
 from certfleet.rotation.service import RotationRequest
+from certfleet.tasks import deploy_group as deploy_group_tasks
 from certfleet.tasks import rotation as rotation_tasks
 from certfleet.tasks.issuance import CaCalls, Submitted
 from certfleet.tasks.restore_group import roll_back_deployments
@@ -568,3 +575,70 @@ def test_a_certificate_ignored_after_its_batch_was_planned_is_refused_alone_in_i
             (order,) = _orders_of(cid)
             assert order.state is OrderState.ISSUED
             assert shared.served(fqdn) == items[cid].issued_serial == order.serial_number
+
+
+def _bot_api(token: str) -> ApiJobStore:
+    """The bot API store a bot's worker uses, calling certfleet's app in this process."""
+    client = TestClient(create_app(), base_url="http://127.0.0.1/api/v1/agent")
+    client.headers["Authorization"] = f"Bearer {token}"
+    return ApiJobStore("http://127.0.0.1", token, client=client)
+
+
+def test_a_bot_deploys_a_servers_group_through_the_bot_api_with_one_reload(
+    shared: SharedServer, boot: Bootstrapped, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert rotate_batch(batch_name="groups", batch_key="groups-bot-first")["done"] == SITES  # issued and deployed
+    with session_scope() as s:
+        token = bots_service.new_token(s, boot.local_bot_id, "test").token
+    api = _bot_api(token)
+    monkeypatch.setattr(deploy_group_tasks, "current_group_store", lambda: api)
+    ids = list(shared.certificates.values())
+    served = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
+    reloads = shared.reloads()
+
+    outcome = deploy_group_tasks.deploy_group.fn(shared.server_id, ids[0], ids)  # as rotate-on-bot runs it
+
+    assert (sorted(outcome.deployed), outcome.failed, outcome.alone) == (sorted(ids), {}, [])
+    assert shared.reloads() - reloads == 1
+    for fqdn, cid in shared.certificates.items():
+        deployment_id = outcome.deployed[cid]
+        assert _deployments(cid)[-1][:2] == (deployment_id, DeploymentStatus.DEPLOYED)
+        assert _shared_steps(deployment_id) == [
+            (CONFIG_TEST, "done", f"once for a group of {SITES}"),
+            (RELOAD, "done", f"once for a group of {SITES}"),
+        ]
+        with session_scope() as s:
+            assert repo.get(s, Deployment, deployment_id).previous_serial == served[fqdn]  # the rollback's proof
+        assert shared.served(fqdn) == served[fqdn]  # the same certificate, deployed again
+
+
+def test_the_group_routes_of_the_bot_api_answer_a_bot_only_for_its_own_servers(
+    shared: SharedServer, boot: Bootstrapped
+) -> None:
+    assert rotate_batch(batch_name="groups", batch_key="groups-bot-scope")["done"] == SITES
+    with session_scope() as s:
+        other = Bot(name="other-bot", purpose=BotPurpose.PROVISIONING, work_queue="other-bot", created_by="test")
+        s.add(other)
+        s.flush()
+        token = bots_service.new_token(s, other.id, "test").token
+    ids = list(shared.certificates.values())
+    deployment_id = _deployments(ids[0])[-1][0]
+    with session_scope() as s:
+        step_id = s.scalars(select(DeploymentStep.id).where(DeploymentStep.deployment_id == deployment_id)).first()
+        target_id = repo.get(s, Certificate, ids[0]).targets[0].id
+    client = _bot_api(token).client
+    calls = {
+        "/groups/targets": {"server_id": shared.server_id, "certificate_ids": ids},
+        "/groups/open": {"served": [{"certificate_id": ids[0], "target_id": target_id}]},
+        "/groups/steps": [{"deployment_id": deployment_id, "action": RELOAD}],
+        "/groups/steps/update": {"step_ids": [step_id], "detail": "forged"},
+        "/groups/finish": {"deployment_ids": [deployment_id]},
+        "/groups/forget-backups": {str(deployment_id): [{"step_id": step_id, "path": "/x"}]},
+    }
+    for path, body in calls.items():
+        response = client.post(path, json=body)
+        assert response.status_code == 403, (path, response.text)
+        assert "is not mapped to this bot" in response.json()["detail"]
+    with session_scope() as s:  # nothing was journalled, marked or opened for the other bot
+        assert repo.get(s, DeploymentStep, step_id).detail != "forged"
+        assert s.scalar(select(func.count()).select_from(Deployment)) == SITES

@@ -1,14 +1,16 @@
 """/api/v1/agent: what a bot's flow runs read and record, with the bot's own token (`Authorization: Bearer cfb_...`).
 
-Each route is a thin adapter over `DbJobStore(bot_id)`, which answers only for servers mapped to the calling
-bot (403 otherwise). The bundle and the server credentials leave certfleet only through these routes, over the
-authenticated connection, to the bot that deploys them.
+Each route is a thin adapter over `DbGroupStore(bot_id)` (a `DbJobStore` that also journals a group of deployments
+on one server in one call per step), which answers only for servers mapped to the calling bot (403 otherwise).
+The bundle and the server credentials leave certfleet only through these routes, over the authenticated
+connection, to the bot that deploys them.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from annotated_types import MaxLen
 from fastapi import APIRouter, Depends, Header, HTTPException
 from pydantic import BaseModel, Field
 
@@ -17,7 +19,8 @@ from certfleet.connectors.errors import ConnectorError
 from certfleet.dashboard.api.ids import RowId
 from certfleet.discovery.scanner import ScanOptions
 from certfleet.inventory.record import RecordSummary
-from certfleet.jobs.db_store import DbJobStore, NotYourServer
+from certfleet.jobs.db_group import DbGroupStore
+from certfleet.jobs.db_store import NotYourServer
 from certfleet.jobs.discovery import (
     DbDiscoveryStore,
     DiscoveryError,
@@ -27,7 +30,7 @@ from certfleet.jobs.discovery import (
     RunCounts,
     SightingWire,
 )
-from certfleet.jobs.models import BundleOut, RestorePlan, ServerAccess, StaleBackup, TargetJob
+from certfleet.jobs.models import BundleOut, JournalStep, Opened, RestorePlan, ServerAccess, StaleBackup, TargetJob
 from certfleet.models.db import session_scope
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.servers.service import CheckOutcome, ConnectivityResult
@@ -47,15 +50,15 @@ def calling_bot(authorization: Annotated[str, Header()] = "") -> int:
             raise AgentRefusal(401, str(exc)) from None
 
 
-def bot_store(bot_id: Annotated[int, Depends(calling_bot)]) -> DbJobStore:
-    return DbJobStore(bot_id=bot_id)
+def bot_store(bot_id: Annotated[int, Depends(calling_bot)]) -> DbGroupStore:
+    return DbGroupStore(bot_id=bot_id)
 
 
 def bot_discovery_store(bot_id: Annotated[int, Depends(calling_bot)]) -> DbDiscoveryStore:
     return DbDiscoveryStore(bot_id=bot_id)
 
 
-Store = Annotated[DbJobStore, Depends(bot_store)]
+Store = Annotated[DbGroupStore, Depends(bot_store)]
 Discovery = Annotated[DbDiscoveryStore, Depends(bot_discovery_store)]
 
 
@@ -180,6 +183,96 @@ class CheckIn(BaseModel):
 @router.post("/servers/{server_id}/check", summary="Record what a connectivity check found")
 def record_check(server_id: RowId, body: CheckIn, store: Store) -> ConnectivityResult:
     return _guard(store.record_check, server_id, body.actor, body.outcome)  # type: ignore[no-any-return]
+
+
+# --- a group of deployments on one server (rotate-on-bot): each step one call for the whole group -------------
+
+GROUP_MAX = 1000  # certificates or steps in one call; a rotation's group is 25
+
+
+class GroupTargetsIn(BaseModel):
+    server_id: RowId
+    certificate_ids: list[RowId] = Field(max_length=GROUP_MAX)
+
+
+@router.post("/groups/targets", summary="A group: each certificate's job whose only target is on the server")
+def group_targets(body: GroupTargetsIn, store: Store) -> dict[int, TargetJob]:
+    return _guard(store.single_targets, body.server_id, body.certificate_ids)  # type: ignore[no-any-return]
+
+
+class ServedIn(BaseModel):
+    certificate_id: RowId
+    target_id: RowId
+    previous_serial: str | None = Field(default=None, max_length=80)
+
+
+class GroupOpenIn(BaseModel):
+    served: list[ServedIn] = Field(max_length=GROUP_MAX)
+    flow_run_id: str | None = None
+
+
+class OpenedOut(BaseModel):
+    """A deployment opened (its job and the files to install), or the refusal said on the certificate."""
+
+    certificate_id: int
+    job: TargetJob | None = None
+    bundle: BundleOut | None = None
+    refusal: str | None = None
+
+
+def _opened_out(certificate_id: int, result: Opened | str) -> OpenedOut:
+    if isinstance(result, str):
+        return OpenedOut(certificate_id=certificate_id, refusal=result)
+    b = result.bundle
+    files = BundleOut(leaf_pem=b.leaf_pem.decode(), chain_pem=b.chain_pem.decode(), key_pem=b.key_pem.decode())
+    return OpenedOut(certificate_id=certificate_id, job=result.job, bundle=files)
+
+
+@router.post("/groups/open", summary="A group: open a deployment of each certificate to its target")
+def group_open(body: GroupOpenIn, store: Store) -> list[OpenedOut]:
+    # The jobs are read here (each target checked to be the certificate's, on this bot's server), not taken from
+    # the bot.
+    served = {
+        row.certificate_id: (_guard(store.target_job, row.certificate_id, row.target_id), row.previous_serial)
+        for row in body.served
+    }
+    opened = _guard(store.open_group, served, body.flow_run_id)
+    return [_opened_out(certificate_id, result) for certificate_id, result in opened.items()]
+
+
+@router.post("/groups/steps", status_code=201, summary="A group: journal its changes before making them")
+def group_journal(body: Annotated[list[JournalStep], MaxLen(GROUP_MAX)], store: Store) -> list[int]:
+    return list(_guard(store.journal_steps, body))
+
+
+class GroupStepsUpdate(BaseModel):
+    step_ids: list[RowId] = Field(max_length=GROUP_MAX)
+    state: StepState | None = None
+    existed_before: dict[int, bool] | None = None
+    detail: str | None = None
+
+
+@router.post("/groups/steps/update", summary="A group: record how its journalled changes went")
+def group_update_steps(body: GroupStepsUpdate, store: Store) -> dict[str, bool]:
+    if body.existed_before is not None and set(body.existed_before) != set(body.step_ids):
+        raise AgentRefusal(422, "existed_before must name exactly the steps of step_ids")
+    _guard(store.update_steps, body.step_ids, state=body.state, existed_before=body.existed_before, detail=body.detail)
+    return {"ok": True}
+
+
+class GroupFinishIn(BaseModel):
+    deployment_ids: list[RowId] = Field(max_length=GROUP_MAX)
+
+
+@router.post("/groups/finish", summary="A group: its proven deployments Deployed")
+def group_finish(body: GroupFinishIn, store: Store) -> dict[int, list[StaleBackup]]:
+    return dict(_guard(store.finish_group, body.deployment_ids))
+
+
+@router.post("/groups/forget-backups", summary="A group: older backups were removed from the server")
+def group_forget(body: dict[int, list[StaleBackup]], store: Store) -> dict[str, bool]:
+    _guard(store.forget_group, body)
+    return {"ok": True}
 
 
 # --- discovery: the runs a bot carries out in its network, recorded into its own runs ------------------------
