@@ -56,6 +56,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from certfleet import fields
 from certfleet.connectors.errors import PermanentConnectorError
 from certfleet.inventory.aia import complete_from_aia
 from certfleet.inventory.analysis import analyze, thumbprint
@@ -726,9 +727,11 @@ def _root_view(root: PrivateRoot) -> PrivateRootView:
 
 def register_private_root(session: Session, name: str, content: bytes, *, actor: str) -> PrivateRootView:
     """Trust a private root (PEM or DER): chains that verify to it show it as their anchor."""
-    name = name.strip()
     if not name:
         raise InventoryError("give the root a name", field="name")
+    problem = fields.Name(120).problem(name)  # stored as sent or refused: never trimmed
+    if problem is not None:
+        raise InventoryError(f"name: {problem}", field="name")
     try:
         cert = load_material(content).leaf
     except CertificateFormatError as exc:

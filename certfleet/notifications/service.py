@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from certfleet.fields import Email, Host, InputError, Name, Secret, Tag, unicode_problem
+from certfleet.fields import Email, Host, InputError, Name, Secret, Tag, edge_space_problem, unicode_problem
 from certfleet.models import repo
 from certfleet.models.orm import (
     CAConnector,
@@ -60,7 +60,7 @@ def body_text(body: dict[str, Any], key: str, *, required: bool = True) -> str |
 def _url(value: str, key: str) -> str:
     if len(value) > URL_MAX:
         raise InputError(f"{key}: {len(value)} characters, at most {URL_MAX}", field=key)
-    problem = unicode_problem(value)
+    problem = unicode_problem(value) or (edge_space_problem(value) if value else None)  # urlsplit drops spaces
     if problem:
         raise InputError(f"{key}: {problem}", field=key)
     parts = urlsplit(value)

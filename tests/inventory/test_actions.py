@@ -517,6 +517,8 @@ def test_a_registered_private_root_names_the_anchor(boot: Bootstrapped, fleet: d
             service.register_private_root(s, "Leaf", _leaf_pem(fleet), actor="admin")
         with pytest.raises(InventoryError, match="not a PEM, DER, PKCS#7 or PKCS#12"):
             service.register_private_root(s, "Junk", b"junk", actor="admin")
+        with pytest.raises(InventoryError, match="name: ends with whitespace"):  # it was trimmed and stored
+            service.register_private_root(s, "Other Root ", root_pem, actor="admin")
     with session_scope() as s:
         service.remove_private_root(s, view.id, actor="admin")
     with session_scope() as s:

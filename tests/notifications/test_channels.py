@@ -9,10 +9,12 @@ import ssl
 import threading
 from datetime import timedelta
 
+import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from certfleet.demo.listener import free_port
+from certfleet.fields import InputError
 from certfleet.models.db import session_scope
 from certfleet.models.orm import AuditEvent, Notification, NotificationChannel, NotificationState, utcnow
 from certfleet.notifications import service
@@ -287,3 +289,12 @@ def test_an_unreachable_slack_webhook_fails_without_its_secret_url_in_the_error(
     assert not ok
     assert answer.startswith("ConnectError: ")
     assert "very-secret-token" not in answer
+
+
+def test_a_url_with_whitespace_around_it_is_refused_not_stored(database: str) -> None:
+    # urlsplit drops the spaces: the URL was accepted and stored with them, and called without
+    for url in (" https://hooks.example.com/x", "https://hooks.example.com/x "):
+        with session_scope() as s, pytest.raises(InputError, match=r"url: (starts|ends) with whitespace"):
+            service.create_channel(s, {"name": "hook", "kind": "webhook", "url": url, "signing_key": "k"}, "admin")
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(NotificationChannel)) == 0
