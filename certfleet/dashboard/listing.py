@@ -13,12 +13,13 @@ Everything runs in SQL: a COUNT for the total and LIMIT/OFFSET for the page; exp
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, func, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from certfleet.dashboard.errors import InputError
@@ -157,6 +158,11 @@ def parse_filter(raw: str) -> Filter:
     return Filter(parts[0].strip(), parts[1].strip().lower(), parts[2].strip())
 
 
+# The last page any list could have: its offset (page x per_page) stays a 64-bit integer.
+MAX_PAGE = 2**63 // (MAX_PER_PAGE * 2)
+MAX_DAYS_LEFT = 36_500
+
+
 def parse_query(
     filters: Sequence[str] = (),
     sort: str | None = None,
@@ -166,6 +172,8 @@ def parse_query(
 ) -> ListQuery:
     if page < 1:
         raise InputError("page starts at 1", field="page")
+    if page > MAX_PAGE:  # its row offset must fit the database's 64-bit integer (a larger one failed with 500)
+        raise InputError(f"page is at most {MAX_PAGE}", field="page")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InputError(f"per_page must be between 1 and {MAX_PER_PAGE}", field="per_page")
     chosen: list[str] | None = None
@@ -223,12 +231,18 @@ def _condition(spec: ListSpec, f: Filter) -> ColumnElement[bool] | None:
         moment, whole_day = parse_date(f.value)
         if f.op == "before":
             return expr < moment
+        if whole_day and moment.date() == date.max:
+            return false()  # nothing is after the last day there is (its next day cannot be computed)
         return expr >= moment + timedelta(days=1) if whole_day else expr > moment
     try:
         number = float(f.value)
     except ValueError:
         raise InputError(f"{col.label} needs a number, not {f.value!r}", field="filter") from None
+    if not math.isfinite(number):
+        raise InputError(f"{col.label} needs a finite number, not {f.value!r}", field="filter")
     if col.type is ColType.DAYS_LEFT:
+        if abs(number) > MAX_DAYS_LEFT:  # a date that far away cannot be computed (it failed with 500)
+            raise InputError(f"{col.label}: at most {MAX_DAYS_LEFT} days either way, not {f.value!r}", field="filter")
         moment = utcnow() + timedelta(days=number)
         return and_(expr.is_not(None), expr < moment) if f.op == "lt" else expr > moment
     return {"eq": expr == number, "lt": expr < number, "gt": expr > number}[f.op]
