@@ -11,7 +11,7 @@ import functools
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 NOT_A_BOOLEAN = "a number is expected, not true or false"
@@ -54,7 +54,10 @@ def boolean_for_number(model: type[BaseModel], name: str, value: Any) -> bool:
 
 
 class InputModel(BaseModel):
-    """`BaseModel` that refuses true/false for a number field, naming the field."""
+    """`BaseModel` that refuses true/false for a number field, and a field it does not have, naming the field (a
+    misspelt `validty_days` was ignored without a word: the certificate got the default)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from certfleet.models.orm import DeploymentStatus
 from certfleet.tasks.build import release_connections
 from certfleet.tasks.deploy_group import deploy_group
 from certfleet.tasks.deployment import restore_target
+from certfleet.tasks.restore_group import roll_back_deployments
 from certfleet.tasks.rotation import server_limit
 
 GO = "go"
@@ -68,6 +69,25 @@ def deploy_everywhere(
     return done, failure
 
 
+def _roll_back(deployment_ids: list[int], reason: str) -> None:
+    """A server's deployments put back together (one config check, one reload: certfleet.tasks.restore_group),
+    the others one by one; a deployment the grouped rollback could not settle is tried alone (the journal marks
+    what is back already). Refusals are not raised: rotate-batch reads each deployment's status."""
+    logger = get_run_logger()
+    try:
+        outcomes = roll_back_deployments(deployment_ids, reason)
+    except Exception as exc:
+        logger.warning("grouped rollback failed (%s): rolling back one by one", exc)
+        outcomes = {}
+    for deployment_id in deployment_ids:
+        if deployment_id in outcomes:
+            continue
+        try:
+            restore_target(deployment_id, reason)
+        except Exception as exc:  # a refusal is recorded by the central run from the deployment's status
+            logger.warning("deployment %s not rolled back: %s", deployment_id, exc)
+
+
 def batch_wants(go_variable: str) -> bool:
     from prefect.variables import Variable
 
@@ -93,12 +113,9 @@ def rotate_on_bot(
     logger = get_run_logger()
     attempted = 0
     try:
-        for deployment_id in roll_back_deployment_ids or []:
-            attempted += 1
-            try:
-                restore_target(deployment_id, reason or f"rotate-batch {batch_key} stopped")
-            except Exception as exc:  # a refusal is recorded by the central run from the deployment's status
-                logger.warning("deployment %s not rolled back: %s", deployment_id, exc)
+        if roll_back_deployment_ids:
+            attempted += len(roll_back_deployment_ids)
+            _roll_back(roll_back_deployment_ids, reason or f"rotate-batch {batch_key} stopped")
         alone = list(certificate_ids or [])
         together = [c for c in alone if str(c) not in (target_ids or {})]
         if server_id is not None and together and go_variable is not None and batch_wants(go_variable):

@@ -194,6 +194,19 @@ class ApiJobStore:
         if body:
             self._call("POST", "/groups/forget-backups", body)
 
+    def deployment_servers(self, deployment_ids: list[int]) -> dict[int, int]:
+        answer = self._call("POST", "/groups/servers", {"deployment_ids": deployment_ids})
+        return {int(d): int(server) for d, server in answer.items()}
+
+    def restore_plans(self, deployment_ids: list[int]) -> dict[int, RestorePlan]:
+        answer = self._call("POST", "/groups/restore-plans", {"deployment_ids": deployment_ids})
+        return {int(d): RestorePlan.model_validate(plan) for d, plan in answer.items()}
+
+    def close_group(self, closing: dict[int, tuple[DeploymentStatus, str]]) -> dict[int, list[StaleBackup]]:
+        body = {str(d): {"status": status.value, "reason": reason} for d, (status, reason) in closing.items()}
+        answer = self._call("POST", "/groups/close", body)
+        return {int(d): [StaleBackup.model_validate(x) for x in items] for d, items in answer.items()}
+
     def pin_host_key(self, server_id: int, key_line: str) -> None:
         self._call("POST", f"/servers/{server_id}/host-key", {"key_line": key_line})
 

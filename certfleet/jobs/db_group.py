@@ -256,6 +256,7 @@ class DbGroupStore(DbJobStore):
     def deployment_servers(self, deployment_ids: list[int]) -> dict[int, int]:
         """The server of each deployment (to group a rollback per server)."""
         with session_scope() as s:
+            self._all_mine(s, deployment_ids=deployment_ids)
             return dict(
                 s.execute(
                     select(Deployment.id, DeploymentTarget.server_id)
@@ -276,6 +277,8 @@ class DbGroupStore(DbJobStore):
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()
+            for d in deployments:
+                self._mine(d.target.server)
             return {d.id: restore_plan(s, d) for d in deployments}
 
     def close_group(self, closing: dict[int, tuple[DeploymentStatus, str]]) -> dict[int, list[StaleBackup]]:
@@ -290,4 +293,6 @@ class DbGroupStore(DbJobStore):
                     selectinload(Deployment.target).selectinload(DeploymentTarget.server),
                 )
             ).all()
+            for d in deployments:
+                self._mine(d.target.server)
             return {d.id: close_deployment(s, d, *closing[d.id]) for d in deployments}

@@ -133,6 +133,16 @@ class GroupStore(JobStore, Protocol):
 
     def forget_group(self, removed: dict[int, list[StaleBackup]]) -> None: ...
 
+    def deployment_servers(self, deployment_ids: list[int]) -> dict[int, int]:
+        """The server of each deployment (to group a rollback per server)."""
+        ...
+
+    def restore_plans(self, deployment_ids: list[int]) -> dict[int, RestorePlan]: ...
+
+    def close_group(self, closing: dict[int, tuple[DeploymentStatus, str]]) -> dict[int, list[StaleBackup]]:
+        """Deployments ended (Rolled Back or Failed, with the reason): `close` of each."""
+        ...
+
 
 def current_store() -> JobStore:
     """The API store inside a bot's worker (it was given URL and token), else the database."""

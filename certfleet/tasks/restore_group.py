@@ -19,8 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from certfleet.connectors.base import ServerHandler
 from certfleet.connectors.errors import ConnectorError
 from certfleet.connectors.servers.probe import ProbeError
-from certfleet.jobs.db_group import DbGroupStore
 from certfleet.jobs.models import RestorePlan
+from certfleet.jobs.store import GroupStore, current_group_store
 from certfleet.models.orm import DeploymentStatus, StepState
 from certfleet.tasks.build import build_handler, build_transport
 from certfleet.tasks.deploy_group import GROUP, GROUPED_KINDS, restore_alone
@@ -44,7 +44,7 @@ class _Member:
 def roll_back_deployments(deployment_ids: list[int], reason: str) -> dict[int, str]:
     """The deployments (newest first) rolled back, grouped per server; per deployment its outcome: a status value
     (Rolled Back, Failed) or why it was not rolled back."""
-    servers = DbGroupStore().deployment_servers(deployment_ids)
+    servers = current_group_store().deployment_servers(deployment_ids)
     per_server: dict[int, list[int]] = {}
     for deployment_id in deployment_ids:
         per_server.setdefault(servers.get(deployment_id, 0), []).append(deployment_id)
@@ -59,7 +59,7 @@ def roll_back_deployments(deployment_ids: list[int], reason: str) -> dict[int, s
     return outcomes
 
 
-def _members(store: DbGroupStore, deployment_ids: list[int], outcomes: dict[int, str]) -> list[_Member]:
+def _members(store: GroupStore, deployment_ids: list[int], outcomes: dict[int, str]) -> list[_Member]:
     """The deployments that can be rolled back together; refusals are outcomes, the others are left for alone."""
     plans = store.restore_plans(deployment_ids)
     members = []
@@ -85,7 +85,7 @@ def _members(store: DbGroupStore, deployment_ids: list[int], outcomes: dict[int,
 def restore_group(server_id: int, first_deployment_id: int, deployment_ids: list[int], reason: str) -> dict[int, str]:
     """Roll back one server's deployments with one config check and one reload; per deployment rolled back (or
     refused) here, its outcome. Deployments left out of the result are for `restore_target`."""
-    store = DbGroupStore()
+    store = current_group_store()
     outcomes: dict[int, str] = {}
     closing: dict[int, tuple[DeploymentStatus, str]] = {}
     members = _members(store, deployment_ids, outcomes)

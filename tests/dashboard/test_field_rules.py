@@ -357,3 +357,14 @@ def test_true_or_false_for_a_number_is_refused_not_taken_as_one_or_zero(client: 
     response = client.post("/api/v1/ca-connectors", json=connector, headers=auth(accounts, "admin"))
     assert response.status_code == 422, response.text
     assert "organization_id: a number is expected, not true or false" in response.json()["detail"]
+
+
+def test_a_key_the_request_does_not_have_is_refused_naming_it(client: TestClient, accounts: Accounts) -> None:
+    # a misspelt key was ignored: the certificate got the default validity and the caller never knew
+    body = {"common_name": "typo.example.test", "validty_days": 90}
+    response = client.post("/api/v1/certificates", json=body, headers=auth(accounts, "operator"))
+    refused(response, "validty_days", "Extra inputs are not permitted")
+    token = client.post("/api/v1/tokens", json={"name": "t", "expires_days": 5}, headers=auth(accounts, "viewer"))
+    refused(token, "expires_days", "Extra inputs are not permitted")
+    with session_scope() as s:
+        assert s.query(ApiToken).filter_by(name="t").count() == 0

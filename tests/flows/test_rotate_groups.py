@@ -47,6 +47,7 @@ from certfleet.models.orm import (
 from certfleet.pki.parse import serial_hex
 from certfleet.rotation.service import RotationRequest
 from certfleet.tasks import deploy_group as deploy_group_tasks
+from certfleet.tasks import restore_group as restore_group_tasks
 from certfleet.tasks import rotation as rotation_tasks
 from certfleet.tasks.issuance import CaCalls, Submitted
 from certfleet.tasks.restore_group import roll_back_deployments
@@ -634,6 +635,9 @@ def test_the_group_routes_of_the_bot_api_answer_a_bot_only_for_its_own_servers(
         "/groups/steps/update": {"step_ids": [step_id], "detail": "forged"},
         "/groups/finish": {"deployment_ids": [deployment_id]},
         "/groups/forget-backups": {str(deployment_id): [{"step_id": step_id, "path": "/x"}]},
+        "/groups/servers": {"deployment_ids": [deployment_id]},
+        "/groups/restore-plans": {"deployment_ids": [deployment_id]},
+        "/groups/close": {str(deployment_id): {"status": "Rolled Back", "reason": "forged"}},
     }
     for path, body in calls.items():
         response = client.post(path, json=body)
@@ -642,3 +646,25 @@ def test_the_group_routes_of_the_bot_api_answer_a_bot_only_for_its_own_servers(
     with session_scope() as s:  # nothing was journalled, marked or opened for the other bot
         assert repo.get(s, DeploymentStep, step_id).detail != "forged"
         assert s.scalar(select(func.count()).select_from(Deployment)) == SITES
+        assert repo.get(s, Deployment, deployment_id).status is DeploymentStatus.DEPLOYED
+
+
+def test_a_bot_rolls_back_a_servers_deployments_together_through_the_bot_api(
+    shared: SharedServer, boot: Bootstrapped, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {fqdn: shared.served(fqdn) for fqdn in shared.certificates}
+    assert rotate_batch(batch_name="groups", batch_key="groups-bot-back")["done"] == SITES
+    with session_scope() as s:
+        token = bots_service.new_token(s, boot.local_bot_id, "test").token
+    api = _bot_api(token)
+    monkeypatch.setattr(restore_group_tasks, "current_group_store", lambda: api)
+    ids = [_deployments(cid)[-1][0] for cid in shared.certificates.values()]
+    reloads = shared.reloads()
+
+    outcomes = roll_back_deployments(list(reversed(ids)), "stopped by the test")  # as rotate-on-bot rolls back
+
+    assert outcomes == dict.fromkeys(ids, DeploymentStatus.ROLLED_BACK.value)
+    assert shared.reloads() - reloads == 1
+    assert {fqdn: shared.served(fqdn) for fqdn in shared.certificates} == before
+    for cid in shared.certificates.values():
+        assert _deployments(cid)[-1][1] is DeploymentStatus.ROLLED_BACK

@@ -261,6 +261,8 @@ def group_update_steps(body: GroupStepsUpdate, store: Store) -> dict[str, bool]:
 
 
 class GroupFinishIn(BaseModel):
+    """Deployments of a group (finish, servers, restore plans)."""
+
     deployment_ids: list[RowId] = Field(max_length=GROUP_MAX)
 
 
@@ -273,6 +275,23 @@ def group_finish(body: GroupFinishIn, store: Store) -> dict[int, list[StaleBacku
 def group_forget(body: dict[int, list[StaleBackup]], store: Store) -> dict[str, bool]:
     _guard(store.forget_group, body)
     return {"ok": True}
+
+
+@router.post("/groups/servers", summary="A group: the server of each deployment (to roll back per server)")
+def group_servers(body: GroupFinishIn, store: Store) -> dict[int, int]:
+    return dict(_guard(store.deployment_servers, body.deployment_ids))
+
+
+@router.post("/groups/restore-plans", summary="A group: what each deployment's rollback must undo")
+def group_restore_plans(body: GroupFinishIn, store: Store) -> dict[int, RestorePlan]:
+    return dict(_guard(store.restore_plans, body.deployment_ids))
+
+
+@router.post("/groups/close", summary="A group: end deployments that were rolled back or failed")
+def group_close(body: Annotated[dict[int, CloseIn], MaxLen(GROUP_MAX)], store: Store) -> dict[int, list[StaleBackup]]:
+    if any(c.status not in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED) for c in body.values()):
+        raise AgentRefusal(422, "status must be Rolled Back or Failed (Deployed is reported by /groups/finish)")
+    return dict(_guard(store.close_group, {d: (c.status, c.reason) for d, c in body.items()}))
 
 
 # --- discovery: the runs a bot carries out in its network, recorded into its own runs ------------------------
