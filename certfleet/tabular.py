@@ -8,8 +8,8 @@ is left out.
 pandas' own header handling is not used, because it changes what the file says without a word: a CSV whose rows
 all have one value more than the header (a trailing comma) gets its first column taken as the row labels, every
 value then shifted one column to the left; a name given twice comes back as "name.1"; blank lines are dropped, so
-the row numbers of later rows are wrong. Here a row with a value beyond the header's columns, a name given twice
-and a value in a column the header does not name are refused, naming the column or row.
+the row numbers of later rows are wrong. Here a name given twice, and a value in a column the header does not
+name (a comma too many), are refused, naming the column or row.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """rotate-on-bot: rotate-batch's work for the servers of one bot, run by that bot's own worker on its queue.
 
 rotate-batch (central) issues each certificate, then hands a bot's certificates to this flow on the bot's queue
-`bot-<id>` (as deploy-certificate reaches bots); the bot deploys them with the steps of deploy-certificate,
-reading its jobs and journalling through certfleet's API. Before each certificate it asks Prefect whether the
-batch still wants it: the central run creates the variable `go_variable` with the value "go" before it starts
+`bot-<id>` (as deploy-certificate reaches bots); the bot deploys a server's certificates together, as
+deploy_group does on the central host, and the others with the steps of deploy-certificate, reading its jobs and
+journalling through certfleet's API. Before the group and before each other certificate it asks Prefect whether
+the batch still wants it: the central run creates the variable `go_variable` with the value "go" before it starts
 this run and deletes it when the batch stops, when it gives up waiting for the bot, or when the run is over, so
 a run a bot takes late (or after a stop) starts nothing. Outcomes are not returned: the central run reads them
 from the deployments this run recorded (their flow run id), which also holds when the bot dies mid-run.
 
-With `roll_back_deployment_ids` the same flow puts back deployments of a stopped batch instead.
+With `roll_back_deployment_ids` the same flow puts back deployments of a stopped batch instead (a server's
+together: certfleet.tasks.restore_group).
 """
 
 from __future__ import annotations

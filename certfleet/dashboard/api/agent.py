@@ -86,7 +86,7 @@ class OpenDeployment(BaseModel):
     certificate_id: int
     target_id: int
     previous_serial: str | None = None
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(default=None, max_length=40)  # the column holds 40 (a Prefect UUID: 36)
 
 
 @router.post("/deployments", status_code=201, summary="Start a deployment to a target")
@@ -208,7 +208,7 @@ class ServedIn(BaseModel):
 
 class GroupOpenIn(BaseModel):
     served: list[ServedIn] = Field(max_length=GROUP_MAX)
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(default=None, max_length=40)  # the column holds 40 (a Prefect UUID: 36)
 
 
 class OpenedOut(BaseModel):
@@ -302,7 +302,7 @@ class EndpointRunIn(BaseModel):
     targets: list[str] | None = None
     ports: str | list[int] = "443"
     options: dict[str, float | int] = Field(default_factory=dict)
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(default=None, max_length=40)  # the column holds 40 (a Prefect UUID: 36)
 
 
 @router.post("/discovery/endpoint-runs", status_code=201, summary="Open a network scan run as this bot")
@@ -329,7 +329,7 @@ class FilesRunIn(BaseModel):
     bot_id: int | None = None
     server_ids: list[int] | None = None
     extra_paths: list[str] = []
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(default=None, max_length=40)  # the column holds 40 (a Prefect UUID: 36)
 
 
 @router.post("/discovery/file-runs", status_code=201, summary="Open a file scan run of this bot's servers")
