@@ -138,6 +138,8 @@ class Name(_Rule):
 
 
 def edge_space_problem(value: str) -> str | None:
+    if not value:
+        return None  # "" has no edge; whether it may be empty is each rule's own question
     if value.isspace():
         return "only whitespace"
     if value[0].isspace():
@@ -145,6 +147,14 @@ def edge_space_problem(value: str) -> str | None:
     if value[-1].isspace():
         return f"ends with whitespace ({_code(value[-1])})"
     return None
+
+
+def refuse_edge_space(value: str) -> str:
+    """`value` as sent, or ValueError (in a pydantic validator: the field's error) when whitespace is around it."""
+    problem = edge_space_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem}: give the value exactly, without whitespace around it")
+    return value
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def https_url(value: str, what: str) -> str:
     # urlsplit drops whitespace around a URL and tabs or line breaks inside it without a word: refused here, so
     # the URL stored is the one that is called
-    problem = _edge_space(value) or next(
+    problem = fields.edge_space_problem(value) or next(
         (f"contains a control character (U+{ord(c):04X})" for c in value if unicodedata.category(c) == "Cc"), None
     )
     if problem is not None:
@@ -110,10 +110,6 @@ class AdvancedOptions(InputModel):
 RENEWAL_FIELDS = ("renew_before_days", "renew_before_fraction")
 
 
-def _edge_space(value: str) -> str | None:
-    return fields.edge_space_problem(value) if value else None
-
-
 class ConnectorFormBase(TaggedInputModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -150,9 +146,8 @@ class ConnectorFormBase(TaggedInputModel):
         """A name, URL, e-mail or secret is stored exactly as sent or refused: whitespace around it is a paste
         error to be told about (naming the field), never trimmed away."""
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        problem = _edge_space(text) if isinstance(text, str) else None
-        if problem is not None:
-            raise ValueError(f"{problem}: give the value exactly, without whitespace around")
+        if isinstance(text, str):
+            fields.refuse_edge_space(text)
         return value
 
     def url(self) -> str:

@@ -60,7 +60,7 @@ def body_text(body: dict[str, Any], key: str, *, required: bool = True) -> str |
 def _url(value: str, key: str) -> str:
     if len(value) > URL_MAX:
         raise InputError(f"{key}: {len(value)} characters, at most {URL_MAX}", field=key)
-    problem = unicode_problem(value) or (edge_space_problem(value) if value else None)  # urlsplit drops spaces
+    problem = unicode_problem(value) or edge_space_problem(value)  # urlsplit drops spaces around a URL
     if problem:
         raise InputError(f"{key}: {problem}", field=key)
     parts = urlsplit(value)

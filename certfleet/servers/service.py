@@ -173,14 +173,7 @@ def _blank_to_none(value: Any) -> Any:
     """As `_empty_to_none`; a value with whitespace around it is refused too (stored as sent or refused)."""
     value = _empty_to_none(value)
     if isinstance(value, str):
-        _refuse_edge_space(value)
-    return value
-
-
-def _refuse_edge_space(value: str) -> str:
-    problem = fields.edge_space_problem(value)
-    if problem is not None:
-        raise ValueError(f"{problem}: give the value exactly, without whitespace around it")
+        fields.refuse_edge_space(value)
     return value
 
 
@@ -216,7 +209,7 @@ def validate_host(value: str) -> str:
     """The address exactly as written (never trimmed, lowered or rewritten), or refused."""
     if not value:
         raise ValueError("give the server's IP address")
-    _refuse_edge_space(value)
+    fields.refuse_edge_space(value)
     try:
         ipaddress.ip_address(value)
         return value
@@ -294,7 +287,7 @@ class _Common(InputModel):
     @field_validator("username", check_fields=False)
     @classmethod
     def _username(cls, value: str | None) -> str | None:
-        return None if value is None else _refuse_edge_space(value)
+        return None if value is None else fields.refuse_edge_space(value)
 
     @field_validator("ssh_host_key", check_fields=False)
     @classmethod
